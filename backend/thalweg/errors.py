@@ -1,0 +1,148 @@
+"""Errors and warnings of Thalweg.
+
+Every user-facing problem is a :class:`ThalwegError` subclass that carries the facts a person
+needs to fix it (``path``, ``field``, ``ids``, ``hint``) both as attributes and in one readable
+message. The CLI prints the message, the server returns it as a 422 body, the plugin shows it in
+the message bar. Bugs raise ``AssertionError``/``RuntimeError`` instead.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ThalwegError",
+    "InputError",
+    "SchemaError",
+    "NetworkError",
+    "CycleError",
+    "DuplicateIdError",
+    "GeometryError",
+    "UnitError",
+    "RunoffError",
+    "RunoffMismatchError",
+    "MissingValueError",
+    "ThalwegWarning",
+    "format_ids",
+]
+
+
+def format_ids(ids: Iterable[Any], limit: int = 3) -> str:
+    """``[5071, 5093, 6120, 1, 2]`` -> ``'5071, 5093, 6120 and 2 more'``."""
+    ids = list(ids)
+    shown = ", ".join(str(_plain(i)) for i in ids[:limit])
+    if len(ids) > limit:
+        shown += f" and {len(ids) - limit:,} more"
+    return shown
+
+
+def _plain(value: Any) -> Any:
+    # numpy scalars print as np.int64(3) under numpy 2; people want 3
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+class ThalwegError(Exception):
+    """Base class of every error Thalweg raises on purpose.
+
+    Parameters
+    ----------
+    message : what is wrong, in one sentence.
+    path : the file concerned, if any.
+    field : the field (column, variable) concerned, if any.
+    ids : the external ids concerned (reach ids, times), if any.
+    hint : how to fix it.
+    layer : the layer inside ``path``, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        field: str | None = None,
+        ids: Sequence[Any] | None = None,
+        hint: str | None = None,
+        layer: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.field = field
+        self.layer = layer
+        self.ids = [_plain(i) for i in ids] if ids is not None else []
+        self.hint = hint
+        super().__init__(str(self))
+
+    def where(self) -> str:
+        parts = []
+        if self.path:
+            parts.append(Path(self.path).name)
+        if self.layer:
+            parts.append(f"layer '{self.layer}'")
+        if self.field:
+            parts.append(f"field {self.field}")
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        where = self.where()
+        text = f"{where}: {self.message}" if where else self.message
+        if self.hint:
+            text += f" {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The same facts, for a JSON error body."""
+        return {
+            "error": type(self).__name__,
+            "message": str(self),
+            "path": self.path,
+            "layer": self.layer,
+            "field": self.field,
+            "ids": self.ids[:100],
+            "hint": self.hint,
+        }
+
+
+class InputError(ThalwegError):
+    """The user's input cannot be used as it is."""
+
+
+class SchemaError(InputError):
+    """The fields of a layer or file do not match what is needed."""
+
+
+class NetworkError(InputError):
+    """The river network's topology or attributes are wrong."""
+
+
+class CycleError(NetworkError):
+    """Downstream links form a cycle."""
+
+
+class DuplicateIdError(NetworkError):
+    """The same reach id appears more than once."""
+
+
+class GeometryError(InputError):
+    """Geometries are missing, empty or of the wrong type."""
+
+
+class UnitError(InputError):
+    """A unit is missing, unknown or inconsistent."""
+
+
+class RunoffError(InputError):
+    """Runoff input cannot be used."""
+
+
+class RunoffMismatchError(RunoffError):
+    """Runoff reaches do not match the network's reaches."""
+
+
+class MissingValueError(RunoffError):
+    """Runoff holds NaN values."""
+
+
+class ThalwegWarning(UserWarning):
+    """Something odd that Thalweg can survive; the message says what it did and how to silence it."""

@@ -1,0 +1,117 @@
+"""The Scheme protocol: a routing scheme is a named, differentiable kernel function (ROUTING.md section 3).
+
+A scheme maps per-reach parameters to two unit-mass causal kernels: ``h`` (upstream inflow -> outflow)
+and ``g`` (the reach's own lateral runoff -> outflow; ``None`` means ``g = h``). Engines only ever see
+kernels, so adding a scheme never touches an engine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+
+__all__ = ["Parameter", "Scheme", "Kernels", "truncate", "steps_index"]
+
+Params = Mapping[str, torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One kernel parameter: name, SI unit, meaning, physical bounds and a default value."""
+
+    name: str
+    unit: str
+    description: str
+    lower: float
+    upper: float
+    default: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+    """Kernels of every reach: ``h`` [N, L] and ``g`` [N, L] (``g is h`` when the scheme uses one kernel)."""
+
+    h: torch.Tensor
+    g: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return int(self.h.shape[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """A routing scheme.
+
+    Attributes
+    ----------
+    name : registry key, e.g. 'muskingum'.
+    parameters : the per-reach parameters it takes (besides the network's own ``length``).
+    kernel : ``kernel(params, dt, n_steps) -> (h, g or None)``, each [N, n_steps], differentiable in params.
+        ``params`` holds float tensors [N] in SI units; ``length`` [m] is added when ``uses_length``.
+    travel_time : ``travel_time(params, dt) -> tensor [N]`` (s), the kernel's mean delay; sets the
+        automatic kernel length.
+    uses_length : the kernel needs each reach's length (Hayami).
+    description : one line for ``thalweg schemes`` and ``GET /schemes``.
+    """
+
+    name: str
+    parameters: tuple[Parameter, ...]
+    kernel: Callable[[Params, float, int], tuple[torch.Tensor, torch.Tensor | None]]
+    travel_time: Callable[[Params, float], torch.Tensor]
+    description: str = ""
+    uses_length: bool = False
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    def kernels(self, params: Params, dt: float, n_steps: int) -> Kernels:
+        h, g = self.kernel(params, float(dt), int(n_steps))
+        return Kernels(h, h if g is None else g)
+
+    def auto_length(self, params: Params, dt: float, *, spread: float = 8.0, minimum: int = 8) -> int:
+        """Kernel length covering ``spread`` times the largest travel time (in steps)."""
+        with torch.no_grad():
+            tt = self.travel_time(params, float(dt))
+            longest = float(tt.max()) if tt.numel() else 0.0
+        return max(minimum, int(math.ceil(spread * longest / dt)) + 2)
+
+    def sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Random parameters inside physical bounds (tests and benchmarks)."""
+        out = {}
+        for p in self.parameters:
+            lo, hi = p.lower, p.upper
+            if lo > 0 and hi / lo > 100:
+                out[p.name] = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
+            else:
+                out[p.name] = rng.uniform(lo, hi, n)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "uses_length": self.uses_length,
+                "parameters": [p.to_dict() for p in self.parameters]}
+
+
+def steps_index(n_steps: int, like: torch.Tensor) -> torch.Tensor:
+    """k = 0..n_steps-1 as a [1, n_steps] tensor of ``like``'s dtype and device."""
+    return torch.arange(n_steps, dtype=like.dtype, device=like.device)[None, :]
+
+
+def truncate(kernel: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut kernels [N, L0] to ``length`` steps keeping their mass (renormalise the kept part).
+
+    Returns ``(kernel [N, length], tail [N])`` with ``tail`` the fraction of each kernel's mass that lay
+    beyond the cut, so callers can report it (ROUTING.md section 2).
+    """
+    kept = kernel[..., :length]
+    total = kernel.sum(-1)
+    part = kept.sum(-1)
+    tail = (total - part) / total
+    return kept * (total / part)[..., None], tail

@@ -1,0 +1,21 @@
+"""Linear storage (implicit Euler): a = dt / (tau + dt), h[k] = a (1 - a)^k (ROUTING.md section 3)."""
+from __future__ import annotations
+
+import torch
+
+from .base import Parameter, Scheme, steps_index
+
+
+def kernel(params, dt: float, n_steps: int):
+    a = (dt / (params["tau"] + dt))[:, None]
+    k = steps_index(n_steps, a)
+    return a * torch.exp(k * torch.log1p(-a)), None
+
+
+SCHEME = Scheme(
+    name="linear_storage",
+    parameters=(Parameter("tau", "s", "residence time of the reach's storage", 1.0, 30 * 86400.0, 86400.0),),
+    kernel=kernel,
+    travel_time=lambda p, dt: p["tau"] + dt,
+    description="one linear reservoir per reach (implicit Euler)",
+)

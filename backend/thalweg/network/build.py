@@ -1,0 +1,120 @@
+"""ids -> positional indices, once, at the edge; validation on the way."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import NetworkError, ThalwegWarning, format_ids
+from . import validate
+from .model import RiverNetwork, Source
+
+__all__ = ["from_arrays"]
+
+
+def _as_ids(values: Any, role: str, source: Source) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if role == "downstream":
+            arr = np.where(finite, arr, -1)  # empty downstream cell = outlet
+        elif not finite.all():
+            raise NetworkError(f"{int((~finite).sum()):,} reach ids are empty.", path=source.path,
+                               layer=source.layer, field=source.field(role),
+                               hint="Every row needs an id; remove rows without one.")
+        if np.any(arr != np.round(arr)):
+            raise NetworkError("ids must be whole numbers.", path=source.path, layer=source.layer,
+                               field=source.field(role), hint="Choose an integer id field.")
+    if arr.dtype.kind not in "iuf":
+        try:
+            arr = arr.astype(np.int64)
+        except (TypeError, ValueError):
+            raise NetworkError(f"{role} ids must be integers (found {arr.dtype}).", path=source.path,
+                               layer=source.layer, field=source.field(role),
+                               hint="Choose integer id fields, or map them with --id-field/--downstream-field.") from None
+    return arr.astype(np.int64)
+
+
+def _optional(values: Any, n: int, name: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (n,):
+        raise AssertionError(f"{name} has shape {arr.shape}, expected ({n},)")
+    return arr
+
+
+def from_arrays(
+    ids: Any,
+    downstream_ids: Any,
+    length: Any,
+    area: Any = None,
+    *,
+    slope: Any = None,
+    catchment_area: Any = None,
+    attrs: Mapping[str, Any] | None = None,
+    geometry: Any = None,
+    crs: Any = None,
+    outlet_codes: Iterable[int] = (-1, 0),
+    source: Source | None = None,
+    check_area: validate.Policy = "error",
+) -> RiverNetwork:
+    """Build and validate a :class:`RiverNetwork` from external ids.
+
+    Parameters
+    ----------
+    ids, downstream_ids : array [N] of integer ids; a downstream id in ``outlet_codes``, negative, empty
+        or absent from ``ids`` marks an outlet (absent ids with a warning naming how many).
+    length : array [N], m.
+    area : array [N], upstream drainage area, m^2 (None: unknown, NaN).
+    slope, catchment_area (m^2), attrs, geometry, crs : optional per-reach data carried along.
+    source : file and field names used in error messages.
+    check_area : what to do when drainage area decreases downstream: 'error', 'warn' or 'ignore'.
+
+    Raises
+    ------
+    DuplicateIdError, CycleError, NetworkError
+    """
+    source = source or Source()
+    ids = _as_ids(ids, "id", source)
+    n = ids.size
+    if n == 0:
+        raise NetworkError("the network has no reaches.", path=source.path, layer=source.layer,
+                           hint="Check the layer and any filter; it must hold river lines.")
+    ds_ids = _as_ids(downstream_ids, "downstream", source)
+    if ds_ids.shape != ids.shape:
+        raise AssertionError(f"downstream ids {ds_ids.shape} and ids {ids.shape} differ in shape")
+    validate.check_unique_ids(ids, source)
+
+    sort = np.argsort(ids, kind="stable")
+    where = np.clip(np.searchsorted(ids[sort], ds_ids), 0, n - 1)
+    found = ids[sort][where] == ds_ids
+    downstream = np.where(found, sort[where], -1).astype(np.int64)
+    is_code = np.isin(ds_ids, np.fromiter(outlet_codes, dtype=np.int64)) | (ds_ids < 0)
+    dangling = ~found & ~is_code
+    if dangling.any():
+        missing = np.unique(ds_ids[dangling])
+        warnings.warn(
+            f"{source.path or 'network'}: {missing.size:,} values in {source.field('downstream') or 'downstream id'} "
+            f"are not reach ids ({format_ids(missing)}); treating {int(dangling.sum()):,} reaches as outlets, "
+            f"as expected for a clipped extract.", ThalwegWarning, stacklevel=2)
+
+    levels = validate.check_acyclic(ids, downstream, source)
+    length = _optional(length, n, "length")
+    if length is None:
+        raise NetworkError("reach lengths are missing.", path=source.path, layer=source.layer,
+                           hint="Map a length field, or give line geometries so lengths can be measured.")
+    validate.check_lengths(ids, length, source)
+    area = _optional(area, n, "area")
+    if area is None:
+        area = np.full(n, np.nan)
+    validate.check_areas(ids, downstream, area, source, policy=check_area)
+
+    network = RiverNetwork(
+        ids=ids, downstream=downstream, length=length, area=area,
+        slope=_optional(slope, n, "slope"), catchment_area=_optional(catchment_area, n, "catchment_area"),
+        attrs={k: np.asarray(v) for k, v in (attrs or {}).items()}, geometry=geometry, crs=crs, source=source)
+    object.__setattr__(network, "levels", levels)  # already computed by the cycle check
+    return network
