@@ -63,10 +63,10 @@ def scheidegger_network(
     ds_cell[(height - 1) * width:] = -1
     diagonal = (target_col != col[None, :]).reshape(-1)
 
-    acc = np.ones(n_cells, dtype=np.int64)
+    acc = np.ones((height, width), dtype=np.int64)
     for r in range(height - 1):
-        rows = slice(r * width, (r + 1) * width)
-        np.add.at(acc, ds_cell[rows], acc[rows])
+        acc[r + 1] += np.bincount(target_col[r], weights=acc[r], minlength=width).astype(np.int64)
+    acc = acc.reshape(-1)
 
     channel = acc >= threshold
     cells = np.flatnonzero(channel)

@@ -1,0 +1,106 @@
+"""Gauges: where observed discharge sits on the network, and the observations themselves."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, SchemaError, format_ids
+from ..network import RiverNetwork
+
+__all__ = ["Gauges", "read_gauges", "REACH_ID_COLUMNS"]
+
+REACH_ID_COLUMNS = ("reach_id", "LINKNO", "COMID", "HYRIV_ID", "riverId", "rivid", "link", "segId", "id")
+GAUGE_ID_COLUMNS = ("gauge_id", "code", "station", "site_no", "gauge")
+
+
+@dataclasses.dataclass(frozen=True)
+class Gauges:
+    """Gauges snapped to reaches.
+
+    Attributes
+    ----------
+    ids : gauge ids (str) [G].
+    reach_ids : id of the reach each gauge sits on [G].
+    positions : positions of those reaches in the network [G].
+    names : display names [G] (the id when the table has none).
+    observed : pandas DataFrame or None, index = time at the END of each step, one column per gauge id, m3/s,
+        NaN where missing.
+    """
+
+    ids: np.ndarray
+    reach_ids: np.ndarray
+    positions: np.ndarray
+    names: list[str]
+    observed: Any = None
+
+    def observed_on(self, time: np.ndarray) -> np.ndarray | None:
+        """Observations [G, T] at the given step-end times (NaN where none), or None without observations."""
+        if self.observed is None:
+            return None
+        frame = self.observed.reindex(columns=list(self.ids)).reindex(index=time.astype("datetime64[ns]"))
+        return frame.to_numpy(dtype=np.float64).T
+
+    def reach_of(self, gauge_id: str) -> int:
+        where = np.flatnonzero(self.ids == str(gauge_id))
+        if not where.size:
+            raise InputError(f"unknown gauge '{gauge_id}'.", hint=f"Known gauges: {format_ids(self.ids, 10)}.")
+        return int(self.reach_ids[where[0]])
+
+
+def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
+    lowered = {c.lower(): c for c in columns}
+    for name in candidates:
+        if name.lower() in lowered:
+            return lowered[name.lower()]
+    return None
+
+
+def read_gauges(path: str | Path, network: RiverNetwork, *, observed: str | Path | None = None) -> Gauges:
+    """Read a gauge table (CSV: a gauge id column and the id of the reach each gauge sits on) and,
+    optionally, observed discharge (CSV: a time column marking the END of each step, one column per gauge).
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype={c: str for c in GAUGE_ID_COLUMNS})
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the gauge table: {exc}.", path=path) from None
+    columns = list(table.columns)
+    id_field = network.source.field("id")
+    reach_col = _pick(columns, ((id_field,) if id_field else ()) + REACH_ID_COLUMNS)
+    gauge_col = _pick(columns, GAUGE_ID_COLUMNS)
+    if reach_col is None or gauge_col is None:
+        raise SchemaError(f"the gauge table needs a gauge id column ({', '.join(GAUGE_ID_COLUMNS)}) and a reach id "
+                          f"column ({', '.join(REACH_ID_COLUMNS)}); it has {', '.join(columns)}.", path=path,
+                          hint="Rename the columns, e.g. gauge_id and reach_id.")
+    reach_ids = table[reach_col].to_numpy()
+    positions = network.index_of(reach_ids, what=f"reach ids in {path.name} column {reach_col}")
+    ids = table[gauge_col].astype(str).to_numpy()
+    names = table["name"].astype(str).tolist() if "name" in table.columns else list(ids)
+    obs = None
+    if observed is not None:
+        obs = _read_observed(Path(observed), ids)
+    return Gauges(ids=ids, reach_ids=network.ids[positions], positions=positions, names=names, observed=obs)
+
+
+def _read_observed(path: Path, gauge_ids: np.ndarray):
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read observed discharge: {exc}.", path=path) from None
+    time_col = _pick(list(frame.columns), ("time", "date", "datetime")) or frame.columns[0]
+    frame.index = pd.to_datetime(frame.pop(time_col), utc=True).dt.tz_localize(None).to_numpy()
+    frame.columns = [str(c) for c in frame.columns]
+    unknown = [g for g in gauge_ids if g not in frame.columns]
+    if len(unknown) == len(gauge_ids):
+        raise SchemaError(f"no column matches a gauge id ({format_ids(gauge_ids)}); columns are "
+                          f"{format_ids(list(frame.columns), 6)}.", path=path,
+                          hint="Name one column per gauge with its gauge_id.")
+    frame = frame.apply(pd.to_numeric, errors="coerce")
+    return frame.where(frame >= 0)  # negative values are missing-data codes in many archives

@@ -1,0 +1,200 @@
+"""The routing run shared by the CLI and the server: read -> parameters -> route -> write.
+
+One implementation: ``thalweg route`` and a server "route" job both call :func:`run_route`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from ._files import atomic_write_text
+from .config import RouteSettings
+from .errors import InputError, NetworkError, ThalwegError, format_ids
+from .irf import Scheme, get_scheme
+from .network import RiverNetwork
+from .params import geoglows_velocity
+
+__all__ = ["RouteSettings", "RouteResult", "Cancelled", "run_route", "resolve_params"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+class Cancelled(ThalwegError):
+    """The run was cancelled at a safe point; nothing was written."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"cancelled before {stage}.")
+
+
+@dataclasses.dataclass
+class RouteResult:
+    outputs: dict[str, Path]
+    discharge: Any  # thalweg.results.Discharge
+    network: RiverNetwork
+    timings: dict[str, float]
+    params_used: dict[str, str]
+    gauges: Any = None  # thalweg.learning.Gauges or None
+
+
+def _travel_time(network: RiverNetwork, what: str) -> np.ndarray:
+    bad = ~(np.isfinite(network.area) & (network.area > 0))
+    if bad.any():
+        raise NetworkError(
+            f"{int(bad.sum()):,} reaches have no drainage area, which the default {what} (GEOGloWS velocity rule) "
+            f"needs: {format_ids(network.ids[bad])}.", path=network.source.path,
+            field=network.source.field("area"), ids=network.ids[bad].tolist(),
+            hint=f"Map an area field, give a flow-accumulation raster, or give {what} as a constant or field.")
+    return network.length / geoglows_velocity(network.area)
+
+
+def resolve_params(network: RiverNetwork, scheme: str | Scheme,
+                   spec: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Per-reach parameter arrays for ``scheme`` and a note on where each came from.
+
+    ``spec`` maps a parameter name to a constant (number, SI) or a network attribute name (str).
+    Parameters not in ``spec`` come from the network's own fields (``muskingum_k``, ``muskingum_x``) or from
+    the GEOGloWS v2 rule (travel time = length / max(0.25, exp(0.16842 ln A - 4.68)) m/s, x = 0.25).
+    """
+    sch = get_scheme(scheme)
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - set(sch.parameter_names))
+    if unknown:
+        raise InputError(f"the '{sch.name}' scheme takes no parameter(s) {', '.join(unknown)}.",
+                         hint=f"Its parameters are: {', '.join(sch.parameter_names)}.")
+    n = network.n_reaches
+    params: dict[str, np.ndarray] = {}
+    used: dict[str, str] = {}
+    for p in sch.parameters:
+        value = spec.get(p.name)
+        if isinstance(value, str):
+            if value not in network.attrs:
+                raise InputError(f"field '{value}' for parameter '{p.name}' is not in the network.",
+                                 path=network.source.path, field=value,
+                                 hint=f"Fields available: {', '.join(sorted(network.attrs)) or 'none'}.")
+            params[p.name] = np.asarray(network.attrs[value], dtype=np.float64)
+            used[p.name] = f"field {value}"
+        elif value is not None:
+            params[p.name] = np.full(n, float(value))
+            used[p.name] = f"constant {float(value):g} {p.unit}"
+        elif sch.name.startswith("muskingum") and f"muskingum_{p.name}" in network.attrs:
+            params[p.name] = np.asarray(network.attrs[f"muskingum_{p.name}"], dtype=np.float64)
+            used[p.name] = f"network field {network.source.field('muskingum_' + p.name) or 'muskingum_' + p.name}"
+        elif p.name in ("k", "lag", "tau"):
+            travel = _travel_time(network, p.name)
+            if sch.name == "nash_cascade":
+                n_res = spec.get("n", 3.0)
+                travel = travel / (float(n_res) if not isinstance(n_res, str) else np.asarray(network.attrs[n_res]))
+            params[p.name] = travel
+            used[p.name] = "GEOGloWS rule: length / max(0.25, exp(0.16842 ln A - 4.68))"
+        elif p.name == "celerity":
+            _travel_time(network, p.name)
+            params[p.name] = geoglows_velocity(network.area)
+            used[p.name] = "GEOGloWS velocity rule"
+        elif p.name == "x":
+            params[p.name] = np.full(n, 0.25)
+            used[p.name] = "GEOGloWS rule: 0.25"
+        else:
+            params[p.name] = np.full(n, p.default)
+            used[p.name] = f"default {p.default:g} {p.unit}"
+    return params, used
+
+
+def _check(should_stop: Callable[[], bool] | None, stage: str) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled(stage)
+
+
+def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, runoff: Any = None,
+              progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> RouteResult:
+    """Read the network and runoff, route, and write the outputs named by ``settings``.
+
+    ``network``/``runoff`` objects replace reading the paths. ``progress(fraction, message)`` is called as the
+    run advances; ``should_stop()`` is polled at safe points and raises :class:`Cancelled` (nothing is written
+    before the routing has finished, and every file is written atomically).
+    """
+    import torch
+
+    from .routing import route
+
+    report = progress or (lambda fraction, message: None)
+    timings: dict[str, float] = {}
+    out_dir = Path(settings.out_dir)
+
+    t0 = time.perf_counter()
+    if network is None:
+        from .hydrography import read_network
+
+        report(0.0, f"reading network {Path(settings.network).name}")
+        network = read_network(settings.network, schema=settings.schema, fields=settings.fields,
+                               layer=settings.layer, check_area=settings.check_area)
+    timings["read_network"] = time.perf_counter() - t0
+    _check(should_stop, "reading runoff")
+
+    t0 = time.perf_counter()
+    if runoff is None:
+        from .runoff import read_runoff
+
+        report(0.05, f"reading runoff {Path(settings.runoff).name}")
+        runoff = read_runoff(settings.runoff, network, nan=settings.nan)
+    timings["read_runoff"] = time.perf_counter() - t0
+    _check(should_stop, "routing")
+
+    params, used = resolve_params(network, settings.scheme, settings.params)
+    for name, origin in used.items():
+        log.info("parameter %s: %s", name, origin)
+
+    t0 = time.perf_counter()
+
+    def level_progress(done: int, total: int) -> None:
+        report(0.1 + 0.8 * done / max(total, 1), f"routing: level {done:,} of {total:,}")
+        _check(should_stop, "writing outputs")
+
+    with torch.no_grad():
+        q = route(network, runoff.values, params, settings.scheme, dt=runoff.dt, engine=settings.engine,
+                  device=None if settings.device == "auto" else settings.device, progress=level_progress)
+    q = q.cpu().numpy()
+    timings["route"] = time.perf_counter() - t0
+    _check(should_stop, "writing outputs")
+
+    from .results import Discharge, write_hydrographs_csv, write_q, write_qout, write_summary_gpkg
+
+    attrs = {"thalweg_version": __version__, "scheme": settings.scheme, "engine": settings.engine,
+             "network": str(settings.network), "runoff": str(settings.runoff),
+             "parameters": "; ".join(f"{k}: {v}" for k, v in used.items())}
+    discharge = Discharge.from_routing(q, runoff, attrs)
+
+    gauges = None
+    if settings.gauges:
+        from .learning import read_gauges
+
+        gauges = read_gauges(settings.gauges, network, observed=settings.observed)
+
+    t0 = time.perf_counter()
+    report(0.92, "writing outputs")
+    outputs: dict[str, Path] = {}
+    if settings.convention in ("end", "both"):
+        outputs["q"] = write_q(out_dir / f"{settings.name}.nc", discharge)
+    if settings.convention in ("mean", "both"):
+        suffix = "_Qout" if settings.convention == "both" else ""
+        outputs["qout"] = write_qout(out_dir / f"{settings.name}{suffix}.nc", discharge, convention="mean")
+    if settings.write_gpkg and network.geometry is not None:
+        outputs["gpkg"] = write_summary_gpkg(out_dir / f"{settings.name}.gpkg", network, discharge)
+    reaches = list(dict.fromkeys([*(gauges.reach_ids.tolist() if gauges is not None else []),
+                                  *settings.hydrograph_reaches]))
+    if reaches:
+        outputs["hydrographs"] = write_hydrographs_csv(out_dir / f"{settings.name}_hydrographs.csv", discharge,
+                                                       reaches)
+    outputs["settings"] = atomic_write_text(out_dir / f"{settings.name}.settings.json", settings.to_json())
+    timings["write"] = time.perf_counter() - t0
+    report(1.0, "done")
+    return RouteResult(outputs=outputs, discharge=discharge, network=network, timings=timings,
+                       params_used=used, gauges=gauges)
