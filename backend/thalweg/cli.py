@@ -54,14 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"thalweg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info lines")
+    # the same switches after the command; SUPPRESS keeps a value given before the command
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = sub.add_parser("info", help="describe a river network file: schema, fields, size, problems")
+    info = sub.add_parser("info", parents=[common],
+                          help="describe a river network file: schema, fields, size, problems")
     info.add_argument("network", help="hydrography file (GeoPackage, Shapefile, parquet, GeoJSON, CSV, NetCDF)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_network_options(info)
 
-    rt = sub.add_parser("route", help="route runoff through a network and write discharge")
+    rt = sub.add_parser("route", parents=[common],
+                        help="route runoff through a network and write discharge")
     rt.add_argument("network", help="hydrography file")
     rt.add_argument("runoff", help="runoff file (RAPID m3_riv, river-route catchment_runoff, CSV/parquet)")
     rt.add_argument("-o", "--output", required=True, help="output NetCDF path (OUT.nc); extras go beside it")
@@ -79,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--engine", default="auto", help="routing engine (auto, exact, ...)")
     rt.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when there is one)")
     rt.add_argument("--nan", choices=NAN_POLICIES, default="error", help="runoff NaN policy")
+    rt.add_argument("--missing", choices=NAN_POLICIES, default="error",
+                    help="network reaches absent from the runoff: error (default) or zero")
+    rt.add_argument("--catchments", help="catchment polygons (id field = reach id) for gridded runoff")
     rt.add_argument("--gauges", help="CSV of gauges (gauge_id, reach id): hydrographs are written there")
     rt.add_argument("--observed", help="CSV of observed discharge (time + one column per gauge_id)")
     rt.add_argument("--hydrograph", type=int, action="append", default=[], metavar="REACH_ID",
@@ -86,13 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--no-gpkg", action="store_true", help="do not write the GeoPackage summary layer")
     _add_network_options(rt)
 
-    demo = sub.add_parser("demo", help="route the bundled sample basin and draw maps and hydrographs")
+    demo = sub.add_parser("demo", parents=[common],
+                          help="route the bundled sample basin and draw maps and hydrographs")
     demo.add_argument("--out", default="thalweg-demo", help="output folder (default: ./thalweg-demo)")
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
-    sub.add_parser("schemes", help="list routing schemes and their parameters")
+    sub.add_parser("schemes", parents=[common], help="list routing schemes and their parameters")
 
-    serve = sub.add_parser("serve", help="run the local job service for the QGIS plugin and scripts")
+    serve = sub.add_parser("serve", parents=[common],
+                           help="run the local job service for the QGIS plugin and scripts")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="port (0: a free one)")
     serve.add_argument("--workspace", help="folder for jobs and the connection file")
@@ -142,13 +153,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     lines = [
         f"file           {args.network}",
         f"schema         {summary['schema']}",
-        f"fields         " + ", ".join(f"{k}={v}" for k, v in summary["fields"].items()),
+        "fields         " + ", ".join(f"{k}={v}" for k, v in summary["fields"].items()),
         f"reaches        {summary['reaches']:,}",
         f"outlets        {summary['outlets']:,}",
         f"headwaters     {summary['headwaters']:,}",
         f"max depth      {summary['max_depth']:,} links ({summary['levels']:,} topological levels)",
         f"total length   {summary['total_length_km']:,.1f} km",
-        f"largest basin  " + (f"{summary['largest_basin_km2']:,.1f} km2" if summary["largest_basin_km2"]
+        "largest basin  " + (f"{summary['largest_basin_km2']:,.1f} km2" if summary["largest_basin_km2"]
                               else "unknown (no drainage area)"),
         f"crs            {summary['crs']}",
         f"attributes     {', '.join(sorted(net.attrs)) or 'none'}",
@@ -174,7 +185,8 @@ def _route_settings(args: argparse.Namespace) -> RouteSettings:
         network=str(args.network), runoff=str(args.runoff), out_dir=str(out.parent), name=out.stem,
         scheme=args.scheme, params=params, engine=args.engine, device=args.device, convention=args.convention,
         schema=args.schema, fields=_field_overrides(args), layer=args.layer, nan=args.nan,
-        check_area=args.check_area, gauges=args.gauges, observed=args.observed, write_gpkg=not args.no_gpkg,
+        missing=args.missing, catchments=args.catchments, check_area=args.check_area, gauges=args.gauges,
+        observed=args.observed, write_gpkg=not args.no_gpkg,
         hydrograph_reaches=list(args.hydrograph))
 
 

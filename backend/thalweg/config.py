@@ -37,6 +37,8 @@ class RouteSettings:
     convention : 'end' writes river-route ``Q`` (end of step), 'mean' RAPID ``Qout`` (step mean), 'both'.
     schema, fields, layer : override the hydrography schema detection.
     nan : runoff NaN policy ('error' or 'zero').
+    missing : reaches of the network absent from the runoff: 'error' or 'zero'.
+    catchments : polygon file of reach catchments, for gridded runoff (area weights).
     check_area : drainage area decreasing downstream: 'error', 'warn' or 'ignore'.
     gauges : CSV table of gauges (gauge_id and the reach id they sit on); hydrographs are written there.
     observed : CSV of observed discharge (time column + one column per gauge_id), for metrics and plots.
@@ -57,6 +59,8 @@ class RouteSettings:
     fields: dict[str, str] | None = None
     layer: str | None = None
     nan: str = "error"
+    missing: str = "error"
+    catchments: str | None = None
     check_area: str = "error"
     gauges: str | None = None
     observed: str | None = None
@@ -64,7 +68,8 @@ class RouteSettings:
     hydrograph_reaches: list[int] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name, allowed in (("convention", CONVENTIONS), ("nan", NAN_POLICIES), ("check_area", AREA_POLICIES)):
+        for name, allowed in (("convention", CONVENTIONS), ("nan", NAN_POLICIES), ("missing", NAN_POLICIES),
+                              ("check_area", AREA_POLICIES)):
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(f"setting '{name}' is '{value}'.", hint=f"Use one of: {', '.join(allowed)}.")

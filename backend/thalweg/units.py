@@ -24,7 +24,8 @@ DEPTH = {"m": 1.0, "mm": 1e-3, "kg m-2": 1e-3, "kg/m2": 1e-3, "kg m**-2": 1e-3, 
 DISCHARGE = {"m3 s-1": 1.0, "m3/s": 1.0, "m^3/s": 1.0, "m**3/s": 1.0, "m3.s-1": 1.0, "cms": 1.0,
              "ft3 s-1": 0.028316846592, "cfs": 0.028316846592, "ft3/s": 0.028316846592, "l/s": 1e-3}
 VOLUME = {"m3": 1.0, "m^3": 1.0, "m**3": 1.0}
-TIME_UNITS = {"s": 1.0, "second": 1.0, "seconds": 1.0, "min": 60.0, "minute": 60.0, "minutes": 60.0,
+TIME_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "hr": 3600.0, "hrs": 3600.0,
+              "min": 60.0, "minute": 60.0, "minutes": 60.0,
               "h": 3600.0, "hour": 3600.0, "hours": 3600.0, "d": 86400.0, "day": 86400.0, "days": 86400.0}
 
 _TABLES = {"length": LENGTH, "area": AREA, "depth": DEPTH, "discharge": DISCHARGE, "volume": VOLUME,

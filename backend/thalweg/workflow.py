@@ -45,7 +45,17 @@ class RouteResult:
     gauges: Any = None  # thalweg.learning.Gauges or None
 
 
+def _need_lengths(network: RiverNetwork, what: str) -> None:
+    bad = ~np.isfinite(network.length)
+    if bad.any():
+        raise NetworkError(
+            f"{int(bad.sum()):,} reaches have no length, which {what} needs: {format_ids(network.ids[bad])}.",
+            path=network.source.path, ids=network.ids[bad].tolist(),
+            hint="Give line geometries or a length field, or give the parameters as constants or fields.")
+
+
 def _travel_time(network: RiverNetwork, what: str) -> np.ndarray:
+    _need_lengths(network, f"the default {what} (GEOGloWS rule)")
     bad = ~(np.isfinite(network.area) & (network.area > 0))
     if bad.any():
         raise NetworkError(
@@ -71,6 +81,8 @@ def resolve_params(network: RiverNetwork, scheme: str | Scheme,
         raise InputError(f"the '{sch.name}' scheme takes no parameter(s) {', '.join(unknown)}.",
                          hint=f"Its parameters are: {', '.join(sch.parameter_names)}.")
     n = network.n_reaches
+    if sch.uses_length:
+        _need_lengths(network, f"the '{sch.name}' scheme")
     params: dict[str, np.ndarray] = {}
     used: dict[str, str] = {}
     for p in sch.parameters:
@@ -144,7 +156,9 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
         from .runoff import read_runoff
 
         report(0.05, f"reading runoff {Path(settings.runoff).name}")
-        runoff = read_runoff(settings.runoff, network, nan=settings.nan)
+        # gridded runoff caches its area-weight table beside the outputs
+        runoff = read_runoff(settings.runoff, network, nan=settings.nan, missing=settings.missing,
+                             catchments=settings.catchments, weights_cache=out_dir if settings.catchments else None)
     timings["read_runoff"] = time.perf_counter() - t0
     _check(should_stop, "routing")
 

@@ -58,9 +58,12 @@ def test_bad_lengths_name_reaches(bad):
     assert err.value.ids == [2] and err.value.field == "LENGTH_KM"
 
 
-def test_missing_lengths():
-    with pytest.raises(NetworkError, match="lengths are missing"):
-        from_arrays([1], [0], None)
+def test_unknown_lengths_are_nan_and_catchments_accumulate():
+    net = from_arrays([1, 2, 3], [3, 3, 0], None, catchment_area=[1e6, 2e6, 3e6], accumulate_catchments=True,
+                      source=SRC)
+    assert np.isnan(net.length).all()
+    assert net.area.tolist() == [1e6, 2e6, 6e6]
+    assert net.source.fields["area"] == "accumulated catchment_area"
 
 
 def test_empty_network():

@@ -1,6 +1,7 @@
 """ids -> positional indices, once, at the edge; validation on the way."""
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 from ..errors import NetworkError, ThalwegWarning, format_ids
 from . import validate
 from .model import RiverNetwork, Source
+from .order import accumulate
 
 __all__ = ["from_arrays"]
 
@@ -33,7 +35,8 @@ def _as_ids(values: Any, role: str, source: Source) -> np.ndarray:
         except (TypeError, ValueError):
             raise NetworkError(f"{role} ids must be integers (found {arr.dtype}).", path=source.path,
                                layer=source.layer, field=source.field(role),
-                               hint="Choose integer id fields, or map them with --id-field/--downstream-field.") from None
+                               hint="Choose integer id fields, or map them with --id-field/--downstream-field.",
+                               ) from None
     return arr.astype(np.int64)
 
 
@@ -49,7 +52,7 @@ def _optional(values: Any, n: int, name: str) -> np.ndarray | None:
 def from_arrays(
     ids: Any,
     downstream_ids: Any,
-    length: Any,
+    length: Any = None,
     area: Any = None,
     *,
     slope: Any = None,
@@ -60,6 +63,7 @@ def from_arrays(
     outlet_codes: Iterable[int] = (-1, 0),
     source: Source | None = None,
     check_area: validate.Policy = "error",
+    accumulate_catchments: bool = False,
 ) -> RiverNetwork:
     """Build and validate a :class:`RiverNetwork` from external ids.
 
@@ -67,8 +71,9 @@ def from_arrays(
     ----------
     ids, downstream_ids : array [N] of integer ids; a downstream id in ``outlet_codes``, negative, empty
         or absent from ``ids`` marks an outlet (absent ids with a warning naming how many).
-    length : array [N], m.
+    length : array [N], m (None: unknown, NaN; schemes and rules that need lengths then say so).
     area : array [N], upstream drainage area, m^2 (None: unknown, NaN).
+    accumulate_catchments : when ``area`` is None, accumulate ``catchment_area`` downstream into it.
     slope, catchment_area (m^2), attrs, geometry, crs : optional per-reach data carried along.
     source : file and field names used in error messages.
     check_area : what to do when drainage area decreases downstream: 'error', 'warn' or 'ignore'.
@@ -104,17 +109,21 @@ def from_arrays(
     levels = validate.check_acyclic(ids, downstream, source)
     length = _optional(length, n, "length")
     if length is None:
-        raise NetworkError("reach lengths are missing.", path=source.path, layer=source.layer,
-                           hint="Map a length field, or give line geometries so lengths can be measured.")
-    validate.check_lengths(ids, length, source)
+        length = np.full(n, np.nan)
+    else:
+        validate.check_lengths(ids, length, source)
     area = _optional(area, n, "area")
+    catchment_area = _optional(catchment_area, n, "catchment_area")
+    if area is None and accumulate_catchments and catchment_area is not None:
+        area = accumulate(downstream, np.nan_to_num(catchment_area, nan=0.0), levels)
+        source = dataclasses.replace(source, fields={**source.fields, "area": "accumulated catchment_area"})
     if area is None:
         area = np.full(n, np.nan)
     validate.check_areas(ids, downstream, area, source, policy=check_area)
 
     network = RiverNetwork(
         ids=ids, downstream=downstream, length=length, area=area,
-        slope=_optional(slope, n, "slope"), catchment_area=_optional(catchment_area, n, "catchment_area"),
+        slope=_optional(slope, n, "slope"), catchment_area=catchment_area,
         attrs={k: np.asarray(v) for k, v in (attrs or {}).items()}, geometry=geometry, crs=crs, source=source)
     object.__setattr__(network, "levels", levels)  # already computed by the cycle check
     return network

@@ -80,13 +80,14 @@ def check_areas(ids: np.ndarray, downstream: np.ndarray, area: np.ndarray, sourc
 
 
 def resolve_bifurcations(from_ids: np.ndarray, to_ids: np.ndarray, *, main: np.ndarray | None = None,
-                         source: Source = Source()) -> tuple[np.ndarray, np.ndarray]:
+                         source: Source | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reduce a link table (one row per from -> to link) to one downstream id per reach.
 
     Where a reach has several downstream links, the row with ``main`` True (NHDPlus: Divergence != 2),
     or else the first row, is kept; the minor paths are reported in one warning. Full bifurcation
     support (splitting discharge) comes later.
     """
+    source = source or Source()
     from_ids = np.asarray(from_ids)
     to_ids = np.asarray(to_ids)
     rank = np.zeros(from_ids.size, dtype=np.int64) if main is None else (~np.asarray(main, bool)).astype(np.int64)

@@ -1,0 +1,124 @@
+"""Discharge: routed Q per reach, instantaneous at the END of each step (ROUTING.md section 1)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, NetworkError, format_ids
+
+__all__ = ["Discharge"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Discharge:
+    """Routed discharge.
+
+    Parameters
+    ----------
+    values : float32 [N, T], m3/s, instantaneous outflow of each reach at the END of each step.
+    ids : int64 [N], reach ids.
+    time : datetime64[ns] [T], the END of each step (step t covers (time[t] - dt, time[t]]).
+    dt : step length, s.
+    attrs : provenance written into files (scheme, engine, network and runoff paths, version).
+    """
+
+    values: np.ndarray
+    ids: np.ndarray
+    time: np.ndarray
+    dt: float
+    attrs: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=np.float32)
+        ids = np.asarray(self.ids, dtype=np.int64)
+        time = np.asarray(self.time, dtype="datetime64[ns]")
+        if values.ndim != 2 or values.shape != (ids.size, time.size):
+            raise AssertionError(f"Discharge values {values.shape} do not match ids ({ids.size}) x time ({time.size})")
+        if not float(self.dt) > 0:
+            raise AssertionError(f"Discharge dt must be positive, got {self.dt}")
+        for name, value in (("values", values), ("ids", ids), ("time", time), ("dt", float(self.dt)),
+                            ("attrs", dict(self.attrs))):
+            object.__setattr__(self, name, value)
+
+    # ---- sizes and lookups --------------------------------------------------------------------------
+    @property
+    def n_reaches(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.time.size)
+
+    @property
+    def step(self) -> np.timedelta64:
+        return np.timedelta64(int(round(self.dt * 1e9)), "ns")
+
+    @property
+    def start_time(self) -> np.ndarray:
+        """datetime64[ns] [T], the start of each step."""
+        return self.time - self.step
+
+    def index_of(self, reach_ids: Any) -> np.ndarray:
+        """Rows of the given reach ids; NetworkError naming the ids that have no discharge."""
+        wanted = np.atleast_1d(np.asarray(reach_ids)).astype(np.int64)
+        order = np.argsort(self.ids, kind="stable")
+        pos = np.clip(np.searchsorted(self.ids[order], wanted), 0, max(self.n_reaches - 1, 0))
+        ok = self.ids[order][pos] == wanted if self.n_reaches else np.zeros(wanted.shape, bool)
+        if not ok.all():
+            bad = wanted[~ok]
+            raise NetworkError(f"{bad.size:,} reach ids have no discharge: {format_ids(bad)}.", ids=bad.tolist(),
+                               hint="Use ids of the routed network (or of the reaches kept with at=).")
+        return order[pos]
+
+    def series(self, reach_id: Any) -> np.ndarray:
+        """Q [T] of one reach, m3/s; NetworkError naming the id if absent."""
+        return self.values[self.index_of([reach_id])[0]]
+
+    def at(self, time: Any) -> np.ndarray:
+        """Q [N] at the end of the step ending nearest ``time``; InputError naming the covered range otherwise."""
+        t = np.datetime64(time, "ns") if not isinstance(time, np.datetime64) else time.astype("datetime64[ns]")
+        first, last = self.time[0] - self.step, self.time[-1]
+        if self.n_steps == 0 or t < first or t > last:
+            raise InputError(f"time {t} is outside the routed period {first} .. {last}.", field="time",
+                             hint="Pick a time inside the routed period.")
+        k = int(np.argmin(np.abs((self.time - t).astype(np.int64))))
+        return self.values[:, k]
+
+    def to_xarray(self):
+        """xarray Dataset with Q(reach, time), time = step ends, and the provenance in attributes."""
+        import xarray as xr
+
+        q = xr.DataArray(self.values, dims=("reach", "time"),
+                         attrs={"units": "m3 s-1", "long_name": "discharge at the downstream end of each reach",
+                                "cell_methods": "time: point"})
+        return xr.Dataset({"Q": q}, coords={"reach": self.ids, "time": self.time},
+                          attrs={**{k: v for k, v in self.attrs.items() if isinstance(v, (str, int, float))},
+                                 "dt_seconds": self.dt, "thalweg_time_convention": "end"})
+
+    @classmethod
+    def from_routing(cls, q: Any, runoff, attrs: dict | None = None, *, ids: Any = None) -> Discharge:
+        """Wrap routed Q ([N, T] or [1, N, T], numpy or torch) with the runoff's ids and time axis.
+
+        Q[:, t] is stamped at the end of runoff step t: ``runoff.time[t] + runoff.dt``.
+        ids : the reach ids of the rows when routing kept only some reaches (``route(..., at=ids)``);
+            default ``runoff.ids``.
+        """
+        if hasattr(q, "detach"):
+            q = q.detach().cpu().numpy()
+        q = np.asarray(q)
+        if q.ndim == 3 and q.shape[0] == 1:
+            q = q[0]
+        rows = runoff.ids if ids is None else np.atleast_1d(np.asarray(ids)).astype(np.int64)
+        if q.ndim != 2 or q.shape != (rows.size, runoff.n_steps):
+            raise AssertionError(f"routed discharge {q.shape} does not match {rows.size} reaches x "
+                                 f"{runoff.n_steps} runoff steps (route one batch member at a time)")
+        end = runoff.time + np.timedelta64(int(round(runoff.dt * 1e9)), "ns")
+        meta = {"runoff": runoff.source} if runoff.source else {}
+        meta.update(attrs or {})
+        return cls(q.astype(np.float32), rows.copy(), end, runoff.dt, meta)
+
+    def __repr__(self) -> str:
+        span = f"{self.time[0]} .. {self.time[-1]}" if self.n_steps else "empty"
+        return f"<Discharge: {self.n_reaches:,} reaches x {self.n_steps:,} steps of {self.dt:g} s ending {span}>"

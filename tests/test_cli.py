@@ -1,0 +1,190 @@
+"""The ``thalweg`` command end to end: files in, files out, numbers checked against the library."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from thalweg.cli import main
+from thalweg.network import scheidegger_network
+from thalweg.params import geoglows_muskingum
+from thalweg.results import read_discharge
+from thalweg.routing import route
+from thalweg.testing.layers import write_layer
+
+DT = 3 * 3600.0
+
+
+@pytest.fixture(scope="module")
+def lattice():
+    return scheidegger_network(150, seed=21, with_geometry=True)
+
+
+def _ds_ids(net):
+    return np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], -1)
+
+
+def _write_m3_riv(path, net, volumes):
+    """RAPID m3_riv(time, rivid): volumes [m3] per 3-hour step, time stamps at step starts."""
+    seconds = np.arange(volumes.shape[1]) * int(DT)
+    xr.Dataset({"m3_riv": (("time", "rivid"), volumes.T.astype("float32"), {"units": "m3"}),
+                "rivid": (("rivid",), net.ids.astype("int32")),
+                "time": (("time",), seconds, {"units": "seconds since 2010-01-01 00:00:00"})}).to_netcdf(path)
+    return path
+
+
+@pytest.fixture
+def volumes(lattice):
+    rng = np.random.default_rng(3)
+    return rng.gamma(1.5, 2000.0, size=(lattice.n_reaches, 40)).astype("float32")
+
+
+def test_route_geoglows_table_with_rapid_runoff(tmp_path, lattice, volumes, capsys):
+    rng = np.random.default_rng(0)
+    k = rng.uniform(3 * 3600, 12 * 3600, lattice.n_reaches)
+    x = rng.uniform(0.1, 0.3, lattice.n_reaches)
+    network = write_layer(tmp_path / "streams.parquet", "geoglows", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area, muskingum_k=k, muskingum_x=x)
+    runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes)
+    out = tmp_path / "out" / "Qout.nc"
+    assert main(["route", str(network), str(runoff), "-o", str(out), "--convention", "both", "-q"]) == 0
+
+    expected = route(lattice, torch.from_numpy(volumes / DT), {"k": k, "x": x}, "muskingum", dt=DT).numpy()
+    end = read_discharge(out)
+    order = end.index_of(lattice.ids)
+    np.testing.assert_allclose(end.values[order], expected, rtol=1e-5, atol=1e-4)
+    assert end.dt == DT
+    assert str(end.time[0]) == "2010-01-01T03:00:00.000000000"  # end of the first step
+    with xr.open_dataset(out.with_name("Qout_Qout.nc")) as ds:
+        assert ds.attrs["thalweg_time_convention"] != xr.open_dataset(out).attrs["thalweg_time_convention"]
+        mean = ds["Qout"].transpose("rivid", "time").values[order]
+    # RAPID's step mean is our end-of-step value of the previous step (cold start: 0)
+    np.testing.assert_allclose(mean[:, 1:], expected[:, :-1], rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(mean[:, 0], 0.0)
+    settings = json.loads(out.with_name("Qout.settings.json").read_text())
+    assert settings["scheme"] == "muskingum" and settings["runoff"] == str(runoff)
+
+
+def test_route_without_k_uses_the_geoglows_rule(tmp_path, lattice, volumes, capsys):
+    network = write_layer(tmp_path / "rivers.gpkg", "geoglows", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area, geometry=lattice.geometry, crs=lattice.crs)
+    runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes)
+    out = tmp_path / "Q.nc"
+    assert main(["route", str(network), str(runoff), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "parameter k: GEOGloWS rule" in err
+    params = geoglows_muskingum(lattice)
+    expected = route(lattice, torch.from_numpy(volumes / DT), params, "muskingum", dt=DT).numpy()
+    got = read_discharge(out)
+    np.testing.assert_allclose(got.values[got.index_of(lattice.ids)], expected, rtol=1e-5, atol=1e-4)
+    import geopandas as gpd
+
+    layer = gpd.read_file(out.with_suffix(".gpkg"))
+    assert len(layer) == lattice.n_reaches and {"mean", "max", "q05", "q50", "q95"} <= set(layer.columns)
+
+
+def test_other_schemes_take_parameters_as_constants_or_fields(tmp_path, lattice, volumes):
+    network = write_layer(tmp_path / "rivers.parquet", "geoglows", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area)
+    runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes)
+    out = tmp_path / "hayami.nc"
+    assert main(["route", str(network), str(runoff), "-o", str(out), "--scheme", "hayami", "--param",
+                 "celerity=1.1", "--param", "diffusivity=4000", "-q"]) == 0
+    expected = route(lattice, torch.from_numpy(volumes / DT), {"celerity": 1.1, "diffusivity": 4000.0}, "hayami",
+                     dt=DT).numpy()
+    got = read_discharge(out)
+    np.testing.assert_allclose(got.values[got.index_of(lattice.ids)], expected, rtol=1e-5, atol=1e-4)
+    with xr.open_dataset(out) as ds:
+        assert "celerity: constant 1.1" in ds.attrs["parameters"]
+
+
+def test_gauges_write_hydrographs(tmp_path, lattice, volumes):
+    network = write_layer(tmp_path / "rivers.parquet", "geoglows", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area)
+    runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes)
+    outlet = int(lattice.ids[np.argmax(lattice.area)])
+    gauges = tmp_path / "gauges.csv"
+    gauges.write_text(f"gauge_id,LINKNO\nG1,{outlet}\n")
+    out = tmp_path / "Q.nc"
+    assert main(["route", str(network), str(runoff), "-o", str(out), "--gauges", str(gauges),
+                 "--hydrograph", str(int(lattice.ids[0])), "-q"]) == 0
+    import pandas as pd
+
+    csv = pd.read_csv(out.with_name("Q_hydrographs.csv"))
+    assert list(csv.columns[1:]) == [str(outlet), str(int(lattice.ids[0]))]
+    q = read_discharge(out)
+    np.testing.assert_allclose(csv[str(outlet)].to_numpy(), q.series(outlet), rtol=1e-6)
+
+
+def test_input_errors_are_one_line_and_leave_no_output(tmp_path, capsys):
+    network = write_layer(tmp_path / "rivers.gpkg", "hydrorivers", [1, 2, 3, 4], [2, 3, 1, 0],
+                          lengths=[1000.0] * 4, areas=[1e6, 2e6, 3e6, 1e6])
+    out = tmp_path / "Q.nc"
+    code = main(["route", str(network), str(tmp_path / "none.nc"), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "CycleError" in err and "1 -> 2 -> 3 -> 1" in err and "NEXT_DOWN" in err
+    assert not out.exists() and not list(tmp_path.glob("Q*"))
+    from thalweg.errors import CycleError
+
+    with pytest.raises(CycleError):
+        main(["--debug", "route", str(network), str(tmp_path / "none.nc"), "-o", str(out)])
+
+
+def test_runoff_missing_reaches_is_an_error_naming_them(tmp_path, lattice, volumes, capsys):
+    network = write_layer(tmp_path / "rivers.parquet", "geoglows", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area)
+    part = scheidegger_network(150, seed=21).take(np.arange(1, lattice.n_reaches))
+    runoff = _write_m3_riv(tmp_path / "m3_riv.nc", part, volumes[1:])
+    out = tmp_path / "Q.nc"
+    assert main(["route", str(network), str(runoff), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "RunoffMismatchError" in err and str(int(lattice.ids[0])) in err
+    assert not out.exists()
+    assert main(["route", str(network), str(runoff), "-o", str(out), "--missing", "zero", "-q"]) == 0
+    assert out.exists()
+
+
+def test_info_reports_schema_counts_and_problems(tmp_path, lattice, capsys):
+    network = write_layer(tmp_path / "rivers.gpkg", "hydrorivers", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area, geometry=lattice.geometry, crs=lattice.crs)
+    assert main(["info", str(network)]) == 0
+    text = capsys.readouterr().out
+    assert "hydrorivers" in text and f"{lattice.n_reaches:,}" in text
+    assert f"max depth      {int(lattice.depth.max())}" in text
+    assert main(["info", str(network), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["reaches"] == lattice.n_reaches and data["outlets"] == lattice.outlets.size
+    assert data["fields"]["downstream"] == "NEXT_DOWN" and data["problems"] == []
+
+
+def test_bad_output_suffix_and_unknown_setting(tmp_path, capsys):
+    assert main(["route", "a.gpkg", "b.nc", "-o", str(tmp_path / "q.csv")]) == 2
+    assert "must be a NetCDF file" in capsys.readouterr().err
+    from thalweg.config import RouteSettings
+    from thalweg.errors import InputError
+
+    with pytest.raises(InputError, match="unknown setting.*colour.*Known settings"):
+        RouteSettings.from_dict({"network": "a", "runoff": "b", "colour": "red"})
+    with pytest.raises(InputError, match="'convention' is 'middle'"):
+        RouteSettings(network="a", runoff="b", convention="middle")
+
+
+def test_demo_runs_on_the_sample_basin(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--device", "cpu"]) == 0
+    for name in ("cance_discharge.nc", "cance_discharge_Qout.nc", "cance_discharge.gpkg",
+                 "cance_discharge_hydrographs.csv", "cance_discharge_map.png", "cance_hydrographs.png",
+                 "metrics.json"):
+        assert (out / name).stat().st_size > 0, name
+    scores = json.loads((out / "metrics.json").read_text())
+    assert set(scores) == {"V3524010", "V3515010", "V3517010"}
+    for s in scores.values():
+        assert np.isfinite(s["nse"]) and np.isfinite(s["kge"])
+    # the runoff was scaled so that the outlet's volume matches the observations (sample README)
+    assert abs(scores["V3524010"]["pbias"]) < 2.0
+    assert (out / "cance_discharge_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
