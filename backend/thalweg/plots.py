@@ -46,7 +46,11 @@ def plot_discharge_map(path: str | Path, network: RiverNetwork, discharge: Any, 
     vmax = max(float(p[1].max()) for p in panels)
     vmin = max(vmax * 1e-3, 1e-3)
     norm = LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10))
-    plt, fig = _figure(figsize=(5.2 * len(panels), 5.6))
+    allxy = np.concatenate(lines)
+    span = np.ptp(allxy, axis=0)
+    aspect = float(span[1] / span[0]) if span[0] > 0 else 1.0
+    plt, fig = _figure(figsize=(3.6 * len(panels) + 1.2, 3.6 * min(max(aspect, 0.4), 2.0) + 0.8),
+                       layout="constrained")
     for k, (label, q) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         widths = 0.6 + 3.4 * np.clip(np.log10(np.maximum(q, vmin) / vmin) / np.log10(norm.vmax / vmin), 0, 1)
@@ -83,7 +87,7 @@ def plot_hydrographs(path: str | Path, discharge: Any, gauges: Any, *, metrics: 
         if observed is not None:
             ax.plot(times, observed[k], color="k", lw=1.0, label="observed")
         ax.plot(times, discharge.series(reach), color="tab:blue", lw=1.1, label="simulated")
-        label = f"{gid}" + (f" {name}" if name != gid else "") + f" (reach {reach})"
+        label = f"{gid}" + (f" {name}" if name != str(gid) else "") + f" (reach {reach})"
         if metrics and gid in metrics:
             m = metrics[gid]
             label += f"   NSE {m['nse']:.2f}  KGE {m['kge']:.2f}  bias {m['pbias']:+.0f} %"

@@ -80,7 +80,9 @@ def read_gauges(path: str | Path, network: RiverNetwork, *, observed: str | Path
     reach_ids = table[reach_col].to_numpy()
     positions = network.index_of(reach_ids, what=f"reach ids in {path.name} column {reach_col}")
     ids = table[gauge_col].astype(str).to_numpy()
-    names = table["name"].astype(str).tolist() if "name" in table.columns else list(ids)
+    names = list(ids)
+    if "name" in table.columns:
+        names = [str(n) if isinstance(n, str) and n.strip() else str(i) for n, i in zip(table["name"], ids)]
     obs = None
     if observed is not None:
         obs = _read_observed(Path(observed), ids)
