@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workspace", help="folder for jobs and the connection file")
     serve.add_argument("--connection-file", help="where to write the connection file (url + token)")
     serve.add_argument("--allow-remote", action="store_true", help="allow binding to a non-loopback address")
+    serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body accepted, MB")
+    serve.add_argument("--shutdown-grace", type=float, default=10.0,
+                       help="seconds running jobs get to stop on shutdown")
+    serve.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     return parser
 
 
@@ -234,7 +238,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     return serve(host=args.host, port=args.port, workspace=args.workspace, allow_remote=args.allow_remote,
-                 connection_file=args.connection_file)
+                 connection_file=args.connection_file, max_body_mb=args.max_body_mb,
+                 shutdown_grace=args.shutdown_grace, log_level=args.log_level)
 
 
 COMMANDS = {"info": _cmd_info, "route": _cmd_route, "demo": _cmd_demo, "schemes": _cmd_schemes,

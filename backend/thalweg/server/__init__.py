@@ -1,0 +1,180 @@
+"""The local job service (``thalweg serve``): a FastAPI app on 127.0.0.1 that the QGIS plugin drives.
+
+QGIS's Python must never import torch, so the plugin starts this service as its own process and talks
+to it over HTTP: long work is a job (submit, poll, cancel), never one long request. Modules:
+``app`` (routes), ``jobs`` (queue, cancel, workspace folders), ``tasks`` (what each job kind does),
+``views`` (results shaped for the plugin), ``bodies`` (pydantic models), ``auth`` (token, loopback).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+__all__ = ["serve", "default_workspace", "READY_PREFIX", "CONNECTION_FILE"]
+
+log = logging.getLogger(__name__)
+
+READY_PREFIX = "THALWEG READY "
+CONNECTION_FILE = "connection.json"
+LOCK_FILE = "service.lock"
+
+
+def default_workspace() -> Path:
+    """``$THALWEG_WORKSPACE``, else the user's data folder (``~/.local/share/thalweg``, ``%LOCALAPPDATA%``)."""
+    if os.environ.get("THALWEG_WORKSPACE"):
+        return Path(os.environ["THALWEG_WORKSPACE"]).expanduser()
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "thalweg"
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "thalweg"
+
+
+@contextlib.contextmanager
+def _workspace_lock(workspace: Path):
+    """One service per workspace: a second one would run and overwrite the same jobs."""
+    path = workspace / LOCK_FILE
+    fh = open(path, "a+")
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            try:
+                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            except OSError:
+                raise BlockingIOError from None
+        else:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, workspace: str | os.PathLike | None = None,
+          allow_remote: bool = False, connection_file: str | os.PathLike | None = None, *,
+          max_body_mb: float = 64.0, shutdown_grace: float = 10.0, log_level: str = "warning") -> int:
+    """Run the job service until SIGTERM/SIGINT; return an exit code (0 after a clean stop, 2 when it
+    cannot start: a non-loopback host without ``allow_remote``, a busy port or workspace).
+
+    Parameters
+    ----------
+    host : address to bind; loopback only (127.0.0.1, ::1, 'localhost') unless ``allow_remote``.
+    port : TCP port; 0 picks a free one (printed on the READY line).
+    workspace : folder for jobs and the connection file (default: :func:`default_workspace`).
+    allow_remote : allow a non-loopback address (the token is then the only protection: use with care).
+    connection_file : where to write ``{"url", "token", "pid", ...}`` (mode 0600); default
+        ``<workspace>/connection.json``.
+    max_body_mb : size limit of request bodies (inline networks and runoff), MB.
+    shutdown_grace : the longest wait for running jobs when the service stops (each gets half a second to
+        reach a safe point, then its worker process is killed; nothing partial is kept either way).
+    log_level : uvicorn and Thalweg log level (stderr).
+
+    On start, one line goes to stdout: ``THALWEG READY {"url": ..., "host": ..., "port": ..., "pid": ...,
+    "connection_file": ..., "workspace": ..., "version": ...}``.
+    """
+    from .auth import bind_socket, is_loopback, new_token, remove_connection_file, resolve_host, \
+        write_connection_file
+
+    host = resolve_host(host)
+    if not is_loopback(host) and not allow_remote:
+        return _fail(f"refusing to listen on {host!r}: the service binds to loopback addresses only "
+                     f"(127.0.0.1). Pass --allow-remote to expose it to the network, knowing that the token "
+                     f"is then its only protection.")
+    if not 0 <= int(port) <= 65535:
+        return _fail(f"port {port} is not a TCP port (0..65535; 0 picks a free one).")
+    workspace = Path(workspace).expanduser().resolve() if workspace else default_workspace()
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"cannot create the workspace {workspace}: {exc.strerror or exc}.")
+    conn_path = Path(connection_file).expanduser().resolve() if connection_file else workspace / CONNECTION_FILE
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        lock = _workspace_lock(workspace)
+        lock.__enter__()
+    except BlockingIOError:
+        return _fail(f"another Thalweg service is using the workspace {workspace} (see {workspace / LOCK_FILE}); "
+                     f"stop it, or give another --workspace.")
+    try:
+        try:
+            sock = bind_socket(host, int(port))
+        except OSError as exc:
+            return _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}. Choose another --port "
+                         f"(0 picks a free one).")
+        return _run(sock, workspace, conn_path, max_body_mb=max_body_mb, shutdown_grace=shutdown_grace,
+                    log_level=log_level, new_token=new_token, write_connection_file=write_connection_file,
+                    remove_connection_file=remove_connection_file)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _run(sock, workspace: Path, conn_path: Path, *, max_body_mb, shutdown_grace, log_level, new_token,
+         write_connection_file, remove_connection_file) -> int:
+    import uvicorn
+
+    from .. import __version__
+    from .app import create_app
+    from .jobs import JobManager
+    from .tasks import LANES
+
+    bound_host, bound_port = sock.getsockname()[:2]
+    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    url = f"http://{url_host}:{bound_port}"
+    manager = JobManager(workspace, LANES, log_level=log_level)
+    counts = manager.recover()
+    if counts["interrupted"]:
+        log.warning("%d job(s) were interrupted by the previous stop and are marked failed", counts["interrupted"])
+    token = new_token()
+    server: uvicorn.Server | None = None
+
+    def request_stop() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(manager, token, max_body_bytes=int(max_body_mb * 1024 * 1024), connection_file=str(conn_path),
+                     on_shutdown=lambda: manager.shutdown(shutdown_grace), request_stop=request_stop)
+    info = {"url": url, "host": bound_host, "port": bound_port, "pid": os.getpid(), "token": token,
+            "workspace": str(workspace), "version": __version__}
+    write_connection_file(conn_path, info)
+    ready = {k: v for k, v in info.items() if k != "token"} | {"connection_file": str(conn_path)}
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:  # listening: tell whoever started us
+                print(READY_PREFIX + json.dumps(ready), flush=True)
+
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                            server_header=False)
+    server = Server(config)
+    # uvicorn re-raises the signal that stopped it once it is done; with these handlers in place that ends
+    # in a normal return, so the connection file is removed and the exit code is 0
+    stopped = []
+    previous = {sig: signal.signal(sig, lambda s, f: stopped.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    manager.start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if not manager.stopping:  # uvicorn ended without its lifespan shutdown
+            manager.shutdown(shutdown_grace)
+        remove_connection_file(conn_path, token)
+        sock.close()
+    return 0

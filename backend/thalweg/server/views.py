@@ -1,0 +1,186 @@
+"""Results of a finished route job, shaped for the plugin: a hydrograph, a snapshot, per-reach statistics.
+
+Discharge comes from memory for recent jobs and from the job's NetCDF file otherwise (after a restart),
+so the answers are the same either way. Values are plain JSON: NaN becomes null.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, NetworkError, ThalwegError
+from .jobs import Job, JobConflict, JobManager
+from .tasks import iso_time
+
+__all__ = ["hydrograph", "snapshot", "summary", "json_floats", "jsonable", "NotFoundError"]
+
+UNITS = "m3/s"
+
+
+class NotFoundError(Exception):
+    """A thing inside a job (a reach) that does not exist; carries the ThalwegError's facts."""
+
+    def __init__(self, error: ThalwegError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def json_floats(values: Any) -> list[float | None]:
+    """A float array as a JSON list, NaN and infinities as null."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    finite = np.isfinite(arr)
+    out = arr.tolist()
+    if not finite.all():
+        for i in np.flatnonzero(~finite):
+            out[i] = None
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """Nested dicts/lists with non-finite floats replaced by None and numpy scalars made plain."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _route_job(job: Job) -> None:
+    if job.kind != "route":
+        raise JobConflict(f"job {job.id} is a '{job.kind}' job; hydrographs, snapshots and summaries come from "
+                          f"'route' jobs.")
+    if job.state != "succeeded":
+        hint = {"queued": "wait until it has run", "running": f"wait until it has finished ({job.fraction:.0%} now)",
+                "failed": "see its error", "cancelled": "submit it again"}[job.state]
+        raise JobConflict(f"job {job.id} is {job.state}; results exist only for a succeeded job ({hint}).")
+
+
+def _discharge(manager: JobManager, job: Job):
+    _route_job(job)
+
+    def load():
+        from ..results import read_discharge
+
+        path = job.outputs.get("q") or job.outputs.get("qout")
+        if not path or not Path(path).exists():
+            raise JobConflict(f"the discharge file of job {job.id} ({path or 'none recorded'}) is missing from "
+                              f"the workspace; run the job again.")
+        try:
+            return read_discharge(path)
+        except (OSError, RuntimeError, ValueError) as exc:  # netCDF4 reports damaged files with these
+            raise JobConflict(f"the discharge file of job {job.id} ({path}) cannot be read: {exc}; run the job "
+                              f"again.") from None
+
+    return manager.cached(job, "discharge", load)
+
+
+def _gauges(manager: JobManager, job: Job) -> list[dict[str, Any]]:
+    def load():
+        path = job.outputs.get("gauges")
+        if not path:
+            return []
+        try:
+            return json.loads(Path(path).read_text(encoding="utf-8"))["gauges"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise JobConflict(f"the gauge file of job {job.id} ({path}) cannot be read: {exc}") from None
+
+    return manager.cached(job, "gauges", load)
+
+
+def hydrograph(manager: JobManager, job: Job, reach_id: int) -> dict[str, Any]:
+    """Simulated discharge of one reach; observed values and metrics where a gauge sits on it."""
+    d = _discharge(manager, job)
+    try:
+        row = d.index_of([reach_id])[0]
+    except NetworkError as exc:
+        raise NotFoundError(NetworkError(f"reach {reach_id} is not in the results of job {job.id} "
+                                         f"({d.n_reaches:,} reaches).", field="reach", ids=[reach_id],
+                                         hint="Use an id of the routed network.")) from exc
+    sim = d.values[row]
+    out: dict[str, Any] = {"job_id": job.id, "reach_id": int(reach_id), "units": UNITS,
+                           "time": [iso_time(t) for t in d.time], "simulated": json_floats(sim),
+                           "observed": None, "gauge_id": None, "metrics": None}
+    gauge = next((g for g in _gauges(manager, job) if int(g["reach_id"]) == int(reach_id)), None)
+    if gauge is not None:
+        out["gauge_id"] = gauge["gauge_id"]
+        if gauge.get("observed") is not None:
+            obs = np.array(gauge["observed"], dtype=np.float64)
+            out["observed"] = json_floats(obs)
+            if np.isfinite(obs).any():
+                from ..metrics import all_metrics
+
+                metrics = all_metrics(sim.astype(np.float64), obs)
+                out["metrics"] = {k: (float(v) if v is not None and math.isfinite(float(v)) else None)
+                                  for k, v in metrics.items()}
+    return out
+
+
+def _step_of(d, when: str) -> int:
+    """A step index from ``when``: an integer (negative counts from the end) or an ISO 8601 time."""
+    text = when.strip()
+    try:
+        step = int(text)
+    except ValueError:
+        step = None
+    if step is not None:
+        if not -d.n_steps <= step < d.n_steps:
+            raise InputError(f"step {step} is outside the results' {d.n_steps:,} steps (0 .. {d.n_steps - 1}).",
+                             field="time", hint="Give a step index in range or an ISO time.")
+        return step % d.n_steps
+    try:
+        t = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"'{when[:64]}' is neither a step index nor an ISO 8601 time.", field="time",
+                         hint="Use e.g. time=12 or time=2020-01-01T06:00:00.") from None
+    if t.tzinfo is not None:
+        t = t.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    if not _dt.datetime(1700, 1, 1) <= t <= _dt.datetime(2250, 1, 1):
+        raise InputError(f"time {text[:64]} is outside the routed period {iso_time(d.time[0])} .. "
+                         f"{iso_time(d.time[-1])}.", field="time", hint="Pick a time inside the routed period.")
+    target = np.datetime64(t, "ns")
+    half = np.timedelta64(int(round(d.dt * 5e8)), "ns")
+    if target < d.time[0] - half or target > d.time[-1] + half:
+        raise InputError(f"time {iso_time(target)} is outside the routed period: steps end from "
+                         f"{iso_time(d.time[0])} to {iso_time(d.time[-1])}.", field="time",
+                         hint="Pick a time inside the routed period.")
+    return int(np.argmin(np.abs((d.time - target).astype(np.int64))))
+
+
+def snapshot(manager: JobManager, job: Job, when: str) -> dict[str, Any]:
+    """Discharge of every reach at the end of one step (for map animation)."""
+    d = _discharge(manager, job)
+    step = _step_of(d, when)
+    return {"job_id": job.id, "step": step, "time": iso_time(d.time[step]), "units": UNITS,
+            "reach_ids": d.ids.tolist(), "values": json_floats(d.values[:, step])}
+
+
+def summary(manager: JobManager, job: Job) -> dict[str, Any]:
+    """Per-reach statistics (thalweg.results.summarize), column-wise."""
+    d = _discharge(manager, job)
+
+    def load():
+        from ..results import summarize
+
+        return summarize(d)
+
+    frame = manager.cached(job, "summary", load)
+    data: dict[str, list[Any]] = {}
+    for column in frame.columns:
+        values = frame[column].to_numpy()
+        if values.dtype.kind == "M":
+            data[column] = [iso_time(t) if not np.isnat(t) else None for t in values]
+        elif values.dtype.kind in "iub":
+            data[column] = values.tolist()
+        else:
+            data[column] = json_floats(values)
+    return {"job_id": job.id, "units": UNITS, "columns": [str(c) for c in frame.columns],
+            "reach_ids": np.asarray(frame.index, dtype=np.int64).tolist(), "data": data}
