@@ -104,15 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common],
                            help="run the local job service for the QGIS plugin and scripts")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=0, help="port (0: a free one)")
-    serve.add_argument("--workspace", help="folder for jobs and the connection file")
-    serve.add_argument("--connection-file", help="where to write the connection file (url + token)")
-    serve.add_argument("--allow-remote", action="store_true", help="allow binding to a non-loopback address")
-    serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body accepted, MB")
-    serve.add_argument("--shutdown-grace", type=float, default=10.0,
-                       help="seconds running jobs get to stop on shutdown")
-    serve.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    from .server import add_serve_arguments
+
+    add_serve_arguments(serve)
     return parser
 
 
@@ -235,11 +229,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from .server import serve_from_args
 
-    return serve(host=args.host, port=args.port, workspace=args.workspace, allow_remote=args.allow_remote,
-                 connection_file=args.connection_file, max_body_mb=args.max_body_mb,
-                 shutdown_grace=args.shutdown_grace, log_level=args.log_level)
+    return serve_from_args(args)
 
 
 COMMANDS = {"info": _cmd_info, "route": _cmd_route, "demo": _cmd_demo, "schemes": _cmd_schemes,

@@ -6,13 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from .._series import ReachSeries
 from ..errors import InputError, NetworkError, format_ids
 
 __all__ = ["Discharge"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Discharge:
+class Discharge(ReachSeries):
     """Routed discharge.
 
     Parameters
@@ -23,37 +24,6 @@ class Discharge:
     dt : step length, s.
     attrs : provenance written into files (scheme, engine, network and runoff paths, version).
     """
-
-    values: np.ndarray
-    ids: np.ndarray
-    time: np.ndarray
-    dt: float
-    attrs: dict = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        values = np.asarray(self.values, dtype=np.float32)
-        ids = np.asarray(self.ids, dtype=np.int64)
-        time = np.asarray(self.time, dtype="datetime64[ns]")
-        if values.ndim != 2 or values.shape != (ids.size, time.size):
-            raise AssertionError(f"Discharge values {values.shape} do not match ids ({ids.size}) x time ({time.size})")
-        if not float(self.dt) > 0:
-            raise AssertionError(f"Discharge dt must be positive, got {self.dt}")
-        for name, value in (("values", values), ("ids", ids), ("time", time), ("dt", float(self.dt)),
-                            ("attrs", dict(self.attrs))):
-            object.__setattr__(self, name, value)
-
-    # ---- sizes and lookups --------------------------------------------------------------------------
-    @property
-    def n_reaches(self) -> int:
-        return int(self.ids.size)
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.time.size)
-
-    @property
-    def step(self) -> np.timedelta64:
-        return np.timedelta64(int(round(self.dt * 1e9)), "ns")
 
     @property
     def start_time(self) -> np.ndarray:

@@ -6,11 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from .._series import ReachSeries
+
 __all__ = ["Runoff"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Runoff:
+class Runoff(ReachSeries):
     """Lateral runoff of every reach, ready to route (ROUTING.md section 1).
 
     Parameters
@@ -23,39 +25,12 @@ class Runoff:
     attrs : what was read and done: variable, units, conversion, time convention, nan and missing policies.
     """
 
-    values: np.ndarray
-    ids: np.ndarray
-    time: np.ndarray
-    dt: float
     source: str | None = None
-    attrs: dict = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        values = np.asarray(self.values, dtype=np.float32)
-        ids = np.asarray(self.ids, dtype=np.int64)
-        time = np.asarray(self.time, dtype="datetime64[ns]")
-        if values.ndim != 2 or values.shape != (ids.size, time.size):
-            raise AssertionError(f"Runoff values {values.shape} do not match ids ({ids.size}) x time ({time.size})")
-        if not float(self.dt) > 0:
-            raise AssertionError(f"Runoff dt must be positive, got {self.dt}")
-        object.__setattr__(self, "values", values)
-        object.__setattr__(self, "ids", ids)
-        object.__setattr__(self, "time", time)
-        object.__setattr__(self, "dt", float(self.dt))
-        object.__setattr__(self, "attrs", dict(self.attrs))
-
-    @property
-    def n_reaches(self) -> int:
-        return int(self.ids.size)
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.time.size)
 
     @property
     def end_time(self) -> np.ndarray:
         """datetime64[ns] [T], the end of each step (where routed discharge is stamped)."""
-        return self.time + np.timedelta64(int(round(self.dt * 1e9)), "ns")
+        return self.time + self.step
 
     def volume(self) -> float:
         """Total lateral volume, m^3."""

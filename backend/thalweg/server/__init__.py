@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-__all__ = ["serve", "default_workspace", "READY_PREFIX", "CONNECTION_FILE"]
+__all__ = ["serve", "serve_from_args", "add_serve_arguments", "default_workspace", "READY_PREFIX", "CONNECTION_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,25 @@ def _workspace_lock(workspace: Path):
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr, flush=True)
     return 2
+
+
+def add_serve_arguments(parser) -> None:
+    """The service's command-line options, shared by ``thalweg serve`` and ``python -m thalweg.server``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only unless --allow-remote)")
+    parser.add_argument("--port", type=int, default=0, help="port (0: a free one, printed on the READY line)")
+    parser.add_argument("--workspace", help="folder for jobs and the connection file")
+    parser.add_argument("--connection-file", help="where to write the connection file (url + token, mode 0600)")
+    parser.add_argument("--allow-remote", action="store_true", help="allow binding to a non-loopback address")
+    parser.add_argument("--max-body-mb", type=float, default=64.0, help="size limit of request bodies, MB")
+    parser.add_argument("--shutdown-grace", type=float, default=10.0,
+                        help="longest wait, s, for running jobs to stop when the service stops")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+
+
+def serve_from_args(args) -> int:
+    return serve(host=args.host, port=args.port, workspace=args.workspace, allow_remote=args.allow_remote,
+                 connection_file=args.connection_file, max_body_mb=args.max_body_mb,
+                 shutdown_grace=args.shutdown_grace, log_level=args.log_level)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, workspace: str | os.PathLike | None = None,
