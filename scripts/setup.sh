@@ -6,8 +6,8 @@
 #      (numpy stays Debian's: pip's numpy 2 breaks QGIS's GDAL bindings).
 # Re-running it does only what is missing. Environment:
 #   THALWEG_PYTHON   interpreter for .venv (default: python3 on PATH, must be >= 3.11)
-#   THALWEG_TORCH    pip requirement for torch (default: torch==2.13.0, the CPU build, when no NVIDIA GPU
-#                    is visible; on a GPU machine: torch, which pulls a CUDA build)
+#   THALWEG_TORCH    pip arguments for torch (default: torch==2.13.0, the CPU build, when no NVIDIA GPU
+#                    is visible; on a GPU machine: torch, which pulls a CUDA build; may add --index-url ...)
 #   THALWEG_SKIP_APT=1  skip the Debian packages (no root, or QGIS not wanted)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,7 +43,8 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) $THALWEG_T
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   log "installing $THALWEG_TORCH and thalweg[gis,server,test] into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q "$THALWEG_TORCH"
+  # shellcheck disable=SC2086  # THALWEG_TORCH may carry pip options (an index for a CUDA build)
+  .venv/bin/python -m pip install -q $THALWEG_TORCH
   .venv/bin/python -m pip install -q -e ".[gis,server,test]"
   echo "$want" > "$stamp"
 fi
