@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'job run':>8} {'overhead':>9}")
     for r in report["routing"]:
         print(f"{r['reaches']:>8,} x {r['steps']:<5} {r['runoff']:>7} {r['payload_mb']:8.2f} "
-              f"{r['direct_route_s']:8.3f}s {r['direct_run_route_s']:9.3f}s {r['api_end_to_end_s']:8.3f}s {r['job_run_s']:7.3f}s "
+              f"{r['direct_route_s']:8.3f}s {r['direct_run_route_s']:9.3f}s {r['api_end_to_end_s']:8.3f}s "
+              f"{r['job_run_s']:7.3f}s "
               f"{r['overhead_vs_run_route_s']:+8.3f}s")
     print("overhead = API end to end (encode, submit, run in the worker, poll every 10 ms) - run_route called "
           "directly (route + write NetCDF)")

@@ -101,6 +101,29 @@ def test_other_schemes_take_parameters_as_constants_or_fields(tmp_path, lattice,
         assert "celerity: constant 1.1" in ds.attrs["parameters"]
 
 
+@pytest.mark.parametrize("engine", ["exact", "closure", "fft"])
+def test_engine_option_gives_the_same_discharge(tmp_path, lattice, volumes, engine):
+    network = write_layer(tmp_path / "rivers.parquet", "geoglows", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area)
+    runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes[:, :16])
+    out = tmp_path / f"{engine}.nc"
+    assert main(["route", str(network), str(runoff), "-o", str(out), "--scheme", "nash_cascade", "--param",
+                 "n=2.5", "--param", "tau=5000", "--engine", engine, "-q"]) == 0
+    expected = route(lattice, torch.from_numpy(volumes[:, :16] / DT), {"n": 2.5, "tau": 5000.0}, "nash_cascade",
+                     dt=DT, engine="exact").numpy()
+    got = read_discharge(out)
+    np.testing.assert_allclose(got.values[got.index_of(lattice.ids)], expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["engine"] == engine and ds.attrs["scheme"] == "nash_cascade"
+
+
+def test_unknown_engine_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["route", "a.gpkg", "b.nc", "-o", str(tmp_path / "q.nc"), "--engine", "warp"])
+    assert exit_.value.code == 2 and "invalid choice: 'warp'" in capsys.readouterr().err
+
+
 def test_gauges_write_hydrographs(tmp_path, lattice, volumes):
     network = write_layer(tmp_path / "rivers.parquet", "geoglows", lattice.ids, _ds_ids(lattice),
                           lengths=lattice.length, areas=lattice.area)

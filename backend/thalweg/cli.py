@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="any scheme parameter as a constant (SI) or a field name; repeatable")
     rt.add_argument("--convention", choices=CONVENTIONS, default="end",
                     help="end: river-route Q at step ends (default); mean: RAPID Qout step means; both")
-    rt.add_argument("--engine", default="auto", help="routing engine (auto, exact, ...)")
+    from .routing import ENGINES
+
+    rt.add_argument("--engine", default="auto", choices=ENGINES,
+                    help="routing engine: exact (each reach's filter in topological order), closure (DiffRoute's "
+                         "transitive closure), fft (portable torch), auto (the fastest for the device; default)")
     rt.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when there is one)")
     rt.add_argument("--nan", choices=NAN_POLICIES, default="error", help="runoff NaN policy")
     rt.add_argument("--missing", choices=NAN_POLICIES, default="error",

@@ -68,8 +68,11 @@ class RouteSettings:
     hydrograph_reaches: list[int] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
+        from .irf import SCHEMES
+        from .routing import ENGINES
+
         for name, allowed in (("convention", CONVENTIONS), ("nan", NAN_POLICIES), ("missing", NAN_POLICIES),
-                              ("check_area", AREA_POLICIES)):
+                              ("check_area", AREA_POLICIES), ("engine", ENGINES), ("scheme", tuple(sorted(SCHEMES)))):
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(f"setting '{name}' is '{value}'.", hint=f"Use one of: {', '.join(allowed)}.")

@@ -181,7 +181,9 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
 
     from .results import Discharge, write_hydrographs_csv, write_q, write_qout, write_summary_gpkg
 
-    attrs = {"thalweg_version": __version__, "scheme": settings.scheme, "engine": settings.engine,
+    from .routing.engines import resolve
+
+    attrs = {"thalweg_version": __version__, "scheme": settings.scheme, "engine": resolve(settings.engine),
              "network": str(settings.network), "runoff": str(settings.runoff),
              "parameters": "; ".join(f"{k}: {v}" for k, v in used.items())}
     discharge = Discharge.from_routing(q, runoff, attrs)

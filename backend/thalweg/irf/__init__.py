@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from ..errors import InputError
 from . import hayami, lag, linear_storage, muskingum, nash
-from .base import Kernels, Parameter, Scheme, truncate
+from .base import Kernels, Parameter, Recursion, Scheme, truncate
 
-__all__ = ["SCHEMES", "Scheme", "Parameter", "Kernels", "register_scheme", "get_scheme", "truncate"]
+__all__ = ["SCHEMES", "Kernels", "Parameter", "Recursion", "Scheme", "get_scheme", "register_scheme", "truncate"]
 
 SCHEMES: dict[str, Scheme] = {}
 

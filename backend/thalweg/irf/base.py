@@ -13,14 +13,15 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import torch
 
-__all__ = ["Parameter", "Scheme", "Kernels", "truncate", "steps_index"]
+__all__ = ["Kernels", "Parameter", "Recursion", "Scheme", "steps_index", "truncate"]
 
 Params = Mapping[str, torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
 class Parameter:
-    """One kernel parameter: name, SI unit, meaning, physical bounds and a default value."""
+    """One kernel parameter: name, SI unit, meaning, physical bounds, a default value and, where the
+    bounds are much wider than usual values, the typical range that tests and benchmarks sample."""
 
     name: str
     unit: str
@@ -28,9 +29,13 @@ class Parameter:
     lower: float
     upper: float
     default: float
+    typical: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready: ``typical`` as a [low, high] list or None."""
+        out = dataclasses.asdict(self)
+        out["typical"] = list(self.typical) if self.typical else None
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +48,28 @@ class Kernels:
     @property
     def length(self) -> int:
         return int(self.h.shape[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Recursion:
+    """A first-order recursive form of a reach's two kernels, each coefficient a tensor [N]:
+
+        Q[t] = r Q[t-1] + b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1]
+
+    Its impulse responses are h[0] = b0, h[k] = r^(k-1) (r b0 + b1) for the inflow U and
+    g[0] = c0, g[k] = r^(k-1) (r c0 + c1) for the runoff q. Engines that run recursions (cost per
+    step independent of the kernel length) use it; schemes without one are convolved with their kernels.
+    """
+
+    r: torch.Tensor
+    b0: torch.Tensor
+    b1: torch.Tensor
+    c0: torch.Tensor
+    c1: torch.Tensor
+
+    def stacked(self) -> torch.Tensor:
+        """Coefficients as one tensor [N, 5] in the order r, b0, b1, c0, c1."""
+        return torch.stack([self.r, self.b0, self.b1, self.c0, self.c1], dim=-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +86,8 @@ class Scheme:
         automatic kernel length.
     uses_length : the kernel needs each reach's length (Hayami).
     description : one line for ``thalweg schemes`` and ``GET /schemes``.
+    recursion : optional ``recursion(params, dt) -> Recursion``, the same kernels as a first-order
+        recursion (exact, differentiable in params); lets engines skip convolutions.
     """
 
     name: str
@@ -67,6 +96,7 @@ class Scheme:
     travel_time: Callable[[Params, float], torch.Tensor]
     description: str = ""
     uses_length: bool = False
+    recursion: Callable[[Params, float], Recursion] | None = None
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -81,13 +111,13 @@ class Scheme:
         with torch.no_grad():
             tt = self.travel_time(params, float(dt))
             longest = float(tt.max()) if tt.numel() else 0.0
-        return max(minimum, int(math.ceil(spread * longest / dt)) + 2)
+        return max(minimum, math.ceil(spread * longest / dt) + 2)
 
     def sample_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Random parameters inside physical bounds (tests and benchmarks)."""
         out = {}
         for p in self.parameters:
-            lo, hi = p.lower, p.upper
+            lo, hi = p.typical or (p.lower, p.upper)
             if lo > 0 and hi / lo > 100:
                 out[p.name] = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
             else:

@@ -12,11 +12,14 @@ from .base import Parameter, Scheme, steps_index
 
 def cdf(s: torch.Tensor, mu: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """Inverse-Gaussian CDF at s > 0 (s = 0 gives 0)."""
-    s_pos = torch.clamp(s, min=torch.finfo(s.dtype).tiny)
+    # evaluate the unselected branch at s = 1 s, not at a tiny s: its infinities would turn the gradient
+    # into NaN (0 * inf) through torch.where
+    positive = s > 0
+    s_pos = torch.where(positive, s, torch.ones_like(s))
     root = torch.sqrt(lam / s_pos)
     first = torch.special.ndtr(root * (s_pos / mu - 1.0))
     second = torch.exp(2.0 * lam / mu + torch.special.log_ndtr(-root * (s_pos / mu + 1.0)))
-    return torch.where(s > 0, first + second, torch.zeros_like(first))
+    return torch.where(positive, first + second, torch.zeros_like(first))
 
 
 def kernel(params, dt: float, n_steps: int):

@@ -1,6 +1,15 @@
 """Routing: ``route(network, runoff, params, scheme, engine)`` -> discharge [batch, reach, time].
 
-Engines share one interface; ``reference`` (float64 numpy, tests only) judges them.
+Engines share one interface and agree to float rounding (ROUTING.md section 4):
+
+- ``exact``: each reach's own filter in topological order (recursions where the scheme has one,
+  convolutions otherwise); compiled C on CPU, one Triton launch on GPU, torch FFT as fallback.
+- ``closure``: DiffRoute's block-sparse transitive closure (path kernels, block-sparse causal
+  convolution, staged clusters), Triton on GPU.
+- ``fft``: level-by-level FFT convolution in plain torch (portable, autograd throughout).
+- ``auto``: ``exact``, measured fastest on every device and scheme (docs/routing-engines.md).
+
+``reference`` (float64 numpy, tests only) judges them.
 """
 from __future__ import annotations
 
@@ -11,18 +20,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError, RunoffError
+from ..errors import InputError, RunoffError, ThalwegWarning
 from ..irf import Kernels, get_scheme, truncate
 from ..network import RiverNetwork
-from .exact import route_exact
+from . import engines as _engines
 from .params import scheme_params
 from .reference import route_reference
+from .state import RoutingState
+from .topology import topology
 
-__all__ = ["route", "route_reference", "build_kernels", "ENGINES"]
+__all__ = ["ENGINES", "RoutingState", "build_kernels", "route", "route_reference"]
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "exact")
+ENGINES = ("auto", "exact", "closure", "fft")
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -35,21 +46,41 @@ def _device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def kernels_from(sch, p: Mapping[str, torch.Tensor], *, dt: float, n_steps: int, kernel_length: int | None = None,
+                 report: bool = True) -> Kernels:
+    """Float64 kernels [N, L] from per-reach float64 parameters: ``n_steps`` long, or ``kernel_length``
+    long when given (renormalised to keep mass, the cut tail measured over 4 L steps and reported when
+    it matters)."""
+    if kernel_length is None:
+        return sch.kernels(p, dt, n_steps)
+    # a given length fixes the kernels whatever the series length, so time chunks use the same ones
+    full = sch.kernels(p, dt, 4 * kernel_length)
+    h, tail = truncate(full.h, kernel_length)
+    g = h if full.g is full.h else truncate(full.g, kernel_length)[0]
+    if report:
+        with torch.no_grad():
+            worst = float(tail.abs().max()) if tail.numel() else 0.0
+            count = int((tail.abs() > 1e-4).sum())
+        if count:
+            import warnings
+
+            warnings.warn(f"kernels cut at {kernel_length} steps lose more than 1e-4 of their mass (renormalised) "
+                          f"on {count:,} reaches (worst {worst:.2e}); pass a longer kernel_length to keep the "
+                          f"hydrograph shape.", ThalwegWarning, stacklevel=4)
+        else:
+            log.info("kernels cut at %d steps: largest tail %.2e (renormalised)", kernel_length, worst)
+    return Kernels(h, g)
+
+
 def build_kernels(network: RiverNetwork, scheme, params: Mapping[str, Any], *, dt: float, n_steps: int,
                   dtype: torch.dtype, device: torch.device, kernel_length: int | None = None) -> Kernels:
     """Kernels of every reach, computed in float64 (lgamma, CDF differences and long geometric tails lose
     digits in float32) and cast to ``dtype``; truncated to ``kernel_length`` keeping mass when asked."""
     sch = get_scheme(scheme)
     p = scheme_params(network, sch, params, dtype=torch.float64, device=device)
-    full = sch.kernels(p, dt, n_steps)
-    h, g = full.h, full.g
-    if kernel_length is not None and kernel_length < n_steps:
-        h_cut, _ = truncate(h, kernel_length)
-        g = h_cut if g is h else truncate(g, kernel_length)[0]
-        h = h_cut
-    same = g is h
-    h = h.to(dtype)
-    return Kernels(h, h if same else g.to(dtype))
+    k = kernels_from(sch, p, dt=dt, n_steps=n_steps, kernel_length=kernel_length)
+    h = k.h.to(dtype)
+    return Kernels(h, h if k.g is k.h else k.g.to(dtype))
 
 
 def route(
@@ -65,7 +96,10 @@ def route(
     device: str | torch.device | None = None,
     kernel_length: int | None = None,
     progress=None,
-) -> torch.Tensor:
+    state: RoutingState | None = None,
+    return_state: bool = False,
+    **engine_options,
+):
     """Route lateral runoff through the network.
 
     Parameters
@@ -76,17 +110,22 @@ def route(
         Tensors requiring grad receive gradients.
     scheme : a name in ``irf.SCHEMES`` or a Scheme.
     dt : step length, s.
-    engine : 'auto' or 'exact'.
+    engine : 'auto', 'exact', 'closure' or 'fft' (module docstring).
     at : optional reach ids; return only those reaches (gauges), in that order.
     dtype : torch.float32 (default) or torch.float64.
     device : 'cpu', 'cuda', or None/'auto' (the runoff tensor's device, else a GPU when there is one).
-    kernel_length : steps kept of each kernel; default: the whole series (exact over the horizon).
-        Shorter kernels are renormalised to keep mass.
-    progress : optional callable(done, total) called after each level.
+    kernel_length : steps kept of each kernel (renormalised to keep mass, the cut reported); default:
+        the whole series for one pass, the scheme's automatic length for runs with a warm state that
+        convolve (recursions need no length).
+    progress : optional callable(done, total) (the fft engine calls it after each level).
+    state : the :class:`RoutingState` returned by the previous chunk (warm start); None: cold start.
+    return_state : also return the state after the last step, to continue in a later call.
+    **engine_options : passed to the engine (closure: ``block_size``, ``cluster_length``, ``precision``).
 
     Returns
     -------
-    Q : tensor [B, N or len(at), T] (or without B if runoff had none), m3/s at the end of each step.
+    Q : tensor [B, N or len(at), T] (or without B if runoff had none), m3/s at the end of each step;
+        ``(Q, state)`` when ``return_state``.
     """
     sch = get_scheme(scheme)
     if engine not in ENGINES:
@@ -110,9 +149,16 @@ def route(
                           hint="Read runoff with thalweg.read_runoff(path, network), which aligns reaches.")
     if q.shape[-1] == 0:
         raise RunoffError("runoff has no time steps.")
-    kernels = build_kernels(network, sch, params, dt=dt, n_steps=q.shape[-1], dtype=dtype, device=dev,
-                            kernel_length=kernel_length)
-    out = route_exact(network, q, kernels, progress=progress)
+    out_index = None
     if at is not None:
-        out = out.index_select(1, torch.as_tensor(network.index_of(at, what="output reach ids"), device=dev))
-    return out[0] if squeeze else out
+        out_index = torch.as_tensor(network.index_of(at, what="output reach ids"), device=dev)
+    p = scheme_params(network, sch, params, dtype=torch.float64, device=dev)
+    topo = topology(network)
+    job = _engines.Job(network=network, topo=topo, runoff=q, scheme=sch, params=p, dt=float(dt),
+                       kernel_length=kernel_length, state=state, want_state=return_state, at=out_index,
+                       progress=progress, options=engine_options)
+    out, new_state = _engines.run(engine, job)
+    if out_index is not None and out.shape[1] != out_index.numel():
+        out = out.index_select(1, out_index)
+    out = out[0] if squeeze else out
+    return (out, new_state) if return_state else out

@@ -1,67 +1,99 @@
-"""The level-by-level exact engine.
+"""The exact engine: every reach's own filter, applied in topological order.
 
-Reaches are processed by topological level (headwaters first). For a level, the upstream inflow U of
-every reach is final (its upstream lies in earlier levels), so Q = h * U + g * q is one batched causal
-convolution, done in the Fourier domain with zero padding to T + L - 1 (no wrap-around). With kernels
-as long as the series (the default) the result is exact over the horizon for every scheme, recursive
-or not. Cost grows with reaches x T log T and the number of levels, never with the number of paths.
-Differentiable with autograd in the kernels and the runoff.
+Schemes with a recursion (Muskingum, linear storage, sub-stepped Muskingum) run it: cost per step
+independent of the kernel length, exact over any horizon, and a compact warm state. Other schemes
+(pure lag, Nash, Hayami, custom) are convolved with their kernels: directly over each kernel's
+support when that is short, by FFT per level otherwise.
+
+Where it runs:
+- CPU: compiled C (``_native``), post-order with a depth-indexed inflow stack; torch FFT fallback.
+- CUDA: one Triton launch for the whole tree (``_triton/iir.py``) for recursions; torch FFT by level
+  for convolutions.
+Gradients: custom backward passes (routing on the reversed tree in reversed time) for the compiled
+and Triton recursions and the compiled convolution; autograd through the torch FFT path.
 """
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 
-from ..irf import Kernels
-from ..network import RiverNetwork
+from ..irf import Kernels, Scheme
+from . import _cpu, _gpu
+from .fft import route_fft
+from .topology import Topology
 
-__all__ = ["route_exact"]
+__all__ = ["plan_exact", "route_exact"]
 
-
-def _fft_size(n: int) -> int:
-    # 2^a 3^b: fast sizes for pocketfft and cuFFT
-    best = 1 << (n - 1).bit_length()
-    p3 = 1
-    while p3 < best:
-        p2 = p3
-        while p2 < n:
-            p2 *= 2
-        best = min(best, p2)
-        p3 *= 3
-    return best
+log = logging.getLogger(__name__)
+_LOGGED: set[str] = set()
 
 
-def route_exact(network: RiverNetwork, runoff: torch.Tensor, kernels: Kernels,
-                progress=None) -> torch.Tensor:
-    """Q [B, N, T] from runoff [B, N, T] and per-reach kernels (h, g each [N, L])."""
-    b, n, t_len = runoff.shape
-    length = kernels.length
-    nfft = _fft_size(t_len + length - 1)
+def _once(msg: str) -> None:
+    if msg not in _LOGGED:
+        _LOGGED.add(msg)
+        log.info(msg)
+
+
+def plan_exact(scheme: Scheme, device: torch.device, *, kernel_length: int | None, history: bool) -> str:
+    """Which path the exact engine takes: 'iir-native', 'iir-triton', 'iir-fft', 'fir-native' or 'fft'."""
+    recursive = scheme.recursion is not None and kernel_length is None and not history
+    if recursive:
+        if device.type == "cpu" and _cpu.available():
+            return "iir-native"
+        if _gpu.available(device):
+            return "iir-triton"
+        return "iir-fft"
+    if device.type == "cpu" and _cpu.available():
+        return "fir-native"
+    return "fft"
+
+
+def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, dt: float, *,
+                kernels_fn, kernel_length: int | None, state=None, want: str | None = None, progress=None):
+    """Route with the exact engine.
+
+    Parameters
+    ----------
+    topo : the network's topology.
+    runoff : [B, N, T] tensor (float32 or float64) on the target device.
+    scheme, p, dt : the scheme, its per-reach float64 parameters, the step (s).
+    kernels_fn : ``kernels_fn(n_steps) -> Kernels`` (float64), called only for convolution paths.
+    kernel_length : fixed kernel length or None (whole horizon).
+    state : 'filter' tensor [B, N, 3] (recursive) or (U, q) histories [B, N, H] (history), or None.
+    want : None, 'recursive' or 'history': the kind of state the run keeps (sets the path).
+
+    Returns
+    -------
+    (Q [B, N, T], state tensors dict or None, path name)
+    """
     device = runoff.device
-    h_hat = torch.fft.rfft(kernels.h, n=nfft)
-    same = kernels.g is kernels.h
-    g_hat = h_hat if same else torch.fft.rfft(kernels.g, n=nfft)
-    inflow = torch.zeros_like(runoff)
-    pieces, order = [], []
-    groups = network.level_groups
-    downstream = torch.as_tensor(network.downstream, device=device)
-    for i, group_np in enumerate(groups):
-        group = torch.as_tensor(group_np, device=device)
-        lateral = torch.fft.rfft(runoff.index_select(1, group), n=nfft) * g_hat.index_select(0, group)
-        if i == 0:  # headwaters: no upstream inflow
-            spectrum = lateral
-        else:
-            upstream = torch.fft.rfft(inflow.index_select(1, group), n=nfft) * h_hat.index_select(0, group)
-            spectrum = lateral + upstream
-        q_level = torch.fft.irfft(spectrum, n=nfft)[..., :t_len]
-        pieces.append(q_level)
-        order.append(group)
-        ds = downstream.index_select(0, group)
-        keep = ds >= 0
-        if bool(keep.any()):
-            inflow.index_add_(1, ds[keep], q_level[:, keep])
-        if progress is not None:
-            progress(i + 1, len(groups))
-    stacked = torch.cat(pieces, dim=1)
-    position = torch.empty(n, dtype=torch.long, device=device)
-    position[torch.cat(order)] = torch.arange(n, device=device)
-    return stacked.index_select(1, position)
+    history = isinstance(state, tuple) or want == "history"
+    path = plan_exact(scheme, device, kernel_length=kernel_length, history=history)
+    _once(f"thalweg: exact engine on {device.type}: {path}")
+    if path in ("iir-native", "iir-triton"):
+        coef = scheme.recursion(p, dt).stacked().to(device)
+        fn = _cpu.iir_route if path == "iir-native" else _gpu.iir_route
+        out, _ = fn(runoff, coef, topo, state)
+        return out, None, path
+    t_len = runoff.shape[-1]
+    if path == "iir-fft":
+        kern = kernels_fn(t_len)
+        coef = scheme.recursion(p, dt).stacked().to(device) if state is not None or want else None
+        out, _ = route_fft(topo, runoff, kern, coef=coef, filter_state=state, progress=progress)
+        return out, None, path
+    length = kernel_length or t_len
+    kern: Kernels = kernels_fn(length)
+    if path == "fir-native":
+        k0, k1 = _cpu.kernel_support(kern.h, None if kern.g is kern.h else kern.g)
+        direct_cost = float((k1 - k0).sum())
+        fft_cost = topo.n * 6.0 * math.log2(2 * (t_len + length))
+        if direct_cost <= fft_cost or history:
+            hist = state if isinstance(state, tuple) else None
+            out, _, _ = _cpu.fir_route(runoff, kern.h, None if kern.g is kern.h else kern.g, topo, hist,
+                                       support=(k0, k1))
+            return out, None, path
+        path = "fft"
+    out, _ = route_fft(topo, runoff, kern, history=state if isinstance(state, tuple) else None, progress=progress)
+    return out, None, path

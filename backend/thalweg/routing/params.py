@@ -39,7 +39,7 @@ def scheme_params(network: RiverNetwork, scheme: Scheme, params: Mapping[str, An
             tensor = tensor.expand(n)
         if tensor.shape != (n,):
             raise InputError(f"parameter '{spec.name}' has shape {tuple(tensor.shape)}; the network has {n:,} "
-                             f"reaches.", hint=f"Give one value per reach, in the network's order, or one constant.")
+                             f"reaches.", hint="Give one value per reach, in the network's order, or one constant.")
         with torch.no_grad():
             bad = ~torch.isfinite(tensor) | (tensor < spec.lower) | (tensor > spec.upper)
             if spec.lower == 0.0 and spec.name in ("k", "tau", "celerity", "diffusivity"):

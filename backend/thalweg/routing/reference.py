@@ -38,7 +38,7 @@ def route_reference(network: RiverNetwork, runoff: np.ndarray, params: Mapping[s
     q = np.asarray(runoff, dtype=np.float64)
     squeeze = q.ndim == 2
     q = q[None] if squeeze else q
-    b, n, t_len = q.shape
+    _b, _n, t_len = q.shape
     p = {k: v.numpy() for k, v in scheme_params(network, sch, params, dtype=torch.float64, device="cpu").items()}
     if sch.name not in ("muskingum", "linear_storage", "muskingum_substep"):
         kern = sch.kernels({k: torch.from_numpy(v) for k, v in p.items()}, dt, t_len)

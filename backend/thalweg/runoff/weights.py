@@ -226,7 +226,10 @@ def compute_weights(grid: Grid, catchments: Catchments, *, progress: bool = True
             out_row.append(rows[keep])
             out_col.append(cols[keep])
             out_area.append(area[keep])
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
+
+    def cat(parts, dt):
+        return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
+
     table = WeightTable(cat(out_id, np.int64), cat(out_row, np.int64), cat(out_col, np.int64),
                         cat(out_area, np.float64), _cache_key(grid, catchments), grid.shape)
     _warn_coverage(table, catchments, own_area)

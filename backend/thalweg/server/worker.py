@@ -147,7 +147,7 @@ def _child_main(conn, stop_event, log_level: str) -> None:
         _, kind, body, out_dir = message
         last = [0.0, ""]
 
-        def progress(fraction: float, text: str) -> None:
+        def progress(fraction: float, text: str, last=last) -> None:
             now = time.monotonic()
             if text != last[1] or now - last[0] > 0.05:  # throttle: a level loop may report thousands of times
                 last[0], last[1] = now, text

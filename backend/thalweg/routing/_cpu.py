@@ -1,0 +1,264 @@
+"""CPU exact engine: the compiled recursions and short convolutions of ``_native``, with custom backward.
+
+Work items are (batch element, basin): basins are contiguous post-order segments, so items touch
+disjoint reaches and run in threads (ctypes releases the GIL) when torch allows several threads.
+The backward pass is routing on the reversed tree in reversed time (see ``routing.c``).
+"""
+from __future__ import annotations
+
+import itertools
+import mmap
+import sys
+from concurrent import futures
+
+import numpy as np
+import torch
+
+from . import _native
+from .topology import Topology
+
+__all__ = ["available", "fir_route", "iir_route", "kernel_support"]
+
+STACK_BYTES = 2 << 20  # the depth-indexed inflow stack of one pass over the tree stays in L2/L3
+
+
+def _chunk(t_len: int, seg_depth: int) -> int:
+    """Time steps per pass over the tree: long passes amortise per-reach work, the stack must stay cached."""
+    fit = STACK_BYTES // (8 * max(seg_depth, 1))
+    return int(max(64, min(t_len, 2048, fit)))
+
+
+def empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor; large ones on transparent huge pages where Linux offers them.
+
+    First-touch page faults of a fresh 4 KiB-page buffer cost as much as the routing itself here
+    (146 MB: ~60 ms against ~5 ms on huge pages).
+    """
+    nbytes = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
+    if nbytes < (16 << 20) or not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.empty(shape, dtype=dtype)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf.madvise(mmap.MADV_HUGEPAGE)
+    return torch.frombuffer(buf, dtype=dtype).view(shape)
+
+
+def available() -> bool:
+    return _native.load() is not None
+
+
+def _suffix(dtype: torch.dtype) -> str:
+    if dtype == torch.float32:
+        return "f32"
+    if dtype == torch.float64:
+        return "f64"
+    raise TypeError(f"the CPU engine routes float32 or float64, not {dtype}")
+
+
+def _items(topo: Topology, batch: int) -> list[tuple[int, int, int, int]]:
+    """(batch, first post-order position, count, largest depth + 1 in the segment) per work item."""
+    bp = topo.basin_ptr
+    out = []
+    for a, b in itertools.pairwise(bp):
+        seg_depth = int(topo.depth[topo.order[a:b]].max(initial=0)) + 1
+        for k in range(batch):
+            out.append((k, int(a), int(b - a), seg_depth))
+    # biggest first: threads finish together
+    out.sort(key=lambda it: -it[2])
+    return out
+
+
+def _run(items, fn) -> None:
+    threads = max(1, torch.get_num_threads())
+    if threads == 1 or len(items) == 1:
+        for it in items:
+            fn(it)
+        return
+    with futures.ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        for f in [pool.submit(fn, it) for it in items]:
+            f.result()
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        raise RuntimeError(f"native {what} returned {rc}")
+
+
+class _IIR(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, runoff, coef, topo: Topology, state):
+        lib = _native.load()
+        b, n, t_len = runoff.shape
+        q = runoff.detach().contiguous()
+        coef64 = coef.detach().to(torch.float64).contiguous()
+        out = empty(q.shape, q.dtype)
+        st = (torch.zeros(b, n, 3, dtype=torch.float64) if state is None
+              else state.detach().to(torch.float64).clone().contiguous())
+        prev = st.clone() if state is not None else None
+        fn = getattr(lib, f"iir_forward_{_suffix(q.dtype)}")
+        p = _native.ptr
+        order, depth, down = topo.order, topo.depth, topo.downstream
+        nt = n * t_len
+
+        def work(item):
+            k, start, count, seg_depth = item
+            chunk = _chunk(t_len, seg_depth)
+            stack = np.zeros(seg_depth * chunk)
+            xbuf = np.empty(chunk)
+            _check(fn(count, t_len, chunk, order.ctypes.data + 8 * start, p(depth), p(down), p(coef64),
+                      q.data_ptr() + k * nt * q.element_size(), out.data_ptr() + k * nt * out.element_size(),
+                      st.data_ptr() + k * n * 3 * 8, p(stack), p(xbuf)), "iir_forward")
+
+        _run(_items(topo, b), work)
+        ctx.topo = topo
+        ctx.save_for_backward(q, coef64, out, prev if prev is not None else torch.empty(0))
+        ctx.has_prev = prev is not None
+        ctx.mark_non_differentiable(st)
+        return out, st
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_state):
+        q, coef64, out, prev = ctx.saved_tensors
+        topo: Topology = ctx.topo
+        lib = _native.load()
+        b, n, t_len = q.shape
+        grad = grad_out.contiguous().to(q.dtype)
+        dq = empty(q.shape, q.dtype)
+        dcoef = torch.zeros(b, n, 5, dtype=torch.float64)
+        fn = getattr(lib, f"iir_backward_{_suffix(q.dtype)}")
+        p = _native.ptr
+        nt, es = n * t_len, q.element_size()
+
+        def work(item):
+            k, start, count, seg_depth = item
+            chunk = _chunk(t_len, seg_depth)
+            stack = np.zeros(seg_depth * chunk)
+            lam = np.zeros(n)
+            abuf = np.empty(chunk + 1)
+            ubuf = np.empty(chunk + 1)
+            prev_ptr = prev.data_ptr() + k * n * 3 * 8 if ctx.has_prev else None
+            _check(fn(count, t_len, chunk, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
+                      p(topo.child_ptr), p(topo.child_idx), p(coef64), q.data_ptr() + k * nt * es,
+                      out.data_ptr() + k * nt * es, grad.data_ptr() + k * nt * es, prev_ptr,
+                      dq.data_ptr() + k * nt * es, dcoef.data_ptr() + k * n * 5 * 8, p(lam), p(stack), p(abuf),
+                      p(ubuf)), "iir_backward")
+
+        _run(_items(topo, b), work)
+        return dq, dcoef.sum(0), None, None
+
+
+def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: torch.Tensor | None = None):
+    """Q [B, N, T] and the final filter state [B, N, 3] (Q, U, q at the last step, float64).
+
+    runoff : [B, N, T] float32 or float64 on CPU. coef : [N, 5] (r, b0, b1, c0, c1), differentiable.
+    state : optional [B, N, 3], the state after the previous chunk (warm start).
+    """
+    return _IIR.apply(runoff, coef, topo, state)
+
+
+def kernel_support(h: torch.Tensor, g: torch.Tensor | None, tol: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
+    """Per-reach [k0, k1): the taps holding all but ``tol`` of each kernel's absolute mass at either end
+    (both kernels together when ``g`` is given)."""
+    hh = h.detach().to(device="cpu", dtype=torch.float64).contiguous()
+    gg = None if g is None else g.detach().to(device="cpu", dtype=torch.float64).contiguous()
+    n, klen = hh.shape
+    k0 = np.empty(n, dtype=np.int64)
+    k1 = np.empty(n, dtype=np.int64)
+    lib = _native.load()
+    if lib is not None:
+        _check(lib.kernel_support(n, klen, hh.data_ptr(), None if gg is None else gg.data_ptr(), float(tol),
+                                  k0.ctypes.data, k1.ctypes.data), "kernel_support")
+        return k0, k1
+    a = hh.abs() if gg is None else hh.abs() + gg.abs()
+    total = a.sum(-1, keepdim=True).clamp(min=1e-300)
+    head = torch.cumsum(a, -1) / total
+    tail = torch.flip(torch.cumsum(torch.flip(a, [-1]), -1), [-1]) / total
+    k0[:] = (head <= tol).sum(-1).clamp(max=klen - 1).numpy()
+    k1[:] = np.maximum((tail > tol).sum(-1).numpy(), k0 + 1)
+    return k0, k1
+
+
+class _FIR(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, runoff, h, g, topo: Topology, support, history):
+        lib = _native.load()
+        b, n, t_len = runoff.shape
+        q = runoff.detach().contiguous()
+        same = g is None
+        h64 = h.detach().to(torch.float64).contiguous()
+        g64 = h64 if same else g.detach().to(torch.float64).contiguous()
+        klen = h64.shape[-1]
+        k0, k1 = support
+        out = empty(q.shape, q.dtype)
+        fn = getattr(lib, f"fir_forward_{_suffix(q.dtype)}")
+        p = _native.ptr
+        if history is not None:
+            hu = history[0].detach().to(torch.float64).clone().contiguous()
+            hq = history[1].detach().to(torch.float64).clone().contiguous()
+            hlen = hu.shape[-1]
+        else:
+            hu = hq = None
+            hlen = 0
+        nt, es = n * t_len, q.element_size()
+
+        def work(item):
+            k, start, count, seg_depth = item
+            stack = np.zeros(seg_depth * t_len)
+            ext = np.empty(2 * (hlen + t_len))
+            acc = np.empty(t_len)
+            hu_p = None if hu is None else hu.data_ptr() + k * n * hlen * 8
+            hq_p = None if hq is None else hq.data_ptr() + k * n * hlen * 8
+            _check(fn(count, t_len, klen, hlen, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
+                      p(h64), p(g64), int(same), p(k0), p(k1), q.data_ptr() + k * nt * es,
+                      out.data_ptr() + k * nt * es, hu_p, hq_p, p(stack), p(ext), p(acc)), "fir_forward")
+
+        _run(_items(topo, b), work)
+        ctx.topo, ctx.same, ctx.support, ctx.warm = topo, same, support, history is not None
+        ctx.save_for_backward(q, h64, g64, out)
+        new_hist = (hu, hq) if history is not None else (torch.empty(0), torch.empty(0))
+        ctx.mark_non_differentiable(*new_hist)
+        return (out, *new_hist)
+
+    @staticmethod
+    def backward(ctx, grad_out, _g1, _g2):
+        if ctx.warm:
+            raise NotImplementedError("gradients through a warm-started convolution run are not supported; "
+                                      "route the whole period in one call to train")
+        q, h64, g64, out = ctx.saved_tensors
+        topo: Topology = ctx.topo
+        lib = _native.load()
+        b, n, t_len = q.shape
+        klen = h64.shape[-1]
+        grad = grad_out.contiguous().to(q.dtype)
+        dq = empty(q.shape, q.dtype)
+        dh = torch.zeros(b, n, klen, dtype=torch.float64)
+        dg = dh if ctx.same else torch.zeros(b, n, klen, dtype=torch.float64)
+        fn = getattr(lib, f"fir_backward_{_suffix(q.dtype)}")
+        p = _native.ptr
+        k0, k1 = ctx.support
+        nt, es = n * t_len, q.element_size()
+
+        def work(item):
+            k, start, count, seg_depth = item
+            stack = np.zeros(seg_depth * t_len)
+            abuf, ubuf, acc = np.empty(t_len), np.empty(t_len), np.empty(t_len)
+            _check(fn(count, t_len, klen, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
+                      p(topo.child_ptr), p(topo.child_idx), p(h64), p(g64), int(ctx.same), p(k0), p(k1),
+                      q.data_ptr() + k * nt * es, out.data_ptr() + k * nt * es, grad.data_ptr() + k * nt * es,
+                      dq.data_ptr() + k * nt * es, dh.data_ptr() + k * n * klen * 8,
+                      dg.data_ptr() + k * n * klen * 8, p(stack), p(abuf), p(ubuf), p(acc)), "fir_backward")
+
+        _run(_items(topo, b), work)
+        dh_total = dh.sum(0)
+        return dq, dh_total, (None if ctx.same else dg.sum(0)), None, None, None
+
+
+def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, topo: Topology,
+              history: tuple[torch.Tensor, torch.Tensor] | None = None, support=None):
+    """Q [B, N, T] by direct convolution with each reach's kernels over their support.
+
+    h, g : [N, L] kernels (g None when g = h), differentiable. history : optional (U, q) inputs of the
+    last H steps [B, N, H] (warm start); returns (Q, U_hist, q_hist), the histories empty when cold.
+    """
+    if support is None:
+        support = kernel_support(h, g)
+    return _FIR.apply(runoff, h, g, topo, support, history)

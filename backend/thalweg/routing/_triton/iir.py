@@ -1,0 +1,202 @@
+"""Triton kernels of the exact engine on GPU: first-order recursions over the tree, one launch per pass.
+
+Work items are (time chunk, reach, batch element), handed out by an atomic ticket counter in an order
+where every item comes after the items it needs (its upstream reaches' same chunk, its own previous
+chunk), so a program only ever waits on items that running programs hold: no deadlock, whatever the
+grid. A finished item publishes the number of chunks done for its (batch, reach) with a release
+store; a waiting item spins on it with acquire loads, then reads the upstream rows past L1 (``.cg``).
+Time chunks pipeline the main stem: the outlet's first chunk runs while headwaters do their last.
+
+Inside a chunk the recursion y[t] = r y[t-1] + x[t] is an associative scan on (r, x) pairs, in
+float64, carried across chunks through a per-item state.
+
+Forward: Q[t] = r Q[t-1] + b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1], U = sum of upstream Q.
+Backward (reverse tickets: last chunk first, outlets first): lambda[t] = A[t] + r lambda[t+1] with
+A = dL/dQ + adjoint of the downstream reach's inflow; adj U = b0 lambda[t] + b1 lambda[t+1],
+dq = c0 lambda[t] + c1 lambda[t+1], and the coefficient gradients are sums of lambda times the
+forward signals.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+__all__ = ["iir_backward_kernel", "iir_forward_kernel"]
+
+
+@triton.jit
+def _affine(a1, b1, a2, b2):
+    return a1 * a2, b1 * a2 + b2
+
+
+@triton.jit
+def _wait(flag_ptr, need):
+    seen = tl.atomic_add(flag_ptr, 0, sem="acquire")
+    while seen < need:
+        seen = tl.atomic_add(flag_ptr, 0, sem="acquire")
+
+
+@triton.jit
+def _last(values, offs, where):
+    return tl.sum(tl.where(offs == where, values, 0.0), axis=0)
+
+
+@triton.jit
+def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr, child_idx, flag_ptr,
+                       ticket_ptr, n_reach, n_batch, t_len, n_chunks,
+                       PREFETCH: tl.constexpr, BT: tl.constexpr):
+    n_items = n_chunks * n_reach * n_batch
+    offs0 = tl.arange(0, BT)
+    ticket = tl.atomic_add(ticket_ptr, 1)
+    while ticket < n_items:
+        # take the next ticket now: its atomic's latency overlaps this item (still deadlock-free: the
+        # smallest item in progress always has its inputs done)
+        nxt = ticket
+        if PREFETCH:
+            nxt = tl.atomic_add(ticket_ptr, 1)
+        chunk = ticket // (n_reach * n_batch)
+        rest = ticket % (n_reach * n_batch)
+        i = tl.load(order_ptr + rest // n_batch)  # reaches in topological (level) order
+        b = rest % n_batch
+        row = (b.to(tl.int64) * n_reach + i) * t_len
+        t0 = chunk * BT
+        offs = t0 + offs0
+        mask = offs < t_len
+        # own previous chunk: its state
+        _wait(flag_ptr + b * n_reach + i, chunk)
+        sp = state_ptr + (b.to(tl.int64) * n_reach + i) * 3
+        y = tl.load(sp, cache_modifier=".cg")
+        u_before = tl.load(sp + 1, cache_modifier=".cg")
+        q_before = tl.load(sp + 2, cache_modifier=".cg")
+        cp = coef_ptr + i * 5
+        r = tl.load(cp)
+        b0 = tl.load(cp + 1)
+        b1 = tl.load(cp + 2)
+        c0 = tl.load(cp + 3)
+        c1 = tl.load(cp + 4)
+        qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+        qp = tl.load(q_ptr + row + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
+        qp = tl.where(offs == t0, q_before, qp)
+        u = tl.zeros([BT], dtype=tl.float64)
+        up = tl.zeros([BT], dtype=tl.float64)
+        e0 = tl.load(child_ptr + i)
+        e1 = tl.load(child_ptr + i + 1)
+        e = e0
+        while e < e1:  # (a while loop: the interpreter cannot range() over loaded bounds)
+            c = tl.load(child_idx + e)
+            e += 1
+            _wait(flag_ptr + b * n_reach + c, chunk + 1)
+            crow = (b.to(tl.int64) * n_reach + c) * t_len
+            u += tl.load(out_ptr + crow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
+            up += tl.load(out_ptr + crow + offs - 1, mask=mask & (offs > 0), other=0.0,
+                          cache_modifier=".cg").to(tl.float64)
+        up = tl.where(offs == t0, u_before, up)
+        x = b0 * u + b1 * up + c0 * qv + c1 * qp
+        x = tl.where(mask, x, 0.0)
+        a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
+        pa, px = tl.associative_scan((a, x), 0, _affine)
+        yv = px + pa * y
+        tl.store(out_ptr + row + offs, yv.to(out_ptr.dtype.element_ty), mask=mask)
+        end = tl.minimum(t0 + BT, t_len) - 1
+        tl.store(sp, _last(yv, offs, end))
+        # U and q at the chunk's last step: scalar loads (cached) instead of two more block reductions
+        u_end = r * 0.0  # a float64 scalar
+        e = e0
+        while e < e1:
+            c = tl.load(child_idx + e)
+            e += 1
+            crow = (b.to(tl.int64) * n_reach + c) * t_len
+            u_end += tl.load(out_ptr + crow + end, cache_modifier=".cg").to(tl.float64)
+        tl.store(sp + 1, u_end)
+        tl.store(sp + 2, tl.load(q_ptr + row + end).to(tl.float64))
+        tl.debug_barrier()
+        tl.atomic_xchg(flag_ptr + b * n_reach + i, chunk + 1, sem="release")
+        if PREFETCH:
+            ticket = nxt
+        else:
+            ticket = tl.atomic_add(ticket_ptr, 1)
+
+
+@triton.jit
+def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, adj_ptr, dcoef_ptr, coef_ptr, prev_ptr, lam_ptr,
+                        order_ptr, down_ptr, child_ptr, child_idx, flag_ptr, ticket_ptr,
+                        n_reach, n_batch, t_len, n_chunks, HAS_PREV: tl.constexpr, PREFETCH: tl.constexpr,
+                        BT: tl.constexpr):
+    n_items = n_chunks * n_reach * n_batch
+    offs0 = tl.arange(0, BT)
+    ticket = tl.atomic_add(ticket_ptr, 1)
+    while ticket < n_items:
+        nxt = ticket
+        if PREFETCH:
+            nxt = tl.atomic_add(ticket_ptr, 1)
+        k = ticket // (n_reach * n_batch)
+        chunk = n_chunks - 1 - k  # last chunk first
+        rest = ticket % (n_reach * n_batch)
+        i = tl.load(order_ptr + (n_reach - 1 - rest // n_batch))  # outlets first
+        b = rest % n_batch
+        bi = b.to(tl.int64) * n_reach + i
+        row = bi * t_len
+        t0 = chunk * BT
+        offs = t0 + offs0
+        mask = offs < t_len
+        mask_next = (offs + 1) < t_len
+        _wait(flag_ptr + b * n_reach + i, k)  # own later chunk: lambda carry
+        lam_after = tl.load(lam_ptr + bi, cache_modifier=".cg")
+        cp = coef_ptr + i * 5
+        r = tl.load(cp)
+        b0 = tl.load(cp + 1)
+        b1 = tl.load(cp + 2)
+        c0 = tl.load(cp + 3)
+        c1 = tl.load(cp + 4)
+        av = tl.load(grad_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+        an = tl.load(grad_ptr + row + offs + 1, mask=mask_next, other=0.0).to(tl.float64)
+        d = tl.load(down_ptr + i)
+        if d >= 0:
+            _wait(flag_ptr + b * n_reach + d, k + 1)
+            drow = (b.to(tl.int64) * n_reach + d) * t_len
+            av += tl.load(adj_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
+            an += tl.load(adj_ptr + drow + offs + 1, mask=mask_next, other=0.0,
+                          cache_modifier=".cg").to(tl.float64)
+        end = tl.minimum(t0 + BT, t_len) - 1
+        a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
+        # lambda[t] = sum_{j>=t} r^(j-t) A[j] + r^(end-t+1) lambda[end+1] (reverse scan, carried)
+        pa, px = tl.associative_scan((a, tl.where(mask, av, 0.0)), 0, _affine, reverse=True)
+        lam = px + pa * lam_after
+        # lambda[t+1]: the same scan over A[t+1], with lambda[end+1] as the last element
+        an = tl.where(offs < end, an, tl.where(offs == end, lam_after, 0.0))
+        _, lam_next = tl.associative_scan((a, an), 0, _affine, reverse=True)
+        tl.store(adj_ptr + row + offs, (b0 * lam + b1 * lam_next).to(adj_ptr.dtype.element_ty), mask=mask)
+        tl.store(dq_ptr + row + offs, (c0 * lam + c1 * lam_next).to(dq_ptr.dtype.element_ty), mask=mask)
+        # forward signals: Q[t-1], U[t], U[t-1], q[t], q[t-1]
+        qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+        qp = tl.load(q_ptr + row + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
+        op = tl.load(out_ptr + row + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
+        u = tl.zeros([BT], dtype=tl.float64)
+        up = tl.zeros([BT], dtype=tl.float64)
+        e0 = tl.load(child_ptr + i)
+        e1 = tl.load(child_ptr + i + 1)
+        e = e0
+        while e < e1:
+            c = tl.load(child_idx + e)
+            e += 1
+            crow = (b.to(tl.int64) * n_reach + c) * t_len
+            u += tl.load(out_ptr + crow + offs, mask=mask, other=0.0).to(tl.float64)
+            up += tl.load(out_ptr + crow + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
+        if HAS_PREV and chunk == 0:
+            pp = prev_ptr + bi * 3
+            op = tl.where(offs == 0, tl.load(pp), op)
+            up = tl.where(offs == 0, tl.load(pp + 1), up)
+            qp = tl.where(offs == 0, tl.load(pp + 2), qp)
+        dp = dcoef_ptr + bi * 5
+        tl.store(dp, tl.load(dp, cache_modifier=".cg") + tl.sum(lam * op, axis=0))
+        tl.store(dp + 1, tl.load(dp + 1, cache_modifier=".cg") + tl.sum(lam * u, axis=0))
+        tl.store(dp + 2, tl.load(dp + 2, cache_modifier=".cg") + tl.sum(lam * up, axis=0))
+        tl.store(dp + 3, tl.load(dp + 3, cache_modifier=".cg") + tl.sum(lam * qv, axis=0))
+        tl.store(dp + 4, tl.load(dp + 4, cache_modifier=".cg") + tl.sum(lam * qp, axis=0))
+        tl.store(lam_ptr + bi, _last(lam, offs, t0))
+        tl.debug_barrier()
+        tl.atomic_xchg(flag_ptr + b * n_reach + i, k + 1, sem="release")
+        if PREFETCH:
+            ticket = nxt
+        else:
+            ticket = tl.atomic_add(ticket_ptr, 1)

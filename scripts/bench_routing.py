@@ -1,0 +1,360 @@
+"""Benchmark of Thalweg's routing engines (and DiffRoute 0.1.0 on the same GPU, same run).
+
+Scheidegger-lattice networks, Muskingum with GEOGloWS parameters (k = length / velocity(area),
+x = 0.25), dt = 3600 s, gamma runoff. For each engine: preparation (first call minus a warm call),
+forward and forward+backward times (median of --reps), reach-steps per second, peak memory, and the
+max relative error per reach against a float64 run of the exact engine (itself tested against the
+float64 numpy recursion; on sizes <= --reference-max it is also checked against that recursion).
+
+DiffRoute routes with g = h (one kernel for runoff and inflow), so its error is judged against
+Thalweg's float64 routing of the same kernels (scheme 'muskingum_gh', registered here). Its
+reach order is the subtree post-order (``nodes_idx``), its parameters come through ``param_df``, and
+``max_delay`` is the first of --diffroute-delays that fits in memory.
+
+Examples::
+
+    python scripts/bench_routing.py --device cpu --threads 1 --sizes 100000 --steps 366
+    python scripts/bench_routing.py --device cuda --sizes 10000 100000 1000000 --steps 1000 8784 --diffroute
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+from thalweg.errors import ThalwegWarning
+from thalweg.irf import SCHEMES, Recursion, Scheme, register_scheme
+from thalweg.irf import muskingum as _musk
+from thalweg.network import scheidegger_network
+from thalweg.params import geoglows_muskingum
+from thalweg.routing import route, route_reference
+from thalweg.routing.topology import build as build_topology
+from thalweg.testing import max_relative_error
+
+DT = 3600.0  # set by --dt
+
+
+def _gh_kernel(params, dt, n_steps):
+    h, _ = _musk.kernel(params, dt, n_steps)
+    return h, None
+
+
+def _gh_recursion(params, dt):
+    c0, c1, c2 = _musk.coefficients(params["k"], params["x"], dt)
+    return Recursion(r=c2, b0=c0, b1=c1, c0=c0, c1=c1)
+
+
+if "muskingum_gh" not in SCHEMES:
+    register_scheme(Scheme(name="muskingum_gh", parameters=SCHEMES["muskingum"].parameters, kernel=_gh_kernel,
+                           travel_time=SCHEMES["muskingum"].travel_time, recursion=_gh_recursion,
+                           description="Muskingum with g = h (DiffRoute's convention), benchmark only"))
+
+
+def scheme_params(net, scheme: str) -> dict:
+    """GEOGloWS-derived parameters for any scheme: k = length / velocity(area) sets each time scale."""
+    p = geoglows_muskingum(net)
+    k = np.clip(p["k"], 60.0, 30 * 86400.0)
+    if scheme in ("muskingum", "muskingum_substep", "muskingum_gh"):
+        return {"k": k, "x": p["x"]}
+    if scheme == "linear_storage":
+        return {"tau": k}
+    if scheme == "pure_lag":
+        return {"lag": k}
+    if scheme == "nash_cascade":
+        return {"tau": k / 3.0, "n": np.full(k.size, 3.0)}
+    if scheme == "hayami":
+        return {"celerity": np.clip(net.length / k, 0.05, 10.0), "diffusivity": np.full(k.size, 1e4)}
+    raise SystemExit(f"no benchmark parameters for scheme {scheme}")
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, reps):
+    times = []
+    result = None
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        result = fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), result
+
+
+def peak_reset(device):
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_bytes(device):
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # process peak RSS
+
+
+def bench_engine(net, runoff, params, engine, device, reps, opts, scheme="muskingum"):
+    rec = {"engine": engine}
+    n, t_len = runoff.shape[1], runoff.shape[2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        sync(device)
+        t0 = time.perf_counter()
+        out = route(net, runoff, params, scheme, dt=DT, engine=engine, device=device, **opts)
+        sync(device)
+        first = time.perf_counter() - t0
+        del out
+        peak_reset(device)
+        fwd, out = timed(lambda: route(net, runoff, params, scheme, dt=DT, engine=engine, device=device, **opts),
+                         device, reps)
+        rec["peak_fwd_bytes"] = peak_bytes(device)
+        rec["first_call_s"] = first
+        rec["forward_s"] = fwd
+        rec["reach_steps_per_s"] = n * t_len * runoff.shape[0] / fwd
+        try:
+            first_name = SCHEMES[scheme].parameter_names[0]
+            k = torch.as_tensor(params[first_name], device=device).clone().requires_grad_(True)
+            q = runoff.clone().requires_grad_(True)
+
+            def fwd_bwd():
+                o = route(net, q, {**params, first_name: k}, scheme, dt=DT, engine=engine, device=device, **opts)
+                o.sum().backward()
+
+            fwd_bwd()
+            peak_reset(device)
+            fb, _ = timed(fwd_bwd, device, max(1, reps // 2))
+            rec["forward_backward_s"] = fb
+            rec["peak_fwd_bwd_bytes"] = peak_bytes(device)
+            rec["bwd_over_fwd"] = fb / fwd
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError, NotImplementedError) as exc:
+            rec["forward_backward_s"] = None
+            rec["backward_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return rec, out
+
+
+def run_diffroute(net, runoff, params, ref_gh, device, delays, reps):
+    """DiffRoute 0.1.0 on the same network and parameters; returns a record (or the reason it did not run)."""
+    rec = {}
+    try:
+        import networkx as nx
+        import pandas as pd
+        from diffroute import LTIRouter, RivTree
+    except ImportError as exc:
+        rec["error"] = f"not importable: {exc}"
+        return [{**rec, "engine": "diffroute-0.1.0"}]
+    n = net.n_reaches
+    topo = build_topology(net)
+    t0 = time.perf_counter()
+    g = nx.DiGraph()
+    g.add_nodes_from(range(n))
+    has = net.downstream >= 0
+    g.add_edges_from(zip(np.flatnonzero(has).tolist(), net.downstream[has].tolist()))
+    nodes_idx = pd.Series(np.arange(n), index=topo.order)  # subtree post-order
+    df = pd.DataFrame({"x": np.asarray(params["x"], float), "k": np.asarray(params["k"], float) / DT},
+                      index=np.arange(n))
+    tree = RivTree(g, irf_fn="muskingum", param_df=df, nodes_idx=nodes_idx).to(device)
+    rec["prep_s"] = time.perf_counter() - t0
+    x = runoff[:, topo.order].contiguous()  # DiffRoute's channel order is nodes_idx
+    runs = []
+    for delay in delays:
+        r = {"max_delay": int(delay)}
+        try:
+            router = LTIRouter(max_delay=int(delay), dt=1).to(device)
+            peak_reset(device)
+            with torch.no_grad():
+                router(x, tree)
+                fwd, y = timed(lambda r=router: r(x, tree), device, reps)
+            r.update(forward_s=fwd, peak_fwd_bytes=peak_bytes(device),
+                     reach_steps_per_s=n * runoff.shape[-1] * runoff.shape[0] / fwd)
+            out = torch.empty_like(y)
+            out[:, topo.order] = y
+            err = max_relative_error(out.double().cpu(), ref_gh)
+            r["max_rel_error"] = float(err.max())
+            r["reaches_over_1e-3"] = int((err > 1e-3).sum())
+            del y, out
+            try:
+                xg = x.clone().requires_grad_(True)
+                router(xg, tree).sum().backward()
+                peak_reset(device)
+
+                def fb(r=router, xg=xg):
+                    xg.grad = None
+                    r(xg, tree).sum().backward()
+
+                t_fb, _ = timed(fb, device, max(1, reps // 2))
+                r["forward_backward_s"] = t_fb
+                r["peak_fwd_bwd_bytes"] = peak_bytes(device)
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+                r["forward_backward_s"] = None
+                r["backward_error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+            r["error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+        torch.cuda.empty_cache()
+        runs.append({**rec, **r, "engine": f"diffroute-0.1.0 (max_delay {delay})"})
+    return runs
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--steps", type=int, nargs="+", default=[1000])
+    ap.add_argument("--engines", nargs="+", default=["exact", "closure"])
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (the CPU target is 1)")
+    ap.add_argument("--reference-max", type=int, default=20_000,
+                    help="largest reach count checked against the numpy float64 recursion")
+    ap.add_argument("--closure-max", type=int, default=150_000, help="largest reach count for the closure engine")
+    ap.add_argument("--scheme", default="muskingum", help="scheme of the engine runs (DiffRoute: always Muskingum)")
+    ap.add_argument("--dt", type=float, default=3600.0, help="step, s")
+    ap.add_argument("--diffroute", action="store_true", help="also run DiffRoute 0.1.0 (GPU)")
+    ap.add_argument("--diffroute-max", type=int, default=150_000)
+    ap.add_argument("--diffroute-delays", type=int, nargs="+", default=[48, 256, 1024])
+    ap.add_argument("--precision", default="ieee", help="closure engine: ieee, tf32x3 or tf32")
+    ap.add_argument("--out", default=None, help="write the records as JSON lines here")
+    ap.add_argument("--diffroute-child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    global DT
+    DT = args.dt
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    records = []
+
+    def emit(rec):
+        records.append(rec)
+        print(json.dumps(rec), flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    if args.diffroute_child:  # one DiffRoute configuration, in its own process (its crashes kill CUDA contexts)
+        size, steps = args.sizes[0], args.steps[0]
+        net = scheidegger_network(size, seed=1)
+        torch.manual_seed(0)
+        runoff = torch.distributions.Gamma(2.0, 1.0).sample((args.batch, net.n_reaches, steps)).to(device)
+        gh_params = scheme_params(net, "muskingum_gh")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ThalwegWarning)
+            ref_gh = route(net, runoff.double(), gh_params, "muskingum_gh", dt=DT, engine="exact", device=device,
+                           dtype=torch.float64).cpu()
+        for rec in run_diffroute(net, runoff, gh_params, ref_gh, device, args.diffroute_delays, args.reps):
+            print("DIFFROUTE " + json.dumps(rec), flush=True)
+        return []
+    for size in args.sizes:
+        t0 = time.perf_counter()
+        net = scheidegger_network(size, seed=1)
+        t_net = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        build_topology(net)
+        t_topo = time.perf_counter() - t0
+        params = scheme_params(net, args.scheme)
+        for steps in args.steps:
+            torch.manual_seed(0)
+            runoff_cpu = torch.distributions.Gamma(2.0, 1.0).sample((args.batch, net.n_reaches, steps))
+            try:
+                runoff = runoff_cpu.to(device)
+            except torch.cuda.OutOfMemoryError:
+                emit({"size": net.n_reaches, "steps": steps, "error": "runoff does not fit on the device"})
+                continue
+            base = {"size": net.n_reaches, "levels": net.n_levels, "steps": steps, "batch": args.batch,
+                    "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                    "threads": torch.get_num_threads(), "network_build_s": t_net, "topology_s": t_topo}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ThalwegWarning)
+                try:  # the judge: float64 exact engine (recursion in double)
+                    ref = route(net, runoff.double(), params, args.scheme, dt=DT, engine="exact",
+                                device=device, dtype=torch.float64).cpu()
+                except torch.cuda.OutOfMemoryError:
+                    ref = None
+                if ref is not None and net.n_reaches <= args.reference_max:
+                    numpy_ref = route_reference(net, runoff_cpu.double().numpy(), params, args.scheme, dt=DT)
+                    base["judge_vs_numpy_recursion"] = float(max_relative_error(ref, numpy_ref).max())
+            for engine in args.engines:
+                if engine == "closure" and net.n_reaches > args.closure_max:
+                    continue
+                opts = {"precision": args.precision} if engine == "closure" else {}
+                try:
+                    rec, out = bench_engine(net, runoff, params, engine, device, args.reps, opts, args.scheme)
+                    rec["scheme"] = args.scheme
+                    rec["nonfinite"] = int((~torch.isfinite(out)).sum())
+                    if ref is not None:
+                        rec["judge_nonfinite"] = int((~torch.isfinite(ref)).sum())
+                        rec["max_rel_error"] = float(max_relative_error(out.cpu(), ref).max())
+                    del out
+                except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+                    rec = {"engine": engine, "error": f"out of memory: {str(exc)[:160]}"}
+                emit({**base, **rec})
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            if args.diffroute and device.type == "cuda" and net.n_reaches <= args.diffroute_max:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ThalwegWarning)
+                    gh_params = scheme_params(net, "muskingum_gh")
+                    ref_gh = route(net, runoff.double(), gh_params, "muskingum_gh", dt=DT, engine="exact",
+                                   device=device, dtype=torch.float64).cpu()
+                    mine, out = bench_engine(net, runoff, gh_params, "exact", device, args.reps, {}, "muskingum_gh")
+                    mine["engine"] = "exact (g = h)"
+                    mine["max_rel_error"] = float(max_relative_error(out.cpu(), ref_gh).max())
+                    del out
+                emit({**base, **mine})
+                for rec in _diffroute_isolated(args, net.n_reaches, size, steps):
+                    emit({**base, **rec})
+            del runoff
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    _table(records)
+    return records
+
+
+def _diffroute_isolated(args, n_reaches, size, steps):
+    import subprocess
+
+    out = []
+    for delay in args.diffroute_delays:
+        cmd = [sys.executable, __file__, "--diffroute-child", "--device", args.device, "--sizes", str(size),
+               "--steps", str(steps), "--diffroute-delays", str(delay), "--reps", str(args.reps), "--batch",
+               str(args.batch), "--dt", str(args.dt)]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+            recs = [json.loads(line[10:]) for line in res.stdout.splitlines() if line.startswith("DIFFROUTE ")]
+            if not recs:
+                recs = [{"engine": f"diffroute-0.1.0 (max_delay {delay})",
+                         "error": (res.stderr.strip().splitlines() or ["no output"])[-1][:200]}]
+        except subprocess.TimeoutExpired:
+            recs = [{"engine": f"diffroute-0.1.0 (max_delay {delay})", "error": "timed out (240 s)"}]
+        out.extend(recs)
+    return out
+
+
+def _fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if unit == "B":
+            return f"{v / 2**30:.2f} GiB"
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _table(records):
+    cols = [("size", ""), ("steps", ""), ("engine", ""), ("forward_s", ""), ("forward_backward_s", ""),
+            ("reach_steps_per_s", ""), ("peak_fwd_bytes", "B"), ("peak_fwd_bwd_bytes", "B"),
+            ("max_rel_error", ""), ("first_call_s", "")]
+    print("\n" + " | ".join(c for c, _ in cols))
+    for r in records:
+        print(" | ".join(_fmt(float(r[c]) if isinstance(r.get(c), int) and u == "B" else r.get(c), u)
+                         for c, u in cols))
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() is not None else 1)

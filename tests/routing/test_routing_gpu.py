@@ -1,0 +1,151 @@
+"""GPU paths: Triton kernels against the CPU engines and the reference.
+
+On a CUDA machine the engines run for real. Without one, the Triton kernels still run tiny cases
+through Triton's interpreter (TRITON_INTERPRET=1, in a subprocess, since the variable must be set
+before triton is imported), when triton is installed; otherwise these tests skip.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _routing_cases import DT, requires_cuda, runoff, scheme_params
+from thalweg.errors import ThalwegWarning
+from thalweg.irf import SCHEMES
+from thalweg.routing import route, route_reference
+from thalweg.testing import assert_discharge_close
+
+requires_triton = pytest.mark.skipif(find_spec("triton") is None, reason="needs triton")
+
+_INTERPRETED = textwrap.dedent("""
+    import os, sys, warnings
+    os.environ["TRITON_INTERPRET"] = "1"
+    import numpy as np, torch
+    sys.path.insert(0, sys.argv[1])
+    from _routing_cases import DT, runoff, scheme_params
+    from thalweg.irf import SCHEMES
+    from thalweg.network import scheidegger_network
+    from thalweg.routing import _cpu, _gpu
+    from thalweg.routing.closure import closure_plan_for, path_kernels, _apply_torch
+    from thalweg.routing.params import scheme_params as per_reach
+    from thalweg.routing.topology import topology
+    from thalweg.routing._triton.closure import block_conv
+    warnings.simplefilter("ignore")
+    net = scheidegger_network(12, seed=3, single_basin=True)
+    topo = topology(net)
+    rng = np.random.default_rng(0)
+    s = SCHEMES["muskingum"]
+    p = per_reach(net, s, scheme_params(s, net, rng), dtype=torch.float64, device="cpu")
+    coef = s.recursion(p, DT).stacked()
+    q = torch.as_tensor(runoff(net, rng, batch=1, steps=1100))  # two time chunks of 1024
+    state = torch.rand(1, net.n_reaches, 3, dtype=torch.float64)
+    w = torch.randn_like(q)
+    res = []
+    for impl in (_gpu, _cpu):
+        qq, cc = q.clone().requires_grad_(True), coef.clone().requires_grad_(True)
+        out, st = impl.iir_route(qq, cc, topo, state)
+        (out * w).sum().backward()
+        res.append((out.detach(), st, qq.grad, cc.grad))
+    for a, b, name in zip(res[0], res[1], ("Q", "state", "dq", "dcoef")):
+        err = float((a - b).abs().max() / b.abs().max())
+        assert err < 1e-12, (name, err)
+    k = s.kernels(p, DT, 100)
+    plan = closure_plan_for(net, topo, k.h, k.g, length=24, block=16)
+    stage = plan.stages[-1]
+    wk = path_kernels(stage, k.h, k.g, 24, 16)
+    x = torch.rand(2, stage.n_pad, 100)
+    y_t = block_conv(x, wk.float(), stage.bp_ptr, stage.bp_src, block=16)
+    y_r = _apply_torch(stage, wk, x.double(), 16)
+    err = float((y_t - y_r).abs().max() / y_r.abs().max())
+    assert err < 1e-6, ("block_conv", err)
+    print("OK")
+""")
+
+
+@requires_triton
+def test_triton_kernels_in_the_interpreter():
+    here = Path(__file__).parent
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    res = subprocess.run([sys.executable, "-c", _INTERPRETED, str(here)], capture_output=True, text=True, env=env,
+                         timeout=600, check=False)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("engine", ["exact", "closure", "fft"])
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_gpu_engine_matches_reference(scheme, engine, deep_network):
+    rng = np.random.default_rng(3)
+    params = scheme_params(SCHEMES[scheme], deep_network, rng, max_travel=2 * DT)
+    q = runoff(deep_network, rng, batch=2, steps=700)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        ref = route_reference(deep_network, q, params, scheme, dt=DT)
+        out = route(deep_network, torch.as_tensor(q, dtype=torch.float32, device="cuda"), params, scheme, dt=DT,
+                    engine=engine)
+    assert out.is_cuda
+    assert_discharge_close(out.cpu(), ref, rtol=1e-5, ids=deep_network.ids)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("scheme", ["muskingum", "linear_storage", "hayami"])
+def test_gpu_gradients_equal_cpu_gradients(scheme, deep_network):
+    rng = np.random.default_rng(4)
+    params = scheme_params(SCHEMES[scheme], deep_network, rng, max_travel=2 * DT)
+    q = runoff(deep_network, rng, batch=1, steps=600)
+    weights = torch.as_tensor(rng.standard_normal(q.shape))
+    grads = []
+    for device in ("cuda", "cpu"):
+        qq = torch.as_tensor(q, device=device).requires_grad_(True)
+        pp = {k: torch.as_tensor(v, device=device).requires_grad_(True) for k, v in params.items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ThalwegWarning)
+            out = route(deep_network, qq, pp, scheme, dt=DT, engine="exact", dtype=torch.float64)
+        (out * weights.to(device)).sum().backward()
+        grads.append([qq.grad.cpu()] + [pp[k].grad.cpu() for k in sorted(pp)])
+    for g_gpu, g_cpu in zip(*grads):  # float64; Hayami's GPU path is FFT, its CPU path direct convolution
+        assert float((g_gpu - g_cpu).abs().max()) <= 1e-7 * float(g_cpu.abs().max())
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("engine, kernel_length", [("exact", None), ("exact", 200), ("closure", 200)])
+def test_gpu_chunks_equal_one_pass(engine, kernel_length, deep_network):
+    rng = np.random.default_rng(5)
+    params = scheme_params(SCHEMES["muskingum"], deep_network, rng, max_travel=2 * DT)
+    q = torch.as_tensor(runoff(deep_network, rng, batch=1, steps=2500), device="cuda")
+    opts = {"dt": DT, "engine": engine, "dtype": torch.float64, "kernel_length": kernel_length}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        whole, _ = route(deep_network, q, params, "muskingum", return_state=True, **opts)
+        state, parts = None, []
+        for a, b in ((0, 300), (300, 1100), (1100, 2500)):  # chunks across the kernels' 1024-step tiles
+            part, state = route(deep_network, q[..., a:b], params, "muskingum", state=state, return_state=True,
+                                **opts)
+            parts.append(part)
+    assert state.steps == 2500
+    assert_discharge_close(torch.cat(parts, -1).cpu(), whole.cpu(), rtol=1e-10)
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_gpu_closure_tf32x3_keeps_float32_accuracy(deep_network):
+    rng = np.random.default_rng(6)
+    params = scheme_params(SCHEMES["linear_storage"], deep_network, rng, max_travel=2 * DT)
+    q = runoff(deep_network, rng, batch=1, steps=500)
+    ref = route_reference(deep_network, q, params, "linear_storage", dt=DT)
+    out = route(deep_network, torch.as_tensor(q, dtype=torch.float32, device="cuda"), params, "linear_storage",
+                dt=DT, engine="closure", precision="tf32x3")
+    assert_discharge_close(out.cpu(), ref, rtol=2e-5)
+
+
