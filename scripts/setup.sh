@@ -47,6 +47,11 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   # shellcheck disable=SC2086  # THALWEG_TORCH may carry pip options (an index for a CUDA build)
   .venv/bin/python -m pip install -q $THALWEG_TORCH
   .venv/bin/python -m pip install -q -e ".[gis,server,test]"
+  # a CUDA torch brings its own triton; with the CPU build, triton 3.6 (the version the GPU kernels are tested
+  # with on the H100) lets the tests run the Triton kernels in its interpreter on a machine without a GPU
+  if ! .venv/bin/python -c 'import triton' 2>/dev/null; then
+    .venv/bin/python -m pip install -q "triton==3.6.0" || log "triton not installed: the interpreter tests of the GPU kernels will skip"
+  fi
   echo "$want" > "$stamp"
 fi
 
