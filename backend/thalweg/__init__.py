@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from .errors import (CycleError, DuplicateIdError, GeometryError, InputError, MissingValueError, NetworkError,
                      RunoffError, RunoffMismatchError, SchemaError, ThalwegError, ThalwegWarning, UnitError)
 from .irf import SCHEMES, register_scheme
+from .learning import CalibrationResult, calibrate
 from .network import RiverNetwork, from_arrays
 from .routing import route
 
@@ -20,6 +21,8 @@ __all__ = [
     "read_network",
     "read_runoff",
     "route",
+    "calibrate",
+    "CalibrationResult",
     "SCHEMES",
     "register_scheme",
     "ThalwegError",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import AREA_POLICIES, CONVENTIONS, NAN_POLICIES, RouteSettings
+from .config import AREA_POLICIES, CONVENTIONS, NAN_POLICIES, ZONINGS, CalibrateSettings, RouteSettings
 from .errors import InputError, ThalwegError, ThalwegWarning
 
 __all__ = ["main", "build_parser"]
@@ -49,6 +49,43 @@ def _param(text: str) -> tuple[str, Any]:
         return name.strip(), value.strip()
 
 
+def _add_route_arguments(p: argparse.ArgumentParser, *, calibrating: bool) -> None:
+    """Arguments shared by ``route`` and ``calibrate`` (for calibrate, the parameters given are the prior)."""
+    p.add_argument("network", help="hydrography file")
+    p.add_argument("runoff", help="runoff file (RAPID m3_riv, river-route catchment_runoff, CSV/parquet)")
+    p.add_argument("-o", "--output", required=True, help="output NetCDF path (OUT.nc); extras go beside it")
+    from .irf import SCHEMES
+
+    p.add_argument("--scheme", default="muskingum", choices=sorted(SCHEMES), help="routing scheme")
+    p.add_argument("--k", type=float, help="Muskingum K for every reach, s")
+    p.add_argument("--x", type=float, help="Muskingum x for every reach")
+    p.add_argument("--k-field", help="network field holding Muskingum K [s]")
+    p.add_argument("--x-field", help="network field holding Muskingum x")
+    p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="any scheme parameter as a constant (SI) or a field name; repeatable")
+    p.add_argument("--convention", choices=CONVENTIONS, default="end",
+                   help="end: river-route Q at step ends (default); mean: RAPID Qout step means; both")
+    from .routing import ENGINES
+
+    p.add_argument("--engine", default="auto", choices=ENGINES,
+                   help="routing engine: exact (each reach's filter in topological order), closure (DiffRoute's "
+                        "transitive closure), fft (portable torch), auto (the fastest for the device; default)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when there is one)")
+    p.add_argument("--nan", choices=NAN_POLICIES, default="error", help="runoff NaN policy")
+    p.add_argument("--missing", choices=NAN_POLICIES, default="error",
+                   help="network reaches absent from the runoff: error (default) or zero")
+    p.add_argument("--catchments", help="catchment polygons (id field = reach id) for gridded runoff")
+    p.add_argument("--gauges", required=calibrating,
+                   help="CSV of gauges (gauge_id, reach id): hydrographs are written there"
+                        + (" and parameters are fitted to them" if calibrating else ""))
+    p.add_argument("--observed", required=calibrating,
+                   help="CSV of observed discharge (time at the end of each step + one column per gauge_id)")
+    p.add_argument("--hydrograph", type=int, action="append", default=[], metavar="REACH_ID",
+                   help="also write this reach's hydrograph to the CSV; repeatable")
+    p.add_argument("--no-gpkg", action="store_true", help="do not write the GeoPackage summary layer")
+    _add_network_options(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thalweg", description="River routing on GPU or CPU (DiffRoute method).")
     parser.add_argument("--version", action="version", version=f"thalweg {__version__}")
@@ -68,36 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     rt = sub.add_parser("route", parents=[common],
                         help="route runoff through a network and write discharge")
-    rt.add_argument("network", help="hydrography file")
-    rt.add_argument("runoff", help="runoff file (RAPID m3_riv, river-route catchment_runoff, CSV/parquet)")
-    rt.add_argument("-o", "--output", required=True, help="output NetCDF path (OUT.nc); extras go beside it")
-    from .irf import SCHEMES
+    _add_route_arguments(rt, calibrating=False)
 
-    rt.add_argument("--scheme", default="muskingum", choices=sorted(SCHEMES), help="routing scheme")
-    rt.add_argument("--k", type=float, help="Muskingum K for every reach, s")
-    rt.add_argument("--x", type=float, help="Muskingum x for every reach")
-    rt.add_argument("--k-field", help="network field holding Muskingum K [s]")
-    rt.add_argument("--x-field", help="network field holding Muskingum x")
-    rt.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                    help="any scheme parameter as a constant (SI) or a field name; repeatable")
-    rt.add_argument("--convention", choices=CONVENTIONS, default="end",
-                    help="end: river-route Q at step ends (default); mean: RAPID Qout step means; both")
-    from .routing import ENGINES
-
-    rt.add_argument("--engine", default="auto", choices=ENGINES,
-                    help="routing engine: exact (each reach's filter in topological order), closure (DiffRoute's "
-                         "transitive closure), fft (portable torch), auto (the fastest for the device; default)")
-    rt.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when there is one)")
-    rt.add_argument("--nan", choices=NAN_POLICIES, default="error", help="runoff NaN policy")
-    rt.add_argument("--missing", choices=NAN_POLICIES, default="error",
-                    help="network reaches absent from the runoff: error (default) or zero")
-    rt.add_argument("--catchments", help="catchment polygons (id field = reach id) for gridded runoff")
-    rt.add_argument("--gauges", help="CSV of gauges (gauge_id, reach id): hydrographs are written there")
-    rt.add_argument("--observed", help="CSV of observed discharge (time + one column per gauge_id)")
-    rt.add_argument("--hydrograph", type=int, action="append", default=[], metavar="REACH_ID",
-                    help="also write this reach's hydrograph to the CSV; repeatable")
-    rt.add_argument("--no-gpkg", action="store_true", help="do not write the GeoPackage summary layer")
-    _add_network_options(rt)
+    cal = sub.add_parser("calibrate", parents=[common],
+                         help="fit travel-time parameters to observed discharge, then route with them")
+    _add_route_arguments(cal, calibrating=True)
+    g = cal.add_argument_group("calibration")
+    g.add_argument("--iterations", type=int, default=200, help="most gradient steps (default 200; fewer when the "
+                                                                "loss stops improving)")
+    g.add_argument("--learning-rate", type=float, default=0.05, help="Adam step on the log-multipliers "
+                                                                     "(default 0.05)")
+    g.add_argument("--zones", choices=ZONINGS, default="gauges",
+                   help="gauges: one multiplier per sub-basin between gauges (default); global: one for all reaches")
+    g.add_argument("--warmup", type=int, default=0, metavar="STEPS",
+                   help="first runoff steps left out of the loss and metrics (default 0)")
+    g.add_argument("--calibrate", action="append", default=[], metavar="PARAM",
+                   help="a parameter to calibrate; repeatable (default: those in s or m/s: k, tau, lag, celerity)")
 
     demo = sub.add_parser("demo", parents=[common],
                           help="route the bundled sample basin and draw maps and hydrographs")
@@ -214,6 +237,37 @@ def _cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .workflow import run_calibrate
+
+    route = _route_settings(args).to_dict()
+    settings = CalibrateSettings(**route, iterations=args.iterations, learning_rate=args.learning_rate,
+                                 zones=args.zones, warmup=args.warmup, calibrate=list(args.calibrate))
+    bar = _Progress(args.quiet)
+    start = time.perf_counter()
+    try:
+        run = run_calibrate(settings, progress=bar)
+    finally:
+        bar.close()
+    if not args.quiet:
+        res = run.calibration
+        state = "converged" if res.converged else "stopped at the iteration limit"
+        print(f"calibrated {', '.join(res.calibrated)} ({settings.scheme}, {settings.zones} zones) in "
+              f"{res.iterations:,} iterations ({state}), {time.perf_counter() - start:.1f} s "
+              f"(calibration {run.timings['calibrate']:.2f} s)", file=sys.stderr)
+        for gauge, reach in zip(run.gauges.ids, run.gauges.reach_ids):
+            before, after = res.metrics_before[int(reach)], res.metrics_after[int(reach)]
+            print(f"  gauge {gauge} (reach {int(reach)}): NSE {before['nse']:.3f} -> {after['nse']:.3f}, "
+                  f"KGE {before['kge']:.3f} -> {after['kge']:.3f}", file=sys.stderr)
+        for z, reach in enumerate(res.zone_gauges.tolist()):
+            where = "all reaches" if reach < 0 else f"zone of reach {reach}"
+            factors = ", ".join(f"{name} x {m[z]:.4g}" for name, m in res.multipliers.items())
+            print(f"  {where}: {factors}", file=sys.stderr)
+        for kind, path in run.outputs.items():
+            print(f"  {kind:<12} {path}", file=sys.stderr)
+    return 0
+
+
 def _cmd_schemes(args: argparse.Namespace) -> int:
     from .irf import SCHEMES
 
@@ -238,8 +292,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve_from_args(args)
 
 
-COMMANDS = {"info": _cmd_info, "route": _cmd_route, "demo": _cmd_demo, "schemes": _cmd_schemes,
-            "serve": _cmd_serve}
+COMMANDS = {"info": _cmd_info, "route": _cmd_route, "calibrate": _cmd_calibrate, "demo": _cmd_demo,
+            "schemes": _cmd_schemes, "serve": _cmd_serve}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

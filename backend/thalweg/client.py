@@ -172,6 +172,13 @@ class ThalwegClient:
         """Submit a route job: ``network``/``runoff`` are absolute paths or inline dicts (see the API)."""
         return self.submit({"kind": "route", "network": network, "runoff": runoff, **options})
 
+    def calibrate(self, network: str | Mapping[str, Any], runoff: str | Mapping[str, Any], gauges: str,
+                  observed: str, **options: Any) -> dict:
+        """Submit a calibrate job: a route job's inputs plus gauge and observed-discharge CSV paths; options
+        ``iterations``, ``learning_rate``, ``zones`` ('gauges' or 'global'), ``warmup``, ``calibrate``."""
+        return self.submit({"kind": "calibrate", "network": network, "runoff": runoff, "gauges": gauges,
+                            "observed": observed, **options})
+
     def extract(self, network: str, **options: Any) -> dict[str, Any]:
         """Submit an extract job (read a network file: summary and reaches.gpkg)."""
         return self.submit({"kind": "extract", "network": network, **options})

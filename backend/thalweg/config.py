@@ -12,11 +12,12 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["RouteSettings", "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES"]
+__all__ = ["RouteSettings", "CalibrateSettings", "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES", "ZONINGS"]
 
 CONVENTIONS = ("end", "mean", "both")
 NAN_POLICIES = ("error", "zero")
 AREA_POLICIES = ("error", "warn", "ignore")
+ZONINGS = ("gauges", "global")
 
 
 @dataclasses.dataclass
@@ -107,3 +108,57 @@ class RouteSettings:
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"cannot read settings: {exc}.", path=path) from None
         return cls.from_dict(data)
+
+
+@dataclasses.dataclass
+class CalibrateSettings(RouteSettings):
+    """A calibration run: the routing settings (the prior and the outputs) plus the optimisation.
+
+    ``gauges`` and ``observed`` are required. Outputs: ``<name>_params.csv``, ``<name>_calibration.json`` and the
+    calibrated routing's outputs (as :class:`RouteSettings`; ``<name>.settings.json`` holds these settings).
+
+    Attributes
+    ----------
+    iterations : most gradient steps (fewer when the loss stops improving).
+    learning_rate : Adam step on the log-multipliers.
+    zones : 'gauges' (one multiplier per sub-basin between gauges) or 'global' (one for every reach).
+    warmup : first runoff steps left out of the loss and metrics.
+    calibrate : names of the parameters to calibrate; empty: those in s or m/s (k, tau, lag, celerity).
+    """
+
+    iterations: int = 200
+    learning_rate: float = 0.05
+    zones: str = "gauges"
+    warmup: int = 0
+    calibrate: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        import math
+
+        super().__post_init__()
+        from .irf import get_scheme
+
+        if not self.gauges or not self.observed:
+            absent = " and ".join(n for n in ("gauges", "observed") if not getattr(self, n))
+            raise InputError(f"calibration needs gauges and observed discharge; setting(s) {absent} missing.",
+                             field=absent.split(" ")[0],
+                             hint="Give a gauge table (gauge_id, reach id) and a CSV of observed discharge "
+                                  "(time + one column per gauge_id).")
+        if self.zones not in ZONINGS:
+            raise InputError(f"setting 'zones' is '{self.zones}'.", hint=f"Use one of: {', '.join(ZONINGS)}.")
+        for name in ("iterations", "warmup"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "iterations" else 0):
+                raise InputError(f"setting '{name}' must be a whole number {'>= 1' if name == 'iterations' else '>= 0'}"
+                                 f" (got {value!r}).")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+            raise InputError(f"setting 'learning_rate' must be a positive number (got {lr!r}).")
+        names = get_scheme(self.scheme).parameter_names
+        if not isinstance(self.calibrate, list):
+            raise InputError(f"setting 'calibrate' must be a list of parameter names (got {self.calibrate!r}).")
+        unknown = [n for n in self.calibrate if n not in names]
+        if unknown:
+            raise InputError(f"setting 'calibrate' names {', '.join(map(str, unknown))}, which the '{self.scheme}' "
+                             f"scheme does not have.", field="calibrate",
+                             hint=f"Its parameters are: {', '.join(names)}.")

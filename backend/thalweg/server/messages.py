@@ -19,7 +19,7 @@ __all__ = ["readable"]
 _MEMBER_PREFIXES = ("list[", "dict[", "function-", "json-or-python[", "lax-", "union[", "tagged-union[",
                     "nullable[", "constrained-", "literal[")
 _MEMBERS = {"str", "int", "float", "bool", "none", "datetime", "InlineNetwork", "InlineRunoff", "InlineGauge",
-            "RouteJob", "ExtractJob", "PackedArray"}
+            "RouteJob", "ExtractJob", "CalibrateJob", "PackedArray"}
 # error types that only say "this union branch has another type": dropped when a branch says more
 _WRONG_TYPE = {"string_type": "a string (a path)", "model_type": "an object", "model_attributes_type": "an object",
                "dict_type": "an object", "list_type": "a list", "float_type": "a number", "int_type": "an integer",
@@ -38,8 +38,8 @@ def _known_keys() -> list[str]:
     from . import bodies
 
     keys: set[str] = set()
-    for model in (bodies.RouteJob, bodies.ExtractJob, bodies.InlineNetwork, bodies.InlineRunoff, bodies.InlineGauge,
-                  bodies.PackedArray):
+    for model in (bodies.RouteJob, bodies.ExtractJob, bodies.CalibrateJob, bodies.InlineNetwork,
+                  bodies.InlineRunoff, bodies.InlineGauge, bodies.PackedArray):
         keys.update(f.alias or name for name, f in model.model_fields.items())
     return sorted(keys)
 
@@ -74,8 +74,9 @@ def _one(e: dict[str, Any]) -> dict[str, Any]:
         tag = ctx.get("tag")
         field = "kind"
         if tag in PLANNED_KINDS:
+            kinds = [repr(k) for k in JOB_KINDS]
             msg = (f"'{tag}' jobs are not available in Thalweg {__version__}; this version runs "
-                   f"{' and '.join(repr(k) for k in JOB_KINDS)} jobs")
+                   f"{', '.join(kinds[:-1])} and {kinds[-1]} jobs")
         else:
             msg = f"unknown job kind {tag!r}; use one of: {', '.join(JOB_KINDS)}"
     elif kind == "union_tag_not_found":

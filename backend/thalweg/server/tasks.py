@@ -15,7 +15,7 @@ import numpy as np
 
 from .._files import atomic_write_text
 from ..errors import InputError, MissingValueError, RunoffError, RunoffMismatchError, format_ids
-from .bodies import ExtractJob, InlineGauge, InlineNetwork, InlineRunoff, PackedArray, RouteJob
+from .bodies import CalibrateJob, ExtractJob, InlineGauge, InlineNetwork, InlineRunoff, PackedArray, RouteJob
 from .worker import Cancelled, JobContext, TaskResult
 
 __all__ = ["TASKS", "LANES", "describe", "iso_time", "network_from_inline", "runoff_from_inline", "GAUGES_FILE"]
@@ -112,7 +112,7 @@ def runoff_from_inline(body: InlineRunoff, network, *, nan: str = "error", missi
                   source=None, attrs={"inline": True, "units": body.units, "nan": nan})
 
 
-def describe(body: RouteJob | ExtractJob) -> dict[str, Any]:
+def describe(body: RouteJob | ExtractJob | CalibrateJob) -> dict[str, Any]:
     """What a job was asked to do, for its record (inline arrays summarised, never copied)."""
     skip = {"network", "runoff", "gauges", "kind", "label"}
     out: dict[str, Any] = body.model_dump(mode="json", by_alias=True, exclude=skip, exclude_none=True)
@@ -225,6 +225,64 @@ def route_task(body: RouteJob, ctx: JobContext) -> TaskResult:
     return TaskResult(outputs=outputs, result=result, timings=timings, cache={"discharge": d, "gauges": gauges})
 
 
+def calibrate_task(body: CalibrateJob, ctx: JobContext) -> TaskResult:
+    """Calibrate parameters at gauges and route with them (:func:`thalweg.workflow.run_calibrate`)."""
+    from ..config import CalibrateSettings
+    from ..workflow import Cancelled as RunCancelled
+    from ..workflow import run_calibrate
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    network = runoff = None
+    if isinstance(body.network, InlineNetwork):
+        ctx.progress(0.0, f"building the network ({len(body.network.ids):,} reaches)")
+        network = network_from_inline(body.network, check_area=body.check_area)
+    elif isinstance(body.runoff, InlineRunoff):
+        from ..hydrography import read_network  # runoff rows are matched to the network's reaches
+
+        ctx.progress(0.0, f"reading network {Path(body.network).name}")
+        network = read_network(body.network, schema=body.network_schema, fields=body.fields, layer=body.layer,
+                               check_area=body.check_area)
+    timings["read_network"] = time.perf_counter() - t0
+    ctx.check("reading runoff")
+    if isinstance(body.runoff, InlineRunoff):
+        t0 = time.perf_counter()
+        ctx.progress(0.04, f"preparing runoff ({body.runoff.n_steps:,} steps)")
+        runoff = runoff_from_inline(body.runoff, network, nan=body.nan, missing=body.missing)
+        timings["read_runoff"] = time.perf_counter() - t0
+        ctx.check("calibration")
+    settings = CalibrateSettings(
+        network=body.network if isinstance(body.network, str) else "inline",
+        runoff=body.runoff if isinstance(body.runoff, str) else "inline",
+        out_dir=str(ctx.out_dir), name=body.name, scheme=body.scheme, params=dict(body.params),
+        engine=body.engine, device=body.device, convention=body.convention, schema=body.network_schema,
+        fields=body.fields, layer=body.layer, nan=body.nan, missing=body.missing, catchments=body.catchments,
+        check_area=body.check_area, gauges=body.gauges, observed=body.observed, write_gpkg=body.write_gpkg,
+        hydrograph_reaches=list(body.hydrograph_reaches), iterations=body.iterations,
+        learning_rate=body.learning_rate, zones=body.zones, warmup=body.warmup, calibrate=list(body.calibrate))
+    try:
+        run = run_calibrate(settings, network=network, runoff=runoff, progress=ctx.progress,
+                            should_stop=ctx.should_stop)
+    except RunCancelled as exc:
+        raise Cancelled(exc.message.removeprefix("cancelled before ").rstrip(".")) from None
+    for key, value in run.timings.items():
+        timings[key] = timings.get(key, 0.0) + value
+    res, d = run.calibration, run.route.discharge
+    gauges = _file_gauges(run.gauges, d)
+    outputs = dict(run.outputs)
+    outputs["gauges"] = atomic_write_text(ctx.out_dir / GAUGES_FILE, json.dumps({"gauges": gauges}))
+    record = json.loads(Path(outputs["calibration"]).read_text())  # the same numbers as the file, JSON-safe
+    result = {
+        "reaches": d.n_reaches, "steps": d.n_steps, "dt": d.dt,
+        "first_time": iso_time(d.time[0]), "last_time": iso_time(d.time[-1]),
+        "scheme": body.scheme, "params_used": dict(run.route.params_used), "calibrated": list(res.calibrated),
+        "iterations": res.iterations, "converged": bool(res.converged), "loss": record["loss"],
+        "zones": record["zones"], "metrics": record["metrics"],
+        "gauges": [{k: g[k] for k in ("gauge_id", "name", "reach_id")} for g in gauges],
+    }
+    return TaskResult(outputs=outputs, result=result, timings=timings, cache={"discharge": d, "gauges": gauges})
+
+
 def write_reaches_gpkg(path: Path, network, layer: str = "reaches") -> Path:
     """The network's reaches as a GeoPackage layer: ids, downstream ids, length, area, level, depth, outlet id
     and the network's extra attributes."""
@@ -283,6 +341,6 @@ def extract_task(body: ExtractJob, ctx: JobContext) -> TaskResult:
     return TaskResult(outputs=outputs, result=result, timings=timings, cache={"network": network})
 
 
-TASKS = {"route": route_task, "extract": extract_task}
-# one GPU job at a time: every route job shares the compute lane; extraction (CPU, files) runs beside it
-LANES = {"route": "compute", "extract": "io"}
+TASKS = {"route": route_task, "extract": extract_task, "calibrate": calibrate_task}
+# one GPU job at a time: route and calibrate jobs share the compute lane; extraction (CPU, files) runs beside it
+LANES = {"route": "compute", "extract": "io", "calibrate": "compute"}

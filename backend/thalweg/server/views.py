@@ -55,9 +55,9 @@ def jsonable(value: Any) -> Any:
 
 
 def _route_job(job: Job) -> None:
-    if job.kind != "route":
+    if job.kind not in ("route", "calibrate"):
         raise JobConflict(f"job {job.id} is a '{job.kind}' job; hydrographs, snapshots and summaries come from "
-                          f"'route' jobs.")
+                          f"'route' and 'calibrate' jobs.")
     if job.state != "succeeded":
         hint = {"queued": "wait until it has run", "running": f"wait until it has finished ({job.fraction:.0%} now)",
                 "failed": "see its error", "cancelled": "submit it again"}[job.state]

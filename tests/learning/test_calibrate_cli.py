@@ -1,0 +1,132 @@
+"""``thalweg calibrate`` end to end: network, runoff, gauge and observation files in; parameters, a report and
+calibrated discharge out, checked against the known factors and the library's routing."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from thalweg.cli import main
+from thalweg.hydrography import read_network
+from thalweg.results import read_discharge
+from thalweg.routing import route
+from thalweg.testing.layers import write_layer
+from thalweg.workflow import resolve_params
+
+from .conftest import DT, START, TRUE_FACTORS
+
+pytestmark = pytest.mark.filterwarnings("ignore::thalweg.errors.ThalwegWarning")
+
+
+@pytest.fixture(scope="module")
+def files(case, tmp_path_factory):
+    """The case written as a GEOGloWS parquet table, a RAPID m3_riv file, a gauge table and observations
+    (at step ends, with gaps and a -9999 missing-data code), observed = routed with the true factors."""
+    net = case.network
+    folder = tmp_path_factory.mktemp("calibrate_cli")
+    ds = np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], -1)
+    network = write_layer(folder / "streams.parquet", "geoglows", net.ids, ds, lengths=net.length, areas=net.area)
+    steps = case.runoff.shape[1]
+    seconds = (START.astype("datetime64[s]").astype(np.int64) + np.arange(steps) * int(DT))
+    xr.Dataset({"m3_riv": (("time", "rivid"), (case.runoff.T * DT).astype("float32"), {"units": "m3"}),
+                "rivid": (("rivid",), net.ids.astype("int32")),
+                "time": (("time",), seconds, {"units": "seconds since 1970-01-01 00:00:00"})}
+               ).to_netcdf(folder / "m3_riv.nc")
+    # the prior as the CLI resolves it from the file (lengths and areas pass through units)
+    read = read_network(network)
+    prior, _ = resolve_params(read, "muskingum")
+    pos = read.index_of(net.ids)
+    k_true = np.empty(read.n_reaches)
+    k_true[pos] = prior["k"][pos] * np.asarray(TRUE_FACTORS)[case.zones]
+    gauge_ids = net.ids[case.gauges]
+    q = route(read, case.runoff[np.argsort(pos)], {"k": k_true, "x": 0.25}, "muskingum", dt=DT, at=gauge_ids,
+              engine="exact").numpy()
+    names = ["G-out", "G-mid", "G-top"]
+    pd.DataFrame({"gauge_id": names, "name": ["outlet", "middle", "top"], "LINKNO": gauge_ids}).to_csv(
+        folder / "gauges.csv", index=False)
+    end = START + np.timedelta64(int(DT), "s") * np.arange(1, steps + 1)
+    obs = pd.DataFrame(q.T.astype(np.float64), columns=names)
+    obs.iloc[100:110, 0] = np.nan
+    obs.iloc[200:205, 1] = -9999.0
+    obs.insert(0, "time_end", pd.to_datetime(end).strftime("%Y-%m-%dT%H:%M:%S"))
+    obs.to_csv(folder / "qobs.csv", index=False)
+    return {"network": network, "runoff": folder / "m3_riv.nc", "gauges": folder / "gauges.csv",
+            "observed": folder / "qobs.csv", "k_true": k_true, "read": read, "gauge_ids": gauge_ids,
+            "names": names, "folder": folder}
+
+
+def test_calibrate_writes_parameters_report_and_discharge(files, capsys):
+    out = files["folder"] / "out" / "Q.nc"
+    args = ["calibrate", str(files["network"]), str(files["runoff"]), "-o", str(out), "--gauges",
+            str(files["gauges"]), "--observed", str(files["observed"]), "--iterations", "300", "--warmup", "24"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    for name, reach in zip(files["names"], files["gauge_ids"]):
+        line = next(ln for ln in err.splitlines() if f"gauge {name} (reach {reach}): NSE" in ln)
+        before, after = (float(v) for v in line.split("NSE ")[1].split(",")[0].split(" -> "))
+        assert before < 0.95 and after > 0.999, line
+    assert "Q_params.csv" in err and "Q_calibration.json" in err
+
+    read = files["read"]
+    table = pd.read_csv(out.with_name("Q_params.csv"))
+    assert list(table.columns) == ["reach_id", "zone", "zone_gauge", "k", "x"]
+    k = table.set_index("reach_id").loc[read.ids, "k"].to_numpy().copy()
+    np.testing.assert_allclose(k, files["k_true"], rtol=0.03)
+    np.testing.assert_array_equal(table["x"], 0.25)
+    assert set(table["zone_gauge"].astype(int)) == set(files["gauge_ids"].tolist())
+
+    report = json.loads(out.with_name("Q_calibration.json").read_text())
+    assert report["calibrated"] == ["k"] and report["settings"]["warmup"] == 24
+    got = {z["gauge_reach_id"]: z["multipliers"]["k"] for z in report["zones"]}
+    np.testing.assert_allclose([got[int(r)] for r in files["gauge_ids"]], TRUE_FACTORS, rtol=0.03)
+    assert [z["gauge_ids"] for z in report["zones"]] == [[n] for n in files["names"]]
+    assert sum(z["reaches"] for z in report["zones"]) == read.n_reaches
+    assert all(m["after"]["nse"] > 0.999 and m["before"]["nse"] < m["after"]["nse"] for m in report["metrics"])
+    assert report["iterations"] == len(report["history"]) <= 300
+
+    # the discharge written is the routing with the calibrated parameters, every reach
+    q = read_discharge(out)
+    runoff = xr.open_dataset(files["runoff"])["m3_riv"].transpose("rivid", "time").values / DT
+    expected = route(read, runoff[read.index_of(files["read"].ids)], {"k": k, "x": 0.25}, "muskingum", dt=DT).numpy()
+    np.testing.assert_allclose(q.values[q.index_of(read.ids)], expected, rtol=1e-4, atol=1e-4)
+    hydro = pd.read_csv(out.with_name("Q_hydrographs.csv"))
+    assert hydro.shape[0] == q.n_steps
+    settings = json.loads(out.with_name("Q.settings.json").read_text())
+    assert settings["iterations"] == 300 and settings["zones"] == "gauges"
+
+
+def test_calibrate_global_zone(files, capsys):
+    out = files["folder"] / "global" / "Q.nc"
+    assert main(["calibrate", str(files["network"]), str(files["runoff"]), "-o", str(out), "--gauges",
+                 str(files["gauges"]), "--observed", str(files["observed"]), "--zones", "global", "-q",
+                 "--iterations", "60", "--no-gpkg"]) == 0
+    report = json.loads(out.with_name("Q_calibration.json").read_text())
+    assert len(report["zones"]) == 1 and report["zones"][0]["gauge_reach_id"] is None
+    assert report["zones"][0]["gauge_ids"] == files["names"]
+    table = pd.read_csv(out.with_name("Q_params.csv"))
+    assert table["zone_gauge"].isna().all() and (table["zone"] == 0).all()
+
+
+def test_observations_outside_the_runoff_period(files, tmp_path, capsys):
+    obs = pd.read_csv(files["observed"])
+    obs["time_end"] = pd.to_datetime(obs["time_end"]) + pd.Timedelta(days=365)
+    obs.to_csv(tmp_path / "late.csv", index=False)
+    code = main(["calibrate", str(files["network"]), str(files["runoff"]), "-o", str(tmp_path / "Q.nc"),
+                 "--gauges", str(files["gauges"]), "--observed", str(tmp_path / "late.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "late.csv" in err and "no observation falls on the routed time steps" in err, err
+    assert not list(tmp_path.glob("Q*"))
+
+
+def test_unknown_parameter_and_missing_gauges(files, tmp_path, capsys):
+    base = ["calibrate", str(files["network"]), str(files["runoff"]), "-o", str(tmp_path / "Q.nc")]
+    code = main(base + ["--gauges", str(files["gauges"]), "--observed", str(files["observed"]),
+                        "--calibrate", "tau"])
+    err = capsys.readouterr().err
+    assert code == 2 and "setting 'calibrate' names tau, which the 'muskingum' scheme does not have" in err, err
+    with pytest.raises(SystemExit):
+        main(base + ["--observed", str(files["observed"])])
+    assert "--gauges" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""Calibrate jobs through the real service: inline network and runoff, gauge and observation files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from thalweg.learning.calibrate import gauge_zones
+from thalweg.routing import route
+from thalweg.workflow import resolve_params
+
+from .conftest import DT, START, expect_error, inline_network, inline_runoff, synthetic_runoff
+
+STEPS = 300
+FACTORS = (1.8, 0.6)
+
+
+@pytest.fixture(scope="module")
+def setup(network, tmp_path_factory):
+    """The largest basin's outlet and a nested gauge; observations routed with k x 1.8 and x 0.6 in their zones."""
+    folder = tmp_path_factory.mktemp("calibrate_job")
+    nup = network.n_upstream
+    outlet = int(network.outlets[np.argmax(nup[network.outlets])])
+    inside = np.flatnonzero((network.basin == outlet) & (nup >= 0.2 * nup[outlet]) & (nup <= 0.6 * nup[outlet]))
+    nested = int(inside[np.argmax(nup[inside])])
+    gauges = np.array([outlet, nested])
+    zones, _ = gauge_zones(network, gauges)
+    prior, _ = resolve_params(network, "muskingum")
+    k = np.where(zones >= 0, prior["k"] * np.asarray(FACTORS)[np.clip(zones, 0, None)], prior["k"])
+    runoff = synthetic_runoff(network, STEPS)
+    ids = network.ids[gauges]
+    q = route(network, runoff, {"k": k, "x": 0.25}, "muskingum", dt=DT, at=ids, engine="exact").numpy()
+    pd.DataFrame({"gauge_id": ["OUT", "MID"], "reach_id": ids}).to_csv(folder / "gauges.csv", index=False)
+    end = START + np.timedelta64(int(DT), "s") * np.arange(1, STEPS + 1)
+    obs = pd.DataFrame({"time": pd.to_datetime(end), "OUT": q[0], "MID": q[1]})
+    obs.to_csv(folder / "qobs.csv", index=False)
+    return {"runoff": runoff, "gauges": str(folder / "gauges.csv"), "observed": str(folder / "qobs.csv"),
+            "ids": ids, "k": k, "zones": zones}
+
+
+@pytest.mark.filterwarnings("ignore::thalweg.errors.ThalwegWarning")
+def test_calibrate_job_recovers_the_factors(client, network, setup):
+    job = client.calibrate(inline_network(network), inline_runoff(setup["runoff"]), setup["gauges"],
+                           setup["observed"], label="calibration", iterations=300, write_gpkg=False)
+    assert job["kind"] == "calibrate" and job["inputs"]["gauges"] == setup["gauges"]
+    seen = []
+    final = client.wait(job["id"], interval=0.05, timeout=180, callback=seen.append)
+    assert final["state"] == "succeeded", final["error"]
+    assert any("calibration iteration" in r["progress"]["message"] for r in seen) or len(seen) < 3
+    outputs = final["outputs"]
+    assert {"q", "params", "calibration", "gauges", "settings", "hydrographs"} <= set(outputs)
+    assert all(Path(p).is_file() and Path(p).parent == Path(final["folder"]) / "out" for p in outputs.values())
+
+    result = final["result"]
+    got = {z["gauge_reach_id"]: z["multipliers"]["k"] for z in result["zones"]}
+    np.testing.assert_allclose([got[int(r)] for r in setup["ids"]], FACTORS, rtol=0.03)
+    assert result["calibrated"] == ["k"] and 0 < result["iterations"] <= 300
+    assert all(m["after"]["nse"] > 0.999 for m in result["metrics"]), result["metrics"]
+    assert result["params_used"]["k"].startswith("calibrated: prior (GEOGloWS rule")
+
+    table = pd.read_csv(outputs["params"]).set_index("reach_id").loc[network.ids]
+    np.testing.assert_allclose(table["k"].to_numpy(), setup["k"], rtol=0.03)
+    assert (table["zone"].to_numpy() == setup["zones"]).all()
+    report = json.loads(Path(outputs["calibration"]).read_text())
+    assert report["iterations"] == result["iterations"] and report["zones"] == result["zones"]
+    assert client.list_jobs(kind="calibrate")[-1]["id"] == final["id"]
+    # the calibrated discharge is served like a route job's: hydrograph against the observations, with metrics
+    h = client.hydrograph(final["id"], int(setup["ids"][1]))
+    assert h["gauge_id"] == "MID" and h["metrics"]["nse"] > 0.999
+    np.testing.assert_allclose(h["simulated"], h["observed"], rtol=0.02, atol=1e-3 * max(h["observed"]))
+
+
+@pytest.mark.parametrize("changes, fragments", [
+    ({"gauges": None, "observed": None}, ["gauges: Field required", "observed: Field required"]),
+    ({"calibrate": ["kk"]}, ["calibrate: the 'muskingum' scheme has no parameter kk"]),
+    ({"zones": "basins"}, ["zones: Input should be 'gauges' or 'global'"]),
+    ({"iterations": 0}, ["iterations: Input should be greater than or equal to 1"]),
+    ({"warmup": 300}, ["warmup: 300 steps leave none of the runoff's 300 steps"]),
+])
+def test_invalid_calibrate_body_is_a_readable_422(client, network, setup, changes, fragments):
+    body = {"kind": "calibrate", "network": inline_network(network), "runoff": inline_runoff(setup["runoff"]),
+            "gauges": setup["gauges"], "observed": setup["observed"]}
+    body = {k: v for k, v in (body | changes).items() if v is not None}
+    err = expect_error(lambda: client.submit(body), 422, *fragments)
+    assert err.error == "ValidationError" and len(err.message) < 400, err.message
