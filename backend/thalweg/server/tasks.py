@@ -155,21 +155,18 @@ def _file_gauges(gauges, discharge) -> list[dict[str, Any]]:
     return out
 
 
-def route_task(body: RouteJob, ctx: JobContext) -> TaskResult:
-    """Route runoff through a network with :func:`thalweg.workflow.run_route`."""
-    from ..config import RouteSettings
-    from ..workflow import Cancelled as RouteCancelled
-    from ..workflow import run_route
-
-    timings: dict[str, float] = {}
+def _inline_inputs(body: RouteJob, ctx: JobContext, timings: dict[str, float], *, next_stage: str,
+                   need_network: bool = False) -> tuple[Any, Any]:
+    """(network, runoff) objects for the workflow: inline ones built here; a network file is read here only when
+    inline runoff rows (or inline gauges: ``need_network``) must be matched to its reaches, else the workflow
+    reads the paths. None where the workflow reads the file."""
     t0 = time.perf_counter()
     network = runoff = None
-    inline_net = isinstance(body.network, InlineNetwork)
-    if inline_net:
+    if isinstance(body.network, InlineNetwork):
         ctx.progress(0.0, f"building the network ({len(body.network.ids):,} reaches)")
         network = network_from_inline(body.network, check_area=body.check_area)
-    elif isinstance(body.runoff, InlineRunoff) or isinstance(body.gauges, list):
-        from ..hydrography import read_network  # runoff rows and gauges are matched to the network's reaches
+    elif isinstance(body.runoff, InlineRunoff) or need_network:
+        from ..hydrography import read_network
 
         ctx.progress(0.0, f"reading network {Path(body.network).name}")
         network = read_network(body.network, schema=body.network_schema, fields=body.fields, layer=body.layer,
@@ -181,7 +178,19 @@ def route_task(body: RouteJob, ctx: JobContext) -> TaskResult:
         ctx.progress(0.04, f"preparing runoff ({body.runoff.n_steps:,} steps)")
         runoff = runoff_from_inline(body.runoff, network, nan=body.nan, missing=body.missing)
         timings["read_runoff"] = time.perf_counter() - t0
-        ctx.check("routing")
+        ctx.check(next_stage)
+    return network, runoff
+
+
+def route_task(body: RouteJob, ctx: JobContext) -> TaskResult:
+    """Route runoff through a network with :func:`thalweg.workflow.run_route`."""
+    from ..config import RouteSettings
+    from ..workflow import Cancelled as RouteCancelled
+    from ..workflow import run_route
+
+    timings: dict[str, float] = {}
+    network, runoff = _inline_inputs(body, ctx, timings, next_stage="routing",
+                                     need_network=isinstance(body.gauges, list))
     inline_gauges = None
     if isinstance(body.gauges, list):
         inline_gauges = _inline_gauges(body.gauges, network, runoff.n_steps if runoff is not None else -1) \
@@ -232,25 +241,7 @@ def calibrate_task(body: CalibrateJob, ctx: JobContext) -> TaskResult:
     from ..workflow import run_calibrate
 
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    network = runoff = None
-    if isinstance(body.network, InlineNetwork):
-        ctx.progress(0.0, f"building the network ({len(body.network.ids):,} reaches)")
-        network = network_from_inline(body.network, check_area=body.check_area)
-    elif isinstance(body.runoff, InlineRunoff):
-        from ..hydrography import read_network  # runoff rows are matched to the network's reaches
-
-        ctx.progress(0.0, f"reading network {Path(body.network).name}")
-        network = read_network(body.network, schema=body.network_schema, fields=body.fields, layer=body.layer,
-                               check_area=body.check_area)
-    timings["read_network"] = time.perf_counter() - t0
-    ctx.check("reading runoff")
-    if isinstance(body.runoff, InlineRunoff):
-        t0 = time.perf_counter()
-        ctx.progress(0.04, f"preparing runoff ({body.runoff.n_steps:,} steps)")
-        runoff = runoff_from_inline(body.runoff, network, nan=body.nan, missing=body.missing)
-        timings["read_runoff"] = time.perf_counter() - t0
-        ctx.check("calibration")
+    network, runoff = _inline_inputs(body, ctx, timings, next_stage="calibration")
     settings = CalibrateSettings(
         network=body.network if isinstance(body.network, str) else "inline",
         runoff=body.runoff if isinstance(body.runoff, str) else "inline",
