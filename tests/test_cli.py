@@ -195,6 +195,12 @@ def test_bad_output_suffix_and_unknown_setting(tmp_path, capsys):
         RouteSettings.from_dict({"network": "a", "runoff": "b", "colour": "red"})
     with pytest.raises(InputError, match="'convention' is 'middle'"):
         RouteSettings(network="a", runoff="b", convention="middle")
+    with pytest.raises(InputError, match="'engine' is 'warp'") as err:
+        RouteSettings(network="a", runoff="b", engine="warp")
+    assert "auto, exact, closure, fft" in err.value.hint
+    with pytest.raises(InputError, match="'scheme' is 'muskinghum'") as err:
+        RouteSettings(network="a", runoff="b", scheme="muskinghum")
+    assert "muskingum" in err.value.hint
 
 
 def test_demo_runs_on_the_sample_basin(tmp_path, capsys):

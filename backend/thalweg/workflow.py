@@ -190,7 +190,7 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
 
     with torch.no_grad():
         q = route(network, runoff.values, params, settings.scheme, dt=runoff.dt, engine=settings.engine,
-                  device=None if settings.device == "auto" else settings.device, progress=level_progress)
+                  device=settings.device, progress=level_progress)
     q = q.cpu().numpy()
     timings["route"] = time.perf_counter() - t0
     _check(should_stop, "writing outputs")
@@ -285,7 +285,7 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
                            gauge_reaches=gauges.positions, observed=observed, parameters=settings.calibrate or None,
                            zones=settings.zones, iterations=settings.iterations,
                            learning_rate=settings.learning_rate, warmup=settings.warmup, engine=settings.engine,
-                           device=None if settings.device == "auto" else settings.device,
+                           device=settings.device,
                            progress=lambda f, m: report(0.1 + 0.75 * f, m), should_stop=should_stop,
                            gauge_names=[str(g) for g in gauges.ids])
     except InputError as exc:

@@ -176,6 +176,16 @@ def test_reaches_of_a_few_metres_route_with_a_warning(rng):
     assert_discharge_close(sub, route_reference(net, q, params, "muskingum_substep", dt=DT), rtol=1e-10, ids=net.ids)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_cuda_without_a_gpu_says_how_to_fix_it():
+    from thalweg.routing import resolve_device
+
+    assert resolve_device(None).type == "cpu" and resolve_device("auto").type == "cpu"
+    with pytest.raises(InputError, match="a CUDA device was asked for, but torch sees no GPU") as err:
+        resolve_device("cuda")
+    assert "--device cpu" in err.value.hint
+
+
 def test_auto_is_exact():
     from thalweg.routing.engines import resolve
 

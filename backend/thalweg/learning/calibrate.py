@@ -167,7 +167,7 @@ def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], sch
     import torch
 
     from ..metrics import nse
-    from ..routing import route
+    from ..routing import resolve_device, route
     from ..workflow import Cancelled
 
     sch = get_scheme(scheme)
@@ -221,8 +221,7 @@ def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], sch
         zone_gauges = np.array([-1], dtype=np.int64)
     n_zones = zone_gauges.size
 
-    auto = device is None or (isinstance(device, str) and device == "auto")
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if auto else device)
+    dev = resolve_device(device)
     q_in = torch.as_tensor(runoff_arr, dtype=torch.float32).to(dev)
     obs_t = torch.as_tensor(obs, dtype=torch.float32, device=dev)
     # zone -1 (no gauge downstream) reads a fixed theta of 0 appended after the Z free ones

@@ -29,14 +29,16 @@ from .reference import route_reference
 from .state import RoutingState
 from .topology import topology
 
-__all__ = ["ENGINES", "RoutingState", "build_kernels", "route", "route_reference"]
+__all__ = ["ENGINES", "RoutingState", "build_kernels", "resolve_device", "route", "route_reference"]
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "exact", "closure", "fft")
 
 
-def _device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The torch device for ``device``: None or 'auto' is a GPU when torch sees one, else the CPU; asking for
+    CUDA without a GPU is an InputError with the fix."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -137,7 +139,7 @@ def route(
     if isinstance(runoff, torch.Tensor) and device is None:
         dev = runoff.device
     else:
-        dev = _device(device)
+        dev = resolve_device(device)
     q = torch.as_tensor(runoff, device=dev)
     q = q.to(dtype)
     squeeze = q.ndim == 2

@@ -43,11 +43,8 @@ class Job:
 def _kind(engine: str, job: Job) -> str:
     """'recursive' or 'history': the state an engine keeps for this scheme."""
     recursive = job.scheme.recursion is not None and job.kernel_length is None
-    if engine == "exact" and recursive and not (job.state is not None and job.state.kind == "history"):
-        return "recursive"
-    if engine == "fft" and recursive and not (job.state is not None and job.state.kind == "history"):
-        return "recursive"
-    return "history"
+    continues_history = job.state is not None and job.state.kind == "history"
+    return "recursive" if engine in ("exact", "fft") and recursive and not continues_history else "history"
 
 
 def _history_length(job: Job) -> int:

@@ -182,37 +182,54 @@ def _inline_inputs(body: RouteJob, ctx: JobContext, timings: dict[str, float], *
     return network, runoff
 
 
+def _settings_fields(body: RouteJob, ctx: JobContext) -> dict[str, Any]:
+    """The settings a route or calibrate body shares (inputs sent inline are recorded as 'inline')."""
+    return dict(network=body.network if isinstance(body.network, str) else "inline",
+                runoff=body.runoff if isinstance(body.runoff, str) else "inline",
+                out_dir=str(ctx.out_dir), name=body.name, scheme=body.scheme, params=dict(body.params),
+                engine=body.engine, device=body.device, convention=body.convention, schema=body.network_schema,
+                fields=body.fields, layer=body.layer, nan=body.nan, missing=body.missing, catchments=body.catchments,
+                check_area=body.check_area, observed=body.observed, write_gpkg=body.write_gpkg)
+
+
+def _run_workflow(run, settings, network, runoff, ctx: JobContext, timings: dict[str, float]):
+    """``run(settings, ...)`` (run_route or run_calibrate) with the job's progress and cancel; the workflow's
+    timings are added to the stages this task timed itself."""
+    from ..workflow import Cancelled as RunCancelled
+
+    try:
+        res = run(settings, network=network, runoff=runoff, progress=ctx.progress, should_stop=ctx.should_stop)
+    except RunCancelled as exc:
+        raise Cancelled(exc.message.removeprefix("cancelled before ").rstrip(".")) from None
+    for key, value in res.timings.items():
+        timings[key] = timings.get(key, 0.0) + value
+    return res
+
+
+def _discharge_result(d, body: RouteJob, params_used, gauges: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job record's result for routed discharge ``d``: its extent, the scheme, parameters and gauges."""
+    return {"reaches": d.n_reaches, "steps": d.n_steps, "dt": d.dt,
+            "first_time": iso_time(d.time[0]), "last_time": iso_time(d.time[-1]),
+            "scheme": body.scheme, "params_used": dict(params_used),
+            "gauges": [{k: g[k] for k in ("gauge_id", "name", "reach_id")} for g in gauges]}
+
+
 def route_task(body: RouteJob, ctx: JobContext) -> TaskResult:
     """Route runoff through a network with :func:`thalweg.workflow.run_route`."""
     from ..config import RouteSettings
-    from ..workflow import Cancelled as RouteCancelled
     from ..workflow import run_route
 
     timings: dict[str, float] = {}
     network, runoff = _inline_inputs(body, ctx, timings, next_stage="routing",
                                      need_network=isinstance(body.gauges, list))
     inline_gauges = None
-    if isinstance(body.gauges, list):
-        inline_gauges = _inline_gauges(body.gauges, network, runoff.n_steps if runoff is not None else -1) \
-            if runoff is not None else None
+    if isinstance(body.gauges, list) and runoff is not None:
+        inline_gauges = _inline_gauges(body.gauges, network, runoff.n_steps)
     extra_reaches = [g.reach_id for g in body.gauges] if isinstance(body.gauges, list) else []
-    settings = RouteSettings(
-        network=body.network if isinstance(body.network, str) else "inline",
-        runoff=body.runoff if isinstance(body.runoff, str) else "inline",
-        out_dir=str(ctx.out_dir), name=body.name, scheme=body.scheme, params=dict(body.params),
-        engine=body.engine, device=body.device, convention=body.convention, schema=body.network_schema,
-        fields=body.fields, layer=body.layer, nan=body.nan, missing=body.missing, catchments=body.catchments,
-        check_area=body.check_area,
-        gauges=body.gauges if isinstance(body.gauges, str) else None, observed=body.observed,
-        write_gpkg=body.write_gpkg,
-        hydrograph_reaches=list(dict.fromkeys([*body.hydrograph_reaches, *extra_reaches])))
-    try:
-        res = run_route(settings, network=network, runoff=runoff, progress=ctx.progress,
-                        should_stop=ctx.should_stop)
-    except RouteCancelled as exc:
-        raise Cancelled(exc.message.removeprefix("cancelled before ").rstrip(".")) from None
-    for key, value in res.timings.items():  # stages this task did itself are added to run_route's
-        timings[key] = timings.get(key, 0.0) + value
+    settings = RouteSettings(**_settings_fields(body, ctx),
+                             gauges=body.gauges if isinstance(body.gauges, str) else None,
+                             hydrograph_reaches=list(dict.fromkeys([*body.hydrograph_reaches, *extra_reaches])))
+    res = _run_workflow(run_route, settings, network, runoff, ctx, timings)
     d = res.discharge
     if isinstance(body.gauges, list):
         if inline_gauges is None:  # runoff came from a file: the step count is known only now
@@ -225,52 +242,30 @@ def route_task(body: RouteJob, ctx: JobContext) -> TaskResult:
     outputs = dict(res.outputs)
     if gauges:
         outputs["gauges"] = atomic_write_text(ctx.out_dir / GAUGES_FILE, json.dumps({"gauges": gauges}))
-    result = {
-        "reaches": d.n_reaches, "steps": d.n_steps, "dt": d.dt,
-        "first_time": iso_time(d.time[0]), "last_time": iso_time(d.time[-1]),
-        "scheme": body.scheme, "params_used": dict(res.params_used),
-        "gauges": [{k: g[k] for k in ("gauge_id", "name", "reach_id")} for g in gauges],
-    }
+    result = _discharge_result(d, body, res.params_used, gauges)
     return TaskResult(outputs=outputs, result=result, timings=timings, cache={"discharge": d, "gauges": gauges})
 
 
 def calibrate_task(body: CalibrateJob, ctx: JobContext) -> TaskResult:
     """Calibrate parameters at gauges and route with them (:func:`thalweg.workflow.run_calibrate`)."""
     from ..config import CalibrateSettings
-    from ..workflow import Cancelled as RunCancelled
     from ..workflow import run_calibrate
 
     timings: dict[str, float] = {}
     network, runoff = _inline_inputs(body, ctx, timings, next_stage="calibration")
-    settings = CalibrateSettings(
-        network=body.network if isinstance(body.network, str) else "inline",
-        runoff=body.runoff if isinstance(body.runoff, str) else "inline",
-        out_dir=str(ctx.out_dir), name=body.name, scheme=body.scheme, params=dict(body.params),
-        engine=body.engine, device=body.device, convention=body.convention, schema=body.network_schema,
-        fields=body.fields, layer=body.layer, nan=body.nan, missing=body.missing, catchments=body.catchments,
-        check_area=body.check_area, gauges=body.gauges, observed=body.observed, write_gpkg=body.write_gpkg,
-        hydrograph_reaches=list(body.hydrograph_reaches), iterations=body.iterations,
-        learning_rate=body.learning_rate, zones=body.zones, warmup=body.warmup, calibrate=list(body.calibrate))
-    try:
-        run = run_calibrate(settings, network=network, runoff=runoff, progress=ctx.progress,
-                            should_stop=ctx.should_stop)
-    except RunCancelled as exc:
-        raise Cancelled(exc.message.removeprefix("cancelled before ").rstrip(".")) from None
-    for key, value in run.timings.items():
-        timings[key] = timings.get(key, 0.0) + value
+    settings = CalibrateSettings(**_settings_fields(body, ctx), gauges=body.gauges,
+                                 hydrograph_reaches=list(body.hydrograph_reaches), iterations=body.iterations,
+                                 learning_rate=body.learning_rate, zones=body.zones, warmup=body.warmup,
+                                 calibrate=list(body.calibrate))
+    run = _run_workflow(run_calibrate, settings, network, runoff, ctx, timings)
     res, d = run.calibration, run.route.discharge
     gauges = _file_gauges(run.gauges, d)
     outputs = dict(run.outputs)
     outputs["gauges"] = atomic_write_text(ctx.out_dir / GAUGES_FILE, json.dumps({"gauges": gauges}))
     record = json.loads(Path(outputs["calibration"]).read_text())  # the same numbers as the file, JSON-safe
-    result = {
-        "reaches": d.n_reaches, "steps": d.n_steps, "dt": d.dt,
-        "first_time": iso_time(d.time[0]), "last_time": iso_time(d.time[-1]),
-        "scheme": body.scheme, "params_used": dict(run.route.params_used), "calibrated": list(res.calibrated),
-        "iterations": res.iterations, "converged": bool(res.converged), "loss": record["loss"],
-        "zones": record["zones"], "metrics": record["metrics"],
-        "gauges": [{k: g[k] for k in ("gauge_id", "name", "reach_id")} for g in gauges],
-    }
+    result = _discharge_result(d, body, run.route.params_used, gauges) | {
+        "calibrated": list(res.calibrated), "iterations": res.iterations, "converged": bool(res.converged),
+        "loss": record["loss"], "zones": record["zones"], "metrics": record["metrics"]}
     return TaskResult(outputs=outputs, result=result, timings=timings, cache={"discharge": d, "gauges": gauges})
 
 
