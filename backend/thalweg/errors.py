@@ -7,7 +7,10 @@ the message bar. Bugs raise ``AssertionError``/``RuntimeError`` instead.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,75 @@ __all__ = [
     "MissingValueError",
     "ThalwegWarning",
     "format_ids",
+    "opt",
+    "option_names",
+    "render_options",
 ]
+
+# Hints name options in the user's own terms: a reader writes ``opt("read_runoff.units", "mm/h")`` into its
+# hint, and the edge that shows the message decides how it reads: ``units='mm/h'`` in Python (the default),
+# ``--runoff-units mm/h`` on the command line, a JSON key in the service, a widget in QGIS.
+_OPTION = re.compile(r"\{opt:([A-Za-z_][\w.]*)(?:=([^{}]*))?\}")
+_OPTION_NAMES: ContextVar[Mapping[str, str] | None] = ContextVar("thalweg_option_names", default=None)
+_OPTION_STYLE: ContextVar[str] = ContextVar("thalweg_option_style", default="python")
+
+
+def opt(keyword: str, example: Any = None) -> str:
+    """A placeholder for a library option in a hint.
+
+    Parameters
+    ----------
+    keyword : ``function.keyword`` of the public function the user called (``read_runoff.units``), or a
+        settings key (``route.engine``); the part after the last dot is the Python keyword.
+    example : an example value, shown with the option (``units='mm/h'``, ``--runoff-units mm/h``).
+    """
+    return "{opt:%s}" % keyword if example is None else "{opt:%s=%s}" % (keyword, example)
+
+
+@contextmanager
+def option_names(names: Mapping[str, str], style: str = "cli") -> Iterator[None]:
+    """Within the block, hints name options as ``names[keyword]`` (e.g. ``{"read_runoff.units": "--runoff-units"}``).
+
+    ``style`` says how an example value is attached: ``cli`` (``--flag VALUE``), ``json`` (``"key": VALUE``)
+    or ``label`` (``Widget: VALUE``). Keywords missing from ``names`` fall back to the Python form.
+    """
+    if style not in ("cli", "json", "label"):
+        raise ValueError(f"style must be 'cli', 'json' or 'label', not {style!r}")
+    t_names, t_style = _OPTION_NAMES.set(dict(names)), _OPTION_STYLE.set(style)
+    try:
+        yield
+    finally:
+        _OPTION_NAMES.reset(t_names)
+        _OPTION_STYLE.reset(t_style)
+
+
+def render_options(text: str) -> str:
+    """Replace every ``opt()`` placeholder in ``text`` by the option's name where the user is."""
+    names, style = _OPTION_NAMES.get() or {}, _OPTION_STYLE.get()
+
+    def one(match: re.Match) -> str:
+        keyword, example = match.group(1), match.group(2)
+        name = names.get(keyword)
+        if name is None:  # Python: the keyword of the function called
+            kw = keyword.rsplit(".", 1)[-1]
+            return f"{kw}=" if example is None else f"{kw}={_python_literal(example)}"
+        if example is None:
+            return name
+        if style == "cli":
+            return f"{name} {example}" if " " not in example else f"{name} '{example}'"
+        if style == "json":
+            return f'"{name}": {_python_literal(example).replace(chr(39), chr(34))}'
+        return f"{name}: {example}"
+
+    return _OPTION.sub(one, text)
+
+
+def _python_literal(example: str) -> str:
+    try:
+        float(example)
+        return example
+    except ValueError:
+        return example if example[:1] in "[({'\"" or example in ("True", "False", "None") else repr(example)
 
 
 def format_ids(ids: Iterable[Any], limit: int = 3) -> str:
@@ -89,7 +160,7 @@ class ThalwegError(Exception):
         text = f"{where}: {self.message}" if where else self.message
         if self.hint:
             text += f" {self.hint}"
-        return text
+        return render_options(text)
 
     def to_dict(self) -> dict[str, Any]:
         """The same facts, for a JSON error body."""
@@ -100,7 +171,7 @@ class ThalwegError(Exception):
             "layer": self.layer,
             "field": self.field,
             "ids": self.ids[:100],
-            "hint": self.hint,
+            "hint": render_options(self.hint) if self.hint else self.hint,
         }
 
 
