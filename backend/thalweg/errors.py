@@ -26,6 +26,7 @@ __all__ = [
     "RunoffError",
     "RunoffMismatchError",
     "MissingValueError",
+    "Cancelled",
     "ThalwegWarning",
     "format_ids",
     "opt",
@@ -213,6 +214,15 @@ class RunoffMismatchError(RunoffError):
 
 class MissingValueError(RunoffError):
     """Runoff holds NaN values."""
+
+
+class Cancelled(ThalwegError):
+    """The run was asked to stop and stopped at a safe point (``stage``: the step it had not started);
+    nothing was written. The CLI, the service's workers and the plugin's tasks all raise and catch this one."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        super().__init__(f"cancelled before {stage}.")
 
 
 class ThalwegWarning(UserWarning):

@@ -17,24 +17,17 @@ import numpy as np
 from . import __version__
 from ._files import atomic_write_text
 from .config import CalibrateSettings, RouteSettings
-from .errors import InputError, NetworkError, ThalwegError, format_ids
+from .errors import Cancelled, InputError, NetworkError, format_ids
 from .irf import Scheme, get_scheme
 from .network import RiverNetwork
 from .params import geoglows_velocity
 
-__all__ = ["RouteSettings", "CalibrateSettings", "RouteResult", "CalibrateRunResult", "Cancelled", "run_route",
+__all__ = ["RouteSettings", "CalibrateSettings", "RouteResult", "CalibrateRunResult", "run_route",
            "run_calibrate", "resolve_params"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-
-
-class Cancelled(ThalwegError):
-    """The run was cancelled at a safe point; nothing was written."""
-
-    def __init__(self, stage: str) -> None:
-        super().__init__(f"cancelled before {stage}.")
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ from thalweg import calibrate
 from thalweg.errors import InputError
 from thalweg.learning.calibrate import default_calibrated, gauge_zones
 from thalweg.network import from_arrays
-from thalweg.workflow import Cancelled
+from thalweg.errors import Cancelled
 
 from .conftest import DT, TRUE_FACTORS
 

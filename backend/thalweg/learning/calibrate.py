@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ThalwegError, ThalwegWarning, format_ids
+from ..errors import Cancelled, InputError, ThalwegError, ThalwegWarning, format_ids
 from ..irf import Scheme, get_scheme
 from ..network import RiverNetwork
 
@@ -152,7 +152,7 @@ def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], sch
     warmup : first steps left out of the loss and metrics (initial state spin-up).
     engine, device : as in :func:`thalweg.routing.route`.
     progress : ``progress(fraction, message)`` after each iteration.
-    should_stop : polled before each iteration; True raises ``thalweg.workflow.Cancelled``.
+    should_stop : polled before each iteration; True raises ``thalweg.errors.Cancelled``.
     gauge_names : gauge ids [G] used in messages (default: the reach ids).
 
     Returns
@@ -168,7 +168,6 @@ def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], sch
 
     from ..metrics import nse
     from ..routing import resolve_device, route
-    from ..workflow import Cancelled
 
     sch = get_scheme(scheme)
     report = progress or (lambda fraction, message: None)

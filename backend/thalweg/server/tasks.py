@@ -16,7 +16,7 @@ import numpy as np
 from .._files import atomic_write_text
 from ..errors import InputError, MissingValueError, RunoffError, RunoffMismatchError, format_ids
 from .bodies import CalibrateJob, ExtractJob, InlineGauge, InlineNetwork, InlineRunoff, PackedArray, RouteJob
-from .worker import Cancelled, JobContext, TaskResult
+from .worker import JobContext, TaskResult
 
 __all__ = ["TASKS", "LANES", "describe", "iso_time", "network_from_inline", "runoff_from_inline", "GAUGES_FILE"]
 
@@ -195,12 +195,7 @@ def _settings_fields(body: RouteJob, ctx: JobContext) -> dict[str, Any]:
 def _run_workflow(run, settings, network, runoff, ctx: JobContext, timings: dict[str, float]):
     """``run(settings, ...)`` (run_route or run_calibrate) with the job's progress and cancel; the workflow's
     timings are added to the stages this task timed itself."""
-    from ..workflow import Cancelled as RunCancelled
-
-    try:
-        res = run(settings, network=network, runoff=runoff, progress=ctx.progress, should_stop=ctx.should_stop)
-    except RunCancelled as exc:
-        raise Cancelled(exc.message.removeprefix("cancelled before ").rstrip(".")) from None
+    res = run(settings, network=network, runoff=runoff, progress=ctx.progress, should_stop=ctx.should_stop)
     for key, value in res.timings.items():
         timings[key] = timings.get(key, 0.0) + value
     return res

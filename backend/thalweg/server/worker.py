@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import Cancelled
+
 __all__ = ["Worker", "Outcome", "JobContext", "TaskResult", "Cancelled"]
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,6 @@ log = logging.getLogger(__name__)
 # results objects smaller than this come back from the worker for the in-memory cache; larger ones are read
 # back from the job's files when first asked for
 CACHE_BYTES = 256 * 1024 * 1024
-
-
-class Cancelled(Exception):
-    """Raised by :meth:`JobContext.check` when the job was asked to stop."""
 
 
 @dataclasses.dataclass
