@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from .errors import ThalwegWarning, UnitError
+from .errors import ThalwegWarning, UnitError, opt, render_options
 
 __all__ = ["LENGTH", "AREA", "DEPTH", "DISCHARGE", "to_si", "from_si", "parse_unit", "guess_length_unit",
            "guess_area_unit", "TIME_UNITS"]
@@ -72,9 +72,10 @@ def guess_length_unit(name: str, values, *, declared: str | None = None, source:
     finite = np.asarray(values, dtype="float64")
     finite = finite[np.isfinite(finite)]
     unit = "km" if finite.size and np.median(finite) < 100.0 else "m"
-    warnings.warn(f"{source}: field {name} has no unit in its name; its values (median "
+    warnings.warn(render_options(f"{source}: field {name} has no unit in its name; its values (median "
                   f"{np.median(finite) if finite.size else float('nan'):.3g}) look like {unit}. "
-                  f"Name the unit to silence this (length_unit='m' or 'km').", ThalwegWarning, stacklevel=3)
+                  f"Name the unit to silence this ({opt('read_network.length_unit', unit)})."),
+                  ThalwegWarning, stacklevel=3)
     return unit
 
 
@@ -90,7 +91,8 @@ def guess_area_unit(name: str, values, *, declared: str | None = None, source: s
     finite = np.asarray(values, dtype="float64")
     finite = finite[np.isfinite(finite)]
     unit = "m2" if finite.size and np.median(finite) > 1e5 else "km2"
-    warnings.warn(f"{source}: field {name} has no unit in its name; its values (median "
+    warnings.warn(render_options(f"{source}: field {name} has no unit in its name; its values (median "
                   f"{np.median(finite) if finite.size else float('nan'):.3g}) look like {unit}. "
-                  f"Name the unit to silence this (area_unit='m2' or 'km2').", ThalwegWarning, stacklevel=3)
+                  f"Name the unit to silence this ({opt('read_network.area_unit', unit)})."),
+                  ThalwegWarning, stacklevel=3)
     return unit

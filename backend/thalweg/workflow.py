@@ -264,7 +264,7 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
     prior, used = resolve_params(network, settings.scheme, settings.params)
     gauges = read_gauges(settings.gauges, network, observed=settings.observed)
     # the routed Q[:, t] is stamped at the end of runoff step t, as Discharge.from_routing does
-    end = runoff.time + np.timedelta64(int(round(runoff.dt * 1e9)), "ns")
+    end = runoff.end_time
     observed = gauges.observed_on(end)
     if not np.isfinite(observed).any():
         raise InputError(f"no observation falls on the routed time steps ({end[0]} .. {end[-1]}, end of each "

@@ -34,7 +34,7 @@ def test_ambiguous_schema_names_both_and_the_fix(tmp_path):
     text = str(err.value)
     assert "streams.parquet: cannot tell the schema" in text
     assert "'merit' (COMID, NextDownID)" in text and "'nhdplus' (COMID, TOCOMID)" in text
-    assert "schema='merit' or schema='nhdplus'" in text and "fields=" in text
+    assert "schema='merit' or schema='nhdplus'" in text and "id_field='FIELD'" in text
     assert err.value.path == str(path)
     with pytest.raises(SchemaError, match="cannot tell"):
         detect_schema(path)

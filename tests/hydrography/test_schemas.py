@@ -34,6 +34,7 @@ CASES = [
     ("hydrofabric", "csv", "direct", False),
     ("mizuroute", "nc", None, False),
     ("riverroute", "parquet", None, False),
+    ("riverroute2", "parquet", None, False),
     ("rapid", "csv", None, False),
     ("lines", "gpkg", None, True),
     ("lines", "fgb", None, True),
@@ -100,6 +101,7 @@ RAW_UNITS = [
     ("hydrofabric", {"lengthkm": ("length", 1e-3), "tot_drainage_areasqkm": ("area", 1e-6)}),
     ("nwm", {"Length": ("length", 1.0), "MusK": ("k", 1.0)}),
     ("riverroute", {"muskingumK": ("k", 1.0)}),
+    ("riverroute2", {"k": ("k", 1.0), "river_id": ("id", 1.0)}),
 ]
 
 
@@ -114,7 +116,7 @@ def test_written_units_are_the_datasets_units(tmp_path, net, ds_ids, schema, exp
                        if schema == "hydrofabric" else None)
     table = read_table(path)
     catch = net.catchment_area
-    truth = {"length": net.length, "area": net.area, "k": k, "catch": catch}
+    truth = {"length": net.length, "area": net.area, "k": k, "catch": catch, "id": net.ids}
     for field, (what, factor) in expected.items():
         np.testing.assert_allclose(table.columns[field], truth[what] * factor, rtol=1e-12, err_msg=field)
 

@@ -25,8 +25,8 @@ def test_at_picks_the_step_ending_nearest(discharge):
     np.testing.assert_array_equal(discharge.at("2021-03-01T02:20"), discharge.values[:, 1])  # ends 02:00
     np.testing.assert_array_equal(discharge.at(np.datetime64("2021-03-01T05:00")), discharge.values[:, 4])
     np.testing.assert_array_equal(discharge.at("2021-03-01T00:10"), discharge.values[:, 0])  # inside step 1
-    with pytest.raises(InputError, match="outside the routed period 2021-03-01T00:00:00.000000000 .. "
-                                         "2021-03-01T05:00:00.000000000"):
+    with pytest.raises(InputError, match=r"outside the routed period 2021-03-01T00:00:00(\.0+)? .. "
+                                         r"2021-03-01T05:00:00(\.0+)?\."):
         discharge.at("2021-03-01T06:00")
 
 

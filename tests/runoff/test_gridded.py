@@ -9,7 +9,7 @@ import pytest
 from thalweg.errors import MissingValueError, RunoffError, RunoffMismatchError, ThalwegWarning, UnitError
 from thalweg.runoff import read_runoff, weights
 
-CRS = "EPSG:32631"  # UTM: planar areas are what the test computes by hand
+CRS = "EPSG:32631"  # UTM: planar areas by hand, scaled to the ellipsoid by pyproj's geodesic cell areas
 X0, Y0, CELL = 500000.0, 4000.0, 1000.0  # a 4 x 4 grid of 1 km cells, north-up, rows from the top
 T = 3
 
@@ -21,7 +21,24 @@ def hand_weights() -> np.ndarray:
     a[1, 2, 2], a[1, 2, 3], a[1, 3, 2], a[1, 3, 3] = 1e6, 0.5e6, 0.5e6, 0.25e6  # reach 20: x 2-3.5, y 0.5-2
     a[2, 0, 0] = a[2, 0, 1] = 0.5e6  # reach 30: x 0.5-1.5, y 2.5-4
     a[2, 1, 0] = a[2, 1, 1] = 0.25e6
-    return a
+    return a * _cell_scale()
+
+
+def _cell_scale() -> np.ndarray:
+    """[4, 4] geodesic area / planar area of each UTM cell (Thalweg measures areas on the ellipsoid; UTM's
+    planar areas are 0.08 % smaller at the central meridian)."""
+    from pyproj import Geod, Transformer
+
+    to_geo = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
+    geod = Geod(ellps="WGS84")
+    scale = np.zeros((4, 4))
+    for r in range(4):
+        for c in range(4):
+            x = X0 + CELL * np.array([c, c + 1, c + 1, c])
+            y = Y0 - CELL * np.array([r, r, r + 1, r + 1])
+            lon, lat = to_geo.transform(x, y)
+            scale[r, c] = abs(geod.polygon_area_perimeter(lon, lat)[0]) / CELL ** 2
+    return scale
 
 
 def grid_values() -> np.ndarray:
@@ -78,7 +95,7 @@ def test_weight_table_matches_hand_computed_areas(catchments, net3):
     table = weights.compute_weights(grid, cats, progress=False)
     got = np.zeros((3, 4, 4))
     np.add.at(got, (np.searchsorted([10, 20, 30], table.reach_id), table.row, table.col), table.area)
-    np.testing.assert_allclose(got, hand_weights(), rtol=1e-12, atol=1e-6)
+    np.testing.assert_allclose(got, hand_weights(), rtol=1e-7)
     assert (table.area > 0).all() and table.cell.max() < 16
 
 
@@ -136,7 +153,7 @@ def test_weight_cache_is_reused(tmp_path, catchments, net3, monkeypatch):
     first = read_runoff(path, net3, catchments=catchments)
     cache = tmp_path / first.attrs["weights_cache"].rsplit("/", 1)[-1]
     assert cache.exists() and first.attrs["weights_reused"] is False
-    assert cache.read_text().startswith(f"# thalweg grid weights v1 key={first.attrs['weights_key']}")
+    assert cache.read_text().startswith(f"# thalweg grid weights v2 key={first.attrs['weights_key']}")
     mtime = os.stat(cache).st_mtime_ns
 
     def must_not_run(*args, **kwargs):
@@ -246,7 +263,7 @@ def test_aggregation_in_blocks_equals_one_pass(catchments, net3):
     blocks = list(weights.aggregate_blocks(table, read, T, block_values=16))
     assert [t0 for t0, _ in blocks] == [0, 1, 2]
     np.testing.assert_allclose(np.concatenate([b for _, b in blocks], axis=1), whole)
-    np.testing.assert_allclose(whole, np.einsum("rij,tij->rt", hand_weights(), values), rtol=1e-12)
+    np.testing.assert_allclose(whole, np.einsum("rij,tij->rt", hand_weights(), values), rtol=1e-7)
     np.testing.assert_array_equal(ids, [10, 20, 30])
 
 
@@ -258,10 +275,12 @@ def test_catchment_fields_and_geometries_are_checked(tmp_path, net3):
 
     gdf = gpd.GeoDataFrame({"name": ["a", "b"], "reach": [10, 20]},
                            geometry=[shapely.box(0, 0, 1, 1), shapely.Point(0, 0)], crs=CRS)
-    with pytest.raises(SchemaError, match="cannot tell which field.*fields: name, reach, geometry"):
-        weights.load_catchments(gdf, None, net3)
+    other = gdf.assign(reach=[1, 2])  # no field meets the network's ids
+    with pytest.raises(SchemaError, match=r"no field of the catchments holds the reach ids \(fields: name, reach\)"):
+        weights.load_catchments(other, None, net3)
     with pytest.raises(SchemaError, match="no field 'basin'"):
         weights.load_catchments(gdf, "basin", net3)
-    with pytest.raises(GeometryError, match=r"1 catchments are not polygons or are empty \(ids 20\)") as err:
-        weights.load_catchments(gdf, "reach", net3)
+    for field in ("reach", None):  # named, or found by its values
+        with pytest.raises(GeometryError, match=r"1 catchments are not polygons or are empty: 20\.") as err:
+            weights.load_catchments(gdf, field, net3)
     assert err.value.ids == [20]

@@ -71,7 +71,7 @@ def test_units_are_required_and_must_agree(tmp_path, net3):
         read_runoff(mixed, net3)
     given = tmp_path / "given.csv"
     given.write_text("time,10 [mm],20 [mm],30 [mm]\n2020-01-01,1,2,3\n2020-01-02,1,2,3\n")
-    with pytest.raises(UnitError, match="units='m3' was given but the columns say 'mm'"):
+    with pytest.raises(UnitError, match="the unit 'm3' was given but the columns say 'mm'. Leave units= out"):
         read_runoff(given, net3, units="m3")
 
 

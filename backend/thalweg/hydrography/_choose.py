@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import SchemaError, ThalwegError, ThalwegWarning
+from ..errors import SchemaError, ThalwegError, ThalwegWarning, opt, render_options
 from ._schema import CORE_ROLES, SCHEMAS, STANDARD_ATTRS, Schema, SchemaMatch, get_schema, match_columns
 from .vector import LayerInfo, describe, format_of, list_layers
 
@@ -61,11 +61,15 @@ def _pick(matched: list[tuple[LayerInfo, SchemaMatch]], path: Path) -> tuple[Lay
         return top[0]
     listing = ", ".join(f"'{i.layer}' ({m.name})" for i, m in top)
     raise SchemaError(f"several layers hold a river network: {listing}.", path=path,
-                      hint=f"Pass layer='{top[0][0].layer}' (--layer) to choose one.")
+                      hint=f"Choose one with {opt('read_network.layer', top[0][0].layer)}.")
 
 
-def choose(path: Path, *, schema: str | None, fields: Mapping[str, str | None], layer: str | None) -> Choice:
-    """The schema and layer to read; user ``fields`` override detected ones (None removes a role)."""
+def choose(path: Path, *, schema: str | None, fields: Mapping[str, str | None], layer: str | None,
+           infos: list[LayerInfo] | None = None) -> Choice:
+    """The schema and layer to read; user ``fields`` override detected ones (None removes a role).
+
+    ``infos`` describes a table already in memory (a data frame): no file is looked at.
+    """
     known_roles = set(CORE_ROLES) | set(STANDARD_ATTRS)
     for chosen in ([get_schema(schema, path=path, layer=layer)] if schema else SCHEMAS.values()):
         known_roles |= set(chosen.fields)
@@ -78,18 +82,18 @@ def choose(path: Path, *, schema: str | None, fields: Mapping[str, str | None], 
         chosen = get_schema(schema, path=path, layer=layer)
         if chosen.open is not None:
             return Choice(chosen, None, None, SchemaMatch(chosen.name, {}, ("schema given",), None))
-        infos = _infos(path, layer)
+        infos = infos or _infos(path, layer)
         pool = [(i, SchemaMatch(chosen.name, chosen.find(i.columns), ("schema given",), i.layer,
                                 chosen.score(i.columns))) for i in infos]
         info, match = _pick(pool, path) if len(pool) > 1 else pool[0]
         return Choice(chosen, info.layer, info, match)
 
-    by_name = _by_file_name(path)
+    by_name = None if infos else _by_file_name(path)
     if by_name is not None:
         found = {role: by_name.fields[role][0] for role in ("id", "downstream") if by_name.fields.get(role)}
         return Choice(by_name, None, None, SchemaMatch(by_name.name, found, (f"file name {path.name}",), None))
 
-    infos = _infos(path, layer)
+    infos = infos or _infos(path, layer)
     matched, errors = [], []
     for info in infos:
         try:
@@ -110,7 +114,10 @@ def choose(path: Path, *, schema: str | None, fields: Mapping[str, str | None], 
     if info is None:
         names = ", ".join(repr(i.layer) for i in infos)
         raise SchemaError(f"no layer matches a known schema, and the file has several layers ({names}).",
-                          path=path, hint="Pass layer= (--layer) and schema= or fields=.")
+                          path=path, hint=f"Choose one with {opt('read_network.layer', infos[0].layer)}, and name the "
+                                         f"schema with {opt('read_network.schema')} or the fields with "
+                                         f"{opt('read_network.id_field', 'FIELD')} and "
+                                         f"{opt('read_network.downstream_field', 'FIELD')}.")
     if fields.get("id") and fields.get("downstream"):
         custom = custom_schema(fields)
         return Choice(custom, info.layer, info, SchemaMatch(custom.name, dict(custom.find(info.columns)),
@@ -118,10 +125,10 @@ def choose(path: Path, *, schema: str | None, fields: Mapping[str, str | None], 
     if fields.get("id") or info.has_lines:
         lines = SCHEMAS["lines"]
         if not fields.get("id"):
-            warnings.warn(f"{path.name}: no known hydrography schema fits the fields "
+            warnings.warn(render_options(f"{path.name}: no known hydrography schema fits the fields "
                           f"({', '.join(info.columns[:10]) or 'none'}); building the topology from the line "
                           f"geometry (each line drains into the line starting at its last vertex). Pass "
-                          f"schema='lines' to silence this.", ThalwegWarning, stacklevel=4)
+                          f"{opt('read_network.schema', 'lines')} to silence this."), ThalwegWarning, stacklevel=4)
         return Choice(lines, info.layer, info, SchemaMatch("lines", {}, ("line geometry",), info.layer))
     match_columns(info.columns, path=path, layer=info.layer)  # raises the no-match SchemaError
     raise AssertionError("match_columns returned without a match or an error")

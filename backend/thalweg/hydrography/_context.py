@@ -6,13 +6,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SchemaError
+from ..errors import SchemaError, opt
 from ..network import Source
 from ._geometry import CrsFacts
 from ._schema import Schema
 from .vector import Table, list_layers, read_table
 
-__all__ = ["Context", "Resolved", "default_resolve", "require"]
+__all__ = ["Context", "Resolved", "default_resolve", "require", "field_option", "FIELD_KEYWORDS"]
+
+# roles that read_network takes as keywords of their own (the CLI has a flag for each)
+FIELD_KEYWORDS = ("id", "downstream", "length", "area")
+
+
+def field_option(role: str) -> str:
+    """The option that maps a field to ``role``, as an opt() placeholder: ``id_field='FIELD'`` for the roles with
+    a keyword of their own, else ``fields={'slope': 'FIELD'}``."""
+    if role in FIELD_KEYWORDS:
+        return opt(f"read_network.{role}_field", "FIELD")
+    return opt("read_network.fields", "{'%s': 'FIELD'}" % role)
 
 
 @dataclasses.dataclass
@@ -46,6 +57,8 @@ class Context:
 
     def read_layer(self, *names: str) -> Table | None:
         """The first of ``names`` that is a layer of the same file (without geometry), or None."""
+        if self.table.path is None:  # a data frame: no file around it
+            return None
         layers = list_layers(self.path)  # [] for single-table formats
         lowered = {name.lower(): name for name in layers}
         for name in names:
@@ -83,8 +96,8 @@ def require(ctx: Context, *roles: str) -> None:
                                                if len(ctx.table.names) > 30 else "")
     raise SchemaError(f"no field for {', '.join(f'the {r} ({wanted[r]})' for r in missing)}; the fields are "
                       f"{shown or 'none'}.", path=ctx.path, layer=ctx.layer, field=next(iter(wanted.values())),
-                      hint="Name it with fields={" + ", ".join(f"'{r}': ..." for r in missing) + "} "
-                           f"(--{missing[0].replace('_', '-')}-field), or pass the right schema= or layer=.")
+                      hint=f"Name it with {field_option(missing[0])}, or choose the schema with "
+                           f"{opt('read_network.schema')} or the layer with {opt('read_network.layer')}.")
 
 
 def default_resolve(ctx: Context) -> Resolved:

@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import warnings
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import GeometryError, InputError, SchemaError, ThalwegWarning
+from ..errors import GeometryError, InputError, NetworkError, SchemaError, ThalwegWarning
+from ..names import as_ids
 from ..network import RiverNetwork, Source, from_arrays
 from ..units import guess_area_unit, guess_length_unit, to_si
 from ._choose import choose
-from ._context import Context, Resolved, default_resolve
+from ._context import Context, Resolved, default_resolve, field_option
 from ._geometry import crs_facts, line_lengths, prepare_lines
 from ._schema import CORE_ROLES, QUANTITY_KIND, STANDARD_ATTRS, find_field
-from .vector import Table, check_path, read_table
+from .vector import FRAME_NAME, Table, check_path, read_table
 
 __all__ = ["read_network"]
 
@@ -46,7 +49,12 @@ def _numeric(ctx: Context, field: str) -> np.ndarray:
         bad = [v for v in values[:200] if not _is_number(v)][:3]
         raise SchemaError(f"field {field} holds text, not numbers ({', '.join(map(repr, bad))}).", path=ctx.path,
                           layer=ctx.layer, field=field,
-                          hint="Map a numeric field for this role with fields={...}, or fix the values.") from None
+                          hint=f"Map a numeric field for this role with {field_option(_role_of(ctx, field))}, "
+                               f"or fix the values.") from None
+
+
+def _role_of(ctx: Context, field: str) -> str:
+    return next((role for role, name in ctx.fields.items() if name == field), "length")
 
 
 def _is_number(value) -> bool:
@@ -123,38 +131,50 @@ def _labels(ctx: Context) -> np.ndarray:
 
 
 def read_network(
-    path: str | Path,
+    path: str | Path | Any,
     *,
     schema: str | None = None,
     fields: Mapping[str, str | None] | None = None,
     layer: str | None = None,
+    id_field: str | None = None,
+    downstream_field: str | None = None,
+    length_field: str | None = None,
+    area_field: str | None = None,
     length_unit: str | None = None,
     area_unit: str | None = None,
     area_raster: str | Path | None = None,
     area_raster_unit: str | None = None,
-    catchments: str | Path | None = None,
+    catchments: str | Path | Any = None,
+    catchment_layer: str | None = None,
+    catchment_id_field: str | None = None,
     tolerance: float | None = None,
     check_area: str = "error",
     keep_geometry: bool = True,
 ) -> RiverNetwork:
-    """Read a river network from any supported hydrography file (DATA.md section 1).
+    """Read a river network from any supported hydrography file (DATA.md section 1) or data frame.
 
     Parameters
     ----------
     path : GeoPackage, Shapefile, GeoParquet/Parquet, GeoJSON, FlatGeobuf, CSV, NetCDF (NWM ``Route_Link.nc``,
-        mizuRoute topology), or a RAPID ``rapid_connect.csv`` (or its folder).
+        mizuRoute topology), a RAPID ``rapid_connect.csv`` (or its folder), a river-route 2.x ``params.parquet``;
+        or a geopandas GeoDataFrame, or a pandas DataFrame without geometry (read as the same table would be).
     schema : a name in :data:`SCHEMAS` ('geoglows', 'hydrorivers', ...); None: detected from the fields.
         'lines' builds the topology from the line geometry.
     fields : role -> field name ('id', 'downstream', 'length', 'area', 'catchment_area', 'slope',
         'muskingum_k', 'muskingum_x', 'stream_order', 'gauge_id'), overriding detection; None drops a role.
     layer : layer of a multi-layer file; None: the layer that holds a known schema.
+    id_field, downstream_field, length_field, area_field : the same as ``fields={'id': ...}`` etc., one role each
+        (the CLI's --id-field, ...); they win over ``fields``.
     length_unit, area_unit : units of the length and area fields ('m', 'km', 'm2', 'km2'), overriding
         the schema's units and any guess.
     area_raster, area_raster_unit : flow-accumulation raster sampled at each reach's downstream end when
         the layer has no area field; unit 'cells', 'm2', 'km2' (see :mod:`.raster`).
-    catchments : polygon layer whose id field matches reach ids; its areas are the reaches' catchment
-        areas and, without an area field, accumulate into upstream drainage areas.
-    tolerance : end-point tolerance (layer units) for topology from geometry; default 1e-6 degree or 0.01 m.
+    catchments : polygon layer (file or GeoDataFrame) whose id field matches reach ids; its areas are the
+        reaches' catchment areas and, without an area field, accumulate into upstream drainage areas.
+    catchment_layer : the layer of ``catchments`` in a multi-layer file (None: its only polygon layer).
+    catchment_id_field : the catchments' field holding reach ids (None: the field matching most reach ids).
+    tolerance : end-point snapping tolerance (layer units) for topology from geometry; default 1e-6 degree or
+        0.01 m.
     check_area : 'error', 'warn' or 'ignore' when drainage area decreases downstream.
     keep_geometry : keep the lines on the network (for maps); False skips decoding them when not needed.
 
@@ -167,14 +187,31 @@ def read_network(
     InputError (unreadable file, empty layer), SchemaError (fields), GeometryError, NetworkError and its
     subclasses (topology), UnitError; each names the file, layer, field and ids.
     """
-    path = check_path(path)
+    from .vector import is_frame, table_from_frame
+
     fields = dict(fields or {})
-    choice = choose(path, schema=schema, fields=fields, layer=layer)
+    for role, name in (("id", id_field), ("downstream", downstream_field), ("length", length_field),
+                       ("area", area_field)):
+        if name is not None:
+            fields[role] = name
+    frame = None
+    if is_frame(path):
+        frame = table_from_frame(path, geometry=keep_geometry or schema == "lines" or area_raster is not None)
+        path = Path(FRAME_NAME)
+        choice = choose(path, schema=schema, fields=fields, layer=None, infos=[frame.info()])
+    else:
+        path = check_path(path)
+        choice = choose(path, schema=schema, fields=fields, layer=layer)
     chosen = choice.schema
     found = dict(choice.match.fields)
     needs_geometry = (keep_geometry or area_raster is not None or chosen.name == "lines"
                       or ("length" not in found and "length" not in fields))
-    if chosen.open is not None:
+    if frame is not None:
+        if chosen.open is not None:
+            raise SchemaError(f"the {chosen.title} layout is a set of files, not one table.", path=path,
+                              hint="Give the file path instead of a data frame.")
+        table = frame
+    elif chosen.open is not None:
         table = chosen.open(path, choice.layer)
     else:
         table = read_table(path, choice.layer, geometry=needs_geometry)
@@ -182,12 +219,13 @@ def read_network(
     if table.n == 0:
         raise InputError("the layer has no features.", path=path, layer=layer,
                          hint="Choose the layer that holds the river lines, or check any filter applied on export.")
+    source_path = None if frame is not None else str(path)
     ctx = Context(path=path, layer=layer, schema=chosen, table=table, fields={},
-                  source=Source(str(path), layer, chosen.name, {}), tolerance=tolerance)
+                  source=Source(source_path, layer, chosen.name, {}), tolerance=tolerance)
     if chosen.prepare is not None:
         ctx.table = table = chosen.prepare(table, ctx)
     ctx.fields = _apply_overrides(chosen.find(table.names), fields, table, path, layer)
-    ctx.source = Source(str(path), layer, chosen.name, dict(ctx.fields))
+    ctx.source = Source(source_path, layer, chosen.name, dict(ctx.fields))
 
     labels = _labels(ctx)
     lines = None
@@ -232,12 +270,20 @@ def read_network(
         role_fields["length"] = length_field
     if area_field:
         role_fields["area"] = area_field
+    ids = as_ids(resolved.ids, path=source_path, layer=layer, field=role_fields.get("id"), error=NetworkError) \
+        if np.asarray(resolved.ids).dtype.kind in "uif" else resolved.ids
+    downstream_ids = resolved.downstream_ids
+    if np.asarray(downstream_ids).dtype.kind == "u":  # outlet codes are negative: keep them out of uint64
+        downstream_ids = as_ids(downstream_ids, path=source_path, layer=layer, field=role_fields.get("downstream"),
+                                error=NetworkError, what="downstream ids")
+    resolved = dataclasses.replace(resolved, ids=ids, downstream_ids=downstream_ids)
     if catchments is not None:
         from .catchments import catchment_areas, integer_part
 
-        catchment, cat_field = catchment_areas(catchments, integer_part(resolved.ids), source=ctx.source)
-        role_fields["catchment_area"] = f"{Path(catchments).name}:{cat_field}"
-    source = Source(str(path), layer, chosen.name, role_fields)
+        catchment, cat_field, cat_name = catchment_areas(catchments, integer_part(resolved.ids), layer=catchment_layer,
+                                                         id_field=catchment_id_field, source=ctx.source)
+        role_fields["catchment_area"] = f"{cat_name}:{cat_field}"
+    source = Source(source_path, layer, chosen.name, role_fields)
     return _build(ctx, resolved, source, length=length, area=area, catchment=catchment, lines=lines,
                   keep_geometry=keep_geometry, check_area=check_area)
 

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..errors import SchemaError
+from ..errors import SchemaError, opt
 
 __all__ = ["Schema", "SchemaMatch", "SCHEMAS", "register_schema", "find_field", "match_columns",
            "CORE_ROLES", "STANDARD_ATTRS"]
@@ -158,9 +158,9 @@ def _listing(items: list[tuple[Schema, list[str]]]) -> str:
 
 
 def _hint(names: list[str]) -> str:
-    choice = " or ".join(f"schema='{n}'" for n in names)
-    return (f"Pass {choice}, or name the fields with fields={{'id': ..., 'downstream': ...}} "
-            "(--id-field and --downstream-field).")
+    choice = " or ".join(opt("read_network.schema", n) for n in names)
+    return (f"Pass {choice}, or name the fields with {opt('read_network.id_field', 'FIELD')} and "
+            f"{opt('read_network.downstream_field', 'FIELD')}.")
 
 
 def match_columns(columns: Iterable[str], *, path=None, layer=None, quiet: bool = False) -> SchemaMatch | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ThalwegWarning, UnitError, format_ids
+from ..errors import InputError, ThalwegWarning, UnitError, format_ids, opt, render_options
 from ..network import Source
 from ..units import parse_unit
 
@@ -104,12 +104,14 @@ def sample_area(path: str | Path, lines: np.ndarray, crs: str | None, ids: np.nd
         if unit is None:
             if dataset.dtypes[0].startswith(("int", "uint")):
                 unit = "cells"
-                warnings.warn(f"{path.name}: no area_raster_unit given; the raster holds integers, taken as "
-                              f"accumulated cell counts. Pass area_raster_unit='cells' to silence this.",
+                warnings.warn(render_options(
+                    f"{path.name}: no raster unit given; the raster holds integers, taken as accumulated cell "
+                    f"counts. Pass {opt('read_network.area_raster_unit', 'cells')} to silence this."),
                               ThalwegWarning, stacklevel=3)
             else:
                 raise UnitError("the unit of the flow-accumulation raster is not known.", path=path,
-                                hint="Pass area_raster_unit='cells', 'm2' or 'km2' (--area-raster-unit).")
+                                hint=f"Give the unit with {opt('read_network.area_raster_unit', 'cells')} "
+                                     f"(or 'm2', 'km2').")
         factor = None if unit == "cells" else parse_unit(unit, "area")
         to_layer = to_raster = None
         if crs is not None and dataset.crs is not None:

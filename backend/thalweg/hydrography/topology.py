@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import GeometryError, format_ids
+from ..errors import GeometryError, format_ids, opt
 from ..network import Source
 from ..network.validate import resolve_bifurcations
 from ._geometry import end_points
@@ -157,7 +157,7 @@ def _check_reversed_branches(ids, end_i, start_j, main, area, source) -> None:
         f"lines digitised against the flow (reversed headwaters).", path=source.path, layer=source.layer,
         field=source.field("downstream"), ids=culprits.tolist(),
         hint="Reverse those lines (QGIS: Processing > Reverse line direction), or map a downstream id field "
-             "with fields={'downstream': ...}.")
+             f"with {opt('read_network.downstream_field', 'FIELD')}.")
 
 
 def _check_reversed(ids, first, last, has_down, tolerance, area, source) -> None:
@@ -191,7 +191,7 @@ def _check_reversed(ids, first, last, has_down, tolerance, area, source) -> None
         f"vertex): lines digitised against the flow.{probable}", path=source.path, layer=source.layer,
         field=source.field("downstream"), ids=named.tolist(),
         hint="Reverse those lines (QGIS: Processing > Reverse line direction), or map a downstream id field "
-             "with fields={'downstream': ...}.")
+             f"with {opt('read_network.downstream_field', 'FIELD')}.")
 
 
 def _check_unsplit(lines, ids, last, has_down, tolerance, source) -> None:
@@ -222,4 +222,4 @@ def _check_unsplit(lines, ids, last, has_down, tolerance, source) -> None:
         f"are not split at confluences.", path=source.path, layer=source.layer, field=source.field("downstream"),
         ids=np.unique(ids[q]).tolist(),
         hint="Split the lines at every confluence (QGIS: Processing > Split with lines, or v.clean with 'break'), "
-             "or map a downstream id field with fields={'downstream': ...}.")
+             f"or map a downstream id field with {opt('read_network.downstream_field', 'FIELD')}.")

@@ -20,9 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, opt
 
-__all__ = ["Table", "LayerInfo", "describe", "list_layers", "read_table", "format_of", "crs_string"]
+__all__ = ["Table", "LayerInfo", "describe", "list_layers", "read_table", "format_of", "crs_string", "is_frame",
+           "table_from_frame", "FRAME_NAME"]
+
+FRAME_NAME = "GeoDataFrame"  # what messages call a network or catchments given as a data frame
 
 PARQUET = {".parquet", ".geoparquet", ".pq"}
 CSV = {".csv", ".txt", ".tsv"}
@@ -63,6 +66,11 @@ class Table:
     @property
     def names(self) -> list[str]:
         return list(self.columns)
+
+    def info(self) -> LayerInfo:
+        """The table described as :func:`describe` describes a layer."""
+        return LayerInfo(path=self.path or Path(FRAME_NAME), layer=self.layer, columns=tuple(self.names),
+                         geometry_type=self.geometry_type, crs=self.crs, n=self.n)
 
     def take(self, rows: np.ndarray) -> Table:
         rows = np.asarray(rows)
@@ -107,12 +115,51 @@ def _fail(path: Path, exc: Exception, layer: str | None = None) -> InputError:
                            "CSV or NetCDF file and that it is not damaged or still being written.")
 
 
-def check_path(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise InputError("the file does not exist.", path=path,
-                         hint=f"Check the path (looked in {path.parent.resolve()}).")
-    return path
+def check_path(path: str | Path, what: str = "file") -> Path:
+    """The path of a vector file or folder (FileGDB, RAPID folder), refused when missing or not a regular file."""
+    from .._paths import check_input
+
+    return check_input(path, what=what, folder=True)
+
+
+def is_frame(value: Any) -> bool:
+    """A pandas DataFrame (GeoDataFrame included), without importing pandas when it is not loaded."""
+    import sys
+
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(value, pd.DataFrame)
+
+
+def table_from_frame(frame: Any, *, geometry: bool = True) -> Table:
+    """A pandas DataFrame or geopandas GeoDataFrame as a :class:`Table` (the index is dropped unless named)."""
+    import pandas as pd
+
+    frame = frame.reset_index() if frame.index.name is not None else frame
+    geom_col = getattr(frame, "_geometry_column_name", None) if hasattr(frame, "geometry") else None
+    columns: dict[str, np.ndarray] = {}
+    for name in frame.columns:
+        if name == geom_col:
+            continue
+        series = frame[name]
+        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+            if isinstance(series.dtype, pd.api.extensions.ExtensionDtype):  # nullable Int64, Float64
+                kind = "float64" if series.isna().any() or series.dtype.kind == "f" else series.dtype.numpy_dtype
+                values = series.to_numpy(dtype=kind, na_value=np.nan if kind == "float64" else None)
+            else:
+                values = series.to_numpy()
+        elif pd.api.types.is_string_dtype(series) or series.dtype == object:
+            values = series.to_numpy(dtype=object)
+        else:
+            continue  # dates and others: not reach attributes Thalweg uses, as in arrow_columns
+        columns[str(name)] = values
+    geoms, crs, gtype = None, None, None
+    if geom_col is not None:
+        gtype = "/".join(sorted({str(t) for t in frame.geometry.geom_type.dropna().unique()})) or "Unknown"
+        crs = crs_string(frame.crs) if frame.crs is not None else None
+        if geometry:
+            geoms = np.asarray(frame.geometry.values, dtype=object)
+    return Table(columns=columns, geometry=geoms, crs=crs, path=None, layer=None, geometry_type=gtype,
+                 n_rows=len(frame))
 
 
 def crs_string(crs: Any) -> str | None:
@@ -158,7 +205,8 @@ def describe(path: str | Path, layer: str | None = None) -> LayerInfo:
     layers = tuple(list_layers(path))
     if layer is not None and layer not in layers:
         raise InputError(f"there is no layer '{layer}'; the file has {', '.join(map(repr, layers)) or 'no layers'}.",
-                         path=path, layer=layer, hint="Pass one of those names as layer=.")
+                         path=path, layer=layer,
+                         hint=f"Name one of them with {opt('read_network.layer', layers[0] if layers else 'LAYER')}.")
     try:
         info = pyogrio.read_info(path, layer=layer)
     except Exception as exc:

@@ -84,7 +84,7 @@ class Discharge(ReachSeries):
         if q.ndim != 2 or q.shape != (rows.size, runoff.n_steps):
             raise AssertionError(f"routed discharge {q.shape} does not match {rows.size} reaches x "
                                  f"{runoff.n_steps} runoff steps (route one batch member at a time)")
-        end = runoff.time + np.timedelta64(int(round(runoff.dt * 1e9)), "ns")
+        end = runoff.end_time
         meta = {"runoff": runoff.source} if runoff.source else {}
         meta.update(attrs or {})
         return cls(q.astype(np.float32), rows.copy(), end, runoff.dt, meta)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, SchemaError
-from ..runoff._time import cf_bounds, decode_cf_times, step_starts
+from ..runoff._time import cf_bounds, decode_cf_times, step_delta, step_starts
 from .discharge import Discharge
 from ..runoff._warn import warn
 
@@ -65,7 +65,7 @@ def read_discharge(path: str | Path, *, variable: str | None = None, dt: float |
         if dt is None and times.size < 2 and bounds is None:
             dt = ds.attrs.get("thalweg_dt_seconds")
         starts, step, _ = step_starts(times, bounds=bounds, label=label, dt=dt, path=path, field=str(tdim))
-        ends = starts + np.timedelta64(int(round(step * 1e9)), "ns")
+        ends = starts + step_delta(step)
         attrs: dict[str, Any]
         if "thalweg_provenance" in ds.attrs:
             attrs = json.loads(ds.attrs["thalweg_provenance"])

@@ -1,7 +1,8 @@
-"""Runoff units to m3/s, and the alignment of file reaches onto the network's reaches.
+"""Runoff units to m3/s, and the one alignment of runoff rows onto the network's reaches.
 
-Every reader ends here, so units, missing reaches, unknown reaches, NaN and negative values are
-judged once, with the same messages whatever the format.
+Every reader ends here (files, xarray objects, arrays, the service's inline and packed bodies), so units,
+missing reaches, unknown reaches, NaN, infinite, out-of-range and negative values are judged once, with the
+same messages whatever the source.
 """
 from __future__ import annotations
 
@@ -11,12 +12,23 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingValueError, RunoffError, RunoffMismatchError, UnitError, format_ids
+from ..errors import MissingValueError, RunoffError, RunoffMismatchError, UnitError, format_ids, opt, render_options
+from ..names import as_ids
 from ..units import parse_unit
-from ._time import iso
+from ._time import check_dt, iso, step_axis
 from ._warn import warn
 
-__all__ = ["UnitInfo", "Aligner", "classify_unit", "to_m3s", "align", "POLICIES"]
+__all__ = ["UnitInfo", "Aligner", "classify_unit", "to_m3s", "align", "runoff_from_array", "POLICIES",
+           "routable_limit"]
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def routable_limit(n_reaches: int, n_steps: int) -> float:
+    """The largest |runoff| (m3/s) routed without float32 overflow: routing sums at most every reach's runoff over
+    every step (non-negative kernels weigh each by at most 1), so values up to float32's maximum / (N T), with a
+    factor 10 to spare, cannot overflow."""
+    return _FLOAT32_MAX / max(n_reaches * n_steps, 1) / 10.0
 
 POLICIES = ("error", "zero")
 KINDS = ("volume", "discharge", "depth", "depth_rate", "volume_rate")
@@ -53,7 +65,8 @@ def classify_unit(unit: Any, *, variable: str | None, path: Any = None, allowed:
     """Kind and SI factor of a runoff unit, through ``thalweg.units``; UnitError naming variable and unit."""
     if unit is None or str(unit).strip() == "":
         raise UnitError(f"the runoff variable has no units; expected {_ACCEPTED}.", path=path, field=variable,
-                        hint="Pass units= (for example units='mm'), or set the variable's units attribute.")
+                        hint=f"Give them with {opt('read_runoff.units', 'mm')}, or set the variable's units "
+                             f"attribute.")
     text = " ".join(str(unit).strip().split())
     found: UnitInfo | None = None
     for kind in ("volume", "discharge", "depth"):
@@ -79,11 +92,12 @@ def classify_unit(unit: Any, *, variable: str | None, path: Any = None, allowed:
                         continue
     if found is None:
         raise UnitError(f"unknown runoff unit '{text}'; expected {_ACCEPTED}.", path=path, field=variable,
-                        hint="Pass units= with one of these, or fix the variable's units attribute.")
+                        hint=f"Give one of these with {opt('read_runoff.units', 'm3')}, or fix the variable's units "
+                             f"attribute.")
     if found.kind not in allowed:
         raise UnitError(f"runoff unit '{text}' is a {found.kind.replace('_', ' ')}, which this format does not "
                         f"take (expected: {', '.join(k.replace('_', ' ') for k in allowed)}).", path=path,
-                        field=variable, hint="Check the units attribute or the units= argument.")
+                        field=variable, hint=f"Check the units attribute, or {opt('read_runoff.units')}.")
     return found
 
 
@@ -99,8 +113,9 @@ def to_m3s(values: np.ndarray, info: UnitInfo, dt: float, area: np.ndarray | Non
     if info.needs_area:
         if area is None:
             raise UnitError(f"runoff in '{info.unit}' is a depth, and depths need catchment areas.", path=path,
-                            field=variable, hint="Add catchment_area (m2) to the file, or read the network with "
-                                                 "catchment areas (a catchment area field or catchments=).")
+                            field=variable, hint=f"Add catchment_area (m2) to the file, or read the network with "
+                                                 f"catchment areas (a catchment area field, or "
+                                                 f"{opt('read_network.catchments', 'catchments.gpkg')}).")
         area = np.asarray(area, dtype=np.float64)
         bad = ~np.isfinite(area) | (area < 0)
         if bad.any():
@@ -117,8 +132,10 @@ class Aligner:
 
     On construction: duplicate ids raise RunoffError; ids unknown to the network are warned about and ignored;
     network reaches absent from the file raise RunoffMismatchError (``missing='zero'``: zeros, warned).
-    ``put`` fills steps; ``finish`` judges NaN (MissingValueError naming reaches and times, or zeros with
-    ``nan='zero'``) and negative values (kept, warned) over the whole series.
+    ``put`` fills steps (the values are judged in float64, before the float32 cast); ``finish`` judges, over the
+    whole series: infinite values and values beyond :func:`routable_limit` (RunoffError naming reaches and
+    times: a float32 cast or the routing sums would turn them into inf), NaN (MissingValueError naming reaches and
+    times, or zeros with ``nan='zero'``) and negative values (kept, warned).
     """
 
     def __init__(self, file_ids: np.ndarray, network, n_steps: int, *, path: Any = None, field: str | None = None,
@@ -129,7 +146,7 @@ class Aligner:
             raise ValueError(f"missing must be one of {POLICIES}, not {missing!r}")
         self.network, self.path, self.field, self.nan = network, path, field, nan
         name = _name(path)
-        file_ids = np.asarray(file_ids).astype(np.int64)
+        file_ids = as_ids(file_ids, path=path, field=field, error=RunoffError)
         uniq, counts = np.unique(file_ids, return_counts=True)
         if (counts > 1).any():
             dup = uniq[counts > 1]
@@ -152,9 +169,11 @@ class Aligner:
                 raise RunoffMismatchError(
                     f"the runoff covers {int(covered.sum()):,} of the network's {n:,} reaches; missing "
                     f"{absent.size:,}: {format_ids(absent)}.", path=path, field=field, ids=absent.tolist(),
-                    hint="Give runoff for every reach, or pass missing='zero' to route them with no lateral inflow.")
-            warn(f"{name}: {absent.size:,} of the network's {n:,} reaches have no runoff ({format_ids(absent)}); "
-                 f"they get zero lateral inflow (missing='zero').")
+                    hint=f"Give runoff for every reach, or route them with no lateral inflow: "
+                         f"{opt('read_runoff.missing', 'zero')}.")
+            warn(render_options(f"{name}: {absent.size:,} of the network's {n:,} reaches have no runoff "
+                                f"({format_ids(absent)}); they get zero lateral inflow "
+                                f"({opt('read_runoff.missing', 'zero')})."))
             self.record["missing_reaches"] = int(absent.size)
         self.out = np.zeros((n, n_steps), dtype=np.float32)
         self._nan_rows = np.zeros(n, dtype=bool)
@@ -163,39 +182,65 @@ class Aligner:
         self._neg_rows = np.zeros(n, dtype=bool)
         self._neg_count = 0
         self._neg_min = 0.0
+        self.limit = routable_limit(n, n_steps)
+        self._bad = {kind: (np.zeros(n, dtype=bool), np.zeros(n_steps, dtype=bool), [0], [0.0])
+                     for kind in ("inf", "big")}
 
     def put(self, t0: int, block: np.ndarray) -> None:
         """Rows of the file (all M of them, m3/s) for steps t0 .. t0 + block.shape[1]."""
-        part = np.asarray(block)[self.known]
-        bad = ~np.isfinite(part)
-        if bad.any():
-            self._nan_rows[self.rows[bad.any(axis=1)]] = True
-            self._nan_steps[t0 + np.flatnonzero(bad.any(axis=0))] = True
-            self._nan_count += int(bad.sum())
-            part = np.where(bad, 0.0, part)  # zero now; finish() raises instead when nan='error'
+        part = np.asarray(block, dtype=np.float64)[self.known]  # judged before the float32 cast
+        nan = np.isnan(part)
+        if nan.any():
+            self._nan_rows[self.rows[nan.any(axis=1)]] = True
+            self._nan_steps[t0 + np.flatnonzero(nan.any(axis=0))] = True
+            self._nan_count += int(nan.sum())
+            part = np.where(nan, 0.0, part)  # zero now; finish() raises instead when nan='error'
+        with np.errstate(invalid="ignore"):
+            for kind, bad in (("inf", np.isinf(part)), ("big", np.isfinite(part) & (np.abs(part) > self.limit))):
+                if bad.any():
+                    rows, steps, count, peak = self._bad[kind]
+                    rows[self.rows[bad.any(axis=1)]] = True
+                    steps[t0 + np.flatnonzero(bad.any(axis=0))] = True
+                    count[0] += int(bad.sum())
+                    peak[0] = max(peak[0], float(np.abs(part[bad]).max()))
         neg = part < 0
         if neg.any():
             self._neg_rows[self.rows[neg.any(axis=1)]] = True
             self._neg_count += int(neg.sum())
             self._neg_min = min(self._neg_min, float(part.min()))
-        self.out[self.rows, t0:t0 + part.shape[1]] = part
+        with np.errstate(over="ignore"):  # values beyond float32 are refused in finish(), with their reaches
+            self.out[self.rows, t0:t0 + part.shape[1]] = part
 
     def finish(self, time: np.ndarray) -> tuple[np.ndarray, dict]:
         """The float32 [N, T] array (m3/s) and a record for ``Runoff.attrs``; raises on NaN with nan='error'."""
         ids, name = self.network.ids, _name(self.path)
+        rows, steps, count, peak = self._bad["inf"]
+        if count[0]:
+            r_bad, t_bad = ids[rows], np.flatnonzero(steps)
+            raise RunoffError(
+                f"{count[0]:,} runoff values are infinite in {r_bad.size:,} reaches ({format_ids(r_bad)}) at "
+                f"{t_bad.size:,} times ({_times(time, t_bad)}).", path=self.path, field=self.field,
+                ids=r_bad.tolist(), hint="Fix them at the source (often a division by zero in the preparation); "
+                                         "missing values are NaN, not infinite.")
+        rows, steps, count, peak = self._bad["big"]
+        if count[0]:
+            r_bad, t_bad = ids[rows], np.flatnonzero(steps)
+            raise RunoffError(
+                f"{count[0]:,} runoff values are too large to route (up to {peak[0]:.3g} m3/s, beyond "
+                f"{self.limit:.3g} m3/s, where float32 routing of {ids.size:,} reaches x {self.out.shape[1]:,} steps "
+                f"could overflow to inf) in {r_bad.size:,} reaches ({format_ids(r_bad)}) at {t_bad.size:,} times "
+                f"({_times(time, t_bad)}).", path=self.path, field=self.field, ids=r_bad.tolist(),
+                hint=f"Check the units ({opt('read_runoff.units')}) and the values; no river carries that much.")
         if self._nan_count:
             r_bad, t_bad = ids[self._nan_rows], np.flatnonzero(self._nan_steps)
             if self.nan == "error":
-                times = format_ids([iso(time[i]) for i in t_bad[:3]])
-                if t_bad.size > 3:
-                    times += f" and {t_bad.size - 3:,} more"
                 raise MissingValueError(
                     f"{self._nan_count:,} runoff values are missing (NaN) in {r_bad.size:,} reaches "
-                    f"({format_ids(r_bad)}) at {t_bad.size:,} times ({times}).",
+                    f"({format_ids(r_bad)}) at {t_bad.size:,} times ({_times(time, t_bad)}).",
                     path=self.path, field=self.field, ids=r_bad.tolist(),
-                    hint="Fill the gaps, or pass nan='zero' to treat missing runoff as zero.")
-            warn(f"{name}: {self._nan_count:,} missing (NaN) runoff values in {r_bad.size:,} reaches "
-                 f"({format_ids(r_bad)}) are treated as zero (nan='zero').")
+                    hint=f"Fill the gaps, or treat missing runoff as zero with {opt('read_runoff.nan', 'zero')}.")
+            warn(render_options(f"{name}: {self._nan_count:,} missing (NaN) runoff values in {r_bad.size:,} reaches "
+                                f"({format_ids(r_bad)}) are treated as zero ({opt('read_runoff.nan', 'zero')})."))
             self.record["nan_replaced"] = self._nan_count
         if self._neg_count:
             r_neg = ids[self._neg_rows]
@@ -213,6 +258,86 @@ def align(file_ids: np.ndarray, values: np.ndarray, network, *, path: Any = None
     aligner = Aligner(file_ids, network, values.shape[1], path=path, field=field, nan=nan, missing=missing)
     aligner.put(0, values)
     return aligner.finish(time)
+
+
+def runoff_from_array(values: Any, network, *, ids: Any = None, dt: float, time: Any = None,
+                      units: str = "m3 s-1", nan: str = "error", missing: str = "error", path: Any = None,
+                      field: str | None = None, attrs: dict | None = None):
+    """A :class:`Runoff` from an array [reach, time] (numpy, torch, nested lists; dask computes here), through the
+    same checks as every file reader (:class:`Aligner`).
+
+    Parameters
+    ----------
+    values : [M, T] in ``units`` (m3/s by default; 'm3' volumes per step; depths use the network's catchment
+        areas); a leading batch axis of size 1 is dropped.
+    ids : int [M], the reach of each row; None: the rows are the network's reaches, in its order.
+    dt : step length, s (checked: MIN_DT .. MAX_DT, whole milliseconds).
+    time : the start of the first step (a date), or the start of every step [T]; None: 1970-01-01.
+    field : what messages call the values ('runoff.values' in the service).
+    """
+    from .model import Runoff
+
+    where = path if path is not None else None
+    dt = check_dt(dt, path=where, field="dt" if field is None else f"{field.rsplit('.', 1)[0]}.dt")
+    if hasattr(values, "detach"):  # torch: leave the graph and the device
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise RunoffError(f"runoff must be a table [reach, time]; got an array of shape {arr.shape}.", path=where,
+                          field=field, hint="Give one row per reach and one column per step.")
+    if arr.dtype.kind not in "iufb":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise RunoffError(f"runoff holds {arr.dtype} values, not numbers.", path=where, field=field,
+                              hint="Give numbers (null or NaN for a missing value).") from None
+    n_steps = arr.shape[1]
+    if ids is None:
+        if arr.shape[0] != network.n_reaches:
+            raise RunoffMismatchError(
+                f"runoff has {arr.shape[0]:,} rows but the network has {network.n_reaches:,} reaches.", path=where,
+                field=field, hint="Give one row per reach in the network's order, or give the reach id of each row.")
+        ids = network.ids
+    else:
+        ids = as_ids(ids, path=where, field=field, error=RunoffError)
+        if ids.shape != (arr.shape[0],):
+            raise RunoffError(f"{ids.size:,} ids were given for {arr.shape[0]:,} runoff rows.", path=where,
+                              field=field, hint="Give one reach id per row.")
+    if time is None:
+        starts, how = step_axis("1970-01-01", dt, n_steps), "none given: steps counted from 1970-01-01"
+    elif np.ndim(time) == 0:
+        starts, how = step_axis(time, dt, n_steps, path=where), "first step start given"
+    else:
+        from ._time import as_datetimes, regular_step
+
+        starts, how = as_datetimes(list(time), path=where, field="time"), "step starts given"
+        if starts.size != n_steps:
+            raise RunoffError(f"{starts.size:,} step times were given for {n_steps:,} steps.", path=where,
+                              field="time", hint="Give one time per step, or only the start of the first step.")
+        if starts.size > 1 and abs(regular_step(starts, path=where) - dt) > 1e-6 * dt:
+            raise RunoffError(f"the step times are {regular_step(starts, path=where):g} s apart, not dt={dt:g} s.",
+                              path=where, field="time", hint="Give times one dt apart.")
+    info = classify_unit(units, variable=field, path=where)
+    area = None
+    if info.needs_area:
+        if network.catchment_area is not None:
+            area = np.full(ids.size, np.nan)
+            known = np.isin(ids, network.ids)
+            area[known] = network.catchment_area[network.index_of(ids[known])]
+            area[~known] = 0.0  # rows of unknown reaches are dropped by the aligner
+    aligner = Aligner(ids, network, n_steps, path=where, field=field, nan=nan, missing=missing)
+    aligner.put(0, to_m3s(arr, info, dt, area, ids=ids, path=where, variable=field))
+    out, record = aligner.finish(starts)
+    meta = {"format": "array", "units": info.unit, "unit_kind": info.kind, "time_stamps": how, **record,
+            **(attrs or {})}
+    return Runoff(out, network.ids, starts, dt, source=None if path is None else str(path), attrs=meta)
+
+
+def _times(time: np.ndarray, steps: np.ndarray) -> str:
+    text = format_ids([iso(time[i]) for i in steps[:3]])
+    return text + (f" and {steps.size - 3:,} more" if steps.size > 3 else "")
 
 
 def _name(path: Any) -> str:

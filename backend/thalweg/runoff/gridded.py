@@ -14,16 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RunoffError, UnitError, format_ids
+from .._paths import check_input
+from ..errors import RunoffError, UnitError, format_ids, opt
+from ..names import TIME_NAMES, X_NAMES, Y_NAMES, find_name
 from ._time import as_datetimes, cf_bounds, decode_cf_times
 from .weights import Grid
 
-__all__ = ["GridSource", "open_netcdf_grid", "open_geotiffs", "time_from_name", "X_NAMES", "Y_NAMES",
-           "TIME_NAMES", "is_geotiff"]
-
-X_NAMES = ("lon", "longitude", "x", "rlon", "easting", "long", "nav_lon")
-Y_NAMES = ("lat", "latitude", "y", "rlat", "northing", "nav_lat")
-TIME_NAMES = ("time", "valid_time", "t", "date", "times")
+__all__ = ["GridSource", "open_netcdf_grid", "open_geotiffs", "time_from_name", "is_geotiff", "find_dim"]
 _TIF = (".tif", ".tiff", ".gtiff")
 
 
@@ -31,7 +28,7 @@ _TIF = (".tif", ".tiff", ".gtiff")
 class GridSource:
     """A gridded runoff source.
 
-    grid : the cells. times : datetime64[ns] [T] as stamped; bounds : [T, 2] or None.
+    grid : the cells. times : datetime64[ms] [T] as stamped; bounds : [T, 2] or None.
     unit : the unit string found (None if the file has none). variable : what was read (for messages).
     home : the folder of the runoff file(s), where the weight cache goes by default.
     read_block(t0, t1, (r0, r1, c0, c1)) -> float [t1 - t0, r1 - r0, c1 - c0], NaN where nodata.
@@ -64,11 +61,8 @@ def is_geotiff(path: Any) -> bool:
 
 # ---- NetCDF ---------------------------------------------------------------------------------------------
 def find_dim(names: Sequence[str], candidates: Sequence[str]) -> str | None:
-    lowered = {str(n).lower(): n for n in names}
-    for c in candidates:
-        if c in lowered:
-            return lowered[c]
-    return None
+    """The first of ``names`` among ``candidates`` (thalweg.names lists), ignoring case."""
+    return find_name(names, candidates)
 
 
 def grid_variables(ds) -> list[str]:
@@ -112,7 +106,8 @@ def open_netcdf_grid(ds, path: Any, variables: Sequence[str], *, units: str | No
     if crs is None:
         raise RunoffError(f"cannot tell the grid's coordinate reference system (coordinates {xdim}, {ydim}).",
                           path=path, field=variables[0],
-                          hint="Pass grid_crs= (for example 'EPSG:4326'), or add a CF grid_mapping with crs_wkt.")
+                          hint=f"Give it with {opt('read_runoff.grid_crs', 'EPSG:4326')}, or add a CF grid_mapping "
+                               f"with crs_wkt.")
     grid = Grid.from_centres(x, y, crs, path=path)
     tvar = ds[tdim]
     times = decode_cf_times(tvar.values, tvar.attrs.get("units"), tvar.attrs.get("calendar"), path=path, field=tdim)
@@ -171,7 +166,7 @@ def time_from_name(name: str) -> np.datetime64 | None:
         d = runs[-1]
         text = f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[8:10] or '00'}:{d[10:12] or '00'}:{d[12:14] or '00'}"
     try:
-        return np.datetime64(text, "ns")
+        return np.datetime64(text, "ms")
     except ValueError:
         return None
 
@@ -188,7 +183,7 @@ def _tif_files(path: Any) -> list[Path]:
     if not files or not files[0].exists():
         raise RunoffError("no GeoTIFF files found.", path=path,
                           hint="Give a .tif file, a folder of .tif files, or a glob such as 'runoff/*.tif'.")
-    return files
+    return [check_input(f, what="GeoTIFF", error=RunoffError) for f in files]
 
 
 def open_geotiffs(path: Any, *, units: str | None, time: Sequence[Any] | None, grid_crs: Any) -> GridSource:
@@ -205,7 +200,7 @@ def open_geotiffs(path: Any, *, units: str | None, time: Sequence[Any] | None, g
         crs = grid_crs or (src.crs.to_wkt() if src.crs else None)
         if crs is None:
             raise RunoffError("the GeoTIFF has no coordinate reference system.", path=files[0],
-                              hint="Pass grid_crs= (for example 'EPSG:4326').")
+                              hint=f"Give it with {opt('read_runoff.grid_crs', 'EPSG:4326')}.")
         grid = Grid.from_transform(src.transform, src.width, src.height, crs, path=files[0])
         profile = (src.transform, src.width, src.height, src.crs)
         n_bands = src.count
@@ -227,8 +222,9 @@ def open_geotiffs(path: Any, *, units: str | None, time: Sequence[Any] | None, g
             bad = [f.name for f, s in zip(files, stamps) if s is None]
             if bad:
                 raise RunoffError(f"cannot read a date in {len(bad):,} file names ({format_ids(bad)}).", path=path,
-                                  hint="Name files with their date (runoff_20200101T0300.tif), or pass time=.")
-            times = np.array(stamps, dtype="datetime64[ns]")
+                                  hint=f"Name files with their date (runoff_20200101T0300.tif), or give the dates "
+                                       f"with {opt('read_runoff.time', '[...]')}.")
+            times = np.array(stamps, dtype="datetime64[ms]")
             order = np.argsort(times, kind="stable")
             files, times = [files[i] for i in order], times[order]
         else:
@@ -243,8 +239,8 @@ def open_geotiffs(path: Any, *, units: str | None, time: Sequence[Any] | None, g
             if any(s is None for s in stamps):
                 raise RunoffError(f"cannot tell the time of the {n_bands} bands (no dates in band descriptions, "
                                   f"'time' tags or the file name).", path=files[0],
-                                  hint="Pass time= with one date per band.")
-            times = np.array(stamps, dtype="datetime64[ns]")
+                                  hint=f"Give one date per band with {opt('read_runoff.time', '[...]')}.")
+            times = np.array(stamps, dtype="datetime64[ms]")
 
     def _read(src, indexes, window) -> np.ndarray:
         r0, r1, c0, c1 = window
@@ -289,6 +285,6 @@ def _band_time(description: str | None, tag: str | None) -> np.datetime64 | None
 def _given_times(time: Sequence[Any], n: int, path: Any) -> np.ndarray:
     times = as_datetimes(list(time), path=path)
     if times.size != n:
-        raise RunoffError(f"time= holds {times.size:,} dates for {n:,} steps (files or bands).", path=path,
+        raise RunoffError(f"{times.size:,} dates were given for {n:,} steps (files or bands).", path=path,
                           field="time", hint="Give one date per step.")
     return times

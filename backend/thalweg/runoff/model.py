@@ -19,7 +19,7 @@ class Runoff(ReachSeries):
     ----------
     values : float32 [N, T], m3/s, the mean rate over each step, rows in the network's reach order.
     ids : int64 [N], reach ids, equal to ``network.ids``.
-    time : datetime64[ns] [T], the START of each step; step t covers (time[t], time[t] + dt].
+    time : datetime64[ms] [T], the START of each step; step t covers (time[t], time[t] + dt].
     dt : step length, s.
     source : the path read, if any.
     attrs : what was read and done: variable, units, conversion, time convention, nan and missing policies.
@@ -29,7 +29,7 @@ class Runoff(ReachSeries):
 
     @property
     def end_time(self) -> np.ndarray:
-        """datetime64[ns] [T], the end of each step (where routed discharge is stamped)."""
+        """datetime64[ms] [T], the end of each step (where routed discharge is stamped)."""
         return self.time + self.step
 
     def volume(self) -> float:

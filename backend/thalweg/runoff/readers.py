@@ -32,159 +32,244 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RunoffError, SchemaError, UnitError, format_ids
+from .._paths import check_input
+from ..errors import RunoffError, SchemaError, UnitError, format_ids, opt
+from ..names import REACH_ID_NAMES, TIME_NAMES, as_ids, find_name
 from ..units import parse_unit
 from . import gridded, weights
-from ._align import Aligner, UnitInfo, align, classify_unit, to_m3s
+from ._align import Aligner, UnitInfo, align, classify_unit, runoff_from_array, to_m3s
 from ._time import as_datetimes, cf_bounds, decode_cf_times, step_starts
 from .model import Runoff
 
-__all__ = ["read_runoff", "read_table", "ID_NAMES"]
+__all__ = ["read_runoff", "read_table"]
 
-ID_NAMES = ("rivid", "river_id", "riverid", "reach_id", "reachid", "linkno", "comid", "feature_id", "hyriv_id",
-            "segid", "streamid", "id")
 _NETCDF = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 _TABLE = (".csv", ".txt", ".parquet", ".pq")
-_REACH_VARS = ("m3_riv", "catchment_runoff", "volume", "vlateral", "runoff", "qlat", "lateral_inflow")
-_DEFAULT_LABEL = {"m3_riv": "start", "catchment_runoff": "end"}
+_REACH_VARS = ("m3_riv", "catchment_runoff", "qlateral", "q_lateral", "volume", "vlateral", "runoff", "qlat",
+               "lateral_inflow")
+# river-route (catchment_runoff, 2.x qlateral) stamps a step at its end; RAPID and the rest at its start
+_DEFAULT_LABEL = {"m3_riv": "start", "catchment_runoff": "end", "qlateral": "end"}
+# units a format defines, for files that leave the attribute out
+_DEFAULT_UNITS = {"m3_riv": "m3", "qlateral": "m3 s-1", "q_lateral": "m3 s-1"}
+_FORMATS = {"m3_riv": "rapid_m3_riv", "catchment_runoff": "river_route_catchment_runoff",
+            "qlateral": "river_route_qlateral", "q_lateral": "nwm_q_lateral"}
 BLOCK_VALUES = 2e7  # values per time block read from a reach file (160 MB in float64)
+_IN_MEMORY = "in-memory runoff"  # what messages call runoff given as an array
 
 
 def read_runoff(
-    path: str | Path,
+    path: Any,
     network,
     *,
     variable: str | Sequence[str] | None = None,
     nan: str = "error",
     missing: str = "error",
     catchments: Any = None,
+    catchment_layer: str | None = None,
     catchment_id_field: str | None = None,
     weights_cache: Any = None,
     units: str | None = None,
-    time: Sequence[Any] | None = None,
+    time: Any = None,
     dt: float | None = None,
     time_label: str | None = None,
     layout: str | None = None,
     grid_crs: Any = None,
+    ids: Sequence[int] | None = None,
 ) -> Runoff:
     """Read lateral runoff for every reach of ``network``.
 
     Parameters
     ----------
-    path : a NetCDF file (m3_riv, catchment_runoff, any (time, reach) variable, or a (time, y, x) grid),
-        a CSV/parquet table, a GeoTIFF, a folder of GeoTIFFs or a glob ('runoff/*.tif').
+    path : what to read:
+
+        - a NetCDF file (m3_riv, catchment_runoff, river-route 2.x qlateral, any (time, reach) variable, or a
+          (time, y, x) grid), a CSV/parquet table, a GeoTIFF, a folder of GeoTIFFs or a glob ('runoff/*.tif');
+        - an xarray Dataset or DataArray laid out as such a file (dask-backed too: read a block of steps at a
+          time, never whole);
+        - a numpy array or torch tensor [reach, time] (rows in ``network.ids`` order, or in ``ids`` order),
+          with ``dt`` and optionally ``time``; m3/s unless ``units`` says otherwise;
+        - a :class:`Runoff` (returned as it is when it already follows the network's reaches, else aligned).
     network : the RiverNetwork; rows of the result follow ``network.ids``.
-    variable : the variable (NetCDF) or value column (long tables) to read; for grids a list sums several
-        (['RUNSF', 'RUNSB']). Found from the file when None.
+    variable : the variable (NetCDF, Dataset) or value column (long tables) to read; for grids a list sums
+        several (['RUNSF', 'RUNSB']). Found from the file when None.
     nan : 'error' (MissingValueError naming reaches and times) or 'zero' (NaN -> 0, warned).
     missing : 'error' (RunoffMismatchError naming the reaches without runoff) or 'zero' (warned).
     catchments : catchment polygons (file or GeoDataFrame), needed for gridded runoff.
+    catchment_layer : the layer of ``catchments`` in a multi-layer file (None: the only polygon layer).
     catchment_id_field : the catchments' field holding reach ids (found when None).
     weights_cache : where the grid weight table is cached: None (beside the runoff file or files), False
         (nowhere), a folder (the workflow passes its output folder), or a .csv file.
     units : the runoff unit when the file has none (or to override it): m3, m3 s-1, m, mm, kg m-2,
         kg m-2 s-1, mm/h, ...
-    time : dates of the steps of GeoTIFF input (one per band or file), overriding file names.
-    dt : step length, s, needed only for a single step without time bounds.
+    time : dates of the steps of GeoTIFF input (one per band or file), overriding file names; for arrays, the
+        start of the first step or of every step (default 1970-01-01).
+    dt : step length, s, needed for arrays and for a single step without time bounds.
     time_label : 'start' or 'end': what a bare time stamp marks (defaults per format, module docstring).
     layout : 'wide' or 'long' for tables (found when None).
     grid_crs : CRS of a gridded file that does not carry one.
+    ids : for arrays, the reach id of each row (default: the network's order).
 
     Returns
     -------
-    Runoff : values float32 [N, T] m3/s, time = step starts, dt in s, attrs recording what was done.
+    Runoff : values float32 [N, T] m3/s, time = step starts (datetime64[ms]), dt in s, attrs recording what was
+    done.
 
     Raises
     ------
     RunoffError, RunoffMismatchError, MissingValueError, UnitError, SchemaError
     """
+    if isinstance(path, Runoff):
+        return _from_runoff(path, network, nan=nan, missing=missing)
+    kind = _in_memory_kind(path)
+    if kind == "xarray":
+        return _read_xarray(path, network, variable=variable, nan=nan, missing=missing, catchments=catchments,
+                            catchment_layer=catchment_layer, id_field=catchment_id_field, cache=weights_cache,
+                            units=units, dt=dt, label=time_label, grid_crs=grid_crs)
+    if kind == "array":
+        if dt is None:
+            raise RunoffError("runoff given as an array needs its step length.", path=None, field="dt",
+                              hint=f"Give it with {opt('read_runoff.dt', 3600)} (seconds).")
+        return runoff_from_array(path, network, ids=ids, dt=dt, time=time, units=units or "m3 s-1", nan=nan,
+                                 missing=missing, field=None)
     path_text = str(path)
     p = Path(path_text)
-    suffix = p.suffix.lower()
+    cat_options = dict(catchments=catchments, catchment_layer=catchment_layer, id_field=catchment_id_field,
+                       cache=weights_cache)
     if gridded.is_geotiff(path_text):
         src = gridded.open_geotiffs(path_text, units=units, time=time, grid_crs=grid_crs)
-        return _read_grid(src, path_text, network, nan=nan, missing=missing, catchments=catchments,
-                          id_field=catchment_id_field, cache=weights_cache, dt=dt, label=time_label or "start")
-    if not p.exists():
-        raise RunoffError("the runoff file does not exist.", path=p, hint="Check the path.")
+        return _read_grid(src, path_text, network, nan=nan, missing=missing, dt=dt, label=time_label or "start",
+                          **cat_options)
+    p = check_input(p, what="runoff file", error=RunoffError)
+    suffix = p.suffix.lower()
     if suffix in _TABLE:
         return read_table(p, network, units=units, layout=layout, value_column=variable, nan=nan, missing=missing,
                           dt=dt, time_label=time_label or "start")
-    if suffix in _NETCDF or _looks_netcdf(p):
-        return _read_netcdf(p, network, variable=variable, nan=nan, missing=missing, catchments=catchments,
-                            id_field=catchment_id_field, cache=weights_cache, units=units, dt=dt,
-                            label=time_label, grid_crs=grid_crs)
-    raise RunoffError(f"cannot tell the format of '{p.name}'.", path=p,
+    if suffix in _NETCDF or _sniff(p) in ("netcdf", "hdf5"):
+        return _read_netcdf(p, network, variable=variable, nan=nan, missing=missing, units=units, dt=dt,
+                            label=time_label, grid_crs=grid_crs, **cat_options)
+    raise RunoffError(f"cannot tell the format of '{p.name}' ({_describe_content(p)}).", path=p,
                       hint="Use NetCDF (.nc), CSV, parquet or GeoTIFF (.tif) runoff.")
 
 
-# ---- NetCDF -------------------------------------------------------------------------------------------
-def _read_netcdf(path: Path, network, *, variable, nan, missing, catchments, id_field, cache, units, dt, label,
-                 grid_crs) -> Runoff:
+def _in_memory_kind(value: Any) -> str | None:
+    """'xarray', 'array' (numpy, torch, lists of lists) or None (a path)."""
+    if isinstance(value, (str, Path)):
+        return None
+    module = type(value).__module__ or ""
+    if module.startswith("xarray"):
+        return "xarray"
+    if isinstance(value, np.ndarray) or module.startswith(("torch", "dask", "cupy")) or hasattr(value, "__array__"):
+        return "array"
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray)):
+        return "array"
+    return None
+
+
+def _from_runoff(runoff: Runoff, network, *, nan: str, missing: str) -> Runoff:
+    """A Runoff onto ``network``'s reaches: as it is when its rows already follow them, else aligned."""
+    if runoff.ids.shape == network.ids.shape and np.array_equal(runoff.ids, network.ids):
+        return runoff
+    out, record = align(runoff.ids, runoff.values, network, path=runoff.source, field=None, time=runoff.time,
+                        nan=nan, missing=missing)
+    return Runoff(out, network.ids, runoff.time, runoff.dt, source=runoff.source, attrs={**runoff.attrs, **record})
+
+
+# ---- NetCDF and xarray ----------------------------------------------------------------------------------
+def _read_netcdf(path: Path, network, *, variable, nan, missing, catchments, catchment_layer, id_field, cache, units,
+                 dt, label, grid_crs) -> Runoff:
     import xarray as xr
 
+    content = _sniff(path)
+    if content not in ("netcdf", "hdf5"):
+        raise RunoffError(f"the file is not NetCDF: it is {_describe_content(path)}.", path=path,
+                          hint="Give a NetCDF runoff file (classic or NetCDF-4), or name the file by its real "
+                               "format (.csv, .parquet, .tif).")
     try:
         ds = xr.open_dataset(path, decode_times=False)
     except Exception as exc:  # the engines raise many types for unreadable files
-        raise RunoffError(f"cannot open the file as NetCDF: {exc}", path=path) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunoffError(f"cannot open the file as NetCDF ({first}).", path=path,
+                          hint="Check that the file is complete (not still being written) and not damaged.") from None
     with ds:
-        names = [variable] if isinstance(variable, str) else list(variable) if variable else None
-        if names:
-            absent = [n for n in names if n not in ds.data_vars]
-            if absent:
-                raise SchemaError(f"no variable {', '.join(absent)} (variables: {', '.join(map(str, ds.data_vars))}).",
-                                  path=path, field=absent[0], hint="Pass variable= naming one of them.")
+        return _read_dataset(ds, path, network, variable=variable, nan=nan, missing=missing, catchments=catchments,
+                             catchment_layer=catchment_layer, id_field=id_field, cache=cache, units=units, dt=dt,
+                             label=label, grid_crs=grid_crs)
+
+
+def _read_xarray(obj, network, *, variable, **options) -> Runoff:
+    """An xarray Dataset or DataArray, read as the NetCDF file it could be written to (lazily: a block of steps
+    at a time, so dask-backed and file-backed arrays are never loaded whole)."""
+    import xarray as xr
+
+    if isinstance(obj, xr.DataArray):
+        name = str(obj.name) if obj.name is not None else "runoff"
+        if variable is not None and variable != name:
+            raise SchemaError(f"the DataArray is named {name!r}, not {variable!r}.", field=name,
+                              hint=f"Leave {opt('read_runoff.variable')} out for a DataArray.")
+        obj, variable = obj.to_dataset(name=name), name
+    return _read_dataset(obj, None, network, variable=variable, **options)
+
+
+def _read_dataset(ds, path: Path | None, network, *, variable, nan, missing, catchments, catchment_layer, id_field,
+                  cache, units, dt, label, grid_crs) -> Runoff:
+    where = path if path is not None else None
+    data_vars = ", ".join(map(str, ds.data_vars)) or "none"
+    names = [variable] if isinstance(variable, str) else list(variable) if variable else None
+    if names:
+        absent = [n for n in names if n not in ds.data_vars]
+        if absent:
+            raise SchemaError(f"no variable {', '.join(absent)} (variables: {data_vars}).", path=where,
+                              field=absent[0], hint=f"Name one of them with {opt('read_runoff.variable', 'NAME')}.")
+    else:
+        found = find_name(ds.data_vars, _REACH_VARS)
+        grids = gridded.grid_variables(ds)
+        if found is not None:
+            names = [str(found)]
+        elif len(grids) == 1:
+            names = grids
+        elif len(grids) > 1:
+            raise SchemaError(f"several gridded variables could be the runoff: {', '.join(grids)}.", path=where,
+                              hint=f"Name it with {opt('read_runoff.variable', grids[0])} (several, comma-separated, "
+                                   f"are summed).")
         else:
-            found = next((n for n in _REACH_VARS if n in ds.data_vars), None)
-            grids = gridded.grid_variables(ds)
-            if found is not None:
-                names = [found]
-            elif len(grids) == 1:
-                names = grids
-            elif len(grids) > 1:
-                raise SchemaError(f"several gridded variables could be the runoff: {', '.join(grids)}.", path=path,
-                                  hint="Pass variable= (a list sums them, e.g. ['RUNSF', 'RUNSB']).")
-            else:
-                raise SchemaError(f"no runoff variable found (variables: {', '.join(map(str, ds.data_vars))}).",
-                                  path=path, hint="Pass variable= naming the runoff variable.")
-        if names[0] in gridded.grid_variables(ds):
-            src = gridded.open_netcdf_grid(ds, path, names, units=units, grid_crs=grid_crs)
-            return _read_grid(src, str(path), network, nan=nan, missing=missing, catchments=catchments,
-                              id_field=id_field, cache=cache, dt=dt, label=label or "start")
-        if len(names) != 1:
-            raise SchemaError("only gridded variables can be summed.", path=path, field=names[0])
-        return _read_reach_netcdf(ds, path, network, names[0], nan=nan, missing=missing, units=units, dt=dt,
-                                  label=label or _DEFAULT_LABEL.get(names[0], "start"))
+            candidates = [str(v) for v, da in ds.data_vars.items() if da.ndim == 2]
+            raise SchemaError(f"no runoff variable found (variables: {data_vars}; known names: "
+                              f"{', '.join(_REACH_VARS)}).", path=where,
+                              hint=f"Name the runoff variable with "
+                                   f"{opt('read_runoff.variable', candidates[0] if candidates else 'NAME')}.")
+    if names[0] in gridded.grid_variables(ds):
+        src = gridded.open_netcdf_grid(ds, where, names, units=units, grid_crs=grid_crs)
+        return _read_grid(src, str(path) if path else _IN_MEMORY, network, nan=nan, missing=missing,
+                          catchments=catchments, catchment_layer=catchment_layer, id_field=id_field, cache=cache,
+                          dt=dt, label=label or "start")
+    if len(names) != 1:
+        raise SchemaError("only gridded variables can be summed.", path=where, field=names[0])
+    return _read_reach_variable(ds, where, network, names[0], nan=nan, missing=missing, units=units, dt=dt,
+                                label=label or _DEFAULT_LABEL.get(names[0].lower(), "start"))
 
 
-def _read_reach_netcdf(ds, path: Path, network, name: str, *, nan, missing, units, dt, label) -> Runoff:
+def _read_reach_variable(ds, path: Path | None, network, name: str, *, nan, missing, units, dt, label) -> Runoff:
     da = ds[name]
     if da.ndim != 2:
         raise SchemaError(f"variable {name} has dimensions {da.dims}; expected (time, reach id).", path=path,
                           field=name)
-    tdim = gridded.find_dim(da.dims, gridded.TIME_NAMES)
+    tdim = find_name(da.dims, TIME_NAMES)
     if tdim is None:
-        raise SchemaError(f"variable {name} has no time dimension (dimensions {da.dims}).", path=path, field=name,
-                          hint="Name the time dimension 'time'.")
+        raise SchemaError(f"variable {name} has no time dimension (dimensions {da.dims}; time names: "
+                          f"{', '.join(TIME_NAMES)}).", path=path, field=name, hint="Name the time dimension 'time'.")
     rdim = next(d for d in da.dims if d != tdim)
     id_var = rdim if rdim in ds.variables else next(
-        (v for v in ds.variables if str(v).lower() in ID_NAMES and ds[v].dims == (rdim,)), None)
+        (v for v in ds.variables if str(v).lower() in REACH_ID_NAMES and ds[v].dims == (rdim,)), None)
     if id_var is None:
-        raise SchemaError(f"dimension {rdim} of {name} has no reach-id variable.", path=path, field=rdim,
+        raise SchemaError(f"dimension {rdim} of {name} has no reach-id variable.", path=path, field=str(rdim),
                           hint="Add a variable rivid (or river_id) holding the reach ids.")
-    ids = np.asarray(ds[id_var].values)
-    if ids.dtype.kind == "f":
-        if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)):
-            raise SchemaError("reach ids are not whole numbers.", path=path, field=str(id_var))
-    ids = ids.astype(np.int64)
+    ids = as_ids(np.asarray(ds[id_var].values), path=path, field=str(id_var), error=SchemaError)
     tvar = ds[tdim]
-    times = decode_cf_times(tvar.values, tvar.attrs.get("units"), tvar.attrs.get("calendar"), path=path,
-                            field=str(tdim))
+    times = decode_cf_times(tvar.values, tvar.attrs.get("units"), tvar.attrs.get("calendar") or
+                            tvar.encoding.get("calendar"), path=path, field=str(tdim))
     bounds = cf_bounds(ds, tdim, path)
     starts, step, how = step_starts(times, bounds=bounds, label=label, dt=dt, path=path, field=str(tdim))
-    unit = units or da.attrs.get("units")
-    if unit is None and name == "m3_riv":
-        unit = "m3"  # RAPID defines m3_riv as m3 per step; its tools always say so, others may not
+    unit = units or da.attrs.get("units") or _DEFAULT_UNITS.get(name.lower())
     info = classify_unit(unit, variable=name, path=path)
     area = None
     area_from = None
@@ -201,18 +286,14 @@ def _read_reach_netcdf(ds, path: Path, network, name: str, *, nan, missing, unit
     ordered = da.transpose(rdim, tdim)
     chunk = max(1, int(BLOCK_VALUES // max(ids.size, 1)))  # time blocks keep memory near the result's size
     for t0 in range(0, starts.size, chunk):
-        raw = np.asarray(ordered[:, t0:t0 + chunk].values)
+        raw = np.asarray(ordered[:, t0:t0 + chunk].values)  # computes one block of a dask array, no more
         aligner.put(t0, to_m3s(raw, info, step, area, ids=ids, path=path, variable=name))
     out, record = aligner.finish(starts)
-    attrs = {"format": _format_name(name), "variable": name, "units": info.unit, "unit_kind": info.kind,
-             "time_stamps": how, **record}
+    attrs = {"format": _FORMATS.get(name.lower(), "netcdf_reach"), "variable": name, "units": info.unit,
+             "unit_kind": info.kind, "time_stamps": how, **record}
     if area_from:
         attrs["catchment_area"] = area_from
-    return Runoff(out, network.ids, starts, step, source=str(path), attrs=attrs)
-
-
-def _format_name(name: str) -> str:
-    return {"m3_riv": "rapid_m3_riv", "catchment_runoff": "river_route_catchment_runoff"}.get(name, "netcdf_reach")
+    return Runoff(out, network.ids, starts, step, source=str(path) if path else None, attrs=attrs)
 
 
 def _network_area(network, ids: np.ndarray) -> np.ndarray | None:
@@ -226,15 +307,16 @@ def _network_area(network, ids: np.ndarray) -> np.ndarray | None:
 
 
 # ---- gridded -------------------------------------------------------------------------------------------
-def _read_grid(src: gridded.GridSource, path: str, network, *, nan, missing, catchments, id_field, cache, dt,
-               label) -> Runoff:
+def _read_grid(src: gridded.GridSource, path: str, network, *, nan, missing, catchments, catchment_layer, id_field,
+               cache, dt, label) -> Runoff:
     try:
         if catchments is None:
             raise RunoffError("gridded runoff needs catchment polygons to aggregate it to reaches.", path=path,
-                              hint="Pass catchments= (a polygon file with a reach-id field).")
+                              hint=f"Give them with {opt('read_runoff.catchments', 'catchments.gpkg')} (a polygon "
+                                   f"file with a reach-id field).")
         info = classify_unit(src.unit, variable=src.variable, path=path, allowed=("depth", "depth_rate"))
         starts, step, how = step_starts(src.times, bounds=src.bounds, label=label, dt=dt, path=path)
-        cats = weights.load_catchments(catchments, id_field, network)
+        cats = weights.load_catchments(catchments, id_field, network, layer=catchment_layer)
         table, record = weights.grid_weights(src.grid, cats, cache=cache, default_dir=src.home)
         # sum(depth * area) is a volume per step (depths) or a volume rate (depth rates)
         summed = UnitInfo("volume" if info.per_step else "discharge", info.factor, info.unit)
@@ -247,16 +329,16 @@ def _read_grid(src: gridded.GridSource, path: str, network, *, nan, missing, cat
         src.close()
     attrs = {"format": "grid", "variable": src.variable, "units": info.unit, "unit_kind": info.kind,
              "time_stamps": how, "grid_shape": list(src.grid.shape), "catchments": cats.source,
-             "catchment_id_field": cats.id_field, "weights_key": table.key, **record, **aligned}
-    return Runoff(out, network.ids, starts, step, source=path, attrs=attrs)
+             "catchment_id_field": cats.id_field, "catchment_layer": cats.layer, "weights_key": table.key, **record,
+             **aligned}
+    return Runoff(out, network.ids, starts, step, source=None if path == _IN_MEMORY else path, attrs=attrs)
 
 
 # ---- tables --------------------------------------------------------------------------------------------
-_TIME_COLUMNS = ("time", "date", "datetime", "timestamp", "valid_time", "dates")
 _SUFFIX = re.compile(r"^\s*(?P<name>.*?)\s*\[(?P<unit>[^\]]+)\]\s*$")
 
 
-def read_table(path: str | Path, network, *, units: str | None = None, layout: str | None = None,
+def read_table(path: Any, network, *, units: str | None = None, layout: str | None = None,
                value_column: str | None = None, nan: str = "error", missing: str = "error", dt: float | None = None,
                time_label: str = "start") -> Runoff:
     """Runoff from a CSV or parquet table.
@@ -271,23 +353,30 @@ def read_table(path: str | Path, network, *, units: str | None = None, layout: s
         with a unit in brackets (``runoff [mm]``). Missing (time, reach) pairs are NaN.
 
     Units come from ``units`` or the column suffix (an error if they disagree). Depths use the network's
-    catchment areas. Time stamps mark step starts unless ``time_label='end'``.
+    catchment areas. Time stamps mark step starts unless ``time_label='end'``. ``path`` may also be a pandas
+    DataFrame laid out the same way (a DatetimeIndex is the time column).
     """
     import pandas as pd
 
-    path = Path(path)
-    df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    if isinstance(path, pd.DataFrame):
+        df, path = path, None
+    else:
+        path = check_input(path, what="runoff table", error=RunoffError)
+        try:
+            df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+        except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunoffError(f"cannot read the table ({first}).", path=path,
+                              hint="Give a comma-separated CSV with a header line, or a parquet file.") from None
     if isinstance(df.index, pd.DatetimeIndex):
         df = df.reset_index(names="time")
     columns = [str(c) for c in df.columns]
     df.columns = columns
-    tcol = next((c for c in columns if c.strip().lower() in _TIME_COLUMNS), None)
+    tcol = find_name(columns, TIME_NAMES)
     if tcol is None:
-        raise SchemaError(f"no time column (columns: {format_ids(columns, 6)}).", path=path,
-                          hint="Name the time column 'time'.")
-    net_id = (network.source.field("id") or "").lower()
-    id_col = next((c for c in columns if c != tcol and (c.lower() in ID_NAMES or (net_id and c.lower() == net_id))),
-                  None)
+        raise SchemaError(f"no time column (columns: {format_ids(columns, 6)}; time names: "
+                          f"{', '.join(TIME_NAMES)}).", path=path, hint="Name the time column 'time'.")
+    id_col = find_name([c for c in columns if c != tcol], REACH_ID_NAMES, also=(network.source.field("id"),))
     if layout is None:
         layout = "long" if id_col is not None else "wide"
     if layout not in ("wide", "long"):
@@ -296,20 +385,20 @@ def read_table(path: str | Path, network, *, units: str | None = None, layout: s
     if layout == "wide":
         value_cols = [c for c in columns if c != tcol]
         parsed = [_split_unit(c) for c in value_cols]
-        try:
-            ids = np.array([int(float(name)) for name, _ in parsed], dtype=np.int64)
-        except ValueError:
-            bad = [c for c, (name, _) in zip(value_cols, parsed) if not _is_int(name)]
+        bad = [c for c, (name, _) in zip(value_cols, parsed) if not _is_int(name)]
+        if bad:
             raise SchemaError(f"wide table columns must be reach ids; not ids: {format_ids(bad)}.", path=path,
                               field=bad[0], hint="Name each value column by its reach id, or use the long layout "
-                                                 "(time, reach id, value).") from None
+                                                 "(time, reach id, value).")
+        ids = as_ids(np.array([name for name, _ in parsed], dtype=object), path=path, field=value_cols[0],
+                     error=SchemaError, what="reach ids (column names)")
         unit = _one_unit([u for _, u in parsed], units, path)
         if np.unique(times_raw).size != times_raw.size:
             raise RunoffError("the time column repeats times.", path=path, field=tcol,
                               hint="Give one row per time in the wide layout.")
         order = np.argsort(times_raw, kind="stable")
         times = times_raw[order]
-        raw = df[value_cols].to_numpy(dtype=np.float64)[order].T
+        raw = _numbers(df, value_cols, path)[order].T
         field = value_cols[0]
     else:
         if id_col is None:
@@ -328,12 +417,9 @@ def read_table(path: str | Path, network, *, units: str | None = None, layout: s
                                                                             "qlat")), None)
             if field is None:
                 raise SchemaError(f"several value columns ({format_ids(rest, 6)}).", path=path,
-                                  hint="Pass variable= naming the value column.")
+                                  hint=f"Name the value column with {opt('read_runoff.variable', rest[0])}.")
         unit = _one_unit([_split_unit(field)[1]], units, path)
-        rid = df[id_col].to_numpy()
-        if not _is_int_array(rid):
-            raise SchemaError("reach ids are not whole numbers.", path=path, field=id_col)
-        rid = rid.astype(np.float64).astype(np.int64)
+        rid = as_ids(df[id_col].to_numpy(), path=path, field=id_col, error=SchemaError)
         times, t_index = np.unique(times_raw, return_inverse=True)
         ids, r_index = np.unique(rid, return_inverse=True)
         flat = r_index * times.size + t_index
@@ -341,7 +427,7 @@ def read_table(path: str | Path, network, *, units: str | None = None, layout: s
             raise RunoffError("some (time, reach) pairs appear more than once.", path=path, field=id_col,
                               hint="Give one value per reach and time.")
         raw = np.full((ids.size, times.size), np.nan)
-        raw[r_index, t_index] = df[field].to_numpy(dtype=np.float64)
+        raw[r_index, t_index] = _numbers(df, [field], path)[:, 0]
     starts, step, how = step_starts(times, label=time_label, dt=dt, path=path, field=tcol)
     info = classify_unit(unit, variable=field, path=path)
     area = _network_area(network, ids) if info.needs_area else None
@@ -349,7 +435,29 @@ def read_table(path: str | Path, network, *, units: str | None = None, layout: s
     out, record = align(ids, values, network, path=path, field=field, time=starts, nan=nan, missing=missing)
     attrs = {"format": f"table_{layout}", "variable": field, "units": info.unit, "unit_kind": info.kind,
              "time_stamps": how, **record}
-    return Runoff(out, network.ids, starts, step, source=str(path), attrs=attrs)
+    return Runoff(out, network.ids, starts, step, source=str(path) if path else None, attrs=attrs)
+
+
+def _numbers(df, columns: list[str], path: Path | None) -> np.ndarray:
+    """Table columns as float64 [rows, columns] (empty cells NaN); SchemaError naming the first cell that holds
+    text, with its row (1 = the first data row) and column."""
+    import pandas as pd
+
+    block = df[columns]
+    try:
+        return block.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        pass
+    for column in columns:
+        parsed = pd.to_numeric(block[column], errors="coerce")
+        bad = parsed.isna().to_numpy() & block[column].notna().to_numpy()
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise SchemaError(f"column {column} holds text where numbers are expected: {block[column].iloc[rows[0]]!r} "
+                              f"in row {rows[0] + 1:,} ({rows.size:,} such cells, rows {format_ids(rows + 1)}).",
+                              path=path, field=column,
+                              hint="Fix those cells (an empty cell is a missing value), or remove the rows.")
+    raise AssertionError("to_numpy failed but every column parses as numbers")
 
 
 def _split_unit(column: str) -> tuple[str, str | None]:
@@ -373,8 +481,8 @@ def _one_unit(found: list[str | None], given: str | None, path: Path) -> str | N
                         hint="Use one unit for every column.")
     suffix = units.pop() if units else None
     if given and suffix and classify_unit(given, variable=None) != classify_unit(suffix, variable=None):
-        raise UnitError(f"units='{given}' was given but the columns say '{suffix}'.", path=path,
-                        hint="Drop units= or fix the column names.")
+        raise UnitError(f"the unit '{given}' was given but the columns say '{suffix}'.", path=path,
+                        hint=f"Leave {opt('read_runoff.units')} out, or fix the column names.")
     return given or suffix
 
 
@@ -386,19 +494,41 @@ def _is_int(text: str) -> bool:
     return np.isfinite(value) and value == round(value)
 
 
-def _is_int_array(values: np.ndarray) -> bool:
-    try:
-        f = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return bool(np.all(np.isfinite(f)) and np.all(f == np.round(f)))
-
-
-def _looks_netcdf(path: Path) -> bool:
+def _sniff(path: Path) -> str:
+    """What the first bytes of a file say it is: 'netcdf' (classic), 'hdf5' (NetCDF-4), 'sqlite' (GeoPackage),
+    'empty', 'text', or 'binary'."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(8)
+            head = fh.read(512)
     except OSError:
-        return False
-    return head[:3] == b"CDF" or head[:8] == b"\x89HDF\r\n\x1a\n"
+        return "binary"
+    if not head:
+        return "empty"
+    if head[:3] == b"CDF" and head[3:4] in (b"\x01", b"\x02", b"\x05"):
+        return "netcdf"
+    if head[:8] == b"\x89HDF\r\n\x1a\n":
+        return "hdf5"
+    if head[:16] == b"SQLite format 3\x00":
+        return "sqlite"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:4] == b"PAR1":
+        return "parquet"
+    try:
+        head.decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head[:256]) else "binary"
 
+
+def _describe_content(path: Path) -> str:
+    kind = _sniff(path)
+    if kind == "empty":
+        return "empty (0 bytes)"
+    if kind == "text":
+        with open(path, "rb") as fh:
+            first = fh.readline(80).decode("utf-8", "replace").strip()
+        return f"a text file starting '{first}'"
+    return {"sqlite": "an SQLite database (a GeoPackage?)", "tiff": "a TIFF image (a GeoTIFF?)",
+            "parquet": "a parquet table", "netcdf": "a NetCDF file", "hdf5": "an HDF5 (NetCDF-4) file"}.get(
+        kind, "binary data of an unknown format")

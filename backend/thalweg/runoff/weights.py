@@ -1,8 +1,8 @@
 """Grid-to-catchment weights: the area of each grid cell inside each catchment, as GEOGloWS weight tables.
 
 A gridded runoff depth d (m per step) becomes a catchment volume V = sum over cells of d_cell * A_cell,
-with A_cell the area (m^2) of the cell-catchment intersection. Areas are planar in a projected grid CRS
-(use an equal-area CRS for accuracy) and geodesic (WGS84 ellipsoid) in a geographic one.
+with A_cell the area (m^2) of the cell-catchment intersection, on the ellipsoid whatever the grid's CRS
+(:func:`thalweg.hydrography.catchments.polygon_areas`, the area method shared with ``read_network``).
 
 The table is cached in a CSV file keyed by a hash of the grid definition (edges, CRS) and of the
 catchments (file bytes, or geometries and ids), so a second run over the same grid and catchments
@@ -20,15 +20,14 @@ from typing import Any
 import numpy as np
 
 from .._files import atomic_path
-from ..errors import GeometryError, RunoffError, SchemaError, format_ids
+from ..errors import RunoffError, format_ids, opt
+from ..hydrography.catchments import Catchments, polygon_areas, read_catchments
 from ._warn import warn
 
 __all__ = ["Grid", "WeightTable", "Catchments", "load_catchments", "compute_weights", "grid_weights",
            "aggregate", "aggregate_blocks", "CACHE_VERSION"]
 
-CACHE_VERSION = "1"
-_ID_FIELDS = ("LINKNO", "linkno", "streamID", "COMID", "comid", "HYRIV_ID", "riverId", "river_id", "rivid",
-              "reach_id", "segId", "id", "ID")
+CACHE_VERSION = "2"  # 2: areas on the ellipsoid in every grid CRS (one area method with catchments.py)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -127,84 +126,30 @@ class WeightTable:
                              "area_m2": self.area})
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Catchments:
-    """Catchment polygons: ids int64 [P], geometry (shapely) [P] in ``crs``, a content hash, where they came from."""
-
-    ids: np.ndarray
-    geometry: np.ndarray
-    crs: Any
-    digest: str
-    source: str
-    id_field: str
-
-
-def load_catchments(catchments: Any, id_field: str | None, network) -> Catchments:
-    """Read catchment polygons (a file path or a GeoDataFrame) and find their reach-id field.
-
-    Without ``id_field``: the network's id field if the layer has it, else the first of the usual id names
-    (LINKNO, COMID, HYRIV_ID, ...) whose values meet the network's ids.
-    """
-    import geopandas as gpd
-    import shapely
-
-    if isinstance(catchments, gpd.GeoDataFrame):
-        gdf, source = catchments, "GeoDataFrame"
-    else:
-        path = Path(catchments)
-        if not path.exists():
-            raise RunoffError("the catchments file does not exist.", path=path,
-                              hint="Give catchments= as a polygon file (GeoPackage, shapefile, GeoParquet).")
-        gdf = gpd.read_parquet(path) if path.suffix.lower() in (".parquet", ".geoparquet") else gpd.read_file(path)
-        source = str(path)
-    where = None if source == "GeoDataFrame" else source
-    fields = ", ".join(map(str, gdf.columns[:12]))
-    if id_field is None:
-        candidates = [network.source.field("id")] + list(_ID_FIELDS)
-        for name in candidates:
-            if name and name in gdf.columns and np.isin(_int_ids(gdf[name], source, name), network.ids).any():
-                id_field = name
-                break
-        else:
-            raise SchemaError(f"cannot tell which field of the catchments holds reach ids (fields: {fields}).",
-                              path=where, hint="Pass catchment_id_field= naming the field that matches reach ids.")
-    if id_field not in gdf.columns:
-        raise SchemaError(f"the catchments have no field {id_field!r} (fields: {fields}).", path=where,
-                          field=id_field, hint="Pass catchment_id_field= naming the field that matches reach ids.")
-    ids = _int_ids(gdf[id_field], source, id_field)
-    geometry = np.asarray(gdf.geometry.values, dtype=object)
-    bad = ~np.isin(shapely.get_type_id(geometry), (3, 6)) | shapely.is_empty(geometry)  # Polygon, MultiPolygon
-    if bad.any():
-        raise GeometryError(f"{int(bad.sum()):,} catchments are not polygons or are empty "
-                            f"(ids {format_ids(ids[bad])}).",
-                            path=where, field=id_field, ids=ids[bad].tolist(),
-                            hint="Catchments must be polygons; remove or fix those rows.")
-    digest = _digest_file(Path(source)) if source != "GeoDataFrame" else _digest_frame(ids, geometry, gdf.crs)
-    return Catchments(ids, geometry, gdf.crs, hashlib.sha256(f"{digest}|{id_field}".encode()).hexdigest(),
-                      source, id_field)
+def load_catchments(catchments: Any, id_field: str | None, network, *, layer: str | None = None) -> Catchments:
+    """The catchments of ``network`` (a polygon file or a GeoDataFrame), read by
+    :func:`thalweg.hydrography.catchments.read_catchments` (the one catchment reader)."""
+    return read_catchments(catchments, network.ids, layer=layer, id_field=id_field,
+                           prefer=(network.source.field("id"),))
 
 
 def compute_weights(grid: Grid, catchments: Catchments, *, progress: bool = True) -> WeightTable:
-    """Intersection areas (m^2) of every catchment with every grid cell it touches.
+    """Intersection areas (m^2, by :func:`~thalweg.hydrography.catchments.polygon_areas`) of every catchment with
+    every grid cell it touches.
 
     Warns about catchments that lie partly or wholly outside the grid (their runoff is underestimated or
     missing).
     """
     import shapely
-    from pyproj import Geod
 
     geoms = _to_grid_crs(catchments, grid)
-    geod = Geod(ellps="WGS84") if grid.geographic else None
     wraps = grid.geographic and max(grid.x_edges.max(), -grid.x_edges.min()) > 180.0 + 1e-9
-    out_id, out_row, out_col, out_area = [], [], [], []
-    own_area = np.zeros(len(geoms))
+    out_id, out_row, out_col, out_part = [], [], [], []
     for i in _progress(range(len(geoms)), progress and len(geoms) > 200, "grid weights"):
         geom = geoms[i]
-        own_area[i] = _area(np.array([geom]), geod)[0]
-        shifted = [geom]
-        if wraps:  # a 0..360 grid meets -180..180 polygons: try the polygon moved by +-360 as well
-            shifted += [shapely.transform(geom, lambda xy, s=s: xy + np.array([s, 0.0])) for s in (360.0, -360.0)]
-        for g in shifted:
+        shifts = (0.0, 360.0, -360.0) if wraps else (0.0,)  # a 0..360 grid meets -180..180 polygons
+        for s in shifts:
+            g = geom if s == 0.0 else shapely.transform(geom, lambda xy, s=s: xy + np.array([s, 0.0]))
             xmin, ymin, xmax, ymax = g.bounds
             r0, r1 = grid.span(ymin, ymax, "y")
             c0, c1 = grid.span(xmin, xmax, "x")
@@ -220,18 +165,22 @@ def compute_weights(grid: Grid, catchments: Catchments, *, progress: bool = True
             inside = shapely.contains_properly(g, boxes)
             parts = boxes.copy()
             parts[~inside] = shapely.intersection(boxes[~inside], g)
-            area = _area(parts, geod)
-            keep = area > 0
-            out_id.append(np.full(int(keep.sum()), catchments.ids[i], dtype=np.int64))
-            out_row.append(rows[keep])
-            out_col.append(cols[keep])
-            out_area.append(area[keep])
+            if s != 0.0:  # measured where the polygon lies, so all parts of it share one projection
+                parts = shapely.transform(parts, lambda xy, s=s: xy - np.array([s, 0.0]))
+            out_id.append(np.full(rows.size, catchments.ids[i], dtype=np.int64))
+            out_row.append(rows)
+            out_col.append(cols)
+            out_part.append(parts)
 
     def cat(parts, dt):
         return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
 
-    table = WeightTable(cat(out_id, np.int64), cat(out_row, np.int64), cat(out_col, np.int64),
-                        cat(out_area, np.float64), _cache_key(grid, catchments), grid.shape)
+    # one area method for every polygon Thalweg measures (catchments.polygon_areas), over all parts at once
+    area = polygon_areas(cat(out_part, object), grid.crs)
+    keep = area > 0
+    own_area = polygon_areas(geoms, grid.crs)
+    table = WeightTable(cat(out_id, np.int64)[keep], cat(out_row, np.int64)[keep], cat(out_col, np.int64)[keep],
+                        area[keep], _cache_key(grid, catchments), grid.shape)
     _warn_coverage(table, catchments, own_area)
     return table
 
@@ -259,7 +208,7 @@ def grid_weights(grid: Grid, catchments: Catchments, *, cache: Any = None, defau
             record["weights_cache"] = str(path)
         except OSError as exc:  # a read-only folder must not stop the run
             warn(f"cannot write the weight cache {path}: {exc}; weights will be recomputed next time. "
-                          f"Pass weights_cache= a writable folder.")
+                          f"Give a writable folder with {opt('read_runoff.weights_cache', 'FOLDER')}.")
     return table, record
 
 
@@ -328,42 +277,6 @@ def _crs_text(crs: Any) -> str:
     return f"EPSG:{code}" if code else parsed.to_wkt()
 
 
-def _int_ids(values, source: str, field: str) -> np.ndarray:
-    arr = np.asarray(values)
-    try:
-        as_float = arr.astype(np.float64)
-    except (TypeError, ValueError):
-        raise SchemaError(f"catchment ids in {field!r} are not integers.", path=None if source == "GeoDataFrame"
-                          else source, field=field, hint="Choose the field holding reach ids.") from None
-    if not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)):
-        raise SchemaError(f"catchment ids in {field!r} must be whole numbers without gaps.",
-                          path=None if source == "GeoDataFrame" else source, field=field,
-                          hint="Choose the field holding reach ids.")
-    return arr.astype(np.int64)
-
-
-def _digest_file(path: Path) -> str:
-    h = hashlib.sha256()
-    parts = [path]
-    if path.suffix.lower() == ".shp":  # a shapefile lives in several files
-        parts += [path.with_suffix(s) for s in (".dbf", ".shx", ".prj") if path.with_suffix(s).exists()]
-    for part in parts:
-        with open(part, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def _digest_frame(ids: np.ndarray, geometry: np.ndarray, crs: Any) -> str:
-    import shapely
-
-    h = hashlib.sha256(np.ascontiguousarray(ids, "<i8").tobytes())
-    for wkb in shapely.to_wkb(geometry):
-        h.update(wkb)
-    h.update(str(crs).encode())
-    return h.hexdigest()
-
-
 def _cache_key(grid: Grid, catchments: Catchments) -> str:
     return hashlib.sha256(f"v{CACHE_VERSION}|{grid.key()}|{catchments.digest}".encode()).hexdigest()
 
@@ -408,18 +321,6 @@ def _to_grid_crs(catchments: Catchments, grid: Grid) -> np.ndarray:
         return catchments.geometry
     series = gpd.GeoSeries(catchments.geometry, crs=catchments.crs)
     return np.asarray(series.to_crs(grid.crs).values, dtype=object)
-
-
-def _area(geoms: np.ndarray, geod) -> np.ndarray:
-    import shapely
-
-    if geod is None:
-        return shapely.area(geoms)
-    out = np.zeros(len(geoms))
-    for i, g in enumerate(geoms):
-        if g is not None and not g.is_empty:
-            out[i] = abs(geod.geometry_area_perimeter(g)[0])
-    return out
 
 
 def _warn_coverage(table: WeightTable, catchments: Catchments, own_area: np.ndarray) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._files import atomic_write_text
-from ..errors import InputError, MissingValueError, RunoffError, RunoffMismatchError, format_ids
+from ..errors import InputError
 from .bodies import CalibrateJob, ExtractJob, InlineGauge, InlineNetwork, InlineRunoff, PackedArray, RouteJob
 from .worker import JobContext, TaskResult
 
@@ -52,64 +52,14 @@ def network_from_inline(body: InlineNetwork, *, check_area: str = "error"):
 
 
 def runoff_from_inline(body: InlineRunoff, network, *, nan: str = "error", missing: str = "error"):
-    """A Runoff aligned to ``network`` from an inline table [reach][step] (m3/s, or m3 per step)."""
-    from ..runoff import Runoff
+    """A Runoff aligned to ``network`` from an inline table [reach][step] (m3/s, or m3 per step), through the one
+    runoff aligner of the file readers (:func:`thalweg.runoff._align.runoff_from_array`)."""
+    from ..runoff._align import runoff_from_array
 
-    values = body.values.to_numpy().astype(np.float64) if isinstance(body.values, PackedArray) \
-        else _nan_array(body.values)
-    if body.units == "m3":
-        values = values / body.dt
-    if body.ids is None:
-        if values.shape[0] != network.n_reaches:
-            raise RunoffMismatchError(
-                f"runoff has {values.shape[0]:,} rows but the network has {network.n_reaches:,} reaches.",
-                field="runoff.values", hint="Give one row per reach in the network's order, or give 'runoff.ids'.")
-        rows = np.arange(network.n_reaches)
-    else:
-        ids = np.asarray(body.ids, dtype=np.int64)
-        unique, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            twice = unique[counts > 1]
-            raise RunoffError(f"{twice.size:,} reach ids appear more than once in runoff.ids: {format_ids(twice)}.",
-                              field="runoff.ids", ids=twice.tolist(), hint="Give each reach one row.")
-        order = np.argsort(ids)
-        pos = np.clip(np.searchsorted(ids[order], network.ids), 0, ids.size - 1)
-        found = ids[order][pos] == network.ids
-        absent = network.ids[~found]
-        if absent.size and missing != "zero":
-            raise RunoffMismatchError(
-                f"runoff covers {int(found.sum()):,} of the network's {network.n_reaches:,} reaches; missing: "
-                f"{format_ids(absent)}.", field="runoff.ids", ids=absent.tolist(),
-                hint="Give a row for every reach of the network, or set missing='zero'.")
-        extra = ids.size - int(found.sum())
-        if extra or absent.size:
-            import warnings
-
-            from ..errors import ThalwegWarning
-
-            if extra:
-                warnings.warn(f"runoff: {extra:,} rows are for reaches not in the network; they were ignored.",
-                              ThalwegWarning, stacklevel=2)
-            if absent.size:
-                warnings.warn(f"runoff: {absent.size:,} reaches have no row ({format_ids(absent)}); they get no "
-                              f"runoff (missing='zero').", ThalwegWarning, stacklevel=2)
-        # a row of zeros after the last one stands for the reaches without runoff
-        values = np.vstack([values, np.zeros((1, values.shape[1]))])
-        rows = np.where(found, order[pos], values.shape[0] - 1)
-    values = values[rows]
-    bad = ~np.isfinite(values)
-    if bad.any():
-        reaches = network.ids[bad.any(axis=1)]
-        if nan != "zero":
-            raise MissingValueError(
-                f"runoff has {int(bad.sum()):,} missing values in {reaches.size:,} reaches: {format_ids(reaches)}.",
-                field="runoff.values", ids=reaches.tolist(), hint="Fill them, or set nan='zero' to route them as 0.")
-        values = np.where(bad, 0.0, values)
-    start = np.datetime64(body.start.replace(tzinfo=None), "ns")
-    step = np.timedelta64(int(round(body.dt * 1e9)), "ns")
-    time_axis = start + step * np.arange(values.shape[1])
-    return Runoff(values=values.astype(np.float32), ids=network.ids.copy(), time=time_axis, dt=body.dt,
-                  source=None, attrs={"inline": True, "units": body.units, "nan": nan})
+    values = body.values.to_numpy() if isinstance(body.values, PackedArray) else _nan_array(body.values)
+    return runoff_from_array(values, network, ids=body.ids, dt=body.dt, time=body.start.replace(tzinfo=None),
+                             units="m3 s-1" if body.units == "m3/s" else "m3", nan=nan, missing=missing,
+                             field="runoff.values", attrs={"inline": True})
 
 
 def describe(body: RouteJob | ExtractJob | CalibrateJob) -> dict[str, Any]:

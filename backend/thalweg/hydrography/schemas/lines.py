@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import GeometryError
+from ...errors import GeometryError, opt
 from ...network.validate import check_unique_ids
 from .._context import Context, Resolved
 from .._geometry import default_tolerance
@@ -19,7 +19,9 @@ def resolve(ctx: Context) -> Resolved:
     if ctx.lines is None:
         raise GeometryError("the layer has neither a downstream id field nor line geometries to derive one.",
                             path=ctx.path, layer=ctx.layer,
-                            hint="Give river lines, or name the fields with fields={'id': ..., 'downstream': ...}.")
+                            hint=f"Give river lines, or name the fields with "
+                                 f"{opt('read_network.id_field', 'FIELD')} and "
+                                 f"{opt('read_network.downstream_field', 'FIELD')}.")
     id_field = ctx.fields.get("id")
     ids = integer_part(ctx.column("id")) if id_field else np.arange(1, ctx.table.n + 1, dtype=np.int64)
     tolerance = ctx.tolerance if ctx.tolerance is not None else default_tolerance(ctx.facts)

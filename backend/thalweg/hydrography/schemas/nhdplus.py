@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from ...errors import SchemaError, ThalwegWarning, format_ids
+from ...errors import SchemaError, ThalwegWarning, format_ids, opt
 from ...network.validate import resolve_bifurcations
 from .._context import Context, Resolved, require
 from .._schema import Schema, find_field
@@ -25,6 +25,8 @@ def _plusflow(ctx: Context) -> tuple[Table, str] | None:
     table = ctx.read_layer("PlusFlow", "plusflow", "NHDPlusFlow")
     if table is not None:
         return table, f"layer {table.layer}"
+    if ctx.table.path is None:  # a data frame: no file around it
+        return None
     folder = ctx.path.parent
     for candidate in sorted(folder.iterdir()):
         if candidate.stem.lower() == "plusflow" and candidate.suffix.lower() in _PLUSFLOW_SUFFIXES:
@@ -101,7 +103,8 @@ def resolve(ctx: Context) -> Resolved:
     raise SchemaError("NHDPlus flowlines need a TOCOMID field, a PlusFlow table (a layer of the file or "
                       "PlusFlow.dbf beside it), or Hydroseq and DnHydroseq fields to know the downstream reach.",
                       path=ctx.path, layer=ctx.layer, field="TOCOMID",
-                      hint="Add the NHDPlusV2 PlusFlow table, or name the field with fields={'downstream': ...}.")
+                      hint=f"Add the NHDPlusV2 PlusFlow table, or name the field with "
+                           f"{opt('read_network.downstream_field', 'FIELD')}.")
 
 
 SCHEMA = Schema(
