@@ -35,6 +35,7 @@ CASES = [
     ("mizuroute", "nc", None, False),
     ("riverroute", "parquet", None, False),
     ("riverroute2", "parquet", None, False),
+    ("thalweg", "gpkg", None, True),
     ("rapid", "csv", None, False),
     ("lines", "gpkg", None, True),
     ("lines", "fgb", None, True),

@@ -6,9 +6,10 @@ here, so a catchment has one area whichever path reads it.
 
 Areas are measured in a Lambert azimuthal equal-area projection on the CRS's ellipsoid, centred on the
 polygons (on each 10-degree tile of them when they spread wider than 20 degrees, so no polygon lies far
-from its projection centre): equal-area, so the result is the area on the ellipsoid for geographic layers
-and undistorted for projected ones (even Web Mercator); the straight-edge difference from geodesic edges
-is below 1e-6 relative for catchment-sized polygons.
+from its projection centre); edges of projected layers are densified first (they are straight in the layer's
+CRS), edges in degrees are taken as geodesics between their vertices. Equal-area, so the result is the area on
+the ellipsoid for geographic layers and undistorted for projected ones (even Web Mercator), within 1e-6 relative
+of pyproj's geodesic areas for catchment-sized polygons.
 """
 from __future__ import annotations
 
@@ -87,7 +88,15 @@ def polygon_areas(polygons: np.ndarray, crs: Any) -> np.ndarray:
             x, y = forward.transform(xy[:, 0], xy[:, 1])
             return np.column_stack([x, y])
 
-        out[rows[members]] = shapely.area(shapely.transform(polygons[rows[members]], project))
+        part = polygons[rows[members]]
+        if not source.is_geographic:
+            # edges are straight in a projected CRS: densify them (to 1/32 of each polygon's size) so that the
+            # projection follows them, not the chord between far-apart vertices; in degrees, edges are taken as
+            # geodesics between their vertices, as pyproj's Geod measures them
+            x0, y0, x1, y1 = shapely.bounds(part).T
+            size = np.hypot(x1 - x0, y1 - y0)
+            part = shapely.segmentize(part, np.where(size > 0, size / 32.0, 1.0))
+        out[rows[members]] = shapely.area(shapely.transform(part, project))
     return out
 
 

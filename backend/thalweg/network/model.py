@@ -196,6 +196,13 @@ class RiverNetwork:
         parts.sort(key=len, reverse=True)
         return [self.take(p) for p in parts]
 
+    def to_geodataframe(self):
+        """The reaches as a geopandas GeoDataFrame (ids, downstream ids, SI quantities, attributes, lines) that
+        :func:`thalweg.read_network` reads back; see :func:`thalweg.hydrography.frames.to_geodataframe`."""
+        from ..hydrography.frames import to_geodataframe  # geopandas only when asked for
+
+        return to_geodataframe(self)
+
     def summary(self) -> dict[str, Any]:
         """Counts and totals for ``thalweg info`` and the server."""
         known_area = np.isfinite(self.area)

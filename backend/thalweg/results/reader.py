@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from .._paths import check_input
 from ..errors import InputError, SchemaError
+from ..names import REACH_ID_NAMES, TIME_NAMES, as_ids, find_name
 from ..runoff._time import cf_bounds, decode_cf_times, step_delta, step_starts
 from .discharge import Discharge
 from ..runoff._warn import warn
@@ -15,8 +17,6 @@ from ..runoff._warn import warn
 __all__ = ["read_discharge"]
 
 _VARIABLES = ("Qout", "Q", "discharge", "streamflow")
-_IDS = ("rivid", "river_id", "riverid", "reach_id", "feature_id", "comid", "linkno", "reach")
-_TIMES = ("time", "valid_time", "t")
 
 
 def read_discharge(path: str | Path, *, variable: str | None = None, dt: float | None = None) -> Discharge:
@@ -35,9 +35,7 @@ def read_discharge(path: str | Path, *, variable: str | None = None, dt: float |
     """
     import xarray as xr
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError("the discharge file does not exist.", path=path, hint="Check the path.")
+    path = check_input(path, what="discharge file", error=InputError)
     with xr.open_dataset(path, decode_times=False) as ds:
         name = variable or next((v for v in _VARIABLES if v in ds.data_vars), None)
         if name is None or name not in ds.data_vars:
@@ -46,15 +44,15 @@ def read_discharge(path: str | Path, *, variable: str | None = None, dt: float |
         da = ds[name]
         if da.ndim != 2:
             raise SchemaError(f"{name} has dimensions {da.dims}; expected (time, reach).", path=path, field=name)
-        tdim = next((d for d in da.dims if str(d).lower() in _TIMES), None)
+        tdim = find_name(da.dims, TIME_NAMES)
         if tdim is None:
             raise SchemaError(f"{name} has no time dimension (dimensions {da.dims}).", path=path, field=name)
         rdim = next(d for d in da.dims if d != tdim)
         id_name = rdim if rdim in ds.variables else next(
-            (v for v in ds.variables if str(v).lower() in _IDS and ds[v].dims == (rdim,)), None)
+            (v for v in ds.variables if str(v).lower() in REACH_ID_NAMES and ds[v].dims == (rdim,)), None)
         if id_name is None:
             raise SchemaError(f"dimension {rdim} has no reach-id variable.", path=path, field=str(rdim))
-        ids = np.asarray(ds[id_name].values).astype(np.int64)
+        ids = as_ids(np.asarray(ds[id_name].values), path=path, field=str(id_name), error=SchemaError)
         values = np.asarray(da.transpose(rdim, tdim).values, dtype=np.float32)
         convention = _convention(ds, da, name)
         tvar = ds[tdim]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from .._schema import register_schema
 from . import (geoglows, hydrofabric, hydrorivers, lines, merit, mizuroute, nhdplus, nwm, rapid, riverroute,
-               riverroute2)
+               riverroute2, thalweg)
 
-for _module in (geoglows, hydrorivers, merit, nhdplus, nwm, hydrofabric, mizuroute, riverroute, riverroute2, rapid,
-                lines):
+for _module in (geoglows, hydrorivers, merit, nhdplus, nwm, hydrofabric, mizuroute, riverroute, riverroute2, thalweg,
+                rapid, lines):
     register_schema(_module.SCHEMA, replace=True)
 
 __all__ = ["geoglows", "hydrorivers", "merit", "nhdplus", "nwm", "hydrofabric", "mizuroute", "riverroute",
-           "riverroute2", "rapid", "lines"]
+           "riverroute2", "thalweg", "rapid", "lines"]
