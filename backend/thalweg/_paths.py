@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["check_input", "kind_of"]
+__all__ = ["check_input", "kind_of", "sniff", "describe_content"]
 
 
 def kind_of(path: Path) -> str:
@@ -68,3 +68,44 @@ def check_input(path: str | os.PathLike, *, what: str = "input file", error: typ
     target = f" (it points to {os.path.realpath(p)})" if p.is_symlink() else ""
     raise error(f"the {what} is a {kind}{target}, not a regular file; reading it could block or never end.",
                 path=p, hint="Copy the data into a regular file and give that path.", **where)
+
+
+def sniff(path: Path) -> str:
+    """What the first bytes of a file say it is: 'netcdf' (classic), 'hdf5' (NetCDF-4), 'sqlite' (GeoPackage),
+    'empty', 'text', or 'binary'."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return "binary"
+    if not head:
+        return "empty"
+    if head[:3] == b"CDF" and head[3:4] in (b"\x01", b"\x02", b"\x05"):
+        return "netcdf"
+    if head[:8] == b"\x89HDF\r\n\x1a\n":
+        return "hdf5"
+    if head[:16] == b"SQLite format 3\x00":
+        return "sqlite"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:4] == b"PAR1":
+        return "parquet"
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
+    try:
+        head[:-4].decode("utf-8")  # the last bytes may cut a character in two
+    except UnicodeDecodeError:
+        return "binary"
+    return "text" if controls == 0 else "binary"
+
+
+def describe_content(path: Path) -> str:
+    kind = sniff(path)
+    if kind == "empty":
+        return "empty (0 bytes)"
+    if kind == "text":
+        with open(path, "rb") as fh:
+            first = fh.readline(80).decode("utf-8", "replace").strip()
+        return f"a text file starting '{first}'"
+    return {"sqlite": "an SQLite database (a GeoPackage?)", "tiff": "a TIFF image (a GeoTIFF?)",
+            "parquet": "a parquet table", "netcdf": "a NetCDF file", "hdf5": "an HDF5 (NetCDF-4) file"}.get(
+        kind, "binary data of an unknown format")

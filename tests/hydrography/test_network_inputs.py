@@ -175,3 +175,13 @@ def test_a_fifo_network_is_refused_not_read(tmp_path):
     link.symlink_to("/dev/zero")
     with pytest.raises(InputError, match=r"character device \(it points to /dev/zero\)"):
         read_network(link)
+
+
+@pytest.mark.parametrize("content,what", [(b"", "it is empty (0 bytes)"),
+                                          (b"SQLite format 3\x00" + bytes(100), "an SQLite database (a GeoPackage?)")])
+def test_a_network_named_nc_that_is_not_netcdf(tmp_path, content, what):
+    path = tmp_path / "Route_Link.nc"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=r"Route_Link\.nc: the file is not NetCDF: ") as err:
+        read_network(path)
+    assert what in str(err.value) and "\n" not in str(err.value) and "IO backends" not in str(err.value)

@@ -19,6 +19,13 @@ __all__ = ["describe_netcdf", "read_netcdf"]
 def _open(path: Path):
     import xarray as xr
 
+    from .._paths import describe_content, sniff
+    from ..errors import InputError
+
+    if sniff(path) not in ("netcdf", "hdf5"):
+        raise InputError(f"the file is not NetCDF: it is {describe_content(path)}.", path=path,
+                         hint="Give a NetCDF network (NWM Route_Link.nc, mizuRoute topology), or name the file by "
+                              "its real format (.gpkg, .csv, .parquet).")
     try:
         return xr.open_dataset(path, decode_times=False, mask_and_scale=True)
     except Exception as exc:  # xarray raises ValueError/OSError for files it cannot open

@@ -109,7 +109,8 @@ def format_of(path: Path) -> str:
 
 
 def _fail(path: Path, exc: Exception, layer: str | None = None) -> InputError:
-    return InputError(f"cannot read the file ({type(exc).__name__}: {str(exc).strip() or 'no detail'}).",
+    detail = (str(exc).strip().splitlines() or ["no detail"])[0]  # one line: engines print paragraphs
+    return InputError(f"cannot read the file ({type(exc).__name__}: {detail}).",
                       path=path, layer=layer,
                       hint="Check that it is a GeoPackage, Shapefile, GeoParquet/Parquet, GeoJSON, FlatGeobuf, "
                            "CSV or NetCDF file and that it is not damaged or still being written.")

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .._paths import check_input
+from .._paths import check_input, describe_content, sniff
 from ..errors import RunoffError, SchemaError, UnitError, format_ids, opt
 from ..names import REACH_ID_NAMES, TIME_NAMES, as_ids, find_name
 from ..units import parse_unit
@@ -144,10 +144,10 @@ def read_runoff(
     if suffix in _TABLE:
         return read_table(p, network, units=units, layout=layout, value_column=variable, nan=nan, missing=missing,
                           dt=dt, time_label=time_label or "start")
-    if suffix in _NETCDF or _sniff(p) in ("netcdf", "hdf5"):
+    if suffix in _NETCDF or sniff(p) in ("netcdf", "hdf5"):
         return _read_netcdf(p, network, variable=variable, nan=nan, missing=missing, units=units, dt=dt,
                             label=time_label, grid_crs=grid_crs, **cat_options)
-    raise RunoffError(f"cannot tell the format of '{p.name}' ({_describe_content(p)}).", path=p,
+    raise RunoffError(f"cannot tell the format of '{p.name}' ({describe_content(p)}).", path=p,
                       hint="Use NetCDF (.nc), CSV, parquet or GeoTIFF (.tif) runoff.")
 
 
@@ -179,9 +179,9 @@ def _read_netcdf(path: Path, network, *, variable, nan, missing, catchments, cat
                  dt, label, grid_crs) -> Runoff:
     import xarray as xr
 
-    content = _sniff(path)
+    content = sniff(path)
     if content not in ("netcdf", "hdf5"):
-        raise RunoffError(f"the file is not NetCDF: it is {_describe_content(path)}.", path=path,
+        raise RunoffError(f"the file is not NetCDF: it is {describe_content(path)}.", path=path,
                           hint="Give a NetCDF runoff file (classic or NetCDF-4), or name the file by its real "
                                "format (.csv, .parquet, .tif).")
     try:
@@ -492,43 +492,3 @@ def _is_int(text: str) -> bool:
     except ValueError:
         return False
     return np.isfinite(value) and value == round(value)
-
-
-def _sniff(path: Path) -> str:
-    """What the first bytes of a file say it is: 'netcdf' (classic), 'hdf5' (NetCDF-4), 'sqlite' (GeoPackage),
-    'empty', 'text', or 'binary'."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
-    except OSError:
-        return "binary"
-    if not head:
-        return "empty"
-    if head[:3] == b"CDF" and head[3:4] in (b"\x01", b"\x02", b"\x05"):
-        return "netcdf"
-    if head[:8] == b"\x89HDF\r\n\x1a\n":
-        return "hdf5"
-    if head[:16] == b"SQLite format 3\x00":
-        return "sqlite"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if head[:4] == b"PAR1":
-        return "parquet"
-    try:
-        head.decode("utf-8")
-        return "text"
-    except UnicodeDecodeError:
-        return "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head[:256]) else "binary"
-
-
-def _describe_content(path: Path) -> str:
-    kind = _sniff(path)
-    if kind == "empty":
-        return "empty (0 bytes)"
-    if kind == "text":
-        with open(path, "rb") as fh:
-            first = fh.readline(80).decode("utf-8", "replace").strip()
-        return f"a text file starting '{first}'"
-    return {"sqlite": "an SQLite database (a GeoPackage?)", "tiff": "a TIFF image (a GeoTIFF?)",
-            "parquet": "a parquet table", "netcdf": "a NetCDF file", "hdf5": "an HDF5 (NetCDF-4) file"}.get(
-        kind, "binary data of an unknown format")
