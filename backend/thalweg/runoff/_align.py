@@ -185,17 +185,24 @@ class Aligner:
         self.limit = routable_limit(n, n_steps)
         self._bad = {kind: (np.zeros(n, dtype=bool), np.zeros(n_steps, dtype=bool), [0], [0.0])
                      for kind in ("inf", "big")}
+        self._in_order = self.rows.size == n and bool(np.array_equal(self.rows, np.arange(n)))
 
     def put(self, t0: int, block: np.ndarray) -> None:
         """Rows of the file (all M of them, m3/s) for steps t0 .. t0 + block.shape[1]."""
-        part = np.asarray(block, dtype=np.float64)[self.known]  # judged before the float32 cast
-        nan = np.isnan(part)
-        if nan.any():
-            self._nan_rows[self.rows[nan.any(axis=1)]] = True
-            self._nan_steps[t0 + np.flatnonzero(nan.any(axis=0))] = True
-            self._nan_count += int(nan.sum())
-            part = np.where(nan, 0.0, part)  # zero now; finish() raises instead when nan='error'
+        part = np.asarray(block, dtype=np.float64)  # judged before the float32 cast
+        if not self.known.all():
+            part = part[self.known]
+        # fast path first: one pass finds whether anything is odd (NaN, inf, too large: the comparison is False for
+        # NaN, so test its negation), one more whether anything is negative
         with np.errstate(invalid="ignore"):
+            odd = not bool((np.abs(part) <= self.limit).all())
+        if odd:
+            nan = np.isnan(part)
+            if nan.any():
+                self._nan_rows[self.rows[nan.any(axis=1)]] = True
+                self._nan_steps[t0 + np.flatnonzero(nan.any(axis=0))] = True
+                self._nan_count += int(nan.sum())
+                part = np.where(nan, 0.0, part)  # zero now; finish() raises instead when nan='error'
             for kind, bad in (("inf", np.isinf(part)), ("big", np.isfinite(part) & (np.abs(part) > self.limit))):
                 if bad.any():
                     rows, steps, count, peak = self._bad[kind]
@@ -203,13 +210,17 @@ class Aligner:
                     steps[t0 + np.flatnonzero(bad.any(axis=0))] = True
                     count[0] += int(bad.sum())
                     peak[0] = max(peak[0], float(np.abs(part[bad]).max()))
-        neg = part < 0
-        if neg.any():
+        low = float(part.min()) if part.size else 0.0
+        if low < 0:
+            neg = part < 0
             self._neg_rows[self.rows[neg.any(axis=1)]] = True
             self._neg_count += int(neg.sum())
-            self._neg_min = min(self._neg_min, float(part.min()))
+            self._neg_min = min(self._neg_min, low)
         with np.errstate(over="ignore"):  # values beyond float32 are refused in finish(), with their reaches
-            self.out[self.rows, t0:t0 + part.shape[1]] = part
+            if self._in_order:
+                self.out[:, t0:t0 + part.shape[1]] = part
+            else:
+                self.out[self.rows, t0:t0 + part.shape[1]] = part
 
     def finish(self, time: np.ndarray) -> tuple[np.ndarray, dict]:
         """The float32 [N, T] array (m3/s) and a record for ``Runoff.attrs``; raises on NaN with nan='error'."""

@@ -283,11 +283,13 @@ def _read_reach_variable(ds, path: Path | None, network, name: str, *, nan, miss
         else:
             area, area_from = _network_area(network, ids), "network.catchment_area"
     aligner = Aligner(ids, network, starts.size, path=path, field=name, nan=nan, missing=missing)
-    ordered = da.transpose(rdim, tdim)
+    time_first = da.dims[0] == tdim
     chunk = max(1, int(BLOCK_VALUES // max(ids.size, 1)))  # time blocks keep memory near the result's size
     for t0 in range(0, starts.size, chunk):
-        raw = np.asarray(ordered[:, t0:t0 + chunk].values)  # computes one block of a dask array, no more
-        aligner.put(t0, to_m3s(raw, info, step, area, ids=ids, path=path, variable=name))
+        # slice in the file's own order, transpose in memory: a lazily transposed slice makes xarray build a
+        # vectorised index of every value (20 s for 2e7 values); computes one block of a dask array, no more
+        raw = np.asarray(da.isel({tdim: slice(t0, t0 + chunk)}).values)
+        aligner.put(t0, to_m3s(raw.T if time_first else raw, info, step, area, ids=ids, path=path, variable=name))
     out, record = aligner.finish(starts)
     attrs = {"format": _FORMATS.get(name.lower(), "netcdf_reach"), "variable": name, "units": info.unit,
              "unit_kind": info.kind, "time_stamps": how, **record}
