@@ -335,3 +335,32 @@ def test_gridded_catchment_layer_is_a_keyword(tmp_path, net3):
         warnings.simplefilter("error")
         cats = weights.load_catchments(path, None, net3, layer="b")
     assert cats.layer == "b" and cats.id_field == "LINKNO"
+
+
+def test_gridded_xarray_dataset_in_memory(tmp_path, net3, monkeypatch):
+    """A (time, y, x) Dataset built in memory is aggregated like the same file, and caches nothing in the
+    working folder (it has no folder of its own)."""
+    import geopandas as gpd
+    import shapely
+    import xarray as xr
+
+    monkeypatch.chdir(tmp_path)
+    crs = "EPSG:32631"
+    x0 = 500000.0
+    cells = [shapely.box(x0, 0, x0 + 1000, 1000), shapely.box(x0 + 1000, 0, x0 + 2000, 1000),
+             shapely.box(x0, 1000, x0 + 2000, 2000)]  # reach 30: the whole top row
+    gpd.GeoDataFrame({"LINKNO": [10, 20, 30]}, geometry=cells, crs=crs).to_file(tmp_path / "c.gpkg")
+    depth = np.array([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]])  # [time, y (top first), x] mm
+    ds = xr.Dataset({"ro": (("time", "y", "x"), depth, {"units": "mm"})},
+                    coords={"x": [x0 + 500, x0 + 1500], "y": [1500.0, 500.0],
+                            "time": ("time", [0, 1], {"units": "days since 2001-01-01"})})
+    r = read_runoff(ds, net3, catchments=tmp_path / "c.gpkg", grid_crs=crs)
+    from thalweg.hydrography.catchments import polygon_areas
+
+    cell = polygon_areas(np.array(cells[:1], dtype=object), crs)[0]  # about 1.0008e6 m2 on the ellipsoid
+    expected = np.array([depth[:, 1, 0], depth[:, 1, 1], depth[:, 0, 0] + depth[:, 0, 1]]) * 1e-3 * cell / 86400
+    np.testing.assert_allclose(r.values, expected, rtol=1e-5)
+    ds.to_netcdf(tmp_path / "grid.nc")
+    np.testing.assert_allclose(read_runoff(tmp_path / "grid.nc", net3, catchments=tmp_path / "c.gpkg",
+                                           grid_crs=crs, weights_cache=False).values, r.values, rtol=1e-7)
+    assert not list(tmp_path.glob("thalweg_weights_*.csv"))

@@ -123,7 +123,7 @@ def open_netcdf_grid(ds, path: Any, variables: Sequence[str], *, units: str | No
         return total
 
     return GridSource(grid, times, bounds, units or unit_found, "+".join(variables), read_block,
-                      home=Path(str(path)).parent)
+                      home=None if path is None else Path(str(path)).parent)  # in memory: no cache unless asked
 
 
 def _netcdf_crs(ds, da, xdim: str, ydim: str) -> Any:

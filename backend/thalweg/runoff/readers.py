@@ -5,9 +5,15 @@ Formats (DATA.md section 2), chosen from the file:
 - RAPID ``m3_riv(time, rivid)`` NetCDF: volumes per step, m3.
 - river-route ``catchment_runoff(riverId, time)`` NetCDF: volumes (m3) or depths (m, mm, kg m-2) with
   ``catchment_area(riverId)`` in m2; also the older river-route ``volume`` / ``vlateral`` variables.
+- river-route 2.x ``qlateral(time, river_id)`` NetCDF: m3/s (the unit is assumed when the file has none).
 - Any NetCDF variable over (time, reach id) with a runoff unit (m3, m3 s-1, mm, kg m-2 s-1, ...).
 - Gridded NetCDF (time, y, x) or GeoTIFF(s), aggregated to catchment polygons by area weights (weights.py).
 - CSV / parquet tables, see :func:`read_table`.
+- In memory: xarray Datasets and DataArrays laid out as the files above (dask-backed ones are computed a
+  block of steps at a time), numpy arrays and torch tensors [reach, time] with ``dt``, and :class:`Runoff`.
+
+Id, time and axis names come from :mod:`thalweg.names`; every path is checked by :mod:`thalweg._paths`
+(regular files only); every source ends in the one aligner of :mod:`._align`.
 
 Time stamps (stored as step STARTS in ``Runoff.time``):
 
@@ -16,7 +22,7 @@ Time stamps (stored as step STARTS in ``Runoff.time``):
 - RAPID m3_riv without bounds: a stamp marks the step START. RAPID's own tools (RRR
   ``rrr_lsm_tot_add_cfc.py``) write ``time_bnds = [time, time + dt]``, and RAPID copies time and bounds
   into Qout.
-- river-route catchment_runoff: a stamp marks the step END. river-route labels the discharge of a step
+- river-route catchment_runoff and qlateral: a stamp marks the step END. river-route labels the discharge of a step
   with the runoff's stamp and describes its routing as right-aligned ("runoff that occurred from 4 pm to
   5 pm" stamped 5 pm); so with our end-of-step discharge the stamps line up.
 - Tables, other NetCDF variables, gridded files and GeoTIFF names: a stamp marks the step START (the
