@@ -364,3 +364,14 @@ def test_gridded_xarray_dataset_in_memory(tmp_path, net3, monkeypatch):
     np.testing.assert_allclose(read_runoff(tmp_path / "grid.nc", net3, catchments=tmp_path / "c.gpkg",
                                            grid_crs=crs, weights_cache=False).values, r.values, rtol=1e-7)
     assert not list(tmp_path.glob("thalweg_weights_*.csv"))
+
+
+def test_catchments_are_checked_and_unused_ones_warned(tmp_path, net3, reach_nc):
+    """Finding 8.13: catchments naming a missing file were ignored silently when the runoff is per reach."""
+    path = reach_nc(tmp_path / "m3_riv.nc", volumes(), [30, 10, 20], np.arange(4) * H1)
+    with pytest.raises(RunoffError, match=r"nope\.gpkg, field catchments: the catchment file does not exist"):
+        read_runoff(path, net3, catchments=tmp_path / "nope.gpkg")
+    (tmp_path / "c.gpkg").write_bytes(b"")
+    with pytest.warns(ThalwegWarning, match=r"m3_riv\.nc: the runoff is given per reach, so the catchments are not "
+                                            r"used \(catchments= is for gridded runoff\)"):
+        read_runoff(path, net3, catchments=tmp_path / "c.gpkg")

@@ -93,12 +93,15 @@ def sample_area(path: str | Path, lines: np.ndarray, crs: str | None, ids: np.nd
     import rasterio
     from rasterio.windows import Window
 
+    from .._paths import check_input
+
     source = source or Source()
-    path = Path(path)
+    path = check_input(path, what="flow-accumulation raster")
     try:
         dataset = rasterio.open(path)
     except Exception as exc:  # RasterioIOError and friends
-        raise InputError(f"cannot read the flow-accumulation raster ({exc}).", path=path,
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot read the flow-accumulation raster ({detail}).", path=path,
                          hint="Give a GeoTIFF of upstream area or of accumulated cell counts.") from None
     with dataset:
         if unit is None:

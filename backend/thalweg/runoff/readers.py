@@ -39,12 +39,13 @@ from typing import Any
 import numpy as np
 
 from .._paths import check_input, describe_content, sniff
-from ..errors import RunoffError, SchemaError, UnitError, format_ids, opt
+from ..errors import RunoffError, SchemaError, UnitError, format_ids, opt, render_options
 from ..names import REACH_ID_NAMES, TIME_NAMES, as_ids, find_name
 from ..units import parse_unit
 from . import gridded, weights
 from ._align import Aligner, UnitInfo, align, classify_unit, runoff_from_array, to_m3s
 from ._time import as_datetimes, cf_bounds, decode_cf_times, step_starts
+from ._warn import warn
 from .model import Runoff
 
 __all__ = ["read_runoff", "read_table"]
@@ -124,6 +125,28 @@ def read_runoff(
     ------
     RunoffError, RunoffMismatchError, MissingValueError, UnitError, SchemaError
     """
+    if catchments is not None and not _is_frame(catchments):  # checked even where unused: a typo must not pass
+        check_input(catchments, what="catchment file", error=RunoffError, folder=True, field="catchments")
+    runoff = _dispatch(path, network, variable=variable, nan=nan, missing=missing, catchments=catchments,
+                       catchment_layer=catchment_layer, catchment_id_field=catchment_id_field,
+                       weights_cache=weights_cache, units=units, time=time, dt=dt, time_label=time_label,
+                       layout=layout, grid_crs=grid_crs, ids=ids)
+    if catchments is not None and runoff.attrs.get("format") != "grid":
+        name = runoff.source and Path(runoff.source).name or _IN_MEMORY
+        warn(render_options(f"{name}: the runoff is given per reach, so the catchments are not used "
+                            f"({opt('read_runoff.catchments')} is for gridded runoff); leave them out to silence "
+                            f"this."))
+    return runoff
+
+
+def _is_frame(value: Any) -> bool:
+    from ..hydrography.vector import is_frame
+
+    return is_frame(value)
+
+
+def _dispatch(path, network, *, variable, nan, missing, catchments, catchment_layer, catchment_id_field,
+              weights_cache, units, time, dt, time_label, layout, grid_crs, ids) -> Runoff:
     if isinstance(path, Runoff):
         return _from_runoff(path, network, nan=nan, missing=missing)
     kind = _in_memory_kind(path)
