@@ -375,3 +375,16 @@ def test_catchments_are_checked_and_unused_ones_warned(tmp_path, net3, reach_nc)
     with pytest.warns(ThalwegWarning, match=r"m3_riv\.nc: the runoff is given per reach, so the catchments are not "
                                             r"used \(catchments= is for gridded runoff\)"):
         read_runoff(path, net3, catchments=tmp_path / "c.gpkg")
+
+
+def test_arrays_are_judged_block_by_block(net3, monkeypatch):
+    """Arrays (and the service's bodies) go through the aligner a block of steps at a time, as files do: float64
+    temporaries stay one block, and the times named in messages are the right ones."""
+    from thalweg.runoff import _align
+
+    monkeypatch.setattr(_align, "BLOCK_VALUES", 6)  # two steps of three reaches
+    q = np.arange(30, dtype=np.float32).reshape(3, 10)
+    np.testing.assert_array_equal(read_runoff(q, net3, dt=3600).values, q)
+    q[1, 7] = np.nan
+    with pytest.raises(MissingValueError, match=r"in 1 reaches \(20\) at 1 times \(1970-01-01T07:00\)"):
+        read_runoff(q, net3, dt=3600)

@@ -22,6 +22,7 @@ __all__ = ["UnitInfo", "Aligner", "classify_unit", "to_m3s", "align", "runoff_fr
            "routable_limit"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+BLOCK_VALUES = 2e7  # values per block judged at a time (160 MB in float64)
 
 
 def routable_limit(n_reaches: int, n_steps: int) -> float:
@@ -339,7 +340,9 @@ def runoff_from_array(values: Any, network, *, ids: Any = None, dt: float, time:
             area[known] = network.catchment_area[network.index_of(ids[known])]
             area[~known] = 0.0  # rows of unknown reaches are dropped by the aligner
     aligner = Aligner(ids, network, n_steps, path=where, field=field, nan=nan, missing=missing)
-    aligner.put(0, to_m3s(arr, info, dt, area, ids=ids, path=where, variable=field))
+    chunk = max(1, int(BLOCK_VALUES // max(arr.shape[0], 1)))  # float64 temporaries of one block, not the whole
+    for t0 in range(0, n_steps, chunk):
+        aligner.put(t0, to_m3s(arr[:, t0:t0 + chunk], info, dt, area, ids=ids, path=where, variable=field))
     out, record = aligner.finish(starts)
     meta = {"format": "array", "units": info.unit, "unit_kind": info.kind, "time_stamps": how, **record,
             **(attrs or {})}

@@ -43,7 +43,7 @@ from ..errors import RunoffError, SchemaError, UnitError, format_ids, opt, rende
 from ..names import REACH_ID_NAMES, TIME_NAMES, as_ids, find_name
 from ..units import parse_unit
 from . import gridded, weights
-from ._align import Aligner, UnitInfo, align, classify_unit, runoff_from_array, to_m3s
+from ._align import BLOCK_VALUES, Aligner, UnitInfo, align, classify_unit, runoff_from_array, to_m3s
 from ._time import as_datetimes, cf_bounds, decode_cf_times, step_starts
 from ._warn import warn
 from .model import Runoff
@@ -60,7 +60,6 @@ _DEFAULT_LABEL = {"m3_riv": "start", "catchment_runoff": "end", "qlateral": "end
 _DEFAULT_UNITS = {"m3_riv": "m3", "qlateral": "m3 s-1", "q_lateral": "m3 s-1"}
 _FORMATS = {"m3_riv": "rapid_m3_riv", "catchment_runoff": "river_route_catchment_runoff",
             "qlateral": "river_route_qlateral", "q_lateral": "nwm_q_lateral"}
-BLOCK_VALUES = 2e7  # values per time block read from a reach file (160 MB in float64)
 _IN_MEMORY = "in-memory runoff"  # what messages call runoff given as an array
 
 
