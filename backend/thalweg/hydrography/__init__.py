@@ -2,7 +2,9 @@
 
 ``read_network(path)`` detects the schema (DATA.md section 1) from the fields, as xarray guesses an
 engine; ``schema=`` or ``fields=`` override the guess. Layers without id fields get their topology
-from the line geometry. See :func:`read_network` for every option.
+from the line geometry. See :func:`read_network` for every option; it also takes a GeoDataFrame, and
+``RiverNetwork.to_geodataframe()`` (:func:`.frames.to_geodataframe`) gives one back. Catchment polygons are
+read by :func:`read_catchments` and measured by :func:`polygon_areas`, for networks and gridded runoff alike.
 """
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ from ._context import Context, Resolved
 from ._read import read_network
 from ._schema import SCHEMAS, Schema, SchemaMatch, register_schema
 from . import schemas as _schemas  # noqa: F401  (registers the built-in schemas)
+from .catchments import read_catchments, polygon_areas
 from .vector import check_path
 
 __all__ = ["read_network", "detect_schema", "SCHEMAS", "Schema", "SchemaMatch", "register_schema", "Context",
-           "Resolved"]
+           "Resolved", "read_catchments", "polygon_areas"]
 
 
 def detect_schema(path: str | Path, layer: str | None = None) -> SchemaMatch:
