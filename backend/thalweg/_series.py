@@ -24,7 +24,7 @@ class ReachSeries:
     def __post_init__(self) -> None:
         values = np.asarray(self.values, dtype=np.float32)
         ids = np.asarray(self.ids, dtype=np.int64)
-        time = np.asarray(self.time, dtype="datetime64[ns]")
+        time = self._coerce_time(self.time)
         name = type(self).__name__
         if values.ndim != 2 or values.shape != (ids.size, time.size):
             raise AssertionError(f"{name} values {values.shape} do not match ids ({ids.size}) x time ({time.size})")
@@ -33,6 +33,11 @@ class ReachSeries:
         for field, value in (("values", values), ("ids", ids), ("time", time), ("dt", float(self.dt)),
                              ("attrs", dict(self.attrs))):
             object.__setattr__(self, field, value)
+
+    @staticmethod
+    def _coerce_time(time) -> np.ndarray:
+        """The time axis as stored (datetime64[ns] here; Discharge keeps dates beyond its range)."""
+        return np.asarray(time, dtype="datetime64[ns]")
 
     @property
     def n_reaches(self) -> int:

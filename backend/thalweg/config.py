@@ -36,6 +36,9 @@ class RouteSettings:
         prior (travel time = length / velocity(area)).
     engine, device : routing engine and device ('auto', 'cpu', 'cuda').
     convention : 'end' writes river-route ``Q`` (end of step), 'mean' RAPID ``Qout`` (step mean), 'both'.
+    format : the main discharge file's format: 'auto' (by name: ``.zarr``, a ``Qout`` name, else river-route
+        ``Q``), 'river-route', 'rapid' or 'zarr' (``thalweg.results.outputs``).
+    id_name : the reach-id dimension of discharge files ('rivid', 'riverId', 'river_id'); None: per format.
     schema, fields, layer : override the hydrography schema detection.
     nan : runoff NaN policy ('error' or 'zero').
     missing : reaches of the network absent from the runoff: 'error' or 'zero'.
@@ -67,6 +70,8 @@ class RouteSettings:
     observed: str | None = None
     write_gpkg: bool = True
     hydrograph_reaches: list[int] = dataclasses.field(default_factory=list)
+    format: str = "auto"
+    id_name: str | None = None
 
     def __post_init__(self) -> None:
         from .irf import SCHEMES

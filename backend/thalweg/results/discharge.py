@@ -8,6 +8,7 @@ import numpy as np
 
 from .._series import ReachSeries
 from ..errors import InputError, NetworkError, format_ids
+from ._cftime import as_times, shift, step_delta
 
 __all__ = ["Discharge"]
 
@@ -20,15 +21,23 @@ class Discharge(ReachSeries):
     ----------
     values : float32 [N, T], m3/s, instantaneous outflow of each reach at the END of each step.
     ids : int64 [N], reach ids.
-    time : datetime64[ns] [T], the END of each step (step t covers (time[t] - dt, time[t]]).
+    time : datetime64 [T], the END of each step (step t covers (time[t] - dt, time[t]]): nanoseconds when the
+        dates fit (1678-2261), else microseconds, so that any date is kept.
     dt : step length, s.
     attrs : provenance written into files (scheme, engine, network and runoff paths, version).
     """
 
+    _coerce_time = staticmethod(as_times)
+
+    @property
+    def step(self) -> np.timedelta64:
+        """dt as a timedelta64 in the unit of ``time``."""
+        return step_delta(self.time, self.dt)
+
     @property
     def start_time(self) -> np.ndarray:
-        """datetime64[ns] [T], the start of each step."""
-        return self.time - self.step
+        """datetime64 [T], the start of each step."""
+        return shift(self.time, -self.dt)
 
     def index_of(self, reach_ids: Any) -> np.ndarray:
         """Rows of the given reach ids; NetworkError naming the ids that have no discharge."""
@@ -48,9 +57,12 @@ class Discharge(ReachSeries):
 
     def at(self, time: Any) -> np.ndarray:
         """Q [N] at the end of the step ending nearest ``time``; InputError naming the covered range otherwise."""
-        t = np.datetime64(time, "ns") if not isinstance(time, np.datetime64) else time.astype("datetime64[ns]")
-        first, last = self.time[0] - self.step, self.time[-1]
-        if self.n_steps == 0 or t < first or t > last:
+        if self.n_steps == 0:
+            raise InputError("the discharge holds no time step.", field="time")
+        t = np.datetime64(time) if not isinstance(time, np.datetime64) else time
+        t = t.astype(self.time.dtype)
+        first, last = self.start_time[0], self.time[-1]
+        if t < first or t > last:
             raise InputError(f"time {t} is outside the routed period {first} .. {last}.", field="time",
                              hint="Pick a time inside the routed period.")
         k = int(np.argmin(np.abs((self.time - t).astype(np.int64))))
@@ -84,7 +96,7 @@ class Discharge(ReachSeries):
         if q.ndim != 2 or q.shape != (rows.size, runoff.n_steps):
             raise AssertionError(f"routed discharge {q.shape} does not match {rows.size} reaches x "
                                  f"{runoff.n_steps} runoff steps (route one batch member at a time)")
-        end = runoff.time + np.timedelta64(int(round(runoff.dt * 1e9)), "ns")
+        end = shift(runoff.time, runoff.dt)
         meta = {"runoff": runoff.source} if runoff.source else {}
         meta.update(attrs or {})
         return cls(q.astype(np.float32), rows.copy(), end, runoff.dt, meta)

@@ -9,8 +9,9 @@ import numpy as np
 
 from ..errors import InputError, SchemaError
 from ..runoff._time import cf_bounds, decode_cf_times, step_starts
-from .discharge import Discharge
 from ..runoff._warn import warn
+from ._cftime import as_times, decode_times, shift
+from .discharge import Discharge
 
 __all__ = ["read_discharge"]
 
@@ -20,7 +21,7 @@ _TIMES = ("time", "valid_time", "t")
 
 
 def read_discharge(path: str | Path, *, variable: str | None = None, dt: float | None = None) -> Discharge:
-    """Read a discharge NetCDF written by Thalweg, RAPID, GEOGloWS or river-route.
+    """Read a discharge NetCDF (or zarr store) written by Thalweg, RAPID, GEOGloWS or river-route.
 
     The time convention comes from ``thalweg_time_convention``, else ``cell_methods`` ('time: mean' or
     'time: point'), else the variable (RAPID ``Qout``: mean, river-route ``Q``: end). Thalweg's mean files
@@ -38,7 +39,9 @@ def read_discharge(path: str | Path, *, variable: str | None = None, dt: float |
     path = Path(path)
     if not path.exists():
         raise InputError("the discharge file does not exist.", path=path, hint="Check the path.")
-    with xr.open_dataset(path, decode_times=False) as ds:
+    opened = xr.open_zarr(path, decode_times=False) if path.is_dir() or path.suffix.lower() == ".zarr" \
+        else xr.open_dataset(path, decode_times=False)
+    with opened as ds:
         name = variable or next((v for v in _VARIABLES if v in ds.data_vars), None)
         if name is None or name not in ds.data_vars:
             raise SchemaError(f"no discharge variable (variables: {', '.join(map(str, ds.data_vars))}).", path=path,
@@ -58,14 +61,11 @@ def read_discharge(path: str | Path, *, variable: str | None = None, dt: float |
         values = np.asarray(da.transpose(rdim, tdim).values, dtype=np.float32)
         convention = _convention(ds, da, name)
         tvar = ds[tdim]
-        times = decode_cf_times(tvar.values, tvar.attrs.get("units"), tvar.attrs.get("calendar"), path=path,
-                                field=str(tdim))
-        bounds = cf_bounds(ds, tdim, path)
         label = "start" if convention == "mean" else "end"
-        if dt is None and times.size < 2 and bounds is None:
+        if dt is None and tvar.size < 2:
             dt = ds.attrs.get("thalweg_dt_seconds")
-        starts, step, _ = step_starts(times, bounds=bounds, label=label, dt=dt, path=path, field=str(tdim))
-        ends = starts + np.timedelta64(int(round(step * 1e9)), "ns")
+        starts, step = _step_starts(ds, tdim, label, dt, path)
+        ends = shift(starts, step)
         attrs: dict[str, Any]
         if "thalweg_provenance" in ds.attrs:
             attrs = json.loads(ds.attrs["thalweg_provenance"])
@@ -81,6 +81,41 @@ def read_discharge(path: str | Path, *, variable: str | None = None, dt: float |
                               f"from end-of-step discharge).")
                 attrs["values"] = "step mean"
     return Discharge(values, ids, ends, step, attrs)
+
+
+def _step_starts(ds, tdim, label: str, dt: float | None, path: Path) -> tuple[np.ndarray, float]:
+    """Step starts and length. Dates beyond datetime64[ns] (Thalweg writes any date) are decoded here exactly;
+    the rest goes through the runoff readers' rules (``runoff._time``), so both judge a time axis alike."""
+    tvar = ds[tdim]
+    units, calendar = tvar.attrs.get("units"), tvar.attrs.get("calendar")
+    times = decode_times(tvar.values, units, calendar)
+    bname = tvar.attrs.get("bounds")
+    bounds = None
+    if bname in ds.variables:
+        bounds = decode_times(np.asarray(ds[bname].values).reshape(-1), ds[bname].attrs.get("units", units),
+                              ds[bname].attrs.get("calendar", calendar))
+    wide = [a for a in (times, bounds) if a is not None and np.datetime_data(a.dtype)[0] != "ns"]
+    if not wide:
+        times = decode_cf_times(tvar.values, units, calendar, path=path, field=str(tdim))
+        starts, step, _ = step_starts(times, bounds=cf_bounds(ds, tdim, path), label=label, dt=dt, path=path,
+                                      field=str(tdim))
+        return starts, step
+    # beyond 1678-2261: the same rules on microseconds (bounds decide; else a regular axis)
+    if bounds is not None:
+        b = bounds.reshape(-1, 2).astype("datetime64[us]")
+        lengths = np.unique((b[:, 1] - b[:, 0]).astype(np.int64))
+        if lengths.size != 1 or lengths[0] <= 0 or (b.shape[0] > 1 and (b[1:, 0] != b[:-1, 1]).any()):
+            raise SchemaError("the time bounds are irregular or leave gaps.", path=path, field=str(bname))
+        return as_times(b[:, 0]), lengths[0] / 1e6
+    t = times.astype("datetime64[us]")
+    diffs = np.unique(np.diff(t).astype(np.int64))
+    if t.size >= 2 and (diffs.size != 1 or diffs[0] <= 0):
+        raise SchemaError("the time axis is irregular.", path=path, field=str(tdim))
+    step = diffs[0] / 1e6 if t.size >= 2 else float(dt or 0)
+    if not step > 0:
+        raise SchemaError("a single time step without bounds: its length is unknown.", path=path, field=str(tdim),
+                          hint="Pass dt= (seconds).")
+    return (as_times(t) if label == "start" else shift(t, -step)), float(step)
 
 
 def _convention(ds, da, name: str) -> str:
