@@ -40,8 +40,9 @@ UNITS = "m3 s-1"
 _RESERVED = {"Conventions", "title", "institution", "source", "history", "references", "comment", "featureType",
              "thalweg_time_convention", "thalweg_dt_seconds", "thalweg_provenance"}
 _FILL = np.float32(np.nan)
-# reaches x steps of one chunk: ~4 MB, read well both as one reach's series and as one step's map
-_CHUNK_REACHES, _CHUNK_STEPS = 4096, 256
+# reaches x steps of one chunk (<= 4 MB): blocks of reaches over long spans of time, as river-route and GEOGloWS
+# lay out their files, so that reading one reach's series touches few chunks
+_CHUNK_REACHES, _CHUNK_STEPS = 512, 2048
 
 # the summary layer's fields (names read by the plugin), alias with units, description
 SUMMARY_FIELDS = {
