@@ -215,7 +215,7 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
         out_dir, settings.name, discharge, network, convention=settings.convention, fmt=settings.format,
         id_name=settings.id_name, gpkg=settings.write_gpkg, gauges=gauges, reaches=settings.hydrograph_reaches,
         texts={"settings": (f"{settings.name}.settings.json", settings.to_json())},
-        progress=lambda f, m: report(0.92 + 0.08 * f, m))
+        progress=lambda f, m: report(0.92 + 0.08 * f, m), compression=settings.compression)
     timings["write"] = time.perf_counter() - t0
     report(1.0, "done")
     return RouteResult(outputs=outputs, discharge=discharge, network=network, timings=timings,

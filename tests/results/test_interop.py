@@ -104,6 +104,17 @@ def test_cf_rules_in_the_file_itself(tmp_path, discharge):
             assert data.filters()["zlib"] and data.filters()["shuffle"] and data.chunking() != "contiguous"
 
 
+def test_compression_can_be_turned_off_and_steps_must_be_resolvable(tmp_path, discharge):
+    import netCDF4
+
+    path = write_q(tmp_path / "plain.nc", discharge, compression=0)
+    with netCDF4.Dataset(path) as nc:
+        assert not nc.variables["Q"].filters()["zlib"] and nc.dimensions["time"].isunlimited()
+    assert_same_read(read_discharge(path), discharge)
+    with pytest.raises(InputError, match="shorter than the time stamps' resolution"):
+        Discharge(discharge.values, discharge.ids, discharge.time, 1e-12)
+
+
 def test_qout_read_rapidpy_style(tmp_path, mapped):
     """RAPIDpy finds the river-id dimension 'rivid', indexes Qout(time, rivid) by the position of an id, reads
     lat/lon and the time with netCDF4.num2date."""

@@ -29,6 +29,13 @@ class Discharge(ReachSeries):
 
     _coerce_time = staticmethod(as_times)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.step <= np.timedelta64(0, "ns"):  # 1e-12 s would stamp every step alike
+            raise InputError(f"the step length {self.dt:g} s is shorter than the time stamps' resolution "
+                             f"({np.datetime_data(self.time.dtype)[0]}).", field="dt",
+                             hint="Give the step length in seconds (at least 1e-6 s).")
+
     @property
     def step(self) -> np.timedelta64:
         """dt as a timedelta64 in the unit of ``time``."""

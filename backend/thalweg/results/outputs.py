@@ -76,7 +76,8 @@ def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, ne
                         convention: str = "end", fmt: str = "auto", id_name: str | None = None,
                         gpkg: bool = True, gauges: Any = None, reaches: Sequence[int] = (),
                         texts: dict[str, tuple[str, str]] | None = None,
-                        progress: Callable[[float, str], None] | None = None) -> dict[str, Path]:
+                        progress: Callable[[float, str], None] | None = None,
+                        compression: int = 1) -> dict[str, Path]:
     """Write every output of a routing run as one set (all published together, or none).
 
     Parameters
@@ -91,6 +92,7 @@ def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, ne
     reaches : more reach ids whose hydrographs go to the CSVs.
     texts : kind -> (file name, text) of more files of the set (the settings record).
     progress : ``progress(fraction, message)`` as each file is written.
+    compression : zlib level of the NetCDF discharge (0: none; see ``write_qout``).
 
     Returns kind -> final path: 'q', 'qout', 'gpkg', 'hydrographs', 'hydrographs_long' and the ``texts`` kinds.
     """
@@ -119,11 +121,11 @@ def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, ne
             rid = id_name or _DEFAULT_ID[f]
             tmp = out.path(path)
             if f == "rapid":
-                write_qout(tmp, discharge, conv, lat=lat, lon=lon, id_name=rid)
+                write_qout(tmp, discharge, conv, lat=lat, lon=lon, id_name=rid, compression=compression)
             elif f == "zarr":
                 write_zarr(tmp, discharge, id_name=rid, lat=lat, lon=lon)
             else:
-                write_q(tmp, discharge, id_name=rid, lat=lat, lon=lon)
+                write_q(tmp, discharge, id_name=rid, lat=lat, lon=lon, compression=compression)
             outputs[kind] = path
             done += 1
         if gpkg and network is not None and network.geometry is not None:

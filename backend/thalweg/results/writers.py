@@ -148,26 +148,29 @@ def _locations(lat: Sequence[float] | None, lon: Sequence[float] | None, n: int,
     }
 
 
-def _encoding(ds, data: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _encoding(ds, data: Sequence[str], compression: int) -> dict[str, dict[str, Any]]:
+    if not (isinstance(compression, int) and 0 <= compression <= 9):
+        raise ValueError(f"compression must be a zlib level 0..9, not {compression!r}")
     encoding: dict[str, dict[str, Any]] = {name: {"_FillValue": None} for name in ds.variables}
     for name in data:
         var = ds[name]
         chunks = tuple(max(1, min(size, _CHUNK_STEPS if dim == "time" else _CHUNK_REACHES))
                        for dim, size in zip(var.dims, var.shape))
-        encoding[name] = {"_FillValue": _FILL, "dtype": "float32", "zlib": True, "complevel": 1, "shuffle": True,
-                          "chunksizes": chunks}
+        encoding[name] = {"_FillValue": _FILL, "dtype": "float32", "chunksizes": chunks,
+                          **({"zlib": True, "complevel": compression, "shuffle": True} if compression else {})}
     return encoding
 
 
-def _write_netcdf(path: Any, ds, data: Sequence[str]) -> Path:
+def _write_netcdf(path: Any, ds, data: Sequence[str], compression: int) -> Path:
+    encoding = _encoding(ds, data, compression)
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=_encoding(ds, data), unlimited_dims=["time"])
+        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding, unlimited_dims=["time"])
     return Path(path)
 
 
 def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean", *,
                initial: np.ndarray | None = None, lat: Sequence[float] | None = None,
-               lon: Sequence[float] | None = None, id_name: str = "rivid") -> Path:
+               lon: Sequence[float] | None = None, id_name: str = "rivid", compression: int = 1) -> Path:
     """Write a RAPID/GEOGloWS ``Qout(time, rivid)`` float32 NetCDF (CF-1.8, units m3 s-1).
 
     Parameters
@@ -178,6 +181,8 @@ def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean",
     initial : [N] m3/s, discharge at the start of the first step for 'mean' (default 0: a cold start).
     lat, lon : [N] optional reach outlet coordinates, degrees (WGS 84); written with a ``crs`` grid mapping.
     id_name : the reach-id dimension and variable: 'rivid' (RAPID, read by RAPIDpy), or 'river_id' / 'riverId'.
+    compression : zlib level of the discharge (0: none). Level 1 with shuffling saves ~20-30 % on discharge
+        (float mantissas compress little) and costs ~10x the write time of an uncompressed file.
     """
     import xarray as xr
 
@@ -194,7 +199,11 @@ def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean",
         first = np.zeros(discharge.n_reaches, np.float32) if initial is None else np.asarray(initial, np.float32)
         if first.shape != (discharge.n_reaches,):
             raise AssertionError(f"initial has shape {first.shape}, expected ({discharge.n_reaches},)")
-        values = np.concatenate([first[:, None], q[:, :-1]], axis=1) if discharge.n_steps else q
+        # Qout is (time, rivid): build the shifted series transposed in place (one copy of [N, T], not three)
+        values = np.empty((discharge.n_steps, discharge.n_reaches), np.float32)
+        if discharge.n_steps:
+            values[0] = first
+            values[1:] = q[:, :-1].T
         stamps, cell = starts, "time: mean"
         long_name = "average river water discharge downstream of each river reach"
         variables["Qfinal"] = xr.Variable(
@@ -204,9 +213,9 @@ def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean",
              **extra})
         data.append("Qfinal")
     else:
-        values, stamps, cell = q, ends, "time: point"
+        values, stamps, cell = np.ascontiguousarray(q.T, dtype=np.float32), ends, "time: point"
         long_name = "instantaneous river water discharge downstream of each river reach at the end of each step"
-    variables["Qout"] = xr.Variable(("time", rid), np.ascontiguousarray(values.T, dtype=np.float32),
+    variables["Qout"] = xr.Variable(("time", rid), values,
                                     {"long_name": long_name, "standard_name": "water_volume_transport_in_river_channel",
                                      "units": UNITS, "cell_methods": cell, **extra})
     variables[rid] = xr.Variable((rid,), _id_array(discharge.ids),
@@ -218,7 +227,7 @@ def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean",
     ds = xr.Dataset(variables, coords=coords,
                     attrs=_global_attrs(discharge, convention, "Thalweg routed discharge (RAPID Qout)",
                                         located=bool(located)))
-    return _write_netcdf(path, ds, data)
+    return _write_netcdf(path, ds, data, compression)
 
 
 def _q_dataset(discharge: Discharge, rid: str, lat=None, lon=None, *, cf_ids: bool = True):
@@ -245,15 +254,16 @@ def _q_dataset(discharge: Discharge, rid: str, lat=None, lon=None, *, cf_ids: bo
 
 
 def write_q(path: str | Path, discharge: Discharge, *, id_name: str = "riverId", lat: Sequence[float] | None = None,
-            lon: Sequence[float] | None = None) -> Path:
+            lon: Sequence[float] | None = None, compression: int = 1) -> Path:
     """Write a river-route style ``Q(riverId, time)`` float32 NetCDF of end-of-step discharge (m3 s-1, CF-1.8).
 
     id_name : the reach-id dimension: 'riverId' (river-route 1.x, the default), 'river_id' (river-route 2+,
         GEOGloWS v2: ``ds.sel(river_id=...)``) or 'rivid'.
     lat, lon : [N] optional reach outlet coordinates, degrees (WGS 84).
+    compression : zlib level (0: none), as :func:`write_qout`.
     """
     ds = _q_dataset(discharge, _check_id_name(id_name, "write_q"), lat, lon)
-    return _write_netcdf(path, ds, ["Q"])
+    return _write_netcdf(path, ds, ["Q"], compression)
 
 
 def write_zarr(path: str | Path, discharge: Discharge, *, id_name: str = "river_id",
