@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2160)
     parser.add_argument("--skip", action="append", default=[], choices=("summary", "gpkg", "netcdf", "zarr"))
     parser.add_argument("--keep", help="folder to write into and keep (default: a temporary folder)")
+    parser.add_argument("--compression", type=int, help="zlib level of the NetCDF files (default: the writers')")
     args = parser.parse_args()
 
     import thalweg
@@ -61,8 +62,9 @@ def main() -> None:
         if "gpkg" not in args.skip:
             timed("write_summary_gpkg (with summary)", lambda: write_summary_gpkg(folder / "Q.gpkg", net, d))
         if "netcdf" not in args.skip:
-            timed("write_q (river-route Q)", lambda: write_q(folder / "Q.nc", d))
-            timed("write_qout (RAPID, mean)", lambda: write_qout(folder / "Qout.nc", d, "mean"))
+            kw = {} if args.compression is None else {"compression": args.compression}
+            timed("write_q (river-route Q)", lambda: write_q(folder / "Q.nc", d, **kw))
+            timed("write_qout (RAPID, mean)", lambda: write_qout(folder / "Qout.nc", d, "mean", **kw))
         if "zarr" not in args.skip:
             try:
                 from thalweg.results import write_zarr

@@ -207,3 +207,24 @@ def test_demo_outputs_pass_the_same_checks(tmp_path):
     assert set(long["gauge_id"]) == set(OFFICIAL_KM2) and (long["units"] == "m3/s").all()
     for png in ("cance_discharge_map.png", "cance_hydrographs.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_format_flags_on_the_sample(tmp_path):
+    """-o NAME.zarr gets a river-route 3 store (+ RAPID Qout beside it with --convention both); --river-id-name and
+    --compression reach the files."""
+    import netCDF4
+    import xarray as xr
+
+    from thalweg.cli import main
+
+    rivers, runoff = SAMPLE / "cance_rivers.gpkg", SAMPLE / "cance_runoff.nc"
+    out = tmp_path / "run.zarr"
+    assert main(["route", str(rivers), str(runoff), "--layer", "rivers", "-o", str(out), "--convention", "both",
+                 "--river-id-name", "river_id", "--compression", "0", "-q"]) == 0
+    with xr.open_zarr(out) as ds:
+        assert ds["Q"].dims == ("river_id", "time")
+    with netCDF4.Dataset(tmp_path / "run_Qout.nc") as nc:
+        assert nc.variables["Qout"].dimensions == ("time", "river_id")
+        assert not nc.variables["Qout"].filters()["zlib"]
+    assert main(["route", str(rivers), str(runoff), "--layer", "rivers", "-o", str(tmp_path / "x.nc"),
+                 "--format", "zarr", "-q"]) == 2

@@ -430,8 +430,6 @@ def write_summary_gpkg(path: str | Path, network, discharge: Discharge, layer: s
     default QGIS style (``layer_styles``: colour and width by mean discharge). ``stats``: a :func:`summarize`
     result to reuse. The file is replaced atomically.
     """
-    import shapely
-
     if network.geometry is None:
         raise GeometryError("the network has no reach geometry to map.", path=network.source.path,
                             layer=network.source.layer,
@@ -463,7 +461,6 @@ def write_summary_gpkg(path: str | Path, network, discharge: Discharge, layer: s
         _describe_fields(tmp, described)
         if style:
             _embed_style(tmp, layer, summary_style(), "Thalweg mean discharge")
-    del shapely
     return Path(path)
 
 
