@@ -111,6 +111,12 @@ def test_compression_can_be_turned_off_and_steps_must_be_resolvable(tmp_path, di
     with netCDF4.Dataset(path) as nc:
         assert not nc.variables["Q"].filters()["zlib"] and nc.dimensions["time"].isunlimited()
     assert_same_read(read_discharge(path), discharge)
+    # HDF5 stores edge chunks whole: chunks must split the axes evenly or a file grows to twice its data
+    big = Discharge(np.ones((600, 2100), np.float32), np.arange(600), np.datetime64("2020-01-01", "ns")
+                    + np.arange(2100) * np.timedelta64(1, "h"), 3600.0)
+    for path in (write_q(tmp_path / "big.nc", big, compression=0), write_qout(tmp_path / "bigout.nc", big, "end",
+                                                                             compression=0)):
+        assert path.stat().st_size < 1.05 * big.values.nbytes + 200_000, path.name
     with pytest.raises(InputError, match="shorter than the time stamps' resolution"):
         Discharge(discharge.values, discharge.ids, discharge.time, 1e-12)
 
