@@ -58,8 +58,9 @@ def test_route_geoglows_table_with_rapid_runoff(tmp_path, lattice, volumes, caps
     np.testing.assert_allclose(end.values[order], expected, rtol=1e-5, atol=1e-4)
     assert end.dt == DT
     assert end.time[0] == np.datetime64("2010-01-01T03:00:00")  # end of the first step
-    with xr.open_dataset(out.with_name("Qout_Qout.nc")) as ds:
-        assert ds.attrs["thalweg_time_convention"] != xr.open_dataset(out).attrs["thalweg_time_convention"]
+    with xr.open_dataset(out) as ds:  # a Qout name gets the RAPID file; the river-route Q goes beside it
+        assert ds.attrs["thalweg_time_convention"] != xr.open_dataset(out.with_name("Qout_Q.nc")).attrs[
+            "thalweg_time_convention"]
         mean = ds["Qout"].transpose("rivid", "time").values[order]
     # RAPID's step mean is our end-of-step value of the previous step (cold start: 0)
     np.testing.assert_allclose(mean[:, 1:], expected[:, :-1], rtol=1e-5, atol=1e-4)
@@ -137,9 +138,9 @@ def test_gauges_write_hydrographs(tmp_path, lattice, volumes):
     import pandas as pd
 
     csv = pd.read_csv(out.with_name("Q_hydrographs.csv"))
-    assert list(csv.columns[1:]) == [str(outlet), str(int(lattice.ids[0]))]
+    assert list(csv.columns[1:]) == [f"{outlet} [m3/s]", f"{int(lattice.ids[0])} [m3/s]"]
     q = read_discharge(out)
-    np.testing.assert_allclose(csv[str(outlet)].to_numpy(), q.series(outlet), rtol=1e-6)
+    np.testing.assert_allclose(csv[f"{outlet} [m3/s]"].to_numpy(), q.series(outlet), rtol=1e-6)
 
 
 def test_input_errors_are_one_line_and_leave_no_output(tmp_path, capsys):

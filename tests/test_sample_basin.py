@@ -161,3 +161,70 @@ def test_qobs_has_the_three_gauges(qobs):
         assert len(present) > 0.9 * len(qobs) and (present >= 0).all(), gid
     # Nested basins: the outlet carries more water than each upstream gauge.
     assert qobs[OUTLET].sum() > qobs["V3515010"].sum() > qobs["V3517010"].sum()
+
+
+def _cf_problems(path: Path) -> list[str]:
+    """High and medium priority messages of the IOOS compliance checker's CF-1.8 suite."""
+    import json
+
+    from compliance_checker.runner import CheckSuite, ComplianceChecker
+
+    CheckSuite.load_all_available_checkers()
+    report = path.with_suffix(".cf.json")
+    ComplianceChecker.run_checker(str(path), ["cf:1.8"], 0, "normal", output_filename=str(report),
+                                  output_format="json")
+    result = json.loads(report.read_text())["cf:1.8"]
+    report.unlink()
+    return [f"{item['name']}: {msg}" for prio in ("high_priorities", "medium_priorities")
+            for item in result[prio] for msg in item["msgs"]]
+
+
+def test_demo_outputs_pass_the_same_checks(tmp_path):
+    """The demo writes through the same writers, so its files pass the same checks as any run's."""
+    import sqlite3
+
+    import netCDF4
+    import pyogrio
+
+    from thalweg.demo import run_demo
+
+    run_demo(tmp_path, device="cpu", quiet=True)
+    for name in ("cance_discharge.nc", "cance_discharge_Qout.nc"):
+        assert _cf_problems(tmp_path / name) == [], name
+    with netCDF4.Dataset(tmp_path / "cance_discharge_Qout.nc") as nc:  # RAPIDpy-style, with the reaches' positions
+        assert nc.variables["Qout"].dimensions == ("time", "rivid") and nc.dimensions["time"].isunlimited()
+        lat, lon = nc.variables["lat"][:], nc.variables["lon"][:]
+        assert 44.8 < lat.min() < lat.max() < 45.4 and 4.3 < lon.min() < lon.max() < 4.9  # the Cance, Ardeche
+    con = sqlite3.connect(tmp_path / "cance_discharge.gpkg")
+    try:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 10300
+        assert con.execute("SELECT count(*) FROM layer_styles WHERE useAsDefault").fetchone()[0] == 1
+    finally:
+        con.close()
+    gauges = pyogrio.read_dataframe(tmp_path / "cance_discharge.gpkg", layer="gauges")
+    assert sorted(gauges["gauge_id"]) == sorted(OFFICIAL_KM2)
+    long = pd.read_csv(tmp_path / "cance_discharge_hydrographs_long.csv", dtype={"gauge_id": str})
+    assert set(long["gauge_id"]) == set(OFFICIAL_KM2) and (long["units"] == "m3/s").all()
+    for png in ("cance_discharge_map.png", "cance_hydrographs.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_format_flags_on_the_sample(tmp_path):
+    """-o NAME.zarr gets a river-route 3 store (+ RAPID Qout beside it with --convention both); --river-id-name and
+    --compression reach the files."""
+    import netCDF4
+    import xarray as xr
+
+    from thalweg.cli import main
+
+    rivers, runoff = SAMPLE / "cance_rivers.gpkg", SAMPLE / "cance_runoff.nc"
+    out = tmp_path / "run.zarr"
+    assert main(["route", str(rivers), str(runoff), "--layer", "rivers", "-o", str(out), "--convention", "both",
+                 "--river-id-name", "river_id", "--compression", "0", "-q"]) == 0
+    with xr.open_zarr(out) as ds:
+        assert ds["Q"].dims == ("river_id", "time")
+    with netCDF4.Dataset(tmp_path / "run_Qout.nc") as nc:
+        assert nc.variables["Qout"].dimensions == ("time", "river_id")
+        assert not nc.variables["Qout"].filters()["zlib"]
+    assert main(["route", str(rivers), str(runoff), "--layer", "rivers", "-o", str(tmp_path / "x.nc"),
+                 "--format", "zarr", "-q"]) == 2

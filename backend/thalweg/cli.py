@@ -53,7 +53,16 @@ def _add_route_arguments(p: argparse.ArgumentParser, *, calibrating: bool) -> No
     """Arguments shared by ``route`` and ``calibrate`` (for calibrate, the parameters given are the prior)."""
     p.add_argument("network", help="hydrography file")
     p.add_argument("runoff", help="runoff file (RAPID m3_riv, river-route catchment_runoff, CSV/parquet)")
-    p.add_argument("-o", "--output", required=True, help="output NetCDF path (OUT.nc); extras go beside it")
+    p.add_argument("-o", "--output", required=True,
+                   help="output discharge file (OUT.nc, Qout_OUT.nc for RAPID, OUT.zarr); extras go beside it")
+    p.add_argument("--format", default="auto", choices=("auto", "river-route", "rapid", "zarr"),
+                   help="discharge file format (default auto: by the name: .zarr -> river-route 3 zarr, a name "
+                        "with Qout -> RAPID Qout, else river-route Q NetCDF)")
+    p.add_argument("--river-id-name", choices=("rivid", "riverId", "river_id"),
+                   help="reach-id dimension of discharge files (default: rivid for RAPID, riverId for river-route "
+                        "NetCDF, river_id for zarr; river_id for GEOGloWS v2 / river-route 2+ code)")
+    p.add_argument("--compression", type=int, default=1, choices=range(10), metavar="LEVEL",
+                   help="zlib level of NetCDF discharge files: 0 (none: fastest, ~25 %% larger) to 9 (default 1)")
     from .irf import SCHEMES
 
     p.add_argument("--scheme", default="muskingum", choices=sorted(SCHEMES), help="routing scheme")
@@ -128,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
     sub.add_parser("schemes", parents=[common], help="list routing schemes and their parameters")
+
+    exp = sub.add_parser("export-params", parents=[common],
+                         help="write the Muskingum k and x per reach in RAPID's and river-route's layouts")
+    exp.add_argument("network", help="hydrography file")
+    exp.add_argument("-o", "--output", required=True, metavar="DIR",
+                     help="folder for rapid_connect.csv, riv_bas_id.csv, k.csv, x.csv and params.parquet")
+    exp.add_argument("--layout", action="append", choices=("rapid", "river-route"), default=[],
+                     help="rapid and/or river-route (default both); repeatable")
+    exp.add_argument("--scheme", default="muskingum", help="a Muskingum scheme (default muskingum)")
+    exp.add_argument("--k", type=float, help="Muskingum K for every reach, s")
+    exp.add_argument("--x", type=float, help="Muskingum x for every reach")
+    exp.add_argument("--k-field", help="network field holding Muskingum K [s]")
+    exp.add_argument("--x-field", help="network field holding Muskingum x")
+    _add_network_options(exp)
 
     serve = sub.add_parser("serve", parents=[common],
                            help="run the local job service for the QGIS plugin and scripts")
@@ -204,9 +227,10 @@ def _route_settings(args: argparse.Namespace) -> RouteSettings:
                 raise InputError(f"parameter '{name}' is given twice.", hint="Give --k or --k-field, not both.")
             params[name] = value
     out = Path(args.output)
-    if out.suffix.lower() not in (".nc", ".nc4"):
-        raise InputError(f"the output '{out}' must be a NetCDF file ending in .nc.", hint="Use -o OUT.nc.")
-    return RouteSettings(
+    from .results.outputs import output_format
+
+    fmt = output_format(out, args.format, args.convention)
+    return RouteSettings(format=fmt, id_name=args.river_id_name, compression=args.compression,
         network=str(args.network), runoff=str(args.runoff), out_dir=str(out.parent), name=out.stem,
         scheme=args.scheme, params=params, engine=args.engine, device=args.device, convention=args.convention,
         schema=args.schema, fields=_field_overrides(args), layer=args.layer, nan=args.nan,
@@ -279,6 +303,29 @@ def _cmd_schemes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_params(args: argparse.Namespace) -> int:
+    from .hydrography import read_network
+    from .results.params_export import LAYOUTS, export_params
+
+    spec: dict[str, Any] = {}
+    for flag, name in (("k", "k"), ("x", "x"), ("k_field", "k"), ("x_field", "x")):
+        if getattr(args, flag) is not None:
+            if name in spec:
+                raise InputError(f"parameter '{name}' is given twice.", hint=f"Give --{name} or --{name}-field, "
+                                                                             f"not both.")
+            spec[name] = getattr(args, flag)
+    net = read_network(args.network, schema=args.schema, fields=_field_overrides(args), layer=args.layer,
+                       check_area=args.check_area)
+    files, used = export_params(args.output, net, args.scheme, spec, args.layout or LAYOUTS)
+    if not args.quiet:
+        print(f"exported k and x of {net.n_reaches:,} reaches ({args.scheme})", file=sys.stderr)
+        for name, origin in used.items():
+            print(f"  parameter {name}: {origin}", file=sys.stderr)
+        for name, path in files.items():
+            print(f"  {name:<18} {path}", file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -293,7 +340,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"info": _cmd_info, "route": _cmd_route, "calibrate": _cmd_calibrate, "demo": _cmd_demo,
-            "schemes": _cmd_schemes, "serve": _cmd_serve}
+            "schemes": _cmd_schemes, "serve": _cmd_serve, "export-params": _cmd_export_params}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

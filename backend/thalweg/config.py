@@ -36,6 +36,10 @@ class RouteSettings:
         prior (travel time = length / velocity(area)).
     engine, device : routing engine and device ('auto', 'cpu', 'cuda').
     convention : 'end' writes river-route ``Q`` (end of step), 'mean' RAPID ``Qout`` (step mean), 'both'.
+    format : the main discharge file's format: 'auto' (by name: ``.zarr``, a ``Qout`` name, else river-route
+        ``Q``), 'river-route', 'rapid' or 'zarr' (``thalweg.results.outputs``).
+    id_name : the reach-id dimension of discharge files ('rivid', 'riverId', 'river_id'); None: per format.
+    compression : zlib level of NetCDF discharge files, 0 (none, fastest) to 9; default 1.
     schema, fields, layer : override the hydrography schema detection.
     nan : runoff NaN policy ('error' or 'zero').
     missing : reaches of the network absent from the runoff: 'error' or 'zero'.
@@ -67,6 +71,9 @@ class RouteSettings:
     observed: str | None = None
     write_gpkg: bool = True
     hydrograph_reaches: list[int] = dataclasses.field(default_factory=list)
+    format: str = "auto"
+    id_name: str | None = None
+    compression: int = 1
 
     def __post_init__(self) -> None:
         from .irf import SCHEMES
@@ -77,6 +84,9 @@ class RouteSettings:
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(f"setting '{name}' is '{value}'.", hint=f"Use one of: {', '.join(allowed)}.")
+        if isinstance(self.compression, bool) or not isinstance(self.compression, int) \
+                or not 0 <= self.compression <= 9:
+            raise InputError(f"setting 'compression' is {self.compression!r}.", hint="Use a zlib level 0 to 9.")
         for key, value in self.params.items():
             if not isinstance(value, (int, float, str)) or isinstance(value, bool):
                 raise InputError(f"parameter '{key}' must be a number or a field name (got {value!r}).")

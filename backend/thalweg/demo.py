@@ -44,7 +44,7 @@ def run_demo(out_dir: Path, *, device: str = "auto", quiet: bool = False) -> dic
     """Run the demo into ``out_dir``; returns the metrics per gauge (also written to metrics.json)."""
     from . import metrics as m
     from ._files import atomic_write_text
-    from .plots import plot_discharge_map, plot_hydrographs
+    from .plots import _signed, plot_discharge_map, plot_hydrographs
     from .workflow import run_route
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -69,7 +69,7 @@ def run_demo(out_dir: Path, *, device: str = "auto", quiet: bool = False) -> dic
                            title="Cance: simulated vs observed discharge at the gauges")
     atomic_write_text(out_dir / "metrics.json", json.dumps(scores, indent=2))
     for gid, s in scores.items():
-        say(f"  gauge {gid}: NSE {s['nse']:.3f}  KGE {s['kge']:.3f}  bias {s['pbias']:+.1f} %")
+        say(f"  gauge {gid}: NSE {s['nse']:.3f}  KGE {s['kge']:.3f}  bias {_signed(s['pbias'], 1)} %")
     for kind, path in {**result.outputs, "map": maps, "hydrograph_plot": hyd}.items():
         say(f"  {kind:<16} {path}")
     say(f"done in {time.perf_counter() - start:.1f} s -> {out_dir}")

@@ -40,8 +40,8 @@ def plot_discharge_map(path: str | Path, network: RiverNetwork, discharge: Any, 
     order = np.array([index[int(r)] for r in network.ids])
     panels = [("maximum over the run", values.max(axis=1)[order])]
     for t in times or []:
-        stamp = np.datetime_as_string(discharge.time[t], unit="h").replace("T", " ")
-        panels.append((f"{stamp}", values[order, t]))
+        stamp = np.datetime_as_string(discharge.time[t], unit="m").replace("T", " ")
+        panels.append((f"{stamp} UTC", values[order, t]))
     lines = [np.asarray(shapely.get_coordinates(g))[:, :2] for g in np.asarray(network.geometry)]
     vmax = max(float(p[1].max()) for p in panels)
     vmin = max(vmax * 1e-3, 1e-3)
@@ -66,13 +66,40 @@ def plot_discharge_map(path: str | Path, network: RiverNetwork, discharge: Any, 
                 xy = lines[pos][-1]
                 ax.plot(*xy, marker="^", color="crimson", markersize=7, markeredgecolor="k")
                 ax.annotate(name, xy, xytext=(4, 4), textcoords="offset points", fontsize=7)
-    fig.colorbar(coll, ax=fig.axes, shrink=0.8, label="discharge [m$^3$ s$^{-1}$]")
+        if k == 0:
+            _scale_bar(ax, allxy, network.crs)
+    fig.colorbar(coll, ax=fig.axes, shrink=0.8, label="discharge [m$^3$/s] (log scale)")
     if title:
         fig.suptitle(title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def _scale_bar(ax, xy: np.ndarray, crs: Any) -> None:
+    """A scale bar of a round length (about a fifth of the map's width) in the lower right, for maps in metres."""
+    try:
+        from pyproj import CRS
+
+        unit = CRS.from_user_input(crs).axis_info[0].unit_name if crs is not None else None
+    except Exception:  # an unknown CRS: no scale rather than a wrong one
+        unit = None
+    if unit not in ("metre", "meter"):
+        return
+    (x0, y0), (x1, _) = xy.min(axis=0), xy.max(axis=0)
+    target = (x1 - x0) / 5
+    length = 10 ** np.floor(np.log10(target))
+    length *= next(m for m in (5, 2, 1) if m * length <= target)
+    ax.plot([x1 - length, x1], [y0, y0], color="k", lw=2.5, solid_capstyle="butt")
+    label = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+    ax.annotate(label, (x1 - length / 2, y0), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
+
+
+def _signed(value: float, digits: int) -> str:
+    """'+3 %', '-10 %', and '0 %' rather than '-0 %' when a small negative value rounds to zero."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
 
 
 def plot_hydrographs(path: str | Path, discharge: Any, gauges: Any, *, metrics: dict | None = None,
@@ -90,11 +117,16 @@ def plot_hydrographs(path: str | Path, discharge: Any, gauges: Any, *, metrics: 
         label = f"{gid}" + (f" {name}" if name != str(gid) else "") + f" (reach {reach})"
         if metrics and gid in metrics:
             m = metrics[gid]
-            label += f"   NSE {m['nse']:.2f}  KGE {m['kge']:.2f}  bias {m['pbias']:+.0f} %"
+            label += f"   NSE {m['nse']:.2f}  KGE {m['kge']:.2f}  bias {_signed(m['pbias'], 0)} %"
         ax.set_title(label, fontsize=9, loc="left")
-        ax.set_ylabel("m$^3$ s$^{-1}$")
+        ax.set_ylabel("discharge [m$^3$/s]")
+        ax.set_ylim(bottom=0)  # discharge axes start at zero (matplotlib's margin would show negative flows)
+        ax.set_xlim(times[0], times[-1])
+        ax.grid(True, lw=0.3, alpha=0.5)
         if k == 0:
             ax.legend(loc="upper right", fontsize=8)
+        if k == n - 1:
+            ax.set_xlabel("time (UTC, end of each step)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -164,6 +164,10 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     report = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
     out_dir = Path(settings.out_dir)
+    from .results.outputs import output_format
+
+    output_format(out_dir / f"{settings.name}{'.zarr' if settings.format == 'zarr' else '.nc'}", settings.format,
+                  settings.convention)  # a bad format or convention fails before any reading
 
     network, runoff = _read_inputs(settings, network, runoff, report, should_stop, timings)
     _check(should_stop, "routing")
@@ -188,7 +192,7 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     timings["route"] = time.perf_counter() - t0
     _check(should_stop, "writing outputs")
 
-    from .results import Discharge, write_hydrographs_csv, write_q, write_qout, write_summary_gpkg
+    from .results import Discharge
 
     from .routing.engines import resolve
 
@@ -205,20 +209,13 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
 
     t0 = time.perf_counter()
     report(0.92, "writing outputs")
-    outputs: dict[str, Path] = {}
-    if settings.convention in ("end", "both"):
-        outputs["q"] = write_q(out_dir / f"{settings.name}.nc", discharge)
-    if settings.convention in ("mean", "both"):
-        suffix = "_Qout" if settings.convention == "both" else ""
-        outputs["qout"] = write_qout(out_dir / f"{settings.name}{suffix}.nc", discharge, convention="mean")
-    if settings.write_gpkg and network.geometry is not None:
-        outputs["gpkg"] = write_summary_gpkg(out_dir / f"{settings.name}.gpkg", network, discharge)
-    reaches = list(dict.fromkeys([*(gauges.reach_ids.tolist() if gauges is not None else []),
-                                  *settings.hydrograph_reaches]))
-    if reaches:
-        outputs["hydrographs"] = write_hydrographs_csv(out_dir / f"{settings.name}_hydrographs.csv", discharge,
-                                                       reaches)
-    outputs["settings"] = atomic_write_text(out_dir / f"{settings.name}.settings.json", settings.to_json())
+    from .results.outputs import write_route_outputs
+
+    outputs = write_route_outputs(
+        out_dir, settings.name, discharge, network, convention=settings.convention, fmt=settings.format,
+        id_name=settings.id_name, gpkg=settings.write_gpkg, gauges=gauges, reaches=settings.hydrograph_reaches,
+        texts={"settings": (f"{settings.name}.settings.json", settings.to_json())},
+        progress=lambda f, m: report(0.92 + 0.08 * f, m), compression=settings.compression)
     timings["write"] = time.perf_counter() - t0
     report(1.0, "done")
     return RouteResult(outputs=outputs, discharge=discharge, network=network, timings=timings,

@@ -72,7 +72,7 @@ def test_end_convention_and_optional_coordinates(tmp_path, discharge):
         assert ds["Qout"].attrs["cell_methods"] == "time: point" and {"lat", "lon"} <= set(ds["Qout"].coords)
         assert ds.attrs["thalweg_time_convention"] == "end" and "Qfinal" not in ds
         np.testing.assert_array_equal(ds["lat"].values, [45.0, 45.5, 46.0])
-        assert ds.attrs["Conventions"] == "CF-1.6" and ds.attrs["scheme"] == "muskingum"
+        assert ds.attrs["Conventions"] == "CF-1.8" and ds.attrs["scheme"] == "muskingum"
     with pytest.raises(ValueError, match="convention"):
         write_qout(tmp_path / "x.nc", discharge, "instant")
 
@@ -133,7 +133,7 @@ def test_summary_gpkg(tmp_path):
     inner = np.flatnonzero(net.downstream >= 0)[0]
     assert gdf.loc[net.ids[inner], "downstream_id"] == net.ids[net.downstream[inner]]
     assert gdf.geometry.iloc[0].equals(net.geometry[0])
-    assert (pd.to_datetime(gdf["time_of_max"]) == pd.Timestamp("2020-01-01T05:00")).all()
+    assert (pd.to_datetime(gdf["time_of_max"]) == pd.Timestamp("2020-01-01T05:00", tz="UTC")).all()
     np.testing.assert_allclose(gdf["q05"], (4 + 0.8) * np.arange(1, net.n_reaches + 1), rtol=1e-6)
 
 
@@ -150,8 +150,8 @@ def test_summary_gpkg_errors(tmp_path, discharge):
 def test_hydrographs_csv(tmp_path, discharge):
     path = write_hydrographs_csv(tmp_path / "h.csv", discharge, [30, 10])
     lines = path.read_text().splitlines()
-    assert lines[0] == "time,30,10"
-    assert lines[1] == "2021-03-01T01:00:00,10.0,1.0" and lines[-1] == "2021-03-01T05:00:00,40.0,4.0"
+    assert lines[0] == "time,30 [m3/s],10 [m3/s]"
+    assert lines[1] == "2021-03-01T01:00:00Z,10.0,1.0" and lines[-1] == "2021-03-01T05:00:00Z,40.0,4.0"
     with pytest.raises(NetworkError, match="99"):
         write_hydrographs_csv(tmp_path / "bad.csv", discharge, [99])
     assert not (tmp_path / "bad.csv").exists()
@@ -172,14 +172,14 @@ def test_failing_writes_leave_nothing(tmp_path, discharge, monkeypatch):
                                                                          1 / 0))
     with pytest.raises(ZeroDivisionError):
         write_hydrographs_csv(tmp_path / "h.csv", discharge, [10])
-    import geopandas as gpd
+    import pyogrio
 
-    def gpkg_fails(self, path, **kwargs):
+    def gpkg_fails(table, path, **kwargs):
         open(path, "wb").write(b"SQLite format 3")
         open(str(path) + "-journal", "wb").write(b"")
         raise RuntimeError("GDAL error")
 
-    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", gpkg_fails)
+    monkeypatch.setattr(pyogrio, "write_arrow", gpkg_fails)
     net = scheidegger_network(20, seed=1, with_geometry=True)
     d = Discharge(np.ones((net.n_reaches, 2), np.float32), net.ids,
                   np.array(["2020-01-01T01", "2020-01-01T02"], "datetime64[ns]"), 3600.0)

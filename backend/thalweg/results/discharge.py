@@ -20,14 +20,22 @@ class Discharge(ReachSeries):
     ----------
     values : float32 [N, T], m3/s, instantaneous outflow of each reach at the END of each step.
     ids : int64 [N], reach ids.
-    time : datetime64[ns] [T], the END of each step (step t covers (time[t] - dt, time[t]]).
+    time : datetime64[ms] [T], the END of each step (step t covers (time[t] - dt, time[t]]); milliseconds hold
+        any CF date (nanoseconds end in 2262).
     dt : step length, s.
     attrs : provenance written into files (scheme, engine, network and runoff paths, version).
     """
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.step <= np.timedelta64(0, "ms"):  # 1e-12 s would stamp every step alike
+            raise InputError(f"the step length {self.dt:g} s is shorter than the time stamps' resolution "
+                             f"({np.datetime_data(self.time.dtype)[0]}).", field="dt",
+                             hint="Give the step length in seconds (at least 1e-3 s).")
+
     @property
     def start_time(self) -> np.ndarray:
-        """datetime64[ns] [T], the start of each step."""
+        """datetime64[ms] [T], the start of each step."""
         return self.time - self.step
 
     def index_of(self, reach_ids: Any) -> np.ndarray:
@@ -48,9 +56,12 @@ class Discharge(ReachSeries):
 
     def at(self, time: Any) -> np.ndarray:
         """Q [N] at the end of the step ending nearest ``time``; InputError naming the covered range otherwise."""
-        t = np.datetime64(time, "ns") if not isinstance(time, np.datetime64) else time.astype("datetime64[ns]")
-        first, last = self.time[0] - self.step, self.time[-1]
-        if self.n_steps == 0 or t < first or t > last:
+        if self.n_steps == 0:
+            raise InputError("the discharge holds no time step.", field="time")
+        t = np.datetime64(time) if not isinstance(time, np.datetime64) else time
+        t = t.astype(self.time.dtype)
+        first, last = self.start_time[0], self.time[-1]
+        if t < first or t > last:
             raise InputError(f"time {t} is outside the routed period {first} .. {last}.", field="time",
                              hint="Pick a time inside the routed period.")
         k = int(np.argmin(np.abs((self.time - t).astype(np.int64))))

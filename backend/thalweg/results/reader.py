@@ -11,8 +11,8 @@ from .._paths import check_input
 from ..errors import InputError, SchemaError
 from ..names import REACH_ID_NAMES, TIME_NAMES, as_ids, find_name
 from ..runoff._time import cf_bounds, decode_cf_times, step_delta, step_starts
-from .discharge import Discharge
 from ..runoff._warn import warn
+from .discharge import Discharge
 
 __all__ = ["read_discharge"]
 
@@ -20,7 +20,7 @@ _VARIABLES = ("Qout", "Q", "discharge", "streamflow")
 
 
 def read_discharge(path: str | Path, *, variable: str | None = None, dt: float | None = None) -> Discharge:
-    """Read a discharge NetCDF written by Thalweg, RAPID, GEOGloWS or river-route.
+    """Read a discharge NetCDF (or zarr store) written by Thalweg, RAPID, GEOGloWS or river-route.
 
     The time convention comes from ``thalweg_time_convention``, else ``cell_methods`` ('time: mean' or
     'time: point'), else the variable (RAPID ``Qout``: mean, river-route ``Q``: end). Thalweg's mean files
@@ -35,8 +35,11 @@ def read_discharge(path: str | Path, *, variable: str | None = None, dt: float |
     """
     import xarray as xr
 
-    path = check_input(path, what="discharge file", error=InputError)
-    with xr.open_dataset(path, decode_times=False) as ds:
+    zarr = Path(path).suffix.lower() == ".zarr" or Path(path).is_dir()
+    path = check_input(path, what="discharge zarr store" if zarr else "discharge file", error=InputError,
+                       folder=zarr)
+    opened = xr.open_zarr(path, decode_times=False) if zarr else xr.open_dataset(path, decode_times=False)
+    with opened as ds:
         name = variable or next((v for v in _VARIABLES if v in ds.data_vars), None)
         if name is None or name not in ds.data_vars:
             raise SchemaError(f"no discharge variable (variables: {', '.join(map(str, ds.data_vars))}).", path=path,

@@ -1,4 +1,5 @@
-"""Result writers: RAPID/GEOGloWS Qout and river-route Q NetCDF, a GeoPackage summary layer, hydrograph CSV.
+"""Result writers: RAPID/GEOGloWS Qout and river-route Q NetCDF, river-route 3 zarr, a GeoPackage summary
+(reaches and gauges), hydrograph CSV (wide and long).
 
 Every writer goes through ``thalweg._files.atomic_path``: a failing write leaves no file behind.
 
@@ -9,6 +10,10 @@ START with ``time_bnds`` = [start, end] and ``cell_methods = "time: mean"``; the
 which a mean file cannot hold, goes into ``Qfinal(rivid)`` (the quantity of RAPID's Qfinal file), so that
 :func:`read_discharge` gives back exactly what was written. ``convention="end"`` writes Q[t] stamped at the
 step END with ``cell_methods = "time: point"``. Both files carry ``thalweg_time_convention``.
+
+NetCDF files follow CF-1.8 (checked in the tests with the IOOS compliance checker): numeric float64 time
+with units and calendar (any date, see ``_cftime``), units on every coordinate, ``_FillValue`` on the
+discharge, an unlimited time dimension, chunked and zlib-compressed (level 1, shuffled) data.
 """
 from __future__ import annotations
 
@@ -21,16 +26,42 @@ from typing import Any
 import numpy as np
 
 from .._files import atomic_path
-from ..errors import GeometryError, NetworkError, format_ids
-from ..runoff._time import encode_cf_times
+from ..errors import GeometryError, InputError, NetworkError, format_ids, opt
+from ._cftime import encode_times, iso_utc
 from .discharge import Discharge
 from .summary import summarize
 
-__all__ = ["write_qout", "write_q", "write_summary_gpkg", "write_hydrographs_csv", "CONVENTIONS"]
+__all__ = ["write_qout", "write_q", "write_zarr", "write_summary_gpkg", "write_hydrographs_csv",
+           "write_hydrographs_long_csv", "reach_points", "CONVENTIONS", "ID_NAMES", "SUMMARY_FIELDS"]
 
 CONVENTIONS = ("mean", "end")
+ID_NAMES = ("rivid", "riverId", "river_id")  # RAPID / GEOGloWS v1; river-route 1.x; GEOGloWS v2, river-route 2+
+UNITS = "m3 s-1"
 _RESERVED = {"Conventions", "title", "institution", "source", "history", "references", "comment", "featureType",
              "thalweg_time_convention", "thalweg_dt_seconds", "thalweg_provenance"}
+_FILL = np.float32(np.nan)
+# reaches x steps of one chunk (<= 4 MB): blocks of reaches over long spans of time, as river-route and GEOGloWS
+# lay out their files, so that reading one reach's series touches few chunks
+_CHUNK_REACHES, _CHUNK_STEPS = 512, 2048
+
+# the summary layer's fields (names read by the plugin), alias with units, description
+SUMMARY_FIELDS = {
+    "reach_id": ("Reach id", "id of the reach (the network's id field)"),
+    "downstream_id": ("Downstream reach id", "id of the reach downstream; -1 at an outlet"),
+    "length_m": ("Length [m]", "reach length, m"),
+    "area_km2": ("Drainage area [km2]", "upstream drainage area at the reach's downstream end, km2"),
+    "mean": ("Mean discharge [m3/s]", "mean of the end-of-step discharge over the run, m3/s"),
+    "max": ("Maximum discharge [m3/s]", "largest end-of-step discharge of the run, m3/s"),
+    "time_of_max": ("Time of maximum [UTC]", "end of the step holding the maximum (the first if tied), UTC"),
+    "q05": ("Q5, high flow [m3/s]", "discharge exceeded 5 % of the time (95th percentile), m3/s"),
+    "q50": ("Q50, median [m3/s]", "median discharge (exceeded 50 % of the time), m3/s"),
+    "q95": ("Q95, low flow [m3/s]", "discharge exceeded 95 % of the time (5th percentile), m3/s"),
+}
+_GAUGE_FIELDS = {
+    "gauge_id": ("Gauge id", "id of the gauge (the gauge table's gauge_id)"),
+    "gauge_name": ("Gauge name", "display name of the gauge"),
+    **{k: v for k, v in SUMMARY_FIELDS.items() if k not in ("downstream_id", "length_m")},
+}
 
 
 def _version() -> str:
@@ -39,16 +70,20 @@ def _version() -> str:
     return __version__
 
 
-def _global_attrs(discharge: Discharge, convention: str, title: str) -> dict[str, Any]:
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+def _global_attrs(discharge: Discharge, convention: str, title: str, *, located: bool) -> dict[str, Any]:
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     attrs: dict[str, Any] = {
-        "Conventions": "CF-1.6", "featureType": "timeSeries", "title": title,
-        "source": f"Thalweg {_version()}", "history": f"date created: {now}",
-        "references": "ROUTING.md section 1 (time conventions)",
+        "Conventions": "CF-1.8", "title": title, "institution": "Thalweg user",
+        "source": f"Thalweg {_version()} river routing", "history": f"{now} created by Thalweg {_version()}",
+        "references": "Thalweg ROUTING.md section 1 (time conventions)",
+        "comment": ("Q is the instantaneous discharge at the end of each step" if convention == "end" else
+                    "Qout is the mean discharge over each step; Qfinal the discharge at the end of the last step"),
         "thalweg_time_convention": convention, "thalweg_dt_seconds": float(discharge.dt),
         # the exact provenance, restored by read_discharge; the plain copies below are for people
         "thalweg_provenance": json.dumps(discharge.attrs, default=_jsonable, sort_keys=True),
     }
+    if located:  # a CF discrete-sampling-geometry time series needs the stations' positions
+        attrs["featureType"] = "timeSeries"
     for key, value in discharge.attrs.items():
         if key not in _RESERVED and isinstance(value, (str, int, float)) and not isinstance(value, bool) \
                 and str(key).replace("_", "").isalnum():
@@ -70,28 +105,80 @@ def _id_array(ids: np.ndarray) -> np.ndarray:
     return ids.astype(np.int32) if ids.size == 0 or (ids.min() >= info.min and ids.max() <= info.max) else ids
 
 
+def _check_id_name(id_name: str, where: str) -> str:
+    if id_name not in ID_NAMES:
+        raise InputError(f"the reach-id dimension name '{id_name}' is not one Thalweg writes.",
+                         hint=f"Use {opt(where + '.id_name', 'river_id')} with one of: {', '.join(ID_NAMES)}.")
+    return id_name
+
+
 def _time_vars(stamps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict[str, Any]:
     import xarray as xr
 
-    t, units = encode_cf_times(np.concatenate([stamps, starts, ends]))
     n = stamps.size
-    time = xr.Variable(("time",), t[:n], {"standard_name": "time", "long_name": "time", "units": units,
-                                          "axis": "T", "calendar": "standard", "bounds": "time_bnds"})
+    t, cf = encode_times(np.concatenate([stamps.astype(ends.dtype), starts.astype(ends.dtype), ends]))
+    time = xr.Variable(("time",), t[:n], {"standard_name": "time", "long_name": "time", "axis": "T",
+                                          "bounds": "time_bnds", **cf})
+    # CF: bounds inherit the time variable's units and calendar and carry no attributes of their own
     bnds = xr.Variable(("time", "nv"), np.stack([t[n:2 * n], t[2 * n:]], axis=1))
     return {"time": time, "time_bnds": bnds}
 
 
-def _write_netcdf(path: Any, ds) -> Path:
-    encoding = {name: {"_FillValue": None} for name in ds.variables}
+def _locations(lat: Sequence[float] | None, lon: Sequence[float] | None, n: int, dim: str) -> dict[str, Any]:
+    """lat/lon of each reach (WGS 84 degrees) and the CF grid mapping that names the datum."""
+    import xarray as xr
+
+    if lat is None and lon is None:
+        return {}
+    if lat is None or lon is None:
+        raise InputError("give both lat and lon, or neither.", hint=f"Pass {opt('write_qout.lat')} and "
+                                                                    f"{opt('write_qout.lon')} together.")
+    la, lo = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+    if la.shape != (n,) or lo.shape != (n,):
+        raise AssertionError(f"lat {la.shape} / lon {lo.shape} do not match {n} reaches")
+    return {
+        "lat": xr.Variable((dim,), la, {"standard_name": "latitude", "long_name": "latitude of the reach outlet",
+                                        "units": "degrees_north", "axis": "Y"}),
+        "lon": xr.Variable((dim,), lo, {"standard_name": "longitude", "long_name": "longitude of the reach outlet",
+                                        "units": "degrees_east", "axis": "X"}),
+        "crs": xr.Variable((), np.int32(0), {
+            "grid_mapping_name": "latitude_longitude", "semi_major_axis": 6378137.0,
+            "inverse_flattening": 298.257223563, "longitude_of_prime_meridian": 0.0, "epsg_code": "EPSG:4326",
+            "long_name": "WGS 84 (lat and lon)"}),
+    }
+
+
+def _chunk(size: int, most: int) -> int:
+    """Chunk length <= ``most`` that splits ``size`` into equal chunks: HDF5 stores edge chunks whole, so 2,160
+    steps in chunks of 2,048 would take the room of 4,096 (uncompressed files twice their size)."""
+    count = max(1, -(-size // most))
+    return max(1, -(-size // count))
+
+
+def _encoding(ds, data: Sequence[str], compression: int) -> dict[str, dict[str, Any]]:
+    if not (isinstance(compression, int) and 0 <= compression <= 9):
+        raise ValueError(f"compression must be a zlib level 0..9, not {compression!r}")
+    encoding: dict[str, dict[str, Any]] = {name: {"_FillValue": None} for name in ds.variables}
+    for name in data:
+        var = ds[name]
+        chunks = tuple(_chunk(size, _CHUNK_STEPS if dim == "time" else _CHUNK_REACHES)
+                       for dim, size in zip(var.dims, var.shape))
+        encoding[name] = {"_FillValue": _FILL, "dtype": "float32", "chunksizes": chunks,
+                          **({"zlib": True, "complevel": compression, "shuffle": True} if compression else {})}
+    return encoding
+
+
+def _write_netcdf(path: Any, ds, data: Sequence[str], compression: int) -> Path:
+    encoding = _encoding(ds, data, compression)
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding)
+        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding, unlimited_dims=["time"])
     return Path(path)
 
 
 def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean", *,
                initial: np.ndarray | None = None, lat: Sequence[float] | None = None,
-               lon: Sequence[float] | None = None) -> Path:
-    """Write a RAPID/GEOGloWS ``Qout(time, rivid)`` float32 NetCDF (CF-1.6, units m3 s-1).
+               lon: Sequence[float] | None = None, id_name: str = "rivid", compression: int = 1) -> Path:
+    """Write a RAPID/GEOGloWS ``Qout(time, rivid)`` float32 NetCDF (CF-1.8, units m3 s-1).
 
     Parameters
     ----------
@@ -99,107 +186,335 @@ def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean",
     convention : 'mean' (RAPID step means = Q[t-1], stamped at step starts, plus ``Qfinal``) or 'end'
         (Q[t] stamped at step ends).
     initial : [N] m3/s, discharge at the start of the first step for 'mean' (default 0: a cold start).
-    lat, lon : [N] optional reach coordinates, degrees.
+    lat, lon : [N] optional reach outlet coordinates, degrees (WGS 84); written with a ``crs`` grid mapping.
+    id_name : the reach-id dimension and variable: 'rivid' (RAPID, read by RAPIDpy), or 'river_id' / 'riverId'.
+    compression : zlib level of the discharge (0: none). Level 1 with shuffling saves ~20-30 % on discharge
+        (float mantissas compress little) and costs ~10x the write time of an uncompressed file.
     """
     import xarray as xr
 
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
+    rid = _check_id_name(id_name, "write_qout")
     q = discharge.values
     starts, ends = discharge.start_time, discharge.time
-    ids = _id_array(discharge.ids)
+    located = _locations(lat, lon, discharge.n_reaches, rid)
+    extra = {"grid_mapping": "crs"} if located else {}
     variables: dict[str, Any] = {}
+    data = ["Qout"]
     if convention == "mean":
         first = np.zeros(discharge.n_reaches, np.float32) if initial is None else np.asarray(initial, np.float32)
         if first.shape != (discharge.n_reaches,):
             raise AssertionError(f"initial has shape {first.shape}, expected ({discharge.n_reaches},)")
-        values = np.concatenate([first[:, None], q[:, :-1]], axis=1) if discharge.n_steps else q
+        # Qout is (time, rivid): build the shifted series transposed in place (one copy of [N, T], not three)
+        values = np.empty((discharge.n_steps, discharge.n_reaches), np.float32)
+        if discharge.n_steps:
+            values[0] = first
+            values[1:] = q[:, :-1].T
         stamps, cell = starts, "time: mean"
         long_name = "average river water discharge downstream of each river reach"
         variables["Qfinal"] = xr.Variable(
-            ("rivid",), (q[:, -1] if discharge.n_steps else first).astype(np.float32),
+            (rid,), (q[:, -1] if discharge.n_steps else first).astype(np.float32),
             {"long_name": "instantaneous river water discharge downstream of each river reach at the end of the "
-                          "last step", "units": "m3 s-1", "coordinates": "lon lat" if lat is not None else None})
+                          "last step", "standard_name": "water_volume_transport_in_river_channel", "units": UNITS,
+             **extra})
+        data.append("Qfinal")
     else:
-        values, stamps, cell = q, ends, "time: point"
+        values, stamps, cell = np.ascontiguousarray(q.T, dtype=np.float32), ends, "time: point"
         long_name = "instantaneous river water discharge downstream of each river reach at the end of each step"
-    qattrs = {"long_name": long_name, "units": "m3 s-1", "cell_methods": cell}
-    if lat is not None and lon is not None:
-        qattrs["coordinates"] = "lon lat"
-    variables["Qout"] = xr.Variable(("time", "rivid"), np.ascontiguousarray(values.T, dtype=np.float32), qattrs)
-    variables["rivid"] = xr.Variable(("rivid",), ids, {"long_name": "unique identifier for each river reach",
-                                                       "units": "1", "cf_role": "timeseries_id"})
+    variables["Qout"] = xr.Variable(("time", rid), values,
+                                    {"long_name": long_name, "standard_name": "water_volume_transport_in_river_channel",
+                                     "units": UNITS, "cell_methods": cell, **extra})
+    variables[rid] = xr.Variable((rid,), _id_array(discharge.ids),
+                                 {"long_name": "unique identifier for each river reach", "units": "1",
+                                  "cf_role": "timeseries_id"})
     variables.update(_time_vars(stamps, starts, ends))
-    if lat is not None and lon is not None:
-        variables["lat"] = xr.Variable(("rivid",), np.asarray(lat, np.float64),
-                                       {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"})
-        variables["lon"] = xr.Variable(("rivid",), np.asarray(lon, np.float64),
-                                       {"standard_name": "longitude", "units": "degrees_east", "axis": "X"})
-    for var in variables.values():
-        var.attrs = {k: v for k, v in var.attrs.items() if v is not None}
-    ds = xr.Dataset(variables, attrs=_global_attrs(discharge, convention, "Thalweg routed discharge (RAPID Qout)"))
-    return _write_netcdf(path, ds)
+    coords = {name: located[name] for name in ("lat", "lon") if name in located}
+    variables.update({k: v for k, v in located.items() if k == "crs"})
+    ds = xr.Dataset(variables, coords=coords,
+                    attrs=_global_attrs(discharge, convention, "Thalweg routed discharge (RAPID Qout)",
+                                        located=bool(located)))
+    return _write_netcdf(path, ds, data, compression)
 
 
-def write_q(path: str | Path, discharge: Discharge) -> Path:
-    """Write a river-route style ``Q(riverId, time)`` float32 NetCDF of end-of-step discharge (m3 s-1)."""
+def _q_dataset(discharge: Discharge, rid: str, lat=None, lon=None, *, cf_ids: bool = True):
     import xarray as xr
 
+    located = _locations(lat, lon, discharge.n_reaches, rid)
+    extra = {"grid_mapping": "crs"} if located else {}
     variables: dict[str, Any] = {
-        "Q": xr.Variable(("riverId", "time"), discharge.values.astype(np.float32),
+        "Q": xr.Variable((rid, "time"), np.asarray(discharge.values, np.float32),  # no copy
                          {"long_name": "discharge at the downstream end of each river at the end of each step",
-                          "standard_name": "water_volume_transport_in_river_channel", "units": "m3 s-1",
-                          "cell_methods": "time: point"}),
-        "riverId": xr.Variable(("riverId",), _id_array(discharge.ids),
-                               {"long_name": "unique identifier for each river", "cf_role": "timeseries_id"}),
+                          "standard_name": "water_volume_transport_in_river_channel", "units": UNITS,
+                          "cell_methods": "time: point", **extra}),
+        rid: xr.Variable((rid,), discharge.ids if not cf_ids else _id_array(discharge.ids),
+                         {"long_name": "unique identifier for each river", "units": "1",
+                          "cf_role": "timeseries_id"}),
     }
     variables.update(_time_vars(discharge.time, discharge.start_time, discharge.time))
-    ds = xr.Dataset(variables, attrs=_global_attrs(discharge, "end", "Thalweg routed discharge (river-route Q)"))
-    return _write_netcdf(path, ds)
+    coords = {name: located[name] for name in ("lat", "lon") if name in located}
+    if "crs" in located:
+        variables["crs"] = located["crs"]
+    return xr.Dataset(variables, coords=coords,
+                      attrs=_global_attrs(discharge, "end", "Thalweg routed discharge (river-route Q)",
+                                          located=bool(located)))
 
 
-def write_summary_gpkg(path: str | Path, network, discharge: Discharge, layer: str = "discharge") -> Path:
-    """A GeoPackage layer of reach lines with the summary statistics of :func:`summarize`.
+def write_q(path: str | Path, discharge: Discharge, *, id_name: str = "riverId", lat: Sequence[float] | None = None,
+            lon: Sequence[float] | None = None, compression: int = 1) -> Path:
+    """Write a river-route style ``Q(riverId, time)`` float32 NetCDF of end-of-step discharge (m3 s-1, CF-1.8).
 
-    Fields: reach_id, downstream_id (-1 at outlets), length_m, area_km2 (upstream drainage area),
-    mean, max, time_of_max, q05, q50, q95 (m3/s; q05 is exceeded 5 % of the time). Reaches of the network
-    without discharge get empty statistics. The file holds this one layer (it is replaced atomically).
+    id_name : the reach-id dimension: 'riverId' (river-route 1.x, the default), 'river_id' (river-route 2+,
+        GEOGloWS v2: ``ds.sel(river_id=...)``) or 'rivid'.
+    lat, lon : [N] optional reach outlet coordinates, degrees (WGS 84).
+    compression : zlib level (0: none), as :func:`write_qout`.
     """
-    import geopandas as gpd
+    ds = _q_dataset(discharge, _check_id_name(id_name, "write_q"), lat, lon)
+    return _write_netcdf(path, ds, ["Q"], compression)
 
+
+def write_zarr(path: str | Path, discharge: Discharge, *, id_name: str = "river_id",
+               lat: Sequence[float] | None = None, lon: Sequence[float] | None = None) -> Path:
+    """Write a river-route 3 style zarr store: ``Q(river_id, time)`` float32 end-of-step discharge (m3 s-1).
+
+    The layout river-route 3 and GEOGloWS v2 retrospective data use: one ``Q`` array chunked by blocks of
+    rivers over the whole period, ``river_id`` (int64) and numeric CF ``time``, consolidated metadata
+    (``xarray.open_zarr`` opens it). The store is a folder, replaced as a whole (atomically).
+    """
+    ds = _q_dataset(discharge, _check_id_name(id_name, "write_zarr"), lat, lon, cf_ids=False)
+    n, t = discharge.values.shape
+    encoding = {name: {} for name in ds.variables}
+    encoding["Q"] = {"chunks": (max(1, min(n, 500)), max(1, t)), "_FillValue": _FILL}
+    import warnings
+
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # zarr 3 warns that consolidated metadata is not in the v3 spec: river-route 3 writes it all the same
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        ds.to_zarr(tmp, mode="w", consolidated=True, encoding=encoding)
+    return Path(path)
+
+
+def reach_points(network, positions: np.ndarray | None = None) -> np.ndarray:
+    """The downstream end (last vertex) of each reach's line, in the network's CRS: shapely points [N].
+
+    Discharge is given at the downstream end of a reach, so that is where a reach's point value sits.
+    """
+    import shapely
+
+    geoms = np.asarray(network.geometry.values if hasattr(network.geometry, "values") else network.geometry)
+    if positions is not None:
+        geoms = geoms[np.asarray(positions)]
+    lines = shapely.get_geometry(geoms, -1)  # last part of a multi-line, the line itself otherwise
+    lines = np.where(shapely.get_type_id(geoms) == 5, lines, geoms)
+    return shapely.get_point(lines, -1)
+
+
+def reach_lonlat(network, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """WGS 84 latitude and longitude [N] of the downstream end of the reaches ``ids``; None without geometry/CRS."""
+    import shapely
+
+    if network.geometry is None or network.crs is None:
+        return None
+    points = reach_points(network, network.index_of(ids))
+    xy = shapely.get_coordinates(points)
+    if xy.shape[0] != points.size:
+        return None  # empty geometries: no position to give
+    from pyproj import CRS, Transformer
+
+    source = CRS.from_user_input(network.crs)
+    if source.to_epsg() == 4326 or (source.is_geographic and source.name == "WGS 84"):
+        return xy[:, 1].copy(), xy[:, 0].copy()
+    to_wgs84 = Transformer.from_crs(source, "EPSG:4326", always_xy=True)
+    lon, lat = to_wgs84.transform(xy[:, 0], xy[:, 1])
+    return np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+
+
+def _arrow_columns(columns: dict[str, np.ndarray]):
+    """pyarrow arrays: datetimes as UTC timestamps (GeoPackage wants the Z), NaN/NaT as NULL."""
+    import pyarrow as pa
+
+    out = {}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if values.dtype.kind == "M":
+            arr = pa.array(values.astype("datetime64[ms]"), mask=np.isnat(values)).cast(pa.timestamp("ms", tz="UTC"))
+        elif values.dtype.kind == "f":
+            arr = pa.array(values.astype(np.float64), mask=~np.isfinite(values))
+        elif values.dtype.kind in "iu":
+            arr = pa.array(values.astype(np.int64))
+        else:
+            arr = pa.array(values.astype(str))
+        out[name] = arr
+    return out
+
+
+def _write_layer(path: Path, layer: str, columns: dict[str, np.ndarray], geometry: np.ndarray, crs: Any,
+                 *, append: bool) -> None:
+    """One layer written in one go through GDAL's arrow interface (WKB geometries, no per-feature loop)."""
+    import pyarrow as pa
+    import pyogrio
+    import shapely
+
+    table = pa.table({**_arrow_columns(columns), "geom": pa.array(shapely.to_wkb(geometry), pa.binary())})
+    names = {0: "Point", 1: "LineString", 4: "MultiPoint", 5: "MultiLineString"}
+    kinds = set(shapely.get_type_id(geometry[~shapely.is_missing(geometry)]).tolist()) if geometry.size else set()
+    gtype = names.get(kinds.pop(), "Unknown") if len(kinds) == 1 else "Unknown"
+    pyogrio.write_arrow(table, path, layer=layer, driver="GPKG", geometry_name="geom", geometry_type=gtype,
+                        crs=None if crs is None else _crs_text(crs), append=append,
+                        dataset_options=None if append else {"VERSION": "1.3"},
+                        layer_options={"FID": "fid", "SPATIAL_INDEX": "YES"})
+
+
+def _crs_text(crs: Any) -> str:
+    from pyproj import CRS
+
+    return CRS.from_user_input(crs).to_wkt()
+
+
+def _describe_fields(path: Path, fields: dict[str, dict[str, tuple[str, str]]]) -> None:
+    """Field aliases with units (GeoPackage schema extension, gpkg_data_columns): QGIS shows them as aliases."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS gpkg_data_columns (table_name TEXT NOT NULL, column_name TEXT NOT "
+                    "NULL, name TEXT, title TEXT, description TEXT, mime_type TEXT, constraint_name TEXT, "
+                    "CONSTRAINT pk_gdc PRIMARY KEY (table_name, column_name), CONSTRAINT gdc_tn UNIQUE "
+                    "(table_name, name))")
+        con.execute("CREATE TABLE IF NOT EXISTS gpkg_extensions (table_name TEXT, column_name TEXT, extension_name "
+                    "TEXT NOT NULL, definition TEXT NOT NULL, scope TEXT NOT NULL, CONSTRAINT ge_tce UNIQUE "
+                    "(table_name, column_name, extension_name))")
+        con.execute("INSERT OR IGNORE INTO gpkg_extensions VALUES ('gpkg_data_columns', NULL, 'gpkg_schema', "
+                    "'http://www.geopackage.org/spec/#extension_schema', 'read-write')")
+        con.executemany("INSERT OR REPLACE INTO gpkg_data_columns (table_name, column_name, name, title, description)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        [(table, column, alias, alias, description)
+                         for table, described in fields.items() for column, (alias, description) in described.items()])
+        con.commit()
+    finally:
+        con.close()
+
+
+def _embed_style(path: Path, layer: str, qml: str, name: str) -> None:
+    """The layer's default style in ``layer_styles`` (the table QGIS reads and writes), registered as attributes."""
+    import sqlite3
+
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    con = sqlite3.connect(path)
+    try:
+        con.execute('CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog '
+                    'TEXT(256), f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256), '
+                    'styleName TEXT(30), styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, '
+                    'owner TEXT(30), ui TEXT(30), update_time DATETIME DEFAULT '
+                    "(strftime('%Y-%m-%dT%H:%M:%fZ','now')))")
+        con.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description, "
+                    "last_change) VALUES ('layer_styles', 'attributes', 'layer_styles', 'QGIS layer styles', ?)",
+                    (now,))
+        con.execute("INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, "
+                    "styleName, styleQML, styleSLD, useAsDefault, description, owner, ui, update_time) VALUES "
+                    "('', '', ?, 'geom', ?, ?, '', 1, ?, '', NULL, ?)",
+                    (layer, name, qml, "Thalweg default: colour and width by mean discharge (m3/s)", now))
+        con.commit()
+    finally:
+        con.close()
+
+
+def summary_style() -> str:
+    """The summary layer's default QGIS style (resources/styles/discharge_summary.qml), as text."""
+    folder = Path(__file__).resolve().parents[1] / "_resources"
+    return (folder / "discharge_summary.qml").read_text(encoding="utf-8")
+
+
+def write_summary_gpkg(path: str | Path, network, discharge: Discharge, layer: str = "discharge", *,
+                       gauges: Any = None, stats: Any = None, style: bool = True) -> Path:
+    """A GeoPackage (version 1.3) of reach lines with the summary statistics of :func:`summarize`.
+
+    Fields (aliases with units in ``gpkg_data_columns``, see ``SUMMARY_FIELDS``): reach_id, downstream_id
+    (-1 at outlets), length_m, area_km2 (upstream drainage area), mean, max, time_of_max (UTC), q05, q50,
+    q95 (m3/s; q05 is exceeded 5 % of the time). Reaches of the network without discharge get empty statistics.
+    With ``gauges`` (thalweg.learning.Gauges), a ``gauges`` point layer at the downstream end of each gauge's
+    reach holds gauge_id, gauge_name, reach_id, area_km2 and the reach's statistics. ``style`` embeds the
+    default QGIS style (``layer_styles``: colour and width by mean discharge). ``stats``: a :func:`summarize`
+    result to reuse. The file is replaced atomically.
+    """
     if network.geometry is None:
         raise GeometryError("the network has no reach geometry to map.", path=network.source.path,
                             layer=network.source.layer,
-                            hint="Read the network with keep_geometry=True, or write hydrographs instead.")
+                            hint=f"Read the network with {opt('read_network.keep_geometry', True)}, or write "
+                                 f"hydrographs instead.")
     unknown = ~np.isin(discharge.ids, network.ids)
     if unknown.any():
         bad = discharge.ids[unknown]
         raise NetworkError(f"{bad.size:,} reaches of the discharge are not in the network: {format_ids(bad)}.",
                            path=network.source.path, ids=bad.tolist(), hint="Map with the network that was routed.")
-    stats = summarize(discharge).reindex(network.ids)
+    stats = summarize(discharge) if stats is None else stats
+    stats = stats.reindex(network.ids)
     ds_ids = np.where(network.downstream >= 0, network.ids[np.maximum(network.downstream, 0)], -1)
-    geometry = network.geometry.values if hasattr(network.geometry, "values") else np.asarray(network.geometry)
-    frame = gpd.GeoDataFrame({
-        "reach_id": network.ids, "downstream_id": ds_ids.astype(np.int64),
-        "length_m": network.length.astype(np.float64), "area_km2": network.area / 1e6,
-        **{c: stats[c].to_numpy() for c in stats.columns}}, geometry=list(geometry), crs=network.crs)
+    geometry = np.asarray(network.geometry.values if hasattr(network.geometry, "values") else network.geometry)
+    columns = {"reach_id": network.ids, "downstream_id": ds_ids.astype(np.int64),
+               "length_m": network.length.astype(np.float64), "area_km2": network.area / 1e6,
+               **{c: stats[c].to_numpy() for c in stats.columns}}
+    described = {layer: SUMMARY_FIELDS}
     with atomic_path(path) as tmp:
-        frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+        _write_layer(tmp, layer, columns, geometry, network.crs, append=False)
+        if gauges is not None and len(gauges.ids):
+            pos = np.asarray(gauges.positions)
+            at = stats.loc[network.ids[pos]]
+            gcols = {"gauge_id": np.asarray(gauges.ids).astype(str), "gauge_name": np.asarray(gauges.names).astype(str),
+                     "reach_id": network.ids[pos], "area_km2": network.area[pos] / 1e6,
+                     **{c: at[c].to_numpy() for c in stats.columns}}
+            _write_layer(tmp, "gauges", gcols, reach_points(network, pos), network.crs, append=True)
+            described["gauges"] = _GAUGE_FIELDS
+        _describe_fields(tmp, described)
+        if style:
+            _embed_style(tmp, layer, summary_style(), "Thalweg mean discharge")
     return Path(path)
 
 
-def write_hydrographs_csv(path: str | Path, discharge: Discharge, reach_ids: Sequence[Any] | None = None) -> Path:
-    """CSV with a ``time`` column (ISO 8601, the end of each step, UTC) and one column per reach (m3/s).
+def _csv_rows(discharge: Discharge, reach_ids: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    ids = discharge.ids if reach_ids is None else np.atleast_1d(np.asarray(reach_ids)).astype(np.int64)
+    return ids, discharge.index_of(ids)
 
+
+def write_hydrographs_csv(path: str | Path, discharge: Discharge, reach_ids: Sequence[Any] | None = None) -> Path:
+    """Wide CSV: ``time`` (ISO 8601 UTC with Z, the END of each step) and one column per reach, m3/s.
+
+    Column headers say the reach and the unit: ``time,30 [m3/s],10 [m3/s]``.
     reach_ids : the reaches to write, in that order (all when None); NetworkError naming absent ids.
     """
     import pandas as pd
 
-    ids = discharge.ids if reach_ids is None else np.atleast_1d(np.asarray(reach_ids)).astype(np.int64)
-    rows = discharge.index_of(ids)
-    frame = pd.DataFrame({"time": np.datetime_as_string(discharge.time, unit="s")})
-    for rid, row in zip(ids, rows):
-        frame[str(int(rid))] = discharge.values[row]
+    ids, rows = _csv_rows(discharge, reach_ids)
+    frame = pd.DataFrame({"time": iso_utc(discharge.time)})
+    wide = pd.DataFrame(discharge.values[rows].T, columns=[f"{int(r)} [m3/s]" for r in ids])
+    frame = pd.concat([frame, wide], axis=1)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def write_hydrographs_long_csv(path: str | Path, discharge: Discharge, reach_ids: Sequence[Any] | None = None, *,
+                               gauges: Any = None) -> Path:
+    """Long ("tidy") CSV: one row per reach (or gauge) and step: reach_id, gauge_id, time_utc, q, units.
+
+    Each gauge gets its reach's series under its gauge_id; ``reach_ids`` not on a gauge get an empty gauge_id.
+    time_utc is the end of each step (ISO 8601 with Z), q the end-of-step discharge, units 'm3/s'.
+    """
+    import pandas as pd
+
+    pairs: list[tuple[int, str]] = []
+    if gauges is not None:
+        pairs += [(int(r), str(g)) for g, r in zip(gauges.ids, gauges.reach_ids)]
+    on_gauge = {r for r, _ in pairs}
+    extra = [] if reach_ids is None and pairs else (discharge.ids if reach_ids is None else reach_ids)
+    pairs += [(int(r), "") for r in dict.fromkeys(np.atleast_1d(np.asarray(extra)).astype(np.int64).tolist())
+              if int(r) not in on_gauge]
+    ids = np.array([r for r, _ in pairs], np.int64)
+    rows = discharge.index_of(ids) if ids.size else np.array([], np.int64)
+    t = discharge.n_steps
+    frame = pd.DataFrame({"reach_id": np.repeat(ids, t), "gauge_id": np.repeat([g for _, g in pairs], t),
+                          "time_utc": np.tile(iso_utc(discharge.time), ids.size),
+                          "q": discharge.values[rows].reshape(-1), "units": "m3/s"})
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return Path(path)

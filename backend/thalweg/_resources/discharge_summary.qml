@@ -1,0 +1,1 @@
+../../../resources/styles/discharge_summary.qml
