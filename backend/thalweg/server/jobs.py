@@ -147,6 +147,7 @@ class JobManager:
         self._running: dict[str, Job | None] = {lane: None for lane in names}
         self._cache: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._cache_size = cache_size
+        self._loading: dict[tuple[str, str], threading.Lock] = {}  # (job id, key) -> held while it loads
         self._stopping = False
 
     # ---- life cycle ----
@@ -314,14 +315,30 @@ class JobManager:
         shutil.rmtree(job.folder, ignore_errors=True)
 
     def cached(self, job: Job, key: str, load: Callable[[], Any]) -> Any:
-        """A result object of ``job`` kept in memory (the last ``cache_size`` jobs), loaded on first use."""
+        """A result object of ``job`` kept in memory (the last ``cache_size`` jobs), loaded on first use.
+
+        Loaded once: concurrent first requests for the same object wait for one ``load()`` (run outside the
+        manager's lock, so other requests go on meanwhile) instead of each reading the file again.
+        """
         with self._lock:
             entry = self._cache.get(job.id)
             if entry is not None and key in entry:
                 self._cache.move_to_end(job.id)
                 return entry[key]
-        value = load()  # outside the lock: reading a NetCDF file may take a while
-        self._remember(job.id, {key: value})
+            gate = self._loading.setdefault((job.id, key), threading.Lock())
+        with gate:
+            with self._lock:
+                entry = self._cache.get(job.id)
+                if entry is not None and key in entry:  # loaded by the request we waited for
+                    self._cache.move_to_end(job.id)
+                    return entry[key]
+            try:
+                value = load()
+                self._remember(job.id, {key: value})
+            finally:
+                with self._lock:
+                    if self._loading.get((job.id, key)) is gate:
+                        del self._loading[(job.id, key)]
         return value
 
     # ---- internals ----

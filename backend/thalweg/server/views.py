@@ -2,12 +2,18 @@
 
 Discharge comes from memory for recent jobs and from the job's NetCDF file otherwise (after a restart),
 so the answers are the same either way. Values are plain JSON: NaN becomes null.
+
+Requests are answered from a thread pool, and HDF5 (under netCDF4) is not thread-safe: two reads at once
+crash the process. So each job's discharge is read once (:meth:`JobManager.cached` lets concurrent first
+requests wait for one load) and every read of a NetCDF file in the service process holds :data:`FILE_LOCK`;
+answers from memory take no lock.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +23,11 @@ from ..errors import InputError, NetworkError, ThalwegError
 from .jobs import Job, JobConflict, JobManager
 from .tasks import iso_time
 
-__all__ = ["hydrograph", "snapshot", "summary", "json_floats", "jsonable", "NotFoundError"]
+__all__ = ["hydrograph", "snapshot", "summary", "json_floats", "jsonable", "NotFoundError", "FILE_LOCK"]
 
 UNITS = "m3/s"
+# held by every NetCDF/HDF5 read in the service process (HDF5 is not thread-safe; see the module's note)
+FILE_LOCK = threading.Lock()
 
 
 class NotFoundError(Exception):
@@ -75,7 +83,8 @@ def _discharge(manager: JobManager, job: Job):
             raise JobConflict(f"the discharge file of job {job.id} ({path or 'none recorded'}) is missing from "
                               f"the workspace; run the job again.")
         try:
-            return read_discharge(path)
+            with FILE_LOCK:
+                return read_discharge(path)
         except (OSError, RuntimeError, ValueError) as exc:  # netCDF4 reports damaged files with these
             raise JobConflict(f"the discharge file of job {job.id} ({path}) cannot be read: {exc}; run the job "
                               f"again.") from None
