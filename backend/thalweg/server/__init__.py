@@ -74,18 +74,22 @@ def add_serve_arguments(parser) -> None:
     parser.add_argument("--max-body-mb", type=float, default=64.0, help="size limit of request bodies, MB")
     parser.add_argument("--shutdown-grace", type=float, default=10.0,
                         help="longest wait, s, for running jobs to stop when the service stops")
+    parser.add_argument("--stall-timeout", type=float, default=120.0,
+                        help="seconds a running job may go without progress, CPU time or I/O (a read blocked on a "
+                             "named pipe or a dead network mount) before it is stopped and failed; 0: never")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
 
 def serve_from_args(args) -> int:
     return serve(host=args.host, port=args.port, workspace=args.workspace, allow_remote=args.allow_remote,
                  connection_file=args.connection_file, max_body_mb=args.max_body_mb,
-                 shutdown_grace=args.shutdown_grace, log_level=args.log_level)
+                 shutdown_grace=args.shutdown_grace, stall_timeout=args.stall_timeout, log_level=args.log_level)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, workspace: str | os.PathLike | None = None,
           allow_remote: bool = False, connection_file: str | os.PathLike | None = None, *,
-          max_body_mb: float = 64.0, shutdown_grace: float = 10.0, log_level: str = "warning") -> int:
+          max_body_mb: float = 64.0, shutdown_grace: float = 10.0, stall_timeout: float = 120.0,
+          log_level: str = "warning") -> int:
     """Run the job service until SIGTERM/SIGINT; return an exit code (0 after a clean stop, 2 when it
     cannot start: a non-loopback host without ``allow_remote``, a busy port or workspace).
 
@@ -100,6 +104,9 @@ def serve(host: str = "127.0.0.1", port: int = 0, workspace: str | os.PathLike |
     max_body_mb : size limit of request bodies (inline networks and runoff), MB.
     shutdown_grace : the longest wait for running jobs when the service stops (each gets half a second to
         reach a safe point, then its worker process is killed; nothing partial is kept either way).
+    stall_timeout : seconds a running job may go without progress, CPU time or I/O before it is deemed stuck
+        on a read that will not return (a named pipe, a dead network mount), stopped and failed, so the jobs
+        queued behind it run; 0 turns the watch off.
     log_level : uvicorn and Thalweg log level (stderr).
 
     On start, one line goes to stdout: ``THALWEG READY {"url": ..., "host": ..., "port": ..., "pid": ...,
@@ -137,13 +144,14 @@ def serve(host: str = "127.0.0.1", port: int = 0, workspace: str | os.PathLike |
             return _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}. Choose another --port "
                          f"(0 picks a free one).")
         return _run(sock, workspace, conn_path, max_body_mb=max_body_mb, shutdown_grace=shutdown_grace,
-                    log_level=log_level, new_token=new_token, write_connection_file=write_connection_file,
+                    stall_timeout=stall_timeout, log_level=log_level, new_token=new_token,
+                    write_connection_file=write_connection_file,
                     remove_connection_file=remove_connection_file)
     finally:
         lock.__exit__(None, None, None)
 
 
-def _run(sock, workspace: Path, conn_path: Path, *, max_body_mb, shutdown_grace, log_level, new_token,
+def _run(sock, workspace: Path, conn_path: Path, *, max_body_mb, shutdown_grace, stall_timeout, log_level, new_token,
          write_connection_file, remove_connection_file) -> int:
     import uvicorn
 
@@ -155,7 +163,7 @@ def _run(sock, workspace: Path, conn_path: Path, *, max_body_mb, shutdown_grace,
     bound_host, bound_port = sock.getsockname()[:2]
     url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"http://{url_host}:{bound_port}"
-    manager = JobManager(workspace, LANES, log_level=log_level)
+    manager = JobManager(workspace, LANES, log_level=log_level, stall=stall_timeout or None)
     counts = manager.recover()
     if counts["interrupted"]:
         log.warning("%d job(s) were interrupted by the previous stop and are marked failed", counts["interrupted"])

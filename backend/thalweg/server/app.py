@@ -29,7 +29,7 @@ from .messages import readable
 from .bodies import (EXAMPLES, ErrorBody, Health, Hydrograph, JobBody, JobRecord, SchemeInfo,
                      Snapshot, Summary)
 from .jobs import STATES, JobConflict, JobManager, ServiceStopping, UnknownJob
-from .tasks import describe
+from .tasks import check_input_files, describe
 
 __all__ = ["create_app", "ApiError", "DEFAULT_MAX_BODY"]
 
@@ -209,6 +209,9 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
                          503: {"model": ErrorBody, "description": "shutting down"}})
     async def submit(body: Annotated[JobBody, Body(openapi_examples=EXAMPLES)]) -> JSONResponse:
         """Submit a job; returns its record (state 'queued') at once. Poll GET /jobs/{id}."""
+        import anyio
+
+        await anyio.to_thread.run_sync(check_input_files, body)  # stat() may block on a stalled mount
         try:
             job = manager.submit(body.kind, body, describe(body), label=body.label)
         except ServiceStopping as exc:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write_text
-from .worker import Outcome, Worker
+from .worker import STALL_SECONDS, Outcome, Worker
 
 __all__ = ["JobManager", "Job", "STATES", "FINAL_STATES", "JobConflict", "ServiceStopping", "UnknownJob"]
 
@@ -129,16 +129,19 @@ class JobManager:
     grace : seconds a cancelled job gets to reach a safe point before its worker is killed.
     log_level : log level of the worker processes.
     warm : lanes whose worker starts with the service (the others start with their first job).
+    stall : seconds a running job may go without progress, CPU time or I/O before it is deemed stuck on a
+        blocking read, stopped and failed (None: never); see :mod:`.worker`.
     """
 
     def __init__(self, workspace: str | os.PathLike, lanes: Mapping[str, str], *, cache_size: int = 4,
-                 grace: float = 0.5, log_level: str = "warning", warm: tuple[str, ...] = ("compute",)) -> None:
+                 grace: float = 0.5, log_level: str = "warning", warm: tuple[str, ...] = ("compute",),
+                 stall: float | None = STALL_SECONDS) -> None:
         self.workspace = Path(workspace)
         self.jobs_dir = self.workspace / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.lanes = dict(lanes)
         names = sorted(set(self.lanes.values()))
-        self._workers = {lane: Worker(lane, grace=grace, log_level=log_level) for lane in names}
+        self._workers = {lane: Worker(lane, grace=grace, log_level=log_level, stall=stall) for lane in names}
         self._warm = [lane for lane in warm if lane in self._workers]
         self._jobs: dict[str, Job] = {}
         self._lock = threading.RLock()

@@ -7,6 +7,9 @@ imported inside the tasks, so a missing piece fails one job, not the service.
 from __future__ import annotations
 
 import json
+import os
+import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,15 @@ from ..errors import InputError, MissingValueError, RunoffError, RunoffMismatchE
 from .bodies import CalibrateJob, ExtractJob, InlineGauge, InlineNetwork, InlineRunoff, PackedArray, RouteJob
 from .worker import JobContext, TaskResult
 
-__all__ = ["TASKS", "LANES", "describe", "iso_time", "network_from_inline", "runoff_from_inline", "GAUGES_FILE"]
+__all__ = ["TASKS", "LANES", "describe", "check_input_files", "iso_time", "network_from_inline", "runoff_from_inline",
+           "GAUGES_FILE"]
 
 GAUGES_FILE = "gauges.json"
+# body fields that may hold the path of an input file or folder
+PATH_FIELDS = ("network", "runoff", "gauges", "observed", "catchments", "area_raster")
+STAT_TIMEOUT = 5.0  # s a path may take to answer stat() at submission (a stalled network mount never does)
+_SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 INLINE_FIELDS = {"id": "ids", "downstream": "downstream_ids", "length": "length", "area": "area", "slope": "slope"}
 
 
@@ -110,6 +119,55 @@ def runoff_from_inline(body: InlineRunoff, network, *, nan: str = "error", missi
     time_axis = start + step * np.arange(values.shape[1])
     return Runoff(values=values.astype(np.float32), ids=network.ids.copy(), time=time_axis, dt=body.dt,
                   source=None, attrs={"inline": True, "units": body.units, "nan": nan})
+
+
+def _stat(path: str, timeout: float) -> os.stat_result | None:
+    """os.stat(path) in a helper thread, so a mount that stopped answering costs ``timeout`` s and not the
+    caller's thread forever; None when it has not answered by then."""
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append(os.stat(path))
+        except OSError as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=run, name="thalweg-stat", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not box:
+        return None
+    if isinstance(box[0], OSError):
+        raise box[0]
+    return box[0]
+
+
+def check_input_files(body: RouteJob | ExtractJob | CalibrateJob, timeout: float = STAT_TIMEOUT) -> None:
+    """Refuse input paths that reading would block on: named pipes, devices, sockets (a symlink counts as what
+    it points to), and paths that do not answer within ``timeout`` s. Regular files and folders (a FileGDB, a
+    shapefile folder) pass; a path that does not exist is left to the readers, which name it.
+
+    Raises
+    ------
+    InputError naming the field and the full path.
+    """
+    for name in PATH_FIELDS:
+        value = getattr(body, name, None)
+        if not isinstance(value, str):
+            continue
+        try:
+            st = _stat(value, timeout)
+        except OSError:
+            continue  # missing or unreadable: the readers say so with their own context
+        if st is None:
+            raise InputError(f"'{value}' did not answer within {timeout:g} s (a network mount that stopped "
+                             f"answering?).", path=value, field=name,
+                             hint="Check the mount, or copy the file to a local disk and give that path.")
+        what = next((label for test, label in _SPECIAL if test(st.st_mode)), None)
+        if what is not None:
+            raise InputError(f"'{value}' is {what}, not a regular file: reading it would block the job (and every "
+                             f"job queued behind it) until something writes to it.", path=value, field=name,
+                             hint="Give the path of a regular file (save the data to a file first).")
 
 
 def describe(body: RouteJob | ExtractJob | CalibrateJob) -> dict[str, Any]:
