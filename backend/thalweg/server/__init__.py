@@ -70,7 +70,9 @@ def add_serve_arguments(parser) -> None:
     parser.add_argument("--port", type=int, default=0, help="port (0: a free one, printed on the READY line)")
     parser.add_argument("--workspace", help="folder for jobs and the connection file")
     parser.add_argument("--connection-file", help="where to write the connection file (url + token, mode 0600)")
-    parser.add_argument("--allow-remote", action="store_true", help="allow binding to a non-loopback address")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow binding to a non-loopback address (requests must then name it, or a loopback "
+                             "name, in their Host header)")
     parser.add_argument("--max-body-mb", type=float, default=64.0, help="size limit of request bodies, MB")
     parser.add_argument("--shutdown-grace", type=float, default=10.0,
                         help="longest wait, s, for running jobs to stop when the service stops")
@@ -144,7 +146,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, workspace: str | os.PathLike |
             return _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}. Choose another --port "
                          f"(0 picks a free one).")
         return _run(sock, workspace, conn_path, max_body_mb=max_body_mb, shutdown_grace=shutdown_grace,
-                    stall_timeout=stall_timeout, log_level=log_level, new_token=new_token,
+                    stall_timeout=stall_timeout, log_level=log_level, new_token=new_token, allow_remote=allow_remote,
                     write_connection_file=write_connection_file,
                     remove_connection_file=remove_connection_file)
     finally:
@@ -152,11 +154,12 @@ def serve(host: str = "127.0.0.1", port: int = 0, workspace: str | os.PathLike |
 
 
 def _run(sock, workspace: Path, conn_path: Path, *, max_body_mb, shutdown_grace, stall_timeout, log_level, new_token,
-         write_connection_file, remove_connection_file) -> int:
+         allow_remote, write_connection_file, remove_connection_file) -> int:
     import uvicorn
 
     from .. import __version__
     from .app import create_app
+    from .auth import HostRule
     from .jobs import JobManager
     from .tasks import LANES
 
@@ -175,7 +178,8 @@ def _run(sock, workspace: Path, conn_path: Path, *, max_body_mb, shutdown_grace,
             server.should_exit = True
 
     app = create_app(manager, token, max_body_bytes=int(max_body_mb * 1024 * 1024), connection_file=str(conn_path),
-                     on_shutdown=lambda: manager.shutdown(shutdown_grace), request_stop=request_stop)
+                     on_shutdown=lambda: manager.shutdown(shutdown_grace), request_stop=request_stop,
+                     hosts=HostRule(bound_host, allow_remote))
     info = {"url": url, "host": bound_host, "port": bound_port, "pid": os.getpid(), "token": token,
             "workspace": str(workspace), "version": __version__}
     write_connection_file(conn_path, info)

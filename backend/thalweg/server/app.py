@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import ThalwegError
 from . import views
-from .auth import token_matches
+from .auth import HostRule, host_allowed, token_matches
 from .messages import readable
 from .bodies import (EXAMPLES, ErrorBody, Health, Hydrograph, JobBody, JobRecord, SchemeInfo,
                      Snapshot, Summary)
@@ -107,10 +107,36 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class HostCheck:
+    """Answer only requests whose ``Host`` header names this service (against DNS rebinding: see
+    :mod:`.auth`); others get a 400 before any route runs, /health included."""
+
+    def __init__(self, app, rule: HostRule) -> None:
+        self.app, self.rule = app, rule
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        values = [v for k, v in scope.get("headers") or () if k == b"host"]
+        header = values[0].decode("latin-1") if len(values) == 1 else None
+        if host_allowed(header, self.rule):
+            await self.app(scope, receive, send)
+            return
+        shown = "no Host header" if not values else (
+            f"{len(values)} Host headers" if len(values) > 1 else f"the Host header {header[:100]!r}")
+        response = _error(400, "BadHost", f"the request has {shown}; the service answers only requests for "
+                                          f"127.0.0.1, localhost or [::1], or for the address it listens on (a web "
+                                          f"page that points a name of its own at this machine gets this answer). "
+                                          f"Use the url of the connection file.")
+        await response(scope, receive, send)
+
+
 def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT_MAX_BODY,
                connection_file: str | None = None, on_shutdown: Callable[[], None] | None = None,
-               request_stop: Callable[[], None] | None = None) -> FastAPI:
-    """The FastAPI application of a workspace's job manager, guarded by ``token``."""
+               request_stop: Callable[[], None] | None = None, hosts: HostRule | None = None) -> FastAPI:
+    """The FastAPI application of a workspace's job manager, guarded by ``token``; ``hosts`` says which Host
+    headers it answers (default: loopback names only)."""
     import torch
 
     where = f" ({connection_file})" if connection_file else ""
@@ -129,6 +155,7 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
                               "read hydrographs and snapshots. Every endpoint but /health needs "
                               "'Authorization: Bearer <token>' with the token of the connection file.")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(HostCheck, rule=hosts or HostRule("127.0.0.1"))  # added last: runs first
     bearer = HTTPBearer(auto_error=False, description="the token written in the connection file")
 
     async def require_token(request: Request, _: Any = Security(bearer)) -> None:
