@@ -1,7 +1,8 @@
 """Jobs: the queue, cancellation, and the workspace folders that outlive the service.
 
-Every job owns ``<workspace>/jobs/<id>/``: ``job.json`` (its record, rewritten atomically at each change of
-state) and, once it has succeeded, ``out/`` with its outputs. A running job writes into ``out.partial/``,
+Every job owns ``<workspace>/jobs/<id>/`` (mode 0700, as ``jobs/``: results hold the user's data):
+``job.json`` (its record, rewritten atomically at each change of state) and, once it has succeeded,
+``out/`` with its outputs. A running job writes into ``out.partial/``,
 renamed to ``out/`` only when the job succeeds, so a crash or a cancel never leaves half a result behind.
 A restarted service reads the records back; jobs that were queued or running when it died become failed
 ("Interrupted").
@@ -138,7 +139,8 @@ class JobManager:
                  stall: float | None = STALL_SECONDS) -> None:
         self.workspace = Path(workspace)
         self.jobs_dir = self.workspace / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.jobs_dir, 0o700)  # results hold the user's data: never readable by others, whatever the umask
         self.lanes = dict(lanes)
         names = sorted(set(self.lanes.values()))
         self._workers = {lane: Worker(lane, grace=grace, log_level=log_level, stall=stall) for lane in names}
@@ -242,7 +244,8 @@ class JobManager:
             while job_id in self._jobs or (self.jobs_dir / job_id).exists():
                 job_id = new_job_id()
             folder = self.jobs_dir / job_id
-            folder.mkdir()
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)
             job = Job(id=job_id, kind=kind, folder=folder, created=time.time(), inputs=inputs, label=label,
                       body=body)
             self._save(job)
