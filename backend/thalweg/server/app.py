@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -229,7 +229,8 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
     # links let API tools (schemathesis' stateful phase) follow a new job's id into the job endpoints
     links = {name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}} for name, op in (
         ("GetJob", "get_job"), ("CancelJob", "cancel_job"), ("DeleteJob", "delete_job"),
-        ("Hydrograph", "get_hydrograph"), ("Snapshot", "get_snapshot"), ("Summary", "get_summary"))}
+        ("Hydrograph", "get_hydrograph"), ("Snapshot", "get_snapshot"), ("Summary", "get_summary"),
+        ("Axes", "get_axes"))}
 
     @api.post("/jobs", status_code=202, response_model=JobRecord, tags=["jobs"], operation_id="submit_job",
               responses={202: {"description": "the job's record", "links": links},
@@ -286,7 +287,8 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
 
     def _results(call, *args):
         try:
-            return JSONResponse(call(*args))
+            answer = call(*args)
+            return answer if isinstance(answer, Response) else JSONResponse(answer)
         except JobConflict as exc:
             raise ApiError(409, str(exc)) from None
         except views.NotFoundError as exc:
@@ -299,13 +301,27 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
         job = _job(job_id)
         return _results(views.hydrograph, manager, job, reach)
 
-    @api.get("/jobs/{job_id}/snapshot", response_model=Snapshot, responses=result_errors, tags=["results"],
-             operation_id="get_snapshot")
+    packed = {"content": {views.F32_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+              "description": "with format=f32: little-endian float32 per reach, in the order of GET "
+                             "/jobs/{job_id}/axes; step, time and units in X-Thalweg-* headers"}
+
+    @api.get("/jobs/{job_id}/snapshot", response_model=Snapshot, responses={**result_errors, 200: packed},
+             tags=["results"], operation_id="get_snapshot")
     def snapshot(job_id: str, time: str = Query(..., min_length=1, max_length=64,
-                                                description="step index (negative from the end) or ISO time")):
-        """Discharge of every reach at the end of one step, for map animation."""
+                                                description="step index (negative from the end) or ISO time"),
+                 fmt: Literal["json", "f32"] = Query("json", alias="format",
+                                                     description="json, or f32 for packed float32")):
+        """Discharge of every reach at the end of one step, for map animation (format=f32: packed, the reach
+        ids once from /axes)."""
         job = _job(job_id)
-        return _results(views.snapshot, manager, job, time)
+        return _results(views.snapshot_f32 if fmt == "f32" else views.snapshot, manager, job, time)
+
+    @api.get("/jobs/{job_id}/axes", response_model=views.Axes, responses=result_errors, tags=["results"],
+             operation_id="get_axes")
+    def axes(job_id: str):
+        """Reach ids in the order of packed snapshots, and the time of each step."""
+        job = _job(job_id)
+        return _results(views.axes, manager, job)
 
     @api.get("/jobs/{job_id}/summary", response_model=Summary, responses=result_errors, tags=["results"],
              operation_id="get_summary")

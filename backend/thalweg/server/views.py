@@ -18,14 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from ..errors import InputError, NetworkError, ThalwegError
 from .jobs import Job, JobConflict, JobManager
 from .tasks import iso_time
 
-__all__ = ["hydrograph", "snapshot", "summary", "json_floats", "jsonable", "NotFoundError", "FILE_LOCK"]
+__all__ = ["hydrograph", "snapshot", "snapshot_f32", "axes", "summary", "json_floats", "jsonable", "NotFoundError",
+           "FILE_LOCK", "Axes", "F32_MEDIA_TYPE"]
 
 UNITS = "m3/s"
+F32_MEDIA_TYPE = "application/octet-stream"
 # held by every NetCDF/HDF5 read in the service process (HDF5 is not thread-safe; see the module's note)
 FILE_LOCK = threading.Lock()
 
@@ -170,6 +174,36 @@ def snapshot(manager: JobManager, job: Job, when: str) -> dict[str, Any]:
     step = _step_of(d, when)
     return {"job_id": job.id, "step": step, "time": iso_time(d.time[step]), "units": UNITS,
             "reach_ids": d.ids.tolist(), "values": json_floats(d.values[:, step])}
+
+
+def snapshot_f32(manager: JobManager, job: Job, when: str) -> Response:
+    """:func:`snapshot` packed for animation: the values as little-endian float32 bytes [N] in the order of
+    :func:`axes`' ``reach_ids`` (NaN stays NaN), the step, its time and the units in ``X-Thalweg-*`` headers.
+    About 5 times smaller than the JSON answer and needs no parsing."""
+    d = _discharge(manager, job)
+    step = _step_of(d, when)
+    body = np.ascontiguousarray(d.values[:, step], dtype="<f4").tobytes()
+    return Response(body, media_type=F32_MEDIA_TYPE, headers={
+        "X-Thalweg-Step": str(step), "X-Thalweg-Time": iso_time(d.time[step]), "X-Thalweg-Units": UNITS,
+        "X-Thalweg-Reaches": str(d.n_reaches)})
+
+
+class Axes(BaseModel):
+    """What a packed snapshot's bytes mean: the reach of each value and the time of each step."""
+
+    job_id: str
+    units: str
+    dt: float = Field(description="step length, s")
+    reach_ids: list[int] = Field(description="reach id of each value of a snapshot, in order")
+    time: list[str] = Field(description="end of each step, ISO 8601, UTC; snapshot?time= takes an index into it")
+
+
+def axes(manager: JobManager, job: Job) -> dict[str, Any]:
+    """The reach ids (in snapshot order) and the step times of a job's results: fetched once, then every
+    snapshot?format=f32 is just values."""
+    d = _discharge(manager, job)
+    return {"job_id": job.id, "units": UNITS, "dt": float(d.dt), "reach_ids": d.ids.tolist(),
+            "time": [iso_time(t) for t in d.time]}
 
 
 def summary(manager: JobManager, job: Job) -> dict[str, Any]:
