@@ -19,8 +19,11 @@ SUMMARY_COLUMNS = ("mean", "max", "time_of_max", "q05", "q50", "q95")
 
 def exceedance_quantile(values: np.ndarray, percent: float, axis: int = -1) -> np.ndarray:
     """The flow exceeded ``percent`` % of the time along ``axis`` (NaN ignored): the (100 - percent)th percentile."""
+    values = np.asarray(values, dtype=np.float64)
     with np.errstate(all="ignore"):
-        return np.nanpercentile(np.asarray(values, dtype=np.float64), 100.0 - percent, axis=axis)
+        if not np.isnan(values).any():  # the same numbers: nanpercentile loops over rows in Python (~50 s for 100k)
+            return np.percentile(values, 100.0 - percent, axis=axis)
+        return np.nanpercentile(values, 100.0 - percent, axis=axis)
 
 
 def summarize(discharge: Discharge):

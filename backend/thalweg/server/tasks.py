@@ -21,8 +21,8 @@ from ..errors import InputError, MissingValueError, RunoffError, RunoffMismatchE
 from .bodies import CalibrateJob, ExtractJob, InlineGauge, InlineNetwork, InlineRunoff, PackedArray, RouteJob
 from .worker import JobContext, TaskResult
 
-__all__ = ["TASKS", "LANES", "describe", "check_input_files", "iso_time", "network_from_inline", "runoff_from_inline",
-           "GAUGES_FILE"]
+__all__ = ["TASKS", "LANES", "describe", "check_input_files", "iso_time", "iso_times", "network_from_inline",
+           "runoff_from_inline", "GAUGES_FILE"]
 
 GAUGES_FILE = "gauges.json"
 # body fields that may hold the path of an input file or folder
@@ -35,8 +35,16 @@ INLINE_FIELDS = {"id": "ids", "downstream": "downstream_ids", "length": "length"
 
 def iso_time(t: Any) -> str:
     """``2020-01-01T03:00:00`` (UTC, naive as in the files; milliseconds shown when the step has them)."""
-    t = np.datetime64(t, "ms")
-    return str(t.astype("datetime64[s]")) if t == t.astype("datetime64[s]") else str(t)
+    return iso_times([np.datetime64(t, "ms")])[0]
+
+
+def iso_times(values: Any) -> list[str | None]:
+    """:func:`iso_time` of each of many times at once (a result's time axis, a summary column); NaT -> None."""
+    t = np.asarray(values).astype("datetime64[ms]").ravel()
+    whole = t.astype("datetime64[s]")
+    out = np.where(t == whole, np.datetime_as_string(whole), np.datetime_as_string(t)).astype(object)
+    out[np.isnat(t)] = None
+    return out.tolist()
 
 
 def _nan_array(values: list[Any]) -> np.ndarray:
