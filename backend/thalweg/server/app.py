@@ -1,9 +1,10 @@
 """The HTTP routes of the job service: thin handlers over :class:`JobManager` and :mod:`.views`.
 
-Every error is a JSON body ``{"error": <class>, "message": <one readable line>, ...}``: 401 without the
-token, 404 for unknown jobs and reaches, 409 for results of a job that has none (yet), 413 for oversized
-bodies, 422 for invalid bodies and parameters (with the field named), 503 while shutting down. A bug
-gives a 500 with its type and message and leaves the service running.
+Every error is a JSON body ``{"error": <class>, "message": <one readable line>, ...}``: 400 for a Host header
+that does not name the service (DNS rebinding, see :mod:`.auth`), 401 without the token, 404 for unknown
+jobs and reaches, 409 for results of a job that has none (yet), 413 for oversized bodies, 422 for invalid
+bodies and parameters (with the field named), 503 while shutting down. A bug gives a 500 with its type and
+message and leaves the service running.
 """
 from __future__ import annotations
 
