@@ -9,9 +9,8 @@ import threading
 import pytest
 
 from thalweg.client import ClientError, start_server
-from thalweg.network import scheidegger_network
 
-from .conftest import inline_network, inline_runoff, synthetic_runoff
+from .conftest import finished_route_jobs
 
 N_JOBS = 6  # more than the service's 4-job result cache
 THREADS = 8
@@ -20,23 +19,17 @@ ROUNDS = 6
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """A workspace with N_JOBS succeeded route jobs (different runoff each), and what each one holds."""
+    """A workspace with N_JOBS succeeded route jobs, and the answers of one client thread (the oracle for the
+    concurrent ones), read by a service that has since stopped."""
     workspace = tmp_path_factory.mktemp("concurrent")
-    net = scheidegger_network(400, seed=4)
-    jobs = []
+    made = finished_route_jobs(workspace, N_JOBS)
+    jobs, reach = made["jobs"], made["reach"]
     with start_server(workspace, python=sys.executable) as server:
         client = server.client(timeout=60)
-        for seed in range(N_JOBS):
-            runoff = synthetic_runoff(net, 72, seed=seed)
-            job = client.route(inline_network(net), inline_runoff(runoff), write_gpkg=False)
-            jobs.append(job["id"])
-        records = [client.wait(j, interval=0.05, timeout=300, check=True) for j in jobs]
-        # the answers of one client thread, the oracle for the concurrent ones
-        expected = {j: {"hydrograph": client.hydrograph(j, int(net.ids[7]))["simulated"],
+        expected = {j: {"hydrograph": client.hydrograph(j, reach)["simulated"],
                         "snapshot": client.snapshot(j, 40)["values"],
                         "summary": client.summary(j)["data"]["mean"]} for j in jobs}
-    assert all(r["state"] == "succeeded" for r in records)
-    return {"workspace": workspace, "jobs": jobs, "expected": expected, "reach": int(net.ids[7])}
+    return {"workspace": workspace, "jobs": jobs, "expected": expected, "reach": reach}
 
 
 def test_concurrent_result_reads_keep_the_service_alive(finished):
