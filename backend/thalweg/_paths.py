@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["check_input", "kind_of", "sniff", "describe_content"]
+__all__ = ["check_input", "kind_of", "kind_of_mode", "sniff", "describe_content"]
 
 
 def kind_of(path: Path) -> str:
@@ -24,6 +24,11 @@ def kind_of(path: Path) -> str:
         return "missing"
     except OSError as exc:  # a broken link loop, a path through a file, no permission on a folder
         return f"unreachable ({exc.strerror or exc})"
+    return kind_of_mode(mode)
+
+
+def kind_of_mode(mode: int) -> str:
+    """What an ``os.stat`` mode is: 'file', 'folder', 'named pipe (FIFO)', 'character device', ..."""
     if stat.S_ISREG(mode):
         return "file"
     if stat.S_ISDIR(mode):

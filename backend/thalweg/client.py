@@ -121,19 +121,25 @@ class ThalwegClient:
     def request(self, method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None,
                 timeout: float | None = None) -> Any:
         """One HTTP request; the decoded JSON answer (None for an empty one), or a ClientError."""
+        raw, _ = self.request_bytes(method, path, body=body, query=query, timeout=timeout)
+        return json.loads(raw) if raw else None
+
+    def request_bytes(self, method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None,
+                      timeout: float | None = None, accept: str = "application/json") -> tuple[bytes, Any]:
+        """One HTTP request; the raw answer and its headers (an ``email.message.Message``), or a ClientError."""
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = None if body is None else json.dumps(body, allow_nan=False).encode("utf-8")
         req = urllib.request.Request(url, data=data, method=method)
-        req.add_header("Accept", "application/json")
+        req.add_header("Accept", accept)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
             with self._opener.open(req, timeout=self.timeout if timeout is None else timeout) as resp:
-                raw = resp.read()
+                raw, headers = resp.read(), resp.headers
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
@@ -148,7 +154,7 @@ class ThalwegClient:
             reason = getattr(exc, "reason", exc)
             raise ClientError(None, f"cannot reach the Thalweg service at {self.url}: {reason}", url=url,
                               error=type(reason).__name__) from None
-        return json.loads(raw) if raw else None
+        return raw, headers
 
     # ---- service ----
     def health(self) -> dict[str, Any]:
@@ -246,6 +252,24 @@ class ThalwegClient:
         """Discharge of every reach at one step (an index, negative from the end, or an ISO time)."""
         return self.request("GET", f"/jobs/{urllib.parse.quote(job_id, safe='')}/snapshot",
                             query={"time": str(time)}, timeout=timeout)
+
+    def snapshot_f32(self, job_id: str, time: int | str, *, timeout: float | None = None) -> dict[str, Any]:
+        """:meth:`snapshot` packed, for animation: ``{"step", "time", "units", "values"}`` with ``values`` an
+        ``array.array('f')`` (NaN where the JSON answer has null) in the order of :meth:`axes`' ``reach_ids``
+        (fetch those once per job). About 5 times smaller than the JSON answer and needs no parsing."""
+        raw, headers = self.request_bytes("GET", f"/jobs/{urllib.parse.quote(job_id, safe='')}/snapshot",
+                                          query={"time": str(time), "format": "f32"}, timeout=timeout,
+                                          accept="application/octet-stream")
+        values = array.array("f")
+        values.frombytes(raw)
+        if sys.byteorder == "big":
+            values.byteswap()  # the service sends little-endian
+        return {"step": int(headers["X-Thalweg-Step"]), "time": headers["X-Thalweg-Time"],
+                "units": headers["X-Thalweg-Units"], "values": values}
+
+    def axes(self, job_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Reach ids in the order of :meth:`snapshot_f32`'s values, the time of each step (ISO), dt [s], units."""
+        return self.request("GET", f"/jobs/{urllib.parse.quote(job_id, safe='')}/axes", timeout=timeout)
 
     def summary(self, job_id: str, *, timeout: float | None = None) -> dict[str, Any]:
         """Per-reach statistics, column-wise: reach_ids and data[column]."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,17 @@ def long_job(tmp_path_factory):
     path = write_m3_riv(tmp_path_factory.mktemp("long") / "m3_riv.nc", net, values)
     return {"network": inline_network(net), "runoff": str(path), "n_reaches": net.n_reaches,
             "levels": net.n_levels, "write_gpkg": False}
+
+
+def finished_route_jobs(workspace: Path, n_jobs: int, steps: int = 72) -> dict:
+    """A workspace holding ``n_jobs`` succeeded route jobs (400 reaches, different runoff each), made by a
+    service that has stopped again: a service started on it next has none of their results in memory.
+    Returns the job ids, a reach id and the network."""
+    net = scheidegger_network(400, seed=4)
+    with start_server(workspace, python=sys.executable) as server:
+        client = server.client(timeout=60)
+        jobs = [client.route(inline_network(net), inline_runoff(synthetic_runoff(net, steps, seed=seed)),
+                             write_gpkg=False)["id"] for seed in range(n_jobs)]
+        for job in jobs:
+            client.wait(job, interval=0.05, timeout=300, check=True)
+    return {"jobs": jobs, "reach": int(net.ids[7]), "network": net}

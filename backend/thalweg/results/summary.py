@@ -28,9 +28,12 @@ _BLOCK = 2048  # reaches per block: 2048 x 2160 steps x 4 B = 18 MB
 
 def exceedance_quantile(values: np.ndarray, percent: float, axis: int = -1) -> np.ndarray:
     """The flow exceeded ``percent`` % of the time along ``axis`` (NaN ignored): the (100 - percent)th percentile."""
+    values = np.asarray(values, dtype=np.float64)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as documented
-        return np.nanpercentile(np.asarray(values, dtype=np.float64), 100.0 - percent, axis=axis)
+        if not np.isnan(values).any():  # the same numbers: nanpercentile loops over rows in Python (~50 s for 100k)
+            return np.percentile(values, 100.0 - percent, axis=axis)
+        return np.nanpercentile(values, 100.0 - percent, axis=axis)
 
 
 def _percentiles_finite(block: np.ndarray, percents: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """The HTTP routes of the job service: thin handlers over :class:`JobManager` and :mod:`.views`.
 
-Every error is a JSON body ``{"error": <class>, "message": <one readable line>, ...}``: 401 without the
-token, 404 for unknown jobs and reaches, 409 for results of a job that has none (yet), 413 for oversized
-bodies, 422 for invalid bodies and parameters (with the field named), 503 while shutting down. A bug
-gives a 500 with its type and message and leaves the service running.
+Every error is a JSON body ``{"error": <class>, "message": <one readable line>, ...}``: 400 for a Host header
+that does not name the service (DNS rebinding, see :mod:`.auth`), 401 without the token, 404 for unknown
+jobs and reaches, 409 for results of a job that has none (yet), 413 for oversized bodies, 422 for invalid
+bodies and parameters (with the field named), 503 while shutting down. A bug gives a 500 with its type and
+message and leaves the service running.
 """
 from __future__ import annotations
 
@@ -17,19 +18,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import ThalwegError
 from . import views
-from .auth import token_matches
+from .auth import HostRule, host_allowed, token_matches
 from .messages import readable
 from .bodies import (EXAMPLES, ErrorBody, Health, Hydrograph, JobBody, JobRecord, SchemeInfo,
                      Snapshot, Summary)
 from .jobs import STATES, JobConflict, JobManager, ServiceStopping, UnknownJob
-from .tasks import describe
+from .tasks import check_input_files, describe
 
 __all__ = ["create_app", "ApiError", "DEFAULT_MAX_BODY"]
 
@@ -107,10 +108,36 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class HostCheck:
+    """Answer only requests whose ``Host`` header names this service (against DNS rebinding: see
+    :mod:`.auth`); others get a 400 before any route runs, /health included."""
+
+    def __init__(self, app, rule: HostRule) -> None:
+        self.app, self.rule = app, rule
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        values = [v for k, v in scope.get("headers") or () if k == b"host"]
+        header = values[0].decode("latin-1") if len(values) == 1 else None
+        if host_allowed(header, self.rule):
+            await self.app(scope, receive, send)
+            return
+        shown = "no Host header" if not values else (
+            f"{len(values)} Host headers" if len(values) > 1 else f"the Host header {header[:100]!r}")
+        response = _error(400, "BadHost", f"the request has {shown}; the service answers only requests for "
+                                          f"127.0.0.1, localhost or [::1], or for the address it listens on (a web "
+                                          f"page that points a name of its own at this machine gets this answer). "
+                                          f"Use the url of the connection file.")
+        await response(scope, receive, send)
+
+
 def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT_MAX_BODY,
                connection_file: str | None = None, on_shutdown: Callable[[], None] | None = None,
-               request_stop: Callable[[], None] | None = None) -> FastAPI:
-    """The FastAPI application of a workspace's job manager, guarded by ``token``."""
+               request_stop: Callable[[], None] | None = None, hosts: HostRule | None = None) -> FastAPI:
+    """The FastAPI application of a workspace's job manager, guarded by ``token``; ``hosts`` says which Host
+    headers it answers (default: loopback names only)."""
     import torch
 
     where = f" ({connection_file})" if connection_file else ""
@@ -129,6 +156,7 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
                               "read hydrographs and snapshots. Every endpoint but /health needs "
                               "'Authorization: Bearer <token>' with the token of the connection file.")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(HostCheck, rule=hosts or HostRule("127.0.0.1"))  # added last: runs first
     bearer = HTTPBearer(auto_error=False, description="the token written in the connection file")
 
     async def require_token(request: Request, _: Any = Security(bearer)) -> None:
@@ -202,13 +230,17 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
     # links let API tools (schemathesis' stateful phase) follow a new job's id into the job endpoints
     links = {name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}} for name, op in (
         ("GetJob", "get_job"), ("CancelJob", "cancel_job"), ("DeleteJob", "delete_job"),
-        ("Hydrograph", "get_hydrograph"), ("Snapshot", "get_snapshot"), ("Summary", "get_summary"))}
+        ("Hydrograph", "get_hydrograph"), ("Snapshot", "get_snapshot"), ("Summary", "get_summary"),
+        ("Axes", "get_axes"))}
 
     @api.post("/jobs", status_code=202, response_model=JobRecord, tags=["jobs"], operation_id="submit_job",
               responses={202: {"description": "the job's record", "links": links},
                          503: {"model": ErrorBody, "description": "shutting down"}})
     async def submit(body: Annotated[JobBody, Body(openapi_examples=EXAMPLES)]) -> JSONResponse:
         """Submit a job; returns its record (state 'queued') at once. Poll GET /jobs/{id}."""
+        import anyio
+
+        await anyio.to_thread.run_sync(check_input_files, body)  # stat() may block on a stalled mount
         try:
             job = manager.submit(body.kind, body, describe(body), label=body.label)
         except ServiceStopping as exc:
@@ -256,7 +288,8 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
 
     def _results(call, *args):
         try:
-            return JSONResponse(call(*args))
+            answer = call(*args)
+            return answer if isinstance(answer, Response) else JSONResponse(answer)
         except JobConflict as exc:
             raise ApiError(409, str(exc)) from None
         except views.NotFoundError as exc:
@@ -269,13 +302,27 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
         job = _job(job_id)
         return _results(views.hydrograph, manager, job, reach)
 
-    @api.get("/jobs/{job_id}/snapshot", response_model=Snapshot, responses=result_errors, tags=["results"],
-             operation_id="get_snapshot")
+    packed = {"content": {views.F32_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+              "description": "with format=f32: little-endian float32 per reach, in the order of GET "
+                             "/jobs/{job_id}/axes; step, time and units in X-Thalweg-* headers"}
+
+    @api.get("/jobs/{job_id}/snapshot", response_model=Snapshot, responses={**result_errors, 200: packed},
+             tags=["results"], operation_id="get_snapshot")
     def snapshot(job_id: str, time: str = Query(..., min_length=1, max_length=64,
-                                                description="step index (negative from the end) or ISO time")):
-        """Discharge of every reach at the end of one step, for map animation."""
+                                                description="step index (negative from the end) or ISO time"),
+                 fmt: Literal["json", "f32"] = Query("json", alias="format",
+                                                     description="json, or f32 for packed float32")):
+        """Discharge of every reach at the end of one step, for map animation (format=f32: packed, the reach
+        ids once from /axes)."""
         job = _job(job_id)
-        return _results(views.snapshot, manager, job, time)
+        return _results(views.snapshot_f32 if fmt == "f32" else views.snapshot, manager, job, time)
+
+    @api.get("/jobs/{job_id}/axes", response_model=views.Axes, responses=result_errors, tags=["results"],
+             operation_id="get_axes")
+    def axes(job_id: str):
+        """Reach ids in the order of packed snapshots, and the time of each step."""
+        job = _job(job_id)
+        return _results(views.axes, manager, job)
 
     @api.get("/jobs/{job_id}/summary", response_model=Summary, responses=result_errors, tags=["results"],
              operation_id="get_summary")

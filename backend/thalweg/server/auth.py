@@ -3,6 +3,11 @@
 The service listens on 127.0.0.1 and every endpoint but ``/health`` wants ``Authorization: Bearer <token>``.
 The token is random per start and reaches clients only through the connection file, which only the user can
 read (mode 0600): another local user, or a web page making requests to localhost, cannot drive the service.
+
+A web page can still make the user's browser talk to the service through a name of its own that it points at
+127.0.0.1 (DNS rebinding); such requests carry that name in their ``Host`` header. So the service answers only
+requests whose ``Host`` is a loopback name or address (``127.0.0.1``, ``localhost``, ``[::1]``, any port), or
+the address it is bound to (:func:`host_allowed`).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["new_token", "token_matches", "write_connection_file", "remove_connection_file", "is_loopback",
-           "resolve_host"]
+           "resolve_host", "HostRule", "host_allowed"]
 
 
 def new_token() -> str:
@@ -46,6 +51,60 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(resolve_host(host)).is_loopback
     except ValueError:
         return False
+
+
+class HostRule:
+    """Which ``Host`` header values the service answers: loopback names and addresses, the bound address, and
+    with ``allow_remote`` on a wildcard address (0.0.0.0, ::) any IP address and this machine's names.
+
+    Parameters
+    ----------
+    bound : the address the socket is bound to.
+    allow_remote : the service was started with ``--allow-remote``.
+    """
+
+    def __init__(self, bound: str, allow_remote: bool = False) -> None:
+        self.names = {"localhost", _bare(bound).lower()}
+        self.any_address = False
+        if allow_remote and _bare(bound) in ("0.0.0.0", "::"):
+            self.any_address = True
+            self.names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+
+    def allows(self, host: str) -> bool:
+        name = _host_name(host)
+        if name is None:
+            return False
+        if name in self.names:
+            return True
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return False  # a name that is not ours: what a DNS-rebinding page sends
+        return address.is_loopback or self.any_address
+
+
+def _bare(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def _host_name(header: str) -> str | None:
+    """The name or address of a Host header value (``[::1]:8765`` -> ``::1``); None when malformed."""
+    text = header.strip().lower()
+    if text.startswith("["):
+        name, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return name or None
+    name, sep, port = text.partition(":")
+    if sep and not port.isdigit():
+        return None  # a bare IPv6 address without brackets, or a malformed port
+    return name or None
+
+
+def host_allowed(header: str | None, rule: HostRule) -> bool:
+    """True when a request's ``Host`` header names this service (see :class:`HostRule`); False when it is
+    missing, empty, malformed or names another host."""
+    return bool(header) and rule.allows(header)
 
 
 def write_connection_file(path: str | os.PathLike, info: dict[str, Any]) -> Path:

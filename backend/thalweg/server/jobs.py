@@ -1,7 +1,8 @@
 """Jobs: the queue, cancellation, and the workspace folders that outlive the service.
 
-Every job owns ``<workspace>/jobs/<id>/``: ``job.json`` (its record, rewritten atomically at each change of
-state) and, once it has succeeded, ``out/`` with its outputs. A running job writes into ``out.partial/``,
+Every job owns ``<workspace>/jobs/<id>/`` (mode 0700, as ``jobs/``: results hold the user's data):
+``job.json`` (its record, rewritten atomically at each change of state) and, once it has succeeded,
+``out/`` with its outputs. A running job writes into ``out.partial/``,
 renamed to ``out/`` only when the job succeeds, so a crash or a cancel never leaves half a result behind.
 A restarted service reads the records back; jobs that were queued or running when it died become failed
 ("Interrupted").
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write_text
-from .worker import Outcome, Worker
+from .worker import STALL_SECONDS, Outcome, Worker
 
 __all__ = ["JobManager", "Job", "STATES", "FINAL_STATES", "JobConflict", "ServiceStopping", "UnknownJob"]
 
@@ -129,16 +130,20 @@ class JobManager:
     grace : seconds a cancelled job gets to reach a safe point before its worker is killed.
     log_level : log level of the worker processes.
     warm : lanes whose worker starts with the service (the others start with their first job).
+    stall : seconds a running job may go without progress, CPU time or I/O before it is deemed stuck on a
+        blocking read, stopped and failed (None: never); see :mod:`.worker`.
     """
 
     def __init__(self, workspace: str | os.PathLike, lanes: Mapping[str, str], *, cache_size: int = 4,
-                 grace: float = 0.5, log_level: str = "warning", warm: tuple[str, ...] = ("compute",)) -> None:
+                 grace: float = 0.5, log_level: str = "warning", warm: tuple[str, ...] = ("compute",),
+                 stall: float | None = STALL_SECONDS) -> None:
         self.workspace = Path(workspace)
         self.jobs_dir = self.workspace / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.jobs_dir, 0o700)  # results hold the user's data: never readable by others, whatever the umask
         self.lanes = dict(lanes)
         names = sorted(set(self.lanes.values()))
-        self._workers = {lane: Worker(lane, grace=grace, log_level=log_level) for lane in names}
+        self._workers = {lane: Worker(lane, grace=grace, log_level=log_level, stall=stall) for lane in names}
         self._warm = [lane for lane in warm if lane in self._workers]
         self._jobs: dict[str, Job] = {}
         self._lock = threading.RLock()
@@ -147,6 +152,7 @@ class JobManager:
         self._running: dict[str, Job | None] = {lane: None for lane in names}
         self._cache: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._cache_size = cache_size
+        self._loading: dict[tuple[str, str], threading.Lock] = {}  # (job id, key) -> held while it loads
         self._stopping = False
 
     # ---- life cycle ----
@@ -238,7 +244,8 @@ class JobManager:
             while job_id in self._jobs or (self.jobs_dir / job_id).exists():
                 job_id = new_job_id()
             folder = self.jobs_dir / job_id
-            folder.mkdir()
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)
             job = Job(id=job_id, kind=kind, folder=folder, created=time.time(), inputs=inputs, label=label,
                       body=body)
             self._save(job)
@@ -314,14 +321,30 @@ class JobManager:
         shutil.rmtree(job.folder, ignore_errors=True)
 
     def cached(self, job: Job, key: str, load: Callable[[], Any]) -> Any:
-        """A result object of ``job`` kept in memory (the last ``cache_size`` jobs), loaded on first use."""
+        """A result object of ``job`` kept in memory (the last ``cache_size`` jobs), loaded on first use.
+
+        Loaded once: concurrent first requests for the same object wait for one ``load()`` (run outside the
+        manager's lock, so other requests go on meanwhile) instead of each reading the file again.
+        """
         with self._lock:
             entry = self._cache.get(job.id)
             if entry is not None and key in entry:
                 self._cache.move_to_end(job.id)
                 return entry[key]
-        value = load()  # outside the lock: reading a NetCDF file may take a while
-        self._remember(job.id, {key: value})
+            gate = self._loading.setdefault((job.id, key), threading.Lock())
+        with gate:
+            with self._lock:
+                entry = self._cache.get(job.id)
+                if entry is not None and key in entry:  # loaded by the request we waited for
+                    self._cache.move_to_end(job.id)
+                    return entry[key]
+            try:
+                value = load()
+                self._remember(job.id, {key: value})
+            finally:
+                with self._lock:
+                    if self._loading.get((job.id, key)) is gate:
+                        del self._loading[(job.id, key)]
         return value
 
     # ---- internals ----

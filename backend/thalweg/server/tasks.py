@@ -7,6 +7,8 @@ imported inside the tasks, so a missing piece fails one job, not the service.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,20 +16,33 @@ from typing import Any
 import numpy as np
 
 from .._files import atomic_write_text
+from .._paths import kind_of_mode
 from ..errors import InputError
 from .bodies import CalibrateJob, ExtractJob, InlineGauge, InlineNetwork, InlineRunoff, PackedArray, RouteJob
 from .worker import JobContext, TaskResult
 
-__all__ = ["TASKS", "LANES", "describe", "iso_time", "network_from_inline", "runoff_from_inline", "GAUGES_FILE"]
+__all__ = ["TASKS", "LANES", "describe", "check_input_files", "iso_time", "iso_times", "network_from_inline",
+           "runoff_from_inline", "GAUGES_FILE"]
 
 GAUGES_FILE = "gauges.json"
+# body fields that may hold the path of an input file or folder
+PATH_FIELDS = ("network", "runoff", "gauges", "observed", "catchments", "area_raster")
+STAT_TIMEOUT = 5.0  # s a path may take to answer stat() at submission (a stalled network mount never does)
 INLINE_FIELDS = {"id": "ids", "downstream": "downstream_ids", "length": "length", "area": "area", "slope": "slope"}
 
 
 def iso_time(t: Any) -> str:
     """``2020-01-01T03:00:00`` (UTC, naive as in the files; milliseconds shown when the step has them)."""
-    t = np.datetime64(t, "ms")
-    return str(t.astype("datetime64[s]")) if t == t.astype("datetime64[s]") else str(t)
+    return iso_times([np.datetime64(t, "ms")])[0]
+
+
+def iso_times(values: Any) -> list[str | None]:
+    """:func:`iso_time` of each of many times at once (a result's time axis, a summary column); NaT -> None."""
+    t = np.asarray(values).astype("datetime64[ms]").ravel()
+    whole = t.astype("datetime64[s]")
+    out = np.where(t == whole, np.datetime_as_string(whole), np.datetime_as_string(t)).astype(object)
+    out[np.isnat(t)] = None
+    return out.tolist()
 
 
 def _nan_array(values: list[Any]) -> np.ndarray:
@@ -60,6 +75,55 @@ def runoff_from_inline(body: InlineRunoff, network, *, nan: str = "error", missi
     return runoff_from_array(values, network, ids=body.ids, dt=body.dt, time=body.start.replace(tzinfo=None),
                              units="m3 s-1" if body.units == "m3/s" else "m3", nan=nan, missing=missing,
                              field="runoff.values", attrs={"inline": True})
+
+
+def _stat(path: str, timeout: float) -> os.stat_result | None:
+    """os.stat(path) in a helper thread, so a mount that stopped answering costs ``timeout`` s and not the
+    caller's thread forever; None when it has not answered by then."""
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append(os.stat(path))
+        except OSError as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=run, name="thalweg-stat", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not box:
+        return None
+    if isinstance(box[0], OSError):
+        raise box[0]
+    return box[0]
+
+
+def check_input_files(body: RouteJob | ExtractJob | CalibrateJob, timeout: float = STAT_TIMEOUT) -> None:
+    """Refuse input paths that reading would block on: named pipes, devices, sockets (a symlink counts as what
+    it points to), and paths that do not answer within ``timeout`` s. Regular files and folders (a FileGDB, a
+    shapefile folder) pass; a path that does not exist is left to the readers, which name it.
+
+    Raises
+    ------
+    InputError naming the field and the full path.
+    """
+    for name in PATH_FIELDS:
+        value = getattr(body, name, None)
+        if not isinstance(value, str):
+            continue
+        try:
+            st = _stat(value, timeout)
+        except OSError:
+            continue  # missing or unreadable: the readers say so with their own context
+        if st is None:
+            raise InputError(f"'{value}' did not answer within {timeout:g} s (a network mount that stopped "
+                             f"answering?).", path=value, field=name,
+                             hint="Check the mount, or copy the file to a local disk and give that path.")
+        what = kind_of_mode(st.st_mode)
+        if what not in ("file", "folder"):
+            raise InputError(f"'{value}' is a {what}, not a regular file: reading it would block the job (and every "
+                             f"job queued behind it) until something writes to it.", path=value, field=name,
+                             hint="Give the path of a regular file (save the data to a file first).")
 
 
 def describe(body: RouteJob | ExtractJob | CalibrateJob) -> dict[str, Any]:

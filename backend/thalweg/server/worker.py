@@ -9,6 +9,12 @@ torch, an out-of-memory kill) likewise fails one job and leaves the service runn
 
 The child imports the library once (torch takes seconds), then runs jobs one after another, sending
 progress, then one final message: ``done``, ``cancelled``, ``error`` (a ThalwegError) or ``bug``.
+
+A read that blocks (a named pipe created after submission, a network mount that stopped answering) would
+hold the lane forever, and every job queued behind it. So while a job runs, the service watches its worker:
+a worker that sends no progress, uses no CPU and reads or writes no byte for ``stall`` seconds is waiting on
+something that will not come; it is killed and the job fails with the stage it was stuck in. (Linux, from
+``/proc``; where the counters cannot be read the watch is off.)
 """
 from __future__ import annotations
 
@@ -26,13 +32,16 @@ from typing import Any
 
 from ..errors import Cancelled
 
-__all__ = ["Worker", "Outcome", "JobContext", "TaskResult", "Cancelled"]
+__all__ = ["Worker", "Outcome", "JobContext", "TaskResult", "Cancelled", "process_activity", "STALL_SECONDS"]
 
 log = logging.getLogger(__name__)
 
 # results objects smaller than this come back from the worker for the in-memory cache; larger ones are read
 # back from the job's files when first asked for
 CACHE_BYTES = 256 * 1024 * 1024
+# a working job reports progress, burns CPU or moves bytes well within this many seconds; a job doing none of
+# these for that long is blocked on a read that will not return
+STALL_SECONDS = 120.0
 
 
 @dataclasses.dataclass
@@ -109,6 +118,24 @@ def _cache_part(cache: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def process_activity(pid: int) -> tuple[int, ...] | None:
+    """What process ``pid`` has done so far: CPU clock ticks (user + system, all threads), then the bytes its
+    read and write calls moved when readable; None where unknown (no ``/proc``: not Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            after_name = fh.read().rsplit(b")", 1)[1].split()  # the name may hold spaces and parentheses
+        ticks = int(after_name[11]) + int(after_name[12])  # fields 14 and 15 of proc(5): utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+    moved: tuple[int, ...] = ()
+    try:
+        with open(f"/proc/{pid}/io", "rb") as fh:
+            moved = tuple(int(line.split()[1]) for line in fh if line.startswith((b"rchar:", b"wchar:")))
+    except (OSError, ValueError, IndexError):
+        pass  # CPU time alone still tells a blocked process from a working one
+    return (ticks, *moved)
+
+
 def device_info() -> dict[str, Any]:
     """The device jobs run on: GPU name and memory, or the CPU. Asked in the worker, so the service process
     itself never creates a CUDA context (it would hold GPU memory for nothing)."""
@@ -183,10 +210,13 @@ class Worker:
     name : lane name (for logs and process titles).
     grace : seconds a cancelled job gets to reach a safe point before its worker is killed.
     log_level : the child's log level.
+    stall : seconds without progress, CPU time or I/O after which a job is deemed stuck on a read that will not
+        return and its worker is killed (None: never).
     """
 
-    def __init__(self, name: str, *, grace: float = 0.5, log_level: str = "warning") -> None:
-        self.name, self.grace, self.log_level = name, grace, log_level
+    def __init__(self, name: str, *, grace: float = 0.5, log_level: str = "warning",
+                 stall: float | None = STALL_SECONDS) -> None:
+        self.name, self.grace, self.log_level, self.stall = name, grace, log_level, stall
         self._ctx = multiprocessing.get_context("spawn")  # fork would copy CUDA state and threads
         self._process = None
         self._conn = None
@@ -278,6 +308,8 @@ class Worker:
             return Outcome("failed", "failed", error={"error": "WorkerFailed", "bug": True,
                                                       "message": f"cannot hand the job to its worker: {exc}"})
         asked = None
+        stage, quiet_since = "starting", time.monotonic()
+        seen, next_look = process_activity(self.pid), quiet_since + 1.0
         while True:
             gone = False
             if self._conn.poll(0.02):
@@ -287,9 +319,18 @@ class Worker:
                     message, gone = None, True
                 if message is not None and message[0] == "progress":
                     progress(message[1], message[2])
+                    stage, quiet_since = message[2], time.monotonic()
                     continue
                 if message is not None:
                     return self._outcome(message)
+            now = time.monotonic()
+            if self.stall is not None and seen is not None and asked is None and not gone and now >= next_look:
+                next_look = now + 1.0
+                activity = process_activity(self.pid)
+                if activity != seen:
+                    seen, quiet_since = activity, now
+                elif now - quiet_since > self.stall:
+                    return self._stalled(stage, now - quiet_since)
             if not gone and cancel.is_set():
                 if asked is None:
                     self._stop.set()  # the job's should_stop(): stop at the next safe point
@@ -310,6 +351,19 @@ class Worker:
                     "message": f"the job's worker process died (exit code {code}) without reporting an error: "
                                f"a crash in native code, or the system stopped it (out of memory?).",
                     "hint": "Retry with a smaller input; if it happens again, report it with the service's log."})
+
+    def _stalled(self, stage: str, quiet: float) -> Outcome:
+        """Kill a worker stuck on a read that does not return, so the lane's next jobs can run."""
+        self.kill()
+        if not self.closing:
+            self.start()
+        return Outcome("failed", "failed: stalled", error={
+            "error": "Stalled",
+            "message": f"the job was stopped after {quiet:.0f} s without progress, CPU time or I/O while "
+                       f"'{stage}': a read was waiting for data that never came (an input that is a named pipe, "
+                       f"or on a network mount that stopped answering).",
+            "hint": "Give input files on a disk that answers; for a very slow disk, start the service with a "
+                    "larger --stall-timeout."})
 
     @staticmethod
     def _outcome(message: tuple) -> Outcome:
