@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
     sub.add_parser("schemes", parents=[common], help="list routing schemes and their parameters")
+    from ._cli_planning import add_planning_commands
+
+    add_planning_commands(sub, common, _add_network_options)  # stats, compare, exceed
 
     serve = sub.add_parser("serve", parents=[common],
                            help="run the local job service for the QGIS plugin and scripts")
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.showwarning = _show_warning
     try:
-        return COMMANDS[args.command](args)
+        return (COMMANDS.get(args.command) or args.handler)(args)
     except ThalwegError as exc:
         if args.debug:
             raise
