@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
     sub.add_parser("schemes", parents=[common], help="list routing schemes and their parameters")
+    from ._cli_planning import add_planning_commands
+
+    add_planning_commands(sub, common, _add_network_options)  # stats, compare, exceed
 
     exp = sub.add_parser("export-params", parents=[common],
                          help="write the Muskingum k and x per reach in RAPID's and river-route's layouts")
@@ -359,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.showwarning = _show_warning
     try:
-        return COMMANDS[args.command](args)
+        return (COMMANDS.get(args.command) or args.handler)(args)
     except ThalwegError as exc:
         if args.debug:
             raise

@@ -63,7 +63,8 @@ def option_names(names: Mapping[str, str], style: str = "cli") -> Iterator[None]
     """
     if style not in ("cli", "json", "label"):
         raise ValueError(f"style must be 'cli', 'json' or 'label', not {style!r}")
-    t_names, t_style = _OPTION_NAMES.set(dict(names)), _OPTION_STYLE.set(style)
+    # nested blocks add to the names of the block around them (a command adds its own options to the CLI's)
+    t_names, t_style = _OPTION_NAMES.set({**(_OPTION_NAMES.get() or {}), **names}), _OPTION_STYLE.set(style)
     try:
         yield
     finally:

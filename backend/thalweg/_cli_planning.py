@@ -1,0 +1,204 @@
+"""The planners' commands of ``thalweg``: ``stats``, ``compare`` and ``exceed`` (registered by cli.py).
+
+Each reads discharge files written by ``thalweg route`` (or RAPID/GEOGloWS/river-route), calls
+:mod:`thalweg.results.frequency` / :mod:`thalweg.results.compare`, and writes a per-reach table: a CSV, or a
+GeoPackage map layer when the output ends in .gpkg (``--network`` gives the reach lines).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, ThalwegError, option_names, render_options
+
+__all__ = ["add_planning_commands", "OPTION_FLAGS"]
+
+# library keyword -> CLI flag, for hints (errors.opt placeholders)
+OPTION_FLAGS = {
+    "flow_statistics.water_year_start": "--water-year-start",
+    "flow_statistics.distribution": "--distribution",
+    "return_period_flows.distribution": "--distribution",
+    "return_period_flows.return_periods": "--return-periods",
+    "return_period_flows.confidence": "--confidence",
+    "compare.statistic": "--statistic",
+    "write_reach_table.network": "--network",
+}
+
+
+def _add_frequency_options(p: argparse.ArgumentParser) -> None:
+    from .results.frequency import DEFAULT_RETURN_PERIODS, DISTRIBUTIONS
+
+    g = p.add_argument_group("flood frequency")
+    g.add_argument("--return-periods", type=float, nargs="+", default=list(DEFAULT_RETURN_PERIODS), metavar="YEARS",
+                   help="return periods, years (default: %(default)s)")
+    g.add_argument("--distribution", choices=DISTRIBUTIONS, default="gev",
+                   help="annual-maximum distribution, fitted by L-moments (default: gev; gumbel needs fewer years)")
+    g.add_argument("--water-year-start", type=int, default=10, metavar="MONTH",
+                   help="month the water year starts in, 1-12 (default 10: October; 1: calendar years)")
+    g.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                   help="bootstrap resamples for the confidence intervals (default 200; 0: none)")
+    g.add_argument("--confidence", type=float, default=0.9, help="confidence level of the intervals (default 0.9)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0: same numbers each run)")
+
+
+def add_planning_commands(sub, common: argparse.ArgumentParser,
+                          add_network_options: Callable[[argparse.ArgumentParser], None]) -> dict[str, Callable]:
+    """Add ``stats``, ``compare`` and ``exceed`` to the ``thalweg`` subparsers; return their handlers."""
+    table = "output table: OUT.csv, or OUT.gpkg (a map layer; needs --network)"
+
+    st = sub.add_parser("stats", parents=[common], help="flood-frequency flows, flow-duration quantiles and low "
+                                                         "flows per reach, from a routed discharge file")
+    st.add_argument("discharge", help="discharge NetCDF (thalweg route's Q or Qout, RAPID, GEOGloWS, river-route)")
+    st.add_argument("-o", "--output", required=True, help=table)
+    st.add_argument("--network", help="the routed network's file (for a .gpkg output)")
+    _add_frequency_options(st)
+    add_network_options(st)
+
+    cp = sub.add_parser("compare", parents=[common], help="per-reach change of a statistic between two runs "
+                                                           "(scenario minus baseline)")
+    cp.add_argument("baseline", help="discharge file of the baseline run")
+    cp.add_argument("scenario", help="discharge file of the scenario run (same network and period)")
+    cp.add_argument("-o", "--output", required=True, help=table)
+    cp.add_argument("--statistic", default="mean",
+                    help="mean (default), max, q05, q50, q95, mean_annual, mam7, min7, or q{T}y (e.g. q100y)")
+    cp.add_argument("--top", type=int, default=10, metavar="N", help="print the N most changed reaches (default 10)")
+    cp.add_argument("--network", help="the routed network's file (for a .gpkg output)")
+    _add_frequency_options(cp)
+    add_network_options(cp)
+
+    ex = sub.add_parser("exceed", parents=[common], help="where and when discharge exceeds a threshold")
+    ex.add_argument("discharge", help="discharge NetCDF")
+    ex.add_argument("-o", "--output", required=True, help=table)
+    what = ex.add_mutually_exclusive_group(required=True)
+    what.add_argument("--threshold", type=float, metavar="M3S", help="one threshold for every reach, m3/s")
+    what.add_argument("--threshold-field", metavar="FIELD", help="a network field holding each reach's threshold, "
+                                                                 "m3/s (needs --network)")
+    what.add_argument("--return-period", type=float, metavar="YEARS",
+                      help="each reach's flow of this return period (fitted on the same run)")
+    ex.add_argument("--network", help="the routed network's file (for --threshold-field or a .gpkg output)")
+    _add_frequency_options(ex)
+    add_network_options(ex)
+    handlers = {"stats": _cmd_stats, "compare": _cmd_compare, "exceed": _cmd_exceed}
+    for name, parser in (("stats", st), ("compare", cp), ("exceed", ex)):
+        parser.set_defaults(handler=_in_cli_terms(handlers[name]))
+    return handlers
+
+
+def _in_cli_terms(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``handler`` with its hints naming these commands' flags."""
+    def run(args: argparse.Namespace) -> int:
+        with option_names(OPTION_FLAGS, "cli"):
+            try:
+                return handler(args)
+            except ThalwegError as exc:  # fix the hint's wording while these flags are known
+                exc.message, exc.hint = render_options(exc.message), exc.hint and render_options(exc.hint)
+                raise
+    return run
+
+
+def _network(args: argparse.Namespace, needed_for: str | None):
+    if not args.network:
+        if needed_for:
+            raise InputError(f"{needed_for} needs the routed network.", hint="Give it with --network FILE.")
+        return None
+    from .hydrography import read_network
+
+    fields = {role: getattr(args, f"{role}_field") for role in ("id", "downstream", "length", "area")
+              if getattr(args, f"{role}_field", None)}
+    return read_network(args.network, schema=args.schema, fields=fields or None, layer=args.layer,
+                        check_area=args.check_area)
+
+
+def _needs_map(args: argparse.Namespace) -> str | None:
+    return "a .gpkg output" if Path(args.output).suffix.lower() == ".gpkg" else None
+
+
+def _frequency_kwargs(args: argparse.Namespace) -> dict:
+    return {"distribution": args.distribution, "water_year_start": args.water_year_start}
+
+
+def _check_output(args: argparse.Namespace, inputs: list[str]) -> None:
+    out = Path(args.output).resolve()
+    for given in inputs:
+        if given and Path(given).resolve() == out:
+            raise InputError(f"the output {args.output} is one of the inputs.", path=args.output,
+                             hint="Write the table to another file with -o.")
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .results import read_discharge
+    from .results.frequency import flow_statistics
+    from .results.tables import write_reach_table
+
+    _check_output(args, [args.discharge, args.network])
+    network = _network(args, _needs_map(args))
+    d = read_discharge(args.discharge)
+    stats = flow_statistics(d, return_periods=args.return_periods, n_boot=args.bootstrap,
+                            confidence=args.confidence, rng=np.random.default_rng(args.seed), **_frequency_kwargs(args))
+    path = write_reach_table(args.output, stats, network=network)
+    years = stats.attrs["years"]
+    _say(args, f"{d.n_reaches:,} reaches, {len(years)} complete water years ({years[0]}..{years[-1]}): "
+               f"{stats.attrs['method']}\n  table        {path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .results import read_discharge
+    from .results.compare import compare, most_changed
+    from .results.tables import write_reach_table
+
+    _check_output(args, [args.baseline, args.scenario, args.network])
+    network = _network(args, _needs_map(args))
+    base, scen = read_discharge(args.baseline), read_discharge(args.scenario)
+    frame = compare(base, scen, statistic=args.statistic, names=(Path(args.baseline).name, Path(args.scenario).name),
+                    **_frequency_kwargs(args))
+    path = write_reach_table(args.output, frame, network=network)
+    top = most_changed(frame, n=args.top)
+    lines = [f"{args.statistic}: {int((frame['difference'] != 0).sum()):,} of {len(frame):,} reaches changed; "
+             f"the {len(top)} most changed (relative):",
+             f"  {'reach':>12} {'baseline':>12} {'scenario':>12} {'change':>12} {'relative':>9}"]
+    for rid, row in top.iterrows():
+        lines.append(f"  {rid:>12} {row['baseline']:>12.4g} {row['scenario']:>12.4g} {row['difference']:>+12.4g} "
+                     f"{row['relative']:>+9.1%}")
+    lines.append(f"  table        {path}")
+    _say(args, "\n".join(lines))
+    return 0
+
+
+def _cmd_exceed(args: argparse.Namespace) -> int:
+    from .results import read_discharge
+    from .results.frequency import exceedance, flow_statistics
+    from .results.tables import write_reach_table
+
+    _check_output(args, [args.discharge, args.network])
+    needed = "--threshold-field" if args.threshold_field else _needs_map(args)
+    network = _network(args, needed)
+    d = read_discharge(args.discharge)
+    if args.threshold is not None:
+        threshold, what = args.threshold, f"{args.threshold:g} m3/s"
+    elif args.threshold_field:
+        if args.threshold_field not in network.attrs:
+            raise InputError(f"field '{args.threshold_field}' is not a numeric field of the network.",
+                             path=network.source.path, field=args.threshold_field,
+                             hint=f"Numeric fields: {', '.join(sorted(network.attrs)) or 'none'}.")
+        by_id = dict(zip(network.ids.tolist(), np.asarray(network.attrs[args.threshold_field], float).tolist()))
+        threshold = np.array([by_id.get(int(r), np.nan) for r in d.ids])
+        what = f"field {args.threshold_field}"
+    else:
+        stats = flow_statistics(d, return_periods=[args.return_period], n_boot=0, **_frequency_kwargs(args))
+        threshold = stats[f"q{args.return_period:g}y"].to_numpy()
+        what = f"the {args.return_period:g}-year flow ({args.distribution.upper()})"
+    frame = exceedance(d, threshold)
+    path = write_reach_table(args.output, frame, network=network)
+    _say(args, f"{int(frame['exceeded'].sum()):,} of {len(frame):,} reaches exceed {what} at least once\n"
+               f"  table        {path}")
+    return 0
