@@ -144,7 +144,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     d = read_discharge(args.discharge)
     stats = flow_statistics(d, return_periods=args.return_periods, n_boot=args.bootstrap,
                             confidence=args.confidence, rng=np.random.default_rng(args.seed), **_frequency_kwargs(args))
-    path = write_reach_table(args.output, stats, network=network)
+    path = write_reach_table(args.output, stats, network=network, units={c: "m3/s" for c in stats.columns})
     years = stats.attrs["years"]
     _say(args, f"{d.n_reaches:,} reaches, {len(years)} complete water years ({years[0]}..{years[-1]}): "
                f"{stats.attrs['method']}\n  table        {path}")
@@ -161,7 +161,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     base, scen = read_discharge(args.baseline), read_discharge(args.scenario)
     frame = compare(base, scen, statistic=args.statistic, names=(Path(args.baseline).name, Path(args.scenario).name),
                     **_frequency_kwargs(args))
-    path = write_reach_table(args.output, frame, network=network)
+    path = write_reach_table(args.output, frame, network=network,
+                             units={"baseline": "m3/s", "scenario": "m3/s", "difference": "m3/s", "relative": "1"})
     top = most_changed(frame, n=args.top)
     lines = [f"{args.statistic}: {int((frame['difference'] != 0).sum()):,} of {len(frame):,} reaches changed; "
              f"the {len(top)} most changed (relative):",
@@ -198,7 +199,8 @@ def _cmd_exceed(args: argparse.Namespace) -> int:
         threshold = stats[f"q{args.return_period:g}y"].to_numpy()
         what = f"the {args.return_period:g}-year flow ({args.distribution.upper()})"
     frame = exceedance(d, threshold)
-    path = write_reach_table(args.output, frame, network=network)
+    path = write_reach_table(args.output, frame, network=network,
+                             units={"threshold": "m3/s", "duration_h": "h", "peak": "m3/s", "peak_excess": "m3/s"})
     _say(args, f"{int(frame['exceeded'].sum()):,} of {len(frame):,} reaches exceed {what} at least once\n"
                f"  table        {path}")
     return 0
