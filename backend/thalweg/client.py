@@ -159,6 +159,19 @@ class ThalwegClient:
         """Routing schemes with their parameters (name, unit, bounds, default)."""
         return self.request("GET", "/schemes")
 
+    def detect(self, path: str | None = None, *, layer: str | None = None, columns: Sequence[str] | None = None,
+               values: Mapping[str, Sequence[float | None]] | None = None,
+               fields: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+        """The backend's schema detection for a file (``path``, ``layer``) or a layer's field names (``columns``,
+        with sample ``values`` per field for unit guesses), with the user's ``fields`` (role -> field)
+        overrides: schema, fields (role -> field), units, candidates, problems."""
+        body: dict[str, Any] = {"path": path, "layer": layer} if path is not None else {"columns": list(columns or [])}
+        if values:
+            body["values"] = {k: list(v) for k, v in values.items()}
+        if fields:
+            body["fields"] = dict(fields)
+        return self.request("POST", "/detect", body=body)
+
     def shutdown(self) -> None:
         """Ask the service to stop (as SIGTERM does; also works on Windows)."""
         self.request("POST", "/shutdown")

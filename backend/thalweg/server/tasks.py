@@ -48,7 +48,9 @@ def network_from_inline(body: InlineNetwork, *, check_area: str = "error"):
         to_si(body.length, body.length_unit, "length"), area,
         slope=None if body.slope is None else _nan_array(body.slope),
         attrs={name: _nan_array(values) for name, values in body.attrs.items()},
-        outlet_codes=tuple(body.outlet_codes), source=source, check_area=check_area)
+        outlet_codes=tuple(body.outlet_codes), source=source, check_area=check_area,
+        geometry=None if body.geometry is None else body.geometry.to_shapely(),
+        crs=None if body.geometry is None else body.geometry.crs)
 
 
 def runoff_from_inline(body: InlineRunoff, network, *, nan: str = "error", missing: str = "error"):
@@ -293,24 +295,34 @@ def write_reaches_gpkg(path: Path, network, layer: str = "reaches") -> Path:
 
 def extract_task(body: ExtractJob, ctx: JobContext) -> TaskResult:
     """Read a network file (:func:`thalweg.hydrography.read_network`): summary, problems, reaches.gpkg."""
-    import warnings
-
-    from ..errors import ThalwegWarning
     from ..hydrography import read_network
 
     t0 = time.perf_counter()
+    if isinstance(body.network, InlineNetwork):  # the plugin's memory layers and selections
+        ctx.progress(0.0, f"building the network ({len(body.network.ids):,} reaches)")
+        return _extract_result(network_from_inline(body.network, check_area=body.check_area), body, ctx,
+                               {"read_network": 0.0}, t0, "inline network")
     ctx.progress(0.0, f"reading {Path(body.network).name}")
     options = {"schema": body.network_schema, "fields": body.fields, "layer": body.layer,
                "length_unit": body.length_unit, "area_unit": body.area_unit, "area_raster": body.area_raster,
                "area_raster_unit": body.area_raster_unit, "tolerance": body.tolerance,
                "check_area": body.check_area, "keep_geometry": body.write_gpkg}
     network = read_network(body.network, **{k: v for k, v in options.items() if v is not None})
-    timings = {"read_network": time.perf_counter() - t0}
+    return _extract_result(network, body, ctx, {}, t0, Path(body.network).name)
+
+
+def _extract_result(network, body: ExtractJob, ctx: JobContext, timings: dict[str, float], t0: float,
+                    name: str) -> TaskResult:
+    import warnings
+
+    from ..errors import ThalwegWarning
+
+    timings["read_network"] = time.perf_counter() - t0
     ctx.check("writing reaches.gpkg")
     outputs: dict[str, Path] = {}
     if body.write_gpkg:
         if network.geometry is None:
-            warnings.warn(f"{Path(body.network).name} has no line geometries: reaches.gpkg was not written.",
+            warnings.warn(f"{name} has no line geometries: reaches.gpkg was not written.",
                           ThalwegWarning, stacklevel=1)
         else:
             t0 = time.perf_counter()
