@@ -112,3 +112,24 @@ def test_extract_an_inline_cycle_names_its_reaches(client):
         client.wait(job["id"], timeout=60, check=True)
     error = info.value.record["error"]
     assert error["error"] == "CycleError" and sorted(error["ids"]) == [1, 2, 3]
+
+
+def test_summarize_a_discharge_file_on_the_network(client, tmp_path):
+    import geopandas as gpd
+
+    from thalweg.results import read_discharge
+
+    runoff = SAMPLE.parent / "cance_runoff.nc"
+    routed = client.wait(client.route(str(SAMPLE), str(runoff), write_gpkg=False)["id"], timeout=120, check=True)
+    job = client.submit({"kind": "summarize", "network": str(SAMPLE), "layer": "rivers",
+                         "discharge": routed["outputs"]["q"]})
+    done = client.wait(job["id"], timeout=120, check=True)
+    frame = gpd.read_file(done["outputs"]["gpkg"]).set_index("reach_id")
+    d = read_discharge(routed["outputs"]["q"])
+    assert len(frame) == d.n_reaches == done["result"]["reaches"] == 123
+    values = d.values.astype(np.float64)
+    np.testing.assert_allclose(frame.loc[d.ids, "mean"].to_numpy(), values.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(frame.loc[d.ids, "max"].to_numpy(), values.max(axis=1), rtol=1e-6)
+    assert frame.crs.to_epsg() == 2154 and frame.geometry.notna().all()
+    expect_error(lambda: client.submit({"kind": "summarize", "network": str(SAMPLE), "discharge": "/no/q.nc"}), 422,
+                 "does not exist")

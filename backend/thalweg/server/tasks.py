@@ -16,6 +16,7 @@ import numpy as np
 from .._files import atomic_write_text
 from ..errors import InputError, MissingValueError, RunoffError, RunoffMismatchError, format_ids
 from .bodies import CalibrateJob, ExtractJob, InlineGauge, InlineNetwork, InlineRunoff, PackedArray, RouteJob
+from .bodies import SummarizeJob
 from .worker import JobContext, TaskResult
 
 __all__ = ["TASKS", "LANES", "describe", "iso_time", "network_from_inline", "runoff_from_inline", "GAUGES_FILE"]
@@ -334,6 +335,36 @@ def _extract_result(network, body: ExtractJob, ctx: JobContext, timings: dict[st
     return TaskResult(outputs=outputs, result=result, timings=timings, cache={"network": network})
 
 
-TASKS = {"route": route_task, "extract": extract_task, "calibrate": calibrate_task}
+def summarize_task(body: SummarizeJob, ctx: JobContext) -> TaskResult:
+    """Per-reach statistics of a discharge file on the network's lines (the plugin's thalweg:summarize)."""
+    from ..hydrography import read_network
+    from ..results import read_discharge
+    from ..results.writers import write_summary_gpkg
+
+    t0 = time.perf_counter()
+    if isinstance(body.network, InlineNetwork):
+        ctx.progress(0.0, f"building the network ({len(body.network.ids):,} reaches)")
+        network = network_from_inline(body.network, check_area=body.check_area)
+    else:
+        ctx.progress(0.0, f"reading {Path(body.network).name}")
+        network = read_network(body.network, schema=body.network_schema, fields=body.fields, layer=body.layer,
+                               check_area=body.check_area)
+    timings = {"read_network": time.perf_counter() - t0}
+    ctx.check("reading discharge")
+    t0 = time.perf_counter()
+    ctx.progress(0.3, f"reading {Path(body.discharge).name}")
+    d = read_discharge(body.discharge)
+    timings["read_discharge"] = time.perf_counter() - t0
+    ctx.check("writing the summary")
+    t0 = time.perf_counter()
+    ctx.progress(0.6, "writing the summary layer")
+    gpkg = write_summary_gpkg(ctx.out_dir / f"{body.name}.gpkg", network, d)
+    timings["write"] = time.perf_counter() - t0
+    result = {"reaches": d.n_reaches, "steps": d.n_steps, "dt": d.dt, "first_time": iso_time(d.time[0]),
+              "last_time": iso_time(d.time[-1])}
+    return TaskResult(outputs={"gpkg": gpkg}, result=result, timings=timings)
+
+
+TASKS = {"route": route_task, "extract": extract_task, "calibrate": calibrate_task, "summarize": summarize_task}
 # one GPU job at a time: route and calibrate jobs share the compute lane; extraction (CPU, files) runs beside it
-LANES = {"route": "compute", "extract": "io", "calibrate": "compute"}
+LANES = {"route": "compute", "extract": "io", "calibrate": "compute", "summarize": "io"}
