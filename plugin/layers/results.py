@@ -45,6 +45,7 @@ FRAME_EXPRESSION = 'coalesce(array_get(thalweg_frame(@layer_id, @map_start_time)
 UNITS = "m³/s"
 LOWEST = -1e9  # m3/s: lower limit of the first class
 RESULTS_FOLDER = "thalweg_results"
+_loading: set[str] = set()  # layers load_results is adding (main thread only)
 
 
 # ---------------------------------------------------------------- frame sources
@@ -339,7 +340,11 @@ def load_results(record: dict[str, Any], *, project: QgsProject | None = None, c
     else:
         source = NetcdfFrames(info["q"], times)
     if add:
-        project.addMapLayer(layer)  # layersAdded -> restore_layers sees it registered below and skips it
+        _loading.add(layer.id())  # layersAdded -> restore_layers: this layer's frames are registered below
+        try:
+            project.addMapLayer(layer)
+        finally:
+            _loading.discard(layer.id())
     register_frames(layer, source)
     return layer
 
@@ -348,7 +353,7 @@ def restore_layers(layers) -> list[str]:
     """Register the frames of Thalweg result layers read from a project (``QgsProject.layersAdded``):
     their NetCDF beside the GeoPackage. Layers already registered are left alone. The ids registered."""
     done = []
-    registered = set(expressions.registered_layers())
+    registered = set(expressions.registered_layers()) | _loading
     for layer in layers:
         if not isinstance(layer, QgsVectorLayer) or layer.id() in registered:
             continue
