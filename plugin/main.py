@@ -10,6 +10,7 @@ class ThalwegPlugin:
         self.iface = iface
         self.provider = None
         self._quit_connected = False
+        self.gui = None  # plugin/gui: panel, hydrograph dock, reach picker, expression function
 
     # ---- Processing (qgis_process calls only this) ----
     def initProcessing(self) -> None:  # noqa: N802  (QGIS's name)
@@ -26,10 +27,16 @@ class ThalwegPlugin:
 
         QgsApplication.instance().aboutToQuit.connect(stop_shared)  # QGIS's exit stops the backend
         self._quit_connected = True
+        from .gui import Gui
+
+        self.gui = Gui(self.iface)
 
     def unload(self) -> None:
         from .service.process import stop_shared
 
+        if self.gui is not None:
+            self.gui.unload()
+            self.gui = None
         if self._quit_connected:
             try:
                 QgsApplication.instance().aboutToQuit.disconnect(stop_shared)

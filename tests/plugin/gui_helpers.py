@@ -48,3 +48,58 @@ def netcdf_oracle(backend_settings, path, steps=(), reaches=()):
                           env=clean_environment(backend_settings), timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+class WindowIface:
+    """The part of QGIS's ``iface`` the plugin uses, over real widgets (a main window, a map canvas, a
+    message bar, a toolbar and a plugin menu): QgisApp itself cannot be built from Python."""
+
+    def __init__(self) -> None:
+        from qgis.gui import QgsMapCanvas, QgsMessageBar
+        from qgis.PyQt.QtWidgets import QMainWindow, QMenu, QToolBar, QVBoxLayout, QWidget
+
+        self.window = QMainWindow()
+        self.canvas = QgsMapCanvas()
+        self.bar = QgsMessageBar()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.canvas, 1)
+        self.window.setCentralWidget(central)
+        self.toolbar = QToolBar("Plugins")
+        self.window.addToolBar(self.toolbar)
+        self.menus: dict[str, QMenu] = {}
+        self.window.resize(1400, 900)
+
+    def mainWindow(self):  # noqa: N802  (iface's names)
+        return self.window
+
+    def mapCanvas(self):  # noqa: N802
+        return self.canvas
+
+    def messageBar(self):  # noqa: N802
+        return self.bar
+
+    def addDockWidget(self, area, dock):  # noqa: N802
+        self.window.addDockWidget(area, dock)
+
+    def removeDockWidget(self, dock):  # noqa: N802
+        self.window.removeDockWidget(dock)
+
+    def addToolBarIcon(self, action):  # noqa: N802
+        self.toolbar.addAction(action)
+
+    def removeToolBarIcon(self, action):  # noqa: N802
+        self.toolbar.removeAction(action)
+
+    def addPluginToMenu(self, name, action):  # noqa: N802
+        from qgis.PyQt.QtWidgets import QMenu
+
+        self.menus.setdefault(name, QMenu(name, self.window)).addAction(action)
+
+    def removePluginMenu(self, name, action):  # noqa: N802
+        menu = self.menus.get(name)
+        if menu is not None:
+            menu.removeAction(action)
+            if not menu.actions():
+                del self.menus[name]
