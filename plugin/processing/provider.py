@@ -9,21 +9,14 @@ from qgis.PyQt.QtGui import QIcon
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "thalweg.svg")
 
 
-ALGORITHMS = (("extract_network", "ExtractNetworkAlgorithm"), ("route", "RouteAlgorithm"),
-              ("calibrate", "CalibrateAlgorithm"), ("summarize", "SummarizeAlgorithm"))
-
-
 def algorithm_classes() -> list[type]:
     """The algorithm classes, in the toolbox's order."""
-    import importlib
+    from .calibrate import CalibrateAlgorithm
+    from .extract_network import ExtractNetworkAlgorithm
+    from .route import RouteAlgorithm
+    from .summarize import SummarizeAlgorithm
 
-    classes: list[type] = []
-    for module, name in ALGORITHMS:
-        try:
-            classes.append(getattr(importlib.import_module(f".{module}", __package__), name))
-        except ModuleNotFoundError:  # TODO(plugin core): remove once every algorithm module exists
-            pass
-    return classes
+    return [ExtractNetworkAlgorithm, RouteAlgorithm, CalibrateAlgorithm, SummarizeAlgorithm]
 
 
 class ThalwegProvider(QgsProcessingProvider):
