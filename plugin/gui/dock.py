@@ -54,6 +54,7 @@ class ThalwegDock(QgsDockWidget):
     def __init__(self, parent=None) -> None:
         super().__init__("Thalweg", parent)
         self.setObjectName("ThalwegDock")
+        self.setMinimumWidth(360)
         body = QWidget()
         outer = QVBoxLayout(body)
         outer.setContentsMargins(6, 6, 6, 6)
@@ -86,8 +87,9 @@ class ThalwegDock(QgsDockWidget):
         self.catchment_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         self.catchment_combo.setAllowEmptyLayer(True)
         self.catchment_combo.setLayer(None)
-        self.catchment_combo.setToolTip("For gridded runoff: the catchment polygon of each reach (id field = reach id)")
-        form.addRow("Catchments (gridded runoff)", self.catchment_combo)
+        self.catchment_combo.setToolTip("Only for gridded runoff: the catchment polygon of each reach "
+                                        "(id field = reach id)")
+        form.addRow("Catchments", self.catchment_combo)
         self.gauges_file = _file_widget("Gauges (*.csv);;All files (*)", "optional: gauge_id, reach id")
         form.addRow("Gauges", self.gauges_file)
         self.observed_file = _file_widget("Observed discharge (*.csv);;All files (*)",
@@ -118,7 +120,7 @@ class ThalwegDock(QgsDockWidget):
         self.iterations.setRange(1, 100_000)
         self.iterations.setValue(200)
         self.iterations.setToolTip("Most gradient steps of a calibration (fewer when the fit stops improving)")
-        form.addRow("Calibration iterations", self.iterations)
+        form.addRow("Calibration steps", self.iterations)
         outer.addWidget(routing)
         self.param_source.currentIndexChanged.connect(self._param_source_changed)
         self._param_source_changed()
@@ -156,8 +158,14 @@ class ThalwegDock(QgsDockWidget):
         outer.addWidget(self.help_label)
         outer.addStretch(1)
 
+        for combo in (self.layer_combo, self.catchment_combo, self.scheme_combo, self.param_source,
+                      self.engine_combo, self.device_combo):
+            # long layer names and choices must not widen the dock past the window
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
         for signal in (self.layer_combo.layerChanged, self.catchment_combo.layerChanged,

@@ -41,7 +41,7 @@ def series_label(data: dict[str, Any]) -> str:
     if kge is not None:
         parts.append(f"KGE {kge:.2f}")
     if bias is not None:
-        parts.append(f"bias {bias:+.1f} %")
+        parts.append(f"bias {bias:+.1f} %" if abs(bias) >= 0.05 else "bias 0.0 %")
     return " · ".join(parts)
 
 
