@@ -20,7 +20,8 @@ import numpy as np
 from qgis.core import QgsExpression, QgsExpressionFunction, QgsExpressionNode
 
 __all__ = ["FUNCTION_NAME", "FrameSource", "register_function", "unregister_function", "register_layer",
-           "unregister_layer", "registered_layers", "frame_for", "step_at", "clear"]
+           "unregister_layer", "registered_layers", "frame_for", "step_at", "clear", "source_of", "errors_of",
+           "missing_of"]
 
 FUNCTION_NAME = "thalweg_frame"
 CACHE_FRAMES = 12  # frames kept per layer: a few steps back and forth while scrubbing the time slider
@@ -63,20 +64,42 @@ def step_at(times: np.ndarray, seconds: float) -> int | None:
 
 
 class _LayerFrames:
-    """A source and the layer's feature ids: frames reordered into arrays indexed by feature id."""
+    """A source and the layer's feature ids: frames reordered into arrays indexed by feature id.
 
-    def __init__(self, source: FrameSource, fids: np.ndarray, reach_ids: np.ndarray) -> None:
+    ``still`` is what the map shows without a time (the temporal controller off): the reaches' mean
+    discharge, by feature id. The source's row order is matched to the features at the first frame (in a
+    render thread: a source may need a request to know it), not at registration.
+    """
+
+    def __init__(self, source: FrameSource, fids: np.ndarray, reach_ids: np.ndarray,
+                 still: np.ndarray | None = None) -> None:
         self.source = source
-        row_of = {int(r): i for i, r in enumerate(source.ids)}
-        rows = np.array([row_of.get(int(r), -1) for r in reach_ids], dtype=np.int64)
-        keep = rows >= 0
-        self.fids, self.rows = fids[keep].astype(np.int64), rows[keep]
         self.size = int(fids.max()) + 1 if fids.size else 0
-        self.missing = int((~keep).sum())
+        self._fids_all, self._reach_ids = fids.astype(np.int64), reach_ids.astype(np.int64)
+        self.fids: np.ndarray | None = None
+        self.rows: np.ndarray | None = None
+        self.missing = 0
+        self.still = _as_list(self._by_fid(self._fids_all, still)) if still is not None else None
         self.lock = threading.Lock()
         self.cache: collections.OrderedDict[int, list] = collections.OrderedDict()
         self.pending: dict[int, threading.Event] = {}
         self.errors: list[str] = []
+
+    def _by_fid(self, fids: np.ndarray, values: np.ndarray) -> np.ndarray:
+        out = np.full(self.size, np.nan)
+        out[fids] = values
+        return out
+
+    def _match(self) -> None:
+        if self.rows is not None:
+            return
+        ids = np.asarray(self.source.ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        pos = np.searchsorted(ids[order], self._reach_ids)
+        pos = np.clip(pos, 0, max(ids.size - 1, 0))
+        found = ids[order][pos] == self._reach_ids if ids.size else np.zeros(self._reach_ids.size, bool)
+        self.fids, self.rows = self._fids_all[found], order[pos][found]
+        self.missing = int((~found).sum())
 
     def values(self, step: int) -> list | None:
         """The frame of ``step`` as a list indexed by feature id (None where a feature has no value)."""
@@ -95,11 +118,9 @@ class _LayerFrames:
                     return None  # the fetch failed (recorded in errors)
         try:
             frame = np.asarray(self.source.frame(step), dtype=np.float64)
-            out = np.full(self.size, np.nan)
-            out[self.fids] = frame[self.rows]
-            values = out.tolist()
-            for i in np.flatnonzero(~np.isfinite(out)):
-                values[i] = None
+            with self.lock:
+                self._match()
+            values = _as_list(self._by_fid(self.fids, frame[self.rows]))
         except Exception as exc:  # noqa: BLE001  (a render thread must not raise; the map shows no value)
             values = None
             with self.lock:
@@ -114,30 +135,49 @@ class _LayerFrames:
         return values
 
 
+def _as_list(values: np.ndarray) -> list:
+    """A float array as a list with None (QGIS's NULL) where it is not finite."""
+    out = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values)):
+        out[i] = None
+    return out
+
+
 _registry: dict[str, _LayerFrames] = {}
 _registry_lock = threading.Lock()
 
 
-def register_layer(layer, source: FrameSource, field: str = "reach_id") -> int:
-    """Serve ``layer``'s frames from ``source`` (main thread: reads the layer's ids once).
+def register_layer(layer, source: FrameSource, field: str = "reach_id", still_field: str | None = "mean", *,
+                   fids: np.ndarray | None = None, reach_ids: np.ndarray | None = None,
+                   still: np.ndarray | None = None) -> None:
+    """Serve ``layer``'s frames from ``source`` (main thread).
 
-    Returns the number of the layer's features without a row in the source (0 when all match).
+    The layer's feature ids, reach ids (``field``) and still values (``still_field``: shown without a time)
+    are read here unless given (``fids``, ``reach_ids``, ``still``: arrays [F] from one pass the caller made).
     """
-    from qgis.core import QgsFeatureRequest
+    if fids is None or reach_ids is None:
+        from qgis.core import QgsFeatureRequest
 
-    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes([field],
-                                                                                           layer.fields())
-    fids, reach_ids = [], []
-    index = layer.fields().indexOf(field)
-    if index < 0:
-        raise AssertionError(f"layer {layer.name()} has no field {field!r}")
-    for feature in layer.dataProvider().getFeatures(request):
-        fids.append(feature.id())
-        reach_ids.append(feature.attribute(index))
-    entry = _LayerFrames(source, np.array(fids, dtype=np.int64), np.array(reach_ids, dtype=np.int64))
+        names = [field] + ([still_field] if still_field and layer.fields().indexOf(still_field) >= 0 else [])
+        index = [layer.fields().indexOf(n) for n in names]
+        if index[0] < 0:
+            raise AssertionError(f"layer {layer.name()} has no field {field!r}")
+        request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(index)
+        rows = [(f.id(), *(f.attribute(i) for i in index)) for f in layer.dataProvider().getFeatures(request)]
+        fids = np.array([r[0] for r in rows], dtype=np.int64)
+        reach_ids = np.array([r[1] for r in rows], dtype=np.int64)
+        if len(index) > 1:
+            still = np.array([r[2] if isinstance(r[2], (int, float)) else np.nan for r in rows], dtype=np.float64)
+    entry = _LayerFrames(source, np.asarray(fids), np.asarray(reach_ids), still)
     with _registry_lock:
         _registry[layer.id()] = entry
-    return entry.missing
+
+
+def missing_of(layer_id: str) -> int:
+    """Features of the layer without a row in its source (known after the first frame)."""
+    with _registry_lock:
+        entry = _registry.get(layer_id)
+    return entry.missing if entry is not None else 0
 
 
 def unregister_layer(layer_id: str) -> None:
@@ -181,14 +221,17 @@ def _seconds(value: Any) -> float | None:
 
 
 def frame_for(layer_id: str, when: Any) -> list | None:
-    """The frame of ``layer_id`` at ``when`` (QDateTime), indexed by feature id; None when there is none."""
-    seconds = _seconds(when)
-    if seconds is None or not layer_id:
+    """The frame of ``layer_id`` at ``when`` (QDateTime), indexed by feature id; without a time (NULL) the
+    still values (mean discharge); None outside the run or for a layer not registered."""
+    if not layer_id:
         return None
     with _registry_lock:
         entry = _registry.get(str(layer_id))
     if entry is None:
         return None
+    seconds = _seconds(when)
+    if seconds is None:
+        return entry.still
     step = step_at(entry.source.times, seconds)
     return None if step is None else entry.values(step)
 
@@ -207,14 +250,14 @@ def _static_argument(node, parent, context) -> bool:
 
 class FrameFunction(QgsExpressionFunction):
     """``thalweg_frame(layer_id, time)``: the discharge [m3/s] of every reach of a Thalweg result layer at the
-    step nearest ``time``, as an array indexed by feature id (``array_get(..., $id)``); NULL without a time
-    (the temporal controller off) or outside the run."""
+    step nearest ``time``, as an array indexed by feature id (``array_get(..., $id)``); the mean discharge
+    without a time (the temporal controller off); NULL outside the run."""
 
     HELP = ("<h3>thalweg_frame(layer_id, time)</h3><p>Discharge [m³/s] of every reach of a Thalweg result layer "
             "at the routing step nearest to <i>time</i>, as an array indexed by feature id. Use "
             "<code>array_get(thalweg_frame(@layer_id, @map_start_time), $id)</code> in a style to animate the "
-            "layer with the temporal controller. NULL when <i>time</i> is NULL (temporal navigation off) or "
-            "outside the routed period.</p>")
+            "layer with the temporal controller. Without a time (temporal navigation off) the reaches' mean "
+            "discharge; NULL outside the routed period.</p>")
 
     def __init__(self) -> None:
         super().__init__(FUNCTION_NAME, 2, "Thalweg", self.HELP)

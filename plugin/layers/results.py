@@ -40,11 +40,13 @@ RESULT_PROPERTY = "thalweg/result"
 LAYER_NAME = "discharge"  # the layer inside the backend's summary GeoPackage
 STYLES = Path(__file__).resolve().parents[1] / "resources" / "styles"
 ANIMATED_STYLE = STYLES / "discharge_animated.qml"
-# the frame's discharge while the temporal controller runs, the reach's mean discharge otherwise
-FRAME_EXPRESSION = 'coalesce(array_get(thalweg_frame(@layer_id, @map_start_time), $id), "mean")'
+# the frame's discharge while the temporal controller runs, the reach's mean discharge otherwise (no
+# coalesce() here: the function gives the means itself; each function node costs ~3 us x 2 per feature)
+FRAME_EXPRESSION = "array_get(thalweg_frame(@layer_id, @map_start_time), $id)"
 UNITS = "m³/s"
 LOWEST = -1e9  # m3/s: lower limit of the first class
 RESULTS_FOLDER = "thalweg_results"
+ORDER_BY_LIMIT = 20_000  # features: above, drawing order by drainage area (a sort per frame) costs ~0.5 s
 _loading: set[str] = set()  # layers load_results is adding (main thread only)
 
 
@@ -60,27 +62,30 @@ def time_axis(info: dict[str, Any]) -> np.ndarray:
 class ServiceFrames(expressions.FrameSource):
     """Frames from the backend's ``/jobs/{id}/snapshot`` (one request per frame, never the whole series).
 
-    ``client`` is the plugin's :class:`..service.client.ThalwegClient`; ``ids`` (the snapshot's row order)
-    comes from the first snapshot when not given.
+    ``client`` is the plugin's :class:`..service.client.ThalwegClient`. The row order (``ids``) comes with
+    the first snapshot, fetched by the first render (a render thread), not when the layer is loaded.
     """
 
-    def __init__(self, client, job_id: str, times: np.ndarray, ids: np.ndarray | None = None,
-                 timeout: float = 120.0) -> None:
+    def __init__(self, client, job_id: str, times: np.ndarray, timeout: float = 120.0) -> None:
         self.client, self.job_id, self.times, self.timeout = client, job_id, np.asarray(times, np.float64), timeout
-        self._first: tuple[int, np.ndarray] | None = None
-        if ids is None:
-            snap = client.snapshot(job_id, 0, timeout=timeout)
-            ids = np.asarray(snap["reach_ids"], dtype=np.int64)
-            self._first = (0, np.array(snap["values"], dtype=np.float64))
-        self.ids = np.asarray(ids, dtype=np.int64)
+        self._ids: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def _snapshot(self, step: int) -> np.ndarray:
+        snap = self.client.snapshot(self.job_id, int(step), timeout=self.timeout)
+        if self._ids is None:
+            with self._lock:
+                self._ids = np.asarray(snap["reach_ids"], dtype=np.int64)
+        return np.array(snap["values"], dtype=np.float64)  # JSON null (missing) becomes NaN
+
+    @property
+    def ids(self) -> np.ndarray:  # type: ignore[override]
+        if self._ids is None:
+            self._snapshot(0)
+        return self._ids
 
     def frame(self, step: int) -> np.ndarray:
-        first = self._first
-        if first is not None and first[0] == step:
-            self._first = None
-            return first[1]
-        snap = self.client.snapshot(self.job_id, int(step), timeout=self.timeout)
-        return np.array(snap["values"], dtype=np.float64)  # JSON null (missing) becomes NaN
+        return self._snapshot(step)
 
     def describe(self) -> str:
         return f"job {self.job_id} on {getattr(self.client, 'url', 'the backend')}"
@@ -216,11 +221,32 @@ def nice_breaks(low: float, high: float, classes: int = 7) -> list[float]:
     return inner
 
 
-def apply_style(layer: QgsVectorLayer, style: Path = ANIMATED_STYLE) -> None:
+def read_columns(layer: QgsVectorLayer, names: list[str]) -> dict[str, np.ndarray]:
+    """One pass over the layer's features without geometry: ``{"fid": [F] int64, name: [F] float64 ...}``
+    (NULL and non-numbers as NaN)."""
+    fields = layer.fields()
+    index = [fields.indexOf(n) for n in names]
+    present = [(n, i) for n, i in zip(names, index) if i >= 0]
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(
+        [i for _, i in present])
+    fids, cols = [], {n: [] for n, _ in present}
+    for f in layer.dataProvider().getFeatures(request):
+        fids.append(f.id())
+        for n, i in present:
+            v = f.attribute(i)
+            cols[n].append(v if isinstance(v, (int, float)) else np.nan)
+    out = {"fid": np.array(fids, dtype=np.int64)}
+    out.update({n: np.array(v, dtype=np.float64) for n, v in cols.items()})
+    return out
+
+
+def apply_style(layer: QgsVectorLayer, style: Path = ANIMATED_STYLE, columns: dict[str, np.ndarray] | None = None
+                ) -> None:
     """Load the QML style and fit its classes to this result (log classes from low flows to the largest peak).
 
     The style's renderer is graduated on :data:`FRAME_EXPRESSION`; its colour ramp and the widths of its
-    first and last class are kept, the limits and labels (m³/s) are set from the layer's summary fields.
+    first and last class are kept, the limits and labels (m³/s) are set from the layer's summary fields
+    (``columns``: :func:`read_columns` of max and q50, read here when not given).
     """
     message, ok = layer.loadNamedStyle(str(style))
     if not ok:
@@ -228,15 +254,9 @@ def apply_style(layer: QgsVectorLayer, style: Path = ANIMATED_STYLE) -> None:
     renderer = layer.renderer()
     if not isinstance(renderer, QgsGraduatedSymbolRenderer) or not renderer.ranges():
         raise AssertionError(f"{style} must hold a graduated renderer with classes")
-    fields = layer.fields()
-    idx_max, idx_q50 = fields.indexOf("max"), fields.indexOf("q50")
-    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes([idx_max, idx_q50])
-    peaks, medians = [], []
-    for f in layer.dataProvider().getFeatures(request):
-        peaks.append(f.attribute(idx_max))
-        medians.append(f.attribute(idx_q50))
-    peaks = np.array([v for v in peaks if isinstance(v, (int, float))], dtype=np.float64)
-    medians = np.array([v for v in medians if isinstance(v, (int, float))], dtype=np.float64)
+    if columns is None or "max" not in columns or "q50" not in columns:
+        columns = read_columns(layer, ["max", "q50"])
+    peaks, medians = columns["max"], columns["q50"]
     high = float(np.nanmax(peaks)) if peaks.size and np.isfinite(peaks).any() else 1.0
     positive = medians[np.isfinite(medians) & (medians > 0)]
     low = float(np.percentile(positive, 5)) if positive.size else high / 1000.0
@@ -267,6 +287,9 @@ def apply_style(layer: QgsVectorLayer, style: Path = ANIMATED_STYLE) -> None:
     fitted = QgsGraduatedSymbolRenderer(renderer.classAttribute(), ranges)
     if ramp is not None:
         fitted.setSourceColorRamp(ramp.clone())
+    if renderer.orderByEnabled() and layer.featureCount() <= ORDER_BY_LIMIT:
+        fitted.setOrderBy(renderer.orderBy())  # main stems drawn over their tributaries
+        fitted.setOrderByEnabled(True)
     layer.setRenderer(fitted)
     layer.triggerRepaint()
 
@@ -306,14 +329,14 @@ def configure_navigation(navigation, layer: QgsVectorLayer, project: QgsProject 
         navigation.setCurrentFrameNumber(0)
 
 
-def register_frames(layer: QgsVectorLayer, source: expressions.FrameSource) -> None:
-    """Serve ``layer``'s animation from ``source`` (main thread)."""
-    missing = expressions.register_layer(layer, source)
-    if missing:
-        from qgis.core import Qgis, QgsMessageLog
-
-        QgsMessageLog.logMessage(f"{layer.name()}: {missing:,} reaches have no discharge in "
-                                 f"{source.describe()}; they are not animated.", "Thalweg", Qgis.Warning)
+def register_frames(layer: QgsVectorLayer, source: expressions.FrameSource,
+                    columns: dict[str, np.ndarray] | None = None) -> None:
+    """Serve ``layer``'s animation from ``source`` (main thread); ``columns`` from :func:`read_columns` with
+    reach_id and mean, when the caller has read them."""
+    if columns is None or "reach_id" not in columns:
+        columns = read_columns(layer, ["reach_id", "mean"])
+    expressions.register_layer(layer, source, fids=columns["fid"], reach_ids=columns["reach_id"].astype(np.int64),
+                               still=columns.get("mean"))
 
 
 def load_results(record: dict[str, Any], *, project: QgsProject | None = None, client=None,
@@ -332,7 +355,8 @@ def load_results(record: dict[str, Any], *, project: QgsProject | None = None, c
     stored = {k: v for k, v in info.items() if k not in ("gpkg",)}
     stored["q_name"] = Path(info["q"]).name
     layer.setCustomProperty(RESULT_PROPERTY, json.dumps(stored))
-    apply_style(layer)
+    columns = read_columns(layer, ["reach_id", "mean", "max", "q50"])  # one pass for the style and the frames
+    apply_style(layer, columns=columns)
     times = time_axis(info)
     set_temporal(layer, times)
     if client is not None:
@@ -345,7 +369,7 @@ def load_results(record: dict[str, Any], *, project: QgsProject | None = None, c
             project.addMapLayer(layer)
         finally:
             _loading.discard(layer.id())
-    register_frames(layer, source)
+    register_frames(layer, source, columns)
     return layer
 
 

@@ -1,6 +1,6 @@
 <!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis styleCategories="Symbology|Fields|MapTips|Rendering" version="3.22.16-Białowieża" simplifyDrawingHints="1" symbologyReferenceScale="-1" hasScaleBasedVisibilityFlag="0" simplifyDrawingTol="1" maxScale="0" minScale="100000000" simplifyAlgorithm="0" simplifyMaxScale="1" simplifyLocal="1">
-  <renderer-v2 attr="coalesce(array_get(thalweg_frame(@layer_id, @map_start_time), $id), &quot;mean&quot;)" forceraster="0" referencescale="-1" enableorderby="1" symbollevels="0" graduatedMethod="GraduatedColor" type="graduatedSymbol">
+  <renderer-v2 attr="array_get(thalweg_frame(@layer_id, @map_start_time), $id)" forceraster="0" referencescale="-1" enableorderby="1" symbollevels="0" graduatedMethod="GraduatedColor" type="graduatedSymbol">
     <ranges>
       <range render="true" upper="1.000000000000000" label="0 - 1 m³/s" symbol="0" lower="0.000000000000000"/>
       <range render="true" upper="10.000000000000000" label="1 - 10 m³/s" symbol="1" lower="1.000000000000000"/>
