@@ -82,15 +82,28 @@ class Gui:
             self.hydrograph.show()
 
     def show_hydrograph(self, layer, reach_id: int) -> None:
+        """The reach's hydrograph from the backend that ran it, or, when that backend does not know the job
+        (a project reopened elsewhere, the backend not running), the simulated series saved beside the project."""
+        from ..errors import PluginError
         from ..service import process
 
+        self.hydrograph.show()
         job = results.job_of(layer)
         backend = process.current()
+
+        def saved(reason: str | None = None) -> None:
+            try:
+                self.hydrograph.add(results.saved_hydrograph(layer, reach_id))
+                if reason:
+                    self.hydrograph.status.setText(f"{self.hydrograph.status.text()} (from the saved results: "
+                                                   f"{reason}; observations and metrics need the backend)")
+            except PluginError as exc:
+                self.hydrograph.status.setText(exc.message)
+
         if backend is None or job is None:
-            self.hydrograph.status.setText("The backend is not running: start it from the Thalweg panel.")
+            saved("the backend is not running")
             return
-        self.hydrograph.show()
-        self.hydrograph.fetch(backend.client, job, reach_id)
+        self.hydrograph.fetch(backend.client, job, reach_id, fallback=saved)
 
     def unload(self) -> None:
         """Undo everything ``__init__`` did, in reverse."""

@@ -54,12 +54,14 @@ class HydrographTask(QgsTask):
         self.client, self.job_id, self.reach_id, self.on_finished = client, job_id, int(reach_id), on_finished
         self.data: dict[str, Any] | None = None
         self.error: str | None = None
+        self.status_code: int | None = None
 
     def run(self) -> bool:
         try:
             self.data = self.client.hydrograph(self.job_id, self.reach_id, timeout=120)
             return True
         except Exception as exc:  # noqa: BLE001  (raising in run() crashes QGIS; reported in finished)
+            self.status_code = getattr(exc, "status", None)
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             self.error = f"no hydrograph for reach {self.reach_id}: {message}"
             return False
@@ -104,13 +106,20 @@ class HydrographDock(QgsDockWidget):
         self._draw()
 
     # ---- data ----
-    def fetch(self, client, job_id: str, reach_id: int) -> HydrographTask:
-        """Fetch and add the hydrograph of ``reach_id`` of job ``job_id`` (in a task); the task."""
+    def fetch(self, client, job_id: str, reach_id: int,
+              fallback: Callable[[str], Any] | None = None) -> HydrographTask:
+        """Fetch and add the hydrograph of ``reach_id`` of job ``job_id`` (in a task); the task.
+
+        ``fallback(reason)`` is called instead of showing the error when the backend does not know the job.
+        """
         self.status.setText(f"Loading reach {reach_id}…")
 
         def done(data, error):
             if data is not None:
                 self.add(data)
+            elif fallback is not None and (task.status_code is None or (task.status_code == 404
+                                                                         and "no job" in (error or ""))):
+                fallback(f"the backend has no job {job_id}" if task.status_code else "the backend did not answer")
             else:
                 self.status.setText(error)
 

@@ -120,6 +120,14 @@ class NetcdfFrames(expressions.FrameSource):
         with self._lock:
             return np.asarray(self._q[:, int(step)].ReadAsArray(), dtype=np.float64)
 
+    def series(self, reach_id: int) -> np.ndarray:
+        """The discharge of one reach at the end of every step [T], m3/s (one contiguous row of the file)."""
+        rows = np.flatnonzero(self.ids == int(reach_id))
+        if not rows.size:
+            raise PluginError(f"reach {reach_id} is not in {self.path}; pick a reach of the result layer.")
+        with self._lock:
+            return np.asarray(self._q[int(rows[0]), :].ReadAsArray(), dtype=np.float64)
+
     def describe(self) -> str:
         return self.path
 
@@ -398,6 +406,23 @@ def forget_layers(layer_ids) -> None:
     """Drop the frames of removed layers (``QgsProject.layersWillBeRemoved``)."""
     for layer_id in layer_ids:
         expressions.unregister_layer(layer_id)
+
+
+def saved_hydrograph(layer: QgsVectorLayer, reach_id: int) -> dict[str, Any]:
+    """A reach's simulated hydrograph from the NetCDF saved beside the project, shaped as the service's
+    ``/hydrograph`` answer (no observations or metrics: those need the backend). For a project reopened
+    without the backend that ran it."""
+    info = _info_of(layer)
+    if info is None:
+        raise PluginError(f"{layer.name()} is not a Thalweg result layer; pick a reach of a Discharge layer.")
+    times = time_axis(info)
+    source = NetcdfFrames(info["q"], times)
+    values = source.series(reach_id)
+    stamps = [_dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") for t in times]
+    gauge = next((g for g in info.get("gauges") or [] if int(g["reach_id"]) == int(reach_id)), None)
+    return {"job_id": info["job_id"], "reach_id": int(reach_id), "units": "m3/s", "time": stamps,
+            "simulated": [None if not math.isfinite(v) else float(v) for v in values], "observed": None,
+            "gauge_id": gauge["gauge_id"] if gauge else None, "metrics": None, "source": info["q"]}
 
 
 def gauges_of(layer: QgsVectorLayer) -> list[dict[str, Any]]:

@@ -125,3 +125,20 @@ def test_unknown_reach_says_so(qtbot, backend, routed, dock):
     qtbot.waitUntil(lambda: not dock.tasks, timeout=60_000)
     assert "999999" in dock.status.text() and "not in the results" in dock.status.text()
     assert not dock.series
+
+
+def test_without_the_job_the_saved_results_give_the_simulated_series(qtbot, backend, backend_settings, routed,
+                                                                     result_layer, dock):
+    from thalweg.layers.results import saved_hydrograph
+
+    oracle = netcdf_oracle(backend_settings, routed["outputs"]["q"], reaches=[OUTLET])
+    saved = saved_hydrograph(result_layer, OUTLET)
+    np.testing.assert_allclose(np.array(saved["simulated"], float), oracle["reaches"][str(OUTLET)], rtol=1e-6)
+    assert saved["time"] == oracle["time"] and saved["gauge_id"] == "V3524010" and saved["observed"] is None
+    reasons = []
+    dock.fetch(backend.client, "no-such-job", OUTLET, fallback=reasons.append)
+    qtbot.waitUntil(lambda: not dock.tasks, timeout=60_000)
+    assert reasons == ["the backend has no job no-such-job"]
+    dock.fetch(backend.client, routed["id"], 999_999, fallback=reasons.append)  # a wrong reach is no fallback
+    qtbot.waitUntil(lambda: not dock.tasks, timeout=60_000)
+    assert len(reasons) == 1 and "999999" in dock.status.text()
