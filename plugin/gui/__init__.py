@@ -71,7 +71,18 @@ class Gui:
             self.picker.setAction(pick)
             iface.addPluginToMenu(MENU, pick)
             self.actions = [toggle, pick]
-        self.controller.start_backend()
+        # the backend (torch: seconds and memory) starts when the panel is first shown or a job needs it
+        self.panel.visibilityChanged.connect(self._panel_visible)
+        if self.panel.isVisible():
+            self._panel_visible(True)
+
+    def _panel_visible(self, visible: bool) -> None:
+        from ..service import process
+
+        if visible and process.current() is None:
+            self.controller.start_backend()
+        elif visible and self.controller.backend_task is None:
+            self.controller._show_backend(process.current())
 
     def _project_read(self, *args) -> None:
         self.controller.load_choices()
@@ -109,6 +120,7 @@ class Gui:
         """Undo everything ``__init__`` did, in reverse."""
         self.controller.unload()
         self.panel.hydrographToolRequested.disconnect(self.activate_picker)
+        self.panel.visibilityChanged.disconnect(self._panel_visible)
         for signal, slot in self._project_signals:
             try:
                 signal.disconnect(slot)

@@ -79,9 +79,11 @@ class PanelController(QObject):
 
         self.backend_task = tasks.start(tasks.StartBackendTask(self.settings, on_finished=done))
 
-    def _show_backend(self, backend) -> None:
+    def _show_backend(self, backend, schemes: bool = True) -> None:
         version = backend.health.get("version", "")
         self.panel.set_device(f"Backend {version}: {backend.device_label}", True)
+        if not schemes:
+            return
         try:
             self.panel.set_schemes(backend.client.schemes())
         except Exception as exc:  # noqa: BLE001  (the default scheme list stays)
@@ -218,6 +220,8 @@ class PanelController(QObject):
             self._show_error(error, self._layer(self._error_layer_id or ""))
             return
         backend = process.current()
+        if backend is not None:
+            self._show_backend(backend, schemes=False)  # the job may have started it
         try:
             layer = results.load_results(record, client=backend.client if backend is not None else None)
         except PluginError as exc:
