@@ -177,7 +177,9 @@ def save_beside_project(info: dict[str, Any], project: QgsProject) -> dict[str, 
     if folder is None:
         return dict(info)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{Path(info['gpkg']).stem}_{info['job_id'][:8]}"
+    # job ids are <date>-<time>-<random>: unique per run, and they sort by time in the folder
+    job = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(info["job_id"]))
+    stem = f"{Path(info['gpkg']).stem}_{job}"
     gpkg, nc = folder / f"{stem}.gpkg", folder / f"{stem}.nc"
     _copy(Path(info["gpkg"]), gpkg, link=False)  # the layer is editable: never share the backend's file
     _copy(Path(info["q"]), nc, link=True)

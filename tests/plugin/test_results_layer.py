@@ -68,16 +68,20 @@ def test_nice_breaks_span_the_orders_of_magnitude():
 
 
 def test_result_layer_is_saved_beside_the_project_styled_and_temporal(backend, routed, saved_project, function,
-                                                                      tmp_path):
+                                                                      tmp_path, sample):
     from qgis.core import QgsGraduatedSymbolRenderer, QgsVectorLayerTemporalProperties
 
     from thalweg.layers.results import FRAME_EXPRESSION, load_results, result_layers, time_axis, result_info
 
     layer = load_results(routed, project=saved_project, client=backend.client)
     assert result_layers(saved_project) == [layer]
+    assert layer.name() == "Discharge [m³/s] – Cance"
     source = Path(layer.source().split("|")[0])
     assert source.parent == tmp_path / "thalweg_results" and source.exists()
-    assert source.with_suffix(".nc").exists()
+    assert source.with_suffix(".nc").exists() and routed["id"] in source.name
+    # a second run beside the same project gets its own files
+    again = load_results(run_route(backend, sample), project=saved_project, client=backend.client)
+    assert Path(again.source().split("|")[0]) != source and len(result_layers(saved_project)) == 2
     assert layer.featureCount() == routed["result"]["reaches"] == 123
     assert set(SUMMARY_FIELDS) <= set(layer.fields().names())
     renderer = layer.renderer()
