@@ -120,11 +120,15 @@ class ThalwegClient:
     # ---- plumbing ----
     def request(self, method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None,
                 timeout: float | None = None) -> Any:
-        """One HTTP request; the decoded JSON answer (None for an empty one), or a ClientError."""
+        """One HTTP request; the decoded JSON answer (None for an empty one), or a ClientError. ``body`` is any
+        JSON value, or bytes of JSON already encoded."""
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-        data = None if body is None else json.dumps(body, allow_nan=False).encode("utf-8")
+        if isinstance(body, (bytes, bytearray)):  # JSON encoded by the caller (the plugin encodes large bodies
+            data = bytes(body)                     # in pieces, so QGIS's main thread is never starved of the GIL)
+        else:
+            data = None if body is None else json.dumps(body, allow_nan=False).encode("utf-8")
         req = urllib.request.Request(url, data=data, method=method)
         req.add_header("Accept", "application/json")
         if data is not None:

@@ -9,6 +9,7 @@ Keep a Python reference to every task: :func:`start` does it until the task has 
 """
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Callable
@@ -22,12 +23,53 @@ from ..settings import Settings
 from .client import ClientError
 from .process import Backend, shared
 
-__all__ = ["JobTask", "StartBackendTask", "run_job", "start", "running_tasks", "SUBMIT_TIMEOUT"]
+__all__ = ["JobTask", "StartBackendTask", "run_job", "start", "running_tasks", "encode_body", "SUBMIT_TIMEOUT"]
 
 SUBMIT_TIMEOUT = 300.0  # s: an inline network of 100,000s of reaches is a large body
 CANCEL_GRACE = 30.0  # s: after this long without the job ending, stop waiting for it (it is reported)
 
 _tasks: set[QgsTask] = set()
+_LIST_PIECE = 5_000  # items of a long list encoded per call (a few ms each)
+_TEXT_PIECE = 1 << 20  # characters of a long string escaped per call
+_SEP = (",", ":")
+
+
+def encode_body(value: Any) -> bytes:
+    """``value`` as compact JSON bytes (``json.dumps(value, allow_nan=False, separators=(",", ":"))``), encoded
+    in pieces of a few milliseconds with the GIL released between them: a worker thread encoding a 100,000-reach
+    network in one ``json.dumps`` call (C code, holding the GIL throughout) froze QGIS's main thread for ~0.4 s."""
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out).encode("utf-8")
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if isinstance(value, dict):
+        out.append("{")
+        for i, (key, item) in enumerate(value.items()):
+            out.append(("," if i else "") + json.dumps(str(key)) + ":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)) and len(value) > _LIST_PIECE:
+        out.append("[")
+        for start in range(0, len(value), _LIST_PIECE):
+            piece = value[start:start + _LIST_PIECE]
+            if any(isinstance(v, (dict, list, tuple)) for v in piece):
+                for j, item in enumerate(piece):
+                    out.append("," if start or j else "")
+                    _encode(item, out)
+            else:
+                out.append(("," if start else "") + json.dumps(list(piece), allow_nan=False, separators=_SEP)[1:-1])
+            time.sleep(0)  # let the main thread run
+        out.append("]")
+    elif isinstance(value, str) and len(value) > _TEXT_PIECE:
+        out.append('"')
+        for start in range(0, len(value), _TEXT_PIECE):
+            out.append(json.dumps(value[start:start + _TEXT_PIECE])[1:-1])
+            time.sleep(0)
+        out.append('"')
+    else:
+        out.append(json.dumps(value, allow_nan=False, separators=_SEP))
 
 
 def start(task: QgsTask) -> QgsTask:
@@ -64,7 +106,8 @@ def run_job(backend: Backend, body: dict[str, Any], *, is_canceled: Callable[[],
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
     try:
-        record = client.request("POST", "/jobs", body=body, timeout=max(SUBMIT_TIMEOUT, client.timeout))
+        record = client.request("POST", "/jobs", body=encode_body(body),
+                                timeout=max(SUBMIT_TIMEOUT, client.timeout))
     except ClientError as exc:
         raise from_client_error(exc, layer=layer) from None
     timings["submit"] = time.perf_counter() - t0

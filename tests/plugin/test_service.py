@@ -111,3 +111,22 @@ def test_stop_shared_stops_the_process(backend_settings, tmp_path):
     assert b.stop() == 0
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_encode_body_is_json_dumps_in_pieces():
+    import json
+    import random
+
+    from thalweg.service.tasks import encode_body
+
+    rng = random.Random(4)
+    n = 12_345
+    network = {"ids": list(range(n)), "length": [rng.random() * 1e4 for _ in range(n)],
+               "area": [None if i % 7 else 1.5 for i in range(n)],
+               "geometry": {"wkb": "QUJD" * 400_000, "sizes": [3] * n, "crs": "EPSG:2154"},
+               "name": "rivière \u00e9\U0001F30A" * 300_000}
+    body = {"kind": "route", "network": network,
+            "runoff": {"values": [[float(i), 2.5] for i in range(6_001)], "dt": 3600.0}, "empty": [], "flag": True}
+    assert encode_body(body) == json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    with pytest.raises(ValueError):
+        encode_body({"length": [1.0] * 6000 + [float("nan")]})
