@@ -153,3 +153,13 @@ def test_cycle_error_names_the_reaches_and_selects_them(backend, wait_task):
     assert "10 -> 11 -> 12 -> 10" in error.message
     assert select_reaches(layer, error.ids, source.id_field) == 3
     assert sorted(f["LINKNO"] for f in layer.selectedFeatures()) == [10, 11, 12]
+
+
+def test_base64_in_pieces_is_base64():
+    import os
+
+    from thalweg.layers.extract import _base64
+
+    for size in (0, 1, 2, 3, 786_431, 786_432, 786_433, 2_000_003):
+        data = os.urandom(size)
+        assert _base64(data) == base64.b64encode(data).decode("ascii"), size

@@ -32,8 +32,7 @@ def provider(plugin_package, backend):
     plugin = plugin_package.classFactory(None)
     plugin.initProcessing()
     yield QgsApplication.processingRegistry().providerById("thalweg")
-    plugin.unload_processing() if hasattr(plugin, "unload_processing") else \
-        QgsApplication.processingRegistry().removeProvider(plugin.provider)
+    QgsApplication.processingRegistry().removeProvider(plugin.provider)
 
 
 @pytest.fixture(scope="module")
