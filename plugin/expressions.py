@@ -21,7 +21,7 @@ from qgis.core import QgsExpression, QgsExpressionFunction, QgsExpressionNode
 
 __all__ = ["FUNCTION_NAME", "FrameSource", "register_function", "unregister_function", "register_layer",
            "unregister_layer", "registered_layers", "frame_for", "step_at", "clear", "source_of", "errors_of",
-           "missing_of"]
+           "missing_of", "cached_steps"]
 
 FUNCTION_NAME = "thalweg_frame"
 CACHE_FRAMES = 12  # frames kept per layer: a few steps back and forth while scrubbing the time slider
@@ -101,8 +101,9 @@ class _LayerFrames:
         self.fids, self.rows = self._fids_all[found], order[pos][found]
         self.missing = int((~found).sum())
 
-    def values(self, step: int) -> list | None:
-        """The frame of ``step`` as a list indexed by feature id (None where a feature has no value)."""
+    def values(self, step: int, ahead: bool = True) -> list | None:
+        """The frame of ``step`` as a list indexed by feature id (None where a feature has no value); with
+        ``ahead``, the next step is then fetched in the background."""
         while True:
             with self.lock:
                 if step in self.cache:
@@ -132,6 +133,12 @@ class _LayerFrames:
                 self.cache[step] = values
                 while len(self.cache) > CACHE_FRAMES:
                     self.cache.popitem(last=False)
+            nxt = step + 1
+            prefetch = (ahead and values is not None and nxt < self.source.times.size and nxt not in self.cache
+                        and nxt not in self.pending)
+        if prefetch:  # the animation's next frame, fetched while this one is drawn
+            threading.Thread(target=self.values, args=(nxt, False), daemon=True,
+                             name=f"thalweg-frame-{nxt}").start()
         return values
 
 
@@ -171,6 +178,16 @@ def register_layer(layer, source: FrameSource, field: str = "reach_id", still_fi
     entry = _LayerFrames(source, np.asarray(fids), np.asarray(reach_ids), still)
     with _registry_lock:
         _registry[layer.id()] = entry
+
+
+def cached_steps(layer_id: str) -> list[int]:
+    """Steps whose frames are in memory for the layer (oldest first)."""
+    with _registry_lock:
+        entry = _registry.get(layer_id)
+    if entry is None:
+        return []
+    with entry.lock:
+        return list(entry.cache)
 
 
 def missing_of(layer_id: str) -> int:
@@ -275,6 +292,10 @@ class FrameFunction(QgsExpressionFunction):
 
     def usesGeometry(self, node) -> bool:  # noqa: N802
         return False
+
+    def referencedColumns(self, node):  # noqa: N802
+        # none: the default (all attributes) makes every render fetch and parse every field of every feature
+        return set()
 
     def isStatic(self, node, parent, context) -> bool:  # noqa: N802
         # once per render, not per feature: the arguments are variables that are the same for every feature

@@ -50,7 +50,7 @@ class PanelController(QObject):
     def __init__(self, panel, *, iface=None, hydrograph=None, settings=None) -> None:
         super().__init__(panel)
         self.panel, self.iface, self.hydrograph, self.settings = panel, iface, hydrograph, settings
-        self.task: tasks.JobTask | None = None
+        self.task = None  # the running JobTask, then the LoadResultsTask of its result
         self.backend_task = None
         self.last_error: PluginError | None = None
         self.last_layer: QgsVectorLayer | None = None
@@ -206,7 +206,7 @@ class PanelController(QObject):
         self.panel.set_progress(float(progress.get("fraction") or 0.0), str(progress.get("message") or ""))
 
     def cancel(self) -> None:
-        if self.task is not None:
+        if self.task is not None and isinstance(self.task, tasks.JobTask):
             self.panel.show_message("Cancelling…")
             self.task.cancel()
 
@@ -222,19 +222,29 @@ class PanelController(QObject):
         backend = process.current()
         if backend is not None:
             self._show_backend(backend, schemes=False)  # the job may have started it
-        try:
-            layer = results.load_results(record, client=backend.client if backend is not None else None)
-        except PluginError as exc:
-            self._show_error(exc, None)
-            return
-        self.last_layer = layer
-        canvas = self.iface.mapCanvas() if self.iface is not None else None
-        results.configure_navigation(canvas.temporalController() if canvas is not None else None, layer)
         res = record.get("result") or {}
-        self.panel.set_progress(1.0, f"Routed {res.get('reaches', 0):,} reaches × {res.get('steps', 0):,} steps: "
-                                     f"layer '{layer.name()}' (animate it with the temporal controller).")
-        if self.iface is not None:
-            self.iface.messageBar().pushMessage("Thalweg", f"Result layer '{layer.name()}' added.", Qgis.Success, 5)
+        self.panel.set_running(True)  # until the layer is in the map
+        self.panel.set_progress(0.99, "Loading the result layer…")
+
+        def loaded(layer, error):
+            self.task = None
+            self.panel.set_running(False)
+            if error is not None:
+                self._show_error(error, None)
+                return
+            self.last_layer = layer
+            canvas = self.iface.mapCanvas() if self.iface is not None else None
+            results.configure_navigation(canvas.temporalController() if canvas is not None else None, layer)
+            self.panel.set_progress(1.0, f"Routed {res.get('reaches', 0):,} reaches × {res.get('steps', 0):,} "
+                                         f"steps: layer '{layer.name()}' (animate it with the temporal "
+                                         f"controller).")
+            if self.iface is not None:
+                self.iface.messageBar().pushMessage("Thalweg", f"Result layer '{layer.name()}' added.",
+                                                    Qgis.Success, 5)
+
+        # copying the files and reading the columns run in a task: the main thread only builds the layer
+        self.task = tasks.start(results.LoadResultsTask(record, loaded,
+                                                        client=backend.client if backend is not None else None))
 
     # ---- errors ----
     def _show_error(self, error: PluginError, layer: QgsVectorLayer | None) -> None:

@@ -3,6 +3,7 @@ backend (a real ``thalweg serve``), and the same after closing and reopening the
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,11 @@ def test_two_frames_differ_as_the_discharge_does(backend, backend_settings, rout
     assert list(saved.ids) == list(service.ids) == oracle["ids"]
     np.testing.assert_allclose(saved.frame(high), service.frame(high), rtol=1e-6)
     assert not function.errors_of(layer.id()) and function.missing_of(layer.id()) == 0
+    # the next frame of the animation is fetched in the background while one is drawn
+    deadline = time.monotonic() + 30
+    while high + 1 not in function.cached_steps(layer.id()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {low, low + 1, high, high + 1} <= set(function.cached_steps(layer.id()))
 
 
 def test_frames_outside_the_run_or_without_time_are_null(backend, routed, saved_project, function):
@@ -186,3 +192,25 @@ def test_results_survive_closing_and_reopening_the_project(backend, backend_sett
         expected = oracle["steps"]["100"][oracle["ids"].index(feature["reach_id"])]
         assert frame[feature.id()] == pytest.approx(expected, rel=1e-6) or (math.isnan(expected)
                                                                            and frame[feature.id()] is None)
+
+
+def test_loading_in_a_task_gives_the_same_layer(qtbot, backend, routed, saved_project, function):
+    from thalweg.layers.results import LoadResultsTask, load_results, read_columns, read_file_columns
+    from thalweg.service.tasks import start
+
+    got = []
+    start(LoadResultsTask(routed, lambda layer, error: got.append((layer, error)), project=saved_project,
+                          client=backend.client))
+    qtbot.waitUntil(lambda: bool(got), timeout=60_000)
+    (layer, error), = got
+    assert error is None, error
+    direct = load_results(routed, project=saved_project, client=backend.client, add=False)
+    assert [(r.lowerValue(), r.upperValue(), r.label()) for r in layer.renderer().ranges()] == \
+        [(r.lowerValue(), r.upperValue(), r.label()) for r in direct.renderer().ranges()]
+    assert layer.temporalProperties().isActive() and layer.id() in function.registered_layers()
+    # the worker thread's OGR columns are QGIS's own
+    names = ["reach_id", "mean", "max", "q50"]
+    ogr_cols = read_file_columns(layer.source().split("|")[0], names)
+    qgis_cols = read_columns(layer, names)
+    for name in ["fid", *names]:
+        np.testing.assert_array_equal(ogr_cols[name], qgis_cols[name])
