@@ -13,6 +13,7 @@ __all__ = ["Settings", "PREFIX", "PROJECT_SCOPE", "default_workspace"]
 
 PREFIX = "thalweg/"
 PROJECT_SCOPE = "thalweg"
+ENV_PYTHON = "THALWEG_BACKEND_PYTHON"  # the backend's Python when no backend is set in QgsSettings
 
 
 def default_workspace() -> str:
@@ -29,7 +30,8 @@ class Settings:
     Attributes
     ----------
     backend_python : the Python interpreter of the Thalweg backend (``<checkout>/.venv/bin/python``); the
-        plugin starts ``<python> -m thalweg.server``. Empty: use ``backend_command``, else ``thalweg`` on PATH.
+        plugin starts ``<python> -m thalweg.server``. Empty: use ``backend_command``, else ``$THALWEG_BACKEND_PYTHON``,
+        else ``thalweg`` on PATH. Also editable in QGIS's Settings > Options > Advanced (``thalweg/backend_python``).
     backend_command : the ``thalweg`` executable (``thalweg serve`` is started); used when no Python is set.
     backend_url : the URL of a backend you started yourself (``thalweg serve``); nothing is started then,
         and the token is read from ``connection_file``.
@@ -66,6 +68,8 @@ class Settings:
                 values[f.name] = type(default)(raw) if raw is not None else default
             except (TypeError, ValueError):
                 values[f.name] = default
+        if not values["backend_python"] and not values["backend_command"] and not values["backend_url"]:
+            values["backend_python"] = os.environ.get(ENV_PYTHON, "")  # headless runs (qgis_process, CI)
         return cls(**values)
 
     def save(self) -> None:

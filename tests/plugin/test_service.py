@@ -130,3 +130,20 @@ def test_encode_body_is_json_dumps_in_pieces():
     assert encode_body(body) == json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
     with pytest.raises(ValueError):
         encode_body({"length": [1.0] * 6000 + [float("nan")]})
+
+
+def test_settings_round_trip_and_environment_fallback(monkeypatch):
+    from qgis.core import QgsSettings
+
+    from thalweg.settings import PREFIX, Settings
+
+    saved = Settings(backend_python="/opt/thalweg/.venv/bin/python", poll_interval=0.5, workspace="/tmp/ws")
+    saved.save()
+    try:
+        assert Settings.load() == saved
+        QgsSettings().remove(PREFIX + "backend_python")
+        monkeypatch.setenv("THALWEG_BACKEND_PYTHON", "/env/python")
+        assert Settings.load().backend_python == "/env/python"
+    finally:
+        QgsSettings().remove(PREFIX.rstrip("/"))
+    assert Settings.load().poll_interval == Settings().poll_interval
