@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import QgsMapLayerProxyModel, QgsProject
-from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                  QProgressBar, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
@@ -48,6 +48,7 @@ class ThalwegDock(QgsDockWidget):
     cancelRequested = pyqtSignal()
     selectRequested = pyqtSignal()
     restartRequested = pyqtSignal()
+    backendSettingsSaved = pyqtSignal()
     hydrographToolRequested = pyqtSignal()
     choicesChanged = pyqtSignal()
 
@@ -69,6 +70,24 @@ class ThalwegDock(QgsDockWidget):
         row.addWidget(self.device_label, 1)
         row.addWidget(self.restart_button)
         outer.addLayout(row)
+        self.backend_group = QgsCollapsibleGroupBox("Backend settings")
+        self.backend_group.setCollapsed(True)
+        form = QFormLayout(self.backend_group)
+        self.backend_python = QgsFileWidget()
+        self.backend_python.setStorageMode(QgsFileWidget.GetFile)
+        self.backend_python.lineEdit().setPlaceholderText("<Thalweg checkout>/.venv/bin/python")
+        self.backend_python.setToolTip("The Python of the Thalweg backend (bash scripts/setup.sh makes .venv)")
+        form.addRow("Backend Python", self.backend_python)
+        self.backend_pythonpath = QLineEdit()
+        self.backend_pythonpath.setPlaceholderText("development checkouts only: <checkout>/backend")
+        form.addRow("PYTHONPATH", self.backend_pythonpath)
+        self.backend_url = QLineEdit()
+        self.backend_url.setPlaceholderText("empty: the plugin starts the backend; or http://127.0.0.1:PORT")
+        form.addRow("Backend URL", self.backend_url)
+        self.backend_save = QPushButton("Save and restart")
+        self.backend_save.clicked.connect(self.backendSettingsSaved)
+        form.addRow("", self.backend_save)
+        outer.addWidget(self.backend_group)
 
         # ---- inputs ----
         inputs = QGroupBox("Inputs")
@@ -251,6 +270,15 @@ class ThalwegDock(QgsDockWidget):
         """An error in the panel (one sentence with the fix); ``can_select`` shows 'Select these reaches'."""
         self.message.setText(f'<span style="color:#b00020">{_escape(text)}</span>' if text else "")
         self.select_button.setVisible(bool(text) and can_select)
+
+    def backend_values(self) -> dict[str, str]:
+        return {"backend_python": self.backend_python.filePath().strip(),
+                "pythonpath": self.backend_pythonpath.text().strip(), "backend_url": self.backend_url.text().strip()}
+
+    def set_backend_values(self, values: dict[str, str]) -> None:
+        self.backend_python.setFilePath(values.get("backend_python", ""))
+        self.backend_pythonpath.setText(values.get("pythonpath", ""))
+        self.backend_url.setText(values.get("backend_url", ""))
 
     def set_device(self, text: str, ready: bool) -> None:
         self.device_label.setText(text)

@@ -81,6 +81,7 @@ class HydrographDock(QgsDockWidget):
 
         self.series: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
         self.tasks: set[QgsTask] = set()  # referenced until finished (QGIS does not keep Python tasks alive)
+        self._unloaded = False
         self.figure = Figure(figsize=(7, 3.2), dpi=100, tight_layout=True)
         self.axes = self.figure.add_subplot(1, 1, 1)
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -115,6 +116,8 @@ class HydrographDock(QgsDockWidget):
         self.status.setText(f"Loading reach {reach_id}…")
 
         def done(data, error):
+            if self._unloaded:  # the dock went away while the request ran
+                return
             if data is not None:
                 self.add(data)
             elif fallback is not None and (task.status_code is None or (task.status_code == 404
@@ -220,6 +223,7 @@ class HydrographDock(QgsDockWidget):
 
     def unload(self) -> None:
         """Cancel pending fetches and let go of the figure (the plugin's unload)."""
+        self._unloaded = True
         for task in list(self.tasks):
             task.cancel()
         self.tasks.clear()

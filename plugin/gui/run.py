@@ -7,6 +7,7 @@ of :class:`..service.tasks.JobTask`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -16,7 +17,7 @@ from qgis.PyQt.QtCore import QObject, QTimer
 from ..errors import LEVEL_INFO, PluginError
 from ..layers import extract, results
 from ..service import process, tasks
-from ..settings import PROJECT_SCOPE
+from ..settings import PROJECT_SCOPE, Settings
 
 __all__ = ["PanelController", "parse_params", "CHOICE_KEYS"]
 
@@ -56,12 +57,15 @@ class PanelController(QObject):
         self.last_layer: QgsVectorLayer | None = None
         self._error_layer_id: str | None = None
         self._restoring = False
+        self._unloaded = False
         self._connections: list[tuple[Any, Any]] = []
         for signal, slot in ((panel.runRequested, self.run), (panel.calibrateRequested, self.calibrate),
                              (panel.cancelRequested, self.cancel), (panel.selectRequested, self.select_error_reaches),
-                             (panel.restartRequested, self.restart_backend), (panel.choicesChanged, self.save_choices)):
+                             (panel.restartRequested, self.restart_backend), (panel.choicesChanged, self.save_choices),
+                             (panel.backendSettingsSaved, self.save_backend_settings)):
             signal.connect(slot)
             self._connections.append((signal, slot))
+        self.show_backend_settings()
 
     # ---- backend ----
     def start_backend(self) -> None:
@@ -72,6 +76,8 @@ class PanelController(QObject):
 
         def done(backend, error):
             self.backend_task = None
+            if self._unloaded:  # the plugin was unloaded while the backend started
+                return
             if error is not None:
                 self.panel.set_device(f"Backend unavailable: {error.message}", False)
                 return
@@ -88,6 +94,23 @@ class PanelController(QObject):
             self.panel.set_schemes(backend.client.schemes())
         except Exception as exc:  # noqa: BLE001  (the default scheme list stays)
             QgsMessageLog.logMessage(f"cannot list the backend's schemes: {exc}", "Thalweg", Qgis.Warning)
+
+    def _settings(self) -> Settings:
+        return self.settings if self.settings is not None else Settings.load()
+
+    def show_backend_settings(self) -> None:
+        s = self._settings()
+        self.panel.set_backend_values({"backend_python": s.backend_python, "pythonpath": s.pythonpath,
+                                       "backend_url": s.backend_url})
+
+    def save_backend_settings(self) -> None:
+        """The panel's backend settings into QgsSettings (or the settings given to the controller), then restart."""
+        settings = dataclasses.replace(self._settings(), **self.panel.backend_values())
+        if self.settings is not None:
+            self.settings = settings
+        else:
+            settings.save()
+        self.restart_backend()
 
     def restart_backend(self) -> None:
         if self.task is not None:
@@ -202,6 +225,8 @@ class PanelController(QObject):
         return build
 
     def _record(self, record: dict[str, Any]) -> None:
+        if self._unloaded:
+            return
         progress = record.get("progress") or {}
         self.panel.set_progress(float(progress.get("fraction") or 0.0), str(progress.get("message") or ""))
 
@@ -212,6 +237,8 @@ class PanelController(QObject):
 
     def _finished(self, record: dict[str, Any] | None, error: PluginError | None) -> None:
         self.task = None
+        if self._unloaded:
+            return
         self.panel.set_running(False)
         if error is not None:
             if error.level == LEVEL_INFO:
@@ -228,6 +255,8 @@ class PanelController(QObject):
 
         def loaded(layer, error):
             self.task = None
+            if self._unloaded:
+                return
             self.panel.set_running(False)
             if error is not None:
                 self._show_error(error, None)
@@ -276,6 +305,7 @@ class PanelController(QObject):
         return count
 
     def unload(self) -> None:
+        self._unloaded = True
         for signal, slot in self._connections:
             try:
                 signal.disconnect(slot)

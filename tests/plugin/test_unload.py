@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from qgis.PyQt.QtCore import Qt
 from gui_helpers import WindowIface, run_route
 
 
@@ -64,7 +65,9 @@ def test_unload_leaves_nothing_behind(qtbot, iface, plugin_package, backend_sett
     plugin = plugin_package.classFactory(iface)
     plugin.initGui()
     gui = plugin.gui
-    qtbot.waitUntil(lambda: gui.controller.backend_task is None, timeout=240_000)
+    # the backend starts when the panel is first shown (the window shows the dock in its event loop)
+    qtbot.waitUntil(lambda: process.current() is not None and gui.controller.backend_task is None,
+                    timeout=240_000)
     backend = process.current()
     assert backend is not None and backend.running(), gui.panel.device_label.text()
     pid = backend.health["pid"]
@@ -97,3 +100,35 @@ def test_unload_leaves_nothing_behind(qtbot, iface, plugin_package, backend_sett
     # and QGIS still works: the result layer still renders (without its animation) and the project clears
     assert layer.isValid()
     proj.clear()
+
+
+def test_missing_backend_says_how_to_set_it_up_and_the_panel_fixes_it(qtbot, backend_settings, tmp_path, monkeypatch):
+    """Runs after the unload test (no backend left): a wrong backend Python gives one sentence with the setup
+    command in the panel, not a traceback; the panel's backend settings then start the right one."""
+    from thalweg.gui import Gui
+    from thalweg.service import process
+    from thalweg.settings import Settings
+
+    process.stop_shared()
+    monkeypatch.delenv("THALWEG_BACKEND_PYTHON", raising=False)
+    bad = Settings(backend_python=str(tmp_path / "no-venv" / "bin" / "python"), workspace=str(tmp_path / "ws"))
+    bad.save()
+    gui = Gui(None)
+    try:
+        qtbot.addWidget(gui.panel)
+        gui.panel.show()
+        qtbot.waitUntil(lambda: gui.controller.backend_task is None, timeout=60_000)
+        text = gui.panel.device_label.text()
+        assert text.startswith("Backend unavailable:") and "no-venv/bin/python does not exist" in text
+        assert "bash scripts/setup.sh" in text and "Traceback" not in text
+        assert gui.panel.backend_values()["backend_python"] == bad.backend_python
+        gui.panel.set_backend_values({"backend_python": backend_settings.backend_python,
+                                      "pythonpath": backend_settings.pythonpath, "backend_url": ""})
+        qtbot.mouseClick(gui.panel.backend_save, Qt.LeftButton)
+        assert Settings.load().backend_python == backend_settings.backend_python
+        qtbot.waitUntil(lambda: gui.controller.backend_task is None, timeout=240_000)
+        assert process.current() is not None and process.current().device_label in gui.panel.device_label.text()
+    finally:
+        gui.unload()
+        process.stop_shared()
+        backend_settings.save()
