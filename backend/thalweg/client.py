@@ -120,7 +120,8 @@ class ThalwegClient:
     # ---- plumbing ----
     def request(self, method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None,
                 timeout: float | None = None) -> Any:
-        """One HTTP request; the decoded JSON answer (None for an empty one), or a ClientError."""
+        """One HTTP request; the decoded JSON answer (None for an empty one), or a ClientError. ``body`` is any
+        JSON value, or bytes of JSON already encoded."""
         raw, _ = self.request_bytes(method, path, body=body, query=query, timeout=timeout)
         return json.loads(raw) if raw else None
 
@@ -130,7 +131,10 @@ class ThalwegClient:
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-        data = None if body is None else json.dumps(body, allow_nan=False).encode("utf-8")
+        if isinstance(body, (bytes, bytearray)):  # JSON encoded by the caller (the plugin encodes large bodies
+            data = bytes(body)                     # in pieces, so QGIS's main thread is never starved of the GIL)
+        else:
+            data = None if body is None else json.dumps(body, allow_nan=False).encode("utf-8")
         req = urllib.request.Request(url, data=data, method=method)
         req.add_header("Accept", accept)
         if data is not None:
@@ -164,6 +168,19 @@ class ThalwegClient:
     def schemes(self) -> list[dict[str, Any]]:
         """Routing schemes with their parameters (name, unit, bounds, default)."""
         return self.request("GET", "/schemes")
+
+    def detect(self, path: str | None = None, *, layer: str | None = None, columns: Sequence[str] | None = None,
+               values: Mapping[str, Sequence[float | None]] | None = None,
+               fields: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+        """The backend's schema detection for a file (``path``, ``layer``) or a layer's field names (``columns``,
+        with sample ``values`` per field for unit guesses), with the user's ``fields`` (role -> field)
+        overrides: schema, fields (role -> field), units, candidates, problems."""
+        body: dict[str, Any] = {"path": path, "layer": layer} if path is not None else {"columns": list(columns or [])}
+        if values:
+            body["values"] = {k: list(v) for k, v in values.items()}
+        if fields:
+            body["fields"] = dict(fields)
+        return self.request("POST", "/detect", body=body)
 
     def shutdown(self) -> None:
         """Ask the service to stop (as SIGTERM does; also works on Windows)."""

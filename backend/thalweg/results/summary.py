@@ -26,14 +26,23 @@ QUANTILES = {"q05": 5.0, "q50": 50.0, "q95": 95.0}  # column -> percent of the t
 _BLOCK = 2048  # reaches per block: 2048 x 2160 steps x 4 B = 18 MB
 
 
-def exceedance_quantile(values: np.ndarray, percent: float, axis: int = -1) -> np.ndarray:
-    """The flow exceeded ``percent`` % of the time along ``axis`` (NaN ignored): the (100 - percent)th percentile."""
-    values = np.asarray(values, dtype=np.float64)
+def exceedance_quantile(values: np.ndarray, percent, axis: int = -1) -> np.ndarray:
+    """The flow exceeded ``percent`` % of the time along ``axis`` (NaN ignored): the (100 - percent)th percentile.
+    ``percent`` may be a sequence: the quantiles then stack along a new first axis (one sort for all)."""
+    arr = np.asarray(values, dtype=np.float64)
+    q = 100.0 - np.asarray(percent, dtype=np.float64)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as documented
-        if not np.isnan(values).any():  # the same numbers: nanpercentile loops over rows in Python (~50 s for 100k)
-            return np.percentile(values, 100.0 - percent, axis=axis)
-        return np.nanpercentile(values, 100.0 - percent, axis=axis)
+        if arr.ndim < 2:
+            return np.nanpercentile(arr, q, axis=axis)
+        # np.nanpercentile with an axis loops in Python over every row (60 s for 100k reaches x 365 steps);
+        # np.percentile is vectorised and gives the same numbers on rows without NaN, so only those with NaN loop
+        rows = np.moveaxis(arr, axis, -1)
+        has_nan = np.isnan(rows).any(axis=-1)
+        out = np.percentile(rows, q, axis=-1)
+        if has_nan.any():
+            out[..., has_nan] = np.nanpercentile(rows[has_nan], q, axis=-1)
+        return out
 
 
 def _percentiles_finite(block: np.ndarray, percents: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from .auth import HostRule, host_allowed, token_matches
 from .messages import readable
 from .bodies import (EXAMPLES, ErrorBody, Health, Hydrograph, JobBody, JobRecord, SchemeInfo,
                      Snapshot, Summary)
+from .bodies import DetectBody, Detection
 from .jobs import STATES, JobConflict, JobManager, ServiceStopping, UnknownJob
 from .tasks import check_input_files, describe
 
@@ -226,6 +227,12 @@ def create_app(manager: JobManager, token: str, *, max_body_bytes: int = DEFAULT
         from ..irf import SCHEMES
 
         return views.jsonable([SCHEMES[name].to_dict() for name in sorted(SCHEMES)])
+
+    @api.post("/detect", response_model=Detection, tags=["service"], operation_id="detect_schema")
+    def detect(body: DetectBody) -> JSONResponse:
+        """The hydrography schema of a file or of a layer's fields: role -> field, units, candidates, problems
+        (the QGIS panel shows it for confirmation; the plugin never detects schemas itself)."""
+        return JSONResponse(views.jsonable(views.detect(body)))
 
     # links let API tools (schemathesis' stateful phase) follow a new job's id into the job endpoints
     links = {name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}} for name, op in (

@@ -21,11 +21,11 @@ from ..irf import SCHEMES
 from ..routing import ENGINES
 
 __all__ = ["RouteJob", "CalibrateJob", "ExtractJob", "JobBody", "InlineNetwork", "InlineRunoff", "InlineGauge",
-           "PackedArray", "JOB_KINDS",
+           "PackedArray", "JOB_KINDS", "SummarizeJob",
            "PLANNED_KINDS", "JobRecord", "Health", "SchemeInfo", "Hydrograph", "Snapshot", "Summary",
-           "ErrorBody", "EXAMPLES"]
+           "ErrorBody", "EXAMPLES", "InlineGeometry", "DetectBody", "Detection"]
 
-JOB_KINDS = ("route", "extract", "calibrate")
+JOB_KINDS = ("route", "extract", "calibrate", "summarize")
 # named in the issue and the CLI's future, not in this backend yet: refused with a clear 422, never faked
 PLANNED_KINDS = ("train",)
 
@@ -69,6 +69,35 @@ def _same_length(name: str, values: list | None, n: int) -> None:
         raise ValueError(f"{name}: has {len(values):,} values but 'ids' has {n:,}; give one value per reach")
 
 
+class InlineGeometry(_Body):
+    """Reach lines as WKB (the QGIS plugin's layer geometries), so results can be mapped: base64 of the
+    concatenated WKB blobs, ``sizes`` giving each reach's byte count in the order of 'ids'."""
+
+    wkb: str = Field(description="base64 (standard alphabet, padded) of the concatenated WKB of every reach")
+    sizes: list[Annotated[int, Field(ge=0, le=2**31)]] = Field(description="bytes of each reach's WKB (0: none)")
+    crs: str | None = Field(None, max_length=20_000, description="CRS as WKT or an authority id (EPSG:2154)")
+
+    @model_validator(mode="after")
+    def _size(self) -> InlineGeometry:
+        try:
+            size = len(base64.b64decode(self.wkb, validate=True))
+        except (binascii.Error, ValueError):
+            raise ValueError("wkb: is not valid base64 (standard alphabet, with padding)") from None
+        if size != sum(self.sizes):
+            raise ValueError(f"wkb: holds {size:,} bytes but 'sizes' add up to {sum(self.sizes):,}")
+        return self
+
+    def to_shapely(self):
+        """Shapely geometries, one per reach (None where a size is 0)."""
+        import numpy as np
+        import shapely
+
+        raw = base64.b64decode(self.wkb)
+        ends = np.cumsum(self.sizes)
+        blobs = np.array([raw[e - n:e] if n else None for e, n in zip(ends.tolist(), self.sizes)], dtype=object)
+        return shapely.from_wkb(blobs)
+
+
 class InlineNetwork(_Body):
     """A river network as arrays, one value per reach, in any order (the plugin's layer rows)."""
 
@@ -86,10 +115,12 @@ class InlineNetwork(_Body):
         default_factory=dict, description="extra per-reach fields, SI (e.g. muskingum_k [s], muskingum_x [-]); "
                                           "scheme parameters can name them")
     outlet_codes: list[INT64] = Field(default_factory=lambda: [-1, 0], max_length=16)
+    geometry: InlineGeometry | None = Field(None, description="reach lines, to map the results")
 
     @model_validator(mode="after")
     def _shapes(self) -> InlineNetwork:
         n = len(self.ids)
+        _same_length("geometry.sizes", None if self.geometry is None else self.geometry.sizes, n)
         _same_length("downstream_ids", self.downstream_ids, n)
         _same_length("length", self.length, n)
         _same_length("area", self.area, n)
@@ -312,7 +343,8 @@ class ExtractJob(_NetworkReading):
 
     kind: Literal["extract"]
     label: str | None = Field(None, max_length=200)
-    network: PathStr = Field(description="path of a hydrography file")
+    network: PathStr | InlineNetwork = Field(description="path of a hydrography file, or an inline network "
+                                                         "(the QGIS plugin's memory layers and selections)")
     length_unit: str | None = Field(None, max_length=20, description="unit of the length field (default: "
                                                                     "from its name or values)")
     area_unit: str | None = Field(None, max_length=20, description="unit of the area field")
@@ -328,7 +360,23 @@ class ExtractJob(_NetworkReading):
         return _check_path(value) if isinstance(value, str) else value
 
 
-JobBody = Annotated[RouteJob | ExtractJob | CalibrateJob, Field(discriminator="kind")]
+class SummarizeJob(_NetworkReading):
+    """Map a discharge file: per-reach statistics (mean, max, time of max, Q5/Q50/Q95) joined to the network's
+    lines in a GeoPackage layer (thalweg.results.write_summary_gpkg)."""
+
+    kind: Literal["summarize"]
+    label: str | None = Field(None, max_length=200)
+    network: PathStr | InlineNetwork = Field(description="hydrography file, or an inline network with geometry")
+    discharge: PathStr = Field(description="discharge NetCDF (Thalweg, RAPID Qout, river-route Q)")
+    name: str = Field("summary", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="stem of the output")
+
+    @field_validator("network", "discharge")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value) if isinstance(value, str) else value
+
+
+JobBody = Annotated[RouteJob | ExtractJob | CalibrateJob | SummarizeJob, Field(discriminator="kind")]
 
 EXAMPLES = {
     "inline": {"summary": "route inline arrays", "value": {
@@ -349,6 +397,50 @@ EXAMPLES = {
 
 
 # ---- responses (documented in the OpenAPI schema; built as plain dicts by the handlers) ----
+
+class DetectBody(_Body):
+    """Which hydrography schema a layer follows: a file (path, layer) or a layer's field names (QGIS memory
+    layers), with optional sample values so the units of unnamed length/area fields can be guessed."""
+
+    path: PathStr | None = Field(None, description="hydrography file (its field names are read, not its features)")
+    layer: str | None = Field(None, max_length=200)
+    columns: list[Annotated[str, Field(max_length=200)]] | None = Field(None, max_length=2000)
+    values: dict[Annotated[str, Field(max_length=200)], list[OPTIONAL_FINITE]] = Field(
+        default_factory=dict, description="field -> sample values (a few hundred rows) for unit guesses")
+    fields: dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=200)] | None] = Field(
+        default_factory=dict, description="role -> field overrides (the user's choice in the panel; None drops a "
+                                          "role); their units are guessed from names and sample values")
+
+    @field_validator("path")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one(self) -> DetectBody:
+        if (self.path is None) == (self.columns is None):
+            raise ValueError("give either 'path' (a file) or 'columns' (field names), not both or neither")
+        return self
+
+
+class Detection(BaseModel):
+    schema_name: str | None = Field(alias="schema", description="detected schema (None: no schema fits)")
+    title: str | None = None
+    layer: str | None = None
+    fields: dict[str, str] = Field(description="role -> field (id, downstream, length, area, ...)")
+    units: dict[str, str | None] = Field(description="role -> unit of its field (None: not known)")
+    reasons: list[str]
+    columns: list[str]
+    candidates: list[dict[str, Any]] = Field(description="schemas that fit in part: schema, title, score, fields")
+    roles: list[str] = Field(description="roles a field can be mapped to")
+    topology_from_geometry: bool = Field(description="the topology comes from the lines, not one downstream "
+                                                     "id per row: the reader needs the geometries")
+    geometry_type: str | None = None
+    crs: str | None = None
+    features: int | None = None
+    problems: list[str]
+    error: dict[str, Any] | None = None
+
 
 class ErrorBody(BaseModel):
     error: str = Field(description="error class, e.g. ValidationError, CycleError, NotFound")

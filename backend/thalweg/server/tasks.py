@@ -19,6 +19,7 @@ from .._files import atomic_write_text
 from .._paths import kind_of_mode
 from ..errors import InputError
 from .bodies import CalibrateJob, ExtractJob, InlineGauge, InlineNetwork, InlineRunoff, PackedArray, RouteJob
+from .bodies import SummarizeJob
 from .worker import JobContext, TaskResult
 
 __all__ = ["TASKS", "LANES", "describe", "check_input_files", "iso_time", "iso_times", "network_from_inline",
@@ -63,7 +64,9 @@ def network_from_inline(body: InlineNetwork, *, check_area: str = "error"):
         to_si(body.length, body.length_unit, "length"), area,
         slope=None if body.slope is None else _nan_array(body.slope),
         attrs={name: _nan_array(values) for name, values in body.attrs.items()},
-        outlet_codes=tuple(body.outlet_codes), source=source, check_area=check_area)
+        outlet_codes=tuple(body.outlet_codes), source=source, check_area=check_area,
+        geometry=None if body.geometry is None else body.geometry.to_shapely(),
+        crs=None if body.geometry is None else body.geometry.crs)
 
 
 def runoff_from_inline(body: InlineRunoff, network, *, nan: str = "error", missing: str = "error"):
@@ -307,24 +310,34 @@ def write_reaches_gpkg(path: Path, network, layer: str = "reaches") -> Path:
 
 def extract_task(body: ExtractJob, ctx: JobContext) -> TaskResult:
     """Read a network file (:func:`thalweg.hydrography.read_network`): summary, problems, reaches.gpkg."""
-    import warnings
-
-    from ..errors import ThalwegWarning
     from ..hydrography import read_network
 
     t0 = time.perf_counter()
+    if isinstance(body.network, InlineNetwork):  # the plugin's memory layers and selections
+        ctx.progress(0.0, f"building the network ({len(body.network.ids):,} reaches)")
+        return _extract_result(network_from_inline(body.network, check_area=body.check_area), body, ctx,
+                               {"read_network": 0.0}, t0, "inline network")
     ctx.progress(0.0, f"reading {Path(body.network).name}")
     options = {"schema": body.network_schema, "fields": body.fields, "layer": body.layer,
                "length_unit": body.length_unit, "area_unit": body.area_unit, "area_raster": body.area_raster,
                "area_raster_unit": body.area_raster_unit, "tolerance": body.tolerance,
                "check_area": body.check_area, "keep_geometry": body.write_gpkg}
     network = read_network(body.network, **{k: v for k, v in options.items() if v is not None})
-    timings = {"read_network": time.perf_counter() - t0}
+    return _extract_result(network, body, ctx, {}, t0, Path(body.network).name)
+
+
+def _extract_result(network, body: ExtractJob, ctx: JobContext, timings: dict[str, float], t0: float,
+                    name: str) -> TaskResult:
+    import warnings
+
+    from ..errors import ThalwegWarning
+
+    timings["read_network"] = time.perf_counter() - t0
     ctx.check("writing reaches.gpkg")
     outputs: dict[str, Path] = {}
     if body.write_gpkg:
         if network.geometry is None:
-            warnings.warn(f"{Path(body.network).name} has no line geometries: reaches.gpkg was not written.",
+            warnings.warn(f"{name} has no line geometries: reaches.gpkg was not written.",
                           ThalwegWarning, stacklevel=1)
         else:
             t0 = time.perf_counter()
@@ -336,6 +349,36 @@ def extract_task(body: ExtractJob, ctx: JobContext) -> TaskResult:
     return TaskResult(outputs=outputs, result=result, timings=timings, cache={"network": network})
 
 
-TASKS = {"route": route_task, "extract": extract_task, "calibrate": calibrate_task}
+def summarize_task(body: SummarizeJob, ctx: JobContext) -> TaskResult:
+    """Per-reach statistics of a discharge file on the network's lines (the plugin's thalweg:summarize)."""
+    from ..hydrography import read_network
+    from ..results import read_discharge
+    from ..results.writers import write_summary_gpkg
+
+    t0 = time.perf_counter()
+    if isinstance(body.network, InlineNetwork):
+        ctx.progress(0.0, f"building the network ({len(body.network.ids):,} reaches)")
+        network = network_from_inline(body.network, check_area=body.check_area)
+    else:
+        ctx.progress(0.0, f"reading {Path(body.network).name}")
+        network = read_network(body.network, schema=body.network_schema, fields=body.fields, layer=body.layer,
+                               check_area=body.check_area)
+    timings = {"read_network": time.perf_counter() - t0}
+    ctx.check("reading discharge")
+    t0 = time.perf_counter()
+    ctx.progress(0.3, f"reading {Path(body.discharge).name}")
+    d = read_discharge(body.discharge)
+    timings["read_discharge"] = time.perf_counter() - t0
+    ctx.check("writing the summary")
+    t0 = time.perf_counter()
+    ctx.progress(0.6, "writing the summary layer")
+    gpkg = write_summary_gpkg(ctx.out_dir / f"{body.name}.gpkg", network, d)
+    timings["write"] = time.perf_counter() - t0
+    result = {"reaches": d.n_reaches, "steps": d.n_steps, "dt": d.dt, "first_time": iso_time(d.time[0]),
+              "last_time": iso_time(d.time[-1])}
+    return TaskResult(outputs={"gpkg": gpkg}, result=result, timings=timings)
+
+
+TASKS = {"route": route_task, "extract": extract_task, "calibrate": calibrate_task, "summarize": summarize_task}
 # one GPU job at a time: route and calibrate jobs share the compute lane; extraction (CPU, files) runs beside it
-LANES = {"route": "compute", "extract": "io", "calibrate": "compute"}
+LANES = {"route": "compute", "extract": "io", "calibrate": "compute", "summarize": "io"}

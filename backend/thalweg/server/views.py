@@ -25,8 +25,8 @@ from ..errors import InputError, NetworkError, ThalwegError
 from .jobs import Job, JobConflict, JobManager
 from .tasks import iso_time, iso_times
 
-__all__ = ["hydrograph", "snapshot", "snapshot_f32", "axes", "summary", "json_floats", "jsonable", "NotFoundError",
-           "FILE_LOCK", "Axes", "F32_MEDIA_TYPE"]
+__all__ = ["hydrograph", "snapshot", "snapshot_f32", "axes", "summary", "detect", "json_floats", "jsonable",
+           "NotFoundError", "FILE_LOCK", "Axes", "F32_MEDIA_TYPE"]
 
 UNITS = "m3/s"
 F32_MEDIA_TYPE = "application/octet-stream"
@@ -251,3 +251,86 @@ def summary(manager: JobManager, job: Job) -> Response:
                          "reach_ids": np.asarray(frame.index, dtype=np.int64).tolist(), "data": data})
 
     return Response(manager.cached(job, "summary_json", load), media_type="application/json")
+
+
+def _unit(schema, role: str, field: str, values: list | None, source: str) -> tuple[str | None, str | None]:
+    """(unit, problem) of a quantity field: the schema's unit, else a guess from its name and sample values."""
+    import warnings
+
+    from ..errors import ThalwegWarning
+    from ..units import guess_area_unit, guess_length_unit
+
+    known = schema.unit(field) if schema is not None else None
+    if known:
+        return known, None
+    guess = guess_length_unit if role == "length" else guess_area_unit
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ThalwegWarning)
+        unit = guess(field, [] if values is None else [np.nan if v is None else v for v in values], source=source)
+    problem = next((str(w.message) for w in caught if issubclass(w.category, ThalwegWarning)), None)
+    if problem is not None and not values:  # no name hint and no values: nothing to guess from
+        return None, f"{source}: field {field} has no unit in its name; send sample values or name the unit."
+    return unit, problem
+
+
+def detect(body) -> dict[str, Any]:
+    """The backend's schema detection for the plugin (one implementation: thalweg.hydrography's rules):
+    detected schema, role -> field, units, candidate schemas and problems, for a file or a list of fields."""
+    from ..hydrography import SCHEMAS, detect_schema
+    from ..hydrography._schema import CORE_ROLES, STANDARD_ATTRS, match_columns
+    from ..hydrography.vector import describe
+
+    problems: list[str] = []
+    error = None
+    info = None
+    match = None
+    if body.path is not None:
+        source = Path(body.path).name
+        try:
+            with FILE_LOCK:  # a NetCDF hydrography file is read through HDF5, which is not thread-safe
+                info = describe(body.path, body.layer)
+                columns = list(info.columns)
+                match = detect_schema(body.path, body.layer)
+        except ThalwegError as exc:
+            error = exc.to_dict()
+            problems.append(str(exc))
+            columns = list(info.columns) if info is not None else []
+    else:
+        source = "layer"
+        columns = list(body.columns or [])
+        try:
+            match = match_columns(columns, quiet=True)
+        except ThalwegError as exc:  # several schemas fit equally well
+            error = exc.to_dict()
+            problems.append(str(exc))
+        if match is None and error is None:
+            problems.append(f"no known hydrography schema fits the fields ({', '.join(columns[:25]) or 'none'}); "
+                            f"map the id and downstream fields, or the topology comes from the line geometry.")
+    schema = SCHEMAS.get(match.name) if match is not None else None
+    fields = dict(match.fields) if match is not None else {}
+    for role, field in body.fields.items():  # the user's mapping wins, as in read_network(fields=...)
+        if field is None:
+            fields.pop(role, None)
+        elif field not in columns:
+            problems.append(f"{source}: there is no field {field} (for {role}); the fields are "
+                            f"{', '.join(columns[:25])}.")
+        else:
+            fields[role] = field
+    units: dict[str, str | None] = {}
+    if fields:
+        for role in ("length", "area", "catchment_area"):
+            field = fields.get(role)
+            if field:
+                units[role], problem = _unit(schema, role, field, body.values.get(field), source)
+                if problem:
+                    problems.append(problem)
+    candidates = sorted(({"schema": s.name, "title": s.title, "score": s.score(columns), "fields": s.find(columns)}
+                         for s in SCHEMAS.values() if s.find(columns)), key=lambda c: -c["score"])
+    roles = sorted(set(CORE_ROLES) | set(STANDARD_ATTRS))
+    return {"schema": match.name if match else None, "title": schema.title if schema else None,
+            "layer": (match.layer if match else None) or (info.layer if info else body.layer),
+            "fields": fields, "units": units,
+            "reasons": list(match.reasons) if match else [], "columns": columns, "candidates": candidates,
+            "roles": roles, "topology_from_geometry": bool(schema is not None and schema.resolve is not None),
+            "geometry_type": info.geometry_type if info else None, "crs": info.crs if info else None,
+            "features": info.n if info else None, "problems": problems, "error": error}

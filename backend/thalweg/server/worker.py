@@ -152,6 +152,18 @@ def device_info() -> dict[str, Any]:
             "threads": torch.get_num_threads()}
 
 
+def _preload() -> None:
+    """Import the file stack (xarray, netCDF4, geopandas, pyogrio: seconds) while the worker waits for its first
+    job, so the plugin's first Run does not pay for it; a job that needs one meanwhile waits on the import lock."""
+    import importlib
+
+    for name in ("pandas", "xarray", "netCDF4", "pyogrio", "shapely", "geopandas"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a missing piece fails the job that needs it, with its own message
+            pass
+
+
 def _child_main(conn, stop_event, log_level: str) -> None:
     """The worker's loop: receive ('run', kind, body, out_dir), answer with progress and one final message."""
     import warnings
@@ -162,6 +174,7 @@ def _child_main(conn, stop_event, log_level: str) -> None:
     from .tasks import TASKS
 
     conn.send(("ready", os.getpid(), device_info()))
+    threading.Thread(target=_preload, name="preload", daemon=True).start()
     while True:
         try:
             message = conn.recv()

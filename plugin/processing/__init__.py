@@ -1,0 +1,1 @@
+"""Thalweg's Processing provider (``thalweg``) and its algorithms, one module each."""

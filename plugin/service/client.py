@@ -1,0 +1,1 @@
+../../backend/thalweg/client.py
