@@ -246,9 +246,20 @@ def fit(model: ParameterModel, network: RiverNetwork, runoff: Any, *, dt: float,
     val_idx = torch.as_tensor(val_rows, device=dev)
     at = gauge_ids.tolist()
     scheme = model.scheme
+    # only reaches at or upstream of a gauge change the discharge at the gauges: route that part alone
+    from .calibrate import gauge_zones
+
+    zones, _ = gauge_zones(network, network.index_of(gauge_ids))
+    needed = np.flatnonzero(zones >= 0)
+    routed = network if needed.size == network.n_reaches else network.take(needed)
+    keep = None if routed is network else torch.as_tensor(needed, device=dev)
+    if keep is not None:
+        q_in = q_in.index_select(0, keep)
 
     def simulate(params: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
-        return route(network, q_in[:, :steps], params, scheme, dt=dt, engine=engine, at=at, dtype=dtype, device=dev)
+        if keep is not None:
+            params = {name: value.index_select(0, keep) for name, value in params.items()}
+        return route(routed, q_in[:, :steps], params, scheme, dt=dt, engine=engine, at=at, dtype=dtype, device=dev)
 
     def evaluate() -> dict[str, dict[str, Any]]:
         with torch.no_grad(), warnings.catch_warnings():
@@ -339,10 +350,12 @@ def fit(model: ParameterModel, network: RiverNetwork, runoff: Any, *, dt: float,
             raise Cancelled(f"fit iteration {it}")
         record: list = []
 
-        def closure(record=record) -> torch.Tensor:
+        def closure(record=record, it=it) -> torch.Tensor:
             opt_.zero_grad()
             value = objective(record)
             value.backward()
+            if not all(bool(torch.isfinite(w.grad).all()) for w in weights if w.grad is not None):
+                raise ThalwegError(f"the gradient of the '{loss}' loss is not finite at iteration {it}.")
             return value
 
         opt_.step(closure)
