@@ -81,8 +81,15 @@ def plot_metrics(result: FitResult, path: str | Path, *, title: str = "") -> Pat
         ax.axvline(1.0 if metric != "pbias" else 0.0, color="k", lw=0.8)
         ax.set_title(f"{metric.upper()}{unit}", fontsize=10)
         low = min([v for v in before + after if math.isfinite(v)] + [0.0])
-        if metric != "pbias":
-            ax.set_xlim(max(low, -1.0) - 0.05, 1.05)
+        left = max(low, -1.0) - 0.05 if metric != "pbias" else None
+        if left is not None:
+            ax.set_xlim(left, 1.05)
+        for yy, b, a in zip(y, before, after):  # values, as bars below -1 are cut
+            for offset, v in ((0.2, b), (-0.2, a)):
+                if math.isfinite(v):
+                    at = v if left is None else max(v, left)
+                    ax.text(at, yy + offset, f" {v:.2f} " if metric != "pbias" else f" {v:+.0f} ", fontsize=7,
+                            va="center", ha="left" if v >= 0 or (left is not None and v <= left) else "right")
     axes[0].legend(fontsize=8, loc="lower left")
     its = [h["iteration"] for h in result.history]
     if its:
