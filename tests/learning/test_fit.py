@@ -184,6 +184,29 @@ def test_checkpoint_resumes_to_the_uninterrupted_result(small, tmp_path):
         fit(model(), b.network, b.runoff, checkpoint=ckpt, loss="kge", **kwargs)
 
 
+def test_the_gradient_is_the_engines_adjoint_not_a_tape_over_time(small):
+    b, gauges, _, obs = small
+    model = build_model("regression", b.network)
+
+    def nodes(steps: int) -> int:
+        q = observe_grad(b, model, gauges[:3], steps)
+        seen, stack = set(), [q.grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is not None and node not in seen:
+                seen.add(node)
+                stack.extend(n for n, _ in node.next_functions)
+        return len(seen)
+
+    assert nodes(20) == nodes(200) < 100
+
+
+def observe_grad(b, model, gauges, steps):
+    from thalweg.routing import route
+
+    return route(b.network, b.runoff[:, :steps], model(), "muskingum", dt=DT, at=gauges, engine="exact").sum()
+
+
 def test_a_fixed_seed_reproduces_the_numbers(small):
     b, gauges, _, obs = small
     kwargs = dict(dt=DT, gauges=gauges[:4], observed=obs[:4], iterations=5)
