@@ -301,12 +301,16 @@ def fit(model: ParameterModel, network: RiverNetwork, runoff: Any, *, dt: float,
         else:
             opt_ = torch.optim.LBFGS(weights, lr=lr, max_iter=1, max_eval=12, history_size=10,
                                      line_search_fn="strong_wolfe")
-    fingerprint = {"model": digest((model.kind, model.describe(), [digest(v) for v in model.state_dict().values()])),
-                   "network": digest(network.ids), "runoff": digest(runoff_t), "observed": digest(obs_all),
-                   "gauges": digest((gauge_ids.tolist(), held.tolist())),
-                   "split": digest((cal_period, val_period, int(warmup))),
-                   "loss": loss, "optimiser": digest((optimiser, lr, float(weight_decay))),
-                   "early_stopping": str(early_stopping), "routing": digest((float(dt), str(dtype), engine))}
+    # hashing the data costs about a second per 400 MB: only a checkpoint needs it
+    fingerprint: dict[str, str] = {}
+    if checkpoint is not None:
+        fingerprint = {
+            "model": digest((model.kind, model.describe(), [digest(v) for v in model.state_dict().values()])),
+            "network": digest(network.ids), "runoff": digest(runoff_t), "observed": digest(obs_all),
+            "gauges": digest((gauge_ids.tolist(), held.tolist())), "split": digest((cal_period, val_period,
+                                                                                   int(warmup))),
+            "loss": loss, "optimiser": digest((optimiser, lr, float(weight_decay))),
+            "early_stopping": str(early_stopping), "routing": digest((float(dt), str(dtype), engine))}
 
     def snapshot(it: int) -> dict[str, Any]:
         return {"fingerprint": fingerprint, "iteration": it, "model": model.state_dict(),
