@@ -69,9 +69,11 @@ def main() -> None:
     interior = rng.choice(np.setdiff1d(np.arange(net.n_reaches), net.outlets), args.interior, replace=False)
     gauges = net.ids[np.r_[net.outlets, interior]].tolist()
     runoff = torch.as_tensor(rng.gamma(2.0, 0.5, (net.n_reaches, args.steps)), dtype=dtype, device=dev)
-    model = build_model("regression", net, "muskingum", attributes=["length", "area"], seed=0).to(dev)
+    model = build_model("regression", net, "muskingum", attributes=["length", "area"], seed=0)
     with torch.no_grad():  # off the zero last layer, so every weight gets a gradient
         model.mlp[-1].weight.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(1))
+    model.to(dev)
+    with torch.no_grad():
         obs = route(net, runoff, model(), "muskingum", dt=3600.0, at=gauges, dtype=dtype, device=dev,
                     engine=args.engine) * 1.1
     loss_fn = get_loss("nse")

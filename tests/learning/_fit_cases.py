@@ -51,7 +51,7 @@ def observe(net: RiverNetwork, runoff: np.ndarray, params: dict, gauges, dt: flo
             scheme: str = "muskingum") -> np.ndarray:
     """Discharge [G, T] at the gauges' reach ids, routed in float64."""
     return route(net, runoff, params, scheme, dt=dt, at=list(gauges), dtype=torch.float64,
-                 engine="exact").numpy()
+                 engine="exact").cpu().numpy()
 
 
 @dataclasses.dataclass
