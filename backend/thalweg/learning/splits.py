@@ -28,9 +28,9 @@ class Period:
         if not (isinstance(self.start, (int, np.integer)) and isinstance(self.end, (int, np.integer))):
             raise InputError(f"a period needs whole step indices (got {self.start!r}, {self.end!r}).", field="period")
         if not 0 <= self.start < self.end:
-            raise InputError(f"the period {self.label or ''} [{self.start}, {self.end}) is empty or negative.".replace(
-                "  ", " "), field="period", hint="Give a start before the end, e.g. "
-                                                 f"{opt('fit.calibration', '(0, 1000)')}.")
+            name = f"the {self.label} period" if self.label else "the period"
+            raise InputError(f"{name} [{self.start}, {self.end}) is empty or negative.", field=self.label or "period",
+                             hint=f"Give a start before the end, e.g. {opt('fit.calibration', '(0, 1000)')}.")
 
     @property
     def steps(self) -> int:
