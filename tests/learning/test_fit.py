@@ -315,3 +315,21 @@ def test_metrics_kge_has_finite_gradients():
     sim = torch.rand(2, 30, dtype=torch.float64, requires_grad=True)
     kge(sim, torch.rand(2, 30, dtype=torch.float64)).sum().backward()
     assert torch.isfinite(sim.grad).all()
+
+
+def test_zones_model_reproduces_thalweg_calibrate(case):
+    """The 'zones' model fitted with Adam and 1 - NSE is today's calibrate(): same multipliers, same losses.
+
+    (Written against calibrate(gauge_reaches=positions); the core branch moves it to gauge ids.)"""
+    from thalweg.learning.calibrate import calibrate
+
+    obs = case.observed()
+    gauges = case.network.ids[case.gauges].tolist()
+    old = calibrate(case.network, case.runoff, case.prior, "muskingum", dt=DT, gauge_reaches=case.gauges,
+                    observed=obs, iterations=30, learning_rate=0.05)
+    model = build_model("zones", case.network, gauges=gauges)
+    new = fit(model, case.network, case.runoff, dt=DT, gauges=gauges, observed=obs, iterations=30,
+              learning_rate=0.05, optimiser="adam", loss="nse")
+    np.testing.assert_allclose(model.multipliers()["k"], old.multipliers["k"], rtol=1e-5)
+    np.testing.assert_allclose([h["loss"] for h in new.history], [h["loss"] for h in old.history], rtol=1e-5)
+    np.testing.assert_allclose(new.params["k"], old.params["k"], rtol=1e-5)

@@ -108,11 +108,9 @@ def test_zones_model_uses_calibrate_zones(net):
     with torch.no_grad():
         model.theta["k"].copy_(torch.tensor([0.5, -0.5]))
     k, prior = model.table()["k"], prior_params(net, "muskingum")["k"]
-    bound = model.bounds["k"]
-    offset = (bound.to_free(torch.as_tensor(k)) - bound.to_free(torch.as_tensor(prior))).numpy()
-    # one offset per zone on the bounded (logit) scale: a multiplier of about exp(0.5 * log(upper/lower) u(1-u))
-    np.testing.assert_allclose(offset, np.array([0.5, -0.5])[zones], atol=1e-9)
-    assert (k[zones == 0] > prior[zones == 0]).all() and (k[zones == 1] < prior[zones == 1]).all()
+    # one multiplier per zone, exactly (thalweg calibrate's model)
+    np.testing.assert_allclose(k / prior, np.exp([0.5, -0.5])[zones], rtol=1e-13)
+    np.testing.assert_allclose(model.multipliers()["k"], np.exp([0.5, -0.5]), rtol=1e-15)
 
 
 def test_per_reach_penalty_is_zero_at_the_prior_and_sees_differences():

@@ -4,16 +4,17 @@ One interface, :class:`ParameterModel` (a ``torch.nn.Module`` whose ``forward()`
 one per parameter of the scheme, SI units, differentiable in the model's weights), and four kinds:
 
 - ``prior``: the fixed prior (the GEOGloWS v2 rule, constants or fields; :func:`prior_params`);
-- ``zones``: one free value per sub-basin between gauges (the zones of ``learning.calibrate.gauge_zones``);
+- ``zones``: one multiplier per sub-basin between gauges (the zones of ``learning.calibrate.gauge_zones``), clamped to
+  the bounds, as ``thalweg calibrate`` has always fitted;
 - ``per-reach``: one free value per reach, regularised towards the prior (:meth:`PerReachModel.penalty`);
 - ``regression``: a small MLP of standardised reach attributes (:class:`RegressionModel`).
 
-Every learned parameter goes through one bounded map (:class:`Bound`): its prior is moved to an unbounded
-coordinate ``z = logit(u)`` with ``u`` the prior's position between the parameter's bounds (in log space when
-the lower bound is positive, as for k, tau or celerity; linear otherwise, as for Muskingum x in [0, 0.5]); a
-model adds its own offset to ``z`` and maps back with a sigmoid, so any offset gives a value within bounds, and
-an offset of 0 gives the prior back (to float64 rounding). Near the lower bound the sigmoid is an exponential,
-so an offset there acts as a log-multiplier, which is what calibrating a travel time usually means.
+Every parameter learned by ``per-reach`` and ``regression`` goes through one bounded map (:class:`Bound`): its
+prior is moved to an unbounded coordinate ``z = logit(u)`` with ``u`` the prior's position between the parameter's
+bounds (in log space when the lower bound is positive, as for k, tau or celerity; linear otherwise, as for
+Muskingum x in [0, 0.5]); a model adds its own offset to ``z`` and maps back with a sigmoid, so any offset gives a
+value within bounds, and an offset of 0 gives the prior back (to float64 rounding). Near the lower bound the
+sigmoid is an exponential, so an offset there acts as a log-multiplier.
 """
 from __future__ import annotations
 
@@ -231,7 +232,9 @@ class PriorModel(ParameterModel):
 
 
 class ZonesModel(ParameterModel):
-    """One free offset per zone and learned parameter; reaches of zone -1 (no gauge downstream) keep the prior.
+    """One multiplier per zone and learned parameter, as ``thalweg calibrate`` has always fitted them:
+    ``p = clamp(prior * exp(theta[zone]), lower, upper)`` (a clamped value gets no gradient, as before); reaches
+    of zone -1 (no gauge downstream) keep the prior exactly.
 
     Parameters
     ----------
@@ -251,11 +254,24 @@ class ZonesModel(ParameterModel):
             {n: torch.nn.Parameter(torch.zeros(self.n_zones, dtype=torch.float64)) for n in self.learned})
 
     def offsets(self) -> dict[str, torch.Tensor]:
+        """name -> log-multiplier [N] of each reach (0 in zone -1)."""
         out = {}
         for name in self.learned:
             theta = self.theta[name]
             out[name] = torch.cat([theta, theta.new_zeros(1)])[self.zone_index]
         return out
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        out = {name: self.prior_of(name) for name in self.scheme.parameter_names}
+        for name, log_m in self.offsets().items():
+            b = self.bounds[name]
+            value = torch.clamp(self.prior_of(name) * torch.exp(log_m), b.lower, b.upper)
+            out[name] = torch.where(self.zone_index == self.n_zones, self.prior_of(name), value)
+        return out
+
+    def multipliers(self) -> dict[str, np.ndarray]:
+        """name -> multiplier [Z] of each zone (before clamping to the bounds)."""
+        return {name: torch.exp(t.detach()).cpu().numpy() for name, t in self.theta.items()}
 
 
 class PerReachModel(ParameterModel):
