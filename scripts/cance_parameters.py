@@ -77,12 +77,7 @@ def main() -> None:
         if kind == "regression":
             save_model(res.model, args.out / "regression_model.json")
         record["models"][kind] = dict(fit_record(res), seconds=seconds)
-        if kind == "prior":
-            for name in names:
-                rows.append(("prior", name, res.metrics_after[name]))
-        else:
-            for name in names:
-                rows.append((kind, name, res.metrics_after[name]))
+        rows += [(kind, name, res.metrics_after[name]) for name in names]
     if not args.no_logo:
         t0 = time.perf_counter()
         logo = leave_one_gauge_out(lambda train: make("regression", train), network, runoff.values,
