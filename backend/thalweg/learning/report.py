@@ -90,7 +90,8 @@ def plot_metrics(result: FitResult, path: str | Path, *, title: str = "") -> Pat
                     at = v if left is None else max(v, left)
                     ax.text(at, yy + offset, f" {v:.2f} " if metric != "pbias" else f" {v:+.0f} ", fontsize=7,
                             va="center", ha="left" if v >= 0 or (left is not None and v <= left) else "right")
-    axes[0].legend(fontsize=8, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower left", ncol=2, frameon=False)
     its = [h["iteration"] for h in result.history]
     if its:
         axes[3].semilogy(its, [max(h["loss"], 1e-12) for h in result.history], label="training")
@@ -102,7 +103,7 @@ def plot_metrics(result: FitResult, path: str | Path, *, title: str = "") -> Pat
     axes[3].set_title(f"loss ({result.settings['loss']})", fontsize=10)
     axes[3].set_xlabel("iteration")
     fig.suptitle(title or f"{result.settings['model']['kind']} model: blue calibration, orange validation period")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))  # room for the legend below
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
