@@ -292,6 +292,10 @@ def test_split_errors_say_what_and_how():
         fit(model, b.network, b.runoff, validation_gauges=b.network.ids[:2].tolist(), **common)
     with pytest.raises(InputError, match=r"early stopping needs a validation period.*validation="):
         fit(model, b.network, b.runoff, early_stopping=5, **common)
+    gappy = obs.copy()
+    gappy[:, 40:] = np.nan
+    with pytest.raises(InputError, match=r"no observation falls in the validation period"):
+        fit(model, b.network, b.runoff, **dict(common, observed=gappy), calibration=(0, 40), validation=(40, 60))
     with pytest.raises(InputError, match=r"ends at step 99.*after the series' 60 steps"):
         fit(model, b.network, b.runoff, calibration=(0, 99), **common)
 

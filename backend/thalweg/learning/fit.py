@@ -225,6 +225,10 @@ def fit(model: ParameterModel, network: RiverNetwork, runoff: Any, *, dt: float,
     else:
         val_rows = np.flatnonzero(held)
         obs_val = period_mask(obs_all[val_rows], cal_period, int(warmup))
+    if has_validation and not np.isfinite(obs_val).any():
+        raise InputError("no observation falls in the validation period at any gauge (or at the held-out gauges in "
+                         "the calibration period), so validation would score nothing.", field="observed",
+                         hint=f"Choose a {opt('fit.validation')} period the observations cover.")
     horizon = max(cal_period.end, val_period.end if val_period is not None else 0) if has_validation \
         else cal_period.end
 
