@@ -495,7 +495,12 @@ def build_model(kind: str, network: RiverNetwork, scheme: str | Scheme = "muskin
     if kind == "prior":
         return PriorModel(sch, prior_arrays, n_reaches=network.n_reaches, **common)
     if kind == "zones":
-        from ..learning.calibrate import default_calibrated, gauge_zones
+        from ..learning.calibrate import gauge_zones
+
+        try:  # default_calibrated moves to thalweg.params (issue 10's core branch)
+            from . import default_calibrated  # type: ignore[attr-defined]
+        except ImportError:
+            from ..learning.calibrate import default_calibrated
 
         if not gauges:
             raise InputError("the 'zones' model needs gauges (one zone per sub-basin between them).", field="gauges",
