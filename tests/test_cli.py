@@ -146,16 +146,18 @@ def test_input_errors_are_one_line_and_leave_no_output(tmp_path, capsys):
     network = write_layer(tmp_path / "rivers.gpkg", "hydrorivers", [1, 2, 3, 4], [2, 3, 1, 0],
                           lengths=[1000.0] * 4, areas=[1e6, 2e6, 3e6, 1e6])
     out = tmp_path / "Q.nc"
-    code = main(["route", str(network), str(tmp_path / "none.nc"), "-o", str(out)])
+    runoff = tmp_path / "runoff.nc"
+    runoff.write_bytes(b"")  # never read: the network fails first
+    code = main(["route", str(network), str(runoff), "-o", str(out)])
     err = capsys.readouterr().err.strip()
-    assert code == 2
+    assert code == 3  # an input error (2 is for usage errors)
     assert err.count("\n") == 0 and "Traceback" not in err
     assert "CycleError" in err and "1 -> 2 -> 3 -> 1" in err and "NEXT_DOWN" in err
     assert not out.exists() and not list(tmp_path.glob("Q*"))
     from thalweg.errors import CycleError
 
     with pytest.raises(CycleError):
-        main(["--debug", "route", str(network), str(tmp_path / "none.nc"), "-o", str(out)])
+        main(["--debug", "route", str(network), str(runoff), "-o", str(out)])
 
 
 def test_runoff_missing_reaches_is_an_error_naming_them(tmp_path, lattice, volumes, capsys):
@@ -164,7 +166,7 @@ def test_runoff_missing_reaches_is_an_error_naming_them(tmp_path, lattice, volum
     part = scheidegger_network(150, seed=21).take(np.arange(1, lattice.n_reaches))
     runoff = _write_m3_riv(tmp_path / "m3_riv.nc", part, volumes[1:])
     out = tmp_path / "Q.nc"
-    assert main(["route", str(network), str(runoff), "-o", str(out)]) == 2
+    assert main(["route", str(network), str(runoff), "-o", str(out)]) == 3
     err = capsys.readouterr().err
     assert "RunoffMismatchError" in err and str(int(lattice.ids[0])) in err
     assert not out.exists()
@@ -186,8 +188,9 @@ def test_info_reports_schema_counts_and_problems(tmp_path, lattice, capsys):
 
 
 def test_bad_output_suffix_and_unknown_setting(tmp_path, capsys):
-    assert main(["route", "a.gpkg", "b.nc", "-o", str(tmp_path / "q.csv")]) == 2
-    assert "must be a NetCDF file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a usage error: argparse's exit code and usage line
+        main(["route", "a.gpkg", "b.nc", "-o", str(tmp_path / "q.csv")])
+    assert exit_.value.code == 2 and "must be a NetCDF file" in capsys.readouterr().err
     from thalweg.config import RouteSettings
     from thalweg.errors import InputError
 
