@@ -238,7 +238,7 @@ class _Progress:
         if not quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1000, bar_format="{desc:<28.28} {percentage:3.0f}%|{bar}| {elapsed}",
+            self.bar = tqdm(total=1000, desc="starting", bar_format="{desc:<28.28} {percentage:3.0f}%|{bar}| {elapsed}",
                             file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
             if self.bar.disable:
                 self.bar = None
