@@ -8,6 +8,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -311,17 +312,26 @@ def network_problems(network: RiverNetwork) -> list[str]:
     return problems
 
 
-# peak memory of a run, in units of its runoff array (N x T float32), measured with scripts/bench_cli_route.py:
-# runoff + discharge + the engine's work (3), plus the largest writer: a RAPID Qout (shifted, transposed copy: 2)
-# or the GeoPackage summary (float64 copy and percentiles: 5)
-_MEMORY_BASE, _MEMORY_QOUT, _MEMORY_SUMMARY = 3.0, 2.0, 5.0
+# peak memory of a run: a fixed part plus multiples of its runoff array (N x T float32), measured with
+# scripts/bench_cli_route.py and tests/test_workflow.py. Reading a NetCDF runoff file grows the process by about
+# 1.5 GiB whatever its size once it holds more than ~75 MB (3k x 8k, 20k x 1k, 30k x 2160 steps all peaked at
+# 1.6-1.9 GiB above start-up; 3k x 2160: 0.5 GiB, so at most 20 times the array) and by 7.5 times the array
+# at scale (200k x 2160: 13.2 GiB for 1.6 GiB); then
+# runoff + discharge + the engine's work (3)
+# plus the largest writer: a RAPID Qout (a shifted, transposed copy: 2) or the GeoPackage summary (float64 copy and
+# percentiles: 5). Re-measure when a reader or writer changes.
+_MEMORY_FIXED = 3 * 2**29
+_MEMORY_READ, _MEMORY_BASE, _MEMORY_Q, _MEMORY_QOUT, _MEMORY_SUMMARY = 7.5, 3.0, 1.0, 2.0, 5.0
 
 
-def estimate_memory(settings: RouteSettings, n_reaches: int, n_steps: int) -> int:
-    """Estimated peak memory of routing ``n_reaches`` x ``n_steps`` with ``settings`` and writing its outputs, bytes."""
-    extra = max(_MEMORY_QOUT if settings.convention != "end" else 1.0,
-                _MEMORY_SUMMARY if settings.write_gpkg else 0.0)
-    return int(4 * n_reaches * n_steps * (_MEMORY_BASE + extra))
+def estimate_memory(settings: RouteSettings, n_reaches: int, n_steps: int, *, reading: bool = True) -> int:
+    """Estimated peak memory of reading (unless not ``reading``: the runoff is read), routing ``n_reaches`` x
+    ``n_steps`` with ``settings`` and writing its outputs, bytes."""
+    writer = max(_MEMORY_QOUT if settings.convention != "end" else _MEMORY_Q,
+                 _MEMORY_SUMMARY if settings.write_gpkg else 0.0)
+    factor = max(_MEMORY_READ if reading else 0.0, _MEMORY_BASE + writer)
+    array = 4 * n_reaches * n_steps
+    return int(min(_MEMORY_FIXED, 20 * array) + array * factor)
 
 
 def _available_memory() -> int | None:
@@ -338,28 +348,48 @@ def _available_memory() -> int | None:
         return None
 
 
-def check_memory(settings: RouteSettings, runoff: Any) -> None:
-    """Refuse, before routing, a run whose estimated peak memory exceeds the budget (``settings.memory`` GB, else
-    the memory available now plus the runoff already held), with the estimate and the fix."""
-    n, t = runoff.values.shape
-    need = estimate_memory(settings, n, t)
-    held = int(getattr(runoff.values, "nbytes", 4 * n * t))
+def _runoff_steps(path: str) -> int | None:
+    """The number of time steps of a NetCDF runoff file, from its header (nothing else is read); None when the
+    file is not NetCDF or has no recognisable time dimension."""
+    if Path(path).suffix.lower() not in (".nc", ".nc4", ".netcdf"):
+        return None
+    try:
+        import netCDF4
+
+        with netCDF4.Dataset(path) as ds:
+            dims = ds.dimensions
+            for name in ("time", "Time", "TIME", "t"):
+                if name in dims:
+                    return len(dims[name])
+            unlimited = [d for d in dims.values() if d.isunlimited()]
+            return len(unlimited[0]) if unlimited else None
+    except Exception:  # the reader reports a broken file properly; the guard only skips its early look
+        return None
+
+
+def check_memory(settings: RouteSettings, n_reaches: int, n_steps: int, *, held: int | None = None) -> None:
+    """Refuse a run whose estimated peak memory exceeds the budget (``settings.memory`` GB, else the memory
+    available now plus ``held``, bytes the run already holds), with the estimate and the fix. Called before the
+    runoff is read (shape from the file's header) and again before routing (``held``: the runoff read)."""
+    need = estimate_memory(settings, n_reaches, n_steps, reading=held is None)
     if settings.memory is not None:
-        budget, source = int(settings.memory * 1e9), f"the budget {opt('route.memory', settings.memory)}"
+        budget, source = int(settings.memory * 1e9), f"the budget {opt('route.memory', f'{settings.memory:g}')}"
     else:
         available = _available_memory()
         if available is None:
             return
-        budget, source = available + held, "the memory available"
+        budget, source = available + (held or 0), "the memory available"
     if need <= budget:
         return
     gib = 2.0**30
-    share = max(1, int(t * budget / need))
-    raise InputError(f"routing {n:,} reaches x {t:,} steps needs about {need / gib:,.1f} GiB at its peak (runoff "
-                     f"{held / gib:,.1f} GiB), more than {source} ({budget / gib:,.1f} GiB).",
+    share = max(1, int(n_steps * budget / need))
+    raise InputError(f"routing {n_reaches:,} reaches x {n_steps:,} steps needs about {need / gib:,.1f} GiB at its "
+                     f"peak (runoff {4 * n_reaches * n_steps / gib:,.1f} GiB), more than {source} "
+                     f"({budget / gib:,.1f} GiB).",
                      hint=f"Route a shorter period (about {share:,} steps at a time), leave out the GeoPackage "
                           f"({opt('route.write_gpkg')}) or the second convention, or set "
-                          f"{opt('route.memory', f'{need / 1e9:.0f}')} to go ahead on a machine that has it.")
+                          f"{opt('route.memory', f'{math.ceil(need / 1e9):d}')} to go ahead on a machine that has "
+                          f"it.")
 
 
 def _write(kind: str, path: Path, writer: Callable[..., Path], *args: Any) -> Path:
@@ -407,6 +437,9 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
 
     def check_outputs_of(net: RiverNetwork) -> None:
         paths.update(check_outputs(settings, net, overwrite=overwrite or checked, settings_file=settings_file))
+        steps = None if checked or runoff is not None else _runoff_steps(settings.runoff)
+        if steps:
+            check_memory(settings, net.n_reaches, steps)
 
     if not checked:
         check_inputs(settings)
@@ -429,7 +462,7 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     for name, origin in used.items():
         log.info("parameter %s: %s", name, origin)
     if not checked:
-        check_memory(settings, runoff)
+        check_memory(settings, *runoff.values.shape, held=int(runoff.values.nbytes))
     _check(should_stop, "routing")
 
     t0 = time.perf_counter()
@@ -513,12 +546,18 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
     report = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
     check_inputs(settings)
+
+    def before_runoff(net: RiverNetwork) -> None:
+        check_outputs(settings, net, overwrite=overwrite, settings_file=settings_file)
+        steps = None if runoff is not None else _runoff_steps(settings.runoff)
+        if steps:
+            check_memory(settings, net.n_reaches, steps)
+
     network, runoff = _read_inputs(settings, network, runoff, report, should_stop, timings,
-                                   before_runoff=lambda net: check_outputs(settings, net, overwrite=overwrite,
-                                                                           settings_file=settings_file))
+                                   before_runoff=before_runoff)
     if settings.hydrograph_reaches:
         network.index_of(settings.hydrograph_reaches, what=f"reach ids of {opt('route.hydrograph_reaches')}")
-    check_memory(settings, runoff)
+    check_memory(settings, *runoff.values.shape, held=int(runoff.values.nbytes))
     _check(should_stop, "calibration")
     prior, used = resolve_params(network, settings.scheme, settings.params)
     gauges = read_gauges(settings.gauges, network, observed=settings.observed)
