@@ -147,7 +147,7 @@ def _read_inputs(settings: RouteSettings, network: RiverNetwork | None, runoff: 
     if network is None:
         from .hydrography import read_network
 
-        report(0.0, f"reading {Path(settings.network).name}")
+        report(0.0, f"reading network {Path(settings.network).name}")
         network = read_network(settings.network, **_reader(read_network, settings, "read_network"))
     timings["read_network"] = time.perf_counter() - t0
     if before_runoff is not None:
@@ -158,7 +158,7 @@ def _read_inputs(settings: RouteSettings, network: RiverNetwork | None, runoff: 
     if runoff is None:
         from .runoff import read_runoff
 
-        report(0.05, f"reading {Path(settings.runoff).name}")
+        report(0.05, f"reading runoff {Path(settings.runoff).name}")
         kwargs = _reader(read_runoff, settings, "read_runoff")
         # gridded runoff caches its area-weight table beside the outputs
         kwargs["weights_cache"] = out_dir if settings.catchments else None
