@@ -4,8 +4,8 @@ Each setting is a field of :class:`RouteSettings` (or :class:`CalibrateSettings`
 :class:`Option`, holds its help, allowed values, bounds, command-line flag, the library keyword it becomes
 (``read_runoff.units``) and its JSON key: the one place for all of these. ``thalweg.cli`` builds its options
 from it, ``thalweg.server.bodies`` derives the settings fields of route and calibrate job bodies from it, and
-:func:`option_flags` / :func:`option_keys` give the keyword -> flag / JSON key tables that error hints use
-(``errors.option_names``).
+:func:`option_keys` gives the keyword -> JSON key table the service's hints use (``errors.option_names``; the
+CLI builds its keyword -> flag table from its parser, ``cli.option_table``).
 
 Unknown keys fail with the list of known ones; the resolved settings are saved beside the outputs
 (``<name>.settings.json``) and read back by ``thalweg route --settings FILE``.
@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import InputError, opt
 
-__all__ = ["RouteSettings", "CalibrateSettings", "Option", "Choices", "options", "option_flags", "option_keys",
+__all__ = ["RouteSettings", "CalibrateSettings", "Option", "Choices", "options", "option_keys",
            "reading_kwargs", "kind_of",
            "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES", "ZONINGS", "TIME_LABELS", "LAYOUTS", "DEVICE_PATTERN"]
 
@@ -340,25 +340,12 @@ def options(cls: type = CalibrateSettings) -> dict[str, tuple[dataclasses.Field,
     return {f.name: (f, f.metadata["option"]) for f in dataclasses.fields(cls) if "option" in f.metadata}
 
 
-def option_flags(cls: type = CalibrateSettings) -> dict[str, str]:
-    """Library keyword -> command-line flag (``read_runoff.units`` -> ``--runoff-units``), for hints.
-
-    Also ``route.<setting>`` for every setting with a flag. The CLI builds the same table from its parser
-    (``cli.option_table``), so a flag renamed there is what hints show.
-    """
-    table: dict[str, str] = {}
-    for name, (_, o) in options(cls).items():
-        if o.flag:
-            if o.keyword:
-                table[o.keyword] = o.flag
-            table[f"route.{name}"] = o.flag
-    return table
-
-
 def option_keys(cls: type = CalibrateSettings) -> dict[str, str]:
     """Library keyword -> JSON key of the service's job bodies (``read_runoff.units`` -> ``runoff_units``)."""
     table: dict[str, str] = {}
     for name, (_, o) in options(cls).items():
+        if name == "out_dir":  # the service picks each job's folder
+            continue
         key = o.json_key or name
         if o.keyword:
             table[o.keyword] = key

@@ -492,7 +492,7 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     writers: dict[str, tuple[Callable[..., Path], tuple, float]] = {
         "q": (write_q, (discharge,), 1.0),
         "qout": (write_qout, (discharge, "mean"), 1.5),
-        "gpkg": (lambda path, *a: write_summary_gpkg(path, network, discharge), (), 3.0),
+        "gpkg": (lambda path, *a: write_summary_gpkg(path, network, discharge), (), 8.0),
         "hydrographs": (write_hydrographs_csv, (discharge, reaches), 0.1),
         "settings": (lambda path: atomic_write_text(path, settings.to_json()), (), 0.01),
     }
