@@ -28,7 +28,7 @@ import numpy as np
 
 # Runs in the child: wraps the library functions by phase, runs the CLI, dumps the exclusive times as JSON.
 _DRIVER = r'''
-import json, sys, time
+import functools, json, sys, time
 import thalweg.cli as cli
 
 phases, stack = {}, []
@@ -37,6 +37,7 @@ def wrap(module, name, phase):
     fn = getattr(module, name, None)
     if fn is None or getattr(fn, "_bench", False):
         return
+    @functools.wraps(fn)
     def timed(*a, **k):
         t = time.perf_counter()
         stack.append([phase, 0.0])
@@ -110,16 +111,22 @@ def main() -> None:
     parser.add_argument("--convention", choices=("end", "mean", "both"), default="end")
     parser.add_argument("--no-geometry", action="store_true", help="plain table: no GeoPackage summary layer")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keep", help="write the inputs and outputs here instead of a temporary folder")
+    parser.add_argument("--keep", help="write the inputs and outputs here instead of a temporary folder (a later "
+                                       "run with the same sizes reuses the inputs)")
     parser.add_argument("--extra", default="", help="more arguments for thalweg route, one string")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
-        network, runoff, n = write_inputs(folder, args.reaches, args.steps, args.dt, args.seed,
-                                          not args.no_geometry)
-        print(f"inputs: {n:,} reaches x {args.steps:,} steps of {args.dt:g} s written in "
+        marker = folder / f"inputs-{args.reaches}x{args.steps}x{args.dt:g}-{args.seed}-{not args.no_geometry}.json"
+        if args.keep and marker.exists():  # the same inputs, kept by an earlier run
+            network, runoff, n = folder / "streams.parquet", folder / "runoff.nc", json.loads(marker.read_text())
+        else:
+            network, runoff, n = write_inputs(folder, args.reaches, args.steps, args.dt, args.seed,
+                                              not args.no_geometry)
+            marker.write_text(json.dumps(n))
+        print(f"inputs: {n:,} reaches x {args.steps:,} steps of {args.dt:g} s ready in "
               f"{time.perf_counter() - t:.1f} s ({runoff.stat().st_size / 2**20:,.0f} MiB runoff)")
         phases_file = folder / "phases.json"
         route_args = ["route", str(network), str(runoff), "-o", str(folder / "Q.nc"),

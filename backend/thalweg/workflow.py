@@ -129,6 +129,8 @@ def _reader(function: Callable, settings: RouteSettings, name: str) -> dict[str,
     the library does not take is refused by name, not passed to fail as a TypeError."""
     kwargs = reading_kwargs(dataclasses.asdict(settings), name)
     accepted = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return kwargs  # a wrapper: the function itself will say
     for keyword in kwargs:
         if keyword not in accepted:
             raise InputError(f"this version of Thalweg's {name} does not take the option {opt(name + '.' + keyword)}.",
