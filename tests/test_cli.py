@@ -147,16 +147,18 @@ def test_input_errors_are_one_line_and_leave_no_output(tmp_path, capsys):
     network = write_layer(tmp_path / "rivers.gpkg", "hydrorivers", [1, 2, 3, 4], [2, 3, 1, 0],
                           lengths=[1000.0] * 4, areas=[1e6, 2e6, 3e6, 1e6])
     out = tmp_path / "Q.nc"
-    code = main(["route", str(network), str(tmp_path / "none.nc"), "-o", str(out)])
+    runoff = tmp_path / "runoff.nc"
+    runoff.write_bytes(b"")  # never read: the network fails first
+    code = main(["route", str(network), str(runoff), "-o", str(out)])
     err = capsys.readouterr().err.strip()
-    assert code == 2
+    assert code == 3  # an input error (2 is for usage errors)
     assert err.count("\n") == 0 and "Traceback" not in err
     assert "CycleError" in err and "1 -> 2 -> 3 -> 1" in err and "NEXT_DOWN" in err
     assert not out.exists() and not list(tmp_path.glob("Q*"))
     from thalweg.errors import CycleError
 
     with pytest.raises(CycleError):
-        main(["--debug", "route", str(network), str(tmp_path / "none.nc"), "-o", str(out)])
+        main(["--debug", "route", str(network), str(runoff), "-o", str(out)])
 
 
 def test_runoff_missing_reaches_is_an_error_naming_them(tmp_path, lattice, volumes, capsys):
@@ -165,7 +167,7 @@ def test_runoff_missing_reaches_is_an_error_naming_them(tmp_path, lattice, volum
     part = scheidegger_network(150, seed=21).take(np.arange(1, lattice.n_reaches))
     runoff = _write_m3_riv(tmp_path / "m3_riv.nc", part, volumes[1:])
     out = tmp_path / "Q.nc"
-    assert main(["route", str(network), str(runoff), "-o", str(out)]) == 2
+    assert main(["route", str(network), str(runoff), "-o", str(out)]) == 3
     err = capsys.readouterr().err
     assert "RunoffMismatchError" in err and str(int(lattice.ids[0])) in err
     assert not out.exists()
@@ -187,8 +189,9 @@ def test_info_reports_schema_counts_and_problems(tmp_path, lattice, capsys):
 
 
 def test_bad_output_suffix_and_unknown_setting(tmp_path, capsys):
-    assert main(["route", "a.gpkg", "b.nc", "-o", str(tmp_path / "q.csv")]) == 2
-    assert "must be a NetCDF file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a usage error: argparse's exit code and usage line
+        main(["route", "a.gpkg", "b.nc", "-o", str(tmp_path / "q.csv")])
+    assert exit_.value.code == 2 and "must be a NetCDF file" in capsys.readouterr().err
     from thalweg.config import RouteSettings
     from thalweg.errors import InputError
 
@@ -218,3 +221,111 @@ def test_demo_runs_on_the_sample_basin(tmp_path, capsys):
     # the runoff was scaled so that the outlet's volume matches the observations (sample README)
     assert abs(scores["V3524010"]["pbias"]) < 2.0
     assert (out / "cance_discharge_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- command-line polish (issue 7 item 6) ----
+
+class _Terminal:
+    """stderr as a terminal (tqdm draws only there), keeping everything written."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def test_progress_bar_has_one_label_moves_through_the_stages_and_warnings_keep_their_own_line(
+        tmp_path, lattice, volumes, monkeypatch):
+    network = write_layer(tmp_path / "rivers.gpkg", "geoglows", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area, geometry=lattice.geometry, crs=lattice.crs)
+    runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes)
+    term = _Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    # short k against the 3-hour step: routing warns about negative Muskingum coefficients mid-bar
+    assert main(["route", str(network), str(runoff), "-o", str(tmp_path / "Q.nc"), "--k", "3600",
+                 "--x", "0.45"]) == 0
+    frames = [f for f in term.text.replace("\r", "\n").split("\n") if "%|" in f]
+    labels = [f.split("%|")[0].rsplit(" ", 1)[0].strip() for f in frames]
+    for frame, label in zip(frames, labels):
+        if label:
+            assert frame.count(label) == 1, frame  # the label once, not twice
+    stages = {label.split(" ")[0] for label in labels}
+    assert {"reading", "routing", "writing"} <= stages, stages
+    percents = [int(f.split("%|")[0].split()[-1]) for f in frames]
+    assert percents == sorted(percents) and percents[-1] > percents[0]
+    warned = [line for line in term.text.replace("\r", "\n").split("\n") if "warning:" in line]
+    assert warned and all(line.startswith("warning: Muskingum") for line in warned), warned
+
+
+def test_version_and_help_import_neither_torch_nor_numpy():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom thalweg.cli import main\n"
+            "for argv in (['--version'], ['--help'], ['route', '--help'], ['calibrate', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "heavy = [m for m in ('torch', 'numpy', 'pandas', 'xarray') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "thalweg 0.1.0" in proc.stdout and "--runoff-units" in proc.stdout
+
+
+def test_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["route", "--help"])
+    out = capsys.readouterr().out
+    assert "exit codes:" in out
+    for line in ("0   success", "1   internal error", "2   usage error", "3   input error"):
+        assert line in out
+
+
+def test_usage_input_and_internal_errors_have_distinct_exit_codes(tmp_path, lattice, volumes, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exit_:
+        main(["route", "a.gpkg", "b.nc", "-o", str(tmp_path / "q.nc"), "--bogus"])
+    assert exit_.value.code == 2
+    assert main(["route", str(tmp_path / "none.gpkg"), str(tmp_path / "none.nc"), "-o", str(tmp_path / "q.nc")]) == 3
+    assert "the network file does not exist" in capsys.readouterr().err
+    network = write_layer(tmp_path / "rivers.parquet", "geoglows", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area)
+    runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes)
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("thalweg.routing.route", bug)
+    assert main(["route", str(network), str(runoff), "-o", str(tmp_path / "q.nc"), "-q"]) == 1
+    assert "internal error: ZeroDivisionError: a bug" in capsys.readouterr().err
+
+
+def test_existing_outputs_are_refused_without_overwrite(tmp_path, lattice, volumes, capsys):
+    network = write_layer(tmp_path / "rivers.parquet", "geoglows", lattice.ids, _ds_ids(lattice),
+                          lengths=lattice.length, areas=lattice.area)
+    runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes)
+    out = tmp_path / "Q.nc"
+    args = ["route", str(network), str(runoff), "-o", str(out), "-q", "--convention", "both"]
+    out.with_name("Q_Qout.nc").write_text("keep me")
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "OutputError" in err and "Q_Qout.nc: the qout output exists" in err and "--overwrite" in err
+    assert out.with_name("Q_Qout.nc").read_text() == "keep me" and not out.exists()  # nothing written
+    assert main(args + ["--overwrite"]) == 0
+    assert read_discharge(out.with_name("Q_Qout.nc")).n_reaches == lattice.n_reaches
+
+
+def test_shell_completion_script_lists_the_options(capsys):
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert "_shtab_thalweg" in script and "--runoff-units" in script and "--catchment-layer" in script

@@ -226,5 +226,7 @@ def test_cli_format_flags_on_the_sample(tmp_path):
     with netCDF4.Dataset(tmp_path / "run_Qout.nc") as nc:
         assert nc.variables["Qout"].dimensions == ("time", "river_id")
         assert not nc.variables["Qout"].filters()["zlib"]
-    assert main(["route", str(rivers), str(runoff), "--layer", "rivers", "-o", str(tmp_path / "x.nc"),
-                 "--format", "zarr", "-q"]) == 2
+    with pytest.raises(SystemExit) as usage:  # a name that contradicts --format is a usage error
+        main(["route", str(rivers), str(runoff), "--layer", "rivers", "-o", str(tmp_path / "x.nc"),
+              "--format", "zarr", "-q"])
+    assert usage.value.code == 2

@@ -9,10 +9,20 @@ __version__ = "0.1.0"
 
 from .errors import (CycleError, DuplicateIdError, GeometryError, InputError, MissingValueError, NetworkError,
                      RunoffError, RunoffMismatchError, SchemaError, ThalwegError, ThalwegWarning, UnitError)
-from .irf import SCHEMES, register_scheme
-from .learning import CalibrationResult, calibrate
-from .network import RiverNetwork, from_arrays
-from .routing import route
+
+# torch-backed names load on first use (PEP 562), so that ``thalweg --version``/``--help`` start at once
+_LAZY = {"SCHEMES": ".irf", "register_scheme": ".irf", "CalibrationResult": ".learning", "calibrate": ".learning",
+         "RiverNetwork": ".network", "from_arrays": ".network", "route": ".routing"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'thalweg' has no attribute {name!r}")
 
 __all__ = [
     "__version__",

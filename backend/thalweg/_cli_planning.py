@@ -11,11 +11,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
+from .config import Choices
 from .errors import InputError, ThalwegError, option_names, render_options
 
 __all__ = ["add_planning_commands", "OPTION_FLAGS"]
+
+_network_reading: Callable[[argparse.Namespace], dict]  # set by add_planning_commands (the CLI's own rule)
 
 # library keyword -> CLI flag, for hints (errors.opt placeholders)
 OPTION_FLAGS = {
@@ -29,13 +30,18 @@ OPTION_FLAGS = {
 }
 
 
-def _add_frequency_options(p: argparse.ArgumentParser) -> None:
-    from .results.frequency import DEFAULT_RETURN_PERIODS, DISTRIBUTIONS
+def _distributions() -> tuple[str, ...]:
+    from .results.frequency import DISTRIBUTIONS
 
+    return DISTRIBUTIONS
+
+
+def _add_frequency_options(p: argparse.ArgumentParser) -> None:
+    # no numpy here: `thalweg --help` stays fast (the library's names are looked up when used)
     g = p.add_argument_group("flood frequency")
-    g.add_argument("--return-periods", type=float, nargs="+", default=list(DEFAULT_RETURN_PERIODS), metavar="YEARS",
-                   help="return periods, years (default: %(default)s)")
-    g.add_argument("--distribution", choices=DISTRIBUTIONS, default="gev",
+    g.add_argument("--return-periods", type=float, nargs="+", metavar="YEARS",
+                   help="return periods, years (default: 2 5 10 20 50 100)")
+    g.add_argument("--distribution", choices=Choices(_distributions, "distributions"), default="gev",
                    help="annual-maximum distribution, fitted by L-moments (default: gev; gumbel needs fewer years)")
     g.add_argument("--water-year-start", type=int, default=10, metavar="MONTH",
                    help="month the water year starts in, 1-12 (default 10: October; 1: calendar years)")
@@ -46,15 +52,21 @@ def _add_frequency_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_planning_commands(sub, common: argparse.ArgumentParser,
-                          add_network_options: Callable[[argparse.ArgumentParser], None]) -> dict[str, Callable]:
-    """Add ``stats``, ``compare`` and ``exceed`` to the ``thalweg`` subparsers; return their handlers."""
+                          add_network_options: Callable[[argparse.ArgumentParser], None],
+                          network_reading: Callable[[argparse.Namespace], dict]) -> dict[str, Callable]:
+    """Add ``stats``, ``compare`` and ``exceed`` to the ``thalweg`` subparsers; return their handlers.
+
+    ``add_network_options`` and ``network_reading`` are the CLI's own: the same network flags as ``route``,
+    turned into ``read_network`` keywords the same way."""
+    global _network_reading
+    _network_reading = network_reading
     table = "output table: OUT.csv, or OUT.gpkg (a map layer; needs --network)"
 
     st = sub.add_parser("stats", parents=[common], help="flood-frequency flows, flow-duration quantiles and low "
                                                          "flows per reach, from a routed discharge file")
     st.add_argument("discharge", help="discharge NetCDF (thalweg route's Q or Qout, RAPID, GEOGloWS, river-route)")
     st.add_argument("-o", "--output", required=True, help=table)
-    st.add_argument("--network", help="the routed network's file (for a .gpkg output)")
+    st.add_argument("--network", dest="network_file", help="the routed network's file (for a .gpkg output)")
     _add_frequency_options(st)
     add_network_options(st)
 
@@ -66,7 +78,7 @@ def add_planning_commands(sub, common: argparse.ArgumentParser,
     cp.add_argument("--statistic", default="mean",
                     help="mean (default), max, q05, q50, q95, mean_annual, mam7, min7, or q{T}y (e.g. q100y)")
     cp.add_argument("--top", type=int, default=10, metavar="N", help="print the N most changed reaches (default 10)")
-    cp.add_argument("--network", help="the routed network's file (for a .gpkg output)")
+    cp.add_argument("--network", dest="network_file", help="the routed network's file (for a .gpkg output)")
     _add_frequency_options(cp)
     add_network_options(cp)
 
@@ -79,7 +91,8 @@ def add_planning_commands(sub, common: argparse.ArgumentParser,
                                                                  "m3/s (needs --network)")
     what.add_argument("--return-period", type=float, metavar="YEARS",
                       help="each reach's flow of this return period (fitted on the same run)")
-    ex.add_argument("--network", help="the routed network's file (for --threshold-field or a .gpkg output)")
+    ex.add_argument("--network", dest="network_file",
+                    help="the routed network's file (for --threshold-field or a .gpkg output)")
     _add_frequency_options(ex)
     add_network_options(ex)
     handlers = {"stats": _cmd_stats, "compare": _cmd_compare, "exceed": _cmd_exceed}
@@ -101,20 +114,23 @@ def _in_cli_terms(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
 
 def _network(args: argparse.Namespace, needed_for: str | None):
-    if not args.network:
+    if not args.network_file:
         if needed_for:
             raise InputError(f"{needed_for} needs the routed network.", hint="Give it with --network FILE.")
         return None
     from .hydrography import read_network
 
-    fields = {role: getattr(args, f"{role}_field") for role in ("id", "downstream", "length", "area")
-              if getattr(args, f"{role}_field", None)}
-    return read_network(args.network, schema=args.schema, fields=fields or None, layer=args.layer,
-                        check_area=args.check_area)
+    return read_network(args.network_file, **_network_reading(args))
 
 
 def _needs_map(args: argparse.Namespace) -> str | None:
     return "a .gpkg output" if Path(args.output).suffix.lower() == ".gpkg" else None
+
+
+def _return_periods(args: argparse.Namespace):
+    from .results.frequency import DEFAULT_RETURN_PERIODS
+
+    return args.return_periods or DEFAULT_RETURN_PERIODS
 
 
 def _frequency_kwargs(args: argparse.Namespace) -> dict:
@@ -139,10 +155,12 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from .results.frequency import flow_statistics
     from .results.tables import write_reach_table
 
-    _check_output(args, [args.discharge, args.network])
+    _check_output(args, [args.discharge, args.network_file])
     network = _network(args, _needs_map(args))
     d = read_discharge(args.discharge)
-    stats = flow_statistics(d, return_periods=args.return_periods, n_boot=args.bootstrap,
+    import numpy as np
+
+    stats = flow_statistics(d, return_periods=_return_periods(args), n_boot=args.bootstrap,
                             confidence=args.confidence, rng=np.random.default_rng(args.seed), **_frequency_kwargs(args))
     path = write_reach_table(args.output, stats, network=network, units={c: "m3/s" for c in stats.columns})
     years = stats.attrs["years"]
@@ -156,7 +174,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .results.compare import compare, most_changed
     from .results.tables import write_reach_table
 
-    _check_output(args, [args.baseline, args.scenario, args.network])
+    _check_output(args, [args.baseline, args.scenario, args.network_file])
     network = _network(args, _needs_map(args))
     base, scen = read_discharge(args.baseline), read_discharge(args.scenario)
     frame = compare(base, scen, statistic=args.statistic, names=(Path(args.baseline).name, Path(args.scenario).name),
@@ -180,9 +198,11 @@ def _cmd_exceed(args: argparse.Namespace) -> int:
     from .results.frequency import exceedance, flow_statistics
     from .results.tables import write_reach_table
 
-    _check_output(args, [args.discharge, args.network])
+    _check_output(args, [args.discharge, args.network_file])
     needed = "--threshold-field" if args.threshold_field else _needs_map(args)
     network = _network(args, needed)
+    import numpy as np
+
     d = read_discharge(args.discharge)
     if args.threshold is not None:
         threshold, what = args.threshold, f"{args.threshold:g} m3/s"

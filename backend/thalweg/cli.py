@@ -1,42 +1,118 @@
 """The ``thalweg`` command: parse arguments -> settings -> call the library.
 
-Errors exit non-zero with one readable line (``--debug`` shows the traceback); ThalwegWarnings print as
-one ``warning:`` line each.
+The options of ``route`` and ``calibrate`` are built from the settings model (``thalweg.config``: help,
+defaults, allowed values); a saved ``settings.json`` can be given back with ``--settings`` (flags override it).
+Errors exit with one readable line (``--debug`` shows the traceback) and a code that says whose problem it is
+(:data:`EXIT_CODES`); hints name this command's flags (``errors.option_names``). ThalwegWarnings print as one
+``warning:`` line each, through the progress bar's writer. ``thalweg --version`` and ``--help`` import neither
+torch nor the GIS libraries.
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import logging
+import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import AREA_POLICIES, CONVENTIONS, NAN_POLICIES, ZONINGS, CalibrateSettings, RouteSettings
-from .errors import InputError, ThalwegError, ThalwegWarning
+from .config import CalibrateSettings, Choices, Option, RouteSettings, kind_of, options
+from .errors import InputError, ThalwegError, ThalwegWarning, option_names
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "option_table", "EXIT_CODES"]
+
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = {EXIT_OK: "success", EXIT_BUG: "internal error (a bug: run again with --debug and report it)",
+              EXIT_USAGE: "usage error (unknown option, invalid value or combination of options)",
+              EXIT_INPUT: "input error (a file, its data, the settings or an output path cannot be used; the "
+                          "message says what, where and the fix)",
+              EXIT_INTERRUPTED: "interrupted (Ctrl-C)"}
+EPILOG = ("exit codes:\n" + "\n".join(f"  {code:<4}{text}" for code, text in EXIT_CODES.items())
+          + "\n\nshell completion (bash, zsh or tcsh):\n"
+            "  thalweg completion bash > ~/.local/share/bash-completion/completions/thalweg")
+
+# shtab's "complete a file name" marker (shtab.FILE), spelled out so that building the parser needs no shtab
+_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+_ROUTE_OPTIONS = options(RouteSettings)
+_ALL_OPTIONS = options(CalibrateSettings)
+_FIELD_ROLES = ("id", "downstream", "length", "area")
+_PATH_SETTINGS = [name for name, (_, o) in _ALL_OPTIONS.items() if o.path or name in ("network", "runoff")]
 
 
-def _field_overrides(args: argparse.Namespace) -> dict[str, str] | None:
-    fields = {role: getattr(args, f"{role}_field") for role in ("id", "downstream", "length", "area")
-              if getattr(args, f"{role}_field", None)}
-    return fields or None
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout, and does not look up lazy choices (scheme and engine names import torch)."""
+
+    def _expand_help(self, action):
+        if isinstance(action.choices, Choices):
+            action = copy.copy(action)
+            action.choices = None
+        return super()._expand_help(action)
+
+
+def _help(f, opt: Option) -> str:
+    default = f.default
+    text = opt.help.replace("%", "%%")
+    if default not in (None, dataclasses.MISSING, "") and not isinstance(default, bool):
+        text += f" (default: {default})"
+    return text
+
+
+def _pattern_type(name: str, opt: Option):
+    import re
+
+    def check(text: str) -> str:
+        if not re.fullmatch(opt.pattern, text):
+            raise argparse.ArgumentTypeError(f"'{text}' is not {opt.help.split(' (')[0]}")
+        return text
+
+    check.__name__ = name  # argparse names the type in its message
+    return check
+
+
+def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] = _ALL_OPTIONS) -> None:
+    """One flag per setting, built from its :class:`Option`; SUPPRESS keeps a flag not given out of the
+    namespace, so that a settings file's value stands unless the flag overrides it."""
+    for name in names:
+        f, opt = table[name]
+        kind = kind_of(f).rstrip("?")
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": _help(f, opt)}
+        if kind == "bool":
+            kw["action"] = "store_false" if f.default else "store_true"
+        elif kind.startswith("list"):
+            kw.update(action="append", type=int if kind == "list[int]" else str)
+        else:
+            kw["type"] = {"float": float, "int": int}.get(kind, str)
+            if opt.pattern:
+                kw["type"] = _pattern_type(name, opt)
+        if opt.choices is not None:
+            kw["choices"] = opt.choices
+        if opt.metavar and kind != "bool":
+            kw["metavar"] = opt.metavar
+        action = group.add_argument(opt.flag, **kw)
+        if opt.path:
+            action.complete = _FILE
+
+
+def _names(group: str, table: dict[str, tuple[Any, Option]] = _ALL_OPTIONS) -> list[str]:
+    return [name for name, (_, o) in table.items() if o.group == group and o.flag]
 
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("network reading")
-    g.add_argument("--schema", help="hydrography schema (default: detected), e.g. geoglows, hydrorivers, merit")
-    g.add_argument("--layer", help="layer of a multi-layer file (GeoPackage)")
-    g.add_argument("--id-field", help="field holding reach ids (overrides detection)")
-    g.add_argument("--downstream-field", help="field holding downstream reach ids")
-    g.add_argument("--length-field", help="field holding reach lengths")
-    g.add_argument("--area-field", help="field holding upstream drainage areas")
-    g.add_argument("--check-area", choices=AREA_POLICIES, default="error",
-                   help="drainage area decreasing downstream: error (default), warn or ignore")
+    _add_settings(g, [n for n in _names("network reading") if n != "check_area"])
+    for role in _FIELD_ROLES:
+        g.add_argument(f"--{role}-field", default=argparse.SUPPRESS,
+                       help=f"field holding reach {'ids' if role == 'id' else role + 's'}"
+                            f"{' (ids of the downstream reach)' if role == 'downstream' else ''} (overrides "
+                            f"detection)")
+    _add_settings(g, ["check_area"])
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -51,52 +127,37 @@ def _param(text: str) -> tuple[str, Any]:
 
 def _add_route_arguments(p: argparse.ArgumentParser, *, calibrating: bool) -> None:
     """Arguments shared by ``route`` and ``calibrate`` (for calibrate, the parameters given are the prior)."""
-    p.add_argument("network", help="hydrography file")
-    p.add_argument("runoff", help="runoff file (RAPID m3_riv, river-route catchment_runoff, CSV/parquet)")
-    p.add_argument("-o", "--output", required=True,
-                   help="output discharge file (OUT.nc, Qout_OUT.nc for RAPID, OUT.zarr); extras go beside it")
-    p.add_argument("--format", default="auto", choices=("auto", "river-route", "rapid", "zarr"),
-                   help="discharge file format (default auto: by the name: .zarr -> river-route 3 zarr, a name "
-                        "with Qout -> RAPID Qout, else river-route Q NetCDF)")
-    p.add_argument("--river-id-name", choices=("rivid", "riverId", "river_id"),
-                   help="reach-id dimension of discharge files (default: rivid for RAPID, riverId for river-route "
-                        "NetCDF, river_id for zarr; river_id for GEOGloWS v2 / river-route 2+ code)")
-    p.add_argument("--compression", type=int, default=1, choices=range(10), metavar="LEVEL",
-                   help="zlib level of NetCDF discharge files: 0 (none: fastest, ~25 %% larger) to 9 (default 1)")
-    from .irf import SCHEMES
-
-    p.add_argument("--scheme", default="muskingum", choices=sorted(SCHEMES), help="routing scheme")
-    p.add_argument("--k", type=float, help="Muskingum K for every reach, s")
-    p.add_argument("--x", type=float, help="Muskingum x for every reach")
-    p.add_argument("--k-field", help="network field holding Muskingum K [s]")
-    p.add_argument("--x-field", help="network field holding Muskingum x")
-    p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+    for name in ("network", "runoff"):
+        f, opt = _ALL_OPTIONS[name]
+        p.add_argument(name, nargs="?", help=opt.help + " (may come from --settings)").complete = _FILE
+    p.add_argument("-o", "--output", help="output discharge file: OUT.nc (river-route Q), a name holding Qout "
+                                          "(RAPID Qout) or OUT.zarr; extras go beside it (OUT.gpkg, "
+                                          "OUT_hydrographs.csv, OUT.settings.json)").complete = _FILE
+    p.add_argument("--settings", metavar="FILE",
+                   help="start from a settings.json that a run wrote; the flags given override it").complete = _FILE
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (refused without it)")
+    g = p.add_argument_group("routing")
+    _add_settings(g, ["scheme"])
+    g.add_argument("--k", type=float, help="Muskingum K for every reach, s")
+    g.add_argument("--x", type=float, help="Muskingum x for every reach")
+    g.add_argument("--k-field", help="network field holding Muskingum K [s]")
+    g.add_argument("--x-field", help="network field holding Muskingum x")
+    g.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
                    help="any scheme parameter as a constant (SI) or a field name; repeatable")
-    p.add_argument("--convention", choices=CONVENTIONS, default="end",
-                   help="end: river-route Q at step ends (default); mean: RAPID Qout step means; both")
-    from .routing import ENGINES
-
-    p.add_argument("--engine", default="auto", choices=ENGINES,
-                   help="routing engine: exact (each reach's filter in topological order), closure (DiffRoute's "
-                        "transitive closure), fft (portable torch), auto (the fastest for the device; default)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when there is one)")
-    p.add_argument("--nan", choices=NAN_POLICIES, default="error", help="runoff NaN policy")
-    p.add_argument("--missing", choices=NAN_POLICIES, default="error",
-                   help="network reaches absent from the runoff: error (default) or zero")
-    p.add_argument("--catchments", help="catchment polygons (id field = reach id) for gridded runoff")
-    p.add_argument("--gauges", required=calibrating,
-                   help="CSV of gauges (gauge_id, reach id): hydrographs are written there"
-                        + (" and parameters are fitted to them" if calibrating else ""))
-    p.add_argument("--observed", required=calibrating,
-                   help="CSV of observed discharge (time at the end of each step + one column per gauge_id)")
-    p.add_argument("--hydrograph", type=int, action="append", default=[], metavar="REACH_ID",
-                   help="also write this reach's hydrograph to the CSV; repeatable")
-    p.add_argument("--no-gpkg", action="store_true", help="do not write the GeoPackage summary layer")
+    _add_settings(g, [n for n in _names("routing") if n != "scheme"])
+    _add_settings(p.add_argument_group("runoff reading"), _names("runoff reading"))
+    out = p.add_argument_group("outputs")
+    _add_settings(out, _names("outputs"))
+    if calibrating:  # the gauges and observations are what calibration fits to
+        for action in out._group_actions:
+            if action.dest in ("gauges", "observed"):
+                action.help += " (required)"
     _add_network_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="thalweg", description="River routing on GPU or CPU (DiffRoute method).")
+    parser = argparse.ArgumentParser(prog="thalweg", description="River routing on GPU or CPU (DiffRoute method).",
+                                     epilog=EPILOG, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"thalweg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info lines")
@@ -106,44 +167,37 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = sub.add_parser("info", parents=[common],
-                          help="describe a river network file: schema, fields, size, problems")
-    info.add_argument("network", help="hydrography file (GeoPackage, Shapefile, parquet, GeoJSON, CSV, NetCDF)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help, description=help, epilog=EPILOG,
+                           formatter_class=_Formatter)
+        p.set_defaults(_parser=p)
+        return p
+
+    info = command("info", "describe a river network file: schema, fields, size, problems")
+    info.add_argument("network", help="hydrography file (GeoPackage, Shapefile, parquet, GeoJSON, CSV, "
+                                      "NetCDF)").complete = _FILE
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_network_options(info)
 
-    rt = sub.add_parser("route", parents=[common],
-                        help="route runoff through a network and write discharge")
+    rt = command("route", "route runoff through a network and write discharge")
     _add_route_arguments(rt, calibrating=False)
 
-    cal = sub.add_parser("calibrate", parents=[common],
-                         help="fit travel-time parameters to observed discharge, then route with them")
+    cal = command("calibrate", "fit travel-time parameters to observed discharge, then route with them")
     _add_route_arguments(cal, calibrating=True)
-    g = cal.add_argument_group("calibration")
-    g.add_argument("--iterations", type=int, default=200, help="most gradient steps (default 200; fewer when the "
-                                                                "loss stops improving)")
-    g.add_argument("--learning-rate", type=float, default=0.05, help="Adam step on the log-multipliers "
-                                                                     "(default 0.05)")
-    g.add_argument("--zones", choices=ZONINGS, default="gauges",
-                   help="gauges: one multiplier per sub-basin between gauges (default); global: one for all reaches")
-    g.add_argument("--warmup", type=int, default=0, metavar="STEPS",
-                   help="first runoff steps left out of the loss and metrics (default 0)")
-    g.add_argument("--calibrate", action="append", default=[], metavar="PARAM",
-                   help="a parameter to calibrate; repeatable (default: those in s or m/s: k, tau, lag, celerity)")
+    _add_settings(cal.add_argument_group("calibration"), _names("calibration"))
 
-    demo = sub.add_parser("demo", parents=[common],
-                          help="route the bundled sample basin and draw maps and hydrographs")
+    demo = command("demo", "route the bundled sample basin and draw maps and hydrographs")
     demo.add_argument("--out", default="thalweg-demo", help="output folder (default: ./thalweg-demo)")
-    demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    demo.add_argument("--device", default="auto", type=_pattern_type("device", _ALL_OPTIONS["device"][1]),
+                      help="cpu, cuda or auto")
 
-    sub.add_parser("schemes", parents=[common], help="list routing schemes and their parameters")
+    command("schemes", "list routing schemes and their parameters")
     from ._cli_planning import add_planning_commands
 
-    add_planning_commands(sub, common, _add_network_options)  # stats, compare, exceed
+    add_planning_commands(sub, common, _add_network_options, _network_reading)  # stats, compare, exceed
 
-    exp = sub.add_parser("export-params", parents=[common],
-                         help="write the Muskingum k and x per reach in RAPID's and river-route's layouts")
-    exp.add_argument("network", help="hydrography file")
+    exp = command("export-params", "write the Muskingum k and x per reach in RAPID's and river-route's layouts")
+    exp.add_argument("network", help="hydrography file").complete = _FILE
     exp.add_argument("-o", "--output", required=True, metavar="DIR",
                      help="folder for rapid_connect.csv, riv_bas_id.csv, k.csv, x.csv and params.parquet")
     exp.add_argument("--layout", action="append", choices=("rapid", "river-route"), default=[],
@@ -155,52 +209,137 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--x-field", help="network field holding Muskingum x")
     _add_network_options(exp)
 
-    serve = sub.add_parser("serve", parents=[common],
-                           help="run the local job service for the QGIS plugin and scripts")
+    comp = command("completion", "print a shell completion script (bash, zsh or tcsh)")
+    comp.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+
+    serve = command("serve", "run the local job service for the QGIS plugin and scripts")
     from .server import add_serve_arguments
 
     add_serve_arguments(serve)
     return parser
 
 
+def option_table(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Library keyword -> flag of this parser (``read_runoff.units`` -> ``--runoff-units``), for hints.
+
+    Built from the parser itself, so a hint never names a flag the command does not have; ``route.<setting>``
+    keys too (``route.engine`` -> ``--engine``).
+    """
+    table: dict[str, str] = {"route.params": "--param", "route.out_dir": "-o", "route.name": "-o",
+                             "read_network.fields": "/".join(f"--{r}-field" for r in _FIELD_ROLES),
+                             "route.settings": "--settings", "route.overwrite": "--overwrite",
+                             **{f"read_network.{r}_field": f"--{r}-field" for r in _FIELD_ROLES}}
+    seen: list[argparse.ArgumentParser] = [parser]
+    while seen:
+        p = seen.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                seen.extend(action.choices.values())
+            elif action.dest in _ALL_OPTIONS and action.option_strings:
+                flag = max(action.option_strings, key=len)
+                opt = _ALL_OPTIONS[action.dest][1]
+                table[f"route.{action.dest}"] = flag
+                if opt.keyword:
+                    table[opt.keyword] = flag
+    return table
+
+
 class _Progress:
-    """A tqdm bar over 0..1 (silent when quiet or not a terminal)."""
+    """One tqdm bar over 0..1 with one label (the stage), redrawn every half second so that its clock moves
+    during long stages; silent when quiet or not a terminal. Warnings go through :meth:`write`."""
+
+    active: _Progress | None = None
 
     def __init__(self, quiet: bool) -> None:
         self.bar = None
+        self._stop = threading.Event()
         if not quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {desc}", file=sys.stderr,
-                            disable=None, leave=False)
+            self.bar = tqdm(total=1000, desc="starting", bar_format="{desc:<28.28} {percentage:3.0f}%|{bar}| {elapsed}",
+                            file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
+            if self.bar.disable:
+                self.bar = None
+        if self.bar is not None:
+            _Progress.active = self
+            self._lock = threading.Lock()
+            self._ticker = threading.Thread(target=self._tick, daemon=True, name="thalweg-progress")
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            with self._lock:
+                if self.bar is not None:
+                    self.bar.refresh()
 
     def __call__(self, fraction: float, message: str) -> None:
         if self.bar is not None:
-            self.bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
-            self.bar.set_description_str(message, refresh=False)
-            self.bar.refresh()
+            with self._lock:
+                self.bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
+                self.bar.set_description_str(message, refresh=False)
+                self.bar.refresh()
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            with self._lock:
+                self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
 
     def close(self) -> None:
+        self._stop.set()
         if self.bar is not None:
-            self.bar.close()
+            with self._lock:
+                self.bar.close()
+                self.bar = None
+        if _Progress.active is self:
+            _Progress.active = None
+
+
+def _say(text: str) -> None:
+    if _Progress.active is not None:
+        _Progress.active.write(text)
+    else:
+        print(text, file=sys.stderr)
+
+
+def _given(args: argparse.Namespace, names) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
+def _field_overrides(args: argparse.Namespace) -> dict[str, str]:
+    return {role: getattr(args, f"{role}_field") for role in _FIELD_ROLES if getattr(args, f"{role}_field", None)}
+
+
+def _network_reading(args: argparse.Namespace) -> dict[str, Any]:
+    """read_network's keywords from the flags of ``info`` (defaults from the settings model)."""
+    from .config import reading_kwargs
+
+    values = {name: f.default for name, (f, o) in _ROUTE_OPTIONS.items() if o.group == "network reading"}
+    values.update(_given(args, values))
+    values["fields"] = _field_overrides(args) or None
+    for name in _PATH_SETTINGS:
+        if values.get(name):
+            values[name] = os.path.abspath(values[name])
+    return reading_kwargs(values, "read_network")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .hydrography import detect_schema, read_network
+    from .hydrography import read_network
+    from .workflow import network_problems
 
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always", ThalwegWarning)
-        net = read_network(args.network, schema=args.schema, fields=_field_overrides(args), layer=args.layer,
-                           check_area=args.check_area)
+        net = read_network(args.network, **_network_reading(args))
         caught = [str(w.message) for w in record if issubclass(w.category, ThalwegWarning)]
+    caught += network_problems(net)
     summary = net.summary()
     summary["file"] = str(args.network)
     summary["problems"] = caught
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0
-    del detect_schema
     lines = [
         f"file           {args.network}",
         f"schema         {summary['schema']}",
@@ -221,25 +360,64 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _route_settings(args: argparse.Namespace) -> RouteSettings:
-    params: dict[str, Any] = dict(args.param)
+def _usage(args: argparse.Namespace, message: str) -> None:
+    args._parser.error(message)  # prints the usage and exits 2
+
+
+def _route_settings(args: argparse.Namespace, cls: type[RouteSettings] = RouteSettings) -> RouteSettings:
+    """The settings of a route/calibrate command: the settings file (if any), then the flags given."""
+    data: dict[str, Any] = {}
+    base = Path(".")
+    if args.settings:
+        data = cls.read_file(args.settings)
+        base = Path(args.settings).parent
+        for name in _PATH_SETTINGS + ["out_dir"]:  # paths saved relative to where that run was started
+            if isinstance(data.get(name), str) and not os.path.isabs(data[name]):
+                data[name] = os.path.abspath(base / data[name])
+    given = _given(args, [n for n in options(cls) if n not in ("network", "runoff")])
+    if args.network is not None:
+        given["network"] = args.network
+    if args.runoff is not None:
+        given["runoff"] = args.runoff
+    for name in _PATH_SETTINGS:
+        if given.get(name):
+            given[name] = os.path.abspath(given[name])
+    absent = [what for what, ok in (("NETWORK", "network" in given or "network" in data),
+                                    ("RUNOFF", "runoff" in given or "runoff" in data),
+                                    ("-o OUT.nc", args.output or "name" in data)) if not ok]
+    if absent:
+        _usage(args, f"missing {', '.join(absent)} (give them, or a --settings file that holds them)")
+    if args.output:
+        from .results.outputs import output_format
+
+        out = Path(args.output)
+        try:  # the format follows the name (.zarr, a Qout name) unless --format says it
+            given["format"] = output_format(out, given.get("format", data.get("format", "auto")),
+                                            given.get("convention", data.get("convention", "end")))
+        except InputError as exc:
+            _usage(args, str(exc))
+        given["out_dir"], given["name"] = os.path.abspath(out.parent), out.stem
+    params: dict[str, Any] = dict(data.get("params") or {})
+    flags: dict[str, Any] = dict(args.param)
     for flag, name in (("k", "k"), ("x", "x"), ("k_field", "k"), ("x_field", "x")):
         value = getattr(args, flag)
         if value is not None:
-            if name in params:
-                raise InputError(f"parameter '{name}' is given twice.", hint="Give --k or --k-field, not both.")
-            params[name] = value
-    out = Path(args.output)
-    from .results.outputs import output_format
-
-    fmt = output_format(out, args.format, args.convention)
-    return RouteSettings(format=fmt, id_name=args.river_id_name, compression=args.compression,
-        network=str(args.network), runoff=str(args.runoff), out_dir=str(out.parent), name=out.stem,
-        scheme=args.scheme, params=params, engine=args.engine, device=args.device, convention=args.convention,
-        schema=args.schema, fields=_field_overrides(args), layer=args.layer, nan=args.nan,
-        missing=args.missing, catchments=args.catchments, check_area=args.check_area, gauges=args.gauges,
-        observed=args.observed, write_gpkg=not args.no_gpkg,
-        hydrograph_reaches=list(args.hydrograph))
+            if name in flags:
+                _usage(args, f"parameter '{name}' is given twice (give --{name} or --{name}-field, not both)")
+            flags[name] = value
+    if flags or "params" not in data:
+        given["params"] = params | flags
+    fields = _field_overrides(args)
+    if fields:
+        given["fields"] = dict(data.get("fields") or {}) | fields
+    if given.get("observed") and not (given.get("gauges") or data.get("gauges")):
+        _usage(args, "--observed needs --gauges (the table saying which reach each gauge sits on)")
+    try:
+        return cls.from_dict({**data, **given})
+    except InputError as exc:
+        if args.settings:  # the file's keys are the user's: name the file
+            raise InputError(exc.message, path=args.settings, field=exc.field, hint=exc.hint) from None
+        raise
 
 
 def _cmd_route(args: argparse.Namespace) -> int:
@@ -249,7 +427,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     bar = _Progress(args.quiet)
     start = time.perf_counter()
     try:
-        result = run_route(settings, progress=bar)
+        result = run_route(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
     finally:
         bar.close()
     if not args.quiet:
@@ -267,13 +445,13 @@ def _cmd_route(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .workflow import run_calibrate
 
-    route = _route_settings(args).to_dict()
-    settings = CalibrateSettings(**route, iterations=args.iterations, learning_rate=args.learning_rate,
-                                 zones=args.zones, warmup=args.warmup, calibrate=list(args.calibrate))
+    if not (args.settings or (getattr(args, "gauges", None) and getattr(args, "observed", None))):
+        _usage(args, "calibrate needs --gauges and --observed (or a --settings file that holds them)")
+    settings = _route_settings(args, CalibrateSettings)
     bar = _Progress(args.quiet)
     start = time.perf_counter()
     try:
-        run = run_calibrate(settings, progress=bar)
+        run = run_calibrate(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
     finally:
         bar.close()
     if not args.quiet:
@@ -317,8 +495,7 @@ def _cmd_export_params(args: argparse.Namespace) -> int:
                 raise InputError(f"parameter '{name}' is given twice.", hint=f"Give --{name} or --{name}-field, "
                                                                              f"not both.")
             spec[name] = getattr(args, flag)
-    net = read_network(args.network, schema=args.schema, fields=_field_overrides(args), layer=args.layer,
-                       check_area=args.check_area)
+    net = read_network(args.network, **_network_reading(args))
     files, used = export_params(args.output, net, args.scheme, spec, args.layout or LAYOUTS)
     if not args.quiet:
         print(f"exported k and x of {net.n_reaches:,} reaches ({args.scheme})", file=sys.stderr)
@@ -331,8 +508,19 @@ def _cmd_export_params(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    from .workflow import check_output_folder
 
+    check_output_folder(Path(args.out), flag="--out")
     run_demo(Path(args.out), device=args.device, quiet=args.quiet)
+    return 0
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    try:
+        import shtab
+    except ImportError:
+        raise InputError("shell completion needs the shtab package.", hint="pip install shtab") from None
+    print(shtab.complete(build_parser(), shell=args.shell))
     return 0
 
 
@@ -343,40 +531,54 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"info": _cmd_info, "route": _cmd_route, "calibrate": _cmd_calibrate, "demo": _cmd_demo,
-            "schemes": _cmd_schemes, "serve": _cmd_serve, "export-params": _cmd_export_params}
+            "schemes": _cmd_schemes, "completion": _cmd_completion, "serve": _cmd_serve,
+            "export-params": _cmd_export_params}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     if issubclass(category, ThalwegWarning):
-        print(f"warning: {message}", file=sys.stderr)
+        _say(f"warning: {message}")
     else:
         logging.getLogger("py.warnings").debug("%s:%s: %s: %s", filename, lineno, category.__name__, message)
+
+
+class _BarHandler(logging.StreamHandler):
+    """Log lines through the progress bar's writer, so that they never split its line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _say(self.format(record))
+        except Exception:  # logging must never raise
+            self.handleError(record)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = _BarHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler])
     previous = warnings.showwarning
     if not args.debug:
         warnings.showwarning = _show_warning
     try:
-        return (COMMANDS.get(args.command) or args.handler)(args)
-    except ThalwegError as exc:
-        if args.debug:
-            raise
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        with option_names(option_table(parser), "cli"):  # hints name this command's flags
+            try:
+                return (COMMANDS.get(args.command) or args.handler)(args)
+            except ThalwegError as exc:
+                if args.debug:
+                    raise
+                print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # the CLI is one of the three edges allowed to catch everything
         if args.debug:
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback and report it)",
               file=sys.stderr)
-        return 1
+        return EXIT_BUG
     finally:
         warnings.showwarning = previous
 

@@ -1,100 +1,283 @@
 """One typed settings model for the CLI, the server's job bodies and saved runs.
 
-Unknown keys fail with the list of known ones; the resolved settings are saved beside the outputs.
-Library functions never read settings: only ``cli``, ``server`` and ``workflow`` do.
+Each setting is a field of :class:`RouteSettings` (or :class:`CalibrateSettings`) whose metadata, an
+:class:`Option`, holds its help, allowed values, bounds, command-line flag, the library keyword it becomes
+(``read_runoff.units``) and its JSON key: the one place for all of these. ``thalweg.cli`` builds its options
+from it, ``thalweg.server.bodies`` derives the settings fields of route and calibrate job bodies from it, and
+:func:`option_keys` gives the keyword -> JSON key table the service's hints use (``errors.option_names``; the
+CLI builds its keyword -> flag table from its parser, ``cli.option_table``).
+
+Unknown keys fail with the list of known ones; the resolved settings are saved beside the outputs
+(``<name>.settings.json``) and read back by ``thalweg route --settings FILE``.
+Library functions never read settings: only ``cli``, ``server`` and ``workflow`` do. Importing this module
+imports neither torch nor the GIS libraries (``thalweg --help`` stays fast): scheme and engine names are
+looked up when first needed.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, opt
 
-__all__ = ["RouteSettings", "CalibrateSettings", "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES", "ZONINGS"]
+__all__ = ["RouteSettings", "CalibrateSettings", "Option", "Choices", "options", "option_keys",
+           "reading_kwargs", "kind_of",
+           "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES", "ZONINGS", "TIME_LABELS", "LAYOUTS", "DEVICE_PATTERN"]
 
 CONVENTIONS = ("end", "mean", "both")
 NAN_POLICIES = ("error", "zero")
 AREA_POLICIES = ("error", "warn", "ignore")
 ZONINGS = ("gauges", "global")
+TIME_LABELS = ("start", "end")
+LAYOUTS = ("wide", "long")
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]{1,2})?)$"
+
+
+class Choices(Sequence):
+    """Allowed values looked up when first used (scheme and engine names live beside torch code)."""
+
+    def __init__(self, load: Callable[[], Sequence[str]], what: str) -> None:
+        self._load, self.what, self._values = load, what, None
+
+    def _get(self) -> tuple[str, ...]:
+        if self._values is None:
+            self._values = tuple(self._load())
+        return self._values
+
+    def __getitem__(self, i):
+        return self._get()[i]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._get()
+
+    def __repr__(self) -> str:
+        return f"Choices({self.what})"
+
+
+def _schemes() -> list[str]:
+    from .irf import SCHEMES
+
+    return sorted(SCHEMES)
+
+
+def _engines() -> tuple[str, ...]:
+    from .routing import ENGINES
+
+    return tuple(ENGINES)
+
+
+def _formats() -> tuple[str, ...]:
+    from .results.outputs import FORMATS
+
+    return FORMATS
+
+
+def _id_names() -> tuple[str, ...]:
+    from .results.writers import ID_NAMES
+
+    return ID_NAMES
+
+
+SCHEME_CHOICES = Choices(_schemes, "routing schemes: thalweg schemes lists them")
+ENGINE_CHOICES = Choices(_engines, "routing engines")
+FORMAT_CHOICES = Choices(_formats, "discharge file formats")
+ID_NAME_CHOICES = Choices(_id_names, "reach-id dimension names")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """How one setting shows to people: help, allowed values, flag, library keyword, JSON key.
+
+    Attributes
+    ----------
+    help : one line, shown by ``--help`` and in the service's OpenAPI schema.
+    group : the help section ('inputs', 'routing', 'network reading', 'runoff reading', 'outputs',
+        'calibration').
+    flag : the command-line flag; None: given another way (positional, ``-o``, ``--param``, ...).
+    keyword : the library keyword the setting is passed as (``read_runoff.units``), for hints.
+    choices : allowed values (a tuple, or :class:`Choices` looked up lazily).
+    gt, ge, le : bounds of a number (greater than, at least, at most).
+    pattern : regular expression a string must match.
+    path : the value is a file path (checked to exist by the service).
+    server : part of the service's route/calibrate job bodies as derived (False: the body defines its own field,
+        e.g. inline networks, or the service sets it).
+    json_key : the JSON key where it differs from the setting's name.
+    metavar : the value's name in ``--help``.
+    """
+
+    help: str
+    group: str = "routing"
+    flag: str | None = None
+    keyword: str | None = None
+    choices: Sequence[str] | None = None
+    gt: float | None = None
+    ge: float | None = None
+    le: float | None = None
+    pattern: str | None = None
+    path: bool = False
+    server: bool = True
+    json_key: str | None = None
+    metavar: str | None = None
+
+
+def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) -> Any:
+    meta = {"option": Option(help=help, **option)}
+    if isinstance(default, (list, dict)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+# the kind of each annotation used below: what a value must be, checked in one place (_check_types)
+_KINDS = {"str": "str", "str | None": "str?", "float | None": "float?", "float": "float", "int": "int",
+          "bool": "bool", "list[int]": "list[int]", "list[str]": "list[str]", "dict[str, Any]": "params",
+          "dict[str, str] | None": "dict[str, str]?"}
+
+
+def kind_of(f: dataclasses.Field) -> str:
+    """'str', 'str?', 'float?', 'float', 'int', 'bool', 'list[int]', 'list[str]', 'params', 'dict[str, str]?'."""
+    return _KINDS[f.type if isinstance(f.type, str) else f.type.__name__]
 
 
 @dataclasses.dataclass
 class RouteSettings:
-    """Everything a routing run needs.
+    """Everything a routing run needs (each field's metadata: its :class:`Option`; ``--help`` shows them).
 
-    Attributes
-    ----------
-    network : path of the hydrography file (any format/schema ``read_network`` reads).
-    runoff : path of the runoff file (``read_runoff``).
-    out_dir : folder for the outputs.
-    name : stem of the output files (``<name>.nc``, ``<name>.gpkg``, ``<name>_hydrographs.csv``).
-    scheme : routing scheme (``thalweg.irf.SCHEMES``).
-    params : parameter name -> constant (float, SI) or the name of a network attribute/field (str).
-        Parameters not given come from the network (``muskingum_k``/``muskingum_x`` fields) or the GEOGloWS
-        prior (travel time = length / velocity(area)).
-    engine, device : routing engine and device ('auto', 'cpu', 'cuda').
-    convention : 'end' writes river-route ``Q`` (end of step), 'mean' RAPID ``Qout`` (step mean), 'both'.
-    format : the main discharge file's format: 'auto' (by name: ``.zarr``, a ``Qout`` name, else river-route
-        ``Q``), 'river-route', 'rapid' or 'zarr' (``thalweg.results.outputs``).
-    id_name : the reach-id dimension of discharge files ('rivid', 'riverId', 'river_id'); None: per format.
-    compression : zlib level of NetCDF discharge files, 0 (none, fastest) to 9; default 1.
-    schema, fields, layer : override the hydrography schema detection.
-    nan : runoff NaN policy ('error' or 'zero').
-    missing : reaches of the network absent from the runoff: 'error' or 'zero'.
-    catchments : polygon file of reach catchments, for gridded runoff (area weights).
-    check_area : drainage area decreasing downstream: 'error', 'warn' or 'ignore'.
-    gauges : CSV table of gauges (gauge_id and the reach id they sit on); hydrographs are written there.
-    observed : CSV of observed discharge (time column + one column per gauge_id), for metrics and plots.
-    write_gpkg : write the GeoPackage summary layer (needs geometries).
-    hydrograph_reaches : more reach ids whose hydrographs go to the CSV.
+    ``params`` maps a parameter name to a constant (float, SI) or the name of a network attribute/field (str);
+    parameters not given come from the network (``muskingum_k``/``muskingum_x`` fields) or the GEOGloWS prior
+    (travel time = length / velocity(area)). Outputs: ``<out_dir>/<name>.nc`` (and ``<name>_Qout.nc``,
+    ``<name>.gpkg``, ``<name>_hydrographs.csv``, ``<name>.settings.json``).
     """
 
-    network: str
-    runoff: str
-    out_dir: str = "."
-    name: str = "discharge"
-    scheme: str = "muskingum"
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)
-    engine: str = "auto"
-    device: str = "auto"
-    convention: str = "end"
-    schema: str | None = None
-    fields: dict[str, str] | None = None
-    layer: str | None = None
-    nan: str = "error"
-    missing: str = "error"
-    catchments: str | None = None
-    check_area: str = "error"
-    gauges: str | None = None
-    observed: str | None = None
-    write_gpkg: bool = True
-    hydrograph_reaches: list[int] = dataclasses.field(default_factory=list)
-    format: str = "auto"
-    id_name: str | None = None
-    compression: int = 1
+    network: str = _setting(help="hydrography file (GeoPackage, Shapefile, parquet, GeoJSON, CSV, NetCDF)",
+                            group="inputs", server=False, metavar="NETWORK")
+    runoff: str = _setting(help="runoff file (RAPID m3_riv, river-route catchment_runoff, CSV/parquet, grid)",
+                           group="inputs", server=False, metavar="RUNOFF")
+    out_dir: str = _setting(".", "folder for the outputs", group="outputs", server=False)
+    name: str = _setting("discharge", "stem of the output files", group="outputs", server=False)
+    scheme: str = _setting("muskingum", "routing scheme (thalweg schemes lists them)", flag="--scheme",
+                           keyword="route.scheme", choices=SCHEME_CHOICES, metavar="SCHEME")
+    params: dict[str, Any] = _setting({}, "parameter -> constant (SI) or network field name", flag=None,
+                                      keyword="route.params", server=False)
+    engine: str = _setting("auto", "routing engine: exact (each reach's filter in topological order), closure "
+                                   "(DiffRoute's transitive closure), fft (portable torch), auto (the fastest "
+                                   "for the device)", flag="--engine", keyword="route.engine",
+                           choices=ENGINE_CHOICES, metavar="ENGINE")
+    device: str = _setting("auto", "cpu, cuda, cuda:N or auto (a GPU when there is one)", flag="--device",
+                           keyword="route.device", pattern=DEVICE_PATTERN, metavar="DEVICE")
+    memory: float | None = _setting(None, "memory budget of the run, GB (default: the memory available when it "
+                                          "starts); a run whose estimated peak exceeds it is refused before "
+                                          "routing", flag="--memory", keyword="route.memory", gt=0.0, metavar="GB")
+    convention: str = _setting("end", "end: river-route Q at step ends; mean: RAPID Qout step means; both",
+                               group="outputs", flag="--convention", keyword="route.convention",
+                               choices=CONVENTIONS)
+    # network reading (thalweg.hydrography.read_network)
+    schema: str | None = _setting(None, "hydrography schema (default: detected), e.g. geoglows, hydrorivers, merit",
+                                  group="network reading", flag="--schema", keyword="read_network.schema")
+    fields: dict[str, str] | None = _setting(None, "role -> field name overrides (id, downstream, length, area, "
+                                                   "...)", group="network reading", keyword="read_network.fields")
+    layer: str | None = _setting(None, "layer of a multi-layer network file (GeoPackage)", group="network reading",
+                                 flag="--layer", keyword="read_network.layer")
+    length_unit: str | None = _setting(None, "unit of the length field, e.g. m or km (default: the schema's or "
+                                             "guessed)", group="network reading", flag="--length-unit",
+                                       keyword="read_network.length_unit", metavar="UNIT")
+    area_unit: str | None = _setting(None, "unit of the area field, e.g. m2 or km2", group="network reading",
+                                     flag="--area-unit", keyword="read_network.area_unit", metavar="UNIT")
+    area_raster: str | None = _setting(None, "flow-accumulation raster sampled at each reach's downstream end, "
+                                             "for drainage areas", group="network reading", flag="--area-raster",
+                                       keyword="read_network.area_raster", path=True, metavar="RASTER")
+    area_raster_unit: str | None = _setting(None, "unit of the raster: cells, m2 or km2",
+                                            group="network reading", flag="--area-raster-unit",
+                                            keyword="read_network.area_raster_unit", metavar="UNIT")
+    tolerance: float | None = _setting(None, "end-point snapping tolerance for topology from geometry, in the "
+                                             "layer's units", group="network reading", flag="--tolerance",
+                                       keyword="read_network.tolerance", gt=0.0, metavar="DIST")
+    check_area: str = _setting("error", "drainage area decreasing downstream: error, warn or ignore",
+                               group="network reading", flag="--check-area", keyword="read_network.check_area",
+                               choices=AREA_POLICIES)
+    # runoff reading (thalweg.runoff.read_runoff)
+    variable: str | None = _setting(None, "runoff variable (NetCDF) or value column (long table) to read "
+                                          "(default: found)", group="runoff reading", flag="--variable",
+                                    keyword="read_runoff.variable", metavar="NAME")
+    runoff_units: str | None = _setting(None, "runoff unit when the file has none (or to override it): m3, "
+                                              "m3 s-1, m, mm, kg m-2, mm/h, ...", group="runoff reading",
+                                        flag="--runoff-units", keyword="read_runoff.units", metavar="UNIT")
+    time_label: str | None = _setting(None, "what a bare runoff time stamp marks: start or end of its step "
+                                            "(default: per format)", group="runoff reading", flag="--time-label",
+                                      keyword="read_runoff.time_label", choices=TIME_LABELS)
+    runoff_dt: float | None = _setting(None, "runoff step length, s (only for a single step without time "
+                                             "bounds)", group="runoff reading", flag="--runoff-dt",
+                                       keyword="read_runoff.dt", gt=0.0, le=366 * 86400.0, metavar="SECONDS")
+    runoff_layout: str | None = _setting(None, "layout of a runoff table: wide or long (default: found)",
+                                         group="runoff reading", flag="--runoff-layout",
+                                         keyword="read_runoff.layout", choices=LAYOUTS)
+    grid_crs: str | None = _setting(None, "CRS of gridded runoff that does not carry one, e.g. EPSG:4326",
+                                    group="runoff reading", flag="--grid-crs", keyword="read_runoff.grid_crs",
+                                    metavar="CRS")
+    nan: str = _setting("error", "missing (NaN) runoff values: error or zero", group="runoff reading", flag="--nan",
+                        keyword="read_runoff.nan", choices=NAN_POLICIES)
+    missing: str = _setting("error", "network reaches absent from the runoff: error or zero",
+                            group="runoff reading", flag="--missing", keyword="read_runoff.missing",
+                            choices=NAN_POLICIES)
+    catchments: str | None = _setting(None, "catchment polygons (id field = reach id), for gridded runoff",
+                                      group="runoff reading", flag="--catchments", keyword="read_runoff.catchments",
+                                      path=True, metavar="FILE")
+    catchment_layer: str | None = _setting(None, "layer of a multi-layer catchments file (GeoPackage)",
+                                           group="runoff reading", flag="--catchment-layer",
+                                           keyword="read_runoff.catchment_layer", metavar="LAYER")
+    catchment_id_field: str | None = _setting(None, "field of the catchments holding reach ids (default: found)",
+                                              group="runoff reading", flag="--catchment-id-field",
+                                              keyword="read_runoff.catchment_id_field", metavar="FIELD")
+    # outputs
+    gauges: str | None = _setting(None, "CSV of gauges (gauge_id, reach id): hydrographs are written there",
+                                  group="outputs", flag="--gauges", keyword="route.gauges", path=True,
+                                  server=False, metavar="CSV")
+    observed: str | None = _setting(None, "CSV of observed discharge (time at the end of each step + one column "
+                                          "per gauge_id); needs --gauges", group="outputs", flag="--observed",
+                                    keyword="route.observed", path=True, metavar="CSV")
+    write_gpkg: bool = _setting(True, "write the GeoPackage summary layer (needs geometries)", group="outputs",
+                                flag="--no-gpkg", keyword="route.write_gpkg")
+    hydrograph_reaches: list[int] = _setting([], "more reach ids whose hydrographs go to the CSV",
+                                             group="outputs", flag="--hydrograph",
+                                             keyword="route.hydrograph_reaches", metavar="REACH_ID")
+    format: str = _setting("auto", "discharge file format: auto (by the name: .zarr -> river-route 3 zarr, a name "
+                                   "holding Qout -> RAPID Qout, else river-route Q), river-route, rapid or zarr",
+                           group="outputs", flag="--format", keyword="route.format", choices=FORMAT_CHOICES,
+                           metavar="FORMAT")
+    id_name: str | None = _setting(None, "name of the reach-id dimension of discharge files: rivid (RAPID), "
+                                         "riverId (river-route 1.x) or river_id (GEOGloWS v2, river-route 2+); "
+                                         "default: the format's own", group="outputs", flag="--river-id-name",
+                                   keyword="route.id_name", choices=ID_NAME_CHOICES, metavar="NAME")
+    compression: int = _setting(1, "zlib level of NetCDF discharge files, 0 (none, fastest) to 9 (default 1)",
+                                group="outputs", flag="--compression", keyword="route.compression", ge=0, le=9,
+                                metavar="LEVEL")
 
     def __post_init__(self) -> None:
-        from .irf import SCHEMES
-        from .routing import ENGINES
-
-        for name, allowed in (("convention", CONVENTIONS), ("nan", NAN_POLICIES), ("missing", NAN_POLICIES),
-                              ("check_area", AREA_POLICIES), ("engine", ENGINES), ("scheme", tuple(sorted(SCHEMES)))):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise InputError(f"setting '{name}' is '{value}'.", hint=f"Use one of: {', '.join(allowed)}.")
-        if isinstance(self.compression, bool) or not isinstance(self.compression, int) \
-                or not 0 <= self.compression <= 9:
-            raise InputError(f"setting 'compression' is {self.compression!r}.", hint="Use a zlib level 0 to 9.")
+        _check_types(self)
+        if self.observed and not self.gauges:
+            raise InputError("observed discharge was given without a gauge table, so it would be ignored.",
+                             field="observed", hint=f"Give {opt('route.gauges', 'gauges.csv')} (gauge_id and the "
+                                                    f"reach id each gauge sits on) with it.")
         for key, value in self.params.items():
             if not isinstance(value, (int, float, str)) or isinstance(value, bool):
                 raise InputError(f"parameter '{key}' must be a number or a field name (got {value!r}).")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RouteSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+    def from_dict(cls, data: Mapping[str, Any]) -> RouteSettings:
+        """Settings from a mapping (a saved settings.json); unknown or missing keys fail with the list."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
         if unknown:
             raise InputError(f"unknown setting(s) {', '.join(unknown)}.",
                              hint=f"Known settings: {', '.join(sorted(known))}.")
@@ -112,12 +295,27 @@ class RouteSettings:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def load(cls, path: str | Path) -> RouteSettings:
+    def read_file(cls, path: str | Path) -> dict[str, Any]:
+        """The mapping a settings file holds (a JSON object), or InputError naming the file."""
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read settings: {exc}.", path=path) from None
-        return cls.from_dict(data)
+        except FileNotFoundError:
+            raise InputError("the settings file does not exist.", path=path, hint="Check the path.") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read the settings: {exc}.", path=path,
+                             hint="Give a settings.json that a run wrote (a JSON object).") from None
+        if not isinstance(data, dict):
+            raise InputError(f"the settings file holds a JSON {type(data).__name__}, not an object.", path=path,
+                             hint="Give a settings.json that a run wrote.")
+        return data
+
+    @classmethod
+    def load(cls, path: str | Path) -> RouteSettings:
+        data = cls.read_file(path)
+        try:
+            return cls.from_dict(data)
+        except InputError as exc:
+            raise InputError(exc.message, path=path, hint=exc.hint) from None
 
 
 @dataclasses.dataclass
@@ -126,25 +324,25 @@ class CalibrateSettings(RouteSettings):
 
     ``gauges`` and ``observed`` are required. Outputs: ``<name>_params.csv``, ``<name>_calibration.json`` and the
     calibrated routing's outputs (as :class:`RouteSettings`; ``<name>.settings.json`` holds these settings).
-
-    Attributes
-    ----------
-    iterations : most gradient steps (fewer when the loss stops improving).
-    learning_rate : Adam step on the log-multipliers.
-    zones : 'gauges' (one multiplier per sub-basin between gauges) or 'global' (one for every reach).
-    warmup : first runoff steps left out of the loss and metrics.
-    calibrate : names of the parameters to calibrate; empty: those in s or m/s (k, tau, lag, celerity).
+    ``calibrate`` empty: the parameters in s or m/s (k, tau, lag, celerity).
     """
 
-    iterations: int = 200
-    learning_rate: float = 0.05
-    zones: str = "gauges"
-    warmup: int = 0
-    calibrate: list[str] = dataclasses.field(default_factory=list)
+    iterations: int = _setting(200, "most gradient steps (fewer when the loss stops improving)",
+                               group="calibration", flag="--iterations", keyword="calibrate.iterations", ge=1,
+                               le=100_000, metavar="N")
+    learning_rate: float = _setting(0.05, "Adam step on the log-multipliers", group="calibration",
+                                    flag="--learning-rate", keyword="calibrate.learning_rate", gt=0.0, le=10.0,
+                                    metavar="RATE")
+    zones: str = _setting("gauges", "gauges: one multiplier per sub-basin between gauges; global: one for all "
+                                    "reaches", group="calibration", flag="--zones", keyword="calibrate.zones",
+                          choices=ZONINGS)
+    warmup: int = _setting(0, "first runoff steps left out of the loss and metrics", group="calibration",
+                           flag="--warmup", keyword="calibrate.warmup", ge=0, le=10**8, metavar="STEPS")
+    calibrate: list[str] = _setting([], "a parameter to calibrate; repeatable (default: those in s or m/s: k, "
+                                        "tau, lag, celerity)", group="calibration", flag="--calibrate",
+                                    keyword="calibrate.parameters", metavar="PARAM")
 
     def __post_init__(self) -> None:
-        import math
-
         super().__post_init__()
         from .irf import get_scheme
 
@@ -154,21 +352,91 @@ class CalibrateSettings(RouteSettings):
                              field=absent.split(" ")[0],
                              hint="Give a gauge table (gauge_id, reach id) and a CSV of observed discharge "
                                   "(time + one column per gauge_id).")
-        if self.zones not in ZONINGS:
-            raise InputError(f"setting 'zones' is '{self.zones}'.", hint=f"Use one of: {', '.join(ZONINGS)}.")
-        for name in ("iterations", "warmup"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "iterations" else 0):
-                raise InputError(f"setting '{name}' must be a whole number {'>= 1' if name == 'iterations' else '>= 0'}"
-                                 f" (got {value!r}).")
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-            raise InputError(f"setting 'learning_rate' must be a positive number (got {lr!r}).")
         names = get_scheme(self.scheme).parameter_names
-        if not isinstance(self.calibrate, list):
-            raise InputError(f"setting 'calibrate' must be a list of parameter names (got {self.calibrate!r}).")
         unknown = [n for n in self.calibrate if n not in names]
         if unknown:
             raise InputError(f"setting 'calibrate' names {', '.join(map(str, unknown))}, which the '{self.scheme}' "
                              f"scheme does not have.", field="calibrate",
                              hint=f"Its parameters are: {', '.join(names)}.")
+
+
+def options(cls: type = CalibrateSettings) -> dict[str, tuple[dataclasses.Field, Option]]:
+    """Setting name -> (dataclass field, :class:`Option`) of every setting of ``cls``, in declaration order."""
+    return {f.name: (f, f.metadata["option"]) for f in dataclasses.fields(cls) if "option" in f.metadata}
+
+
+def option_keys(cls: type = CalibrateSettings) -> dict[str, str]:
+    """Library keyword -> JSON key of the service's job bodies (``read_runoff.units`` -> ``runoff_units``)."""
+    table: dict[str, str] = {}
+    for name, (_, o) in options(cls).items():
+        if name == "out_dir":  # the service picks each job's folder
+            continue
+        key = o.json_key or name
+        if o.keyword:
+            table[o.keyword] = key
+        table[f"route.{name}"] = key
+    return table
+
+
+def _bad(name: str, value: Any, want: str, hint: str | None = None) -> InputError:
+    return InputError(f"setting '{name}' is {value!r}; it must be {want}.", field=name, hint=hint)
+
+
+def _number(value: Any, integer: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if integer else isinstance(value, (int, float))
+
+
+def _check_types(settings: RouteSettings) -> None:
+    """Every setting's type, allowed values, bounds and pattern, from its :class:`Option` (the one check)."""
+    for f in dataclasses.fields(settings):
+        o = f.metadata.get("option")
+        if o is None:
+            continue
+        value, kind, name = getattr(settings, f.name), kind_of(f), f.name
+        if value is None and kind.endswith("?"):
+            continue
+        base = kind.rstrip("?")
+        if base == "str":
+            if not isinstance(value, str):
+                raise _bad(name, value, "text")
+            if o.choices is not None and value not in o.choices:
+                raise InputError(f"setting '{name}' is '{value}'.", field=name,
+                                 hint=f"Use one of: {', '.join(o.choices)}.")
+            if o.pattern and not re.fullmatch(o.pattern, value):
+                raise InputError(f"setting '{name}' is '{value}'.", field=name,
+                                 hint=f"Use {o.help.split(' (')[0]}.")
+        elif base in ("float", "int"):
+            if not _number(value, base == "int") or (base == "float" and not math.isfinite(value)):
+                raise _bad(name, value, "a whole number" if base == "int" else "a finite number")
+            for bound, ok, word in ((o.gt, lambda v, b: v > b, "above"), (o.ge, lambda v, b: v >= b, "at least"),
+                                    (o.le, lambda v, b: v <= b, "at most")):
+                if bound is not None and not ok(value, bound):
+                    raise _bad(name, value, f"{word} {bound:g}")
+        elif base == "bool":
+            if not isinstance(value, bool):
+                raise _bad(name, value, "true or false")
+        elif base in ("list[int]", "list[str]"):
+            item_ok = (lambda v: _number(v, True)) if base == "list[int]" else (lambda v: isinstance(v, str))
+            if not isinstance(value, list) or not all(item_ok(v) for v in value):
+                raise _bad(name, value, "a list of reach ids" if base == "list[int]" else "a list of names")
+        elif base in ("params", "dict[str, str]"):
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise _bad(name, value, "an object of names")
+            if base == "dict[str, str]" and not all(isinstance(v, str) for v in value.values()):
+                raise _bad(name, value, "an object of role -> field name")
+
+
+def reading_kwargs(values: Mapping[str, Any], function: str) -> dict[str, Any]:
+    """The keywords of ``function`` ('read_network' or 'read_runoff') that the setting ``values`` give.
+
+    Every setting whose :attr:`Option.keyword` is ``<function>.<keyword>`` is passed under that keyword, so that
+    a reading option added to the model reaches the library without another list; None is left out (the
+    library's default).
+    """
+    out: dict[str, Any] = {}
+    for name, (_, o) in options(CalibrateSettings).items():
+        if o.keyword and o.keyword.startswith(function + ".") and values.get(name) is not None:
+            out[o.keyword.split(".", 1)[1]] = values[name]
+    return out

@@ -26,6 +26,7 @@ __all__ = [
     "RunoffError",
     "RunoffMismatchError",
     "MissingValueError",
+    "OutputError",
     "Cancelled",
     "ThalwegWarning",
     "format_ids",
@@ -215,6 +216,11 @@ class RunoffMismatchError(RunoffError):
 
 class MissingValueError(RunoffError):
     """Runoff holds NaN values."""
+
+
+class OutputError(ThalwegError):
+    """An output cannot be written where asked: the path is a folder or below a file, the folder is read-only,
+    the name is too long, the disk is full, it would replace an input or (without overwrite) an existing file."""
 
 
 class Cancelled(ThalwegError):

@@ -5,8 +5,11 @@ One implementation: ``thalweg route`` and a server "route" job both call :func:`
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
+import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,14 +19,15 @@ import numpy as np
 
 from . import __version__
 from ._files import atomic_write_text
-from .config import CalibrateSettings, RouteSettings
-from .errors import Cancelled, InputError, NetworkError, format_ids
+from .config import CalibrateSettings, RouteSettings, options, reading_kwargs
+from .errors import Cancelled, InputError, NetworkError, OutputError, format_ids, opt
 from .irf import Scheme, get_scheme
 from .network import RiverNetwork
 from .params import geoglows_velocity
 
 __all__ = ["RouteSettings", "CalibrateSettings", "RouteResult", "CalibrateRunResult", "run_route",
-           "run_calibrate", "resolve_params"]
+           "run_calibrate", "resolve_params", "output_paths", "check_inputs", "check_outputs", "check_output_folder",
+           "estimate_memory", "check_memory", "network_problems"]
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +124,36 @@ def _check(should_stop: Callable[[], bool] | None, stage: str) -> None:
         raise Cancelled(stage)
 
 
+def _reader(function: Callable, settings: RouteSettings, name: str) -> dict[str, Any]:
+    """The keywords the settings give ``function`` (read_network or read_runoff); a reading option this version of
+    the library does not take is refused by name, not passed to fail as a TypeError."""
+    kwargs = reading_kwargs(dataclasses.asdict(settings), name)
+    accepted = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return kwargs  # a wrapper: the function itself will say
+    for keyword in kwargs:
+        if keyword not in accepted:
+            raise InputError(f"this version of Thalweg's {name} does not take the option {opt(name + '.' + keyword)}.",
+                             hint="Leave it out, or update Thalweg.")
+    return kwargs
+
+
 def _read_inputs(settings: RouteSettings, network: RiverNetwork | None, runoff: Any, report: Progress,
-                 should_stop: Callable[[], bool] | None, timings: dict[str, float]) -> tuple[RiverNetwork, Any]:
-    """The network and runoff named by ``settings`` (objects given replace reading), timed into ``timings``."""
+                 should_stop: Callable[[], bool] | None, timings: dict[str, float],
+                 before_runoff: Callable[[RiverNetwork], None] | None = None) -> tuple[RiverNetwork, Any]:
+    """The network and runoff named by ``settings`` (objects given replace reading), timed into ``timings``.
+
+    ``before_runoff(network)`` runs between the two (the output checks, which need the network's geometry)."""
     out_dir = Path(settings.out_dir)
     t0 = time.perf_counter()
     if network is None:
         from .hydrography import read_network
 
         report(0.0, f"reading network {Path(settings.network).name}")
-        network = read_network(settings.network, schema=settings.schema, fields=settings.fields,
-                               layer=settings.layer, check_area=settings.check_area)
+        network = read_network(settings.network, **_reader(read_network, settings, "read_network"))
     timings["read_network"] = time.perf_counter() - t0
+    if before_runoff is not None:
+        before_runoff(network)
     _check(should_stop, "reading runoff")
 
     t0 = time.perf_counter()
@@ -139,16 +161,265 @@ def _read_inputs(settings: RouteSettings, network: RiverNetwork | None, runoff: 
         from .runoff import read_runoff
 
         report(0.05, f"reading runoff {Path(settings.runoff).name}")
+        kwargs = _reader(read_runoff, settings, "read_runoff")
         # gridded runoff caches its area-weight table beside the outputs
-        runoff = read_runoff(settings.runoff, network, nan=settings.nan, missing=settings.missing,
-                             catchments=settings.catchments, weights_cache=out_dir if settings.catchments else None)
+        kwargs["weights_cache"] = out_dir if settings.catchments else None
+        runoff = read_runoff(settings.runoff, network, **kwargs)
     timings["read_runoff"] = time.perf_counter() - t0
     return network, runoff
 
 
+# ---- guards: everything a run can check before it writes (or even reads) anything ----
+
+def _input_paths(settings: RouteSettings, settings_file: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Setting name -> path of every input file the settings name."""
+    paths = {name: Path(getattr(settings, name)) for name, (_, o) in options(type(settings)).items()
+             if (o.path or name in ("network", "runoff")) and getattr(settings, name)}
+    paths = {k: v for k, v in paths.items() if str(v) != "inline"}  # the service's inline inputs
+    if settings_file:
+        paths["settings"] = Path(settings_file)
+    return paths
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def check_inputs(settings: RouteSettings, given: tuple[str, ...] = ()) -> None:
+    """Every input path of ``settings`` exists and can be read; InputError naming the option and the fix.
+
+    Options that only matter for some inputs (``catchments`` for gridded runoff, ``observed``) are checked too,
+    so that a mistyped path is never silently ignored. ``given``: inputs passed as objects (their paths are not
+    read: 'network', 'runoff').
+    """
+    for name, path in _input_paths(settings).items():
+        if name in given:
+            continue
+        where = opt(f"route.{name}") if name not in ("network", "runoff") else f"the {name} file"
+        try:
+            path.stat()
+        except FileNotFoundError:
+            raise InputError(f"{where} does not exist.", path=path, field=None,
+                             hint=f"Check the path (looked in {path.parent.absolute()}).") from None
+        except PermissionError:
+            raise InputError(f"{where} cannot be reached: permission denied on a folder of its path.", path=path,
+                             hint=f"Give yourself read access to {path.parent} (ls -ld, chmod), or copy the file "
+                                  f"elsewhere.") from None
+        except OSError as exc:
+            raise InputError(f"{where} cannot be used: {_os_reason(exc)}.", path=path, hint="Check the path.") from None
+        if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
+            raise InputError(f"{where} cannot be read: permission denied.", path=path,
+                             hint=f"Give yourself read access to {path} (ls -l, chmod).")
+
+
+def _name_max(folder: Path) -> int:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def check_output_folder(folder: Path, *, flag: str = "-o") -> None:
+    """``folder`` is (or can be made) a writable folder: InputError with the path and the fix, naming ``flag``."""
+    folder = Path(folder)
+    probe = folder
+    while True:
+        try:
+            if probe.exists():
+                break
+        except OSError as exc:  # name too long, permission denied on a parent
+            raise OutputError(f"the output folder cannot be used: {_os_reason(exc)}.", path=folder,
+                              hint=f"Give {flag} a shorter path or one you can write.") from None
+        if probe == probe.parent:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "the output folder" if probe == folder else f"the output folder's parent {probe}"
+        raise OutputError(f"{what} is a file, not a folder.", path=folder,
+                          hint=f"Give {flag} a folder (not below a file), or move the file away.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"the output folder {probe} is read-only for you.", path=folder,
+                          hint=f"Give {flag} a folder you can write, or change its permissions (chmod u+w).")
+
+
+def output_paths(settings: RouteSettings, network: RiverNetwork | None = None) -> dict[str, Path]:
+    """Output kind -> path of every file a run of ``settings`` writes (the GeoPackage only when ``network``, if
+    given, has geometry): the one list the writing, the overwrite and the input checks share."""
+    from .results.outputs import output_format
+    from .results.outputs import output_paths as discharge_paths
+
+    out_dir, name = Path(settings.out_dir), settings.name
+    fmt = output_format(out_dir / f"{name}{'.zarr' if settings.format == 'zarr' else '.nc'}", settings.format,
+                        settings.convention)
+    paths = {kind: path for kind, (path, _, _) in discharge_paths(out_dir, name, fmt, settings.convention).items()}
+    if settings.write_gpkg and (network is None or network.geometry is not None):
+        paths["gpkg"] = out_dir / f"{name}.gpkg"
+    if settings.gauges or settings.hydrograph_reaches:
+        paths["hydrographs"] = out_dir / f"{name}_hydrographs.csv"
+        paths["hydrographs_long"] = out_dir / f"{name}_hydrographs_long.csv"
+    if isinstance(settings, CalibrateSettings):
+        paths["params"] = out_dir / f"{name}_params.csv"
+        paths["calibration"] = out_dir / f"{name}_calibration.json"
+    paths["settings"] = out_dir / f"{name}.settings.json"
+    return paths
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_outputs(settings: RouteSettings, network: RiverNetwork | None = None, *, overwrite: bool = True,
+                  settings_file: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Refuse, before anything is written, outputs that cannot or must not be written.
+
+    An output (the main file or one beside it) that is an input is always refused; one that exists is refused
+    unless ``overwrite``; a folder in its place, a folder below a file, a read-only folder and a name too long
+    are refused with the path and the fix. ``settings_file`` (the file the settings were read from) may be
+    replaced by the new run's settings. Returns :func:`output_paths`.
+    """
+    paths = output_paths(settings, network)
+    check_output_folder(Path(settings.out_dir))
+    inputs = _input_paths(settings)
+    name_max = _name_max(Path(settings.out_dir))
+    for kind, path in paths.items():
+        for name, source in inputs.items():
+            if _same_file(path, source) or os.path.abspath(path) == os.path.abspath(source):
+                raise OutputError(f"the {kind} output would replace the {name} input.", path=path,
+                                  hint=f"Give {opt('route.out_dir', 'OUT.nc')} another name or folder.")
+        # the atomic writer's temporary name (.<stem>.XXXXXXXX.part<suffix>) is 15 characters longer
+        if len(os.fsencode(path.name)) + 15 > name_max:
+            raise OutputError(f"the output file name is {len(os.fsencode(path.name)):,} bytes long; this file "
+                              f"system takes at most {name_max - 15:,} here.", path=path,
+                              hint=f"Give {opt('route.out_dir', 'OUT.nc')} a shorter name.")
+        if path.is_dir():
+            raise OutputError(f"the {kind} output is a folder.", path=path,
+                              hint=f"Give {opt('route.out_dir', 'OUT.nc')} another name, or remove the folder.")
+        if path.exists() and not overwrite and not (settings_file and _same_file(path, Path(settings_file))):
+            raise OutputError(f"the {kind} output exists; it is not replaced without {opt('route.overwrite')}.",
+                              path=path, hint=f"Give {opt('route.overwrite')} to replace it, or another "
+                                              f"{opt('route.out_dir', 'OUT.nc')}.")
+    return paths
+
+
+def network_problems(network: RiverNetwork) -> list[str]:
+    """What reading accepts but routing with the default parameters does not: reaches without a length or a
+    drainage area (NaN or not positive), each as one line with the count and the first ids."""
+    problems = []
+    for what, values, need in (("length", network.length, "the default parameters and length-based schemes"),
+                               ("drainage area", network.area, "the default parameters (GEOGloWS rule)")):
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            problems.append(f"{int(bad.sum()):,} of {network.n_reaches:,} reaches have no {what} (NaN or <= 0): "
+                            f"{format_ids(network.ids[bad])}; {need} need it.")
+    return problems
+
+
+# peak memory of a run: a fixed part plus multiples of its runoff array (N x T float32), measured with
+# scripts/bench_cli_route.py and tests/test_workflow.py. Reading a NetCDF runoff file grows the process by about
+# 1.5 GiB whatever its size once it holds more than ~75 MB (3k x 8k, 20k x 1k, 30k x 2160 steps all peaked at
+# 1.6-1.9 GiB above start-up; 3k x 2160: 0.5 GiB, so at most 20 times the array) and by 7.5 times the array
+# at scale (200k x 2160: 13.2 GiB for 1.6 GiB); then
+# runoff + discharge + the engine's work (3)
+# plus the largest writer: a RAPID Qout (a shifted, transposed copy: 2) or the GeoPackage summary (float64 copy and
+# percentiles: 5). Re-measure when a reader or writer changes.
+_MEMORY_FIXED = 3 * 2**29
+_MEMORY_READ, _MEMORY_BASE, _MEMORY_Q, _MEMORY_QOUT, _MEMORY_SUMMARY = 7.5, 3.0, 1.0, 2.0, 5.0
+
+
+def estimate_memory(settings: RouteSettings, n_reaches: int, n_steps: int, *, reading: bool = True) -> int:
+    """Estimated peak memory of reading (unless not ``reading``: the runoff is read), routing ``n_reaches`` x
+    ``n_steps`` with ``settings`` and writing its outputs, bytes."""
+    writer = max(_MEMORY_QOUT if settings.convention != "end" else _MEMORY_Q,
+                 _MEMORY_SUMMARY if settings.write_gpkg else 0.0)
+    factor = max(_MEMORY_READ if reading else 0.0, _MEMORY_BASE + writer)
+    array = 4 * n_reaches * n_steps
+    return int(min(_MEMORY_FIXED, 20 * array) + array * factor)
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _runoff_steps(path: str) -> int | None:
+    """The number of time steps of a NetCDF runoff file, from its header (nothing else is read); None when the
+    file is not NetCDF or has no recognisable time dimension."""
+    if Path(path).suffix.lower() not in (".nc", ".nc4", ".netcdf"):
+        return None
+    try:
+        import netCDF4
+
+        with netCDF4.Dataset(path) as ds:
+            dims = ds.dimensions
+            for name in ("time", "Time", "TIME", "t"):
+                if name in dims:
+                    return len(dims[name])
+            unlimited = [d for d in dims.values() if d.isunlimited()]
+            return len(unlimited[0]) if unlimited else None
+    except Exception:  # the reader reports a broken file properly; the guard only skips its early look
+        return None
+
+
+def check_memory(settings: RouteSettings, n_reaches: int, n_steps: int, *, held: int | None = None) -> None:
+    """Refuse a run whose estimated peak memory exceeds the budget (``settings.memory`` GB, else the memory
+    available now plus ``held``, bytes the run already holds), with the estimate and the fix. Called before the
+    runoff is read (shape from the file's header) and again before routing (``held``: the runoff read)."""
+    need = estimate_memory(settings, n_reaches, n_steps, reading=held is None)
+    if settings.memory is not None:
+        budget, source = int(settings.memory * 1e9), f"the budget {opt('route.memory', f'{settings.memory:g}')}"
+    else:
+        available = _available_memory()
+        if available is None:
+            return
+        budget, source = available + (held or 0), "the memory available"
+    if need <= budget:
+        return
+    gib = 2.0**30
+    share = max(1, int(n_steps * budget / need))
+    raise InputError(f"routing {n_reaches:,} reaches x {n_steps:,} steps needs about {need / gib:,.1f} GiB at its "
+                     f"peak (runoff {4 * n_reaches * n_steps / gib:,.1f} GiB), more than {source} "
+                     f"({budget / gib:,.1f} GiB).",
+                     hint=f"Route a shorter period (about {share:,} steps at a time), leave out the GeoPackage "
+                          f"({opt('route.write_gpkg')}) or the second convention, or set "
+                          f"{opt('route.memory', f'{math.ceil(need / 1e9):d}')} to go ahead on a machine that has "
+                          f"it.")
+
+
+def _write(kind: str, path: Path, writer: Callable[..., Path], *args: Any) -> Path:
+    """``writer(path, *args)``, with a failure to write turned into one line naming the file and the fix."""
+    try:
+        return writer(path, *args)
+    except OSError as exc:
+        reason = _os_reason(exc)
+    except RuntimeError as exc:  # netCDF4/HDF5 report I/O failures as RuntimeError("NetCDF: HDF error")
+        if not str(exc).startswith("NetCDF:"):
+            raise
+        reason = str(exc)
+    full = " (the disk is full)" if "No space" in reason or "HDF error" in reason else ""
+    raise OutputError(f"cannot write the {kind} output: {reason}{full}.", path=path,
+                      hint="Free space or fix permissions in that folder, or give "
+                           f"{opt('route.out_dir', 'OUT.nc')} elsewhere; nothing half-written was left.") from None
+
+
 def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, runoff: Any = None,
               progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-              params: Mapping[str, Any] | None = None, params_used: Mapping[str, str] | None = None) -> RouteResult:
+              params: Mapping[str, Any] | None = None, params_used: Mapping[str, str] | None = None,
+              overwrite: bool = True, settings_file: str | os.PathLike | None = None,
+              checked: bool = False) -> RouteResult:
     """Read the network and runoff, route, and write the outputs named by ``settings``.
 
     ``network``/``runoff`` objects replace reading the paths. ``params`` (name -> per-reach array [N], SI, every
@@ -156,6 +427,12 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     then says where each came from. ``progress(fraction, message)`` is called as the
     run advances; ``should_stop()`` is polled at safe points and raises :class:`Cancelled` (nothing is written
     before the routing has finished, and every file is written atomically).
+
+    Every option is checked before anything is written: inputs exist and can be read (:func:`check_inputs`),
+    outputs can be written and replace no input (nor, without ``overwrite``, an existing file:
+    :func:`check_outputs`; ``settings_file`` is the file the settings came from), gauges and hydrograph reaches
+    are in the network, and the estimated peak memory fits (:func:`check_memory`). ``checked``: the caller
+    (run_calibrate) has done the input and output checks.
     """
     import torch
 
@@ -164,27 +441,44 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     report = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
     out_dir = Path(settings.out_dir)
-    from .results.outputs import output_format
+    paths: dict[str, Path] = output_paths(settings)  # a bad format or convention fails before any reading
 
-    output_format(out_dir / f"{settings.name}{'.zarr' if settings.format == 'zarr' else '.nc'}", settings.format,
-                  settings.convention)  # a bad format or convention fails before any reading
+    def check_outputs_of(net: RiverNetwork) -> None:
+        paths.update(check_outputs(settings, net, overwrite=overwrite or checked, settings_file=settings_file))
+        steps = None if checked or runoff is not None else _runoff_steps(settings.runoff)
+        if steps:
+            check_memory(settings, net.n_reaches, steps)
 
-    network, runoff = _read_inputs(settings, network, runoff, report, should_stop, timings)
-    _check(should_stop, "routing")
+    if not checked:
+        check_inputs(settings, given=tuple(name for name, obj in (("network", network), ("runoff", runoff))
+                                           if obj is not None))
+    network, runoff = _read_inputs(settings, network, runoff, report, should_stop, timings,
+                                   before_runoff=check_outputs_of)
 
+    gauges = None
+    if settings.gauges:
+        from .learning import read_gauges
+
+        gauges = read_gauges(settings.gauges, network, observed=settings.observed)
+    if settings.hydrograph_reaches:
+        network.index_of(settings.hydrograph_reaches, what=f"reach ids of {opt('route.hydrograph_reaches')}")
     if params is None:
         params, used = resolve_params(network, settings.scheme, settings.params)
     else:
         used = {name: "given per reach" for name in params} | dict(params_used or {})
     for name, origin in used.items():
         log.info("parameter %s: %s", name, origin)
+    if not checked:
+        check_memory(settings, *runoff.values.shape, held=int(runoff.values.nbytes))
+    _check(should_stop, "routing")
 
     t0 = time.perf_counter()
 
     def level_progress(done: int, total: int) -> None:
-        report(0.1 + 0.8 * done / max(total, 1), f"routing: level {done:,} of {total:,}")
+        report(0.3 + 0.4 * done / max(total, 1), "routing")
         _check(should_stop, "writing outputs")
 
+    report(0.3, "routing")
     with torch.no_grad():
         q = route(network, runoff.values, params, settings.scheme, dt=runoff.dt, engine=settings.engine,
                   device=settings.device, progress=level_progress)
@@ -201,21 +495,16 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
              "parameters": "; ".join(f"{k}: {v}" for k, v in used.items())}
     discharge = Discharge.from_routing(q, runoff, attrs)
 
-    gauges = None
-    if settings.gauges:
-        from .learning import read_gauges
-
-        gauges = read_gauges(settings.gauges, network, observed=settings.observed)
-
     t0 = time.perf_counter()
-    report(0.92, "writing outputs")
+    report(0.7, "writing outputs")
     from .results.outputs import write_route_outputs
 
-    outputs = write_route_outputs(
+    # the whole set is published together (or nothing is); the overwrite and input checks used the same paths
+    outputs = _write("discharge", paths.get("q", paths.get("qout")), lambda _: write_route_outputs(
         out_dir, settings.name, discharge, network, convention=settings.convention, fmt=settings.format,
         id_name=settings.id_name, gpkg=settings.write_gpkg, gauges=gauges, reaches=settings.hydrograph_reaches,
         texts={"settings": (f"{settings.name}.settings.json", settings.to_json())},
-        progress=lambda f, m: report(0.92 + 0.08 * f, m), compression=settings.compression)
+        progress=lambda f, m: report(0.7 + 0.3 * f, m), compression=settings.compression))
     timings["write"] = time.perf_counter() - t0
     report(1.0, "done")
     return RouteResult(outputs=outputs, discharge=discharge, network=network, timings=timings,
@@ -239,15 +528,16 @@ def _finite(value: float) -> float | None:
 
 
 def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None = None, runoff: Any = None,
-                  progress: Progress | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> CalibrateRunResult:
+                  progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                  overwrite: bool = True, settings_file: str | os.PathLike | None = None) -> CalibrateRunResult:
     """Calibrate the scheme's travel-time parameters at the gauges, then route with them and write the outputs.
 
     Reads like :func:`run_route`; the prior is :func:`resolve_params` of ``settings.params``. Observations are
     matched to the routed discharge's time axis (end of each runoff step). Writes ``<name>_params.csv``
     (reach_id, zone, zone_gauge, every parameter), ``<name>_calibration.json`` (settings, multipliers per zone,
     metrics before and after per gauge, history) and the calibrated routing's outputs, each atomically and only
-    once the calibration and routing have finished (a cancel leaves nothing).
+    once the calibration and routing have finished (a cancel leaves nothing). The inputs, outputs
+    (``overwrite``, ``settings_file``: as :func:`run_route`) and memory are checked before the calibration starts.
     """
     from .learning import read_gauges
     from .learning.calibrate import calibrate
@@ -256,7 +546,20 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
         raise InputError("run_calibrate needs CalibrateSettings (with gauges, observed and the optimisation).")
     report = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
-    network, runoff = _read_inputs(settings, network, runoff, report, should_stop, timings)
+    check_inputs(settings, given=tuple(name for name, obj in (("network", network), ("runoff", runoff))
+                                       if obj is not None))
+
+    def before_runoff(net: RiverNetwork) -> None:
+        check_outputs(settings, net, overwrite=overwrite, settings_file=settings_file)
+        steps = None if runoff is not None else _runoff_steps(settings.runoff)
+        if steps:
+            check_memory(settings, net.n_reaches, steps)
+
+    network, runoff = _read_inputs(settings, network, runoff, report, should_stop, timings,
+                                   before_runoff=before_runoff)
+    if settings.hydrograph_reaches:
+        network.index_of(settings.hydrograph_reaches, what=f"reach ids of {opt('route.hydrograph_reaches')}")
+    check_memory(settings, *runoff.values.shape, held=int(runoff.values.nbytes))
     _check(should_stop, "calibration")
     prior, used = resolve_params(network, settings.scheme, settings.params)
     gauges = read_gauges(settings.gauges, network, observed=settings.observed)
@@ -288,16 +591,16 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
     notes = {name: f"calibrated: prior ({used[name]}) x zone multiplier" if name in result.calibrated else origin
              for name, origin in used.items()}
     routed = run_route(settings, network=network, runoff=runoff, params=result.params, params_used=notes,
-                       progress=lambda f, m: report(0.85 + 0.15 * f, m), should_stop=should_stop)
+                       progress=lambda f, m: report(0.85 + 0.15 * f, m), should_stop=should_stop, checked=True)
     timings.update({k: v for k, v in routed.timings.items() if k not in timings})
 
     t0 = time.perf_counter()
     out_dir = Path(settings.out_dir)
     outputs = dict(routed.outputs)
-    outputs["params"] = _write_params_csv(out_dir / f"{settings.name}_params.csv", network, result)
-    outputs["calibration"] = atomic_write_text(out_dir / f"{settings.name}_calibration.json",
-                                               json.dumps(_calibration_record(settings, result, gauges, used),
-                                                          indent=2))
+    record = json.dumps(_calibration_record(settings, result, gauges, used), indent=2)
+    outputs["params"] = _write("params", out_dir / f"{settings.name}_params.csv", _write_params_csv, network, result)
+    outputs["calibration"] = _write("calibration", out_dir / f"{settings.name}_calibration.json", atomic_write_text,
+                                    record)
     timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
     return CalibrateRunResult(outputs=outputs, calibration=result, route=routed, gauges=gauges, timings=timings,
                               prior_used=used)

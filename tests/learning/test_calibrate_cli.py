@@ -117,7 +117,7 @@ def test_observations_outside_the_runoff_period(files, tmp_path, capsys):
     code = main(["calibrate", str(files["network"]), str(files["runoff"]), "-o", str(tmp_path / "Q.nc"),
                  "--gauges", str(files["gauges"]), "--observed", str(tmp_path / "late.csv")])
     err = capsys.readouterr().err
-    assert code == 2 and "late.csv" in err and "no observation falls on the routed time steps" in err, err
+    assert code == 3 and "late.csv" in err and "no observation falls on the routed time steps" in err, err
     assert not list(tmp_path.glob("Q*"))
 
 
@@ -126,7 +126,7 @@ def test_unknown_parameter_and_missing_gauges(files, tmp_path, capsys):
     code = main(base + ["--gauges", str(files["gauges"]), "--observed", str(files["observed"]),
                         "--calibrate", "tau"])
     err = capsys.readouterr().err
-    assert code == 2 and "setting 'calibrate' names tau, which the 'muskingum' scheme does not have" in err, err
+    assert code == 3 and "setting 'calibrate' names tau, which the 'muskingum' scheme does not have" in err, err
     with pytest.raises(SystemExit):
         main(base + ["--observed", str(files["observed"])])
     assert "--gauges" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import pytest
 from thalweg import _files
 from thalweg._files import OutputSet
 from thalweg.config import RouteSettings
-from thalweg.errors import InputError, NetworkError
+from thalweg.errors import InputError, NetworkError, OutputError
 from thalweg.network import scheidegger_network
 from thalweg.runoff.model import Runoff
 from thalweg.workflow import run_route
@@ -57,7 +57,7 @@ def test_a_failing_write_leaves_the_previous_set_untouched(case, monkeypatch):
 
     monkeypatch.setattr(writers, "write_summary_gpkg", fails)
     runoff2 = Runoff(runoff.values * 3, runoff.ids, runoff.time, runoff.dt)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="cannot write the discharge output: disk full"):
         run_route(RouteSettings(network="net.gpkg", runoff="r2.nc", out_dir=str(out), name="Q",
                                 params={"k": 3600.0, "x": 0.2}, convention="both"), network=net, runoff=runoff2)
     # the new Q.nc (written before the GeoPackage failed) was not published beside the old Q.gpkg

@@ -79,5 +79,5 @@ def test_cli_export_params(tmp_path, net, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["k.csv", "params.parquet", "rapid_connect.csv",
                                                       "riv_bas_id.csv", "x.csv"]
     assert (pd.read_csv(out / "k.csv", header=None)[0] == 5400).all()
-    assert main(["export-params", str(path), "-o", str(out), "--k", "5400", "--k-field", "k"]) == 2
+    assert main(["export-params", str(path), "-o", str(out), "--k", "5400", "--k-field", "k"]) == 3
     assert "given twice" in capsys.readouterr().err

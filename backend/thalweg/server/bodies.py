@@ -14,11 +14,12 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import dataclasses
 
-from ..config import AREA_POLICIES, CONVENTIONS, NAN_POLICIES, ZONINGS
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from ..config import CalibrateSettings, RouteSettings, kind_of, options
 from ..irf import SCHEMES
-from ..routing import ENGINES
 
 __all__ = ["RouteJob", "CalibrateJob", "ExtractJob", "JobBody", "InlineNetwork", "InlineRunoff", "InlineGauge",
            "PackedArray", "JOB_KINDS", "SummarizeJob",
@@ -39,6 +40,12 @@ _MAX_DT = 366 * 86400.0
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def settings_fields(self) -> dict[str, Any]:
+        """Setting name -> value of every field of this body derived from the settings model
+        (``thalweg.config``), ready for ``RouteSettings(**...)``."""
+        return {name: getattr(self, _ATTRS.get(name, name)) for name, (_, o) in options(CalibrateSettings).items()
+                if o.server and _ATTRS.get(name, name) in type(self).model_fields}
 
 
 def _check_path(value: str, *, must_exist: bool = True) -> str:
@@ -220,23 +227,65 @@ class InlineGauge(_Body):
         None, description="m3/s at the END of each runoff step (null: missing); one value per step")
 
 
-SchemeName = Literal[tuple(sorted(SCHEMES))]  # type: ignore[valid-type]
-Policy = Literal[NAN_POLICIES]  # type: ignore[valid-type]
-EngineName = Literal[tuple(ENGINES)]  # type: ignore[valid-type]
+# settings whose Python name would shadow pydantic's: the JSON key stays the setting's name
+_ATTRS = {"schema": "network_schema"}
 
 
-class _NetworkReading(_Body):
-    """How to read a network file (ignored for inline networks)."""
+def _settings_field(name: str, f: dataclasses.Field, opt) -> tuple[Any, Any]:
+    """(annotation, FieldInfo) of one setting in a job body: type, default, help, allowed values and bounds
+    come from the settings model, so the CLI, the service and saved runs cannot disagree."""
+    kind = kind_of(f)
+    base = kind.rstrip("?")
+    extra: dict[str, Any] = {"description": opt.help}
+    ann: Any
+    if base == "str":
+        if opt.choices is not None:
+            ann = Literal[tuple(opt.choices)]  # type: ignore[valid-type]
+        elif opt.path:
+            ann = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_check_path)]
+        else:
+            ann = Annotated[str, Field(max_length=200, pattern=opt.pattern)]
+    elif base == "float":
+        ann = Annotated[float, Field(gt=opt.gt, ge=opt.ge, le=opt.le, allow_inf_nan=False)]
+    elif base == "int":
+        ann = Annotated[int, Field(gt=opt.gt, ge=opt.ge, le=opt.le)]
+    elif base == "bool":
+        ann = bool
+    elif base == "list[int]":
+        ann, extra["max_length"] = list[INT64], 10_000
+    elif base == "list[str]":
+        ann, extra["max_length"] = list[Annotated[str, Field(min_length=1, max_length=100)]], 16
+    elif base == "dict[str, str]":
+        ann = dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=200)]]
+    else:
+        raise AssertionError(f"setting {name!r} of kind {kind!r} has no body type")
+    if kind.endswith("?"):
+        ann = ann | None
+    if f.default_factory is not dataclasses.MISSING:
+        extra["default_factory"] = f.default_factory
+    else:
+        extra["default"] = f.default
+    if name in _ATTRS:
+        extra["alias"] = name
+    return ann, Field(**extra)
 
-    network_schema: str | None = Field(None, alias="schema", max_length=100,
-                                       description="hydrography schema (default: detected)")
-    fields: dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=200)]] | None = Field(
-        None, description="role -> field name overrides (id, downstream, length, area, ...)")
-    layer: str | None = Field(None, max_length=200)
-    check_area: Literal[AREA_POLICIES] = "error"  # type: ignore[valid-type]
+
+def _derived(model_name: str, base: type[BaseModel], cls: type, groups: set[str],
+             doc: str | None = None) -> type[BaseModel]:
+    """A body model with one field per setting of ``cls`` in ``groups`` that the service takes
+    (``Option.server``), on top of ``base``."""
+    fields = {_ATTRS.get(name, name): _settings_field(name, f, opt) for name, (f, opt) in options(cls).items()
+              if opt.server and opt.group in groups and name not in base.model_fields}
+    return create_model(model_name, __base__=base, __module__=__name__, __doc__=doc or base.__doc__, **fields)
 
 
-class RouteJob(_NetworkReading):
+_NetworkReading = _derived("_NetworkReading", _Body, RouteSettings, {"network reading"},
+                           "How to read a network file (ignored for inline networks).")
+_RouteSettingsBody = _derived("_RouteSettingsBody", _NetworkReading, RouteSettings,
+                              {"routing", "runoff reading", "outputs"})
+
+
+class RouteJob(_RouteSettingsBody):
     """Route runoff through a network (thalweg.workflow.run_route); outputs go to the job's folder."""
 
 
@@ -246,23 +295,13 @@ class RouteJob(_NetworkReading):
     runoff: PathStr | InlineRunoff = Field(description="path of a runoff file, or inline runoff")
     name: str = Field("discharge", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
                       description="stem of the output files")
-    scheme: SchemeName = "muskingum"  # type: ignore[valid-type]
     params: dict[Annotated[str, Field(max_length=100)], FINITE | Annotated[str, Field(max_length=200)]] = Field(
         default_factory=dict, description="parameter -> constant (SI) or network field name; others from the "
                                           "network's fields or the GEOGloWS rule")
-    engine: EngineName = "auto"  # type: ignore[valid-type]
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")
-    convention: Literal[CONVENTIONS] = "end"  # type: ignore[valid-type]
-    nan: Policy = Field("error", description="missing runoff values: 'error' or 'zero'")
-    missing: Policy = Field("error", description="network reaches without runoff: 'error' or 'zero'")
-    catchments: PathStr | None = Field(None, description="catchment polygons, for gridded runoff")
     gauges: PathStr | list[InlineGauge] | None = Field(
         None, max_length=10_000, description="CSV of gauges (gauge_id, reach id), or inline gauges")
-    observed: PathStr | None = Field(None, description="CSV of observed discharge (with a gauges CSV)")
-    write_gpkg: bool = True
-    hydrograph_reaches: list[INT64] = Field(default_factory=list, max_length=10_000)
 
-    @field_validator("network", "runoff", "observed", "catchments")
+    @field_validator("network", "runoff", "observed")
     @classmethod
     def _paths(cls, value: Any) -> Any:
         return _check_path(value) if isinstance(value, str) else value
@@ -307,7 +346,10 @@ class RouteJob(_NetworkReading):
         return self
 
 
-class CalibrateJob(RouteJob):
+_CalibrateSettingsBody = _derived("_CalibrateSettingsBody", RouteJob, CalibrateSettings, {"calibration"})
+
+
+class CalibrateJob(_CalibrateSettingsBody):
     """Fit the scheme's travel-time parameters (one multiplier per zone) to observed discharge, then route with
     them (thalweg.workflow.run_calibrate); ``params`` are the prior. Outputs go to the job's folder."""
 
@@ -315,15 +357,6 @@ class CalibrateJob(RouteJob):
     gauges: PathStr = Field(description="CSV of gauges (gauge_id, reach id) to calibrate at")  # type: ignore[assignment]
     observed: PathStr = Field(description="CSV of observed discharge: time at the end of each step, one column "
                                           "per gauge_id, m3/s")  # type: ignore[assignment]
-    iterations: int = Field(200, ge=1, le=100_000, description="most gradient steps (fewer when the loss stops "
-                                                               "improving)")
-    learning_rate: float = Field(0.05, gt=0, le=10, allow_inf_nan=False, description="Adam step on the "
-                                                                                    "log-multipliers")
-    zones: Literal[ZONINGS] = Field("gauges", description="gauges: one multiplier per sub-basin between "  # type: ignore[valid-type]
-                                                           "gauges; global: one for every reach")
-    warmup: int = Field(0, ge=0, le=10**8, description="first runoff steps left out of the loss and metrics")
-    calibrate: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
-        default_factory=list, max_length=16, description="parameters to calibrate (default: those in s or m/s)")
 
     @model_validator(mode="after")
     def _calibrated(self) -> CalibrateJob:
@@ -345,16 +378,9 @@ class ExtractJob(_NetworkReading):
     label: str | None = Field(None, max_length=200)
     network: PathStr | InlineNetwork = Field(description="path of a hydrography file, or an inline network "
                                                          "(the QGIS plugin's memory layers and selections)")
-    length_unit: str | None = Field(None, max_length=20, description="unit of the length field (default: "
-                                                                    "from its name or values)")
-    area_unit: str | None = Field(None, max_length=20, description="unit of the area field")
-    area_raster: PathStr | None = Field(None, description="flow-accumulation raster for drainage areas")
-    area_raster_unit: str | None = Field(None, max_length=20)
-    tolerance: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
-        None, description="snapping tolerance for topology from geometry, in the layer's units")
     write_gpkg: bool = Field(True, description="write reaches.gpkg (needs geometries)")
 
-    @field_validator("network", "area_raster")
+    @field_validator("network")
     @classmethod
     def _paths(cls, value: Any) -> Any:
         return _check_path(value) if isinstance(value, str) else value

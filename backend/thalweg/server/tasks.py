@@ -186,8 +186,9 @@ def _inline_inputs(body: RouteJob, ctx: JobContext, timings: dict[str, float], *
         from ..hydrography import read_network
 
         ctx.progress(0.0, f"reading network {Path(body.network).name}")
-        network = read_network(body.network, schema=body.network_schema, fields=body.fields, layer=body.layer,
-                               check_area=body.check_area)
+        from ..config import reading_kwargs
+
+        network = read_network(body.network, **reading_kwargs(body.settings_fields(), "read_network"))
     timings["read_network"] = time.perf_counter() - t0
     ctx.check("reading runoff")
     if isinstance(body.runoff, InlineRunoff):
@@ -201,12 +202,13 @@ def _inline_inputs(body: RouteJob, ctx: JobContext, timings: dict[str, float], *
 
 def _settings_fields(body: RouteJob, ctx: JobContext) -> dict[str, Any]:
     """The settings a route or calibrate body shares (inputs sent inline are recorded as 'inline')."""
-    return dict(network=body.network if isinstance(body.network, str) else "inline",
+    # every settings field of the body (derived from thalweg.config), then what the service decides
+    given = {k: v for k, v in body.settings_fields().items()  # the callers set these themselves
+             if k not in ("gauges", "hydrograph_reaches", "iterations", "learning_rate", "zones", "warmup",
+                          "calibrate")}
+    return dict(given, network=body.network if isinstance(body.network, str) else "inline",
                 runoff=body.runoff if isinstance(body.runoff, str) else "inline",
-                out_dir=str(ctx.out_dir), name=body.name, scheme=body.scheme, params=dict(body.params),
-                engine=body.engine, device=body.device, convention=body.convention, schema=body.network_schema,
-                fields=body.fields, layer=body.layer, nan=body.nan, missing=body.missing, catchments=body.catchments,
-                check_area=body.check_area, observed=body.observed, write_gpkg=body.write_gpkg)
+                out_dir=str(ctx.out_dir), name=body.name, params=dict(body.params))
 
 
 def _run_workflow(run, settings, network, runoff, ctx: JobContext, timings: dict[str, float]):
