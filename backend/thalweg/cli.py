@@ -56,7 +56,7 @@ def _add_route_arguments(p: argparse.ArgumentParser, *, calibrating: bool) -> No
     p.add_argument("-o", "--output", required=True, help="output NetCDF path (OUT.nc); extras go beside it")
     from .irf import SCHEMES
 
-    p.add_argument("--scheme", default="muskingum", choices=sorted(SCHEMES), help="routing scheme")
+    p.add_argument("--scheme", default="muskingum_nonneg", choices=sorted(SCHEMES), help="routing scheme")
     p.add_argument("--k", type=float, help="Muskingum K for every reach, s")
     p.add_argument("--x", type=float, help="Muskingum x for every reach")
     p.add_argument("--k-field", help="network field holding Muskingum K [s]")

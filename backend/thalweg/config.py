@@ -51,7 +51,7 @@ class RouteSettings:
     runoff: str
     out_dir: str = "."
     name: str = "discharge"
-    scheme: str = "muskingum"
+    scheme: str = "muskingum_nonneg"
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     engine: str = "auto"
     device: str = "auto"

@@ -32,5 +32,5 @@ def get_scheme(name: str | Scheme) -> Scheme:
 
 
 for _module_scheme in (lag.SCHEME, linear_storage.SCHEME, nash.SCHEME, muskingum.SCHEME,
-                       muskingum.SUBSTEPPED, hayami.SCHEME):
+                       muskingum.SUBSTEPPED, muskingum.NONNEGATIVE, hayami.SCHEME):
     register_scheme(_module_scheme)

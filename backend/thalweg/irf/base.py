@@ -88,6 +88,9 @@ class Scheme:
     description : one line for ``thalweg schemes`` and ``GET /schemes``.
     recursion : optional ``recursion(params, dt) -> Recursion``, the same kernels as a first-order
         recursion (exact, differentiable in params); lets engines skip convolutions.
+    adjusted : optional ``adjusted(params, dt) -> (bool tensor [N], text)``: the reaches where the scheme
+        routes with other values than the parameters given (``muskingum_nonneg`` lowering x) and a sentence
+        saying what it does; ``route`` reports them once, with their ids.
     """
 
     name: str
@@ -97,6 +100,7 @@ class Scheme:
     description: str = ""
     uses_length: bool = False
     recursion: Callable[[Params, float], Recursion] | None = None
+    adjusted: Callable[[Params, float], tuple[torch.Tensor, str]] | None = None
 
     @property
     def parameter_names(self) -> tuple[str, ...]:

@@ -128,8 +128,9 @@ def _metrics(q: np.ndarray, obs: np.ndarray, reach_ids: np.ndarray) -> dict[int,
     return {int(r): {name: float(v[i]) for name, v in values.items()} for i, r in enumerate(reach_ids)}
 
 
-def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], scheme: str | Scheme = "muskingum", *,
-              dt: float, gauge_reaches: Sequence[int], observed: Any, parameters: Sequence[str] | None = None,
+def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any],
+              scheme: str | Scheme = "muskingum_nonneg", *, dt: float, gauge_reaches: Sequence[int], observed: Any,
+              parameters: Sequence[str] | None = None,
               zones: str = "gauges", iterations: int = 200, learning_rate: float = 0.05, warmup: int = 0,
               engine: str = "auto", device: Any = None, progress: Callable[[float, str], None] | None = None,
               should_stop: Callable[[], bool] | None = None, gauge_names: Sequence[str] | None = None

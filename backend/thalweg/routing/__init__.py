@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError, RunoffError, ThalwegWarning
+from ..errors import InputError, RunoffError, ThalwegWarning, format_ids, render_options
 from ..irf import Kernels, get_scheme, truncate
 from ..network import RiverNetwork
 from . import engines as _engines
@@ -74,12 +74,28 @@ def kernels_from(sch, p: Mapping[str, torch.Tensor], *, dt: float, n_steps: int,
     return Kernels(h, g)
 
 
+def report_adjusted(network: RiverNetwork, sch, p: Mapping[str, torch.Tensor], dt: float) -> None:
+    """One ThalwegWarning naming the reaches (count and first ids) where ``sch`` routes with other parameter
+    values than those given (``muskingum_nonneg`` lowering x); nothing for schemes that never do."""
+    if sch.adjusted is None:
+        return
+    with torch.no_grad():
+        mask, text = sch.adjusted(p, float(dt))
+        where = torch.nonzero(mask).flatten().cpu().numpy()
+    if where.size:
+        import warnings
+
+        warnings.warn(render_options(f"'{sch.name}' on {where.size:,} of {network.n_reaches:,} reaches "
+                                     f"({format_ids(network.ids[where], 5)}): {text}."), ThalwegWarning, stacklevel=3)
+
+
 def build_kernels(network: RiverNetwork, scheme, params: Mapping[str, Any], *, dt: float, n_steps: int,
                   dtype: torch.dtype, device: torch.device, kernel_length: int | None = None) -> Kernels:
     """Kernels of every reach, computed in float64 (lgamma, CDF differences and long geometric tails lose
     digits in float32) and cast to ``dtype``; truncated to ``kernel_length`` keeping mass when asked."""
     sch = get_scheme(scheme)
     p = scheme_params(network, sch, params, dtype=torch.float64, device=device)
+    report_adjusted(network, sch, p, dt)
     k = kernels_from(sch, p, dt=dt, n_steps=n_steps, kernel_length=kernel_length)
     h = k.h.to(dtype)
     return Kernels(h, h if k.g is k.h else k.g.to(dtype))
@@ -89,7 +105,7 @@ def route(
     network: RiverNetwork,
     runoff: Any,
     params: Mapping[str, Any],
-    scheme: str = "muskingum",
+    scheme: str = "muskingum_nonneg",
     *,
     dt: float,
     engine: str = "auto",
@@ -155,6 +171,7 @@ def route(
     if at is not None:
         out_index = torch.as_tensor(network.index_of(at, what="output reach ids"), device=dev)
     p = scheme_params(network, sch, params, dtype=torch.float64, device=dev)
+    report_adjusted(network, sch, p, dt)
     topo = topology(network)
     job = _engines.Job(network=network, topo=topo, runoff=q, scheme=sch, params=p, dt=float(dt),
                        kernel_length=kernel_length, state=state, want_state=return_state, at=out_index,
