@@ -22,6 +22,7 @@ def register_scheme(scheme: Scheme, *, replace: bool = False) -> Scheme:
 
 
 def get_scheme(name: str | Scheme) -> Scheme:
+    """The Scheme registered as ``name`` (a Scheme is returned as it is); InputError listing the known names."""
     if isinstance(name, Scheme):
         return name
     try:

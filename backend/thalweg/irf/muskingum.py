@@ -209,8 +209,9 @@ _PARAMS = (
     # k down to 0.1 s: NHDPlus and MERIT carry reaches of a few metres (k of seconds); at hourly steps such
     # reaches get C2 near -1 and a warning pointing to muskingum_substep, not a refusal of the whole network
     Parameter("k", "s", "Muskingum storage constant (travel time)", 0.1, 30 * 86400.0, 86400.0,
-              typical=(60.0, 30 * 86400.0)),
-    Parameter("x", "1", "Muskingum weighting factor", 0.0, 0.5, 0.25),
+              typical=(60.0, 30 * 86400.0), positive=True, prior="travel_time", network_field="muskingum_k"),
+    # 0.25: the GEOGloWS v2 rule's x
+    Parameter("x", "1", "Muskingum weighting factor", 0.0, 0.5, 0.25, network_field="muskingum_x"),
 )
 
 SCHEME = Scheme(
