@@ -141,7 +141,7 @@ def test_sample_basin_negative_with_the_old_defaults_none_with_the_new():
     values on 38 reaches with muskingum and muskingum_substep; muskingum_nonneg has none and keeps the volume."""
     from thalweg.demo import sample_dir
     from thalweg.hydrography import read_network
-    from thalweg.workflow import resolve_params
+    from thalweg.params import resolve_params
     from thalweg.runoff import read_runoff
 
     folder = sample_dir()

@@ -38,5 +38,5 @@ def scheme_params(network: RiverNetwork, scheme: Scheme, params: Mapping[str, An
         check_values(network, spec, tensor)
         out[spec.name] = tensor
     if scheme.uses_length:
-        out["length"] = torch.as_tensor(np.asarray(network.length), dtype=dtype, device=device)
+        out["length"] = torch.as_tensor(np.array(network.length), dtype=dtype, device=device)  # a copy: read-only
     return out
