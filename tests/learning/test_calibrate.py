@@ -165,3 +165,13 @@ def test_all_nan_observations_say_so(case, tmp_path):
     with pytest.raises(InputError, match=r"the observations are all missing: every value of the 3 gauge column\(s\) "
                                          r"\(G0, G1, G2\) over 5 rows is empty, not a number, or negative"):
         read_gauges(tmp_path / "gauges.csv", case.network, observed=tmp_path / "obs.csv")
+
+
+def test_learning_does_not_import_the_workflow():
+    """learning -> workflow -> learning was a cycle: learning now takes its priors and checks from thalweg.params."""
+    import subprocess
+    import sys
+
+    code = "import sys, thalweg.learning; assert 'thalweg.workflow' not in sys.modules, 'workflow imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
