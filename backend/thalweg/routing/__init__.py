@@ -205,7 +205,7 @@ def route(
                               f"xarray DataArray with a time coordinate.")
     if isinstance(step, bool) or not isinstance(step, (int, float, np.floating, np.integer)) \
             or not np.isfinite(step) or step <= 0:
-        raise InputError(f"the time step must be a positive number of seconds (got {step!r}).", field="dt")
+        raise InputError(f"the time step must be positive, in seconds (got {step!r}).", field="dt")
     step = float(step)
     if isinstance(src.values, torch.Tensor) and device is None:
         dev = src.values.device
