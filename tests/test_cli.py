@@ -50,7 +50,8 @@ def test_route_geoglows_table_with_rapid_runoff(tmp_path, lattice, volumes, caps
                           lengths=lattice.length, areas=lattice.area, muskingum_k=k, muskingum_x=x)
     runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes)
     out = tmp_path / "out" / "Qout.nc"
-    assert main(["route", str(network), str(runoff), "-o", str(out), "--convention", "both", "-q"]) == 0
+    assert main(["route", str(network), str(runoff), "-o", str(out), "--convention", "both", "--scheme", "muskingum",
+                 "-q"]) == 0
 
     expected = route(lattice, torch.from_numpy(volumes / DT), {"k": k, "x": x}, "muskingum", dt=DT).numpy()
     end = read_discharge(out)
@@ -74,7 +75,7 @@ def test_route_without_k_uses_the_geoglows_rule(tmp_path, lattice, volumes, caps
                           lengths=lattice.length, areas=lattice.area, geometry=lattice.geometry, crs=lattice.crs)
     runoff = _write_m3_riv(tmp_path / "m3_riv.nc", lattice, volumes)
     out = tmp_path / "Q.nc"
-    assert main(["route", str(network), str(runoff), "-o", str(out)]) == 0
+    assert main(["route", str(network), str(runoff), "-o", str(out), "--scheme", "muskingum"]) == 0
     err = capsys.readouterr().err
     assert "parameter k: GEOGloWS rule" in err
     params = geoglows_muskingum(lattice)

@@ -14,7 +14,7 @@ SIM = np.array([2.0, 2.0, 3.0, 5.0])
 # by hand: mean o 2.5, sum (o - 2.5)^2 = 5, errors 1 0 0 1; mean s 3, sum (s - 3)^2 = 6, cov sum = 5
 R = 5 / math.sqrt(30)
 ALPHA, BETA = math.sqrt(6 / 5), 3 / 2.5
-HAND = {"nse": 1 - 2 / 5, "pbias": 100 * 2 / 10, "r2": 25 / 30,
+HAND = {"nse": 1 - 2 / 5, "pbias": -100 * 2 / 10, "r2": 25 / 30,
         "kge": 1 - math.sqrt((R - 1) ** 2 + (ALPHA - 1) ** 2 + (BETA - 1) ** 2),
         "nse_star": (2 / 4) / (math.sqrt(5 / 4) + 0.1) ** 2, "fhv": 100 * (5 - 4) / 4}
 
@@ -67,7 +67,7 @@ def test_reduces_over_the_last_axis():
     obs = np.stack([OBS, OBS, OBS])
     got = m.all_metrics(sim, obs)
     np.testing.assert_allclose(got["nse"], [HAND["nse"], 1.0, 1 - 30 / 5])
-    np.testing.assert_allclose(got["pbias"], [HAND["pbias"], 0.0, 100.0])
+    np.testing.assert_allclose(got["pbias"], [HAND["pbias"], 0.0, -100.0])
     assert got["fhv"].shape == (3,) and got["n"].tolist() == [4, 4, 4]
     assert m.flv(sim[None], obs[None]).shape == (1, 3)
 
@@ -96,3 +96,20 @@ def test_nse_star_with_given_std_and_sum_reduction():
     assert float(t[0]) == pytest.approx(0.5 / 2.1 ** 2)
     with pytest.raises(ValueError, match="reduction"):
         m.nse_star(SIM, OBS, reduction="max")
+
+
+def test_against_hydroeval():
+    """NSE, KGE (and its r, alpha, beta) and percent bias equal hydroeval's, the common convention (its pbias:
+    positive when the simulation is too dry), on random series; r2 is its r squared."""
+    he = pytest.importorskip("hydroeval")
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        obs = rng.gamma(2.0, 3.0, 200)
+        sim = obs * rng.uniform(0.5, 1.5) + rng.normal(0.0, 1.0, 200)
+        assert float(m.nse(sim, obs)) == pytest.approx(float(np.ravel(he.nse(sim, obs))[0]), rel=1e-10)
+        kge, r, _alpha, _beta = np.ravel(he.kge(sim, obs))
+        assert float(m.kge(sim, obs)) == pytest.approx(kge, rel=1e-10)
+        assert float(m.r2(sim, obs)) == pytest.approx(r ** 2, rel=1e-10)
+        assert float(m.pbias(sim, obs)) == pytest.approx(float(np.ravel(he.pbias(sim, obs))[0]), rel=1e-10)
+    # the sign, said in words: too little water is a positive bias
+    assert float(m.pbias(np.full(4, 1.0), np.full(4, 2.0))) == pytest.approx(50.0)

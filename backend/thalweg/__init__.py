@@ -1,18 +1,30 @@
 """Thalweg: river routing (DiffRoute-style LTI routing over river-network trees) for GPU or CPU.
 
 Data flows one way: hydrography -> network -> parameters -> routing -> results -> maps.
+
+    import thalweg
+    network = thalweg.read_network("rivers.gpkg")
+    runoff = thalweg.read_runoff("runoff.nc", network)
+    params, _ = thalweg.resolve_params(network, "muskingum_nonneg")
+    discharge = thalweg.route(network, runoff, params)       # a Discharge: ids, times, to_xarray()
+
 GIS readers and writers import their libraries lazily, so ``import thalweg`` needs only numpy and torch.
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (CycleError, DuplicateIdError, GeometryError, InputError, MissingValueError, NetworkError,
-                     RunoffError, RunoffMismatchError, SchemaError, ThalwegError, ThalwegWarning, UnitError)
+from .errors import (Cancelled, CycleError, DuplicateIdError, GeometryError, InputError, MissingValueError,
+                     NetworkError, RunoffError, RunoffMismatchError, SchemaError, ThalwegError, ThalwegWarning,
+                     UnitError)
 
-# torch-backed names load on first use (PEP 562), so that ``thalweg --version``/``--help`` start at once
-_LAZY = {"SCHEMES": ".irf", "register_scheme": ".irf", "CalibrationResult": ".learning", "calibrate": ".learning",
-         "RiverNetwork": ".network", "from_arrays": ".network", "route": ".routing"}
+# the real functions and types, loaded on first use (PEP 562) so that ``thalweg --version``/``--help`` start at
+# once without torch; ``thalweg.route`` is then the function itself (its signature and docstring)
+_LAZY = {"read_network": ".hydrography", "SCHEMES": ".irf", "Parameter": ".irf", "Scheme": ".irf",
+         "get_scheme": ".irf", "register_scheme": ".irf", "CalibrationResult": ".learning", "calibrate": ".learning",
+         "RiverNetwork": ".network", "from_arrays": ".network", "resolve_params": ".params",
+         "Discharge": ".results", "RoutingState": ".routing", "route": ".routing", "Runoff": ".runoff",
+         "read_runoff": ".runoff"}
 
 
 def __getattr__(name: str):
@@ -24,17 +36,31 @@ def __getattr__(name: str):
         return value
     raise AttributeError(f"module 'thalweg' has no attribute {name!r}")
 
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = [
     "__version__",
-    "RiverNetwork",
-    "from_arrays",
+    # reading, routing, calibrating
     "read_network",
     "read_runoff",
+    "from_arrays",
+    "resolve_params",
     "route",
     "calibrate",
+    # the types users pass around
+    "RiverNetwork",
+    "Runoff",
+    "Discharge",
+    "RoutingState",
+    "Scheme",
+    "Parameter",
     "CalibrationResult",
     "SCHEMES",
+    "get_scheme",
     "register_scheme",
+    # errors and warnings
     "ThalwegError",
     "InputError",
     "SchemaError",
@@ -46,19 +72,6 @@ __all__ = [
     "RunoffError",
     "RunoffMismatchError",
     "MissingValueError",
+    "Cancelled",
     "ThalwegWarning",
 ]
-
-
-def read_network(*args, **kwargs):
-    """See :func:`thalweg.hydrography.read_network` (imported lazily: it needs the GIS libraries)."""
-    from .hydrography import read_network as _read
-
-    return _read(*args, **kwargs)
-
-
-def read_runoff(*args, **kwargs):
-    """See :func:`thalweg.runoff.read_runoff` (imported lazily)."""
-    from .runoff import read_runoff as _read
-
-    return _read(*args, **kwargs)

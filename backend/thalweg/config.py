@@ -166,7 +166,7 @@ class RouteSettings:
                            group="inputs", server=False, metavar="RUNOFF")
     out_dir: str = _setting(".", "folder for the outputs", group="outputs", server=False)
     name: str = _setting("discharge", "stem of the output files", group="outputs", server=False)
-    scheme: str = _setting("muskingum", "routing scheme (thalweg schemes lists them)", flag="--scheme",
+    scheme: str = _setting("muskingum_nonneg", "routing scheme (thalweg schemes lists them)", flag="--scheme",
                            keyword="route.scheme", choices=SCHEME_CHOICES, metavar="SCHEME")
     params: dict[str, Any] = _setting({}, "parameter -> constant (SI) or network field name", flag=None,
                                       keyword="route.params", server=False)

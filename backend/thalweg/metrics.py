@@ -8,7 +8,9 @@ denominator (constant observations for NSE, KGE and r^2).
 - NSE = 1 - sum (s - o)^2 / sum (o - mean o)^2
 - KGE = 1 - sqrt((r - 1)^2 + (alpha - 1)^2 + (beta - 1)^2), r Pearson, alpha = std s / std o,
   beta = mean s / mean o (Gupta et al. 2009)
-- pbias = 100 * sum (s - o) / sum o (positive: the simulation is too wet)
+- pbias = 100 * sum (o - s) / sum o: positive when the simulation is too dry (underestimates), negative
+  when it is too wet; the sign of hydroeval, of Moriasi et al. (2007) and of most hydrology software
+  (the tests compare with hydroeval)
 - r2 = r^2, the squared Pearson correlation
 - FHV = 100 * sum (s_h - o_h) / sum o_h over the top 2 % of each sorted series (Yilmaz et al. 2008)
 - FLV over the lowest 30 %, in log space (Yilmaz et al. 2008; zero and negative flows set to 1e-6)
@@ -23,6 +25,7 @@ References
 Gupta, H. V., Kling, H., Yilmaz, K. K., Martinez, G. F. (2009), J. Hydrol. 377, 80-91.
 Yilmaz, K. K., Gupta, H. V., Wagener, T. (2008), Water Resour. Res. 44, W09417.
 Kratzert, F. et al. (2019), Hydrol. Earth Syst. Sci. 23, 5089-5110.
+Moriasi, D. N. et al. (2007), Trans. ASABE 50(3), 885-900.
 """
 from __future__ import annotations
 
@@ -115,9 +118,14 @@ def r2(sim: Any, obs: Any) -> Any:
 
 @_quiet
 def pbias(sim: Any, obs: Any) -> Any:
-    """Percent bias [...], 100 * sum(s - o) / sum(o); positive when the simulation has too much water."""
+    """Percent bias [...], 100 * sum(o - s) / sum(o), over the steps with an observation.
+
+    Positive when the simulation underestimates the observed volume (too dry), negative when it overestimates
+    (too wet): the convention of hydroeval and of Moriasi et al. (2007). FHV and FLV keep Yilmaz et al.'s
+    opposite sign (positive: too much water), as published.
+    """
     sim, obs0, mask, n, where, zero = _prepare(sim, obs)
-    return 100 * _div(where(mask, sim - obs0, zero).sum(-1), obs0.sum(-1), where)
+    return 100 * _div(where(mask, obs0 - sim, zero).sum(-1), obs0.sum(-1), where)
 
 
 @_quiet

@@ -20,10 +20,9 @@ import numpy as np
 from . import __version__
 from ._files import atomic_write_text
 from .config import CalibrateSettings, RouteSettings, options, reading_kwargs
-from .errors import Cancelled, InputError, NetworkError, OutputError, format_ids, opt
-from .irf import Scheme, get_scheme
+from .errors import Cancelled, InputError, OutputError, format_ids, opt
 from .network import RiverNetwork
-from .params import geoglows_velocity
+from .params import resolve_params
 
 __all__ = ["RouteSettings", "CalibrateSettings", "RouteResult", "CalibrateRunResult", "run_route",
            "run_calibrate", "resolve_params", "output_paths", "check_inputs", "check_outputs", "check_output_folder",
@@ -42,81 +41,6 @@ class RouteResult:
     timings: dict[str, float]
     params_used: dict[str, str]
     gauges: Any = None  # thalweg.learning.Gauges or None
-
-
-def _need_lengths(network: RiverNetwork, what: str) -> None:
-    bad = ~np.isfinite(network.length)
-    if bad.any():
-        raise NetworkError(
-            f"{int(bad.sum()):,} reaches have no length, which {what} needs: {format_ids(network.ids[bad])}.",
-            path=network.source.path, ids=network.ids[bad].tolist(),
-            hint="Give line geometries or a length field, or give the parameters as constants or fields.")
-
-
-def _travel_time(network: RiverNetwork, what: str) -> np.ndarray:
-    _need_lengths(network, f"the default {what} (GEOGloWS rule)")
-    bad = ~(np.isfinite(network.area) & (network.area > 0))
-    if bad.any():
-        raise NetworkError(
-            f"{int(bad.sum()):,} reaches have no drainage area, which the default {what} (GEOGloWS velocity rule) "
-            f"needs: {format_ids(network.ids[bad])}.", path=network.source.path,
-            field=network.source.field("area"), ids=network.ids[bad].tolist(),
-            hint=f"Map an area field, give a flow-accumulation raster, or give {what} as a constant or field.")
-    return network.length / geoglows_velocity(network.area)
-
-
-def resolve_params(network: RiverNetwork, scheme: str | Scheme,
-                   spec: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Per-reach parameter arrays for ``scheme`` and a note on where each came from.
-
-    ``spec`` maps a parameter name to a constant (number, SI) or a network attribute name (str).
-    Parameters not in ``spec`` come from the network's own fields (``muskingum_k``, ``muskingum_x``) or from
-    the GEOGloWS v2 rule (travel time = length / max(0.25, exp(0.16842 ln A - 4.68)) m/s, x = 0.25).
-    """
-    sch = get_scheme(scheme)
-    spec = dict(spec or {})
-    unknown = sorted(set(spec) - set(sch.parameter_names))
-    if unknown:
-        raise InputError(f"the '{sch.name}' scheme takes no parameter(s) {', '.join(unknown)}.",
-                         hint=f"Its parameters are: {', '.join(sch.parameter_names)}.")
-    n = network.n_reaches
-    if sch.uses_length:
-        _need_lengths(network, f"the '{sch.name}' scheme")
-    params: dict[str, np.ndarray] = {}
-    used: dict[str, str] = {}
-    for p in sch.parameters:
-        value = spec.get(p.name)
-        if isinstance(value, str):
-            if value not in network.attrs:
-                raise InputError(f"field '{value}' for parameter '{p.name}' is not in the network.",
-                                 path=network.source.path, field=value,
-                                 hint=f"Fields available: {', '.join(sorted(network.attrs)) or 'none'}.")
-            params[p.name] = np.asarray(network.attrs[value], dtype=np.float64)
-            used[p.name] = f"field {value}"
-        elif value is not None:
-            params[p.name] = np.full(n, float(value))
-            used[p.name] = f"constant {float(value):g} {p.unit}"
-        elif sch.name.startswith("muskingum") and f"muskingum_{p.name}" in network.attrs:
-            params[p.name] = np.asarray(network.attrs[f"muskingum_{p.name}"], dtype=np.float64)
-            used[p.name] = f"network field {network.source.field('muskingum_' + p.name) or 'muskingum_' + p.name}"
-        elif p.name in ("k", "lag", "tau"):
-            travel = _travel_time(network, p.name)
-            if sch.name == "nash_cascade":
-                n_res = spec.get("n", 3.0)
-                travel = travel / (float(n_res) if not isinstance(n_res, str) else np.asarray(network.attrs[n_res]))
-            params[p.name] = travel
-            used[p.name] = "GEOGloWS rule: length / max(0.25, exp(0.16842 ln A - 4.68))"
-        elif p.name == "celerity":
-            _travel_time(network, p.name)
-            params[p.name] = geoglows_velocity(network.area)
-            used[p.name] = "GEOGloWS velocity rule"
-        elif p.name == "x":
-            params[p.name] = np.full(n, 0.25)
-            used[p.name] = "GEOGloWS rule: 0.25"
-        else:
-            params[p.name] = np.full(n, p.default)
-            used[p.name] = f"default {p.default:g} {p.unit}"
-    return params, used
 
 
 def _check(should_stop: Callable[[], bool] | None, stage: str) -> None:
@@ -575,7 +499,7 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
     t0 = time.perf_counter()
     try:
         result = calibrate(network, runoff.values, prior, settings.scheme, dt=runoff.dt,
-                           gauge_reaches=gauges.positions, observed=observed, parameters=settings.calibrate or None,
+                           gauge_reaches=gauges.reach_ids, observed=observed, parameters=settings.calibrate or None,
                            zones=settings.zones, iterations=settings.iterations,
                            learning_rate=settings.learning_rate, warmup=settings.warmup, engine=settings.engine,
                            device=settings.device,

@@ -26,6 +26,11 @@ class Case:
     zones: np.ndarray  # zone of each reach (index into gauges)
     k_true: np.ndarray  # [N] s
 
+    @property
+    def gauge_ids(self) -> np.ndarray:
+        """Reach ids [G] of the gauges (what calibrate's gauge_reaches takes)."""
+        return self.network.ids[self.gauges]
+
     def observed(self, k=None) -> np.ndarray:
         """Discharge [G, T] at the gauges routed with ``k`` (default the true k)."""
         k = self.k_true if k is None else k

@@ -108,3 +108,54 @@ def test_index_of_names_missing_ids():
     with pytest.raises(NetworkError, match=r"2 of the reach ids are not in the network: 9, 11") as err:
         net.index_of([1, 9, 11])
     assert err.value.ids == [9, 11]
+
+
+def test_network_arrays_are_read_only_and_stay_so():
+    """Writing downstream used to leave stale cached levels: every array of a network is read-only, the caller's
+    own arrays stay writable, and copies (pickle, deepcopy, take) are read-only too."""
+    import copy
+    import pickle
+
+    from thalweg.network import from_arrays
+
+    ids = np.array([1, 2, 3, 4])
+    down = np.array([2, 3, 4, -1])
+    length = np.array([100.0, 200.0, 300.0, 400.0])
+    net = from_arrays(ids, down, length, np.array([1.0, 2.0, 3.0, 4.0]) * 1e6, attrs={"order": np.array([1, 1, 2, 2])})
+    assert net.levels.tolist() == [0, 1, 2, 3]
+    for other in (net, pickle.loads(pickle.dumps(net)), copy.deepcopy(net), net.take(np.array([0, 1]))):
+        for name in ("ids", "downstream", "length", "area", "levels"):
+            with pytest.raises(ValueError, match="read-only"):
+                getattr(other, name)[0] = 0
+        with pytest.raises(ValueError, match="read-only"):
+            other.attrs["order"][0] = 5
+        with pytest.raises(TypeError, match="read-only"):
+            other.attrs["new"] = np.zeros(other.n_reaches)
+    length[0] = 5.0  # the caller's array is still theirs
+    assert net.length[0] == 100.0
+
+
+def test_a_long_cycle_is_shown_by_its_ends_and_length():
+    """Issue 8 finding 12: a 5,000-reach cycle printed a 39,107-character line."""
+    n = 5000
+    ids = np.arange(1, n + 1) * 7
+    down = np.roll(ids, -1)  # 7 -> 14 -> ... -> 35000 -> 7
+    with pytest.raises(CycleError) as err:
+        from_arrays(ids, down, np.full(n, 10.0), check_area="ignore")
+    text = str(err.value)
+    assert len(text) < 400, len(text)
+    assert "7 -> 14 -> 21 -> 28 -> ... -> 34986 -> 34993 -> 35000 -> 7 (a cycle of 5,000 reaches)" in text
+    with pytest.raises(CycleError, match=r"reaches 1 -> 2 -> 3 -> 1 form a cycle"):  # short ones in full
+        from_arrays([1, 2, 3], [2, 3, 1], [1.0, 1.0, 1.0])
+
+
+def test_reach_ids_that_clash_with_outlet_codes():
+    """-1 and 0 are outlet codes: a reach -1 is refused (it was reported as the cycle '-1 -> -1'), a reach 0 is a
+    reach (links to 0 go to it), and '0 -> 0' says why it is ambiguous."""
+    with pytest.raises(NetworkError, match=r"1 reach ids are negative \(-1\); negative downstream ids mark outlets"):
+        from_arrays([-1, 5], [-1, -1], [1.0, 1.0])
+    net = from_arrays([0, 1, 2], [-1, 0, 0], [1.0, 1.0, 1.0])
+    assert net.downstream.tolist() == [-1, 0, 0]
+    with pytest.raises(NetworkError, match=r"reach 0 has itself as downstream id, and 0 is also an outlet code") as e:
+        from_arrays([0, 1], [0, 0], [1.0, 1.0])
+    assert "downstream id -1" in e.value.hint

@@ -30,7 +30,7 @@ def scheme_params(scheme: Scheme, network, rng: np.random.Generator, *, max_trav
             p[spec.name] = np.clip(p[spec.name] * scale, spec.lower, spec.upper)
         elif spec.unit == "m s-1":
             p[spec.name] = np.clip(p[spec.name] / scale, spec.lower, spec.upper)
-    if scheme.name == "muskingum_substep":
+    if scheme.name in ("muskingum_substep", "muskingum_nonneg"):
         p["k"] = np.maximum(p["k"], DT / (7.3 * (1.0 - p["x"])))  # s <= 4, off the ceil() boundary
     if "diffusivity" in p:
         p["diffusivity"] = np.clip(np.minimum(p["diffusivity"], p["celerity"] * network.length / 2.0), 10.0, None)

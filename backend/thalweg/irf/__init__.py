@@ -22,6 +22,7 @@ def register_scheme(scheme: Scheme, *, replace: bool = False) -> Scheme:
 
 
 def get_scheme(name: str | Scheme) -> Scheme:
+    """The Scheme registered as ``name`` (a Scheme is returned as it is); InputError listing the known names."""
     if isinstance(name, Scheme):
         return name
     try:
@@ -32,5 +33,5 @@ def get_scheme(name: str | Scheme) -> Scheme:
 
 
 for _module_scheme in (lag.SCHEME, linear_storage.SCHEME, nash.SCHEME, muskingum.SCHEME,
-                       muskingum.SUBSTEPPED, hayami.SCHEME):
+                       muskingum.SUBSTEPPED, muskingum.NONNEGATIVE, hayami.SCHEME):
     register_scheme(_module_scheme)

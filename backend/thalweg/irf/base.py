@@ -13,15 +13,33 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import torch
 
-__all__ = ["Kernels", "Parameter", "Recursion", "Scheme", "steps_index", "truncate"]
+__all__ = ["PRIORS", "Kernels", "Parameter", "Recursion", "Scheme", "steps_index", "truncate"]
 
 Params = Mapping[str, torch.Tensor]
 
 
+PRIORS = ("default", "travel_time", "velocity")
+
+
 @dataclasses.dataclass(frozen=True)
 class Parameter:
-    """One kernel parameter: name, SI unit, meaning, physical bounds, a default value and, where the
-    bounds are much wider than usual values, the typical range that tests and benchmarks sample."""
+    """One kernel parameter, the one place that says what values it takes and where its prior comes from.
+
+    Attributes
+    ----------
+    name, unit, description : the parameter's name, SI unit and meaning.
+    lower, upper : physical bounds (inclusive); routing refuses values outside them.
+    default : the value used when nothing else gives one (``prior='default'``).
+    typical : where the bounds are much wider than usual values, the range tests and benchmarks sample.
+    positive : the value must be > 0 even where ``lower`` is 0 (a time constant, a speed).
+    prior : where :func:`thalweg.params.resolve_params` takes the value when the user gives none:
+        'default' (``default``), 'travel_time' (the GEOGloWS travel time length / velocity(area), s) or
+        'velocity' (the GEOGloWS velocity, m/s).
+    prior_divisor : name of another parameter the prior is divided by (a Nash cascade's residence time per
+        reservoir: travel time / n).
+    network_field : a network attribute that, when present, gives the value before the prior
+        (``muskingum_k`` from RAPID ``k.csv`` or river-route ``muskingumK``).
+    """
 
     name: str
     unit: str
@@ -30,6 +48,33 @@ class Parameter:
     upper: float
     default: float
     typical: tuple[float, float] | None = None
+    positive: bool = False
+    prior: str = "default"
+    prior_divisor: str | None = None
+    network_field: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prior not in PRIORS:
+            raise ValueError(f"parameter '{self.name}': prior must be one of {', '.join(PRIORS)}, not {self.prior!r}")
+        if not self.lower <= self.default <= self.upper:
+            raise ValueError(f"parameter '{self.name}': default {self.default} is outside [{self.lower}, {self.upper}]")
+
+    def bounds_text(self) -> str:
+        """'[0.1, 2.592e+06] s' or '(0, 10] m s-1' for messages."""
+        unit = "" if self.unit in ("1", "-", "") else f" {self.unit}"
+        opening = "(" if self.positive and self.lower == 0 else "["
+        return f"{opening}{self.lower:g}, {self.upper:g}]{unit}"
+
+    def outside(self, values):
+        """Bool mask (numpy or torch, as given) of values that are not finite or outside the bounds."""
+        if hasattr(values, "isfinite") or type(values).__module__.startswith("torch"):
+            bad = ~torch.isfinite(values) | (values < self.lower) | (values > self.upper)
+        else:
+            values = np.asarray(values, dtype=np.float64)
+            bad = ~np.isfinite(values) | (values < self.lower) | (values > self.upper)
+        if self.positive:
+            bad = bad | (values <= 0)
+        return bad
 
     def to_dict(self) -> dict:
         """JSON-ready: ``typical`` as a [low, high] list or None."""
@@ -88,6 +133,9 @@ class Scheme:
     description : one line for ``thalweg schemes`` and ``GET /schemes``.
     recursion : optional ``recursion(params, dt) -> Recursion``, the same kernels as a first-order
         recursion (exact, differentiable in params); lets engines skip convolutions.
+    adjusted : optional ``adjusted(params, dt) -> (bool tensor [N], text)``: the reaches where the scheme
+        routes with other values than the parameters given (``muskingum_nonneg`` lowering x) and a sentence
+        saying what it does; ``route`` reports them once, with their ids.
     """
 
     name: str
@@ -97,6 +145,7 @@ class Scheme:
     description: str = ""
     uses_length: bool = False
     recursion: Callable[[Params, float], Recursion] | None = None
+    adjusted: Callable[[Params, float], tuple[torch.Tensor, str]] | None = None
 
     @property
     def parameter_names(self) -> tuple[str, ...]:

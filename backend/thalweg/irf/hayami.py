@@ -34,8 +34,8 @@ def kernel(params, dt: float, n_steps: int):
 SCHEME = Scheme(
     name="hayami",
     parameters=(
-        Parameter("celerity", "m s-1", "wave celerity", 0.05, 10.0, 1.0),
-        Parameter("diffusivity", "m2 s-1", "hydraulic diffusivity", 10.0, 1e6, 1e4),
+        Parameter("celerity", "m s-1", "wave celerity", 0.05, 10.0, 1.0, positive=True, prior="velocity"),
+        Parameter("diffusivity", "m2 s-1", "hydraulic diffusivity", 10.0, 1e6, 1e4, positive=True),
     ),
     kernel=kernel,
     travel_time=lambda p, dt: p["length"] / p["celerity"],

@@ -14,7 +14,8 @@ def kernel(params, dt: float, n_steps: int):
 
 SCHEME = Scheme(
     name="pure_lag",
-    parameters=(Parameter("lag", "s", "travel time through the reach", 0.0, 30 * 86400.0, 3600.0),),
+    parameters=(Parameter("lag", "s", "travel time through the reach", 0.0, 30 * 86400.0, 3600.0,
+                          prior="travel_time"),),
     kernel=kernel,
     travel_time=lambda p, dt: p["lag"],
     description="pure translation by a (fractional) lag, linear interpolation between steps",

@@ -21,7 +21,8 @@ def recursion(params, dt: float) -> Recursion:
 
 SCHEME = Scheme(
     name="linear_storage",
-    parameters=(Parameter("tau", "s", "residence time of the reach's storage", 1.0, 30 * 86400.0, 86400.0),),
+    parameters=(Parameter("tau", "s", "residence time of the reach's storage", 1.0, 30 * 86400.0, 86400.0,
+                          positive=True, prior="travel_time"),),
     kernel=kernel,
     travel_time=lambda p, dt: p["tau"] + dt,
     description="one linear reservoir per reach (implicit Euler)",

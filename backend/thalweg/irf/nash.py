@@ -22,8 +22,9 @@ def kernel(params, dt: float, n_steps: int):
 SCHEME = Scheme(
     name="nash_cascade",
     parameters=(
-        Parameter("tau", "s", "residence time of each reservoir", 1.0, 30 * 86400.0, 43200.0),
-        Parameter("n", "1", "number of reservoirs (any real > 0)", 0.2, 10.0, 3.0),
+        Parameter("tau", "s", "residence time of each reservoir", 1.0, 30 * 86400.0, 43200.0, positive=True,
+                  prior="travel_time", prior_divisor="n"),
+        Parameter("n", "1", "number of reservoirs (any real > 0)", 0.2, 10.0, 3.0, positive=True),
     ),
     kernel=kernel,
     travel_time=lambda p, dt: p["n"] * (p["tau"] + dt),

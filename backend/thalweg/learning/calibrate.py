@@ -19,13 +19,12 @@ import numpy as np
 from ..errors import Cancelled, InputError, ThalwegError, ThalwegWarning, format_ids
 from ..irf import Scheme, get_scheme
 from ..network import RiverNetwork
+from ..params.checks import check_calibrated, check_missing, default_calibrated
 
 __all__ = ["calibrate", "CalibrationResult", "gauge_zones", "default_calibrated", "ZONINGS", "MIN_OBSERVATIONS"]
 
 ZONINGS = ("gauges", "global")
 MIN_OBSERVATIONS = 10
-# parameters that scale travel times: a multiplier on them is what calibration usually means
-CALIBRATED_UNITS = ("s", "m s-1")
 PATIENCE = 25  # iterations without a relative improvement > TOLERANCE: converged
 TOLERANCE = 1e-6
 
@@ -62,11 +61,6 @@ class CalibrationResult:
     converged: bool
     calibrated: list[str] = dataclasses.field(default_factory=list)
     loss: float = math.nan
-
-
-def default_calibrated(scheme: str | Scheme) -> list[str]:
-    """Names of the parameters calibrated by default: those in seconds or m/s (k, tau, lag, celerity)."""
-    return [p.name for p in get_scheme(scheme).parameters if p.unit in CALIBRATED_UNITS]
 
 
 def gauge_zones(network: RiverNetwork, gauge_positions: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +122,9 @@ def _metrics(q: np.ndarray, obs: np.ndarray, reach_ids: np.ndarray) -> dict[int,
     return {int(r): {name: float(v[i]) for name, v in values.items()} for i, r in enumerate(reach_ids)}
 
 
-def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], scheme: str | Scheme = "muskingum", *,
-              dt: float, gauge_reaches: Sequence[int], observed: Any, parameters: Sequence[str] | None = None,
+def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any],
+              scheme: str | Scheme = "muskingum_nonneg", *, dt: float, gauge_reaches: Sequence[int], observed: Any,
+              parameters: Sequence[str] | None = None,
               zones: str = "gauges", iterations: int = 200, learning_rate: float = 0.05, warmup: int = 0,
               engine: str = "auto", device: Any = None, progress: Callable[[float, str], None] | None = None,
               should_stop: Callable[[], bool] | None = None, gauge_names: Sequence[str] | None = None
@@ -140,10 +135,10 @@ def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], sch
     ----------
     network : the river network (N reaches).
     runoff : [N, T] lateral runoff, m3/s (mean over each step), reaches in network order.
-    params : prior of every scheme parameter, arrays [N] or scalars, SI (e.g. ``workflow.resolve_params``).
+    params : prior of every scheme parameter, arrays [N] or scalars, SI (e.g. ``thalweg.params.resolve_params``).
     scheme : routing scheme name or Scheme.
     dt : step length, s.
-    gauge_reaches : positions [G] of the gauged reaches in the network.
+    gauge_reaches : reach ids [G] of the gauged reaches (as ``route(at=...)`` takes them).
     observed : [G, T] observed discharge, m3/s, aligned to the routed Q (end of each step); NaN where missing.
     parameters : names of the parameters to calibrate; default those in s or m/s (:func:`default_calibrated`).
     zones : 'gauges' (one multiplier per sub-basin between gauges) or 'global' (one for every reach).
@@ -171,13 +166,10 @@ def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], sch
 
     sch = get_scheme(scheme)
     report = progress or (lambda fraction, message: None)
-    gauge_pos = np.asarray(gauge_reaches, dtype=np.int64).ravel()
-    if gauge_pos.size == 0:
+    if np.asarray(gauge_reaches).size == 0:
         raise InputError("calibration needs at least one gauge; none was given.", field="gauges",
                          hint="Give gauges on reaches of the network with observed discharge.")
-    if gauge_pos.min() < 0 or gauge_pos.max() >= network.n_reaches:
-        raise InputError(f"gauge positions must be in 0..{network.n_reaches - 1} (the network's reach positions).",
-                         field="gauges", hint="Convert reach ids with network.index_of(ids).")
+    gauge_pos = network.index_of(np.asarray(gauge_reaches).ravel(), what="gauge reach ids (gauge_reaches)")
     reach_ids = network.ids[gauge_pos]
     runoff_arr = runoff if isinstance(runoff, torch.Tensor) else np.asarray(runoff)
     if runoff_arr.ndim != 2 or runoff_arr.shape[0] != network.n_reaches:
@@ -197,19 +189,8 @@ def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], sch
     if isinstance(warmup, bool) or int(warmup) != warmup or not 0 <= warmup < n_steps:
         raise InputError(f"warmup must be a whole number of steps in 0..{n_steps - 1} (got {warmup!r}).",
                          field="warmup")
-    names = list(default_calibrated(sch) if parameters is None else parameters)
-    unknown = [n for n in names if n not in sch.parameter_names]
-    if unknown:
-        raise InputError(f"the '{sch.name}' scheme has no parameter {', '.join(unknown)} to calibrate.",
-                         field="calibrate", hint=f"Its parameters are: {', '.join(sch.parameter_names)}.")
-    if not names:
-        raise InputError(f"nothing to calibrate: the '{sch.name}' scheme has no parameter in s or m/s.",
-                         field="calibrate",
-                         hint=f"Name the parameters to calibrate among {', '.join(sch.parameter_names)}.")
-    missing = [p.name for p in sch.parameters if p.name not in params]
-    if missing:
-        raise InputError(f"the prior lacks parameter(s) {', '.join(missing)} of the '{sch.name}' scheme.",
-                         hint="Resolve the prior with thalweg.workflow.resolve_params.")
+    names = check_calibrated(sch, parameters)
+    check_missing(sch, params, what="a prior for parameter(s)")
     obs = _check_observed(obs_in, reach_ids, int(warmup), gauge_names)
 
     if zones == "gauges":

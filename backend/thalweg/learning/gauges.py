@@ -105,4 +105,11 @@ def _read_observed(path: Path, gauge_ids: np.ndarray):
                           f"{format_ids(list(frame.columns), 6)}.", path=path,
                           hint="Name one column per gauge with its gauge_id.")
     frame = frame.apply(pd.to_numeric, errors="coerce")
-    return frame.where(frame >= 0)  # negative values are missing-data codes in many archives
+    frame = frame.where(frame >= 0)  # negative values are missing-data codes in many archives
+    matched = [g for g in gauge_ids if g in frame.columns]
+    if not np.isfinite(frame[matched].to_numpy(dtype=np.float64)).any():
+        raise InputError(f"the observations are all missing: every value of the {len(matched):,} gauge column(s) "
+                         f"({format_ids(matched)}) over {len(frame):,} rows is empty, not a number, or negative (a "
+                         f"missing-data code).", path=path,
+                         hint="Give observed discharge in m3/s, one column per gauge_id, with a time column.")
+    return frame

@@ -69,8 +69,11 @@ def from_arrays(
 
     Parameters
     ----------
-    ids, downstream_ids : array [N] of integer ids; a downstream id in ``outlet_codes``, negative, empty
-        or absent from ``ids`` marks an outlet (absent ids with a warning naming how many).
+    ids, downstream_ids : array [N] of integer ids; a downstream id that is negative, empty or absent from
+        ``ids`` marks an outlet (absent ids with a warning naming how many), and so does one in
+        ``outlet_codes`` unless it is a reach's id. Reach ids must be >= 0 (negative values are outlet codes:
+        a reach -1 would drain to "-1"). Id 0 may be a reach: links to 0 then go to it; a reach that names
+        itself as downstream with an outlet code (``0 -> 0``) is refused with that explanation.
     length : array [N], m (None: unknown, NaN; schemes and rules that need lengths then say so).
     area : array [N], upstream drainage area, m^2 (None: unknown, NaN).
     accumulate_catchments : when ``area`` is None, accumulate ``catchment_area`` downstream into it.
@@ -92,12 +95,26 @@ def from_arrays(
     if ds_ids.shape != ids.shape:
         raise AssertionError(f"downstream ids {ds_ids.shape} and ids {ids.shape} differ in shape")
     validate.check_unique_ids(ids, source)
+    negative = ids < 0
+    if negative.any():
+        raise NetworkError(f"{int(negative.sum()):,} reach ids are negative ({format_ids(ids[negative])}); negative "
+                           f"downstream ids mark outlets, so a reach cannot have one.", path=source.path,
+                           layer=source.layer, field=source.field("id"), ids=ids[negative].tolist(),
+                           hint="Renumber those reaches with ids >= 0 (and the downstream ids that point to them).")
+    codes = np.fromiter(outlet_codes, dtype=np.int64)
+    self_coded = (ds_ids == ids) & np.isin(ids, codes)
+    if self_coded.any():
+        bad = ids[self_coded]
+        raise NetworkError(f"reach {format_ids(bad)} has itself as downstream id, and {bad[0]} is also an outlet code: "
+                           f"it is ambiguous whether it is an outlet or a one-reach cycle.", path=source.path,
+                           layer=source.layer, field=source.field("downstream"), ids=bad.tolist(),
+                           hint=f"Give outlets the downstream id -1, or renumber reach {bad[0]}.")
 
     sort = np.argsort(ids, kind="stable")
     where = np.clip(np.searchsorted(ids[sort], ds_ids), 0, n - 1)
     found = ids[sort][where] == ds_ids
     downstream = np.where(found, sort[where], -1).astype(np.int64)
-    is_code = np.isin(ds_ids, np.fromiter(outlet_codes, dtype=np.int64)) | (ds_ids < 0)
+    is_code = np.isin(ds_ids, codes) | (ds_ids < 0)
     dangling = ~found & ~is_code
     if dangling.any():
         missing = np.unique(ds_ids[dangling])
@@ -125,5 +142,6 @@ def from_arrays(
         ids=ids, downstream=downstream, length=length, area=area,
         slope=_optional(slope, n, "slope"), catchment_area=catchment_area,
         attrs={k: np.asarray(v) for k, v in (attrs or {}).items()}, geometry=geometry, crs=crs, source=source)
+    levels.setflags(write=False)
     object.__setattr__(network, "levels", levels)  # already computed by the cycle check
     return network

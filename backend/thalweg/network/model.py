@@ -27,6 +27,29 @@ class Source:
         return self.fields.get(role)
 
 
+def _frozen(value: Any) -> np.ndarray:
+    """``value`` as a read-only array: a copy when it is writable (so the caller's own array stays writable)."""
+    arr = np.asarray(value)
+    if arr.flags.writeable:
+        arr = arr.copy()
+        arr.setflags(write=False)
+    return arr
+
+
+class _FrozenAttrs(dict):
+    """The per-reach attributes: read-only arrays in a mapping that refuses assignment."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("RiverNetwork.attrs is read-only; build a new network with "
+                        "dataclasses.replace(network, attrs={...}).")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (_FrozenAttrs, (dict(self),))
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class RiverNetwork:
     """A river network as a tree of reaches.
@@ -45,6 +68,9 @@ class RiverNetwork:
     source : where the network was read from.
 
     Build one with :func:`thalweg.network.from_arrays`, which validates; the constructor trusts its input.
+    The arrays are read-only (a writable array given is copied first): the topology cached from them (levels,
+    post-order, ...) can never go stale. Change a network with ``take`` or ``dataclasses.replace``, which
+    build a new one.
     """
 
     ids: np.ndarray
@@ -57,6 +83,18 @@ class RiverNetwork:
     geometry: Any = None
     crs: Any = None
     source: Source = dataclasses.field(default_factory=Source)
+
+    def __post_init__(self) -> None:
+        for name in ("ids", "downstream", "length", "area", "slope", "catchment_area"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _frozen(value))
+        object.__setattr__(self, "attrs", _FrozenAttrs({k: _frozen(v) for k, v in dict(self.attrs).items()}))
+
+    def __setstate__(self, state: dict) -> None:
+        # pickle and copy restore the fields without __init__; unpickled arrays are writable again
+        self.__dict__.update({k: _frozen(v) if isinstance(v, np.ndarray) else v for k, v in state.items()})
+        self.__post_init__()
 
     # ---- sizes -----------------------------------------------------------------------------
     @property
@@ -78,7 +116,7 @@ class RiverNetwork:
         levels, stuck = _order.kahn_levels(self.downstream)
         if stuck.size:
             raise AssertionError("RiverNetwork holds a cycle; build it with from_arrays, which validates")
-        return levels
+        return _frozen(levels)
 
     @property
     def n_levels(self) -> int:
@@ -119,17 +157,17 @@ class RiverNetwork:
 
     @cached_property
     def outlets(self) -> np.ndarray:
-        return np.flatnonzero(self.downstream < 0)
+        return _frozen(np.flatnonzero(self.downstream < 0))
 
     @cached_property
     def headwaters(self) -> np.ndarray:
         has_up = np.zeros(self.n_reaches, dtype=bool)
         has_up[self.downstream[self.downstream >= 0]] = True
-        return np.flatnonzero(~has_up)
+        return _frozen(np.flatnonzero(~has_up))
 
     @cached_property
     def _id_sort(self) -> np.ndarray:
-        return np.argsort(self.ids, kind="stable")
+        return _frozen(np.argsort(self.ids, kind="stable"))
 
     # ---- lookups -----------------------------------------------------------------------------
     def index_of(self, reach_ids: Sequence[Any] | np.ndarray, *, what: str = "reach ids") -> np.ndarray:

@@ -35,14 +35,23 @@ def check_acyclic(ids: np.ndarray, downstream: np.ndarray, source: Source) -> np
     levels, stuck = _order.kahn_levels(downstream)
     if stuck.size:
         cycle = _order.find_cycle(downstream, stuck)
-        chain = " -> ".join(str(ids[i]) for i in cycle + cycle[:1])
         n_cycle = int(stuck.size)
         raise CycleError(
-            f"reaches {chain} form a cycle ({n_cycle:,} reaches are on or below cycles).",
+            f"reaches {_chain(ids, cycle)} form a cycle ({n_cycle:,} reaches are on or below cycles).",
             path=source.path, layer=source.layer, field=source.field("downstream"),
             ids=ids[cycle].tolist(),
             hint="Correct the downstream id of one of them; every reach must drain to an outlet.")
     return levels
+
+
+def _chain(ids: np.ndarray, cycle: list[int], head: int = 4, tail: int = 3) -> str:
+    """'5 -> 7 -> 9 -> 5', or for a long cycle its first and last few ids and its length (a 5,000-reach cycle
+    would otherwise fill a 39,000-character line)."""
+    closed = [str(ids[i]) for i in cycle + cycle[:1]]
+    if len(cycle) <= head + tail + 1:
+        return " -> ".join(closed)
+    return (f"{' -> '.join(closed[:head])} -> ... -> {' -> '.join(closed[-tail - 1:])} "
+            f"(a cycle of {len(cycle):,} reaches)")
 
 
 def check_lengths(ids: np.ndarray, length: np.ndarray, source: Source) -> None:

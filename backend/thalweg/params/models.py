@@ -109,10 +109,8 @@ def prior_params(network: RiverNetwork, scheme: str | Scheme,
     own fields or the GEOGloWS v2 rule (``resolve_params``: k = length / max(0.25, exp(0.16842 ln A - 4.68)) s,
     x = 0.25, the scheme's defaults elsewhere).
     """
-    try:  # resolve_params moves from thalweg.workflow to thalweg.params (issue 10's core branch)
-        from . import resolve_params  # type: ignore[attr-defined]
-    except ImportError:
-        from ..workflow import resolve_params
+    from .resolve import resolve_params
+
     return resolve_params(network, scheme, spec)[0]
 
 
@@ -497,10 +495,7 @@ def build_model(kind: str, network: RiverNetwork, scheme: str | Scheme = "muskin
     if kind == "zones":
         from ..learning.calibrate import gauge_zones
 
-        try:  # default_calibrated moves to thalweg.params (issue 10's core branch)
-            from . import default_calibrated  # type: ignore[attr-defined]
-        except ImportError:
-            from ..learning.calibrate import default_calibrated
+        from .checks import default_calibrated
 
         if not gauges:
             raise InputError("the 'zones' model needs gauges (one zone per sub-basin between them).", field="gauges",

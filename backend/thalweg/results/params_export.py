@@ -31,10 +31,9 @@ RIVER_ROUTE_FILE = "params.parquet"
 def resolve_params(network, scheme: str, spec: Mapping[str, Any] | None):
     """Thalweg's per-reach parameters of ``scheme`` (the one rule the routing itself uses).
 
-    The one place this module reaches the parameter rules: ``thalweg.workflow.resolve_params`` today, moving
-    to ``thalweg.params.resolve_params``.
+    The one place this module reaches the parameter rules (``thalweg.params.resolve_params``).
     """
-    from ..workflow import resolve_params as resolve
+    from ..params import resolve_params as resolve
 
     return resolve(network, scheme, spec)
 

@@ -14,13 +14,14 @@ Engines share one interface and agree to float rounding (ROUTING.md section 4):
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import InputError, RunoffError, ThalwegWarning
+from ..errors import InputError, RunoffError, ThalwegWarning, format_ids, opt, render_options
 from ..irf import Kernels, get_scheme, truncate
 from ..network import RiverNetwork
 from . import engines as _engines
@@ -64,8 +65,6 @@ def kernels_from(sch, p: Mapping[str, torch.Tensor], *, dt: float, n_steps: int,
             worst = float(tail.abs().max()) if tail.numel() else 0.0
             count = int((tail.abs() > 1e-4).sum())
         if count:
-            import warnings
-
             warnings.warn(f"kernels cut at {kernel_length} steps lose more than 1e-4 of their mass (renormalised) "
                           f"on {count:,} reaches (worst {worst:.2e}); pass a longer kernel_length to keep the "
                           f"hydrograph shape.", ThalwegWarning, stacklevel=4)
@@ -74,24 +73,72 @@ def kernels_from(sch, p: Mapping[str, torch.Tensor], *, dt: float, n_steps: int,
     return Kernels(h, g)
 
 
+def report_adjusted(network: RiverNetwork, sch, p: Mapping[str, torch.Tensor], dt: float) -> None:
+    """One ThalwegWarning naming the reaches (count and first ids) where ``sch`` routes with other parameter
+    values than those given (``muskingum_nonneg`` lowering x); nothing for schemes that never do."""
+    if sch.adjusted is None:
+        return
+    with torch.no_grad():
+        mask, text = sch.adjusted(p, float(dt))
+        where = torch.nonzero(mask).flatten().cpu().numpy()
+    if where.size:
+        warnings.warn(render_options(f"'{sch.name}' on {where.size:,} of {network.n_reaches:,} reaches "
+                                     f"({format_ids(network.ids[where], 5)}): {text}."), ThalwegWarning, stacklevel=3)
+
+
 def build_kernels(network: RiverNetwork, scheme, params: Mapping[str, Any], *, dt: float, n_steps: int,
                   dtype: torch.dtype, device: torch.device, kernel_length: int | None = None) -> Kernels:
     """Kernels of every reach, computed in float64 (lgamma, CDF differences and long geometric tails lose
     digits in float32) and cast to ``dtype``; truncated to ``kernel_length`` keeping mass when asked."""
     sch = get_scheme(scheme)
     p = scheme_params(network, sch, params, dtype=torch.float64, device=device)
+    report_adjusted(network, sch, p, dt)
     k = kernels_from(sch, p, dt=dt, n_steps=n_steps, kernel_length=kernel_length)
     h = k.h.to(dtype)
     return Kernels(h, h if k.g is k.h else k.g.to(dtype))
+
+
+def _as_batch(network: RiverNetwork, values: Any, dev: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
+    """Runoff [B, N, T] as a ``dtype`` tensor on ``dev``, and whether it came without the batch axis."""
+    try:
+        q = torch.as_tensor(values, device=dev)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise RunoffError(f"runoff of type {type(values).__name__} cannot be routed ({exc}).",
+                          hint="Pass a numpy array, a torch tensor, an xarray DataArray or a thalweg Runoff.") from None
+    if not (q.is_floating_point() or q.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
+        raise RunoffError(f"runoff has dtype {q.dtype}; route takes numbers.")
+    q = q.to(dtype)
+    squeeze = q.ndim == 2
+    if squeeze:
+        q = q.unsqueeze(0)
+    if q.ndim != 3 or q.shape[1] != network.n_reaches:
+        raise RunoffError(f"runoff has shape {tuple(np.shape(values))}; expected [batch, {network.n_reaches:,} "
+                          f"reaches, time] in the network's reach order.",
+                          hint="Read runoff with thalweg.read_runoff(path, network), which aligns reaches, or pass "
+                               "an xarray DataArray whose reach dimension carries the ids.")
+    if q.shape[-1] == 0:
+        raise RunoffError("runoff has no time steps.")
+    return q, squeeze
+
+
+def check_engine_options(engine: str, options: Mapping[str, Any]) -> None:
+    """InputError for an option that ``engine`` does not take, listing those it does."""
+    valid = _engines.OPTIONS[_engines.resolve(engine)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        takes = f"its options are {', '.join(valid)}" if valid else "it takes no options"
+        others = "; ".join(f"{name}: {', '.join(opts)}" for name, opts in _engines.OPTIONS.items() if opts)
+        raise InputError(f"the '{engine}' engine takes no option(s) {', '.join(unknown)}; {takes}.",
+                         hint=f"Remove {', '.join(unknown)}, or choose an engine that takes it ({others}).")
 
 
 def route(
     network: RiverNetwork,
     runoff: Any,
     params: Mapping[str, Any],
-    scheme: str = "muskingum",
+    scheme: str | Any = "muskingum_nonneg",
     *,
-    dt: float,
+    dt: float | None = None,
     engine: str = "auto",
     at: Any = None,
     dtype: torch.dtype = torch.float32,
@@ -107,11 +154,21 @@ def route(
     Parameters
     ----------
     network : the river network (N reaches).
-    runoff : array or tensor [B, N, T] or [N, T], m3/s, mean rate over each step, reaches in network order.
+    runoff : m3/s, the mean rate over each step, one of:
+
+        - a numpy array or torch tensor [B, N, T] or [N, T], reaches in network order;
+        - a :class:`thalweg.Runoff` (from :func:`thalweg.read_runoff`);
+        - an xarray DataArray (reach, time), or a Dataset holding one such variable: the reach dimension's
+          coordinate (any name) holds reach ids, aligned to the network here (without one, rows are in network
+          order); the time coordinate marks the START of each step, as in ``Runoff``, and gives dt;
+        - dask-backed DataArrays and dask arrays are routed one time chunk at a time, the exact warm state
+          carried from chunk to chunk (memory: one chunk of runoff plus the discharge).
     params : the scheme's parameters, each an array [N] or a scalar, SI units (see ``irf.SCHEMES``).
         Tensors requiring grad receive gradients.
-    scheme : a name in ``irf.SCHEMES`` or a Scheme.
-    dt : step length, s.
+    scheme : a name in ``irf.SCHEMES`` or a Scheme; the default ``muskingum_nonneg`` never gives negative
+        discharge from non-negative runoff (docs/parameters.md).
+    dt : step length, s. Taken from the runoff when it carries one (Runoff, a DataArray's time axis); giving a
+        different value is an error. Needed for plain arrays.
     engine : 'auto', 'exact', 'closure' or 'fft' (module docstring).
     at : optional reach ids; return only those reaches (gauges), in that order.
     dtype : torch.float32 (default) or torch.float64.
@@ -119,48 +176,77 @@ def route(
     kernel_length : steps kept of each kernel (renormalised to keep mass, the cut reported); default:
         the whole series for one pass, the scheme's automatic length for runs with a warm state that
         convolve (recursions need no length).
-    progress : optional callable(done, total) (the fft engine calls it after each level).
+    progress : optional callable(done, total): after each level (fft engine), or after each time chunk of a
+        dask-backed runoff.
     state : the :class:`RoutingState` returned by the previous chunk (warm start); None: cold start.
     return_state : also return the state after the last step, to continue in a later call.
-    **engine_options : passed to the engine (closure: ``block_size``, ``cluster_length``, ``precision``).
+    **engine_options : options of the engine (closure: ``block_size``, ``cluster_length``, ``precision``,
+        ``tol``, ``max_pairs``; exact and fft take none); any other name is refused, with the valid ones.
 
     Returns
     -------
-    Q : tensor [B, N or len(at), T] (or without B if runoff had none), m3/s at the end of each step;
-        ``(Q, state)`` when ``return_state``.
+    Q : m3/s at the END of each step: a :class:`thalweg.Discharge` (ids, step-end times, ``to_xarray()``) for a
+        Runoff or a DataArray with a time axis; else a tensor [B, N or len(at), T] (without B if the runoff
+        had none) on the routing device. ``(Q, state)`` when ``return_state``.
     """
+    from ._inputs import as_runoff_input
+
     sch = get_scheme(scheme)
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}'.", hint=f"Choose one of: {', '.join(ENGINES)}.")
+    check_engine_options(engine, engine_options)
     if dtype not in (torch.float32, torch.float64):
         raise InputError(f"dtype {dtype} is not supported.", hint="Use torch.float32 or torch.float64.")
-    if not dt or dt <= 0:
-        raise InputError(f"the time step must be positive (got {dt!r} s).")
-    if isinstance(runoff, torch.Tensor) and device is None:
-        dev = runoff.device
+    src = as_runoff_input(network, runoff, dt)
+    step = src.dt
+    if step is None:
+        raise InputError("the step length dt is needed: this runoff carries no time axis.",
+                         hint=f"Give it in seconds ({opt('route.dt', 3600)}), or pass a thalweg Runoff or an "
+                              f"xarray DataArray with a time coordinate.")
+    if isinstance(step, bool) or not isinstance(step, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(step) or step <= 0:
+        raise InputError(f"the time step must be positive, in seconds (got {step!r}).", field="dt")
+    step = float(step)
+    if isinstance(src.values, torch.Tensor) and device is None:
+        dev = src.values.device
     else:
         dev = resolve_device(device)
-    q = torch.as_tensor(runoff, device=dev)
-    q = q.to(dtype)
-    squeeze = q.ndim == 2
-    if squeeze:
-        q = q.unsqueeze(0)
-    if q.ndim != 3 or q.shape[1] != network.n_reaches:
-        raise RunoffError(f"runoff has shape {tuple(np.shape(runoff))}; expected [batch, {network.n_reaches:,} "
-                          f"reaches, time] in the network's reach order.",
-                          hint="Read runoff with thalweg.read_runoff(path, network), which aligns reaches.")
-    if q.shape[-1] == 0:
-        raise RunoffError("runoff has no time steps.")
     out_index = None
     if at is not None:
         out_index = torch.as_tensor(network.index_of(at, what="output reach ids"), device=dev)
     p = scheme_params(network, sch, params, dtype=torch.float64, device=dev)
+    report_adjusted(network, sch, p, step)
     topo = topology(network)
-    job = _engines.Job(network=network, topo=topo, runoff=q, scheme=sch, params=p, dt=float(dt),
-                       kernel_length=kernel_length, state=state, want_state=return_state, at=out_index,
-                       progress=progress, options=engine_options)
-    out, new_state = _engines.run(engine, job)
-    if out_index is not None and out.shape[1] != out_index.numel():
-        out = out.index_select(1, out_index)
-    out = out[0] if squeeze else out
+
+    def one(values, st, want, prog):
+        q, squeeze = _as_batch(network, values, dev, dtype)
+        job = _engines.Job(network=network, topo=topo, runoff=q, scheme=sch, params=p, dt=step,
+                           kernel_length=kernel_length, state=st, want_state=want, at=out_index,
+                           progress=prog, options=engine_options)
+        out, new_state = _engines.run(engine, job)
+        if out_index is not None and out.shape[1] != out_index.numel():
+            out = out.index_select(1, out_index)
+        return (out[0] if squeeze else out), new_state
+
+    if src.blocks is None:
+        out, new_state = one(src.values, state, return_state, progress)
+    else:
+        pieces, new_state = [], state
+        done = 0
+        for block in src.chunks():
+            with warnings.catch_warnings():
+                if done:  # each chunk would repeat the first one's warnings
+                    warnings.simplefilter("ignore", ThalwegWarning)
+                piece, new_state = one(block, new_state, True, None)
+            pieces.append(piece)
+            done += 1
+            if progress is not None:
+                progress(done, src.n_blocks)
+        out = torch.cat(pieces, dim=-1)
+    if src.labels is not None:
+        from ..results.discharge import Discharge
+
+        ids = None if at is None else network.ids[out_index.cpu().numpy()]
+        attrs = {"scheme": sch.name, "engine": _engines.resolve(engine)}
+        out = Discharge.from_routing(out, src.labels, attrs, ids=ids)
     return (out, new_state) if return_state else out

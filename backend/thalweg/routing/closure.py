@@ -131,9 +131,11 @@ def route_closure(job, *, kernel_length: int | None, history=None) -> torch.Tens
     length_opt = opts.pop("cluster_length", None)
     tol = float(opts.pop("tol", 1e-9))
     max_pairs = int(opts.pop("max_pairs", 1 << 21))
-    if opts:
+    if opts:  # route() refuses these first (engines.OPTIONS); this guards direct calls
+        from .engines import OPTIONS
+
         raise InputError(f"the closure engine takes no option(s) {', '.join(sorted(opts))}.",
-                         hint="Its options are block_size, cluster_length, precision, tol, max_pairs.")
+                         hint=f"Its options are {', '.join(OPTIONS['closure'])}.")
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}'.", hint=f"Choose one of: {', '.join(PRECISIONS)}.")
     if block not in (16, 32, 64):

@@ -12,7 +12,14 @@ from ..network import RiverNetwork
 from .state import RoutingState
 from .topology import Topology
 
-__all__ = ["Job", "resolve", "run"]
+__all__ = ["Job", "OPTIONS", "resolve", "run"]
+
+# the keyword options each engine takes through route(**engine_options); anything else is refused
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "exact": (),
+    "fft": (),
+    "closure": ("block_size", "cluster_length", "precision", "tol", "max_pairs"),
+}
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError, format_ids
+from ..errors import InputError
 from ..irf import Scheme
 from ..network import RiverNetwork
+from ..params.checks import check_missing, check_names, check_values
 
 __all__ = ["scheme_params"]
 
@@ -22,14 +23,8 @@ def scheme_params(network: RiverNetwork, scheme: Scheme, params: Mapping[str, An
     Raises InputError naming missing parameters, or reaches with non-finite or out-of-bounds values.
     """
     n = network.n_reaches
-    missing = [p.name for p in scheme.parameters if p.name not in params]
-    if missing:
-        raise InputError(f"the '{scheme.name}' scheme needs parameter(s) {', '.join(missing)}.",
-                         hint=f"Give {', '.join(missing)} per reach (a field) or as constants.")
-    unknown = sorted(set(params) - set(scheme.parameter_names))
-    if unknown:
-        raise InputError(f"the '{scheme.name}' scheme takes no parameter(s) {', '.join(unknown)}.",
-                         hint=f"Its parameters are: {', '.join(scheme.parameter_names)}.")
+    check_missing(scheme, params)
+    check_names(scheme, params)
     out: dict[str, torch.Tensor] = {}
     for spec in scheme.parameters:
         value = params[spec.name]
@@ -40,20 +35,8 @@ def scheme_params(network: RiverNetwork, scheme: Scheme, params: Mapping[str, An
         if tensor.shape != (n,):
             raise InputError(f"parameter '{spec.name}' has shape {tuple(tensor.shape)}; the network has {n:,} "
                              f"reaches.", hint="Give one value per reach, in the network's order, or one constant.")
-        with torch.no_grad():
-            bad = ~torch.isfinite(tensor) | (tensor < spec.lower) | (tensor > spec.upper)
-            if spec.lower == 0.0 and spec.name in ("k", "tau", "celerity", "diffusivity"):
-                bad |= tensor <= 0
-        if bool(bad.any()):
-            bad_idx = torch.nonzero(bad).flatten().cpu().numpy()
-            values = tensor.detach()[bad].cpu().numpy()[:3]
-            raise InputError(
-                f"parameter '{spec.name}' is missing or outside [{spec.lower:g}, {spec.upper:g}] {spec.unit} at "
-                f"{bad_idx.size:,} reaches: {format_ids(network.ids[bad_idx])} (values "
-                f"{', '.join(f'{v:.4g}' for v in values)}).",
-                path=network.source.path, ids=network.ids[bad_idx].tolist(),
-                hint="Correct those values or their field; bounds are physical limits of the scheme.")
+        check_values(network, spec, tensor)
         out[spec.name] = tensor
     if scheme.uses_length:
-        out["length"] = torch.as_tensor(np.asarray(network.length), dtype=dtype, device=device)
+        out["length"] = torch.as_tensor(np.array(network.length), dtype=dtype, device=device)  # a copy: read-only
     return out

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..irf import get_scheme
-from ..irf.muskingum import substeps
+from ..irf.muskingum import nonneg_substeps, substeps
 from ..network import RiverNetwork
 from .params import scheme_params
 
@@ -40,7 +40,7 @@ def route_reference(network: RiverNetwork, runoff: np.ndarray, params: Mapping[s
     q = q[None] if squeeze else q
     _b, _n, t_len = q.shape
     p = {k: v.numpy() for k, v in scheme_params(network, sch, params, dtype=torch.float64, device="cpu").items()}
-    if sch.name not in ("muskingum", "linear_storage", "muskingum_substep"):
+    if sch.name not in ("muskingum", "linear_storage", "muskingum_substep", "muskingum_nonneg"):
         kern = sch.kernels({k: torch.from_numpy(v) for k, v in p.items()}, dt, t_len)
         h_all, g_all = kern.h.numpy(), kern.g.numpy()
     out = np.zeros_like(q)
@@ -49,12 +49,18 @@ def route_reference(network: RiverNetwork, runoff: np.ndarray, params: Mapping[s
         u, lat = inflow[:, group], q[:, group]
         if sch.name == "muskingum":
             res = _muskingum(p["k"][group], p["x"][group], dt, u, lat, 0.0)
-        elif sch.name == "muskingum_substep":
-            s_all = substeps({k: torch.from_numpy(v) for k, v in p.items()}, dt).numpy().astype(int)[group]
+        elif sch.name in ("muskingum_substep", "muskingum_nonneg"):
+            tp = {k: torch.from_numpy(v) for k, v in p.items()}
+            if sch.name == "muskingum_substep":
+                s_all, x_all = substeps(tp, dt).numpy(), p["x"]
+            else:
+                s_t, x_t, _ = nonneg_substeps(tp, dt)
+                s_all, x_all = s_t.numpy(), x_t.numpy()
+            s_all, x_all = s_all.astype(int)[group], x_all[group]
             res = np.empty_like(u)
             for s in np.unique(s_all):
                 sel = s_all == s
-                fine = _muskingum(p["k"][group][sel], p["x"][group][sel], dt / s, np.repeat(u[:, sel], s, axis=-1),
+                fine = _muskingum(p["k"][group][sel], x_all[sel], dt / s, np.repeat(u[:, sel], s, axis=-1),
                                   np.repeat(lat[:, sel], s, axis=-1), 0.0)
                 res[:, sel] = fine[..., s - 1::s]
         elif sch.name == "linear_storage":

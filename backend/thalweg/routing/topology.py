@@ -62,8 +62,13 @@ class Topology:
         key = str(torch.device(device))
         if key not in self._device_cache:
             names = ("downstream", "order", "depth", "child_ptr", "child_idx", "level_ptr", "level_order")
-            self._device_cache[key] = {n: torch.as_tensor(getattr(self, n), device=device) for n in names}
+            # network arrays are read-only; torch shares CPU memory and warns about that, so copy those
+            self._device_cache[key] = {n: torch.as_tensor(_writable(getattr(self, n)), device=device) for n in names}
         return self._device_cache[key]
+
+
+def _writable(arr: np.ndarray) -> np.ndarray:
+    return arr if arr.flags.writeable else arr.copy()
 
 
 _CACHE: weakref.WeakKeyDictionary[RiverNetwork, Topology] = weakref.WeakKeyDictionary()

@@ -1,0 +1,113 @@
+"""The checks on routing parameters, in one place: names, given values, per-reach values, calibration choices.
+
+Every caller (``route``, ``resolve_params``, ``calibrate``, the CLI settings and the service's bodies) uses
+these, so one mistake gives one message wherever it is made. Bounds and positivity come from the scheme's
+:class:`~thalweg.irf.Parameter` declarations.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, format_ids, opt
+from ..irf import Parameter, Scheme, get_scheme
+
+__all__ = ["CALIBRATED_UNITS", "check_calibrated", "check_constant", "check_missing", "check_names", "check_values",
+           "default_calibrated", "parameter"]
+
+# parameters that scale travel times: a multiplier on them is what calibration usually means
+CALIBRATED_UNITS = ("s", "m s-1")
+
+
+def parameter(scheme: str | Scheme, name: str) -> Parameter:
+    """The declaration of ``name`` in ``scheme``; InputError (via :func:`check_names`) when it has none."""
+    sch = get_scheme(scheme)
+    check_names(sch, [name])
+    return next(p for p in sch.parameters if p.name == name)
+
+
+def check_names(scheme: str | Scheme, names: Iterable[str], *, option: str = "route.params") -> None:
+    """InputError naming the parameters ``scheme`` does not take, with the ones it does."""
+    sch = get_scheme(scheme)
+    unknown = sorted(set(names) - set(sch.parameter_names))
+    if unknown:
+        raise InputError(f"the '{sch.name}' scheme takes no parameter(s) {', '.join(unknown)}.",
+                         field=option.rsplit(".", 1)[-1],
+                         hint=f"Its parameters are: {', '.join(sch.parameter_names)} (or choose another scheme with "
+                              f"{opt('route.scheme')}).")
+
+
+def check_missing(scheme: str | Scheme, given: Iterable[str], *, what: str = "parameter(s)") -> None:
+    """InputError naming the parameters of ``scheme`` absent from ``given``."""
+    sch = get_scheme(scheme)
+    have = set(given)
+    missing = [p.name for p in sch.parameters if p.name not in have]
+    if missing:
+        raise InputError(f"the '{sch.name}' scheme needs {what} {', '.join(missing)}.",
+                         hint=f"Give {', '.join(missing)} per reach (an array or a field) or as constants, or "
+                              f"resolve them all with thalweg.params.resolve_params (priors).")
+
+
+def check_constant(scheme: str | Scheme, name: str, value: Any) -> float:
+    """``value`` (a number given for the whole network) as a float; InputError when it is not a number or is
+    outside the parameter's bounds (naming that parameter, whatever other parameters derive from it)."""
+    spec = parameter(scheme, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"parameter '{name}' must be a number in {spec.unit} or a field name (got {value!r}).",
+                         field=name)
+    number = float(value)
+    if bool(spec.outside(np.float64(number))):
+        raise InputError(f"parameter '{name}' = {number:g} is outside {spec.bounds_text()} ({spec.description}).",
+                         field=name, hint=f"Give {name} inside its physical bounds.")
+    return number
+
+
+def check_values(network: Any, spec: Parameter, values: Any) -> None:
+    """InputError naming the reaches (count, first ids, first values) where per-reach ``values`` [N] (numpy or
+    torch) are missing or outside the bounds of ``spec``."""
+    if type(values).__module__.startswith("torch"):
+        import torch
+
+        with torch.no_grad():
+            bad = spec.outside(values.detach())
+            if not bool(bad.any()):
+                return
+            bad_idx = torch.nonzero(bad).flatten().cpu().numpy()
+            shown = values.detach()[bad].cpu().numpy()[:3]
+    else:
+        arr = np.asarray(values, dtype=np.float64)
+        bad = spec.outside(arr)
+        if not bad.any():
+            return
+        bad_idx = np.flatnonzero(bad)
+        shown = arr[bad][:3]
+    ids = network.ids[bad_idx]
+    raise InputError(
+        f"parameter '{spec.name}' is missing or outside {spec.bounds_text()} at {bad_idx.size:,} reaches: "
+        f"{format_ids(ids)} (values {', '.join(f'{v:.4g}' for v in shown)}).",
+        path=network.source.path, ids=ids.tolist(),
+        hint="Correct those values or their field; bounds are physical limits of the scheme.")
+
+
+def default_calibrated(scheme: str | Scheme) -> list[str]:
+    """Names of the parameters calibrated by default: those in seconds or m/s (k, tau, lag, celerity)."""
+    return [p.name for p in get_scheme(scheme).parameters if p.unit in CALIBRATED_UNITS]
+
+
+def check_calibrated(scheme: str | Scheme, names: Iterable[str] | None) -> list[str]:
+    """The parameters to calibrate: ``names`` checked (parameters of the scheme), or the default ones; InputError
+    when a name is not a parameter or when there is nothing to calibrate."""
+    sch = get_scheme(scheme)
+    chosen = list(default_calibrated(sch) if names is None else names)
+    unknown = [n for n in chosen if n not in sch.parameter_names]
+    if unknown:
+        raise InputError(f"the '{sch.name}' scheme has no parameter {', '.join(map(str, unknown))} to calibrate.",
+                         field="calibrate", hint=f"Its parameters are: {', '.join(sch.parameter_names)}.")
+    if not chosen:
+        raise InputError(f"nothing to calibrate: the '{sch.name}' scheme has no parameter in s or m/s.",
+                         field="calibrate",
+                         hint=f"Name the parameters to calibrate among {', '.join(sch.parameter_names)} "
+                              f"({opt('calibrate.parameters')}).")
+    return chosen
