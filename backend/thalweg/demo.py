@@ -36,7 +36,7 @@ def sample_settings(out_dir: Path, device: str = "auto") -> RouteSettings:
     folder = sample_dir()
     return RouteSettings(
         network=str(folder / "cance_rivers.gpkg"), layer="rivers", runoff=str(folder / "cance_runoff.nc"),
-        out_dir=str(out_dir), name="cance_discharge", scheme="muskingum_substep", convention="both",
+        out_dir=str(out_dir), name="cance_discharge", scheme="muskingum_nonneg", convention="both",
         device=device, gauges=str(folder / "cance_gauges.csv"), observed=str(folder / "cance_qobs.csv"))
 
 

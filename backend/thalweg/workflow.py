@@ -282,7 +282,10 @@ def _available_memory() -> int | None:
 def _runoff_steps(path: str) -> int | None:
     """The number of time steps of a NetCDF runoff file, from its header (nothing else is read); None when the
     file is not NetCDF or has no recognisable time dimension."""
-    if Path(path).suffix.lower() not in (".nc", ".nc4", ".netcdf"):
+    from ._paths import kind_of
+
+    # only a regular file is opened: a named pipe would block the header read (the readers refuse it by name)
+    if Path(path).suffix.lower() not in (".nc", ".nc4", ".netcdf") or kind_of(Path(path)) != "file":
         return None
     try:
         import netCDF4

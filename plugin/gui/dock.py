@@ -22,7 +22,8 @@ PARAMETER_SOURCES = (("prior", "GEOGloWS prior (k from length and area, x = 0.25
                      ("calibrated", "Calibrated at the gauges (Calibrate)"))
 ENGINES = ("auto", "exact", "closure", "fft")
 DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_SCHEMES = ("muskingum", "muskingum_substep", "linear_storage", "nash_cascade", "pure_lag", "hayami")
+DEFAULT_SCHEMES = ("muskingum_nonneg", "muskingum", "muskingum_substep", "linear_storage", "nash_cascade", "pure_lag",
+                   "hayami")
 HELP_URL = "https://github.com/thalweg/thalweg/blob/main/docs/qgis.md"
 
 
@@ -208,7 +209,7 @@ class ThalwegDock(QgsDockWidget):
             self.scheme_combo.addItem(s["name"])
             if s.get("description"):
                 self.scheme_combo.setItemData(self.scheme_combo.count() - 1, s["description"], Qt.ToolTipRole)
-        index = self.scheme_combo.findText(current or "muskingum")
+        index = self.scheme_combo.findText(current or "muskingum_nonneg")
         self.scheme_combo.setCurrentIndex(max(index, 0))
         self.scheme_combo.blockSignals(False)
 

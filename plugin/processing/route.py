@@ -52,8 +52,9 @@ class RouteAlgorithm(ThalwegAlgorithm):
         optional_file = dict(optional=True)
         self.addParameter(QgsProcessingParameterFile(self.CATCHMENTS, "Catchment polygons (for gridded runoff)",
                                                      **optional_file))
-        self.addParameter(QgsProcessingParameterString(self.SCHEME, "Routing scheme (muskingum, linear_storage, nash, "
-                                                                    "lag, hayami)", defaultValue="muskingum"))
+        self.addParameter(QgsProcessingParameterString(
+            self.SCHEME, "Routing scheme (muskingum_nonneg, muskingum, muskingum_substep, linear_storage, "
+                         "nash_cascade, pure_lag, hayami)", defaultValue="muskingum_nonneg"))
         self.addParameter(QgsProcessingParameterString(self.PARAMS, "Scheme parameters (name=value; ...)",
                                                        optional=True))
         engine = QgsProcessingParameterString(self.ENGINE, "Engine (auto, exact, closure, fft)", defaultValue="auto")
@@ -76,7 +77,7 @@ class RouteAlgorithm(ThalwegAlgorithm):
             return self.parameterAsString(parameters, name, context)
 
         body = {"kind": self.KIND, "runoff": self.parameterAsFile(parameters, self.RUNOFF, context),
-                "scheme": text(self.SCHEME) or "muskingum", "params": parse_params(text(self.PARAMS)),
+                "scheme": text(self.SCHEME) or "muskingum_nonneg", "params": parse_params(text(self.PARAMS)),
                 "engine": text(self.ENGINE) or "auto", "device": text(self.DEVICE) or "auto",
                 "convention": CONVENTIONS[self.parameterAsEnum(parameters, self.CONVENTION, context)],
                 "write_gpkg": True, "label": f"QGIS Processing: thalweg:{self.name()}"}

@@ -65,7 +65,7 @@ def test_export_refusals(tmp_path):
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".params.lock")]
     with pytest.raises(InputError, match="Muskingum k and x"):
         export_params(tmp_path, net, "linear_storage", {}, ["river-route"])
-    with pytest.raises(NetworkError, match="k <= 0 or x outside"):
+    with pytest.raises(InputError, match=r"'x' = 0.7 is outside \[0, 0.5\]"):  # the parameters' one check
         export_params(tmp_path, net, "muskingum", {"k": 3600.0, "x": 0.7}, ["river-route"])
 
 

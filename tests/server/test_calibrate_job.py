@@ -44,7 +44,8 @@ def setup(network, tmp_path_factory):
 @pytest.mark.filterwarnings("ignore::thalweg.errors.ThalwegWarning")
 def test_calibrate_job_recovers_the_factors(client, network, setup):
     job = client.calibrate(inline_network(network), inline_runoff(setup["runoff"]), setup["gauges"],
-                           setup["observed"], label="calibration", iterations=300, write_gpkg=False)
+                           setup["observed"], label="calibration", iterations=300, write_gpkg=False,
+                           scheme="muskingum")  # the scheme the observations were made with
     assert job["kind"] == "calibrate" and job["inputs"]["gauges"] == setup["gauges"]
     seen = []
     final = client.wait(job["id"], interval=0.05, timeout=180, callback=seen.append)
@@ -75,7 +76,7 @@ def test_calibrate_job_recovers_the_factors(client, network, setup):
 
 @pytest.mark.parametrize("changes, fragments", [
     ({"gauges": None, "observed": None}, ["gauges: Field required", "observed: Field required"]),
-    ({"calibrate": ["kk"]}, ["calibrate: the 'muskingum' scheme has no parameter kk"]),
+    ({"calibrate": ["kk"]}, ["calibrate: the 'muskingum_nonneg' scheme has no parameter kk"]),
     ({"zones": "basins"}, ["zones: Input should be 'gauges' or 'global'"]),
     ({"iterations": 0}, ["iterations: Input should be greater than or equal to 1"]),
     ({"warmup": 300}, ["warmup: 300 steps leave none of the runoff's 300 steps"]),

@@ -22,7 +22,7 @@ from .conftest import DT, START, assert_flows_close, expect_error, inline_networ
 STEPS = 96
 
 
-def direct(net, runoff, scheme="muskingum", spec=None) -> np.ndarray:
+def direct(net, runoff, scheme="muskingum_nonneg", spec=None) -> np.ndarray:
     """The same routing, called directly (float32, CPU): Q [N, T] in the network's order."""
     params, _ = resolve_params(net, scheme, spec)
     with warnings.catch_warnings():

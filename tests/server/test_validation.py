@@ -52,7 +52,7 @@ CASES = {
                                                      "absolute path"]),
     "missing file": (job(runoff="/no/such/m3_riv.nc"), ["runoff: '/no/such/m3_riv.nc' does not exist"]),
     "unknown scheme": (job(scheme="muskinghum"), ["scheme: Input should be", "'muskingum'", "(got 'muskinghum')"]),
-    "unknown parameter": (job(params={"kk": 3600.0}), ["params: the 'muskingum' scheme takes no parameter kk",
+    "unknown parameter": (job(params={"kk": 3600.0}), ["params: the 'muskingum_nonneg' scheme takes no parameter kk",
                                                         "its parameters are k, x"]),
     "parameter bounds": (job(params={"x": 0.9}), ["params.x: 0.9 is outside the parameter's physical bounds 0..0.5"]),
     "output name": (job(name="../../etc/x"), ["name: String should match pattern"]),

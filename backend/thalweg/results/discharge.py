@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .._series import ReachSeries
+from .._series import TIME_DTYPE, ReachSeries, step_delta
 from ..errors import InputError, NetworkError, format_ids
 
 __all__ = ["Discharge"]
@@ -95,7 +95,8 @@ class Discharge(ReachSeries):
         if q.ndim != 2 or q.shape != (rows.size, runoff.n_steps):
             raise AssertionError(f"routed discharge {q.shape} does not match {rows.size} reaches x "
                                  f"{runoff.n_steps} runoff steps (route one batch member at a time)")
-        end = runoff.end_time
+        # any runoff-like object (Runoff, route's labels): step starts + dt, in the series' time unit
+        end = np.asarray(runoff.time).astype(TIME_DTYPE) + step_delta(runoff.dt)
         meta = {"runoff": runoff.source} if runoff.source else {}
         meta.update(attrs or {})
         return cls(q.astype(np.float32), rows.copy(), end, runoff.dt, meta)

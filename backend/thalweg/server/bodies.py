@@ -413,7 +413,7 @@ EXAMPLES = {
                    "start": "2020-01-01T00:00:00Z"},
         "gauges": [{"gauge_id": "G1", "reach_id": 3, "observed": [1.0, 2.5, None, 2.0]}]}},
     "files": {"summary": "route files", "value": {
-        "kind": "route", "network": "/data/rivers.gpkg", "runoff": "/data/m3_riv.nc", "scheme": "muskingum",
+        "kind": "route", "network": "/data/rivers.gpkg", "runoff": "/data/m3_riv.nc", "scheme": "muskingum_nonneg",
         "convention": "both"}},
     "extract": {"summary": "extract a network", "value": {"kind": "extract", "network": "/data/rivers.gpkg"}},
     "calibrate": {"summary": "calibrate at gauges", "value": {
