@@ -244,15 +244,15 @@ def network_problems(network: RiverNetwork) -> list[str]:
 
 
 # peak memory of a run: a fixed part plus multiples of its runoff array (N x T float32), measured with
-# scripts/bench_cli_route.py and tests/test_workflow.py. Reading a NetCDF runoff file grows the process by about
-# 1.5 GiB whatever its size once it holds more than ~75 MB (3k x 8k, 20k x 1k, 30k x 2160 steps all peaked at
-# 1.6-1.9 GiB above start-up; 3k x 2160: 0.5 GiB, so at most 20 times the array) and by 7.5 times the array
-# at scale (200k x 2160: 13.2 GiB for 1.6 GiB); then
-# runoff + discharge + the engine's work (3)
-# plus the largest writer: a RAPID Qout (a shifted, transposed copy: 2) or the GeoPackage summary (float64 copy and
-# percentiles: 5). Re-measure when a reader or writer changes.
-_MEMORY_FIXED = 3 * 2**29
-_MEMORY_READ, _MEMORY_BASE, _MEMORY_Q, _MEMORY_QOUT, _MEMORY_SUMMARY = 7.5, 3.0, 1.0, 2.0, 5.0
+# scripts/bench_cli_route.py and tests/test_workflow.py (re-measured after the readers went block by block and the
+# summary by blocks of reaches): 200k x 2,160 hourly, --convention both with the GeoPackage, peaked at 7.3 GiB for
+# a 1.65 GiB runoff array (4.2 times it, start-up included); 20k x 1,000: 0.2 GiB above start-up (2.5 times). So:
+# a fixed part (at most 20 times the array), reading (runoff blocks + the aligned array: 3), then
+# runoff + discharge + the engine's work (2.5) plus the largest writer: a RAPID Qout (a shifted, transposed
+# copy: 2), a river-route Q (1) or the GeoPackage summary (blocks of reaches: 1.5). Re-measure when a reader or
+# writer changes.
+_MEMORY_FIXED = 200 * 2**20
+_MEMORY_READ, _MEMORY_BASE, _MEMORY_Q, _MEMORY_QOUT, _MEMORY_SUMMARY = 3.0, 2.5, 1.0, 2.0, 1.5
 
 
 def estimate_memory(settings: RouteSettings, n_reaches: int, n_steps: int, *, reading: bool = True) -> int:

@@ -23,7 +23,7 @@ def test_priors_come_from_the_declarations():
     p, used = resolve_params(net, "muskingum_nonneg")
     np.testing.assert_allclose(p["k"], travel)
     np.testing.assert_allclose(p["x"], 0.25)
-    assert used["x"] == "default 0.25 1" and used["k"].startswith("GEOGloWS rule")
+    assert used["x"] == "default 0.25" and used["k"].startswith("GEOGloWS rule")
     p, used = resolve_params(net, "nash_cascade", {"n": 2.0})
     np.testing.assert_allclose(p["tau"], travel / 2.0)  # travel time per reservoir: prior_divisor='n'
     p, _ = resolve_params(net, "hayami")

@@ -79,6 +79,11 @@ def _field(network: RiverNetwork, name: str, field: str, unit: str) -> np.ndarra
     return raw.astype(np.float64)
 
 
+def _value(value: float, unit: str) -> str:
+    """``3600 s``; a dimensionless value without its unit ('1')."""
+    return f"{value:g}" if unit in ("1", "-", "") else f"{value:g} {unit}"
+
+
 def resolve_params(network: RiverNetwork, scheme: str | Scheme,
                    spec: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Per-reach parameter arrays for ``scheme`` and a note on where each came from.
@@ -124,7 +129,7 @@ def resolve_params(network: RiverNetwork, scheme: str | Scheme,
     for p in sch.parameters:
         if p.name in constants:
             params[p.name] = np.full(n, constants[p.name])
-            used[p.name] = f"constant {constants[p.name]:g} {p.unit}"
+            used[p.name] = f"constant {_value(constants[p.name], p.unit)}"
         elif p.name in fields:
             params[p.name] = fields[p.name]
             used[p.name] = f"field {spec[p.name]}"
@@ -139,7 +144,7 @@ def resolve_params(network: RiverNetwork, scheme: str | Scheme,
             used[p.name] = "GEOGloWS velocity rule"
         else:
             params[p.name] = np.full(n, p.default)
-            used[p.name] = f"default {p.default:g} {p.unit}"
+            used[p.name] = f"default {_value(p.default, p.unit)}"
     for p in pending:  # after the others, so a divisor (Nash n) is known whatever the declaration order
         travel = _travel_time(network, p.name)
         used[p.name] = _TRAVEL
