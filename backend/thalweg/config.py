@@ -269,9 +269,12 @@ class RouteSettings:
             raise InputError("observed discharge was given without a gauge table, so it would be ignored.",
                              field="observed", hint=f"Give {opt('route.gauges', 'gauges.csv')} (gauge_id and the "
                                                     f"reach id each gauge sits on) with it.")
+        from .params.checks import check_constant, check_names
+
+        check_names(self.scheme, self.params)  # the parameters' one set of rules (thalweg.params)
         for key, value in self.params.items():
-            if not isinstance(value, (int, float, str)) or isinstance(value, bool):
-                raise InputError(f"parameter '{key}' must be a number or a field name (got {value!r}).")
+            if not isinstance(value, str):
+                check_constant(self.scheme, key, value)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RouteSettings:
@@ -344,7 +347,7 @@ class CalibrateSettings(RouteSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from .irf import get_scheme
+        from .params.checks import check_calibrated
 
         if not self.gauges or not self.observed:
             absent = " and ".join(n for n in ("gauges", "observed") if not getattr(self, n))
@@ -352,12 +355,7 @@ class CalibrateSettings(RouteSettings):
                              field=absent.split(" ")[0],
                              hint="Give a gauge table (gauge_id, reach id) and a CSV of observed discharge "
                                   "(time + one column per gauge_id).")
-        names = get_scheme(self.scheme).parameter_names
-        unknown = [n for n in self.calibrate if n not in names]
-        if unknown:
-            raise InputError(f"setting 'calibrate' names {', '.join(map(str, unknown))}, which the '{self.scheme}' "
-                             f"scheme does not have.", field="calibrate",
-                             hint=f"Its parameters are: {', '.join(names)}.")
+        check_calibrated(self.scheme, self.calibrate or None)
 
 
 def options(cls: type = CalibrateSettings) -> dict[str, tuple[dataclasses.Field, Option]]:

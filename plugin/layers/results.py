@@ -262,7 +262,9 @@ def apply_style(layer: QgsVectorLayer, style: Path = ANIMATED_STYLE, columns: di
     first and last class are kept, the limits and labels (m³/s) are set from the layer's summary fields
     (``columns``: :func:`read_columns` of max and q50, read here when not given).
     """
-    message, ok = layer.loadNamedStyle(str(style))
+    # loadFromLocalDb=True: read this file, not the default style the GeoPackage carries (the backend embeds a
+    # static one for other tools; QGIS's GeoPackage provider would load that instead)
+    message, ok = layer.loadNamedStyle(str(style), True)
     if not ok:
         raise PluginError(f"cannot load the style {style}: {message}; reinstall the Thalweg plugin.")
     renderer = layer.renderer()

@@ -139,6 +139,7 @@ def test_non_negative_runoff_gives_non_negative_discharge_and_keeps_mass(case):
 def test_sample_basin_negative_with_the_old_defaults_none_with_the_new():
     """The Cance sample (routed as thalweg.demo routes it: GEOGloWS prior, hourly steps) had 298 negative
     values on 38 reaches with muskingum and muskingum_substep; muskingum_nonneg has none and keeps the volume."""
+    pytest.importorskip("pyogrio", reason="reading the sample's GeoPackage needs the GIS extra")
     from thalweg.demo import sample_dir
     from thalweg.hydrography import read_network
     from thalweg.params import resolve_params

@@ -19,7 +19,6 @@ import dataclasses
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from ..config import CalibrateSettings, RouteSettings, kind_of, options
-from ..irf import SCHEMES
 
 __all__ = ["RouteJob", "CalibrateJob", "ExtractJob", "JobBody", "InlineNetwork", "InlineRunoff", "InlineGauge",
            "PackedArray", "JOB_KINDS", "SummarizeJob",
@@ -46,6 +45,18 @@ class _Body(BaseModel):
         (``thalweg.config``), ready for ``RouteSettings(**...)``."""
         return {name: getattr(self, _ATTRS.get(name, name)) for name, (_, o) in options(CalibrateSettings).items()
                 if o.server and _ATTRS.get(name, name) in type(self).model_fields}
+
+
+def _body_message(key: str, exc: Exception) -> str:
+    """A library error about body key ``key`` (``params.x`` when it names one parameter), for a 422."""
+    field = getattr(exc, "field", None)
+    where = f"{key}.{field}" if field and field != key else key
+    from ..config import option_keys
+    from ..errors import option_names, render_options
+
+    text = getattr(exc, "message", str(exc)) + (f" {exc.hint}" if getattr(exc, "hint", None) else "")
+    with option_names(option_keys(), "json"):  # hints name the body's keys
+        return f"{where}: {render_options(text)}"
 
 
 def _check_path(value: str, *, must_exist: bool = True) -> str:
@@ -313,18 +324,16 @@ class RouteJob(_RouteSettingsBody):
 
     @model_validator(mode="after")
     def _consistent(self) -> RouteJob:
-        scheme = SCHEMES[self.scheme]
-        unknown = sorted(set(self.params) - set(scheme.parameter_names))
-        if unknown:
-            raise ValueError(f"params: the '{self.scheme}' scheme takes no parameter {', '.join(unknown)}; its "
-                             f"parameters are {', '.join(scheme.parameter_names)}")
-        for key, value in self.params.items():
-            if isinstance(value, float):
-                p = next(p for p in scheme.parameters if p.name == key)
-                if not p.lower <= value <= p.upper:
-                    unit = "" if p.unit in ("1", "-", "") else f" {p.unit}"
-                    raise ValueError(f"params.{key}: {value:g}{unit} is outside the parameter's physical bounds "
-                                     f"{p.lower:g}..{p.upper:g}{unit}")
+        from ..errors import InputError
+        from ..params.checks import check_constant, check_names
+
+        try:  # the parameters' one set of rules (thalweg.params), as the CLI and the library apply them
+            check_names(self.scheme, self.params)
+            for key, value in self.params.items():
+                if not isinstance(value, str):
+                    check_constant(self.scheme, key, value)
+        except InputError as exc:
+            raise ValueError(_body_message("params", exc)) from None
         if self.observed is not None and not isinstance(self.gauges, str):
             raise ValueError("observed: a CSV of observations needs 'gauges' as a CSV path too; inline gauges carry "
                              "their own 'observed' values")
@@ -360,11 +369,13 @@ class CalibrateJob(_CalibrateSettingsBody):
 
     @model_validator(mode="after")
     def _calibrated(self) -> CalibrateJob:
-        names = SCHEMES[self.scheme].parameter_names
-        unknown = [n for n in self.calibrate if n not in names]
-        if unknown:
-            raise ValueError(f"calibrate: the '{self.scheme}' scheme has no parameter {', '.join(unknown)}; its "
-                             f"parameters are {', '.join(names)}")
+        from ..errors import InputError
+        from ..params.checks import check_calibrated
+
+        try:
+            check_calibrated(self.scheme, self.calibrate or None)
+        except InputError as exc:
+            raise ValueError(_body_message("calibrate", exc)) from None
         if isinstance(self.runoff, InlineRunoff) and self.warmup >= self.runoff.n_steps:
             raise ValueError(f"warmup: {self.warmup:,} steps leave none of the runoff's {self.runoff.n_steps:,} "
                              f"steps to calibrate on")

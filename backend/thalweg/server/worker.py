@@ -154,7 +154,7 @@ def device_info() -> dict[str, Any]:
 
 def _preload() -> None:
     """Import the file stack (xarray, netCDF4, geopandas, pyogrio: seconds) while the worker waits for its first
-    job, so the plugin's first Run does not pay for it; a job that needs one meanwhile waits on the import lock."""
+    job, so the plugin's first Run does not pay for it; a job that comes meanwhile waits for it to finish."""
     import importlib
 
     for name in ("pandas", "xarray", "netCDF4", "pyogrio", "shapely", "geopandas"):
@@ -174,7 +174,8 @@ def _child_main(conn, stop_event, log_level: str) -> None:
     from .tasks import TASKS
 
     conn.send(("ready", os.getpid(), device_info()))
-    threading.Thread(target=_preload, name="preload", daemon=True).start()
+    preload = threading.Thread(target=_preload, name="preload", daemon=True)
+    preload.start()
     while True:
         try:
             message = conn.recv()
@@ -182,6 +183,9 @@ def _child_main(conn, stop_event, log_level: str) -> None:
             return
         if message[0] != "run":
             return
+        # a job importing the file stack while the preload thread is half-way through it can be handed a partially
+        # initialised module (Python's import deadlock avoidance): the first job waits for the preload instead
+        preload.join()
         _, kind, body, out_dir = message
         last = [0.0, ""]
 
