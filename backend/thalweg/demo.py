@@ -69,7 +69,8 @@ def run_demo(out_dir: Path, *, device: str = "auto", quiet: bool = False) -> dic
                            title="Cance: simulated vs observed discharge at the gauges")
     atomic_write_text(out_dir / "metrics.json", json.dumps(scores, indent=2))
     for gid, s in scores.items():
-        say(f"  gauge {gid}: NSE {s['nse']:.3f}  KGE {s['kge']:.3f}  bias {_signed(s['pbias'], 1)} %")
+        say(f"  gauge {gid}: NSE {s['nse']:.3f}  KGE {s['kge']:.3f}  PBIAS {_signed(s['pbias'], 1)} % "
+            "(+: simulated too low)")
     for kind, path in {**result.outputs, "map": maps, "hydrograph_plot": hyd}.items():
         say(f"  {kind:<16} {path}")
     say(f"done in {time.perf_counter() - start:.1f} s -> {out_dir}")

@@ -117,7 +117,7 @@ def plot_hydrographs(path: str | Path, discharge: Any, gauges: Any, *, metrics: 
         label = f"{gid}" + (f" {name}" if name != str(gid) else "") + f" (reach {reach})"
         if metrics and gid in metrics:
             m = metrics[gid]
-            label += f"   NSE {m['nse']:.2f}  KGE {m['kge']:.2f}  bias {_signed(m['pbias'], 0)} %"
+            label += f"   NSE {m['nse']:.2f}  KGE {m['kge']:.2f}  PBIAS {_signed(m['pbias'], 0)} % (+: too low)"
         ax.set_title(label, fontsize=9, loc="left")
         ax.set_ylabel("discharge [m$^3$/s]")
         ax.set_ylim(bottom=0)  # discharge axes start at zero (matplotlib's margin would show negative flows)
