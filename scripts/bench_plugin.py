@@ -230,7 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     t_job_done = time.perf_counter()
     beat.phase = "loading the styled result layer"
     profiler = _profiler(args.profile)
-    result_layer = results.load_results(record, project=project, client=backend.client)
+    # as the panel does: the files and columns in a task, the layer built and styled on the main thread
+    loaded: list = []
+
+    def on_loaded(layer_, error_):
+        loaded.append((layer_, error_))
+        loop.quit()
+
+    load_task = results.LoadResultsTask(record, on_loaded, project=project, client=backend.client)
+    start(load_task)
+    loop.exec_()
+    result_layer, load_error = loaded[0]
+    if load_error is not None:
+        raise SystemExit(f"error: {load_error.message}")
     t_loaded = time.perf_counter()
     _report(profiler, "loading")
     app.processEvents()

@@ -16,6 +16,7 @@ from qgis.PyQt.QtCore import QObject, QTimer
 
 from ..errors import LEVEL_INFO, PluginError
 from ..layers import extract, results
+from ..params import parse_params
 from ..service import process, tasks
 from ..settings import PROJECT_SCOPE, Settings
 
@@ -23,23 +24,6 @@ __all__ = ["PanelController", "parse_params", "CHOICE_KEYS"]
 
 CHOICE_KEYS = ("layer", "selected_only", "runoff", "catchments", "gauges", "observed", "scheme", "param_source",
                "param_values", "engine", "device", "iterations")
-
-
-def parse_params(text: str) -> dict[str, float | str]:
-    """``"k=36000, x=0.2"`` -> ``{"k": 36000.0, "x": 0.2}``; a value that is not a number is a field name."""
-    out: dict[str, float | str] = {}
-    for part in text.replace(";", ",").split(","):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise PluginError(f"'{part.strip()}' in the panel's parameter values is not NAME=VALUE; write e.g. "
-                              f"k=36000, x=0.2 (SI units) or k=K_FIELD.")
-        name, value = (s.strip() for s in part.split("=", 1))
-        try:
-            out[name] = float(value)
-        except ValueError:
-            out[name] = value
-    return out
 
 
 class PanelController(QObject):
@@ -165,7 +149,7 @@ class PanelController(QObject):
         body: dict[str, Any] = {"kind": kind, "runoff": c["runoff"], "scheme": c["scheme"], "engine": c["engine"],
                                 "device": c["device"]}
         if c["param_source"] in ("constant", "field"):
-            body["params"] = parse_params(c["param_values"])
+            body["params"] = parse_params(c["param_values"], "the panel's parameter values")
             if not body["params"]:
                 raise PluginError("no parameter values: write them in the panel's 'Values / fields' (e.g. "
                                   "k=36000, x=0.2), or choose the GEOGloWS prior.")

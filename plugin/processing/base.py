@@ -16,6 +16,7 @@ from qgis.core import (QgsApplication, QgsFeatureSink, QgsProcessing, QgsProcess
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField, QgsVectorLayer)
 
 from ..errors import PluginError
+from ..params import parse_params as _parse_params
 
 __all__ = ["ThalwegAlgorithm", "parse_params"]
 
@@ -23,19 +24,11 @@ GROUP = "Routing"
 
 
 def parse_params(text: str) -> dict[str, Any]:
-    """``"k=36000; x=0.2"`` -> ``{"k": 36000.0, "x": 0.2}``; a value that is not a number names a field."""
-    out: dict[str, Any] = {}
-    for part in (text or "").replace(",", ";").split(";"):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise QgsProcessingException(f"parameters: '{part.strip()}' is not name=value (e.g. k=36000; x=0.2)")
-        name, value = (s.strip() for s in part.split("=", 1))
-        try:
-            out[name] = float(value)
-        except ValueError:
-            out[name] = value
-    return out
+    """The plugin's one reading of ``k=36000; x=0.2`` (:func:`..params.parse_params`), as a Processing error."""
+    try:
+        return _parse_params(text, "the scheme parameters")
+    except PluginError as exc:
+        raise QgsProcessingException(str(exc)) from None
 
 
 class ThalwegAlgorithm(QgsProcessingAlgorithm):
