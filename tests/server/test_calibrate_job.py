@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,20 @@ def test_invalid_calibrate_body_is_a_readable_422(client, network, setup, change
     body = {k: v for k, v in (body | changes).items() if v is not None}
     err = expect_error(lambda: client.submit(body), 422, *fragments)
     assert err.error == "ValidationError" and len(err.message) < 400, err.message
+
+
+@pytest.mark.filterwarnings("ignore::thalweg.errors.ThalwegWarning")
+def test_cancel_reaches_a_job_that_reports_every_iteration(client, network, setup):
+    """A calibration sends progress every few milliseconds; Cancel must still stop it at its next iteration
+    (the worker's loop once went back to reading messages without looking at the cancel flag)."""
+    job = client.calibrate(inline_network(network), inline_runoff(setup["runoff"]), setup["gauges"],
+                           setup["observed"], iterations=100_000, write_gpkg=False, scheme="muskingum")
+    deadline = time.monotonic() + 120
+    while "iteration" not in (client.status(job["id"])["progress"]["message"] or ""):
+        assert time.monotonic() < deadline, client.status(job["id"])
+        time.sleep(0.02)
+    asked = time.monotonic()
+    client.cancel(job["id"])
+    final = client.wait(job["id"], interval=0.02, timeout=30)
+    assert final["state"] == "cancelled", final
+    assert time.monotonic() - asked < 1.0 and "calibration iteration" in final["progress"]["message"]

@@ -203,7 +203,7 @@ def _child_main(conn, stop_event, log_level: str) -> None:
                 final = ("done", {k: str(v) for k, v in res.outputs.items()}, res.result, res.timings,
                          _cache_part(res.cache))
             except Cancelled as exc:
-                final = ("cancelled", str(exc))
+                final = ("cancelled", exc.stage)
             except ThalwegError as exc:
                 final = ("error", exc.to_dict())
             except Exception as exc:  # noqa: BLE001  reported to the service, which records it
@@ -337,7 +337,7 @@ class Worker:
                 if message is not None and message[0] == "progress":
                     progress(message[1], message[2])
                     stage, quiet_since = message[2], time.monotonic()
-                    continue
+                    message = None  # and on to the checks: a job reporting every few ms must still see Cancel
                 if message is not None:
                     return self._outcome(message)
             now = time.monotonic()
