@@ -31,7 +31,7 @@ def _metric(metrics: dict[str, Any] | None, key: str) -> float | None:
 
 
 def series_label(data: dict[str, Any]) -> str:
-    """``Reach 101 · gauge V3524010 · NSE 0.71 · KGE 0.65 · bias +3.2 %`` (metrics where a gauge has data)."""
+    """``Reach 101 · gauge V3524010 · NSE 0.71 · KGE 0.65 · PBIAS +3.2 %`` (metrics where a gauge has data)."""
     parts = [f"Reach {data['reach_id']}"]
     if data.get("gauge_id"):
         parts.append(f"gauge {data['gauge_id']}")
@@ -41,7 +41,8 @@ def series_label(data: dict[str, Any]) -> str:
     if kge is not None:
         parts.append(f"KGE {kge:.2f}")
     if bias is not None:
-        parts.append(f"bias {bias:+.1f} %" if abs(bias) >= 0.05 else "bias 0.0 %")
+        # hydroeval's sign, as the backend: + means the simulation is too low
+        parts.append(f"PBIAS {bias:+.1f} %" if abs(bias) >= 0.05 else "PBIAS 0.0 %")
     return " · ".join(parts)
 
 
@@ -162,8 +163,10 @@ class HydrographDock(QgsDockWidget):
             ax.plot(t, sim, color=colour, linewidth=1.3, label=series_label(data))
             if data.get("observed") is not None:
                 obs = np.array(data["observed"], dtype=np.float64)
-                ax.plot(t, obs, color=colour, linewidth=0.9, linestyle=":", alpha=0.9,
-                        label=f"observed at {data.get('gauge_id') or 'gauge'}")
+                # one reach: observations in black, as hydrologists draw them; several: each in its reach's colour
+                single = len(self.series) == 1
+                ax.plot(t, obs, color="black" if single else colour, linewidth=1.0, linestyle="-" if single else "--",
+                        alpha=0.9, label=f"observed at {data.get('gauge_id') or 'gauge'}")
         ax.set_ylabel(f"Discharge [{UNITS}]")
         ax.set_xlabel("Time (UTC, end of step)")
         ax.grid(True, color="#dddddd", linewidth=0.6)

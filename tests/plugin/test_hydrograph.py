@@ -90,7 +90,7 @@ def test_picking_the_outlet_gauge_shows_its_hydrograph(qtbot, backend, backend_s
     assert len(lines) == 2
     np.testing.assert_allclose(lines[0].get_ydata(), oracle["reaches"][str(OUTLET)], rtol=1e-6)
     labels = [t.get_text() for t in dock.axes.get_legend().get_texts()]
-    assert "NSE" in labels[0] and "KGE" in labels[0] and "bias" in labels[0] and "V3524010" in labels[0]
+    assert "NSE" in labels[0] and "KGE" in labels[0] and "PBIAS" in labels[0] and "V3524010" in labels[0]
     assert "m³/s" in dock.axes.get_ylabel()
     nse = data["metrics"]["nse"]
     assert f"NSE {nse:.2f}" in labels[0]
