@@ -170,6 +170,9 @@ class RouteSettings:
                            keyword="route.scheme", choices=SCHEME_CHOICES, metavar="SCHEME")
     params: dict[str, Any] = _setting({}, "parameter -> constant (SI) or network field name", flag=None,
                                       keyword="route.params", server=False)
+    parameters: str | None = _setting(None, "a parameter model file (JSON, a trained regression model): every "
+                                            "reach's parameters from its attributes, on this or another network",
+                                      flag="--parameters", keyword="route.parameters", path=True, metavar="MODEL")
     engine: str = _setting("auto", "routing engine: exact (each reach's filter in topological order), closure "
                                    "(DiffRoute's transitive closure), fft (portable torch), auto (the fastest "
                                    "for the device)", flag="--engine", keyword="route.engine",

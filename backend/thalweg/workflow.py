@@ -342,6 +342,28 @@ def _write(kind: str, path: Path, writer: Callable[..., Path], *args: Any) -> Pa
                            f"{opt('route.out_dir', 'OUT.nc')} elsewhere; nothing half-written was left.") from None
 
 
+def model_params(settings: RouteSettings, network: RiverNetwork) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Every reach's parameters from the parameter model file ``settings.parameters`` (``--parameters MODEL``),
+    and where they came from; InputError when the model is for another scheme or constants are given too."""
+    import json
+
+    from .params.model_file import apply_model
+
+    path = Path(settings.parameters)
+    try:
+        scheme = json.loads(path.read_text(encoding="utf-8")).get("scheme")
+    except (OSError, ValueError, AttributeError):
+        scheme = None  # apply_model says what is wrong with the file
+    if scheme is not None and scheme != settings.scheme:
+        raise InputError(f"the parameter model is for the scheme '{scheme}', not '{settings.scheme}'.", path=path,
+                         hint=f"Route with {opt('route.scheme', scheme)}.")
+    if settings.params:
+        raise InputError(f"parameters are given twice: by the model and as {', '.join(sorted(settings.params))}.",
+                         path=path, hint=f"Give {opt('route.parameters')} or {opt('route.params')}, not both.")
+    params = apply_model(path, network)
+    return params, {name: f"parameter model {path.name}" for name in params}
+
+
 def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, runoff: Any = None,
               progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
               params: Mapping[str, Any] | None = None, params_used: Mapping[str, str] | None = None,
@@ -389,7 +411,9 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
         gauges = read_gauges(settings.gauges, network, observed=settings.observed)
     if settings.hydrograph_reaches:
         network.index_of(settings.hydrograph_reaches, what=f"reach ids of {opt('route.hydrograph_reaches')}")
-    if params is None:
+    if params is None and settings.parameters:
+        params, used = model_params(settings, network)
+    elif params is None:
         params, used = resolve_params(network, settings.scheme, settings.params)
     else:
         used = {name: "given per reach" for name in params} | dict(params_used or {})
