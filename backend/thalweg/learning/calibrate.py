@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import Cancelled, InputError, ThalwegError, ThalwegWarning, format_ids
 from ..irf import Scheme, get_scheme
 from ..network import RiverNetwork
+from .gauges import check_series
 from ..params.checks import check_calibrated, check_missing, default_calibrated
 
 __all__ = ["calibrate", "CalibrationResult", "gauge_zones", "default_calibrated", "ZONINGS", "MIN_OBSERVATIONS"]
@@ -172,23 +173,13 @@ def calibrate(network: RiverNetwork, runoff: Any, params: Mapping[str, Any],
     gauge_pos = network.index_of(np.asarray(gauge_reaches).ravel(), what="gauge reach ids (gauge_reaches)")
     reach_ids = network.ids[gauge_pos]
     runoff_arr = runoff if isinstance(runoff, torch.Tensor) else np.asarray(runoff)
-    if runoff_arr.ndim != 2 or runoff_arr.shape[0] != network.n_reaches:
-        raise InputError(f"runoff has shape {tuple(runoff_arr.shape)}; calibration needs [{network.n_reaches:,} "
-                         f"reaches, time].", field="runoff")
-    n_steps = int(runoff_arr.shape[1])
-    obs_in = np.asarray(observed, dtype=np.float64)
-    if obs_in.shape != (gauge_pos.size, n_steps):
-        raise InputError(f"observed has shape {obs_in.shape}; expected [{gauge_pos.size} gauges, {n_steps:,} steps] "
-                         f"(one row per gauge, aligned to the runoff's steps).", field="observed")
+    n_steps, obs_in = check_series(network, runoff_arr, observed, gauge_pos.size, warmup, what="calibration")
     if zones not in ZONINGS:
         raise InputError(f"zones is '{zones}'.", field="zones", hint=f"Use one of: {', '.join(ZONINGS)}.")
     if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1:
         raise InputError(f"iterations must be a positive integer (got {iterations!r}).", field="iterations")
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise InputError(f"learning_rate must be a positive number (got {learning_rate!r}).", field="learning_rate")
-    if isinstance(warmup, bool) or int(warmup) != warmup or not 0 <= warmup < n_steps:
-        raise InputError(f"warmup must be a whole number of steps in 0..{n_steps - 1} (got {warmup!r}).",
-                         field="warmup")
     names = check_calibrated(sch, parameters)
     check_missing(sch, params, what="a prior for parameter(s)")
     obs = _check_observed(obs_in, reach_ids, int(warmup), gauge_names)

@@ -25,6 +25,7 @@ from ..errors import Cancelled, InputError, ThalwegError, ThalwegWarning, format
 from ..network import RiverNetwork
 from ..params.models import ParameterModel
 from .checkpoint import digest, load_checkpoint, save_checkpoint
+from .gauges import check_series
 from .losses import get_loss
 from .splits import Period, leave_one_out, period_mask
 
@@ -172,18 +173,9 @@ def fit(model: ParameterModel, network: RiverNetwork, runoff: Any, *, dt: float,
         raise InputError("every gauge is held out, so nothing is left to train on.", field="validation_gauges",
                          hint="Hold out fewer gauges (leave_one_gauge_out holds out one at a time).")
     runoff_t = runoff if isinstance(runoff, torch.Tensor) else torch.as_tensor(np.asarray(runoff))
-    if runoff_t.ndim != 2 or runoff_t.shape[0] != network.n_reaches:
-        raise InputError(f"runoff has shape {tuple(runoff_t.shape)}; fitting needs [{network.n_reaches:,} reaches, "
-                         f"time].", field="runoff")
-    n_steps = int(runoff_t.shape[1])
-    obs_all = np.asarray(observed, dtype=np.float64)
-    if obs_all.shape != (gauge_ids.size, n_steps):
-        raise InputError(f"observed has shape {obs_all.shape}; expected [{gauge_ids.size} gauges, {n_steps:,} "
-                         f"steps] (one row per gauge, aligned to the runoff's steps).", field="observed")
+    n_steps, obs_all = check_series(network, runoff_t, observed, gauge_ids.size, warmup, what="fitting",
+                                    warmup_hint=f"E.g. {opt('fit.warmup', '48')}.")
     obs_all = np.where(np.isfinite(obs_all), obs_all, np.nan)
-    if isinstance(warmup, bool) or int(warmup) != warmup or not 0 <= warmup < n_steps:
-        raise InputError(f"warmup must be a whole number of steps in 0..{n_steps - 1} (got {warmup!r}).",
-                         field="warmup", hint=f"E.g. {opt('fit.warmup', '48')}.")
     val_period = _as_period(validation, n_steps, "validation")
     cal_period = _as_period(calibration, n_steps, "calibration")
     if cal_period is None:

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InputError, SchemaError, format_ids
 from ..network import RiverNetwork
 
-__all__ = ["Gauges", "read_gauges", "REACH_ID_COLUMNS"]
+__all__ = ["Gauges", "read_gauges", "REACH_ID_COLUMNS", "check_series"]
 
 REACH_ID_COLUMNS = ("reach_id", "LINKNO", "COMID", "HYRIV_ID", "riverId", "rivid", "link", "segId", "id")
 GAUGE_ID_COLUMNS = ("gauge_id", "code", "station", "site_no", "gauge")
@@ -113,3 +113,25 @@ def _read_observed(path: Path, gauge_ids: np.ndarray):
                          f"missing-data code).", path=path,
                          hint="Give observed discharge in m3/s, one column per gauge_id, with a time column.")
     return frame
+
+
+def check_series(network: RiverNetwork, runoff: Any, observed: Any, n_gauges: int, warmup: Any, *, what: str,
+                 warmup_hint: str | None = None) -> tuple[int, np.ndarray]:
+    """The checks calibration and fitting share on their series: runoff [N, T], observed [G, T] and a warm-up
+    inside the run. Returns ``(T, observed as float64)``; InputError naming the argument otherwise.
+
+    ``what`` names the caller in messages ('calibration', 'fitting').
+    """
+    shape = tuple(runoff.shape) if hasattr(runoff, "shape") else np.shape(runoff)
+    if len(shape) != 2 or shape[0] != network.n_reaches:
+        raise InputError(f"runoff has shape {shape}; {what} needs [{network.n_reaches:,} reaches, time].",
+                         field="runoff")
+    n_steps = int(shape[1])
+    obs = np.asarray(observed, dtype=np.float64)
+    if obs.shape != (n_gauges, n_steps):
+        raise InputError(f"observed has shape {obs.shape}; expected [{n_gauges} gauges, {n_steps:,} steps] "
+                         f"(one row per gauge, aligned to the runoff's steps).", field="observed")
+    if isinstance(warmup, bool) or int(warmup) != warmup or not 0 <= warmup < n_steps:
+        raise InputError(f"warmup must be a whole number of steps in 0..{n_steps - 1} (got {warmup!r}).",
+                         field="warmup", hint=warmup_hint)
+    return n_steps, obs
