@@ -205,8 +205,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- Run ----
     beat = Heartbeat()
-    got: list = []
     loop = QEventLoop()
+
+    def run_task(make):
+        """Start the task ``make(callback)`` builds and run the event loop until its callback: its arguments."""
+        got: list = []
+
+        def callback(*args):
+            got.append(args)
+            loop.quit()
+
+        task = make(callback)
+        start(task)
+        loop.exec_()
+        return task, got[0]
+
     beat.start()
     t_run = time.perf_counter()
     beat.phase = "preparing the source"
@@ -216,31 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     def body():
         return {**body_parts, **source.job_fields(backend.client)}
 
-    def finished(record, error):
-        got.append((record, error))
-        loop.quit()
-
-    task = JobTask("Thalweg: bench", body, backend=backend, on_finished=finished, layer=layer.id())
     beat.phase = "running the job (worker thread)"
-    start(task)
-    loop.exec_()
-    record, error = got[0]
+    task, (record, error) = run_task(lambda done: JobTask("Thalweg: bench", body, backend=backend, on_finished=done,
+                                                          layer=layer.id()))
     if error is not None:
         raise SystemExit(f"error: {error.message}\n{error.details}")
     t_job_done = time.perf_counter()
     beat.phase = "loading the styled result layer"
     profiler = _profiler(args.profile)
     # as the panel does: the files and columns in a task, the layer built and styled on the main thread
-    loaded: list = []
-
-    def on_loaded(layer_, error_):
-        loaded.append((layer_, error_))
-        loop.quit()
-
-    load_task = results.LoadResultsTask(record, on_loaded, project=project, client=backend.client)
-    start(load_task)
-    loop.exec_()
-    result_layer, load_error = loaded[0]
+    _, (result_layer, load_error) = run_task(
+        lambda done: results.LoadResultsTask(record, done, project=project, client=backend.client))
     if load_error is not None:
         raise SystemExit(f"error: {load_error.message}")
     t_loaded = time.perf_counter()

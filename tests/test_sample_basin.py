@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from thalweg.testing.checks import cf_problems
+
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
 OFFICIAL_KM2 = {"V3524010": 381.7, "V3515010": 107.0, "V3517010": 25.3}
 OUTLET = "V3524010"
@@ -163,20 +165,6 @@ def test_qobs_has_the_three_gauges(qobs):
     assert qobs[OUTLET].sum() > qobs["V3515010"].sum() > qobs["V3517010"].sum()
 
 
-def _cf_problems(path: Path) -> list[str]:
-    """High and medium priority messages of the IOOS compliance checker's CF-1.8 suite."""
-    import json
-
-    from compliance_checker.runner import CheckSuite, ComplianceChecker
-
-    CheckSuite.load_all_available_checkers()
-    report = path.with_suffix(".cf.json")
-    ComplianceChecker.run_checker(str(path), ["cf:1.8"], 0, "normal", output_filename=str(report),
-                                  output_format="json")
-    result = json.loads(report.read_text())["cf:1.8"]
-    report.unlink()
-    return [f"{item['name']}: {msg}" for prio in ("high_priorities", "medium_priorities")
-            for item in result[prio] for msg in item["msgs"]]
 
 
 def test_demo_outputs_pass_the_same_checks(tmp_path):
@@ -190,7 +178,7 @@ def test_demo_outputs_pass_the_same_checks(tmp_path):
 
     run_demo(tmp_path, device="cpu", quiet=True)
     for name in ("cance_discharge.nc", "cance_discharge_Qout.nc"):
-        assert _cf_problems(tmp_path / name) == [], name
+        assert cf_problems(tmp_path / name) == [], name
     with netCDF4.Dataset(tmp_path / "cance_discharge_Qout.nc") as nc:  # RAPIDpy-style, with the reaches' positions
         assert nc.variables["Qout"].dimensions == ("time", "rivid") and nc.dimensions["time"].isunlimited()
         lat, lon = nc.variables["lat"][:], nc.variables["lon"][:]

@@ -11,6 +11,7 @@ import pytest
 from thalweg.errors import InputError, NetworkError, SchemaError, ThalwegWarning, option_names
 from thalweg.hydrography import detect_schema, read_network
 from thalweg.testing.layers import write_layer
+from thalweg.testing.checks import finishes
 
 CLI = {"read_network.schema": "--schema", "read_network.id_field": "--id-field",
        "read_network.downstream_field": "--downstream-field", "read_network.layer": "--layer",
@@ -165,36 +166,18 @@ def test_uint64_ids_above_int64_are_refused_with_the_ids(tmp_path):
     assert read_network(ok).ids.tolist() == [2**62 + 1, 2**62 + 2]
 
 
-def _finishes(fn, timeout=10.0):
-    """Run ``fn`` in a thread: (finished, exception); a reader that blocks fails the test instead of hanging it."""
-    import threading
-
-    box: dict = {}
-
-    def run():
-        try:
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            box["exc"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return not thread.is_alive(), box.get("exc")
-
-
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_a_fifo_network_is_refused_not_read(tmp_path):
     """Finding 8.10: an extract job on a FIFO stayed 'running' forever."""
     fifo = tmp_path / "rivers.gpkg"
     os.mkfifo(fifo)
-    done, exc = _finishes(lambda: read_network(fifo))
+    done, exc = finishes(lambda: read_network(fifo))
     assert done, "read_network blocked on a FIFO"
     assert isinstance(exc, InputError)
     assert "rivers.gpkg: the file is a named pipe (FIFO), not a regular file" in str(exc)
     link = tmp_path / "zero.csv"
     link.symlink_to("/dev/zero")
-    done, exc = _finishes(lambda: read_network(link))
+    done, exc = finishes(lambda: read_network(link))
     assert done and isinstance(exc, InputError) and "character device (it points to /dev/zero)" in str(exc)
 
 

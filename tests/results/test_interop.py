@@ -23,6 +23,7 @@ from thalweg.network import scheidegger_network
 from thalweg.results import (Discharge, read_discharge, write_hydrographs_long_csv, write_q, write_qout,
                              write_summary_gpkg, write_zarr)
 from thalweg.results.outputs import output_format, output_paths
+from thalweg.testing.checks import cf_problems
 
 QGIS_PYTHON = "/usr/bin/python3"
 
@@ -35,19 +36,6 @@ def _qgis_available() -> bool:
 
 needs_qgis = pytest.mark.skipif(not _qgis_available(), reason="QGIS's Python (python3-qgis) is not installed")
 
-
-def cf_problems(path: Path) -> list[str]:
-    """Every message of the IOOS compliance checker's CF-1.8 suite of high and medium priority."""
-    from compliance_checker.runner import CheckSuite, ComplianceChecker
-
-    CheckSuite.load_all_available_checkers()
-    report = path.with_suffix(".cf.json")
-    ComplianceChecker.run_checker(str(path), ["cf:1.8"], 0, "normal", output_filename=str(report),
-                                  output_format="json")
-    result = json.loads(report.read_text())["cf:1.8"]
-    report.unlink()
-    return [f"{item['name']}: {msg}" for prio in ("high_priorities", "medium_priorities")
-            for item in result[prio] for msg in item["msgs"]]
 
 
 @pytest.fixture

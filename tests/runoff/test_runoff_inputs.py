@@ -7,7 +7,6 @@ import base64
 import datetime as dt
 import os
 import re
-import threading
 import warnings
 
 import numpy as np
@@ -17,6 +16,7 @@ from thalweg.errors import (MissingValueError, RunoffError, RunoffMismatchError,
                             UnitError, option_names)
 from thalweg.runoff import Runoff, read_runoff
 from thalweg.runoff._time import encode_cf_times
+from thalweg.testing.checks import finishes
 
 H1 = 3600
 CLI = {"read_runoff.units": "--runoff-units", "read_runoff.variable": "--variable", "read_runoff.nan": "--nan",
@@ -282,30 +282,13 @@ def test_a_text_cell_in_a_runoff_table_names_its_column_and_row(tmp_path, net3):
         read_runoff(long, net3, units="m3 s-1", dt=3600)
 
 
-def _finishes(fn, timeout=10.0):
-    """Run ``fn`` in a thread; (finished, exception). A reader that blocks (FIFO) or never ends (/dev/zero)
-    fails the test instead of hanging it."""
-    box: dict = {}
-
-    def run():
-        try:
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            box["exc"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return not thread.is_alive(), box.get("exc")
-
-
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 @pytest.mark.parametrize("name", ["runoff.nc", "runoff.csv", "runoff.tif"])
 def test_a_fifo_is_refused_not_read(tmp_path, net3, name):
     """Finding 8.10: a route job on a FIFO stayed 'running' forever."""
     fifo = tmp_path / name
     os.mkfifo(fifo)
-    done, exc = _finishes(lambda: read_runoff(fifo, net3))
+    done, exc = finishes(lambda: read_runoff(fifo, net3))
     assert done, "read_runoff blocked on a FIFO"
     assert isinstance(exc, RunoffError) and "is a named pipe (FIFO), not a regular file" in str(exc)
 
@@ -314,7 +297,7 @@ def test_a_symlink_to_dev_zero_is_refused(tmp_path, net3):
     """Finding 8.15: a runoff .csv linked to /dev/zero grew memory without limit."""
     link = tmp_path / "runoff.csv"
     link.symlink_to("/dev/zero")
-    done, exc = _finishes(lambda: read_runoff(link, net3))
+    done, exc = finishes(lambda: read_runoff(link, net3))
     assert done and isinstance(exc, RunoffError)
     assert "is a character device (it points to /dev/zero), not a regular file" in str(exc)
 
