@@ -16,8 +16,6 @@ from .errors import InputError, ThalwegError, option_names, render_options
 
 __all__ = ["add_planning_commands", "OPTION_FLAGS"]
 
-_network_reading: Callable[[argparse.Namespace], dict]  # set by add_planning_commands (the CLI's own rule)
-
 # library keyword -> CLI flag, for hints (errors.opt placeholders)
 OPTION_FLAGS = {
     "flow_statistics.water_year_start": "--water-year-start",
@@ -58,8 +56,6 @@ def add_planning_commands(sub, common: argparse.ArgumentParser,
 
     ``add_network_options`` and ``network_reading`` are the CLI's own: the same network flags as ``route``,
     turned into ``read_network`` keywords the same way."""
-    global _network_reading
-    _network_reading = network_reading
     table = "output table: OUT.csv, or OUT.gpkg (a map layer; needs --network)"
 
     st = sub.add_parser("stats", parents=[common], help="flood-frequency flows, flow-duration quantiles and low "
@@ -97,7 +93,7 @@ def add_planning_commands(sub, common: argparse.ArgumentParser,
     add_network_options(ex)
     handlers = {"stats": _cmd_stats, "compare": _cmd_compare, "exceed": _cmd_exceed}
     for name, parser in (("stats", st), ("compare", cp), ("exceed", ex)):
-        parser.set_defaults(handler=_in_cli_terms(handlers[name]))
+        parser.set_defaults(handler=_in_cli_terms(handlers[name]), network_reading=network_reading)
     return handlers
 
 
@@ -120,7 +116,7 @@ def _network(args: argparse.Namespace, needed_for: str | None):
         return None
     from .hydrography import read_network
 
-    return read_network(args.network_file, **_network_reading(args))
+    return read_network(args.network_file, **args.network_reading(args))
 
 
 def _needs_map(args: argparse.Namespace) -> str | None:
