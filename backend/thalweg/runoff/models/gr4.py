@@ -113,12 +113,14 @@ class GR4(RunoffModel):
         history = torch.zeros(batch, c, self.uh_length - 1, dtype=dtype, device=x1.device)
         return {"production": s, "routing": r, "history": history}
 
-    def forward(self, forcings: torch.Tensor, state: dict | None = None, *,
-                diagnostics: bool = False) -> tuple[torch.Tensor, dict]:
+    def forward(self, forcings: torch.Tensor, state: dict | None = None, *, diagnostics: bool = False,
+                engine: str = "adjoint") -> tuple[torch.Tensor, dict]:
         """Runoff [B, C, T] mm per step, and the state after the last step.
 
-        ``diagnostics=True`` also returns, in the state under 'fluxes', the actual evaporation and the actual
-        exchange [B, C, T] (mm per step), for water balances.
+        ``engine`` : 'adjoint' (the stores as numpy loops with their hand-derived adjoint, :mod:`._gr4_stores`;
+        gradients reach the parameters and initial states, not the forcings) or 'autograd' (the same equations
+        in torch, recorded by autograd: slower, gradients everywhere). ``diagnostics=True`` ('autograd') also
+        returns, in the state under 'fluxes', the actual evaporation and exchange [B, C, T] (mm per step).
         """
         self.check_forcings(forcings)
         dtype = forcings.dtype
@@ -130,6 +132,10 @@ class GR4(RunoffModel):
         e = forcings[..., self.index_of("pet")]
         n_steps = p.shape[-1]
 
+        if engine == "adjoint" and not diagnostics:
+            return self._forward_adjoint(p, e, x1, x2, x3, x4, state)
+        if engine not in ("adjoint", "autograd"):
+            raise ValueError(f"unknown GR4 engine {engine!r}")
         # production store: Pr per step
         s = state["production"]
         pr_steps, ae_steps = [], []
@@ -149,18 +155,7 @@ class GR4(RunoffModel):
                 ae_steps.append(es + torch.minimum(p[..., t], e[..., t]))
         pr = torch.stack(pr_steps, dim=-1)
 
-        # unit hydrographs over the chunk, with the previous chunk's Pr as memory
-        h1, h2 = unit_hydrographs(x4, self.uh_length)
-        lag = self.uh_length - 1
-        full = torch.cat([state["history"], pr], dim=-1)
-        q9 = torch.zeros_like(pr)
-        q1 = torch.zeros_like(pr)
-        for k in range(self.uh_length):
-            window = full[..., lag - k:lag - k + n_steps]
-            q9 = q9 + h1[:, k, None] * window
-            q1 = q1 + h2[:, k, None] * window
-        q9 = UH_SPLIT * q9
-        q1 = (1.0 - UH_SPLIT) * q1
+        full, q9, q1 = self._unit_hydrographs(pr, x4, state["history"])
 
         # routing store and direct flow
         r = state["routing"]
@@ -176,8 +171,34 @@ class GR4(RunoffModel):
             r = r_new - qr
             out.append(qr + qd)
         runoff = torch.stack(out, dim=-1)
-        new_state = {"production": s, "routing": r, "history": full[..., -lag:]}
+        new_state = {"production": s, "routing": r, "history": full[..., -(self.uh_length - 1):]}
         if diagnostics:
             new_state["fluxes"] = {"evaporation": torch.stack(ae_steps, dim=-1),
                                    "exchange": torch.stack(exch_steps, dim=-1), "pr": pr}
         return runoff, new_state
+
+    def _unit_hydrographs(self, pr: torch.Tensor, x4: torch.Tensor, history: torch.Tensor):
+        """(Pr with the previous chunk's memory before it, Q9, Q1), the unit hydrographs over the chunk."""
+        h1, h2 = unit_hydrographs(x4.to(pr.dtype), self.uh_length)
+        full = torch.cat([history, pr], dim=-1)
+        b, c, _ = full.shape
+        # one causal filter per catchment: a grouped cross-correlation with the flipped ordinates
+        weight = torch.cat([h1, h2]).flip(-1)[:, None, :]
+        both = torch.nn.functional.conv1d(full.reshape(b, c, -1).repeat(1, 2, 1), weight, groups=2 * c)
+        q9, q1 = both[:, :c], both[:, c:]
+        return full, UH_SPLIT * q9, (1.0 - UH_SPLIT) * q1
+
+    def _forward_adjoint(self, p, e, x1, x2, x3, x4, state):
+        from ._gr4_stores import production, routing
+
+        b, c, t = p.shape
+
+        def flat(v: torch.Tensor) -> torch.Tensor:
+            return v.expand(b, c).reshape(b * c)
+
+        pn, en = torch.relu(p - e).reshape(b * c, t), torch.relu(e - p).reshape(b * c, t)
+        pr, s = production(pn, en, flat(x1), flat(state["production"]), PERCOLATION)
+        full, q9, q1 = self._unit_hydrographs(pr.reshape(b, c, t), x4, state["history"])
+        q, r = routing(q9.reshape(b * c, t), q1.reshape(b * c, t), flat(x2), flat(x3), flat(state["routing"]))
+        return q.reshape(b, c, t), {"production": s.reshape(b, c), "routing": r.reshape(b, c),
+                                    "history": full[..., -(self.uh_length - 1):]}
