@@ -121,14 +121,8 @@ def read_forcings(sources: Mapping[str, Any], network, *, dt: float | None = Non
     for name, source in sources.items():
         path, variable, unit = _split_source(name, source)
         unit = unit or (units or {}).get(name)
-        try:
-            r = read_runoff(path, network, variable=variable or name, units=unit, nan=nan, catchments=catchments,
-                            catchment_layer=catchment_layer, weights_cache=weights_cache)
-        except SchemaError:
-            if variable is not None:
-                raise
-            r = read_runoff(path, network, units=unit, nan=nan, catchments=catchments,
-                            catchment_layer=catchment_layer, weights_cache=weights_cache)
+        r = _read_one(read_runoff, path, network, variable, name, unit=unit, nan=nan, catchments=catchments,
+                      catchment_layer=catchment_layer, weights_cache=weights_cache)
         if r.attrs.get("unit_kind") not in ("depth", "depth_rate"):
             raise InputError(f"forcing '{name}' is in '{r.attrs.get('units')}', a {r.attrs.get('unit_kind')}; "
                              f"forcings are depths (mm, m, kg m-2 per step) or depth rates (mm/h, kg m-2 s-1).",
@@ -163,6 +157,29 @@ def read_forcings(sources: Mapping[str, Any], network, *, dt: float | None = Non
     for j, (name, (depth, times, src_dt)) in enumerate(read.items()):
         out[..., j] = _resample(depth, times, src_dt, starts, step, name=name, path=info[name]["path"])
     return Forcings(out, tuple(read), network.ids.copy(), starts, step, info)
+
+
+def _read_one(read_runoff, path, network, variable, name, *, unit, nan, catchments, catchment_layer, weights_cache):
+    """One forcing through read_runoff: the variable named like the forcing when the file holds it (else the
+    file's only one); catchments only for a grid (read_runoff warns when they are given for reach series)."""
+    from ..errors import ThalwegError
+
+    def read(var, polygons):
+        return read_runoff(path, network, variable=var, units=unit, nan=nan, catchments=polygons,
+                           catchment_layer=catchment_layer if polygons is not None else None,
+                           weights_cache=weights_cache)
+
+    for var in ([variable] if variable is not None else [name, None]):
+        try:
+            return read(var, None)
+        except RunoffError as exc:
+            if catchments is None or "catchment polygons" not in str(exc):
+                raise
+            return read(var, catchments)
+        except ThalwegError:
+            if var is None or variable is not None:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _resample(depth: np.ndarray, times: np.ndarray, src_dt: float, starts: np.ndarray, step: float, *,
