@@ -457,6 +457,9 @@ class TrainSettings:
                            choices=ENGINE_CHOICES, metavar="ENGINE")
     device: str = _setting("auto", "cpu, cuda, cuda:N or auto", group="training", flag="--device",
                            keyword="train.device", pattern=DEVICE_PATTERN, metavar="DEVICE")
+    threads: int = _setting(1, "CPU threads of torch while training (the models step through time on small "
+                               "tensors: one thread is usually fastest)", group="training", flag="--threads",
+                            keyword="train.threads", ge=1, le=1024, metavar="N")
 
     def __post_init__(self) -> None:
         _check_types(self)

@@ -114,6 +114,7 @@ def run_train(settings: TrainSettings, *, progress: Callable[[float, str], None]
                    learning_rate=settings.learning_rate, routing_learning_rate=settings.routing_learning_rate,
                    window=settings.window or None, spinup=settings.spinup, batch=settings.batch, seed=settings.seed,
                    checkpoint=settings.checkpoint, engine=settings.engine, device=settings.device,
+                   threads=settings.threads,
                    progress=report, should_stop=should_stop, gauge_names=[str(g) for g in gauges.ids])
     timings["train"] = time.perf_counter() - t1
     table = format_metrics(result)
