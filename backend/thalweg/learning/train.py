@@ -13,7 +13,9 @@ Conceptual models run the whole period at each iteration; sequence models may tr
 calibration period (``window`` steps scored after ``spinup`` steps from a cold start, ``batch`` windows per
 iteration, neuralhydrology's practice), scored with NSE* (each gauge's squared error over its calibration
 variance, so a short window's own mean does not enter); the state kept is then the best full-period calibration
-loss, evaluated every ``eval_every`` iterations. The validation period and held-out gauges never enter the
+loss, evaluated every ``eval_every`` iterations. After 5 scored iterations in a row whose loss rose, training goes
+back to the best state with half the learning rates and fresh Adam moments (Adam's momentum overshoots near a
+minimum of these smooth losses). The validation period and held-out gauges never enter the
 training loss. Metrics per gauge and period before and after, a checkpoint to resume, progress and cancel, as
 :func:`thalweg.learning.fit.fit`, whose report functions (:mod:`thalweg.learning.report`) print and plot the result.
 """
@@ -44,6 +46,7 @@ __all__ = ["train", "TrainResult", "MODES", "depth_to_discharge"]
 MODES = ("end-to-end", "two-step", "runoff")
 PATIENCE = 25
 TOLERANCE = 1e-6
+PLATEAU = 5  # iterations with a worse loss: back to the best state, learning rates halved, Adam's moments reset
 
 
 @dataclasses.dataclass
@@ -221,7 +224,7 @@ def _train(runoff_model: RunoffModel, network: RiverNetwork, forcings: Any, *, d
     runoff_model.to(dev)
     routing_model.to(dev)
     f_dev = f_all.to(device=dev, dtype=dtype)
-    area = torch.as_tensor(network.catchment_area, dtype=dtype, device=dev)
+    area = torch.as_tensor(np.array(network.catchment_area), dtype=dtype, device=dev)
     train_rows = np.flatnonzero(~held)
     obs_train = period_mask(obs_all[train_rows], cal_period, int(warmup))
     if val_period is not None:
@@ -334,11 +337,12 @@ def _train(runoff_model: RunoffModel, network: RiverNetwork, forcings: Any, *, d
     best = {"loss": math.inf, "validation": math.inf, "iteration": 0, "state": _states(runoff_model, routing_model)}
     trace: list[float] = []
     stale, start_it, stopped = 0, 1, "iterations"
+    plateau = 0
 
     def snapshot(it: int) -> dict[str, Any]:
         return {"fingerprint": fingerprint, "iteration": it, "state": _states(runoff_model, routing_model),
                 "optimiser": optimiser.state_dict(), "history": history, "best": best, "trace": trace,
-                "stale": stale, "rng": generator.bit_generator.state}
+                "stale": stale, "plateau": plateau, "rng": generator.bit_generator.state}
 
     if checkpoint is not None:
         saved = load_checkpoint(checkpoint, fingerprint)
@@ -347,6 +351,7 @@ def _train(runoff_model: RunoffModel, network: RiverNetwork, forcings: Any, *, d
             optimiser.load_state_dict(saved["optimiser"])
             history[:], trace[:] = saved["history"], saved["trace"]
             best, stale, start_it = saved["best"], int(saved["stale"]), int(saved["iteration"]) + 1
+            plateau = int(saved["plateau"])
             generator.bit_generator.state = saved["rng"]
             report(min(1.0, saved["iteration"] / max(iterations, 1)),
                    f"resumed from checkpoint {Path(checkpoint).name} at iteration {saved['iteration']:,}")
@@ -388,6 +393,17 @@ def _train(runoff_model: RunoffModel, network: RiverNetwork, forcings: Any, *, d
                 stale += 1
         elif value < best["loss"]:
             best.update(loss=value, validation=math.inf if val is None else val, iteration=it, state=state_before)
+        if trace and value >= trace[-1]:
+            plateau += 1
+            if plateau >= PLATEAU and early_stopping is None and best["iteration"] > 0:
+                # back to the best state with half the step and fresh moments
+                _load_states(runoff_model, routing_model, best["state"])
+                optimiser.state.clear()
+                for group in optimiser.param_groups:
+                    group["lr"] *= 0.5
+                plateau = 0
+        else:
+            plateau = 0
         trace.append(min(trace[-1], value) if trace else value)
         shown = f"loss {value:.5g}" + (f", validation {val:.5g}" if val is not None else "")
         report(share * it / max(int(iterations), 1), f"training iteration {it:,} of {int(iterations):,}: {shown}")
