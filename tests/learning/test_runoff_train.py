@@ -148,3 +148,40 @@ def test_bad_settings_name_the_fix(case):
         train(model, case["network"], type("F", (), {"values": case["forcings"][..., :1],
                                                      "names": ("precipitation",)})(),
               dt=DT, gauges=[case["outlet"]], observed=case["observed"])
+
+
+def test_thalweg_train_on_the_sample_basin(tmp_path):
+    from thalweg.cli import main
+    from thalweg.demo import sample_dir
+    from thalweg.runoff.models import load_runoff_model
+
+    s = sample_dir()
+    code = main(["-q", "train", str(s / "cance_rivers.gpkg"), "--forcing", f"precipitation={s / 'cance_forcings.nc'}",
+                 "--forcing", f"pet={s / 'cance_forcings.nc'}:pet", "--gauges", str(s / "cance_gauges.csv"),
+                 "--observed", str(s / "cance_qobs.csv"), "--calibration", "2014-09-15/2014-11-14",
+                 "--validation", "2014-11-15/2015-01-15", "--iterations", "1", "--mode", "two-step",
+                 "--routing-iterations", "1", "--static", "slope", "--static-file", str(s / "cance_forcings.nc"),
+                 "--parameter-model", "regression", "-o", str(tmp_path), "--name", "cance"])
+    assert code == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["cance_params.csv", "cance_runoff.nc", "cance_runoff_model.pt", "cance_train.json",
+                     "cance_train.png"]
+    import json
+
+    record = json.loads((tmp_path / "cance_train.json").read_text())
+    after = record["metrics"]["after"]
+    assert set(after) == {"V3524010", "V3515010", "V3517010"}
+    assert all(after[g]["validation"]["n"] > 1000 for g in after)
+    model, extra = load_runoff_model(tmp_path / "cance_runoff_model.pt")
+    assert model.kind == "gr4" and extra["scheme"] == "muskingum_nonneg"
+
+
+def test_thalweg_train_refuses_a_missing_forcing(tmp_path, capsys):
+    from thalweg.cli import main
+    from thalweg.demo import sample_dir
+
+    s = sample_dir()
+    code = main(["train", str(s / "cance_rivers.gpkg"), "--gauges", str(s / "cance_gauges.csv"),
+                 "--observed", str(s / "cance_qobs.csv"), "-o", str(tmp_path)])
+    assert code == 3
+    assert "needs forcings" in capsys.readouterr().err

@@ -189,8 +189,8 @@ def _resample(depth: np.ndarray, times: np.ndarray, src_dt: float, starts: np.nd
     offset = (starts[0] - times[0]).astype(np.int64)
     if src_ms == ms:
         if offset % ms:
-            raise RunoffError(f"forcing '{name}''s steps start at {times[0]}, off the grid of the others ({starts[0]}).",
-                              path=path, hint="Give forcings whose steps line up.")
+            raise RunoffError(f"forcing '{name}''s steps start at {times[0]}, off the grid of the others "
+                              f"({starts[0]}).", path=path, hint="Give forcings whose steps line up.")
         i0 = offset // ms
         return depth[:, i0:i0 + starts.size]
     if src_ms > ms:

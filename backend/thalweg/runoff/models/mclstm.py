@@ -55,7 +55,8 @@ class MCLSTM(RunoffModel):
         if mass_input not in inputs:
             raise InputError(f"the MC-LSTM's mass input '{mass_input}' is not among the forcings "
                              f"({', '.join(inputs) or 'none'}).", field="mass_input",
-                             hint=f"Give that forcing, or name another with {opt('train.mass_input', 'precipitation')}.")
+                             hint="Give that forcing, or name another with "
+                                  f"{opt('train.mass_input', 'precipitation')}.")
         super().__init__(inputs, n_catchments=n_catchments, **kwargs)
         if int(hidden) < 2:
             raise InputError(f"the MC-LSTM needs at least 2 storages (got {hidden}).", field="hidden",
