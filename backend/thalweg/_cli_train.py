@@ -33,7 +33,7 @@ def add_train_command(sub, common: argparse.ArgumentParser) -> argparse.Argument
     p.add_argument("--forcing", type=_forcing, action="append", default=[], metavar="NAME=PATH",
                    help="a forcing (precipitation, pet, ...) and its file, PATH or PATH:VARIABLE; repeatable")
     p.add_argument("-o", "--out", default=".", help="output folder (default: .)").complete = _FILE
-    p.add_argument("--name", default="trained", help="stem of the output files (default: trained)")
+    p.add_argument("--name", dest="stem", default="trained", help="stem of the output files (default: trained)")
     for group in ("inputs", "training"):
         names = [n for n, (_, o) in table.items() if o.group == group and o.flag]
         _add_settings(p.add_argument_group(group), names, table)
@@ -46,7 +46,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .learning.train_run import run_train
 
     values = {name: getattr(args, name) for name in options(TrainSettings) if hasattr(args, name)}
-    values.update(network=args.network, forcings=dict(args.forcing) or None, out_dir=args.out, name=args.name)
+    values.update(network=args.network, forcings=dict(args.forcing) or None, out_dir=args.out, name=args.stem)
     settings = TrainSettings.from_dict(values)
     bar = _Progress(args.quiet)
     try:
