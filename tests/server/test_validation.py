@@ -31,8 +31,8 @@ def job(**changes):
 CASES = {
     "no kind": ({"network": "/tmp"}, ["kind: the body needs 'kind', one of: route, extract"]),
     "calibrate without gauges": (job(kind="calibrate"), ["gauges: Field required", "observed: Field required"]),
-    "train": ({"kind": "train"}, ["'train' jobs are not available in Thalweg",
-                                  "'route', 'extract', 'calibrate' and 'summarize'"]),
+    "train without inputs": ({"kind": "train"}, ["network: Field required", "forcings: Field required",
+                                                 "gauges: Field required", "observed: Field required"]),
     "unknown kind": ({"kind": "simulate"}, ["unknown job kind 'simulate'"]),
     "misspelt option": (job(sheme="muskingum"), ["sheme: unknown option; did you mean 'scheme'?"]),
     "missing runoff": (job(runoff=None), ["runoff: Field required"]),

@@ -18,16 +18,16 @@ import dataclasses
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from ..config import CalibrateSettings, RouteSettings, kind_of, options
+from ..config import CalibrateSettings, RouteSettings, TrainSettings, kind_of, options
 
 __all__ = ["RouteJob", "CalibrateJob", "ExtractJob", "JobBody", "InlineNetwork", "InlineRunoff", "InlineGauge",
-           "PackedArray", "JOB_KINDS", "SummarizeJob",
+           "PackedArray", "JOB_KINDS", "SummarizeJob", "TrainJob",
            "PLANNED_KINDS", "JobRecord", "Health", "SchemeInfo", "Hydrograph", "Snapshot", "Summary",
            "ErrorBody", "EXAMPLES", "InlineGeometry", "DetectBody", "Detection"]
 
-JOB_KINDS = ("route", "extract", "calibrate", "summarize")
+JOB_KINDS = ("route", "extract", "calibrate", "summarize", "train")
 # named in the issue and the CLI's future, not in this backend yet: refused with a clear 422, never faked
-PLANNED_KINDS = ("train",)
+PLANNED_KINDS: tuple[str, ...] = ()
 
 INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 FINITE = Annotated[float, Field(allow_inf_nan=False)]
@@ -413,7 +413,38 @@ class SummarizeJob(_NetworkReading):
         return _check_path(value) if isinstance(value, str) else value
 
 
-JobBody = Annotated[RouteJob | ExtractJob | CalibrateJob | SummarizeJob, Field(discriminator="kind")]
+_TrainSettingsBody = _derived("_TrainSettingsBody", _Body, TrainSettings, {"inputs", "training"})
+
+
+class TrainJob(_TrainSettingsBody):
+    """Train a runoff model (GR4, LSTM, MC-LSTM) through the routing on observed discharge at gauges
+    (thalweg.learning.train_run.run_train, as ``thalweg train``); outputs go to the job's folder."""
+
+    kind: Literal["train"]
+    label: str | None = Field(None, max_length=200)
+    network: PathStr = Field(description="hydrography file (catchment areas from its 'catchments' layer, or give "
+                                         "catchments)")
+    forcings: dict[Annotated[str, Field(min_length=1, max_length=100)], Annotated[str, Field(
+        min_length=1, max_length=4096)]] = Field(min_length=1, max_length=32, description="forcing name -> file "
+                                                                                          "(PATH or PATH:VARIABLE)")
+    gauges: PathStr = Field(description="CSV of gauges (gauge_id, reach id) to train at")
+    observed: PathStr = Field(description="CSV of observed discharge: time at the end of each step, one column "
+                                          "per gauge_id, m3/s")  # type: ignore[assignment]
+    name: str = Field("trained", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="stem of the outputs")
+
+    @field_validator("network", "gauges", "observed")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value)
+
+    def train_settings(self, out_dir: str) -> TrainSettings:
+        """The :class:`thalweg.config.TrainSettings` of this body, outputs into ``out_dir``."""
+        values = {name: getattr(self, name) for name in options(TrainSettings) if name in type(self).model_fields
+                  and name not in ("kind", "label")}
+        return TrainSettings(**dict(values, forcings=dict(self.forcings), out_dir=out_dir))
+
+
+JobBody = Annotated[RouteJob | ExtractJob | CalibrateJob | SummarizeJob | TrainJob, Field(discriminator="kind")]
 
 EXAMPLES = {
     "inline": {"summary": "route inline arrays", "value": {

@@ -381,6 +381,19 @@ def summarize_task(body: SummarizeJob, ctx: JobContext) -> TaskResult:
     return TaskResult(outputs={"gpkg": gpkg}, result=result, timings=timings)
 
 
-TASKS = {"route": route_task, "extract": extract_task, "calibrate": calibrate_task, "summarize": summarize_task}
+def train_task(body, ctx: JobContext) -> TaskResult:
+    """Train a runoff model through the routing (:func:`thalweg.learning.train_run.run_train`)."""
+    from ..learning.train_run import run_train
+
+    run = run_train(body.train_settings(str(ctx.out_dir)), progress=ctx.progress, should_stop=ctx.should_stop)
+    record = json.loads(Path(run.outputs["report"]).read_text())  # the same numbers as the file, JSON-safe
+    result = {"runoff_model": body.runoff_model, "mode": body.mode, "iterations": record["iterations"],
+              "best_iteration": record["best_iteration"], "stopped": record["stopped"], "loss": record["loss"],
+              "validation_loss": record["validation_loss"], "metrics": record["metrics"]}
+    return TaskResult(outputs=dict(run.outputs), result=result, timings=dict(run.timings), cache={})
+
+
+TASKS = {"route": route_task, "extract": extract_task, "calibrate": calibrate_task, "summarize": summarize_task,
+         "train": train_task}
 # one GPU job at a time: route and calibrate jobs share the compute lane; extraction (CPU, files) runs beside it
-LANES = {"route": "compute", "extract": "io", "calibrate": "compute", "summarize": "io"}
+LANES = {"route": "compute", "extract": "io", "calibrate": "compute", "summarize": "io", "train": "compute"}
