@@ -136,7 +136,7 @@ def speed(args: argparse.Namespace) -> None:
     model = build_runoff_model(args.model, ["precipitation", "pet"], n_catchments=net.n_reaches).to(dev)
     routing = build_model("regression", net, "muskingum_nonneg", seed=0).to(dev)
     gauges = net.ids[net.outlets].tolist()
-    area = torch.as_tensor(net.catchment_area, dtype=torch.float32, device=dev)
+    area = torch.as_tensor(np.array(net.catchment_area), dtype=torch.float32, device=dev)
     with torch.no_grad():
         obs = route(net, depth_to_discharge(model(f[None])[0], area, 3600.0)[0] * 1.1, routing(), "muskingum_nonneg",
                     dt=3600.0, at=gauges, device=dev)
