@@ -313,8 +313,6 @@ def test_every_scheme_fits(small, scheme):
     assert res.loss < 0.1 * res.history[0]["loss"], (res.loss, res.history[0]["loss"])
 
 
-@pytest.mark.xfail(strict=True, reason="metrics._div writes NaN as b * nan, whose gradient is NaN; when this "
-                                       "passes, losses._kge can be 1 - metrics.kge")
 def test_metrics_kge_has_finite_gradients():
     sim = torch.rand(2, 30, dtype=torch.float64, requires_grad=True)
     kge(sim, torch.rand(2, 30, dtype=torch.float64)).sum().backward()
