@@ -43,7 +43,9 @@ _FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
 _ROUTE_OPTIONS = options(RouteSettings)
 _ALL_OPTIONS = options(CalibrateSettings)
 _FIELD_ROLES = ("id", "downstream", "length", "area")
-_PATH_SETTINGS = [name for name, (_, o) in _ALL_OPTIONS.items() if o.path or name in ("network", "runoff")]
+# paths made absolute where the command runs (a checkpoint may not exist yet, so it is not an input path)
+_PATH_SETTINGS = [name for name, (_, o) in _ALL_OPTIONS.items()
+                  if o.path or name in ("network", "runoff", "checkpoint")]
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -239,8 +241,9 @@ def option_table(parser: argparse.ArgumentParser) -> dict[str, str]:
                 flag = max(action.option_strings, key=len)
                 opt = _ALL_OPTIONS[action.dest][1]
                 table[f"route.{action.dest}"] = flag
-                if opt.keyword:
-                    table[opt.keyword] = flag
+                for keyword in (opt.keyword, *opt.aliases):
+                    if keyword:
+                        table[keyword] = flag
     return table
 
 
@@ -454,7 +457,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         run = run_calibrate(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
     finally:
         bar.close()
-    if not args.quiet:
+    if not args.quiet and run.fit is not None:
+        _print_fit(run, settings, time.perf_counter() - start)
+    elif not args.quiet:
         res = run.calibration
         state = "converged" if res.converged else "stopped at the iteration limit"
         print(f"calibrated {', '.join(res.calibrated)} ({settings.scheme}, {settings.zones} zones) in "
@@ -471,6 +476,21 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         for kind, path in run.outputs.items():
             print(f"  {kind:<12} {path}", file=sys.stderr)
     return 0
+
+
+def _print_fit(run: Any, settings: CalibrateSettings, seconds: float) -> None:
+    """The summary of a fitted parameter model: what was fitted, the metrics table, where the files are."""
+    res = run.calibration
+    learned = ", ".join(res.model.learned) or "nothing"
+    print(f"fitted {learned} ({settings.scheme}, {settings.model} model, {res.model.describe()['weights']:,} "
+          f"weights, loss {settings.loss}, {settings.optimiser}) in {res.iterations:,} iterations (stopped: "
+          f"{res.stopped}; kept iteration {res.best_iteration}), {seconds:.1f} s (fit {run.timings['calibrate']:.2f} "
+          f"s)", file=sys.stderr)
+    print(run.fit.table, file=sys.stderr)
+    for name, origin in run.route.params_used.items():
+        print(f"  parameter {name}: {origin}", file=sys.stderr)
+    for kind, path in run.outputs.items():
+        print(f"  {kind:<16} {path}", file=sys.stderr)
 
 
 def _cmd_schemes(args: argparse.Namespace) -> int:

@@ -95,6 +95,30 @@ FORMAT_CHOICES = Choices(_formats, "discharge file formats")
 ID_NAME_CHOICES = Choices(_id_names, "reach-id dimension names")
 
 
+def _models() -> tuple[str, ...]:
+    from .params.models import MODELS
+
+    return MODELS
+
+
+def _losses() -> tuple[str, ...]:
+    from .learning.losses import LOSSES
+
+    return tuple(LOSSES)
+
+
+def _optimisers() -> tuple[str, ...]:
+    from .learning.fit import OPTIMISERS
+
+    return OPTIMISERS
+
+
+MODEL_CHOICES = Choices(_models, "parameter models")
+LOSS_CHOICES = Choices(_losses, "training losses")
+OPTIMISER_CHOICES = Choices(_optimisers, "optimisers")
+PERIOD_PATTERN = r"^[0-9][0-9T:.+ -]*/[0-9][0-9T:.+ -]*$"
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """How one setting shows to people: help, allowed values, flag, library keyword, JSON key.
@@ -114,6 +138,8 @@ class Option:
         e.g. inline networks, or the service sets it).
     json_key : the JSON key where it differs from the setting's name.
     metavar : the value's name in ``--help``.
+    aliases : other library keywords the setting becomes (``fit.loss`` beside ``run_fit.loss``), so that hints
+        written with either name the flag or JSON key.
     """
 
     help: str
@@ -129,6 +155,7 @@ class Option:
     server: bool = True
     json_key: str | None = None
     metavar: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) -> Any:
@@ -141,8 +168,8 @@ def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) 
 
 # the kind of each annotation used below: what a value must be, checked in one place (_check_types)
 _KINDS = {"str": "str", "str | None": "str?", "float | None": "float?", "float": "float", "int": "int",
-          "bool": "bool", "list[int]": "list[int]", "list[str]": "list[str]", "dict[str, Any]": "params",
-          "dict[str, str] | None": "dict[str, str]?"}
+          "int | None": "int?", "bool": "bool", "list[int]": "list[int]", "list[str]": "list[str]",
+          "dict[str, Any]": "params", "dict[str, str] | None": "dict[str, str]?"}
 
 
 def kind_of(f: dataclasses.Field) -> str:
@@ -329,16 +356,20 @@ class CalibrateSettings(RouteSettings):
     """A calibration run: the routing settings (the prior and the outputs) plus the optimisation.
 
     ``gauges`` and ``observed`` are required. Outputs: ``<name>_params.csv``, ``<name>_calibration.json`` and the
-    calibrated routing's outputs (as :class:`RouteSettings`; ``<name>.settings.json`` holds these settings).
-    ``calibrate`` empty: the parameters in s or m/s (k, tau, lag, celerity).
+    calibrated routing's outputs (as :class:`RouteSettings`; ``<name>.settings.json`` holds these settings); a fit
+    through ``run_fit`` (:meth:`fits_model`) adds ``<name>_calibration.png`` and, for ``regression``,
+    ``<name>_model.json``. ``calibrate`` empty: the parameters in s or m/s (k, tau, lag, celerity) for zones, every
+    parameter of the scheme for per-reach and regression.
     """
 
     iterations: int = _setting(200, "most gradient steps (fewer when the loss stops improving)",
                                group="calibration", flag="--iterations", keyword="calibrate.iterations", ge=1,
                                le=100_000, metavar="N")
-    learning_rate: float = _setting(0.05, "Adam step on the log-multipliers", group="calibration",
-                                    flag="--learning-rate", keyword="calibrate.learning_rate", gt=0.0, le=10.0,
-                                    metavar="RATE")
+    learning_rate: float | None = _setting(None, "the optimiser's step (default: 0.05 for zones with Adam, on the "
+                                                 "log-multipliers; 0.02 for Adam on the other models, on the "
+                                                 "bounded scale; 1 for L-BFGS)", group="calibration",
+                                           flag="--learning-rate", keyword="calibrate.learning_rate",
+                                           aliases=("fit.learning_rate",), gt=0.0, le=10.0, metavar="RATE")
     zones: str = _setting("gauges", "gauges: one multiplier per sub-basin between gauges; global: one for all "
                                     "reaches", group="calibration", flag="--zones", keyword="calibrate.zones",
                           choices=ZONINGS)
@@ -346,7 +377,79 @@ class CalibrateSettings(RouteSettings):
                            flag="--warmup", keyword="calibrate.warmup", ge=0, le=10**8, metavar="STEPS")
     calibrate: list[str] = _setting([], "a parameter to calibrate; repeatable (default: those in s or m/s: k, "
                                         "tau, lag, celerity)", group="calibration", flag="--calibrate",
-                                    keyword="calibrate.parameters", metavar="PARAM")
+                                    keyword="calibrate.parameters", aliases=("build_model.learn",),
+                                    metavar="PARAM")
+    # parameter models and their fitting (thalweg.learning.run.run_fit): any model but zones, or zones with any
+    # of the settings below changed from its default, fits through run_fit; zones alone calibrates as before
+    model: str = _setting("zones", "parameter model: zones (a multiplier per sub-basin between gauges), per-reach "
+                                   "(a value per reach, kept near the prior), regression (a small network of reach "
+                                   "attributes, saved as <name>_model.json for route --parameters), prior (nothing "
+                                   "fitted: the prior's scores)", group="calibration", flag="--model",
+                          keyword="run_fit.model", aliases=("build_model.kind",), choices=MODEL_CHOICES,
+                          metavar="MODEL")
+    attributes: list[str] = _setting([], "regression: a numeric network field the parameters depend on; "
+                                         "repeatable (default: length and area; also slope or any numeric field)",
+                                     group="calibration", flag="--attribute", keyword="run_fit.attributes",
+                                     aliases=("build_model.attributes",), metavar="FIELD")
+    seed: int = _setting(0, "seed of the regression network's initial weights (the same seed, the same numbers)",
+                         group="calibration", flag="--seed", keyword="run_fit.seed", ge=0, le=2**31 - 1,
+                         metavar="N")
+    prior_weight: float = _setting(1e-3, "per-reach: weight of the penalty on log(p / prior)", group="calibration",
+                                   flag="--prior-weight", keyword="run_fit.prior_weight", ge=0.0, le=1e6,
+                                   metavar="W")
+    smooth_weight: float = _setting(1e-2, "per-reach: weight of the penalty on that departure's differences "
+                                          "between neighbouring reaches", group="calibration",
+                                    flag="--smooth-weight", keyword="run_fit.smooth_weight", ge=0.0, le=1e6,
+                                    metavar="W")
+    calibration: str | None = _setting(None, "calibration period START/END (UTC dates or times of step ends; a "
+                                             "date is its whole day); default: every step before the validation "
+                                             "period", group="calibration", flag="--calibration",
+                                       keyword="run_fit.calibration", aliases=("fit.calibration",),
+                                       pattern=PERIOD_PATTERN, metavar="START/END")
+    validation: str | None = _setting(None, "validation period START/END: scored, never trained on",
+                                      group="calibration", flag="--validation", keyword="run_fit.validation",
+                                      aliases=("fit.validation",), pattern=PERIOD_PATTERN, metavar="START/END")
+    validate_gauges: list[str] = _setting([], "a gauge id held out of the training and scored as if ungauged "
+                                              "(spatial validation); repeatable", group="calibration",
+                                          flag="--validate-gauges", keyword="run_fit.validate_gauges",
+                                          aliases=("fit.validation_gauges",), metavar="GAUGE_ID")
+    leave_one_out: bool = _setting(False, "also fit once per gauge with that gauge held out, and report its scores "
+                                          "(transfer to ungauged reaches)", group="calibration",
+                                   flag="--leave-one-out", keyword="run_fit.leave_one_out")
+    loss: str = _setting("nse", "training loss: nse (1 - NSE), kge (1 - KGE), nse_star (NSE*, each gauge scaled by "
+                                "its own spread), log_nse (NSE of log flows: low flows)", group="calibration",
+                         flag="--loss", keyword="run_fit.loss", aliases=("fit.loss",), choices=LOSS_CHOICES,
+                         metavar="LOSS")
+    optimiser: str = _setting("adam", "adam or lbfgs (L-BFGS: far fewer iterations on smooth problems)",
+                              group="calibration", flag="--optimiser", keyword="run_fit.optimiser",
+                              aliases=("fit.optimiser",), choices=OPTIMISER_CHOICES, metavar="NAME")
+    weight_decay: float = _setting(0.0, "Adam's weight decay (L2 on the regression network's weights)",
+                                   group="calibration", flag="--weight-decay", keyword="run_fit.weight_decay",
+                                   aliases=("fit.weight_decay",), ge=0.0, le=10.0, metavar="W")
+    early_stopping: int | None = _setting(None, "stop after N iterations without a better validation loss, and "
+                                                "keep the best validation state (needs --validation or "
+                                                "--validate-gauges)", group="calibration", flag="--early-stopping",
+                                          keyword="run_fit.early_stopping", aliases=("fit.early_stopping",),
+                                          ge=1, le=100_000, metavar="N")
+    checkpoint: str | None = _setting(None, "checkpoint file, written every --checkpoint-every iterations and on "
+                                            "cancel; an existing one of the same fit is resumed (to the same "
+                                            "numbers as an uninterrupted fit)", group="calibration",
+                                      flag="--checkpoint", keyword="run_fit.checkpoint",
+                                      aliases=("fit.checkpoint",), metavar="FILE")
+    checkpoint_every: int = _setting(10, "iterations between checkpoints", group="calibration",
+                                     flag="--checkpoint-every", keyword="run_fit.checkpoint_every", ge=1,
+                                     le=100_000, metavar="N")
+
+    def fits_model(self) -> bool:
+        """True when this run fits through :func:`thalweg.learning.run.run_fit` (any model but zones, or zones
+        with a fitting setting changed); False: the zones calibration of :func:`thalweg.learning.calibrate`."""
+        fitting = [n for n, (_, o) in options(CalibrateSettings).items()
+                   if o.keyword and o.keyword.startswith("run_fit.") and n not in ("model", "attributes", "seed",
+                                                                                   "prior_weight", "smooth_weight",
+                                                                                   "checkpoint_every")]
+        defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                    for f in dataclasses.fields(self)}
+        return self.model != "zones" or any(getattr(self, n) != defaults[n] for n in fitting)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -359,6 +462,14 @@ class CalibrateSettings(RouteSettings):
                              hint="Give a gauge table (gauge_id, reach id) and a CSV of observed discharge "
                                   "(time + one column per gauge_id).")
         check_calibrated(self.scheme, self.calibrate or None)
+        if self.zones != "gauges" and self.model not in ("zones", "prior"):
+            raise InputError(f"zones '{self.zones}' is for the zones model; the '{self.model}' model has no zones.",
+                             field="zones", hint=f"Leave {opt('calibrate.zones')} out, or use "
+                                                 f"{opt('run_fit.model', 'zones')}.")
+        if self.attributes and self.model != "regression":
+            raise InputError(f"attributes are for the regression model, not '{self.model}'.", field="attributes",
+                             hint=f"Use {opt('run_fit.model', 'regression')}, or leave "
+                                  f"{opt('run_fit.attributes')} out.")
 
 
 def options(cls: type = CalibrateSettings) -> dict[str, tuple[dataclasses.Field, Option]]:
@@ -373,8 +484,9 @@ def option_keys(cls: type = CalibrateSettings) -> dict[str, str]:
         if name == "out_dir":  # the service picks each job's folder
             continue
         key = o.json_key or name
-        if o.keyword:
-            table[o.keyword] = key
+        for keyword in (o.keyword, *o.aliases):
+            if keyword:
+                table[keyword] = key
         table[f"route.{name}"] = key
     return table
 
