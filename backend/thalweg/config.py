@@ -26,7 +26,7 @@ from typing import Any
 from .errors import InputError, opt
 
 __all__ = ["RouteSettings", "CalibrateSettings", "Option", "Choices", "options", "option_keys",
-           "reading_kwargs", "kind_of",
+           "reading_kwargs", "kind_of", "check_model_options",
            "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES", "ZONINGS", "TIME_LABELS", "LAYOUTS", "DEVICE_PATTERN"]
 
 CONVENTIONS = ("end", "mean", "both")
@@ -462,14 +462,18 @@ class CalibrateSettings(RouteSettings):
                              hint="Give a gauge table (gauge_id, reach id) and a CSV of observed discharge "
                                   "(time + one column per gauge_id).")
         check_calibrated(self.scheme, self.calibrate or None)
-        if self.zones != "gauges" and self.model not in ("zones", "prior"):
-            raise InputError(f"zones '{self.zones}' is for the zones model; the '{self.model}' model has no zones.",
-                             field="zones", hint=f"Leave {opt('calibrate.zones')} out, or use "
-                                                 f"{opt('run_fit.model', 'zones')}.")
-        if self.attributes and self.model != "regression":
-            raise InputError(f"attributes are for the regression model, not '{self.model}'.", field="attributes",
-                             hint=f"Use {opt('run_fit.model', 'regression')}, or leave "
-                                  f"{opt('run_fit.attributes')} out.")
+        check_model_options(self.model, self.zones, self.attributes)
+
+
+def check_model_options(model: str, zones: str, attributes: Sequence[str]) -> None:
+    """Settings that only one parameter model takes, refused with the others (CLI, settings files, job bodies)."""
+    if zones != "gauges" and model not in ("zones", "prior"):
+        raise InputError(f"zones '{zones}' is for the zones model; the '{model}' model has no zones.",
+                         field="zones", hint=f"Leave {opt('calibrate.zones')} out, or use "
+                                             f"{opt('run_fit.model', 'zones')}.")
+    if attributes and model != "regression":
+        raise InputError(f"attributes are for the regression model, not '{model}'.", field="attributes",
+                         hint=f"Use {opt('run_fit.model', 'regression')}, or leave {opt('run_fit.attributes')} out.")
 
 
 def options(cls: type = CalibrateSettings) -> dict[str, tuple[dataclasses.Field, Option]]:

@@ -548,7 +548,8 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
         result = calibrate(network, runoff.values, prior, settings.scheme, dt=runoff.dt,
                            gauge_reaches=gauges.reach_ids, observed=observed, parameters=settings.calibrate or None,
                            zones=settings.zones, iterations=settings.iterations,
-                           learning_rate=settings.learning_rate, warmup=settings.warmup, engine=settings.engine,
+                           learning_rate=0.05 if settings.learning_rate is None else settings.learning_rate,
+                           warmup=settings.warmup, engine=settings.engine,
                            device=settings.device,
                            progress=lambda f, m: report(0.1 + 0.75 * f, m), should_stop=should_stop,
                            gauge_names=[str(g) for g in gauges.ids])

@@ -265,7 +265,7 @@ def _settings_field(name: str, f: dataclasses.Field, opt) -> tuple[Any, Any]:
     elif base == "list[int]":
         ann, extra["max_length"] = list[INT64], 10_000
     elif base == "list[str]":
-        ann, extra["max_length"] = list[Annotated[str, Field(min_length=1, max_length=100)]], 16
+        ann, extra["max_length"] = list[Annotated[str, Field(min_length=1, max_length=100)]], 1000
     elif base == "dict[str, str]":
         ann = dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=200)]]
     else:
@@ -359,16 +359,38 @@ _CalibrateSettingsBody = _derived("_CalibrateSettingsBody", RouteJob, CalibrateS
 
 
 class CalibrateJob(_CalibrateSettingsBody):
-    """Fit the scheme's travel-time parameters (one multiplier per zone) to observed discharge, then route with
-    them (thalweg.workflow.run_calibrate); ``params`` are the prior. Outputs go to the job's folder."""
+    """Fit routing parameters to observed discharge at gauges, then route with them
+    (thalweg.workflow.run_calibrate); ``params`` are the prior. ``model`` 'zones' alone fits one multiplier per
+    sub-basin as before; another model, or a fitting option (periods, held-out gauges, leave-one-out, loss,
+    optimiser, early stopping, checkpoint), fits through thalweg.learning.run.run_fit. Outputs go to the job's
+    folder."""
 
     kind: Literal["calibrate"]  # type: ignore[assignment]
-    gauges: PathStr = Field(description="CSV of gauges (gauge_id, reach id) to calibrate at")  # type: ignore[assignment]
-    observed: PathStr = Field(description="CSV of observed discharge: time at the end of each step, one column "
-                                          "per gauge_id, m3/s")  # type: ignore[assignment]
+    gauges: PathStr | list[InlineGauge] = Field(  # type: ignore[assignment]
+        max_length=10_000, description="CSV of gauges (gauge_id, reach id) to calibrate at, or inline gauges with "
+                                       "their observed values (one per runoff step)")
+    observed: PathStr | None = Field(  # type: ignore[assignment]
+        None, description="CSV of observed discharge (time at the end of each step, one column per gauge_id, "
+                          "m3/s); required with a gauge CSV, not with inline gauges")
+    checkpoint: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        None, description="absolute path of a checkpoint file (its folder must exist), written every "
+                          "checkpoint_every iterations and on cancel; a later job of the same fit resumes it")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(_check_path(value, must_exist=False))
+        if not path.parent.is_dir():
+            raise ValueError(f"the folder of '{value}' does not exist")
+        if path.is_dir():
+            raise ValueError(f"'{value}' is a folder; give a file name")
+        return str(path)
 
     @model_validator(mode="after")
     def _calibrated(self) -> CalibrateJob:
+        from ..config import check_model_options
         from ..errors import InputError
         from ..params.checks import check_calibrated
 
@@ -376,9 +398,27 @@ class CalibrateJob(_CalibrateSettingsBody):
             check_calibrated(self.scheme, self.calibrate or None)
         except InputError as exc:
             raise ValueError(_body_message("calibrate", exc)) from None
+        try:
+            check_model_options(self.model, self.zones, self.attributes)
+        except InputError as exc:
+            raise ValueError(_body_message(exc.field or "model", exc)) from None
         if isinstance(self.runoff, InlineRunoff) and self.warmup >= self.runoff.n_steps:
             raise ValueError(f"warmup: {self.warmup:,} steps leave none of the runoff's {self.runoff.n_steps:,} "
                              f"steps to calibrate on")
+        if isinstance(self.gauges, str):
+            if self.observed is None:
+                raise ValueError("observed: is required with a gauge CSV (or send inline gauges with their "
+                                 "observed values)")
+            return self
+        bare = [g.gauge_id for g in self.gauges if g.observed is None]
+        if bare:
+            raise ValueError(f"gauges.observed: gauge(s) {', '.join(bare[:3])} have no observed values; a "
+                             f"calibration needs them (one per runoff step, null where missing)")
+        ids = [g.gauge_id for g in self.gauges]
+        unknown = [g for g in self.validate_gauges if g not in ids]
+        if unknown:
+            raise ValueError(f"validate_gauges: {', '.join(unknown[:3])} are not among the gauges "
+                             f"({', '.join(ids[:10])})")
         return self
 
 
@@ -430,6 +470,13 @@ EXAMPLES = {
     "calibrate": {"summary": "calibrate at gauges", "value": {
         "kind": "calibrate", "network": "/data/rivers.gpkg", "runoff": "/data/m3_riv.nc",
         "gauges": "/data/gauges.csv", "observed": "/data/qobs.csv", "zones": "gauges", "iterations": 200}},
+    "regression": {"summary": "learn parameters from reach attributes, with a validation period and a held-out "
+                              "gauge", "value": {
+        "kind": "calibrate", "network": "/data/rivers.gpkg", "runoff": "/data/m3_riv.nc",
+        "gauges": "/data/gauges.csv", "observed": "/data/qobs.csv", "model": "regression",
+        "attributes": ["length", "area"], "calibration": "2014-09-15/2014-11-14",
+        "validation": "2014-11-15/2015-01-15", "validate_gauges": ["V3517010"], "warmup": 48,
+        "optimiser": "lbfgs", "iterations": 50, "scheme": "muskingum"}},
 }
 
 
