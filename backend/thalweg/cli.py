@@ -253,13 +253,15 @@ class _Progress:
 
     active: _Progress | None = None
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, width: int = 28) -> None:
         self.bar = None
         self._stop = threading.Event()
         if not quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1000, desc="starting", bar_format="{desc:<28.28} {percentage:3.0f}%|{bar}| {elapsed}",
+            # width: characters of the stage label (a calibration's holds the iteration and its losses)
+            self.bar = tqdm(total=1000, desc="starting",
+                            bar_format=f"{{desc:<{width}.{width}}} {{percentage:3.0f}}%|{{bar}}| {{elapsed}}",
                             file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
             if self.bar.disable:
                 self.bar = None
@@ -451,7 +453,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if not (args.settings or (getattr(args, "gauges", None) and getattr(args, "observed", None))):
         _usage(args, "calibrate needs --gauges and --observed (or a --settings file that holds them)")
     settings = _route_settings(args, CalibrateSettings)
-    bar = _Progress(args.quiet)
+    bar = _Progress(args.quiet, width=64)
     start = time.perf_counter()
     try:
         run = run_calibrate(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)

@@ -427,16 +427,16 @@ class CalibrateSettings(RouteSettings):
                                    group="calibration", flag="--weight-decay", keyword="run_fit.weight_decay",
                                    aliases=("fit.weight_decay",), ge=0.0, le=10.0, metavar="W")
     early_stopping: int | None = _setting(None, "stop after N iterations without a better validation loss, and "
-                                                "keep the best validation state (needs --validation or "
-                                                "--validate-gauges)", group="calibration", flag="--early-stopping",
+                                                "keep the best validation state (needs a validation period or "
+                                                "held-out gauges)", group="calibration", flag="--early-stopping",
                                           keyword="run_fit.early_stopping", aliases=("fit.early_stopping",),
                                           ge=1, le=100_000, metavar="N")
-    checkpoint: str | None = _setting(None, "checkpoint file, written every --checkpoint-every iterations and on "
-                                            "cancel; an existing one of the same fit is resumed (to the same "
-                                            "numbers as an uninterrupted fit)", group="calibration",
+    checkpoint: str | None = _setting(None, "checkpoint file, written on cancel and at every checkpoint interval; "
+                                            "an existing one of the same fit is resumed (to the same numbers as "
+                                            "an uninterrupted fit)", group="calibration",
                                       flag="--checkpoint", keyword="run_fit.checkpoint",
                                       aliases=("fit.checkpoint",), metavar="FILE")
-    checkpoint_every: int = _setting(10, "iterations between checkpoints", group="calibration",
+    checkpoint_every: int = _setting(10, "checkpoint interval, iterations", group="calibration",
                                      flag="--checkpoint-every", keyword="run_fit.checkpoint_every", ge=1,
                                      le=100_000, metavar="N")
 

@@ -372,9 +372,9 @@ class CalibrateJob(_CalibrateSettingsBody):
     observed: PathStr | None = Field(  # type: ignore[assignment]
         None, description="CSV of observed discharge (time at the end of each step, one column per gauge_id, "
                           "m3/s); required with a gauge CSV, not with inline gauges")
+    # an absolute path whose folder exists (the file itself may not, yet): a later job of the same fit resumes it
     checkpoint: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
-        None, description="absolute path of a checkpoint file (its folder must exist), written every "
-                          "checkpoint_every iterations and on cancel; a later job of the same fit resumes it")
+        None, description=options(CalibrateSettings)["checkpoint"][1].help)
 
     @field_validator("checkpoint")
     @classmethod
