@@ -19,12 +19,15 @@ __all__ = ["LAYERS", "units_of", "stats_table", "compare_table", "exceedance_tab
 LAYERS = {"stats": "stats", "compare": "change", "exceedance": "exceedance"}
 _EXCEED_UNITS = {"threshold": "m3/s", "duration_h": "h", "peak": "m3/s", "peak_excess": "m3/s"}
 _COMPARE_UNITS = {"baseline": "m3/s", "scenario": "m3/s", "difference": "m3/s", "relative": "1"}
+# columns that say how a table was made, on every row: a map layer copied elsewhere (a Processing sink, a
+# report) keeps them, where layer metadata would be lost
+_STATS_TEXT = ("fit", "years")
 
 
 def units_of(table: str, frame) -> dict[str, str]:
     """Column -> unit of one of the planners' tables (``stats``, ``compare``, ``exceedance``)."""
     if table == "stats":
-        return {str(c): "m3/s" for c in frame.columns}
+        return {str(c): "m3/s" for c in frame.columns if c not in _STATS_TEXT}
     if table == "compare":
         return dict(_COMPARE_UNITS)
     if table == "exceedance":
@@ -34,21 +37,28 @@ def units_of(table: str, frame) -> dict[str, str]:
 
 def stats_table(discharge, *, return_periods: Sequence[float], distribution: str, water_year_start: int,
                 n_boot: int, confidence: float, seed: int):
-    """:func:`~.frequency.flow_statistics` with a seeded bootstrap (the same numbers each run)."""
+    """:func:`~.frequency.flow_statistics` with a seeded bootstrap (the same numbers each run), and the columns
+    ``fit`` (distribution and water years, in words) and ``years`` (complete water years used)."""
     from .frequency import flow_statistics
 
-    return flow_statistics(discharge, return_periods=return_periods, n_boot=n_boot, confidence=confidence,
-                           rng=np.random.default_rng(seed), distribution=distribution,
-                           water_year_start=water_year_start)
+    frame = flow_statistics(discharge, return_periods=return_periods, n_boot=n_boot, confidence=confidence,
+                            rng=np.random.default_rng(seed), distribution=distribution,
+                            water_year_start=water_year_start)
+    years = frame.attrs["years"]
+    frame["fit"] = f"{distribution.upper()} by L-moments, water years {years[0]}-{years[-1]}"
+    frame["years"] = len(years)
+    return frame
 
 
 def compare_table(baseline, scenario, *, statistic: str, names: tuple[str, str], distribution: str,
                   water_year_start: int):
-    """:func:`~.compare.compare` of two runs (names: how messages call them)."""
+    """:func:`~.compare.compare` of two runs (names: how messages call them), with a ``statistic`` column."""
     from .compare import compare
 
-    return compare(baseline, scenario, statistic=statistic, names=names, distribution=distribution,
-                   water_year_start=water_year_start)
+    frame = compare(baseline, scenario, statistic=statistic, names=names, distribution=distribution,
+                    water_year_start=water_year_start)
+    frame["statistic"] = statistic  # what changed, kept with the layer (see _STATS_TEXT)
+    return frame
 
 
 def exceedance_table(discharge, *, network=None, threshold: float | None = None, field: str | None = None,
