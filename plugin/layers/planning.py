@@ -17,13 +17,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-from qgis.core import QgsGraduatedSymbolRenderer, QgsRendererRange, QgsVectorLayer
+from qgis.core import QgsFeatureRequest, QgsGraduatedSymbolRenderer, QgsRendererRange, QgsVectorLayer
 
 from ..errors import PluginError
 from .results import STYLES, UNITS, discharge_label, nice_breaks, read_columns
 
 __all__ = ["TABLES", "STYLE_OF", "table_of", "style_planning_layer", "default_field", "describe_field",
-           "fit_change", "fit_duration"]
+           "fit_change", "fit_duration", "statistic_name", "layer_text"]
 
 TABLES = ("stats", "compare", "exceedance")
 STYLE_OF = {"stats": STYLES / "stats.qml", "compare": STYLES / "change.qml", "exceedance": STYLES / "exceedance.qml"}
@@ -56,6 +56,32 @@ def default_field(layer: QgsVectorLayer, table: str) -> str:
     return {"compare": "difference", "exceedance": "duration_h", "summary": "mean"}[table]
 
 
+STATISTIC_NAMES = {"mean": "mean discharge", "max": "peak discharge", "q05": "Q5 (high flow)",
+                   "q50": "median discharge", "q95": "Q95 (low flow)", "mean_annual": "mean annual flow",
+                   "mam7": "MAM7 low flow", "min7": "lowest 7-day mean flow"}
+
+
+def statistic_name(statistic: str) -> str:
+    """``max`` -> 'peak discharge', ``q100y`` -> '100-year flood' (the words of a comparison's statistic)."""
+    m = _PERIOD.match(statistic or "")
+    if m:
+        return f"{float(m.group(1)):g}-year flood"
+    return STATISTIC_NAMES.get(statistic, statistic or "statistic")
+
+
+def layer_text(layer: QgsVectorLayer, field: str) -> str | None:
+    """The value of a text column that is the same on every row (``statistic``, ``fit``), or None."""
+    if layer.fields().indexOf(field) < 0:
+        return None
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes([field],
+                                                                                              layer.fields())
+    request.setLimit(1)
+    for f in layer.getFeatures(request):
+        value = f[field]
+        return str(value) if isinstance(value, str) and value else None
+    return None
+
+
 def describe_field(table: str, field: str, layer: QgsVectorLayer | None = None) -> str:
     """What the map shows, in words with units (the legend's title)."""
     if table == "stats":
@@ -63,8 +89,9 @@ def describe_field(table: str, field: str, layer: QgsVectorLayer | None = None) 
         if m:
             return f"{float(m.group(1)):g}-year flow [{UNITS}]"
     if table == "compare":
-        return {"difference": f"Change, scenario − baseline [{UNITS}]",
-                "relative": "Relative change, scenario vs baseline [%]"}.get(field, field)
+        what = statistic_name(layer_text(layer, "statistic")) if layer is not None else "statistic"
+        return {"difference": f"Change in {what}, scenario − baseline [{UNITS}]",
+                "relative": f"Relative change in {what}, scenario vs baseline [%]"}.get(field, field)
     if table == "exceedance":
         return "Hours above the threshold [h]"
     names = {"mean": "Mean discharge", "max": "Peak discharge", "q05": "Q5, high flow", "q50": "Median discharge",

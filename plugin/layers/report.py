@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qgis.core import (Qgis, QgsLayerTree, QgsLayoutExporter, QgsLayoutFrame, QgsLayoutItemLabel,
-                       QgsLayoutItemLegend, QgsLayoutItemManualTable, QgsLayoutItemMap, QgsLayoutItemPage,
-                       QgsLayoutItemPicture, QgsLayoutItemScaleBar, QgsLayoutMeasurement, QgsLayoutPoint,
-                       QgsLayoutSize, QgsLegendRenderer, QgsLegendStyle, QgsPrintLayout, QgsProject, QgsTableCell, QgsTextFormat,
-                       QgsUnitTypes, QgsVectorLayer)
-from qgis.PyQt.QtCore import Qt
+from qgis.core import (Qgis, QgsFeature, QgsGeometry, QgsLayerTree, QgsLayoutExporter, QgsLayoutFrame,
+                       QgsLayoutItemLabel, QgsLayoutItemLegend, QgsLayoutItemManualTable, QgsLayoutItemMap,
+                       QgsLayoutItemPage, QgsLayoutItemPicture, QgsLayoutItemScaleBar, QgsLayoutMeasurement,
+                       QgsLayoutPoint, QgsLayoutSize, QgsLegendRenderer, QgsLegendStyle, QgsMarkerSymbol,
+                       QgsPalLayerSettings, QgsPrintLayout, QgsProject, QgsTableCell, QgsTextBufferSettings,
+                       QgsTextFormat, QgsUnitTypes, QgsVectorLayer, QgsVectorLayerSimpleLabeling)
 from qgis.PyQt.QtGui import QColor, QFont
 
 from ..errors import PluginError
-from .planning import describe_field, style_planning_layer, table_of
+from .planning import describe_field, layer_text, style_planning_layer, table_of
 from .results import UNITS
 
 __all__ = ["build_report", "export_pdf", "hydrograph_figure", "metric_rows", "most_changed_rows", "NORTH_ARROW"]
@@ -78,7 +78,8 @@ def metric_rows(gauges: list[dict[str, Any]]) -> list[list[str]]:
         obs = np.array([np.nan if v is None else v for v in (g.get("observed") or [])], dtype=np.float64)
         m = g.get("metrics") or {}
         has_obs = obs.size and np.isfinite(obs).any()
-        rows.append([str(g["gauge_id"]), str(g.get("name") or ""), str(g["reach_id"]),
+        name = str(g.get("name") or "")
+        rows.append([str(g["gauge_id"]), "" if name == str(g["gauge_id"]) else name, str(g["reach_id"]),
                      num(g.get("peak"), "{:,.1f}"), num(np.nanmax(obs) if has_obs else None, "{:,.1f}"),
                      num(g.get("mean"), "{:,.2f}"), num(np.nanmean(obs) if has_obs else None, "{:,.2f}"),
                      num(m.get("nse")), num(m.get("kge")), num(m.get("pbias"), "{:+.1f}"),
@@ -143,6 +144,43 @@ def hydrograph_figure(doc: dict[str, Any], path: Path, width_mm: float, height_m
     return path
 
 
+def gauge_marks(layer: QgsVectorLayer, gauges: list[dict[str, Any]]) -> QgsVectorLayer | None:
+    """A point layer 'Gauges' at the downstream end of each gauge's reach (where its discharge is), labelled with
+    the gauge id; None when none of the gauges' reaches is in ``layer``."""
+    where = {int(g["reach_id"]): str(g["gauge_id"]) for g in gauges}
+    marks = QgsVectorLayer(f"Point?crs={layer.crs().authid() or layer.crs().toWkt()}&field=gauge_id:string",
+                           "Gauges", "memory")
+    features = []
+    for f in layer.getFeatures():
+        rid = f["reach_id"]
+        if isinstance(rid, int) and rid in where and not f.geometry().isEmpty():
+            vertices = list(f.geometry().vertices())
+            point = QgsFeature(marks.fields())
+            point.setGeometry(QgsGeometry(vertices[-1].clone()))
+            point.setAttributes([where[rid]])
+            features.append(point)
+    if not features:
+        return None
+    marks.dataProvider().addFeatures(features)
+    symbol = QgsMarkerSymbol.createSimple({"name": "triangle", "color": "#000000", "outline_color": "#ffffff",
+                                           "outline_width": "0.3", "size": "3.2"})
+    marks.renderer().setSymbol(symbol)
+    labels = QgsPalLayerSettings()
+    labels.fieldName = "gauge_id"
+    fmt = QgsTextFormat()
+    fmt.setFont(QFont(FONT))
+    fmt.setSize(7.5)
+    buffer = QgsTextBufferSettings()
+    buffer.setEnabled(True)
+    buffer.setSize(0.8)
+    fmt.setBuffer(buffer)
+    labels.setFormat(fmt)
+    labels.placement = QgsPalLayerSettings.OrderedPositionsAroundPoint
+    marks.setLabeling(QgsVectorLayerSimpleLabeling(labels))
+    marks.setLabelsEnabled(True)
+    return marks
+
+
 def _table(layout, page: int, x: float, y: float, w: float, h: float, header: list[str], rows: list[list[str]],
            widths: list[float]) -> QgsLayoutItemManualTable:
     table = QgsLayoutItemManualTable.create(layout)
@@ -193,6 +231,9 @@ def build_report(layer: QgsVectorLayer, *, title: str, project: QgsProject | Non
     # ---- page 1: the map ----
     _label(layout, title, MARGIN, 7, PAGE_W - 2 * MARGIN, 11, size=18, bold=True)
     subtitle = f"{WHAT[table]}: {legend_title}"
+    fit = layer_text(layer, "fit")
+    if table == "stats" and fit:
+        subtitle += f"; {fit}"
     if table == "exceedance":
         thresholds = [f["threshold"] for f in layer.getFeatures() if isinstance(f["threshold"], (int, float))]
         if thresholds and np.allclose(thresholds, thresholds[0]):
@@ -206,7 +247,9 @@ def build_report(layer: QgsVectorLayer, *, title: str, project: QgsProject | Non
     item.attemptMove(QgsLayoutPoint(MARGIN, map_y, MM))
     item.attemptResize(QgsLayoutSize(map_w, map_h, MM))
     item.setCrs(layer.crs())
-    item.setLayers([layer])
+    gauges = list((hydrographs or {}).get("gauges") or [])
+    marks = gauge_marks(layer, gauges) if gauges else None
+    item.setLayers([marks, layer] if marks is not None else [layer])
     item.setKeepLayerSet(True)
     extent = layer.extent()
     if extent.isEmpty():
@@ -247,11 +290,15 @@ def build_report(layer: QgsVectorLayer, *, title: str, project: QgsProject | Non
     root = QgsLayerTree()
     node = root.addLayer(layer)
     QgsLegendRenderer.setNodeLegendStyle(node, QgsLegendStyle.Hidden)  # the legend's title names what is mapped
+    if marks is not None:
+        root.addLayer(marks)
+        keep.append(marks)
     keep.append(root)
     legend.setAutoUpdateModel(False)
     legend.model().setRootGroup(root)
     legend.setLinkedMap(item)
-    legend.setTitle(legend_title.replace(" [", "| ["))  # the unit on a line of its own (the wrap string)
+    # the unit, and what follows a comma, on lines of their own ('|' is the legend's wrap string)
+    legend.setTitle(legend_title.replace(", ", ",|").replace(" [", "|["))
     legend.setStyleFont(QgsLegendStyle.Title, QFont(FONT, 11, QFont.Bold))
     legend.setStyleFont(QgsLegendStyle.Subgroup, QFont(FONT, 9, QFont.Bold))
     legend.setStyleFont(QgsLegendStyle.SymbolLabel, QFont(FONT, 8))
@@ -270,11 +317,10 @@ def build_report(layer: QgsVectorLayer, *, title: str, project: QgsProject | Non
     notes.append(f"<b>CRS</b> {crs.authid()} {crs.description()}")
     if sources:
         notes.append("<b>Data sources</b><br>" + "<br>".join(sources))
-    text = "<div style='font-family: DejaVu Sans; font-size: 7.5pt; line-height: 1.3; text-align: left'>" + "<br>".join(notes) + \
-        "</div>"
+    style = "font-family: DejaVu Sans; font-size: 7.5pt; line-height: 1.3; text-align: left"
+    text = f"<div style='{style}'>" + "<br>".join(notes) + "</div>"
     _label(layout, text, MARGIN + map_w + 6, map_y + 98, PAGE_W - 2 * MARGIN - map_w - 6, map_h - 98, html=True)
     # ---- pages 2 and 3: gauges ----
-    gauges = list((hydrographs or {}).get("gauges") or [])
     if gauges:
         page = _add_page(layout)
         _label(layout, "Hydrographs at the gauges", MARGIN, 7, PAGE_W - 2 * MARGIN, 10, size=14, bold=True,

@@ -181,8 +181,9 @@ class ThalwegAlgorithm(QgsProcessingAlgorithm):
 _POST_PROCESSORS: list = []  # Processing keeps only a C++ pointer: the Python objects must stay alive
 
 
-def style_on_load(context, dest_id: str) -> None:
-    """Style the output layer ``dest_id`` with the plugin's discharge style when Processing loads it."""
+def style_on_load(context, dest_id: str, style=None) -> None:
+    """Style the output layer ``dest_id`` when Processing loads it: ``style(layer)`` (default: the plugin's
+    discharge style, :func:`..layers.results.apply_style`)."""
     from qgis.core import QgsProcessingLayerPostProcessorInterface
 
     class Styler(QgsProcessingLayerPostProcessorInterface):
@@ -191,7 +192,7 @@ def style_on_load(context, dest_id: str) -> None:
 
             if isinstance(layer, QgsVectorLayer):
                 try:
-                    apply_style(layer)
+                    (style or apply_style)(layer)
                 except PluginError as exc:
                     feedback.reportError(exc.message)
 
