@@ -24,13 +24,14 @@ import numpy as np
 from qgis.core import (Qgis, QgsFeature, QgsGeometry, QgsLayerTree, QgsLayoutExporter, QgsLayoutFrame,
                        QgsLayoutItemLabel, QgsLayoutItemLegend, QgsLayoutItemManualTable, QgsLayoutItemMap,
                        QgsLayoutItemPage, QgsLayoutItemPicture, QgsLayoutItemScaleBar, QgsLayoutMeasurement,
-                       QgsLayoutPoint, QgsLayoutSize, QgsLegendRenderer, QgsLegendStyle, QgsMarkerSymbol,
-                       QgsPalLayerSettings, QgsPrintLayout, QgsProject, QgsTableCell, QgsTextBufferSettings,
-                       QgsTextFormat, QgsUnitTypes, QgsVectorLayer, QgsVectorLayerSimpleLabeling)
+                       QgsLayoutPoint, QgsLayoutSize, QgsLayoutTable, QgsLegendRenderer, QgsLegendStyle,
+                       QgsMarkerSymbol, QgsPalLayerSettings, QgsPrintLayout, QgsProject, QgsTableCell,
+                       QgsTextBufferSettings, QgsTextFormat, QgsUnitTypes, QgsVectorLayer,
+                       QgsVectorLayerSimpleLabeling)
 from qgis.PyQt.QtGui import QColor, QFont
 
 from ..errors import PluginError
-from .planning import describe_field, layer_text, style_planning_layer, table_of
+from .planning import describe_field, layer_text, statistic_name, style_planning_layer, table_of
 from .results import UNITS
 
 __all__ = ["build_report", "export_pdf", "hydrograph_figure", "metric_rows", "most_changed_rows", "NORTH_ARROW"]
@@ -84,6 +85,8 @@ def metric_rows(gauges: list[dict[str, Any]]) -> list[list[str]]:
                      num(g.get("mean"), "{:,.2f}"), num(np.nanmean(obs) if has_obs else None, "{:,.2f}"),
                      num(m.get("nse")), num(m.get("kge")), num(m.get("pbias"), "{:+.1f}"),
                      str(int(m["n"])) if m.get("n") is not None else "0"])
+        if "scenario_peak" in g:
+            rows[-1].insert(4, num(g["scenario_peak"], "{:,.1f}"))
     return rows
 
 
@@ -117,7 +120,10 @@ def hydrograph_figure(doc: dict[str, Any], path: Path, width_mm: float, height_m
     axes = fig.subplots(len(gauges), 1, sharex=True, squeeze=False)[:, 0]
     for ax, g in zip(axes, gauges):
         sim = np.array([np.nan if v is None else v for v in g["simulated"]], dtype=np.float64)
-        ax.plot(t, sim, color="#1f77b4", linewidth=1.1, label="simulated (Thalweg)")
+        ax.plot(t, sim, color="#1f77b4", linewidth=1.1, label="simulated" + (", baseline" if "scenario" in g else ""))
+        if g.get("scenario") is not None:
+            scen = np.array([np.nan if v is None else v for v in g["scenario"]], dtype=np.float64)
+            ax.plot(t, scen, color="#d62728", linewidth=1.0, linestyle="--", label="simulated, scenario")
         if g.get("observed") is not None:
             obs = np.array([np.nan if v is None else v for v in g["observed"]], dtype=np.float64)
             ax.plot(t, obs, color="black", linewidth=0.9, label="observed")
@@ -193,6 +199,7 @@ def _table(layout, page: int, x: float, y: float, w: float, h: float, header: li
     body = [[QgsTableCell(v) for v in row] for row in rows]
     table.setTableContents([head, *body])
     table.setIncludeTableHeader(False)
+    table.setWrapBehavior(QgsLayoutTable.WrapText)  # long headers on two lines, never cut
     table.setColumnWidths(widths)
     fmt = QgsTextFormat()
     font = QFont(FONT)
@@ -344,21 +351,27 @@ def build_report(layer: QgsVectorLayer, *, title: str, project: QgsProject | Non
             header = ["Gauge", "Name", "Reach", f"Peak sim. [{UNITS}]", f"Peak obs. [{UNITS}]",
                       f"Mean sim. [{UNITS}]", f"Mean obs. [{UNITS}]", "NSE", "KGE", "PBIAS [%]", "Obs. steps"]
             widths = [24, 44, 14, 25, 25, 25, 25, 13, 13, 18, 18]
-            height = 7.0 * (len(rows) + 1) + 2
-            _table(layout, page, MARGIN, y + 12, sum(widths) + 12, height, header, rows, widths)
+            if "scenario_peak" in gauges[0]:
+                header[3] = f"Peak sim., baseline [{UNITS}]"
+                header.insert(4, f"Peak sim., scenario [{UNITS}]")
+                widths = [22, 36, 12, 25, 25, 23, 23, 23, 12, 12, 17, 17]
+            height = 7.0 * (len(rows) + 2) + 2  # the header may take two lines
+            _table(layout, page, MARGIN, y + 12, PAGE_W - 2 * MARGIN, height, header, rows, widths)
             y += 14 + height
-            _label(layout, "NSE and KGE: 1 is a perfect fit, 0 no better than the observed mean (NSE). PBIAS: "
-                           "percent bias of the volume, + when the simulation is too low (hydroeval's sign). Over "
-                           "the steps where the gauge has observations.", MARGIN, y, PAGE_W - 2 * MARGIN, 9, size=8,
+            _label(layout, "NSE and KGE: 1 is a perfect fit; NSE 0 is no better than the observed mean. PBIAS: "
+                           "percent bias of the volume, + when the simulation is too low (hydroeval's sign). Metrics "
+                           "of the (baseline) simulation, over the steps where the gauge has observations.", MARGIN, y,
+                   PAGE_W - 2 * MARGIN, 9, size=8,
                    page=page)
             y += 16
         if changed:
-            _label(layout, "Reaches most changed (scenario − baseline)", MARGIN, y, PAGE_W - 2 * MARGIN, 10,
+            what = statistic_name(layer_text(layer, "statistic") or "")
+            _label(layout, f"Reaches most changed: {what}, scenario − baseline", MARGIN, y, PAGE_W - 2 * MARGIN, 10,
                    size=14, bold=True, page=page)
             header = ["Reach", f"Baseline [{UNITS}]", f"Scenario [{UNITS}]", f"Change [{UNITS}]", "Change [%]"]
             widths = [24, 32, 32, 32, 24]
-            height = 7.0 * (len(changed) + 1) + 2
-            _table(layout, page, MARGIN, y + 12, sum(widths) + 8, height, header, changed, widths)
+            height = 7.0 * (len(changed) + 2) + 2
+            _table(layout, page, MARGIN, y + 12, sum(widths) + 14, height, header, changed, widths)
     layout.thalweg_keep = keep  # the legend's tree and the figure's folder live as long as the layout
     return layout
 

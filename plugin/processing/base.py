@@ -7,6 +7,7 @@ Each algorithm declares its parameters (names are class constants), builds the j
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,12 @@ class ThalwegAlgorithm(QgsProcessingAlgorithm):
                                   with_geometry=self.WITH_GEOMETRY)
         except PluginError as exc:
             raise QgsProcessingException(exc.message) from None
+
+    def parameterAsFile(self, parameters, name, context) -> str:  # noqa: N802  (QGIS's name)
+        """The file parameter as an absolute path ('' when not given): the backend runs in its own working
+        folder, so a relative path (qgis_process run ... RUNOFF=data/runoff.nc) must be resolved here."""
+        value = super().parameterAsFile(parameters, name, context)
+        return os.path.abspath(value) if value else value
 
     # ---- the job ----
     def job_body(self, parameters, context, feedback) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterString,
-                       QgsProcessingParameterVectorLayer, QgsProject)
+                       QgsProcessingParameterVectorLayer, QgsProcessingUtils, QgsProject)
 
 from ..errors import PluginError
 from .planning import PlanningAlgorithm
@@ -26,6 +26,7 @@ class ReportAlgorithm(PlanningAlgorithm):
     FIELD = "FIELD"
     TITLE = "TITLE"
     DISCHARGE = "DISCHARGE"
+    SCENARIO = "SCENARIO"
     GAUGES = "GAUGES"
     OBSERVED = "OBSERVED"
     SOURCES = "SOURCES"
@@ -63,6 +64,8 @@ class ReportAlgorithm(PlanningAlgorithm):
                                                               [QgsProcessing.TypeVectorLine], optional=True))
         self.addParameter(QgsProcessingParameterFile(self.DISCHARGE, "Discharge file (NetCDF, for the hydrographs)",
                                                      optional=True, extension="nc"))
+        self.addParameter(QgsProcessingParameterFile(self.SCENARIO, "Scenario discharge (NetCDF, drawn beside it)",
+                                                     optional=True, extension="nc"))
         self.addParameter(QgsProcessingParameterFile(self.GAUGES, "Gauges CSV (gauge_id, reach id)", optional=True,
                                                      extension="csv"))
         self.addParameter(QgsProcessingParameterFile(self.OBSERVED, "Observed discharge CSV", optional=True,
@@ -76,11 +79,12 @@ class ReportAlgorithm(PlanningAlgorithm):
         def file(name):
             return self.parameterAsFile(parameters, name, context)
 
-        self._source, self._body = None, None
+        self._source, self._body, self._scenario = None, None, file(self.SCENARIO) or None
         discharge, gauges = file(self.DISCHARGE), file(self.GAUGES)
-        if bool(discharge) != bool(gauges):
-            raise QgsProcessingException("the hydrograph pages need both the discharge file and the gauges CSV "
-                                         "(give both, or neither for a map-only report)")
+        if gauges and not discharge:
+            raise QgsProcessingException("the gauges' hydrographs need the discharge file too")
+        if discharge and not gauges:
+            feedback.pushInfo("no gauges CSV: the report is the map (give gauges for the hydrograph pages)")
         if gauges:
             if parameters.get(self.NETWORK) in (None, ""):
                 raise QgsProcessingException("the gauges need the routed network (their reach ids are its ids): "
@@ -95,14 +99,19 @@ class ReportAlgorithm(PlanningAlgorithm):
 
     def sources(self, parameters, context, layer) -> list[str]:
         """The report's data sources: its inputs by file name, then the user's lines."""
+        temporary = Path(QgsProcessingUtils.tempFolder()).resolve()
+
         def name(path):
-            return Path(path).name if path else None
+            if not path:
+                return None
+            # a model's intermediate file (.../processing_xyz/<id>/OUTPUT_Q.nc) says nothing to a reader
+            return "routed in this run" if temporary in Path(path).resolve().parents else Path(path).name
 
         lines = [f"Map layer: {name(layer.source().split('|', 1)[0]) or layer.name()}"]
         if self._source is not None:
             lines.append(f"River network: {name(self._source.path) if self._source.path else 'layer ' + layer.name()}")
-        for label, key in (("Discharge", self.DISCHARGE), ("Gauges", self.GAUGES),
-                           ("Observed discharge", self.OBSERVED)):
+        for label, key in (("Discharge", self.DISCHARGE), ("Scenario discharge", self.SCENARIO),
+                           ("Gauges", self.GAUGES), ("Observed discharge", self.OBSERVED)):
             value = self.parameterAsFile(parameters, key, context)
             if value:
                 lines.append(f"{label}: {name(value)}")
@@ -119,6 +128,15 @@ class ReportAlgorithm(PlanningAlgorithm):
             record = self.run_job(feedback)
             doc = json.loads(Path(record["outputs"]["hydrographs"]).read_text(encoding="utf-8"))
             result = record.get("result") or {}
+            if self._scenario:
+                self._body = {**self._body, "discharge": self._scenario, "label": "QGIS Processing: thalweg:report "
+                                                                                  "(scenario)"}
+                other = json.loads(Path(self.run_job(feedback)["outputs"]["hydrographs"]).read_text(encoding="utf-8"))
+                if other["time"] != doc["time"]:
+                    raise QgsProcessingException("the scenario's discharge covers other steps than the baseline's; "
+                                                 "give runs of the same period")
+                for g, s in zip(doc["gauges"], other["gauges"]):
+                    g["scenario"], g["scenario_peak"] = s["simulated"], s["peak"]
             if result.get("first_time"):
                 period = f"{result['first_time'][:16].replace('T', ' ')} – {result['last_time'][:16].replace('T', ' ')}"
         layer = self.parameterAsVectorLayer(parameters, self.LAYER, context)
