@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_planning import add_planning_commands
 
     add_planning_commands(sub, common, _add_network_options, _network_reading)  # stats, compare, exceed
+    from ._cli_train import add_train_command
+
+    add_train_command(sub, common)
 
     exp = command("export-params", "write the Muskingum k and x per reach in RAPID's and river-route's layouts")
     exp.add_argument("network", help="hydrography file").complete = _FILE
