@@ -158,7 +158,7 @@ def resolve_links(ids: np.ndarray, ds_ids: np.ndarray, links: Links, *, area: np
             warnings.warn(render_options(
                 f"{where}: {reaches.size:,} reaches split into several downstream reaches ({format_ids(ids[reaches])}) "
                 f"and the data gives no split fractions; the main path is kept and the minor paths "
-                f"{_shown(f_ids, t_ids, rows[~np.isin(np.arange(rows.size), first)])} are dropped. Pass "
+                f"{_shown(f_ids[rows], t_ids[rows], np.setdiff1d(np.arange(rows.size), first))} are ignored. Pass "
                 f"{opt('read_network.bifurcations', 'split')} to route every branch (fractions by the receiving "
                 f"reaches' drainage area), or a {opt('read_network.links', 'FILE')} table with fractions."),
                 ThalwegWarning, stacklevel=4)

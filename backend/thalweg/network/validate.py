@@ -89,7 +89,7 @@ def check_areas(ids: np.ndarray, downstream: np.ndarray, area: np.ndarray, sourc
 
 
 def resolve_bifurcations(from_ids: np.ndarray, to_ids: np.ndarray, *, main: np.ndarray | None = None,
-                         source: Source | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         source: Source | None = None, quiet: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Reduce a link table (one row per from -> to link) to one downstream id per reach.
 
     Where a reach has several downstream links, the row with ``main`` True (NHDPlus: Divergence != 2),
@@ -105,7 +105,7 @@ def resolve_bifurcations(from_ids: np.ndarray, to_ids: np.ndarray, *, main: np.n
     first = np.r_[True, f_sorted[1:] != f_sorted[:-1]]
     keep = order[first]
     dropped = order[~first]
-    if dropped.size:
+    if dropped.size and not quiet:  # quiet: the caller hands every link to from_arrays, which reports
         minor = ", ".join(f"{from_ids[i]} -> {to_ids[i]}" for i in dropped[:3])
         more = f" and {dropped.size - 3:,} more" if dropped.size > 3 else ""
         warnings.warn(render_options(

@@ -41,6 +41,7 @@ from .topology import Topology, topology
 __all__ = ["DagPlan", "dag_plan", "route_dag", "check_fractions"]
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+SINKS = 16  # work items per stage at most (basins gathered under sink rows)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -50,6 +51,7 @@ class Stage:
     real : int64 [n_real], global positions of the stage's reaches (local rows 0..n_real-1).
     net, topo : the local forest (rows: real reaches, then virtual sources) and its topology.
     v_link : int64 [n_virtual], the crossing link (index into ``network.dag.edges``) each virtual source carries.
+    v_src : int64 [n_virtual], global position of the reach whose outflow it carries.
     feeds : per earlier stage s, (s, local rows of the sources in s, rows among this stage's virtual sources).
     """
 
@@ -57,6 +59,7 @@ class Stage:
     net: RiverNetwork
     topo: Topology
     v_link: np.ndarray
+    v_src: np.ndarray
     feeds: list
     cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -92,8 +95,33 @@ def _forest(n: int, downstream: np.ndarray) -> RiverNetwork:
     return RiverNetwork(ids=ids, downstream=downstream, length=np.full(n, np.nan), area=np.full(n, np.nan))
 
 
-def build_plan(network: RiverNetwork) -> DagPlan:
-    """The stages of ``network`` (see the module docstring); numpy, one vectorised pass per DAG level."""
+def _with_sinks(down: np.ndarray, groups: int = SINKS) -> np.ndarray:
+    """``down`` with up to ``groups`` sink rows appended, each receiving the outlets of a share of the forest's
+    basins (balanced by size): a stage with thousands of small basins becomes a few work items for the
+    engines (a sink's own output is never used)."""
+    outlets = np.flatnonzero(down < 0)
+    if outlets.size <= groups:
+        return down
+    from ..network.order import accumulate, kahn_levels
+
+    levels, _ = kahn_levels(down)
+    size = accumulate(down, np.ones(down.size, dtype=np.int64), levels)[outlets]
+    order = np.argsort(-size, kind="stable")
+    load = np.zeros(groups, dtype=np.int64)
+    group = np.empty(outlets.size, dtype=np.int64)
+    for k in order.tolist():  # greedy: the biggest basin to the lightest sink
+        g = int(np.argmin(load))
+        group[k] = g
+        load[g] += size[k]
+    out = np.r_[down, np.full(groups, -1, dtype=np.int64)]
+    out[outlets] = down.size + group
+    return out
+
+
+def build_plan(network: RiverNetwork, *, sinks: bool = False) -> DagPlan:
+    """The stages of ``network`` (see the module docstring); numpy, one vectorised pass per DAG level.
+    ``sinks``: gather each stage's basins under a few sink rows (for the exact engine, whose work items are
+    basins; never for the closure engine, whose blocks would span each sink's whole upstream)."""
     n = network.n_reaches
     src, dst, _ = edges(network)
     levels, stuck = dag_levels(n, src, dst)
@@ -102,12 +130,15 @@ def build_plan(network: RiverNetwork) -> DagPlan:
     is_split = np.zeros(n, dtype=bool)
     is_split[network.splits.reach] = True
     weight = is_split[src].astype(np.int64)
-    stage = np.zeros(n, dtype=np.int64)
-    by_level = np.argsort(levels[dst], kind="stable")
-    bounds = np.searchsorted(levels[dst][by_level], np.arange(int(levels.max(initial=0)) + 2))
-    for lv in range(1, bounds.size - 1):
+    # as late as possible: a reach's stage is the largest number of splits on any path below it, counted
+    # back from the last stage, so a link from a reach that does not split never crosses stages
+    below = np.zeros(n, dtype=np.int64)
+    by_level = np.argsort(levels[src], kind="stable")
+    bounds = np.searchsorted(levels[src][by_level], np.arange(int(levels.max(initial=0)) + 2))
+    for lv in range(bounds.size - 2, -1, -1):
         e = by_level[bounds[lv]:bounds[lv + 1]]
-        np.maximum.at(stage, dst[e], stage[src[e]] + weight[e])
+        np.maximum.at(below, src[e], below[dst[e]] + weight[e])
+    stage = int(below.max(initial=0)) - below
     inside = (stage[src] == stage[dst]) & ~is_split[src]
     crossing = np.flatnonzero(~inside)
     local_down = np.full(n, -1, dtype=np.int64)
@@ -124,23 +155,24 @@ def build_plan(network: RiverNetwork) -> DagPlan:
         offset += real.size
         v_link = crossing[stage[dst[crossing]] == s]
         down = np.r_[local_down[real], where_stage[dst[v_link]]]
-        net = _forest(real.size + v_link.size, down)
+        if sinks:
+            down = _with_sinks(down)
+        net = _forest(down.size, down)
         feeds = []
         src_stage = stage[src[v_link]]
         for s0 in np.unique(src_stage).tolist():
             rows = np.flatnonzero(src_stage == s0)
             feeds.append((int(s0), where_stage[src[v_link[rows]]], rows))
-        stages.append(Stage(real=real, net=net, topo=topology(net), v_link=v_link, feeds=feeds))
+        stages.append(Stage(real=real, net=net, topo=topology(net), v_link=v_link, v_src=src[v_link], feeds=feeds))
     return DagPlan(stages=stages, inverse=inverse, n_links=int(src.size))
 
 
-def dag_plan(network: RiverNetwork) -> DagPlan:
+def dag_plan(network: RiverNetwork, *, sinks: bool = False) -> DagPlan:
     """The cached stage plan of ``network``."""
-    plan = _PLANS.get(network)
-    if plan is None:
-        plan = build_plan(network)
-        _PLANS[network] = plan
-    return plan
+    plans = _PLANS.setdefault(network, {})
+    if sinks not in plans:
+        plans[sinks] = build_plan(network, sinks=sinks)
+    return plans[sinks]
 
 
 def with_virtual(scheme: Scheme, n_virtual: int) -> Scheme:
@@ -198,6 +230,16 @@ def check_fractions(network: RiverNetwork, fractions, device) -> torch.Tensor:
     return f
 
 
+def _empty(shape, dtype, device) -> torch.Tensor:
+    """An uninitialised buffer; on the CPU the engines' allocator (huge pages: first-touch page faults of a
+    fresh buffer of 10^8 values cost as much as routing it)."""
+    if torch.device(device).type == "cpu":
+        from ._cpu import empty
+
+        return empty(shape, dtype)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
 def route_dag(engine: str, job, run_one):
     """Route ``job`` (``engines.Job``, a network with splits) with the tree engine ``engine`` stage by stage;
     returns (Q [B, N, T], None). ``run_one(engine, job)`` routes one forest."""
@@ -206,36 +248,65 @@ def route_dag(engine: str, job, run_one):
                          "split.", hint="Route the whole series in one pass (compute the runoff, not a dask array), "
                                         "or read the network with bifurcations='main'.")
     network = job.network
-    plan = dag_plan(network)
+    plan = dag_plan(network, sinks=engine == "exact")
     runoff = job.runoff
     dev, dtype = runoff.device, runoff.dtype
     frac = check_fractions(network, job.fractions, dev)
     _, _, link_frac = edges(network, frac)  # [M] tensor: 1 on tree links
+    grad = torch.is_grad_enabled() and (runoff.requires_grad or frac.requires_grad
+                                        or any(v.requires_grad for v in job.params.values()))
+    b, _, t_len = runoff.shape
     outs: list[torch.Tensor] = []
+    out = None if grad else _empty((b, network.n_reaches, t_len), dtype, dev)
     for k, st in enumerate(plan.stages):
         real = st.on("real", dev)
-        x = runoff.index_select(1, real)
+        n_rows = st.net.n_reaches
+        carried = None
         if st.n_virtual:
             pieces, rows = [], []
-            for s0, local, vrows in st.feeds:
-                pieces.append(outs[s0].index_select(1, torch.as_tensor(local, device=dev)))
-                rows.append(vrows)
-            order = np.concatenate(rows)
-            carried = torch.cat(pieces, 1)
-            perm = np.empty_like(order)
-            perm[order] = np.arange(order.size)
-            if not np.array_equal(perm, np.arange(perm.size)):
-                carried = carried.index_select(1, st.on("perm", dev, perm))
-            f = link_frac.index_select(0, st.on("v_link", dev)).to(dtype)
-            x = torch.cat([x, carried * f[None, :, None]], 1)
+            if grad:
+                for s0, local, vrows in st.feeds:
+                    pieces.append(outs[s0].index_select(1, torch.as_tensor(local, device=dev)))
+                    rows.append(vrows)
+                order = np.concatenate(rows)
+                carried = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
+                if not np.array_equal(order, np.arange(order.size)):
+                    perm = np.empty_like(order)
+                    perm[order] = np.arange(order.size)
+                    carried = carried.index_select(1, st.on("perm", dev, perm))
+            else:  # every source's outflow is already in place in ``out``
+                carried = out.index_select(1, st.on("v_src", dev))
+            carried = carried * link_frac.index_select(0, st.on("v_link", dev)).to(dtype)[None, :, None]
+        if grad:
+            parts = [runoff.index_select(1, real)]
+            if carried is not None:
+                parts.append(carried)
+            if n_rows > st.n_real + st.n_virtual:
+                parts.append(runoff.new_zeros(b, n_rows - st.n_real - st.n_virtual, t_len))
+            x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+        else:
+            x = _empty((b, n_rows, t_len), dtype, dev)
+            if n_rows > st.n_real + st.n_virtual:
+                x[:, st.n_real + st.n_virtual:] = 0.0  # the sinks take no runoff
+            for i in range(b):  # straight into the stage's buffer: one copy of the runoff over all stages
+                torch.index_select(runoff[i], 0, real, out=x[i, :st.n_real])
+            if carried is not None:
+                x[:, st.n_real:st.n_real + st.n_virtual] = carried
         params = {name: v.index_select(0, real) for name, v in job.params.items()}
-        sub = dataclasses.replace(job, network=st.net, topo=st.topo, runoff=x, scheme=with_virtual(job.scheme,
-                                  st.n_virtual), params=params, state=None, want_state=False, at=None,
-                                  progress=None, fractions=None)
+        sub = dataclasses.replace(job, network=st.net, topo=st.topo, runoff=x,
+                                  scheme=with_virtual(job.scheme, n_rows - st.n_real), params=params, state=None,
+                                  want_state=False, at=None, progress=None, fractions=None)
         y, _ = run_one(engine, sub)
-        outs.append(y[:, :st.n_real] if st.n_virtual else y)
+        y = y[:, :st.n_real] if n_rows > st.n_real else y
+        if grad:
+            outs.append(y)
+        else:
+            for i in range(b):
+                out[i].index_copy_(0, real, y[i])
         if job.progress is not None:
             job.progress(k + 1, len(plan.stages))
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+    if not grad:
+        return out, None
+    stacked = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
     inverse = plan.cache.setdefault(str(dev), torch.as_tensor(plan.inverse, device=dev))
-    return out.index_select(1, inverse), None
+    return stacked.index_select(1, inverse), None
