@@ -152,7 +152,9 @@ def from_arrays(
         source = dataclasses.replace(source, fields={**source.fields, "area": "accumulated catchment_area"})
     if area is None:
         area = np.full(n, np.nan)
-    validate.check_areas(ids, downstream, area, source, policy=check_area)
+    # a split reach's branches share its area (NHDPlus minor paths carry little): only tree links are checked
+    tree_down = downstream if splits is None else np.where(np.isin(np.arange(n), splits.reach), -1, downstream)
+    validate.check_areas(ids, tree_down, area, source, policy=check_area)
 
     network = RiverNetwork(
         ids=ids, downstream=downstream, length=length, area=area,

@@ -109,7 +109,12 @@ def resolve_links(ids: np.ndarray, ds_ids: np.ndarray, links: Links, *, area: np
                            hint="List each from_id -> to_id link once.")
     n_links_of = np.bincount(f_pos, minlength=ids.size)
     keep = ~leaves | (n_links_of[f_pos] == 1)  # a lone link to an outlet code makes the reach an outlet
+    lost = np.zeros(ids.size, dtype=bool)
+    lost[f_pos[~keep]] = True
     f_pos, t_pos, frac, t_ids, f_ids = f_pos[keep], t_pos[keep], frac[keep], t_ids[keep], f_ids[keep]
+    if lost.any():  # the links that stay share the water of those that left
+        total = np.bincount(f_pos, weights=np.nan_to_num(frac), minlength=ids.size)
+        frac = np.where(lost[f_pos] & (total[f_pos] > 0), frac / np.where(total[f_pos] > 0, total[f_pos], 1.0), frac)
     main = None if links.main is None else np.asarray(links.main, bool)[keep]
 
     downstream = np.array(ds_ids, dtype=np.int64, copy=True)

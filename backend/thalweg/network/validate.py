@@ -154,17 +154,18 @@ def check_splits(ids: np.ndarray, downstream: np.ndarray, rows, source: Source, 
 
 
 def _dag_cycle(n: int, src: np.ndarray, dst: np.ndarray, stuck: np.ndarray) -> list[int]:
-    """One cycle among ``stuck`` reaches, following links that stay among them (error path only)."""
+    """One cycle among ``stuck`` reaches (error path only). Every stuck reach has a stuck reach upstream, so
+    walking upstream from one must close a cycle; it is returned in the direction of flow."""
     on = np.zeros(n, dtype=bool)
     on[stuck] = True
-    nxt: dict[int, int] = {}
+    prev: dict[int, int] = {}
     for a, b in zip(src.tolist(), dst.tolist()):
-        if on[a] and on[b] and a not in nxt:
-            nxt[a] = b
+        if on[a] and on[b] and b not in prev:
+            prev[b] = a
     node, seen = int(stuck[0]), {}
     path: list[int] = []
     while node not in seen:
         seen[node] = len(path)
         path.append(node)
-        node = nxt[node]
-    return path[seen[node]:]
+        node = prev[node]
+    return path[seen[node]:][::-1]
