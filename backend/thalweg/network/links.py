@@ -187,10 +187,10 @@ def resolve_links(ids: np.ndarray, ds_ids: np.ndarray, links: Links, *, area: np
             how.append(f"{n_area:,} by the receiving reaches' drainage area")
         if n_equal:
             how.append(f"{n_equal:,} in equal shares (no drainage area)")
-        warnings.warn(render_options(f"{where}: {int((partial == 0).sum()):,} split reaches have no split fractions in the data; "
-                      f"their outflow is divided {' and '.join(how)}. Give fractions with "
-                      f"{opt('read_network.links', 'FILE')} (from_id, to_id, fraction) to set them."),
-                      ThalwegWarning, stacklevel=4)
+        text = (f"{where}: {int((partial == 0).sum()):,} split reaches have no split fractions in the data; their "
+                f"outflow is divided {' and '.join(how)}. Give fractions with {opt('read_network.links', 'FILE')} "
+                f"(from_id, to_id, fraction) to set them.")
+        warnings.warn(render_options(text), ThalwegWarning, stacklevel=4)
         origin = ("area" if n_area else "equal") if not has_fractions else "mixed"
     return downstream, (s, t, fr, origin)
 
