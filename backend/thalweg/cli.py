@@ -359,6 +359,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"total length   {summary['total_length_km']:,.1f} km",
         "largest basin  " + (f"{summary['largest_basin_km2']:,.1f} km2" if summary["largest_basin_km2"]
                               else "unknown (no drainage area)"),
+        f"splits         {_splits_line(summary)}",
         f"crs            {summary['crs']}",
         f"attributes     {', '.join(sorted(net.attrs)) or 'none'}",
         f"problems       {len(caught) or 'none found'}",
@@ -366,6 +367,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     lines += [f"  - {p}" for p in caught]
     print("\n".join(lines))
     return 0
+
+
+def _splits_line(summary: dict) -> str:
+    """'none (a tree)', or the split reaches, their links, the largest multi-path region and the fractions' origin."""
+    if not summary.get("splits"):
+        return "none (a tree)"
+    return (f"{summary['splits']:,} reaches split ({summary['split_links']:,} links, fractions: "
+            f"{summary['split_fractions']}); largest multi-path region {summary['largest_multipath_region']:,} reaches")
 
 
 def _usage(args: argparse.Namespace, message: str) -> None:

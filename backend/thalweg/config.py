@@ -36,6 +36,7 @@ ZONINGS = ("gauges", "global")
 TIME_LABELS = ("start", "end")
 LAYOUTS = ("wide", "long")
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]{1,2})?)$"
+BIFURCATIONS = ("main", "split")  # thalweg.network.links.BIFURCATIONS (not imported: this module stays light)
 
 
 class Choices(Sequence):
@@ -236,6 +237,16 @@ class RouteSettings:
     check_area: str = _setting("error", "drainage area decreasing downstream: error, warn or ignore",
                                group="network reading", flag="--check-area", keyword="read_network.check_area",
                                choices=AREA_POLICIES)
+    # rivers that split (network.links): bifurcations and a link table
+    bifurcations: str | None = _setting(None, "reaches whose outflow splits: split (route every branch; fractions "
+                                              "from the data, else by drainage area) or main (keep the main path); "
+                                              "default: split when the data gives fractions, else main, saying so",
+                                        group="network reading", flag="--bifurcations",
+                                        keyword="read_network.bifurcations", choices=BIFURCATIONS)
+    links: str | None = _setting(None, "CSV or parquet table of downstream links (from_id, to_id, fraction) "
+                                       "overriding the downstream field for the reaches it lists; several rows "
+                                       "for a reach make it split", group="network reading", flag="--links",
+                                 keyword="read_network.links", path=True, metavar="FILE")
     # runoff reading (thalweg.runoff.read_runoff)
     variable: str | None = _setting(None, "runoff variable (NetCDF) or value column (long table) to read "
                                           "(default: found)", group="runoff reading", flag="--variable",
