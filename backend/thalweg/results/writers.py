@@ -31,8 +31,9 @@ from ._cftime import encode_times, iso_utc
 from .discharge import Discharge
 from .summary import summarize
 
-__all__ = ["DischargeAppender", "write_qout", "write_q", "write_zarr", "write_summary_gpkg", "write_hydrographs_csv",
-           "write_hydrographs_long_csv", "reach_points", "CONVENTIONS", "ID_NAMES", "SUMMARY_FIELDS"]
+__all__ = ["DischargeAppender", "write_qout", "write_q", "write_zarr", "write_summary_gpkg",
+           "write_hydrographs_csv", "write_hydrographs_long_csv", "reach_points", "CONVENTIONS", "ID_NAMES",
+           "SUMMARY_FIELDS"]
 
 CONVENTIONS = ("mean", "end")
 ID_NAMES = ("rivid", "riverId", "river_id")  # RAPID / GEOGloWS v1; river-route 1.x; GEOGloWS v2, river-route 2+
@@ -578,7 +579,11 @@ class DischargeAppender:
                 if shape[axis] > steps:
                     shape[axis] = steps
                     arr.resize(tuple(shape))
-        zarr.consolidate_metadata(str(self.path))
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata")
+            zarr.consolidate_metadata(str(self.path))
 
     def write(self, start: int, chunk: Discharge, initial: np.ndarray | None = None) -> None:
         if start == 0:

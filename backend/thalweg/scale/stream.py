@@ -258,8 +258,13 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
     from ..results.writers import DischargeAppender
     from ..runoff.readers import RunoffChunks, open_runoff_chunks
 
+    from ..irf import get_scheme
+    from ..routing.engines import resolve
+
     report = progress or (lambda fraction, message: None)
     t_wall = time.perf_counter()
+    attrs = {"scheme": get_scheme(scheme).name, "engine": resolve(getattr(router, "engine", engine)),
+             **dict(attrs or {})}
     source = runoff if isinstance(runoff, RunoffChunks) else open_runoff_chunks(runoff, network, **dict(reading or {}))
     try:
         n, steps, dt = network.n_reaches, source.n_steps, float(source.dt)
@@ -282,6 +287,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
         folder.mkdir(parents=True, exist_ok=True)
         if router is None:
             router = LocalRouter(network, params, scheme, dt=dt, engine=engine, device=device, dtype=dtype)
+        attrs["engine"] = resolve(getattr(router, "engine", engine))
         writers = {kind: DischargeAppender(partial[kind], fmt, conv, id_name=(id_names or {}).get(kind, "riverId"),
                                            lat=lat, lon=lon, compression=compression)
                    for kind, (_, fmt, conv) in outputs.items()}
@@ -341,7 +347,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                     if event is not None:
                         event.synchronize()
                     values = q.numpy() if isinstance(q, torch.Tensor) else np.asarray(q)
-                    d = Discharge.from_routing(values, chunk, dict(attrs or {}))
+                    d = Discharge.from_routing(values, chunk, attrs)
                     for w in writers.values():
                         w.write(a, d, initial)
                     ck.commit(b, state, d.values[:, -1].copy())
