@@ -188,3 +188,26 @@ def test_float64_stream_equals_one_pass_closely(net, runoff_file, tmp_path):
     res = _stream(net, runoff_file, params, tmp_path, chunk_steps=64, dtype=torch.float64)
     got = read_discharge(res.files["q"]).values  # float32 in the file: the float64 run rounded once
     np.testing.assert_allclose(got, exact.astype(np.float32), rtol=1e-6, atol=1e-7 * exact.max())
+
+
+def test_thalweg_route_streams_over_the_budget_and_resumes(tmp_path):
+    """The CLI: --memory below the whole run's estimate streams (no refusal); --resume without a checkpoint
+    routes from the start; the files equal the whole run."""
+    from pathlib import Path
+
+    from thalweg.cli import main
+    from thalweg.hydrography import read_network
+
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
+    args = [str(sample / "cance_rivers.gpkg"), str(sample / "cance_runoff.nc"), "--quiet"]
+    assert main(["route", *args, "-o", str(tmp_path / "s.nc"), "--memory", "0.01"]) == 0
+    assert not (tmp_path / "s.gpkg").exists() and not (tmp_path / ".s.stream").exists()
+    saved = json.loads((tmp_path / "s.settings.json").read_text())
+    assert saved["stream"] == "auto" and saved["memory"] == 0.01
+    net = read_network(sample / "cance_rivers.gpkg")
+    whole, _ = _whole(net, sample / "cance_runoff.nc", _params(net))
+    streamed = read_discharge(tmp_path / "s.nc")
+    np.testing.assert_allclose(streamed.values, whole.values, rtol=2e-6, atol=1e-5 * whole.values.max())
+    assert main(["route", *args, "-o", str(tmp_path / "s.zarr"), "--chunk-steps", "1000", "--resume"]) == 0
+    np.testing.assert_allclose(read_discharge(tmp_path / "s.zarr").values, whole.values, rtol=2e-6,
+                               atol=1e-5 * whole.values.max())

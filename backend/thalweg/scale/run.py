@@ -50,7 +50,7 @@ def _header_shape(path: str) -> tuple[int, int] | None:
 
 def wants_stream(settings) -> bool:
     """Whether the run of ``settings`` streams (module docstring); InputError where it must and cannot."""
-    from .stream import budget_bytes, streamable
+    from .stream import budget_bytes, chunk_steps_for, streamable
 
     forced = settings.stream == "always" or settings.resume or settings.dask or bool(settings.scheduler)
     if settings.stream == "never":
@@ -76,7 +76,13 @@ def wants_stream(settings) -> bool:
     from ..workflow import estimate_memory
 
     budget = budget_bytes(settings.memory)
-    return budget is not None and estimate_memory(settings, *shape) > budget
+    if budget is None or estimate_memory(settings, *shape) <= budget:
+        return False
+    try:
+        chunk_steps_for(*shape, budget)
+    except InputError:
+        return False  # not even one step fits: the memory guard refuses the run with its estimate and fixes
+    return True
 
 
 def _router(settings, network, params, dt: float):

@@ -64,11 +64,12 @@ def chunk_steps_for(n_reaches: int, n_steps: int, budget: int | None, *, minimum
         return int(n_steps)
     per_step = 4.0 * max(n_reaches, 1) * _PER_STEP_FACTOR
     state = 3 * 8 * n_reaches * 2
-    room = budget - _FIXED - state
+    fixed = min(_FIXED, 20 * 4 * n_reaches)  # the workflow's estimate's fixed part, for one step
+    room = budget - fixed - state
     if room < per_step * minimum:
         gib = 2.0**30
         raise InputError(f"the memory budget ({budget / gib:,.2f} GiB) cannot hold even one step of "
-                         f"{n_reaches:,} reaches while streaming (about {(per_step + _FIXED + state) / gib:,.2f} GiB).",
+                         f"{n_reaches:,} reaches while streaming (about {(per_step + fixed + state) / gib:,.2f} GiB).",
                          hint=f"Raise {opt('route.memory', 8)}, or route on a machine with more memory.")
     return int(max(minimum, min(n_steps, room // per_step)))
 
