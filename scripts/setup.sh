@@ -42,11 +42,11 @@ fi
 stamp=".venv/.thalweg-setup"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) $THALWEG_TORCH"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  log "installing $THALWEG_TORCH and thalweg[gis,server,test] into .venv"
+  log "installing $THALWEG_TORCH and thalweg[gis,server,test,scale] into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   # shellcheck disable=SC2086  # THALWEG_TORCH may carry pip options (an index for a CUDA build)
   .venv/bin/python -m pip install -q $THALWEG_TORCH
-  .venv/bin/python -m pip install -q -e ".[gis,server,test]"
+  .venv/bin/python -m pip install -q -e ".[gis,server,test,scale]"
   # a CUDA torch brings its own triton; with the CPU build, triton 3.6 (the version the GPU kernels are tested
   # with on the H100) lets the tests run the Triton kernels in its interpreter on a machine without a GPU
   if ! .venv/bin/python -c 'import triton' 2>/dev/null; then

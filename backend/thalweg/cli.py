@@ -449,7 +449,11 @@ def _cmd_route(args: argparse.Namespace) -> int:
         bar.close()
     if not args.quiet:
         d = result.discharge
-        print(f"routed {d.values.shape[0]:,} reaches x {d.values.shape[1]:,} steps of {d.dt:g} s "
+        if d is None:  # streamed (thalweg.scale): the discharge went to the files chunk by chunk
+            shape, dt = (int(result.timings["reaches"]), int(result.timings["steps"])), result.timings["dt"]
+        else:
+            shape, dt = d.values.shape, d.dt
+        print(f"routed {shape[0]:,} reaches x {shape[1]:,} steps of {dt:g} s "
               f"({settings.scheme}) in {time.perf_counter() - start:.1f} s "
               f"(route {result.timings['route']:.2f} s)", file=sys.stderr)
         for name, origin in result.params_used.items():
