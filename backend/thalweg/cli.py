@@ -243,7 +243,7 @@ def option_table(parser: argparse.ArgumentParser) -> dict[str, str]:
             elif action.dest in _ALL_OPTIONS and action.option_strings:
                 flag = max(action.option_strings, key=len)
                 opt = _ALL_OPTIONS[action.dest][1]
-                table[f"route.{action.dest}"] = flag
+                table.setdefault(f"route.{action.dest}", flag)  # -o stays route.name's flag, not train's --name
                 for keyword in (opt.keyword, *opt.aliases):
                     if keyword:
                         table[keyword] = flag
