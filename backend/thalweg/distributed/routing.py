@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ from ..network import RiverNetwork
 from ..scale import Piece, balance, basins, clusters, merge, piece_params, route_piece, stages
 from .launch import RankInfo, job_folder, launch
 
-__all__ = ["plan", "route", "RankTimes"]
+__all__ = ["plan", "route", "route_stages", "RankTimes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,24 +78,31 @@ def _sends(stages_plan, cut: np.ndarray) -> list[list[np.ndarray]]:
             for bins in stages_plan]
 
 
-def _rank_route(info: RankInfo, job: dict[str, Any]) -> RankTimes:
-    """One rank's share of :func:`route` (runs in a child process)."""
+def route_stages(info: RankInfo, network: RiverNetwork, stages_plan: Sequence[Sequence[Piece | None]],
+                 rows_of: Callable[[Piece], Any], params: Mapping[str, Any], scheme: Any, *, dt: float,
+                 engine: str = "auto", dtype: torch.dtype = torch.float32, kernel_length: int | None = None,
+                 sink: Callable[[Piece, torch.Tensor], None] | None = None,
+                 cache: dict[int, Any] | None = None) -> RankTimes:
+    """Route this rank's piece of every stage (inside a process of :func:`launch`), handing the cut reaches'
+    outflow to every rank after each stage.
+
+    ``rows_of(piece)``: the piece's runoff rows [B, n, T] (numpy, or a tensor on the rank's device: generated
+    there, nothing crosses the host). ``sink(piece, q)``: takes each routed piece's discharge (a tensor [B, n, T]
+    on the rank's device). ``cache``: a dict kept between calls over the same plan (repeated passes, time chunks)
+    holds each piece's sub-network and parameters, so that they are built once. A piece without inflow is routed
+    by :func:`thalweg.routing.route` as :func:`thalweg.scale.route_piece` routes it (the same call), one with
+    inflow by ``route_piece``.
+    """
     import torch.distributed as dist
 
-    network: RiverNetwork = job["network"]
-    sch = get_scheme(job["scheme"])
-    dtype = job["dtype"]
-    values = np.load(info.folder / "runoff.npy", mmap_mode="r")  # [B, N, T], the rank reads only its rows
-    out = np.load(info.folder / "q.npy", mmap_mode="r+")
-    params = job["params"]
-    stages_plan = job["plan"]
+    from ..routing import route as route_one
+
+    sch = get_scheme(scheme)
     cut = _cut_reaches(stages_plan)
     sends = _sends(stages_plan, cut)
-    batch, _, steps = values.shape
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    received = np.zeros((batch, cut.size, steps), dtype=np_dtype)  # the cut reaches' outflow, as routed
     device = torch.device(info.device)
     comm = device if info.backend == "nccl" else torch.device("cpu")
+    received: torch.Tensor | None = None  # [B, cut, T]: the cut reaches' outflow, as routed
     reaches = 0
     t_route = t_transfer = t_write = 0.0
     for s, bins in enumerate(stages_plan):
@@ -103,34 +110,67 @@ def _rank_route(info: RankInfo, job: dict[str, Any]) -> RankTimes:
         q = None
         if piece is not None:
             t0 = time.perf_counter()
-            inflow = None
+            rows = rows_of(piece)
+            if cache is not None and s in cache:
+                sub, pp = cache[s]
+            else:
+                sub, pp = piece.subnetwork(network), piece_params(params, piece)
+                if cache is not None:
+                    cache[s] = (sub, pp)
             if piece.inflow_from.size:
-                inflow = received[:, np.searchsorted(cut, piece.inflow_from)]
-            q, _ = route_piece(piece, piece.subnetwork(network), piece.rows(values), piece_params(params, piece), sch,
-                               dt=job["dt"], inflow=inflow, engine=job["engine"], dtype=dtype, device=device,
-                               kernel_length=job["kernel_length"])
+                inflow = received[:, torch.as_tensor(np.searchsorted(cut, piece.inflow_from))]
+                q, _ = route_piece(piece, sub, rows, pp, sch, dt=dt, inflow=inflow.cpu().numpy(), engine=engine,
+                                   dtype=dtype, device=device, kernel_length=kernel_length)
+                q = torch.as_tensor(q, device=device)
+            else:
+                q = route_one(sub, rows[None] if rows.ndim == 2 else rows, pp, sch, dt=dt, engine=engine,
+                              dtype=dtype, device=device, kernel_length=kernel_length)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             t1 = time.perf_counter()
-            out[:, piece.reaches] = q
+            if sink is not None:
+                sink(piece, q)
             t_route += t1 - t0
             t_write += time.perf_counter() - t1
             reaches += piece.n_reaches
         if s + 1 < len(stages_plan) and max(r.size for r in sends[s]):
             t0 = time.perf_counter()
             width = max(r.size for r in sends[s])
+            batch, steps = (q.shape[0], q.shape[-1]) if q is not None else (None, None)
+            shape = torch.tensor([batch or 0, steps or 0], device=comm)
+            dist.all_reduce(shape, op=dist.ReduceOp.MAX)  # a rank idle in this stage still knows B and T
+            batch, steps = int(shape[0]), int(shape[1])
             mine = torch.zeros((batch, width, steps), dtype=dtype, device=comm)
             own = sends[s][info.rank]
             if own.size:
-                where = np.searchsorted(piece.reaches, own, sorter=np.argsort(piece.reaches))
-                local = np.argsort(piece.reaches)[where]
-                mine[:, :own.size] = torch.as_tensor(np.ascontiguousarray(q[:, local]), device=comm)
+                order = np.argsort(piece.reaches)
+                local = order[np.searchsorted(piece.reaches, own, sorter=order)]
+                mine[:, :own.size] = q[:, torch.as_tensor(local, device=q.device)].to(comm)
             gathered = [torch.empty_like(mine) for _ in range(info.world_size)]
             dist.all_gather(gathered, mine)
-            for r, rows in enumerate(sends[s]):
-                if rows.size:
-                    received[:, np.searchsorted(cut, rows)] = gathered[r][:, :rows.size].cpu().numpy()
+            if received is None:
+                received = torch.zeros((batch, cut.size, steps), dtype=dtype, device=comm)
+            for r, rows_sent in enumerate(sends[s]):
+                if rows_sent.size:
+                    received[:, torch.as_tensor(np.searchsorted(cut, rows_sent))] = gathered[r][:, :rows_sent.size]
             t_transfer += time.perf_counter() - t0
-    out.flush()
     return RankTimes(rank=info.rank, reaches=reaches, route_s=t_route, transfer_s=t_transfer, write_s=t_write)
+
+
+def _rank_route(info: RankInfo, job: dict[str, Any]) -> RankTimes:
+    """One rank's share of :func:`route` (runs in a child process): rows from the mapped runoff, discharge into
+    the mapped output."""
+    values = np.load(info.folder / "runoff.npy", mmap_mode="r")  # [B, N, T], the rank reads only its rows
+    out = np.load(info.folder / "q.npy", mmap_mode="r+")
+
+    def sink(piece: Piece, q: torch.Tensor) -> None:
+        out[:, piece.reaches] = q.cpu().numpy()
+
+    times = route_stages(info, job["network"], job["plan"], lambda piece: piece.rows(values), job["params"],
+                         job["scheme"], dt=job["dt"], engine=job["engine"], dtype=job["dtype"],
+                         kernel_length=job["kernel_length"], sink=sink)
+    out.flush()
+    return times
 
 
 def route(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], scheme: Any = "muskingum_nonneg", *,
