@@ -60,17 +60,22 @@ def forest(n_reaches: int, seed: int = 0):
     return from_arrays(np.concatenate(ids), np.concatenate(down), np.concatenate(length), np.concatenate(area))
 
 
-def generated_runoff(positions: torch.Tensor, steps: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Runoff [1, n, T], m3/s, a pure function of the global reach position and the step (integer hashing and a
-    seasonal cycle), computed on the positions' device."""
+def generated_runoff(positions: torch.Tensor, steps: int, dtype: torch.dtype = torch.float32,
+                     block: int = 1 << 20) -> torch.Tensor:
+    """Runoff [1, n, T], m3/s, a pure function of the global reach position and the step (integer hashing kept
+    below 2**63, and a seasonal cycle), computed on the positions' device, ``block`` reaches at a time (bounded
+    temporaries)."""
+    out = torch.empty((1, positions.numel(), steps), dtype=dtype, device=positions.device)
     t = torch.arange(steps, device=positions.device, dtype=torch.int64)
-    h = positions[:, None] * 1_000_003 + t[None, :] * 7_919
-    h = (h ^ (h >> 13)) * 0x5BD1E995 & 0x7FFFFFFF
-    h = (h ^ (h >> 15)) & 0xFFFFFF
-    noise = h.to(torch.float64) / float(1 << 24)
-    phase = (positions.to(torch.float64) * 0.6180339887498949) % 1.0
-    season = 1.0 + 0.6 * torch.sin(2 * torch.pi * (t[None, :].to(torch.float64) / 365.25 + phase[:, None]))
-    return (season * (0.25 + noise)).to(dtype)[None]
+    tf = t.to(torch.float32)[None, :] / 365.25
+    for a in range(0, positions.numel(), block):
+        p = positions[a:a + block]
+        h = (p[:, None] * 1_000_003 + t[None, :] * 7_919) & 0x7FFFFFFF
+        h = ((h ^ (h >> 13)) * 0x5BD1E995) & 0x7FFFFFFF
+        noise = ((h ^ (h >> 15)) & 0xFFFFFF).to(torch.float32) / float(1 << 24)
+        phase = ((p.to(torch.float64) * 0.6180339887498949) % 1.0).to(torch.float32)
+        out[0, a:a + block] = ((1.0 + 0.6 * torch.sin(2 * torch.pi * (tf + phase[:, None]))) * (0.25 + noise)).to(dtype)
+    return out
 
 
 def bench_rank(info, job):
