@@ -51,8 +51,9 @@ def test_two_processes_route_bit_identical_to_one(forest):
     assert min(t.reaches for t in times) > 0.4 * forest.n_reaches  # balanced by work
 
 
-def test_cut_basins_hand_outflow_between_processes(forest):
-    """Clusters over 2 processes: outflow of upstream clusters crosses ranks (all_gather) stage by stage."""
+def test_cut_basins_hand_outflow_between_processes_chunk_by_chunk(forest):
+    """Clusters over 2 processes: outflow of upstream clusters crosses ranks (all_gather) stage by stage, in time
+    chunks with the warm state carried."""
     params = _quiet(resolve_params, forest, "muskingum")[0]
     q = np.random.default_rng(2).gamma(2.0, 1.5, size=(forest.n_reaches, 90))
     stages_plan = plan(forest, 2, max_reaches=40)
@@ -65,11 +66,15 @@ def test_cut_basins_hand_outflow_between_processes(forest):
                 owner[p.reaches] = rank
     assert any(np.any(owner[p.inflow_from] != rank) for bins in stages_plan[1:] for rank, p in enumerate(bins)
                if p is not None)
+    # time chunks too: each rank carries its pieces' warm state (and the transfer filter's) from chunk to chunk
     got = _quiet(route, forest, q, params, "muskingum", dt=DT, world_size=2, device="cpu", max_reaches=40,
-                 dtype=torch.float64)
-    same_pieces = _quiet(route_partitioned, forest, clusters(forest, 40), q, params, "muskingum", dt=DT, n_bins=2,
-                         dtype=torch.float64)
-    assert np.array_equal(got, same_pieces)
+                 dtype=torch.float64, chunk_steps=40)
+    states, parts = None, []
+    for a, b in ((0, 40), (40, 80), (80, 90)):
+        part, states = _quiet(route_partitioned, forest, clusters(forest, 40), q[:, a:b], params, "muskingum", dt=DT,
+                              n_bins=2, dtype=torch.float64, states=states, return_state=True)
+        parts.append(part)
+    assert np.array_equal(got, np.concatenate(parts, axis=-1))  # the same pieces, chunks and transfers
     expect = _quiet(route_reference, forest, q, params, "muskingum", dt=DT)  # the float64 recursion
     np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-9 * np.abs(expect).max())
 

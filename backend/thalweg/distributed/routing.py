@@ -31,7 +31,7 @@ import torch
 from ..errors import InputError, ThalwegWarning
 from ..irf import get_scheme
 from ..network import RiverNetwork
-from ..scale import Piece, balance, basins, clusters, merge, piece_params, route_piece, stages
+from ..scale import Piece, balance, basins, clusters, history_length, merge, piece_params, route_piece, stages
 from .launch import RankInfo, job_folder, launch
 
 __all__ = ["plan", "route", "route_stages", "RankTimes"]
@@ -82,14 +82,17 @@ def route_stages(info: RankInfo, network: RiverNetwork, stages_plan: Sequence[Se
                  rows_of: Callable[[Piece], Any], params: Mapping[str, Any], scheme: Any, *, dt: float,
                  engine: str = "auto", dtype: torch.dtype = torch.float32, kernel_length: int | None = None,
                  sink: Callable[[Piece, torch.Tensor], None] | None = None,
-                 cache: dict[int, Any] | None = None) -> RankTimes:
+                 cache: dict[int, Any] | None = None, states: dict[int, Any] | None = None) -> RankTimes:
     """Route this rank's piece of every stage (inside a process of :func:`launch`), handing the cut reaches'
     outflow to every rank after each stage.
 
     ``rows_of(piece)``: the piece's runoff rows [B, n, T] (numpy, or a tensor on the rank's device: generated
     there, nothing crosses the host). ``sink(piece, q)``: takes each routed piece's discharge (a tensor [B, n, T]
     on the rank's device). ``cache``: a dict kept between calls over the same plan (repeated passes, time chunks)
-    holds each piece's sub-network and parameters, so that they are built once. A piece without inflow is routed
+    holds each piece's sub-network and parameters, so that they are built once. ``states``: a dict kept from one
+    time chunk to the next (empty at the first), updated in place with each piece's warm state, so that chunks
+    continue exactly (convolving schemes: give ``kernel_length``, :func:`thalweg.scale.history_length`). A piece
+    without inflow is routed
     by :func:`thalweg.routing.route` as :func:`thalweg.scale.route_piece` routes it (the same call), one with
     inflow by ``route_piece``.
     """
@@ -119,12 +122,18 @@ def route_stages(info: RankInfo, network: RiverNetwork, stages_plan: Sequence[Se
                     cache[s] = (sub, pp)
             if piece.inflow_from.size:
                 inflow = received[:, torch.as_tensor(np.searchsorted(cut, piece.inflow_from))]
-                q, _ = route_piece(piece, sub, rows, pp, sch, dt=dt, inflow=inflow.cpu().numpy(), engine=engine,
-                                   dtype=dtype, device=device, kernel_length=kernel_length)
+                q, state = route_piece(piece, sub, rows, pp, sch, dt=dt, inflow=inflow.cpu().numpy(), engine=engine,
+                                       dtype=dtype, device=device, kernel_length=kernel_length,
+                                       state=None if states is None else states.get(s),
+                                       return_state=states is not None)
                 q = torch.as_tensor(q, device=device)
             else:
-                q = route_one(sub, rows[None] if rows.ndim == 2 else rows, pp, sch, dt=dt, engine=engine,
-                              dtype=dtype, device=device, kernel_length=kernel_length)
+                routed = route_one(sub, rows[None] if rows.ndim == 2 else rows, pp, sch, dt=dt, engine=engine,
+                                   dtype=dtype, device=device, kernel_length=kernel_length,
+                                   state=None if states is None else states.get(s), return_state=states is not None)
+                q, state = routed if states is not None else (routed, None)
+            if states is not None:
+                states[s] = state
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t1 = time.perf_counter()
@@ -159,24 +168,33 @@ def route_stages(info: RankInfo, network: RiverNetwork, stages_plan: Sequence[Se
 
 def _rank_route(info: RankInfo, job: dict[str, Any]) -> RankTimes:
     """One rank's share of :func:`route` (runs in a child process): rows from the mapped runoff, discharge into
-    the mapped output."""
+    the mapped output, time chunk by time chunk when ``chunk_steps`` is set."""
     values = np.load(info.folder / "runoff.npy", mmap_mode="r")  # [B, N, T], the rank reads only its rows
     out = np.load(info.folder / "q.npy", mmap_mode="r+")
+    steps = values.shape[-1]
+    chunk = job["chunk_steps"] or steps
+    cache: dict[int, Any] = {}
+    states: dict[int, Any] | None = {} if job["chunk_steps"] else None
+    total = RankTimes(info.rank, 0, 0.0, 0.0, 0.0)
+    for a in range(0, steps, chunk):
+        b = min(a + chunk, steps)
 
-    def sink(piece: Piece, q: torch.Tensor) -> None:
-        out[:, piece.reaches] = q.cpu().numpy()
+        def sink(piece: Piece, q: torch.Tensor, a=a, b=b) -> None:
+            out[:, piece.reaches, a:b] = q.cpu().numpy()
 
-    times = route_stages(info, job["network"], job["plan"], lambda piece: piece.rows(values), job["params"],
-                         job["scheme"], dt=job["dt"], engine=job["engine"], dtype=job["dtype"],
-                         kernel_length=job["kernel_length"], sink=sink)
+        times = route_stages(info, job["network"], job["plan"], lambda piece, a=a, b=b: values[:, piece.reaches, a:b],
+                             job["params"], job["scheme"], dt=job["dt"], engine=job["engine"], dtype=job["dtype"],
+                             kernel_length=job["kernel_length"], sink=sink, cache=cache, states=states)
+        total = RankTimes(info.rank, times.reaches, total.route_s + times.route_s,
+                          total.transfer_s + times.transfer_s, total.write_s + times.write_s)
     out.flush()
-    return times
+    return total
 
 
 def route(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], scheme: Any = "muskingum_nonneg", *,
           dt: float, world_size: int, device: Any = "auto", engine: str = "auto",
           dtype: torch.dtype = torch.float32, max_reaches: int | None = None, pieces: Sequence[Piece] | None = None,
-          kernel_length: int | None = None, return_times: bool = False):
+          kernel_length: int | None = None, chunk_steps: int | None = None, return_times: bool = False):
     """Route ``runoff`` over ``world_size`` processes, one per GPU (CPU processes with gloo without a GPU).
 
     Parameters
@@ -191,6 +209,8 @@ def route(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], scheme:
     max_reaches : cut basins larger than this into clusters (:func:`thalweg.scale.clusters`) so that no rank waits
         on one huge basin; None (default): whole basins, bit-identical to one process.
     pieces : a partition of your own (overrides ``max_reaches``).
+    chunk_steps : route each rank's share this many steps at a time, the exact warm state carried across chunks
+        (bounds each GPU's memory for long runs); None: the whole period at once.
     return_times : also return one :class:`RankTimes` per rank.
 
     Returns
@@ -226,13 +246,18 @@ def route(network: RiverNetwork, runoff: Any, params: Mapping[str, Any], scheme:
         raise InputError(f"the pieces cover {int((covered > 0).sum()):,} of {network.n_reaches:,} reaches "
                          f"({int((covered > 1).sum()):,} twice).", hint="Pass every piece of one partition.")
     _whole_checks(network, params, sch, float(dt))
+    if chunk_steps is not None:
+        if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, int) or chunk_steps < 1:
+            raise InputError(f"chunk_steps must be a whole number >= 1 (got {chunk_steps!r}).", field="chunk_steps")
+        # every chunk and piece shares the whole network's kernel length on convolving paths
+        kernel_length = history_length(network, params, sch, dt, engine=engine, kernel_length=kernel_length)
     plain = {name: (value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value)
              for name, value in params.items()}
     out_dtype = np.float64 if dtype == torch.float64 else np.float32
     nbytes = values.nbytes + values.size * np.dtype(out_dtype).itemsize
     job = {"network": dataclasses.replace(network, geometry=None), "scheme": sch.name,
            "params": plain, "dt": float(dt), "engine": engine, "dtype": dtype, "plan": stages_plan,
-           "kernel_length": kernel_length}
+           "kernel_length": kernel_length, "chunk_steps": chunk_steps}
     with job_folder(nbytes) as folder:
         np.save(folder / "runoff.npy", values, allow_pickle=False)
         q = np.lib.format.open_memmap(folder / "q.npy", mode="w+", dtype=out_dtype, shape=values.shape)
