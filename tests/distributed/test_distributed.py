@@ -128,7 +128,7 @@ def _probe(info, payload):
     """Run in each child: what it sees of itself."""
     import torch.distributed as dist
 
-    seen = torch.tensor([float(info.rank + 1)])
+    seen = torch.tensor([float(info.rank + 1)], device=info.device)  # NCCL reduces GPU tensors
     dist.all_reduce(seen)
     if payload == "fail" and info.rank == 1:
         raise InputError("rank 1 refuses.", path="x.nc", field="runoff", ids=[7, 8], hint="Do it otherwise.")
@@ -173,3 +173,24 @@ def test_more_gpus_than_the_host_has_is_refused(monkeypatch):
     assert (kind, backend) == ("cpu", "gloo") and "3 CPU processes (gloo)" in note
     with pytest.raises(InputError, match=">= 1"):
         resolve_world(0, "cpu")
+
+
+requires_two_gpus = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+                                       reason="needs 2 CUDA GPUs")
+
+
+@pytest.mark.gpu
+@requires_two_gpus
+def test_two_gpus_route_bit_identical_to_one_gpu(forest):
+    """NCCL: each rank on its own GPU, the same discharge as one GPU bit for bit; the cut basins' outflow crosses
+    GPUs through NCCL."""
+    params = _quiet(resolve_params, forest, "muskingum_nonneg")[0]
+    q = np.random.default_rng(1).gamma(2.0, 1.5, size=(forest.n_reaches, 200)).astype(np.float32)
+    one_gpu = _quiet(route_one, forest, torch.as_tensor(q, device="cuda"), params, dt=DT).cpu().numpy()
+    got = _quiet(route, forest, q, params, dt=DT, world_size=2, device="cuda")
+    assert np.array_equal(got, one_gpu)
+    cut = _quiet(route, forest, q, params, dt=DT, world_size=2, device="cuda", max_reaches=40)
+    np.testing.assert_allclose(cut, one_gpu, rtol=2e-5, atol=1e-5 * np.abs(one_gpu).max())
+    out = launch(_probe, None, 2, device="cuda")
+    assert [r["backend"] for r in out] == ["nccl", "nccl"] and [r["device"] for r in out] == ["cuda:0", "cuda:1"]
+    assert all(r["env"]["NCCL_NVLS_ENABLE"] == "0" for r in out)
