@@ -79,7 +79,8 @@ def test_cut_basins_hand_outflow_between_processes_chunk_by_chunk(forest):
     np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-9 * np.abs(expect).max())
 
 
-def test_data_parallel_fit_has_the_one_process_loss_curve_and_gradients(forest):
+@pytest.mark.parametrize("kind", ["regression", "per-reach"])  # weights shared by every basin; one per reach + penalty
+def test_data_parallel_fit_has_the_one_process_loss_curve_and_gradients(forest, kind):
     scheme, steps, iterations = "muskingum", 100, 4
     prior = _quiet(resolve_params, forest, scheme)[0]
     rng = np.random.default_rng(5)
@@ -89,7 +90,8 @@ def test_data_parallel_fit_has_the_one_process_loss_curve_and_gradients(forest):
     gauges = forest.ids[np.r_[outlets, np.flatnonzero(forest.basin == forest.basin[outlets[0]])[10]]]
     truth = {"k": prior["k"] * 1.6, "x": np.full(forest.n_reaches, 0.2)}
     observed = _quiet(route_one, forest, runoff, truth, scheme, dt=DT, at=gauges, dtype=torch.float64).numpy()
-    model = build_model("regression", forest, scheme, hidden=(6,), seed=3)
+    model = build_model(kind, forest, scheme, hidden=(6,), seed=3) if kind == "regression" else \
+        build_model(kind, forest, scheme, prior_weight=1e-2, smooth_weight=1e-1)
 
     result = _quiet(fit, copy.deepcopy(model), forest, runoff, dt=DT, gauges=gauges, observed=observed,
                     world_size=2, iterations=iterations, learning_rate=0.05, warmup=10, device="cpu",
@@ -109,7 +111,7 @@ def test_data_parallel_fit_has_the_one_process_loss_curve_and_gradients(forest):
                    dtype=torch.float64)
         value = get_loss("nse")(q, obs, std) + oracle.penalty()
         value.backward()
-        losses.append(float(value))
+        losses.append(float(value.detach()))
         grads.append({n: w.grad.numpy().copy() for n, w in oracle.named_parameters() if w.requires_grad})
         opt.step()
     np.testing.assert_allclose(result.losses, losses, rtol=1e-10)
@@ -120,6 +122,8 @@ def test_data_parallel_fit_has_the_one_process_loss_curve_and_gradients(forest):
             np.testing.assert_allclose(got[name], want[name], rtol=1e-8, atol=1e-12 * np.abs(want[name]).max(),
                                        err_msg=name)
     assert any(np.abs(g).max() > 0 for g in result.gradients[-1].values())
+    if kind == "per-reach":  # the penalty counts once, not once per process
+        assert float(oracle.penalty().detach()) > 0
     for name, value in oracle.state_dict().items():
         np.testing.assert_allclose(result.state[name], value.numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
 
