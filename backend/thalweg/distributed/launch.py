@@ -163,7 +163,7 @@ def _error_record(exc: BaseException) -> dict[str, Any]:
     import traceback
 
     record = {"type": type(exc).__name__, "module": type(exc).__module__, "traceback": traceback.format_exc(),
-              "text": str(exc)}
+              "text": str(exc), "time": time.time()}
     if isinstance(exc, ThalwegError):
         record["facts"] = {"message": exc.message, "path": exc.path, "field": exc.field, "ids": exc.ids,
                            "hint": exc.hint, "layer": exc.layer}
@@ -221,7 +221,7 @@ def launch(fn: Callable[[RankInfo, Any], Any], payload: Any, world_size: int, *,
             codes = [p.poll() for p in procs]
             bad = [r for r, c in enumerate(codes) if c not in (None, 0)]
             if bad:
-                failed = min(bad, key=lambda r: (not (folder / f"error-{r}.pkl").exists(), r))
+                failed = bad[0]
                 break
             if all(c == 0 for c in codes):
                 break
@@ -229,11 +229,17 @@ def launch(fn: Callable[[RankInfo, Any], Any], payload: Any, world_size: int, *,
                 raise RuntimeError(f"the {world_size} processes did not finish in {timeout:g} s; stopped.")
             time.sleep(0.02)
         if failed is not None:
+            time.sleep(0.5)  # the failures a first one causes in the others land meanwhile
             _stop(procs)
-            path = folder / f"error-{failed}.pkl"
-            if path.exists():
-                with open(path, "rb") as f:
-                    _raise_child_error(failed, pickle.load(f))
+            records = {}
+            for rank in range(world_size):
+                path = folder / f"error-{rank}.pkl"
+                if path.exists():
+                    with open(path, "rb") as f:
+                        records[rank] = pickle.load(f)
+            if records:  # the first error raised is the cause; the others' (a peer gone) follow from it
+                first = min(records, key=lambda r: (records[r]["time"], r))
+                _raise_child_error(first, records[first])
             raise RuntimeError(f"process {failed} of {world_size} exited with code {procs[failed].returncode} "
                                f"before reporting (killed, or out of memory?).")
         results = []
@@ -288,6 +294,10 @@ def child_main(folder: str) -> int:
                 warnings.simplefilter("ignore", ThalwegWarning)  # the parent gave the run's warnings once
                 result = job["fn"](info, job["payload"])
             dist.barrier()
+        except BaseException as exc:
+            # on file before the process group goes: the others' failures that follow come later
+            _write_error(path, rank, exc)
+            raise
         finally:
             dist.destroy_process_group()
         tmp = path / f".result-{rank}.pkl"
@@ -296,6 +306,13 @@ def child_main(folder: str) -> int:
         os.replace(tmp, path / f"result-{rank}.pkl")
         return 0
     except BaseException as exc:  # a child's one edge: everything goes back to the parent
-        with open(path / f"error-{rank}.pkl", "wb") as f:
-            pickle.dump(_error_record(exc), f)
+        if not (path / f"error-{rank}.pkl").exists():
+            _write_error(path, rank, exc)
         return 1
+
+
+def _write_error(folder: Path, rank: int, exc: BaseException) -> None:
+    tmp = folder / f".error-{rank}.pkl"
+    with open(tmp, "wb") as f:
+        pickle.dump(_error_record(exc), f)
+    os.replace(tmp, folder / f"error-{rank}.pkl")
