@@ -210,6 +210,11 @@ class RouteSettings:
     memory: float | None = _setting(None, "memory budget of the run, GB (default: the memory available when it "
                                           "starts); a run whose estimated peak exceeds it is refused before "
                                           "routing", flag="--memory", keyword="route.memory", gt=0.0, metavar="GB")
+    # several GPUs of one host (thalweg.distributed, docs/gpus.md)
+    gpus: int = _setting(0, "route over N processes of this host, one per GPU, whole basins spread by work (NCCL), "
+                            "discharge bit-identical to one process; N CPU processes (gloo) when torch sees no GPU; "
+                            "0: one process", flag="--gpus", keyword="route.gpus", ge=0, le=64, server=False,
+                         metavar="N")
     convention: str = _setting("end", "end: river-route Q at step ends; mean: RAPID Qout step means; both",
                                group="outputs", flag="--convention", keyword="route.convention",
                                choices=CONVENTIONS)

@@ -443,9 +443,14 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
 
     report(0.3, "routing")
     with torch.no_grad():
-        q = route(network, runoff.values, params, settings.scheme, dt=runoff.dt, engine=settings.engine,
-                  device=settings.device, progress=level_progress)
-    q = q.cpu().numpy()
+        if settings.gpus:  # one process per GPU (or CPU processes: thalweg.distributed says so), same discharge
+            from .distributed import route as route_over_processes
+
+            q = route_over_processes(network, runoff.values, params, settings.scheme, dt=runoff.dt,
+                                     world_size=settings.gpus, device=settings.device, engine=settings.engine)
+        else:
+            q = route(network, runoff.values, params, settings.scheme, dt=runoff.dt, engine=settings.engine,
+                      device=settings.device, progress=level_progress).cpu().numpy()
     timings["route"] = time.perf_counter() - t0
     _check(should_stop, "writing outputs")
 
