@@ -241,7 +241,9 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                  attrs: Mapping[str, Any] | None = None, reading: Mapping[str, Any] | None = None,
                  progress: Callable[[float, str], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> StreamResult:
-    """Route ``runoff`` (a NetCDF file or zarr store of per-reach runoff, or a ``RunoffChunks``) chunk by chunk.
+    """Route ``runoff`` (a NetCDF file or zarr store of per-reach runoff, or a chunk source: ``RunoffChunks`` or
+    any object with ``n_steps``, ``dt`` and ``read(a, b) -> Runoff``, e.g. runoff generated on the fly) chunk by
+    chunk.
 
     Parameters
     ----------
@@ -266,7 +268,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
     t_wall = time.perf_counter()
     attrs = {"scheme": get_scheme(scheme).name, "engine": resolve(getattr(router, "engine", engine)),
              **dict(attrs or {})}
-    source = runoff if isinstance(runoff, RunoffChunks) else open_runoff_chunks(runoff, network, **dict(reading or {}))
+    given = isinstance(runoff, RunoffChunks) or (hasattr(runoff, "read") and hasattr(runoff, "n_steps"))
+    source = runoff if given else open_runoff_chunks(runoff, network, **dict(reading or {}))
     try:
         n, steps, dt = network.n_reaches, source.n_steps, float(source.dt)
         if chunk_steps is None or chunk_steps <= 0:
@@ -325,7 +328,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                         chunk = source.read(a, b)
                     values: Any = chunk.values
                     event = None
-                    if on_gpu:  # pinned host memory -> device on the copy stream, overlapping the compute
+                    if on_gpu and not (isinstance(values, torch.Tensor) and values.is_cuda):
+                        # pinned host memory -> device on the copy stream, overlapping the compute
                         host = _pinned(values)
                         with torch.cuda.stream(copy_stream):
                             values = host.to(dev, non_blocking=True)
@@ -422,7 +426,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
         return StreamResult(files={kind: partial[kind] for kind in outputs}, n_reaches=n, n_steps=steps, dt=dt,
                             chunk_steps=chunk_steps, resumed_at=done, timings=timings, checkpoint=folder)
     finally:
-        if not isinstance(runoff, RunoffChunks):
+        if not given:
             source.close()
 
 
