@@ -211,3 +211,14 @@ def test_thalweg_route_streams_over_the_budget_and_resumes(tmp_path):
     assert main(["route", *args, "-o", str(tmp_path / "s.zarr"), "--chunk-steps", "1000", "--resume"]) == 0
     np.testing.assert_allclose(read_discharge(tmp_path / "s.zarr").values, whole.values, rtol=2e-6,
                                atol=1e-5 * whole.values.max())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_stream_with_pinned_copies_equals_cpu(net, runoff_file, tmp_path):
+    """The GPU path (pinned host memory, copy and copy-back streams) gives the CPU path's discharge."""
+    params = _params(net)
+    cpu = _stream(net, runoff_file, params, tmp_path / "cpu", chunk_steps=50, device="cpu")
+    gpu = _stream(net, runoff_file, params, tmp_path / "gpu", chunk_steps=50, device="cuda")
+    a, b = read_discharge(cpu.files["q"]).values, read_discharge(gpu.files["q"]).values
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * a.max())

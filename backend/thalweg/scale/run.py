@@ -1,8 +1,10 @@
-"""``thalweg route`` (and a service route job) streamed: the settings' run through :func:`.stream.stream_route`.
+"""``thalweg route`` streamed: the settings' run through :func:`.stream.stream_route`.
 
 :func:`wants_stream` decides (``--stream auto``: when the run's estimated peak memory, from the runoff file's
-header, exceeds the budget ``--memory`` or the memory available; always with ``--resume``, ``--dask`` or
-``--scheduler``; a zarr runoff store is always streamed); :func:`run_streaming` reads the network, checks the
+header, exceeds the budget ``--memory`` or the memory available; always with ``--stream always``, ``--resume``,
+``--dask`` or ``--scheduler``; a zarr runoff store is always streamed). ``thalweg route`` asks it first;
+:func:`thalweg.workflow.run_route` streams the runs that ask for it (the service's jobs, which need their
+discharge in memory, never do by themselves); :func:`run_streaming` reads the network, checks the
 outputs, resolves the parameters as :func:`thalweg.workflow.run_route` does, streams, and publishes the
 discharge files with the settings record as one set.
 """
@@ -48,8 +50,11 @@ def _header_shape(path: str) -> tuple[int, int] | None:
         return int(da.sizes[next(d for d in da.dims if d != tdim)]), int(da.sizes[tdim])
 
 
-def wants_stream(settings) -> bool:
-    """Whether the run of ``settings`` streams (module docstring); InputError where it must and cannot."""
+def wants_stream(settings, *, auto: bool = True) -> bool:
+    """Whether the run of ``settings`` streams (module docstring); InputError where it must and cannot.
+
+    ``auto``: decide ``--stream auto`` by the memory estimate (the CLI does); without it only a run that asks
+    for streaming streams (``run_route`` for the service, whose jobs need the discharge in memory)."""
     from .stream import budget_bytes, chunk_steps_for, streamable
 
     forced = settings.stream == "always" or settings.resume or settings.dask or bool(settings.scheduler)
@@ -70,6 +75,8 @@ def wants_stream(settings) -> bool:
         return True  # a store is read lazily only
     if forced:
         return True
+    if not auto:
+        return False
     shape = _header_shape(runoff)
     if shape is None:
         return False

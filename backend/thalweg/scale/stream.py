@@ -388,12 +388,14 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                         warnings.simplefilter("ignore", ThalwegWarning)
                     if event is not None:
                         torch.cuda.current_stream(dev).wait_event(event)
+                        values.record_stream(torch.cuda.current_stream(dev))  # made on the copy stream
                     q = router(values)
                     back = None
                     if on_gpu and isinstance(q, torch.Tensor) and q.is_cuda:  # device -> pinned host, own stream
                         end = q[..., -1].cpu().numpy()
                         host = torch.empty(q.shape, dtype=q.dtype, pin_memory=True)
                         back_stream.wait_stream(torch.cuda.current_stream(dev))
+                        q.record_stream(back_stream)  # not reused before the copy is done
                         with torch.cuda.stream(back_stream):
                             host.copy_(q, non_blocking=True)
                             back = torch.cuda.Event()
