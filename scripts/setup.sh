@@ -15,7 +15,7 @@ cd "$ROOT"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # gcc + libc6-dev: the CPU routing kernels (backend/thalweg/routing/_native/routing.c) compile at first use
-APT_PACKAGES=(qgis python3-qgis qgis-providers python3-pytestqt python3-pytest xvfb python3-venv gcc libc6-dev)
+APT_PACKAGES=(qgis python3-qgis qgis-providers python3-pytestqt python3-pytest xvfb python3-venv gcc libc6-dev poppler-utils)
 if [[ "${THALWEG_SKIP_APT:-0}" != 1 ]]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do

@@ -43,7 +43,9 @@ _FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
 _ROUTE_OPTIONS = options(RouteSettings)
 _ALL_OPTIONS = options(CalibrateSettings)
 _FIELD_ROLES = ("id", "downstream", "length", "area")
-_PATH_SETTINGS = [name for name, (_, o) in _ALL_OPTIONS.items() if o.path or name in ("network", "runoff")]
+# paths made absolute where the command runs (a checkpoint may not exist yet, so it is not an input path)
+_PATH_SETTINGS = [name for name, (_, o) in _ALL_OPTIONS.items()
+                  if o.path or name in ("network", "runoff", "checkpoint")]
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -195,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_planning import add_planning_commands
 
     add_planning_commands(sub, common, _add_network_options, _network_reading)  # stats, compare, exceed
+    from ._cli_train import add_train_command
+
+    add_train_command(sub, common)
 
     exp = command("export-params", "write the Muskingum k and x per reach in RAPID's and river-route's layouts")
     exp.add_argument("network", help="hydrography file").complete = _FILE
@@ -238,9 +243,10 @@ def option_table(parser: argparse.ArgumentParser) -> dict[str, str]:
             elif action.dest in _ALL_OPTIONS and action.option_strings:
                 flag = max(action.option_strings, key=len)
                 opt = _ALL_OPTIONS[action.dest][1]
-                table[f"route.{action.dest}"] = flag
-                if opt.keyword:
-                    table[opt.keyword] = flag
+                table.setdefault(f"route.{action.dest}", flag)  # -o stays route.name's flag, not train's --name
+                for keyword in (opt.keyword, *opt.aliases):
+                    if keyword:
+                        table[keyword] = flag
     return table
 
 
@@ -250,13 +256,15 @@ class _Progress:
 
     active: _Progress | None = None
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, width: int = 28) -> None:
         self.bar = None
         self._stop = threading.Event()
         if not quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1000, desc="starting", bar_format="{desc:<28.28} {percentage:3.0f}%|{bar}| {elapsed}",
+            # width: characters of the stage label (a calibration's holds the iteration and its losses)
+            self.bar = tqdm(total=1000, desc="starting",
+                            bar_format=f"{{desc:<{width}.{width}}} {{percentage:3.0f}}%|{{bar}}| {{elapsed}}",
                             file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
             if self.bar.disable:
                 self.bar = None
@@ -351,6 +359,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"total length   {summary['total_length_km']:,.1f} km",
         "largest basin  " + (f"{summary['largest_basin_km2']:,.1f} km2" if summary["largest_basin_km2"]
                               else "unknown (no drainage area)"),
+        f"splits         {_splits_line(summary)}",
         f"crs            {summary['crs']}",
         f"attributes     {', '.join(sorted(net.attrs)) or 'none'}",
         f"problems       {len(caught) or 'none found'}",
@@ -358,6 +367,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     lines += [f"  - {p}" for p in caught]
     print("\n".join(lines))
     return 0
+
+
+def _splits_line(summary: dict) -> str:
+    """'none (a tree)', or the split reaches, their links, the largest multi-path region and the fractions' origin."""
+    if not summary.get("splits"):
+        return "none (a tree)"
+    return (f"{summary['splits']:,} reaches split ({summary['split_links']:,} links, fractions: "
+            f"{summary['split_fractions']}); largest multi-path region {summary['largest_multipath_region']:,} reaches")
 
 
 def _usage(args: argparse.Namespace, message: str) -> None:
@@ -455,13 +472,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if not (args.settings or (getattr(args, "gauges", None) and getattr(args, "observed", None))):
         _usage(args, "calibrate needs --gauges and --observed (or a --settings file that holds them)")
     settings = _route_settings(args, CalibrateSettings)
-    bar = _Progress(args.quiet)
+    bar = _Progress(args.quiet, width=64)
     start = time.perf_counter()
     try:
         run = run_calibrate(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
     finally:
         bar.close()
-    if not args.quiet:
+    if not args.quiet and run.fit is not None:
+        _print_fit(run, settings, time.perf_counter() - start)
+    elif not args.quiet:
         res = run.calibration
         state = "converged" if res.converged else "stopped at the iteration limit"
         print(f"calibrated {', '.join(res.calibrated)} ({settings.scheme}, {settings.zones} zones) in "
@@ -478,6 +497,21 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         for kind, path in run.outputs.items():
             print(f"  {kind:<12} {path}", file=sys.stderr)
     return 0
+
+
+def _print_fit(run: Any, settings: CalibrateSettings, seconds: float) -> None:
+    """The summary of a fitted parameter model: what was fitted, the metrics table, where the files are."""
+    res = run.calibration
+    learned = ", ".join(res.model.learned) or "nothing"
+    print(f"fitted {learned} ({settings.scheme}, {settings.model} model, {res.model.describe()['weights']:,} "
+          f"weights, loss {settings.loss}, {settings.optimiser}) in {res.iterations:,} iterations (stopped: "
+          f"{res.stopped}; kept iteration {res.best_iteration}), {seconds:.1f} s (fit {run.timings['calibrate']:.2f} "
+          f"s)", file=sys.stderr)
+    print(run.fit.table, file=sys.stderr)
+    for name, origin in run.route.params_used.items():
+        print(f"  parameter {name}: {origin}", file=sys.stderr)
+    for kind, path in run.outputs.items():
+        print(f"  {kind:<16} {path}", file=sys.stderr)
 
 
 def _cmd_schemes(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 from .errors import InputError, opt
 
 __all__ = ["RouteSettings", "CalibrateSettings", "Option", "Choices", "options", "option_keys",
-           "reading_kwargs", "kind_of",
+           "reading_kwargs", "kind_of", "check_model_options",
            "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES", "ZONINGS", "TIME_LABELS", "LAYOUTS", "DEVICE_PATTERN"]
 
 CONVENTIONS = ("end", "mean", "both")
@@ -36,6 +36,7 @@ ZONINGS = ("gauges", "global")
 TIME_LABELS = ("start", "end")
 LAYOUTS = ("wide", "long")
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]{1,2})?)$"
+BIFURCATIONS = ("main", "split")  # thalweg.network.links.BIFURCATIONS (not imported: this module stays light)
 
 
 class Choices(Sequence):
@@ -95,6 +96,30 @@ FORMAT_CHOICES = Choices(_formats, "discharge file formats")
 ID_NAME_CHOICES = Choices(_id_names, "reach-id dimension names")
 
 
+def _models() -> tuple[str, ...]:
+    from .params.models import MODELS
+
+    return MODELS
+
+
+def _losses() -> tuple[str, ...]:
+    from .learning.losses import LOSSES
+
+    return tuple(LOSSES)
+
+
+def _optimisers() -> tuple[str, ...]:
+    from .learning.fit import OPTIMISERS
+
+    return OPTIMISERS
+
+
+MODEL_CHOICES = Choices(_models, "parameter models")
+LOSS_CHOICES = Choices(_losses, "training losses")
+OPTIMISER_CHOICES = Choices(_optimisers, "optimisers")
+PERIOD_PATTERN = r"^[0-9][0-9T:.+ -]*/[0-9][0-9T:.+ -]*$"
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """How one setting shows to people: help, allowed values, flag, library keyword, JSON key.
@@ -114,6 +139,8 @@ class Option:
         e.g. inline networks, or the service sets it).
     json_key : the JSON key where it differs from the setting's name.
     metavar : the value's name in ``--help``.
+    aliases : other library keywords the setting becomes (``fit.loss`` beside ``run_fit.loss``), so that hints
+        written with either name the flag or JSON key.
     """
 
     help: str
@@ -129,6 +156,7 @@ class Option:
     server: bool = True
     json_key: str | None = None
     metavar: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) -> Any:
@@ -141,8 +169,8 @@ def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) 
 
 # the kind of each annotation used below: what a value must be, checked in one place (_check_types)
 _KINDS = {"str": "str", "str | None": "str?", "float | None": "float?", "float": "float", "int": "int",
-          "bool": "bool", "list[int]": "list[int]", "list[str]": "list[str]", "dict[str, Any]": "params",
-          "dict[str, str] | None": "dict[str, str]?"}
+          "int | None": "int?", "bool": "bool", "list[int]": "list[int]", "list[str]": "list[str]",
+          "dict[str, Any]": "params", "dict[str, str] | None": "dict[str, str]?"}
 
 
 def kind_of(f: dataclasses.Field) -> str:
@@ -209,6 +237,16 @@ class RouteSettings:
     check_area: str = _setting("error", "drainage area decreasing downstream: error, warn or ignore",
                                group="network reading", flag="--check-area", keyword="read_network.check_area",
                                choices=AREA_POLICIES)
+    # rivers that split (network.links): bifurcations and a link table
+    bifurcations: str | None = _setting(None, "reaches whose outflow splits: split (route every branch; fractions "
+                                              "from the data, else by drainage area) or main (keep the main path); "
+                                              "default: split when the data gives fractions, else main, saying so",
+                                        group="network reading", flag="--bifurcations",
+                                        keyword="read_network.bifurcations", choices=BIFURCATIONS)
+    links: str | None = _setting(None, "CSV or parquet table of downstream links (from_id, to_id, fraction) "
+                                       "overriding the downstream field for the reaches it lists; several rows "
+                                       "for a reach make it split", group="network reading", flag="--links",
+                                 keyword="read_network.links", path=True, metavar="FILE")
     # runoff reading (thalweg.runoff.read_runoff)
     variable: str | None = _setting(None, "runoff variable (NetCDF) or value column (long table) to read "
                                           "(default: found)", group="runoff reading", flag="--variable",
@@ -347,16 +385,20 @@ class CalibrateSettings(RouteSettings):
     """A calibration run: the routing settings (the prior and the outputs) plus the optimisation.
 
     ``gauges`` and ``observed`` are required. Outputs: ``<name>_params.csv``, ``<name>_calibration.json`` and the
-    calibrated routing's outputs (as :class:`RouteSettings`; ``<name>.settings.json`` holds these settings).
-    ``calibrate`` empty: the parameters in s or m/s (k, tau, lag, celerity).
+    calibrated routing's outputs (as :class:`RouteSettings`; ``<name>.settings.json`` holds these settings); a fit
+    through ``run_fit`` (:meth:`fits_model`) adds ``<name>_calibration.png`` and, for ``regression``,
+    ``<name>_model.json``. ``calibrate`` empty: the parameters in s or m/s (k, tau, lag, celerity) for zones, every
+    parameter of the scheme for per-reach and regression.
     """
 
     iterations: int = _setting(200, "most gradient steps (fewer when the loss stops improving)",
                                group="calibration", flag="--iterations", keyword="calibrate.iterations", ge=1,
                                le=100_000, metavar="N")
-    learning_rate: float = _setting(0.05, "Adam step on the log-multipliers", group="calibration",
-                                    flag="--learning-rate", keyword="calibrate.learning_rate", gt=0.0, le=10.0,
-                                    metavar="RATE")
+    learning_rate: float | None = _setting(None, "the optimiser's step (default: 0.05 for zones with Adam, on the "
+                                                 "log-multipliers; 0.02 for Adam on the other models, on the "
+                                                 "bounded scale; 1 for L-BFGS)", group="calibration",
+                                           flag="--learning-rate", keyword="calibrate.learning_rate",
+                                           aliases=("fit.learning_rate",), gt=0.0, le=10.0, metavar="RATE")
     zones: str = _setting("gauges", "gauges: one multiplier per sub-basin between gauges; global: one for all "
                                     "reaches", group="calibration", flag="--zones", keyword="calibrate.zones",
                           choices=ZONINGS)
@@ -364,7 +406,79 @@ class CalibrateSettings(RouteSettings):
                            flag="--warmup", keyword="calibrate.warmup", ge=0, le=10**8, metavar="STEPS")
     calibrate: list[str] = _setting([], "a parameter to calibrate; repeatable (default: those in s or m/s: k, "
                                         "tau, lag, celerity)", group="calibration", flag="--calibrate",
-                                    keyword="calibrate.parameters", metavar="PARAM")
+                                    keyword="calibrate.parameters", aliases=("build_model.learn",),
+                                    metavar="PARAM")
+    # parameter models and their fitting (thalweg.learning.run.run_fit): any model but zones, or zones with any
+    # of the settings below changed from its default, fits through run_fit; zones alone calibrates as before
+    model: str = _setting("zones", "parameter model: zones (a multiplier per sub-basin between gauges), per-reach "
+                                   "(a value per reach, kept near the prior), regression (a small network of reach "
+                                   "attributes, saved as <name>_model.json for route --parameters), prior (nothing "
+                                   "fitted: the prior's scores)", group="calibration", flag="--model",
+                          keyword="run_fit.model", aliases=("build_model.kind",), choices=MODEL_CHOICES,
+                          metavar="MODEL")
+    attributes: list[str] = _setting([], "regression: a numeric network field the parameters depend on; "
+                                         "repeatable (default: length and area; also slope or any numeric field)",
+                                     group="calibration", flag="--attribute", keyword="run_fit.attributes",
+                                     aliases=("build_model.attributes",), metavar="FIELD")
+    seed: int = _setting(0, "seed of the regression network's initial weights (the same seed, the same numbers)",
+                         group="calibration", flag="--seed", keyword="run_fit.seed", ge=0, le=2**31 - 1,
+                         metavar="N")
+    prior_weight: float = _setting(1e-3, "per-reach: weight of the penalty on log(p / prior)", group="calibration",
+                                   flag="--prior-weight", keyword="run_fit.prior_weight", ge=0.0, le=1e6,
+                                   metavar="W")
+    smooth_weight: float = _setting(1e-2, "per-reach: weight of the penalty on that departure's differences "
+                                          "between neighbouring reaches", group="calibration",
+                                    flag="--smooth-weight", keyword="run_fit.smooth_weight", ge=0.0, le=1e6,
+                                    metavar="W")
+    calibration: str | None = _setting(None, "calibration period START/END (UTC dates or times of step ends; a "
+                                             "date is its whole day); default: every step before the validation "
+                                             "period", group="calibration", flag="--calibration",
+                                       keyword="run_fit.calibration", aliases=("fit.calibration",),
+                                       pattern=PERIOD_PATTERN, metavar="START/END")
+    validation: str | None = _setting(None, "validation period START/END: scored, never trained on",
+                                      group="calibration", flag="--validation", keyword="run_fit.validation",
+                                      aliases=("fit.validation",), pattern=PERIOD_PATTERN, metavar="START/END")
+    validate_gauges: list[str] = _setting([], "a gauge id held out of the training and scored as if ungauged "
+                                              "(spatial validation); repeatable", group="calibration",
+                                          flag="--validate-gauges", keyword="run_fit.validate_gauges",
+                                          aliases=("fit.validation_gauges",), metavar="GAUGE_ID")
+    leave_one_out: bool = _setting(False, "also fit once per gauge with that gauge held out, and report its scores "
+                                          "(transfer to ungauged reaches)", group="calibration",
+                                   flag="--leave-one-out", keyword="run_fit.leave_one_out")
+    loss: str = _setting("nse", "training loss: nse (1 - NSE), kge (1 - KGE), nse_star (NSE*, each gauge scaled by "
+                                "its own spread), log_nse (NSE of log flows: low flows)", group="calibration",
+                         flag="--loss", keyword="run_fit.loss", aliases=("fit.loss",), choices=LOSS_CHOICES,
+                         metavar="LOSS")
+    optimiser: str = _setting("adam", "adam or lbfgs (L-BFGS: far fewer iterations on smooth problems)",
+                              group="calibration", flag="--optimiser", keyword="run_fit.optimiser",
+                              aliases=("fit.optimiser",), choices=OPTIMISER_CHOICES, metavar="NAME")
+    weight_decay: float = _setting(0.0, "Adam's weight decay (L2 on the regression network's weights)",
+                                   group="calibration", flag="--weight-decay", keyword="run_fit.weight_decay",
+                                   aliases=("fit.weight_decay",), ge=0.0, le=10.0, metavar="W")
+    early_stopping: int | None = _setting(None, "stop after N iterations without a better validation loss, and "
+                                                "keep the best validation state (needs a validation period or "
+                                                "held-out gauges)", group="calibration", flag="--early-stopping",
+                                          keyword="run_fit.early_stopping", aliases=("fit.early_stopping",),
+                                          ge=1, le=100_000, metavar="N")
+    checkpoint: str | None = _setting(None, "checkpoint file, written on cancel and at every checkpoint interval; "
+                                            "an existing one of the same fit is resumed (to the same numbers as "
+                                            "an uninterrupted fit)", group="calibration",
+                                      flag="--checkpoint", keyword="run_fit.checkpoint",
+                                      aliases=("fit.checkpoint",), metavar="FILE")
+    checkpoint_every: int = _setting(10, "checkpoint interval, iterations", group="calibration",
+                                     flag="--checkpoint-every", keyword="run_fit.checkpoint_every", ge=1,
+                                     le=100_000, metavar="N")
+
+    def fits_model(self) -> bool:
+        """True when this run fits through :func:`thalweg.learning.run.run_fit` (any model but zones, or zones
+        with a fitting setting changed); False: the zones calibration of :func:`thalweg.learning.calibrate`."""
+        fitting = [n for n, (_, o) in options(CalibrateSettings).items()
+                   if o.keyword and o.keyword.startswith("run_fit.") and n not in ("model", "attributes", "seed",
+                                                                                   "prior_weight", "smooth_weight",
+                                                                                   "checkpoint_every")]
+        defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                    for f in dataclasses.fields(self)}
+        return self.model != "zones" or any(getattr(self, n) != defaults[n] for n in fitting)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -377,6 +491,140 @@ class CalibrateSettings(RouteSettings):
                              hint="Give a gauge table (gauge_id, reach id) and a CSV of observed discharge "
                                   "(time + one column per gauge_id).")
         check_calibrated(self.scheme, self.calibrate or None)
+        check_model_options(self.model, self.zones, self.attributes)
+
+
+def check_model_options(model: str, zones: str, attributes: Sequence[str]) -> None:
+    """Settings that only one parameter model takes, refused with the others (CLI, settings files, job bodies)."""
+    if zones != "gauges" and model not in ("zones", "prior"):
+        raise InputError(f"zones '{zones}' is for the zones model; the '{model}' model has no zones.",
+                         field="zones", hint=f"Leave {opt('calibrate.zones')} out, or use "
+                                             f"{opt('run_fit.model', 'zones')}.")
+    if attributes and model != "regression":
+        raise InputError(f"attributes are for the regression model, not '{model}'.", field="attributes",
+                         hint=f"Use {opt('run_fit.model', 'regression')}, or leave {opt('run_fit.attributes')} out.")
+
+
+# ---- training a runoff model through the routing (thalweg train, server job 'train') ------------------------
+TRAIN_MODES = ("end-to-end", "two-step", "runoff")
+RUNOFF_MODEL_KINDS = ("gr4", "lstm", "mclstm")
+RUNOFF_PARAMETER_MODELS = ("uniform", "per-catchment", "regression")
+ROUTING_MODEL_KINDS = ("prior", "zones", "per-reach", "regression")
+TRAIN_LOSSES = ("nse", "kge", "nse_star", "log_nse")
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """A training run (``thalweg train``): a runoff model fitted through the routing to discharge at gauges.
+
+    ``forcings`` maps a variable name (precipitation, pet, ...) to a file (``PATH`` or ``PATH:VARIABLE``) that
+    :func:`thalweg.runoff.read_runoff` reads (depths or depth rates per catchment, or grids with ``catchments``).
+    Outputs in ``out_dir``: ``<name>_runoff_model.pt`` (the trained model), ``<name>_train.json`` (settings,
+    metrics per gauge and period, history), ``<name>_train.png``, ``<name>_params.csv`` (routing parameters per
+    reach) and ``<name>_runoff.nc`` (the learned lateral runoff, river-route catchment_runoff, m3 per step).
+    """
+
+    network: str = _setting(help="hydrography file", group="inputs", server=False, metavar="NETWORK")
+    forcings: dict[str, str] | None = _setting(None, "forcing name -> file (PATH or PATH:VARIABLE)",
+                                               group="inputs", keyword="train.forcings", server=False)
+    gauges: str | None = _setting(None, "CSV of gauges (gauge_id, reach id)", group="inputs", flag="--gauges",
+                                  keyword="train.gauges", path=True, server=False, metavar="CSV")
+    observed: str | None = _setting(None, "CSV of observed discharge (time at the end of each step + one column "
+                                          "per gauge_id)", group="inputs", flag="--observed",
+                                    keyword="train.observed", path=True, metavar="CSV")
+    catchments: str | None = _setting(None, "catchment polygons (catchment areas; grids of forcings); default: the "
+                                            "network file's 'catchments' layer when it has one", group="inputs",
+                                      flag="--catchments", keyword="read_network.catchments", path=True,
+                                      metavar="FILE")
+    catchment_layer: str | None = _setting(None, "layer of a multi-layer catchments file", group="inputs",
+                                           flag="--catchment-layer", keyword="read_network.catchment_layer",
+                                           metavar="LAYER")
+    static: list[str] = _setting([], "a static catchment attribute (descriptor); repeatable", group="inputs",
+                                 flag="--static", keyword="train.static", metavar="NAME")
+    static_file: str | None = _setting(None, "file holding the static attributes (NetCDF over reach ids, or a "
+                                             "table with a reach-id column); default: the network's fields",
+                                       group="inputs", flag="--static-file", keyword="train.static_file",
+                                       path=True, metavar="FILE")
+    out_dir: str = _setting(".", "folder for the outputs", group="outputs", server=False)
+    name: str = _setting("trained", "stem of the output files", group="outputs", server=False)
+    runoff_model: str = _setting("gr4", "runoff model: gr4 (conceptual, hourly GR4), lstm, mclstm "
+                                        "(mass-conserving LSTM)", group="training", flag="--runoff-model",
+                                 keyword="train.runoff_model", choices=RUNOFF_MODEL_KINDS)
+    parameter_model: str = _setting("uniform", "gr4's parameters: uniform, per-catchment, or regression (of the "
+                                               "static attributes)", group="training", flag="--parameter-model",
+                                    keyword="train.parameter_model", choices=RUNOFF_PARAMETER_MODELS)
+    hidden: list[int] = _setting([], "hidden width: lstm/mclstm state size (one value), or the gr4 regression's "
+                                     "hidden layers (none: multi-linear); repeatable", group="training",
+                                 flag="--hidden", keyword="train.hidden", metavar="N")
+    mode: str = _setting("end-to-end", "end-to-end (runoff model and routing together), two-step (runoff model "
+                                       "with the routing prior, then the routing), runoff (routing prior only)",
+                         group="training", flag="--mode", keyword="train.mode", choices=TRAIN_MODES)
+    routing_model: str = _setting("zones", "routing parameter model learned with the runoff model",
+                                  group="training", flag="--routing-model", keyword="train.routing_model",
+                                  choices=ROUTING_MODEL_KINDS)
+    scheme: str = _setting("muskingum_nonneg", "routing scheme", group="training", flag="--scheme",
+                           keyword="train.scheme", choices=SCHEME_CHOICES, metavar="SCHEME")
+    loss: str = _setting("nse", "training loss", group="training", flag="--loss", keyword="train.loss",
+                         choices=TRAIN_LOSSES)
+    iterations: int = _setting(100, "runoff-model iterations", group="training", flag="--iterations",
+                               keyword="train.iterations", ge=0, le=1_000_000, metavar="N")
+    routing_iterations: int = _setting(0, "two-step: iterations of the routing step (0: as --iterations)",
+                                       group="training", flag="--routing-iterations",
+                                       keyword="train.routing_iterations", ge=0, le=1_000_000, metavar="N")
+    learning_rate: float | None = _setting(None, "the runoff model's Adam step (default per model)",
+                                           group="training", flag="--learning-rate", keyword="train.learning_rate",
+                                           gt=0.0, le=10.0, metavar="RATE")
+    routing_learning_rate: float = _setting(0.02, "the routing model's Adam step", group="training",
+                                            flag="--routing-learning-rate", keyword="train.routing_learning_rate",
+                                            gt=0.0, le=10.0, metavar="RATE")
+    window: int = _setting(0, "sequence models: train on random windows of this many steps (0: whole period)",
+                           group="training", flag="--window", keyword="train.window", ge=0, metavar="STEPS")
+    spinup: int = _setting(0, "steps run before each window, left out of its loss", group="training",
+                           flag="--spinup", keyword="train.spinup", ge=0, metavar="STEPS")
+    batch: int = _setting(4, "windows per iteration", group="training", flag="--batch", keyword="train.batch",
+                          ge=1, le=100_000, metavar="N")
+    seed: int = _setting(0, "seed of the model initialisation and the window draws", group="training",
+                         flag="--seed", keyword="train.seed", ge=0, metavar="N")
+    calibration: str | None = _setting(None, "calibration period START/END (dates, whole days)", group="training",
+                                       flag="--calibration", keyword="train.calibration", metavar="START/END")
+    validation: str | None = _setting(None, "validation period START/END", group="training", flag="--validation",
+                                      keyword="train.validation", metavar="START/END")
+    validate_gauges: list[str] = _setting([], "a gauge id held out of the training; repeatable", group="training",
+                                          flag="--validate-gauge", keyword="train.validate_gauges",
+                                          metavar="GAUGE")
+    warmup: int = _setting(0, "first steps left out of every loss and metric", group="training", flag="--warmup",
+                           keyword="train.warmup", ge=0, metavar="STEPS")
+    checkpoint: str | None = _setting(None, "checkpoint file: saved while training, resumed when it exists",
+                                      group="training", flag="--checkpoint", keyword="train.checkpoint",
+                                      metavar="FILE")
+    engine: str = _setting("auto", "routing engine", group="training", flag="--engine", keyword="train.engine",
+                           choices=ENGINE_CHOICES, metavar="ENGINE")
+    device: str = _setting("auto", "cpu, cuda, cuda:N or auto", group="training", flag="--device",
+                           keyword="train.device", pattern=DEVICE_PATTERN, metavar="DEVICE")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if not self.forcings:
+            raise InputError("training needs forcings; none were given.", field="forcings",
+                             hint=f"Give e.g. {opt('train.forcings', 'precipitation=P.nc')}.")
+        if not self.gauges or not self.observed:
+            raise InputError("training needs gauges and observed discharge.", field="gauges",
+                             hint=f"Give {opt('train.gauges', 'gauges.csv')} and {opt('train.observed', 'q.csv')}.")
+        if self.runoff_model in ("lstm", "mclstm") and len(self.hidden) > 1:
+            raise InputError(f"the {self.runoff_model} takes one hidden width (got {self.hidden}).", field="hidden",
+                             hint=f"Give it once, e.g. {opt('train.hidden', '16')}.")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InputError(f"unknown setting(s) {', '.join(unknown)}.",
+                             hint=f"Known settings: {', '.join(sorted(known))}.")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def options(cls: type = CalibrateSettings) -> dict[str, tuple[dataclasses.Field, Option]]:
@@ -391,8 +639,9 @@ def option_keys(cls: type = CalibrateSettings) -> dict[str, str]:
         if name == "out_dir":  # the service picks each job's folder
             continue
         key = o.json_key or name
-        if o.keyword:
-            table[o.keyword] = key
+        for keyword in (o.keyword, *o.aliases):
+            if keyword:
+                table[keyword] = key
         table[f"route.{name}"] = key
     return table
 
