@@ -9,9 +9,9 @@ compute and disk overlap; on the CPU the same threads overlap reading, routing a
 A run keeps a checkpoint beside its outputs (``.NAME.stream/``): the partial discharge files, the warm state
 after the last chunk written and a journal. The journal is written last, after the chunk's discharge and state,
 so ``--resume`` continues from the last chunk that is whole everywhere, and the result equals an uninterrupted
-run bit for bit (the state is stored exactly; a rewritten chunk writes the same values). The finished files are
-published together with the rest of the outputs (``_files.OutputSet``), so a failed run never leaves a half file
-under the final name.
+run bit for bit on the same machine and thread count (the state is stored exactly; a rewritten chunk writes the
+same values). The finished files are published together with the rest of the outputs (``_files.OutputSet``), so
+a failed run never leaves a half file under the final name.
 
 Where the pieces are routed: in this process (``route`` of the whole network), in threads over basin partitions
 (``partition.route_partitioned``), or on Dask workers (``distributed.DaskRouter``).
