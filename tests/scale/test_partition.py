@@ -185,3 +185,20 @@ def test_route_piece_by_hand_and_its_refusals(forest):
         merge([pieces[0], cut])
     with pytest.raises(InputError, match="cover"):
         route_partitioned(forest, pieces[1:], q, params, "muskingum", dt=DT)
+
+
+def test_networks_whose_rivers_split_route_by_joined_basins():
+    from thalweg.network import scheidegger_dag
+
+    dag = scheidegger_dag(600, seed=4)
+    assert dag.splits is not None
+    params = _params(dag, "muskingum_nonneg")
+    q = _runoff(dag, 60)
+    whole = _quiet(route, dag, q, params, dt=DT, dtype=torch.float64).numpy()
+    pieces = basins(dag)
+    _check_cover(dag, pieces)
+    got = _quiet(route_partitioned, dag, pieces, q, params, dt=DT, n_bins=3, dtype=torch.float64)
+    np.testing.assert_allclose(got, whole, rtol=1e-11, atol=1e-11 * np.abs(whole).max())
+    with pytest.raises(InputError, match="not cut"):
+        clusters(dag, 5)
+    assert len(clusters(dag, dag.n_reaches)) == len(pieces)
