@@ -120,9 +120,12 @@ def test_balance_is_longest_first_and_near_optimal():
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_piecewise_equals_whole(forest, scheme):
     params = _params(forest, scheme)
-    q = _runoff(forest, 150)
+    q = _runoff(forest, 150 if scheme.startswith(("musk", "linear")) else 60)  # convolutions cost T^2 here
     whole = _quiet(route, forest, q, params, scheme, dt=DT, dtype=torch.float64).numpy()
-    for pieces, n_bins in ((basins(forest), 1), (basins(forest), 3), (clusters(forest, 40), 2)):
+    cases = [(basins(forest), 1), (basins(forest), 3), (clusters(forest, 40), 2)]
+    if not scheme.startswith(("musk", "linear", "pure")):  # convolving by level costs seconds per stage here
+        cases = [(basins(forest), 3), (clusters(forest, 250), 2)]
+    for pieces, n_bins in cases:
         got = _quiet(route_partitioned, forest, pieces, q, params, scheme, dt=DT, n_bins=n_bins,
                      dtype=torch.float64)
         np.testing.assert_allclose(got, whole, rtol=1e-11, atol=1e-11 * np.abs(whole).max())
