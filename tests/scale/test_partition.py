@@ -120,7 +120,7 @@ def test_balance_is_longest_first_and_near_optimal():
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_piecewise_equals_whole(forest, scheme):
     params = _params(forest, scheme)
-    q = _runoff(forest, 150 if scheme.startswith(("musk", "linear")) else 60)  # convolutions cost T^2 here
+    q = _runoff(forest, 150 if scheme.startswith(("musk", "linear")) else 40)  # convolutions cost T^2 here
     whole = _quiet(route, forest, q, params, scheme, dt=DT, dtype=torch.float64).numpy()
     cases = [(basins(forest), 1), (basins(forest), 3), (clusters(forest, 40), 2)]
     if not scheme.startswith(("musk", "linear", "pure")):  # convolving by level costs seconds per stage here
