@@ -218,6 +218,7 @@ class StreamResult:
     resumed_at: int
     timings: dict[str, float]
     checkpoint: Path
+    start: np.ndarray | None = None  # datetime64: the start of the first step
 
     @property
     def simulated_per_second(self) -> float:
@@ -426,7 +427,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
             raise errors[0]
         timings = {**busy, "wall": time.perf_counter() - t_wall}
         return StreamResult(files={kind: partial[kind] for kind in outputs}, n_reaches=n, n_steps=steps, dt=dt,
-                            chunk_steps=chunk_steps, resumed_at=done, timings=timings, checkpoint=folder)
+                            chunk_steps=chunk_steps, resumed_at=done, timings=timings, checkpoint=folder,
+                            start=np.asarray(source.time[0]) if getattr(source, "time", None) is not None else None)
     finally:
         if not given:
             source.close()
