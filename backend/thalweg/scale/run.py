@@ -71,12 +71,12 @@ def wants_stream(settings, *, auto: bool = True) -> bool:
                              path=runoff, hint=f"Convert the runoff to NetCDF, or route it whole "
                                                f"({opt('route.stream', 'never')}).")
         return False
-    if Path(runoff).suffix.lower() == ".zarr" or Path(runoff).is_dir():
-        return True  # a store is read lazily only
     if forced:
         return True
     if not auto:
         return False
+    if Path(runoff).suffix.lower() == ".zarr" or Path(runoff).is_dir():
+        return True  # a store is read lazily only
     shape = _header_shape(runoff)
     if shape is None:
         return False
