@@ -444,7 +444,10 @@ def _cmd_route(args: argparse.Namespace) -> int:
     bar = _Progress(args.quiet)
     start = time.perf_counter()
     try:
-        result = run_route(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
+        from .scale.run import run_streaming, wants_stream  # streamed when larger than the memory budget
+
+        run = run_streaming if wants_stream(settings) else run_route
+        result = run(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
     finally:
         bar.close()
     if not args.quiet:

@@ -308,22 +308,23 @@ class RouteSettings:
     compression: int = _setting(1, "zlib level of NetCDF discharge files, 0 (none, fastest) to 9 (default 1)",
                                 group="outputs", flag="--compression", keyword="route.compression", ge=0, le=9,
                                 metavar="LEVEL")
-    # ---- streaming in time and workers (thalweg.scale, docs/scale.md) ----
+    # ---- streaming in time and workers (thalweg.scale, docs/scale.md); the CLI's: service jobs route in memory ----
     stream: str = _setting("auto", "stream the runoff in time chunks, writing as it goes: auto (when the run "
                                    "would not fit the memory budget --memory), always, never",
-                           flag="--stream", keyword="route.stream", choices=("auto", "always", "never"))
+                           flag="--stream", keyword="route.stream", choices=("auto", "always", "never"), server=False)
     chunk_steps: int = _setting(0, "steps per time chunk when streaming (0: as many as the memory budget holds)",
-                                flag="--chunk-steps", keyword="route.chunk_steps", ge=0, le=10**9, metavar="STEPS")
+                                flag="--chunk-steps", keyword="route.chunk_steps", ge=0, le=10**9, metavar="STEPS",
+                                server=False)
     resume: bool = _setting(False, "continue an interrupted streamed run from its last completed chunk (the "
                                    "result equals an uninterrupted run bit for bit)", flag="--resume",
-                            keyword="route.resume")
+                            keyword="route.resume", server=False)
     scheduler: str | None = _setting(None, "Dask scheduler address (tcp://HOST:8786): route basin partitions and "
                                            "time chunks on its workers (streams)", flag="--scheduler",
-                                     keyword="route.scheduler", metavar="ADDRESS")
+                                     keyword="route.scheduler", metavar="ADDRESS", server=False)
     dask: bool = _setting(False, "route basin partitions on a local Dask cluster (dask.distributed LocalCluster; "
-                                 "streams)", flag="--dask", keyword="route.dask")
+                                 "streams)", flag="--dask", keyword="route.dask", server=False)
     dask_workers: int = _setting(2, "workers of the local Dask cluster of --dask", flag="--dask-workers",
-                                 keyword="route.dask_workers", ge=1, le=1024, metavar="N")
+                                 keyword="route.dask_workers", ge=1, le=1024, metavar="N", server=False)
     # ---- end of streaming ----
 
     def __post_init__(self) -> None:

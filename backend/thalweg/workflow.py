@@ -406,11 +406,11 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     if not checked:
         check_inputs(settings, given=tuple(name for name, obj in (("network", network), ("runoff", runoff))
                                            if obj is not None))
-    # ---- streaming in time (thalweg.scale.stream, docs/scale.md): runoff files larger than the memory budget ----
+    # ---- streaming in time (thalweg.scale, docs/scale.md): runs that ask for it (--stream always, --resume, Dask) ----
     if runoff is None and not checked:
         from .scale.run import run_streaming, wants_stream
 
-        if wants_stream(settings):
+        if wants_stream(settings, auto=False):
             return run_streaming(settings, network=network, progress=report, should_stop=should_stop, params=params,
                                  params_used=params_used, overwrite=overwrite, settings_file=settings_file)
     # ---- end of streaming ----

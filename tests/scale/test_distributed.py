@@ -1,4 +1,5 @@
-"""Dask: basin partitions and time chunks on a LocalCluster of 2 workers give the one-process results."""
+"""Dask: basin partitions and time chunks on a LocalCluster of 2 workers give the one-process results (to float32
+rounding)."""
 from __future__ import annotations
 
 import json
@@ -32,6 +33,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def client(cluster):
     with distributed.Client(cluster.scheduler_address) as c:
+        c.wait_for_workers(2, timeout="60s")
         yield c
 
 
@@ -64,13 +66,16 @@ def test_dask_equals_one_process(client, net, cut):
     second = _quiet(router, q[:, 70:])  # the second time chunk continues from the state left on the workers
     ref1, states = _quiet(route_partitioned, net, pieces, q[:, :70], params, dt=DT, n_bins=2, return_state=True)
     ref2 = _quiet(route_partitioned, net, pieces, q[:, 70:], params, dt=DT, n_bins=2, states=states)
-    assert np.array_equal(first, ref1) and np.array_equal(second, ref2)  # the same numbers as one process
+    # the numbers of one process with the same partition: equal but for torch's last bits (its vectorised
+    # elementwise math rounds by where a thread's share of the reaches starts, and workers run other thread counts)
+    for got, ref in ((first, ref1), (second, ref2)):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7 * ref.max())
     whole = _quiet(route, net, q, params, dt=DT).numpy()
     np.testing.assert_allclose(np.concatenate([first, second], 1), whole, rtol=2e-6, atol=1e-6 * whole.max())
     assert set(saved) == set(states)
     router.set_state(saved)  # a resumed run puts it back
     again = _quiet(router, q[:, 70:])
-    assert np.array_equal(again, ref2)
+    np.testing.assert_allclose(again, second, rtol=1e-6, atol=1e-7 * second.max())
     with pytest.raises(InputError, match="another number"):
         router.set_state({(999,): None})
 

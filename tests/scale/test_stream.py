@@ -211,3 +211,37 @@ def test_thalweg_route_streams_over_the_budget_and_resumes(tmp_path):
     assert main(["route", *args, "-o", str(tmp_path / "s.zarr"), "--chunk-steps", "1000", "--resume"]) == 0
     np.testing.assert_allclose(read_discharge(tmp_path / "s.zarr").values, whole.values, rtol=2e-6,
                                atol=1e-5 * whole.values.max())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_stream_with_pinned_copies_equals_cpu(net, runoff_file, tmp_path):
+    """The GPU path (pinned host memory, copy and copy-back streams) gives the CPU path's discharge."""
+    params = _params(net)
+    cpu = _stream(net, runoff_file, params, tmp_path / "cpu", chunk_steps=50, device="cpu")
+    gpu = _stream(net, runoff_file, params, tmp_path / "gpu", chunk_steps=50, device="cuda")
+    a, b = read_discharge(cpu.files["q"]).values, read_discharge(gpu.files["q"]).values
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * a.max())
+
+
+def test_streamed_hydrographs_at_gauges_equal_the_whole_runs(tmp_path):
+    """--gauges and --hydrograph while streaming: the series are read back from the written file."""
+    from pathlib import Path
+
+    import pandas as pd
+    from thalweg.cli import main
+
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
+    args = [str(sample / "cance_rivers.gpkg"), str(sample / "cance_runoff.nc"), "--quiet", "--no-gpkg",
+            "--gauges", str(sample / "cance_gauges.csv"), "--hydrograph", "7"]
+    assert main(["route", *args, "-o", str(tmp_path / "whole_Qout.nc"), "--convention", "mean"]) == 0
+    assert main(["route", *args, "-o", str(tmp_path / "s_Qout.nc"), "--convention", "mean", "--stream", "always",
+                 "--chunk-steps", "1000"]) == 0
+    for suffix in ("_hydrographs.csv", "_hydrographs_long.csv"):
+        whole = pd.read_csv(tmp_path / f"whole_Qout{suffix}")
+        streamed = pd.read_csv(tmp_path / f"s_Qout{suffix}")
+        assert list(whole.columns) == list(streamed.columns) and len(whole) == len(streamed)
+        numbers = whole.select_dtypes("number").columns
+        np.testing.assert_allclose(streamed[numbers].to_numpy(), whole[numbers].to_numpy(), rtol=2e-6, atol=1e-4)
+        assert (whole.select_dtypes(exclude="number").fillna("") == streamed.select_dtypes(exclude="number")
+                .fillna("")).all().all()

@@ -6,7 +6,8 @@ group per worker thread and stage) lives on one worker for the whole run: its su
 sent once, and its warm state stays there between time chunks (a future), so a chunk sends only the piece's
 runoff rows and brings back its discharge. Stages run in order (a stage's inflow is gathered from the earlier
 stages' discharge); the pieces of a stage run at once. Results equal :func:`.partition.route_partitioned` in
-one process with the same pieces bit for bit, and :func:`thalweg.route` of the whole network to float rounding.
+one process with the same pieces, and :func:`thalweg.route` of the whole network, to float rounding (torch's
+vectorised elementwise math can differ in the last bit with the number of threads a worker runs).
 See docs/scale.md for why Dask.
 """
 from __future__ import annotations
@@ -42,7 +43,9 @@ def dask_client(address: str | None = None, n_workers: int = 2, **cluster_option
     options = {"n_workers": int(n_workers), "threads_per_worker": 1, "processes": True, "dashboard_address": None,
                **cluster_options}
     cluster = LocalCluster(**options)
-    return Client(cluster), cluster
+    client = Client(cluster)
+    client.wait_for_workers(int(n_workers), timeout="120s")  # the partition is made for the workers there
+    return client, cluster
 
 
 def _route_group(static: tuple, runoff: np.ndarray, inflow: Any, state: Any, options: Mapping[str, Any]):

@@ -118,12 +118,16 @@ def _piece(index: int, reaches: np.ndarray, src: np.ndarray, into_global: np.nda
 
 
 def basins(network: RiverNetwork) -> list[Piece]:
-    """One piece per independent basin (outlet), largest first; none receives inflow."""
+    """One piece per independent basin (outlet), largest first; none receives inflow. Where rivers split
+    (``network.splits``), basins joined by a branch (a delta's distributaries) are one piece."""
+    empty = np.empty(0, np.int64)
+    if network.splits is not None:  # the network's own rule for basins joined by splits
+        parts = [np.asarray(network.index_of(part.ids), dtype=np.int64) for part in network.split()]
+        return [_piece(i, p, empty, empty, (), 0) for i, p in enumerate(parts)]
     order = np.asarray(network.postorder, dtype=np.int64)
     basin_of = np.asarray(network.basin)[order]
     bounds = np.flatnonzero(np.r_[True, basin_of[1:] != basin_of[:-1], True])
     sizes = np.diff(bounds)
-    empty = np.empty(0, np.int64)
     rank = np.argsort(-sizes, kind="stable")
     return [_piece(i, order[bounds[j]:bounds[j + 1]], empty, empty, (), 0) for i, j in enumerate(rank)]
 
@@ -138,6 +142,13 @@ def clusters(network: RiverNetwork, max_reaches: int) -> list[Piece]:
     max_reaches = int(max_reaches)
     if max_reaches < 1:
         raise InputError(f"a cluster holds at least one reach (max_reaches = {max_reaches}).", field="max_reaches")
+    if network.splits is not None:
+        whole = basins(network)
+        if whole and whole[0].n_reaches > max_reaches:
+            raise InputError(f"basins of a network whose rivers split are not cut into clusters yet (the largest "
+                             f"holds {whole[0].n_reaches:,} reaches, more than {max_reaches:,}).",
+                             hint="Route its basins whole (thalweg.scale.basins), or raise max_reaches.")
+        return whole
     n = network.n_reaches
     ds = np.asarray(network.downstream, dtype=np.int64)
     groups = network.level_groups

@@ -1,10 +1,12 @@
-"""``thalweg route`` (and a service route job) streamed: the settings' run through :func:`.stream.stream_route`.
+"""``thalweg route`` streamed: the settings' run through :func:`.stream.stream_route`.
 
 :func:`wants_stream` decides (``--stream auto``: when the run's estimated peak memory, from the runoff file's
-header, exceeds the budget ``--memory`` or the memory available; always with ``--resume``, ``--dask`` or
-``--scheduler``; a zarr runoff store is always streamed); :func:`run_streaming` reads the network, checks the
+header, exceeds the budget ``--memory`` or the memory available; always with ``--stream always``, ``--resume``,
+``--dask`` or ``--scheduler``; a zarr runoff store is always streamed). ``thalweg route`` asks it first;
+:func:`thalweg.workflow.run_route` streams the runs that ask for it (the service's jobs, which need their
+discharge in memory, never do by themselves); :func:`run_streaming` reads the network, checks the
 outputs, resolves the parameters as :func:`thalweg.workflow.run_route` does, streams, and publishes the
-discharge files with the settings record as one set.
+discharge files, the hydrograph CSVs (read back from the written file) and the settings record as one set.
 """
 from __future__ import annotations
 
@@ -48,8 +50,11 @@ def _header_shape(path: str) -> tuple[int, int] | None:
         return int(da.sizes[next(d for d in da.dims if d != tdim)]), int(da.sizes[tdim])
 
 
-def wants_stream(settings) -> bool:
-    """Whether the run of ``settings`` streams (module docstring); InputError where it must and cannot."""
+def wants_stream(settings, *, auto: bool = True) -> bool:
+    """Whether the run of ``settings`` streams (module docstring); InputError where it must and cannot.
+
+    ``auto``: decide ``--stream auto`` by the memory estimate (the CLI does); without it only a run that asks
+    for streaming streams (``run_route`` for the service, whose jobs need the discharge in memory)."""
     from .stream import budget_bytes, chunk_steps_for, streamable
 
     forced = settings.stream == "always" or settings.resume or settings.dask or bool(settings.scheduler)
@@ -66,10 +71,12 @@ def wants_stream(settings) -> bool:
                              path=runoff, hint=f"Convert the runoff to NetCDF, or route it whole "
                                                f"({opt('route.stream', 'never')}).")
         return False
-    if Path(runoff).suffix.lower() == ".zarr" or Path(runoff).is_dir():
-        return True  # a store is read lazily only
     if forced:
         return True
+    if not auto:
+        return False
+    if Path(runoff).suffix.lower() == ".zarr" or Path(runoff).is_dir():
+        return True  # a store is read lazily only
     shape = _header_shape(runoff)
     if shape is None:
         return False
@@ -118,11 +125,6 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
     report = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
     out_dir = Path(settings.out_dir)
-    if settings.gauges or settings.hydrograph_reaches:
-        raise InputError("a streamed run writes the discharge files only; hydrographs at gauges are not written "
-                         "while streaming yet.", hint=f"Route whole ({opt('route.stream', 'never')}, with a "
-                                                      f"shorter period if needed), or leave out "
-                                                      f"{opt('route.gauges')} and {opt('route.hydrograph_reaches')}.")
     t0 = time.perf_counter()
     if network is None:
         from ..hydrography import read_network
@@ -131,6 +133,15 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
         network = read_network(settings.network, **_reader(read_network, settings, "read_network"))
     timings["read_network"] = time.perf_counter() - t0
     check_outputs(settings, network, overwrite=overwrite or settings.resume, settings_file=settings_file)
+    gauges = None
+    if settings.gauges:
+        from ..learning import read_gauges
+
+        gauges = read_gauges(settings.gauges, network, observed=settings.observed)
+    hydro = list(dict.fromkeys([*(gauges.reach_ids.tolist() if gauges is not None else []),
+                                *[int(r) for r in settings.hydrograph_reaches]]))
+    if hydro:
+        network.index_of(hydro, what=f"reach ids of {opt('route.hydrograph_reaches')}")
     if params is None and settings.parameters:
         params, used = model_params(settings, network)
     elif params is None:
@@ -180,6 +191,17 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
             for kind, (final, _, _) in fmt_files.items():
                 os.replace(result.files[kind], out.path(final))
                 outputs[kind] = final
+            if hydro:  # read back from the written file: the few reaches' series, never the whole
+                from ..results.writers import write_hydrographs_csv, write_hydrographs_long_csv
+
+                series = _rows_of(out.staged[fmt_files[next(iter(fmt_files))][0]], fmt_files, hydro, result, attrs)
+                path = out_dir / f"{settings.name}_hydrographs.csv"
+                write_hydrographs_csv(out.path(path), series, hydro)
+                outputs["hydrographs"] = path
+                path = out_dir / f"{settings.name}_hydrographs_long.csv"
+                write_hydrographs_long_csv(out.path(path), series, [int(r) for r in settings.hydrograph_reaches],
+                                           gauges=gauges)
+                outputs["hydrographs_long"] = path
             path = out_dir / f"{settings.name}.settings.json"
             atomic_write_text(out.path(path), settings.to_json())
             outputs["settings"] = path
@@ -193,7 +215,33 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
                     "reaches": float(result.n_reaches), "steps": float(result.n_steps), "dt": result.dt,
                     "chunk_steps": float(result.chunk_steps), "resumed_at": float(result.resumed_at)})
     report(1.0, "done")
-    return RouteResult(outputs=outputs, discharge=None, network=network, timings=timings, params_used=used)
+    return RouteResult(outputs=outputs, discharge=None, network=network, timings=timings, params_used=used,
+                       gauges=gauges)
+
+
+def _rows_of(path: Path, files, reach_ids: list[int], result, attrs):
+    """The end-of-step discharge of ``reach_ids`` from the main discharge file just written (a Discharge)."""
+    import numpy as np
+    import xarray as xr
+
+    from ..results.discharge import Discharge
+    from ..runoff.readers import open_lazy
+
+    _, fmt, convention = next(iter(files.values()))
+    with (xr.open_zarr(path, decode_times=False) if fmt == "zarr" else open_lazy(path)) as ds:
+        name = "Qout" if fmt == "rapid" else "Q"
+        da = ds[name]
+        rid = next(d for d in da.dims if d != "time")
+        ids = np.asarray(ds[rid].values).astype(np.int64)
+        order = np.argsort(ids)
+        rows = order[np.searchsorted(ids[order], np.asarray(reach_ids, np.int64))]
+        values = np.asarray(da.isel({rid: rows}).transpose(rid, "time").values, np.float32)
+        if fmt == "rapid" and convention == "mean":  # step means: Q[t] = Qout[t+1], the last from Qfinal
+            final = np.asarray(ds["Qfinal"].isel({rid: rows}).values, np.float32)
+            values = np.concatenate([values[:, 1:], final[:, None]], axis=1)
+    step = np.timedelta64(int(round(result.dt * 1000)), "ms")
+    ends = result.start.astype("datetime64[ms]") + step * np.arange(1, result.n_steps + 1)
+    return Discharge(values, np.asarray(reach_ids, np.int64), ends, result.dt, dict(attrs))
 
 
 def _format(settings) -> str:

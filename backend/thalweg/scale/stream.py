@@ -9,9 +9,9 @@ compute and disk overlap; on the CPU the same threads overlap reading, routing a
 A run keeps a checkpoint beside its outputs (``.NAME.stream/``): the partial discharge files, the warm state
 after the last chunk written and a journal. The journal is written last, after the chunk's discharge and state,
 so ``--resume`` continues from the last chunk that is whole everywhere, and the result equals an uninterrupted
-run bit for bit (the state is stored exactly; a rewritten chunk writes the same values). The finished files are
-published together with the rest of the outputs (``_files.OutputSet``), so a failed run never leaves a half file
-under the final name.
+run bit for bit on the same machine and thread count (the state is stored exactly; a rewritten chunk writes the
+same values). The finished files are published together with the rest of the outputs (``_files.OutputSet``), so
+a failed run never leaves a half file under the final name.
 
 Where the pieces are routed: in this process (``route`` of the whole network), in threads over basin partitions
 (``partition.route_partitioned``), or on Dask workers (``distributed.DaskRouter``).
@@ -218,6 +218,7 @@ class StreamResult:
     resumed_at: int
     timings: dict[str, float]
     checkpoint: Path
+    start: np.ndarray | None = None  # datetime64: the start of the first step
 
     @property
     def simulated_per_second(self) -> float:
@@ -241,7 +242,9 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                  attrs: Mapping[str, Any] | None = None, reading: Mapping[str, Any] | None = None,
                  progress: Callable[[float, str], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> StreamResult:
-    """Route ``runoff`` (a NetCDF file or zarr store of per-reach runoff, or a ``RunoffChunks``) chunk by chunk.
+    """Route ``runoff`` (a NetCDF file or zarr store of per-reach runoff, or a chunk source: ``RunoffChunks`` or
+    any object with ``n_steps``, ``dt`` and ``read(a, b) -> Runoff``, e.g. runoff generated on the fly) chunk by
+    chunk.
 
     Parameters
     ----------
@@ -266,7 +269,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
     t_wall = time.perf_counter()
     attrs = {"scheme": get_scheme(scheme).name, "engine": resolve(getattr(router, "engine", engine)),
              **dict(attrs or {})}
-    source = runoff if isinstance(runoff, RunoffChunks) else open_runoff_chunks(runoff, network, **dict(reading or {}))
+    given = isinstance(runoff, RunoffChunks) or (hasattr(runoff, "read") and hasattr(runoff, "n_steps"))
+    source = runoff if given else open_runoff_chunks(runoff, network, **dict(reading or {}))
     try:
         n, steps, dt = network.n_reaches, source.n_steps, float(source.dt)
         if chunk_steps is None or chunk_steps <= 0:
@@ -325,7 +329,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                         chunk = source.read(a, b)
                     values: Any = chunk.values
                     event = None
-                    if on_gpu:  # pinned host memory -> device on the copy stream, overlapping the compute
+                    if on_gpu and not (isinstance(values, torch.Tensor) and values.is_cuda):
+                        # pinned host memory -> device on the copy stream, overlapping the compute
                         host = _pinned(values)
                         with torch.cuda.stream(copy_stream):
                             values = host.to(dev, non_blocking=True)
@@ -384,12 +389,14 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                         warnings.simplefilter("ignore", ThalwegWarning)
                     if event is not None:
                         torch.cuda.current_stream(dev).wait_event(event)
+                        values.record_stream(torch.cuda.current_stream(dev))  # made on the copy stream
                     q = router(values)
                     back = None
                     if on_gpu and isinstance(q, torch.Tensor) and q.is_cuda:  # device -> pinned host, own stream
                         end = q[..., -1].cpu().numpy()
                         host = torch.empty(q.shape, dtype=q.dtype, pin_memory=True)
                         back_stream.wait_stream(torch.cuda.current_stream(dev))
+                        q.record_stream(back_stream)  # not reused before the copy is done
                         with torch.cuda.stream(back_stream):
                             host.copy_(q, non_blocking=True)
                             back = torch.cuda.Event()
@@ -420,9 +427,10 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
             raise errors[0]
         timings = {**busy, "wall": time.perf_counter() - t_wall}
         return StreamResult(files={kind: partial[kind] for kind in outputs}, n_reaches=n, n_steps=steps, dt=dt,
-                            chunk_steps=chunk_steps, resumed_at=done, timings=timings, checkpoint=folder)
+                            chunk_steps=chunk_steps, resumed_at=done, timings=timings, checkpoint=folder,
+                            start=np.asarray(source.time[0]) if getattr(source, "time", None) is not None else None)
     finally:
-        if not isinstance(runoff, RunoffChunks):
+        if not given:
             source.close()
 
 
