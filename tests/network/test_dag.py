@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from thalweg.errors import CycleError, NetworkError, ThalwegWarning
 from thalweg.network import Links, from_arrays, scheidegger_dag
-from thalweg.network.dag import dag_levels, edges, multipath_regions, softmax_fractions
+from thalweg.network.dag import dag_levels, edges, fraction_logits, multipath_regions, softmax_fractions
 
 # 1 -> 2 -> {3, 4} -> 5 (a braid), 5 -> outlet; areas in m2
 IDS = [1, 2, 3, 4, 5]
@@ -144,6 +144,7 @@ def test_softmax_fractions_sum_to_one_per_split():
     logits = torch.randn(net.splits.n_links, dtype=torch.float64)
     f = softmax_fractions(net, logits).numpy()
     np.testing.assert_allclose(np.add.reduceat(f, net.splits.ptr[:-1]), 1.0, atol=1e-14)
+    np.testing.assert_allclose(softmax_fractions(net, fraction_logits(net)).numpy(), net.splits.fraction, rtol=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Splits", "ORIGINS", "edges", "dag_levels", "softmax_fractions", "multipath_regions", "split_summary"]
+__all__ = ["Splits", "ORIGINS", "edges", "dag_levels", "softmax_fractions", "fraction_logits", "multipath_regions",
+           "split_summary"]
 
 # where a network's fractions came from: a field of the data, a --links table, drainage areas, equal shares,
 # or given in code
