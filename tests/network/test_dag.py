@@ -120,7 +120,14 @@ def test_links_leaving_the_network_are_dropped_with_a_warning():
 def test_take_and_split_keep_the_splits():
     net = braid()
     sub = net.take(np.array([0, 1, 2, 4]))  # reach 4 dropped: 2 no longer splits
-    assert sub.splits is None
+    assert sub.splits is None and sub.ids[sub.downstream[1]] == 3
+    sub = net.take(np.array([0, 1, 3, 4]))  # its main outlet 3 dropped: 4 takes all the water
+    assert sub.splits is None and sub.ids[sub.downstream[1]] == 4
+    three = from_arrays([1, 2, 3, 4], [2, -1, -1, -1], [1e3] * 4,
+                        links=Links(np.array([1, 1, 1]), np.array([2, 3, 4]), np.array([0.5, 0.3, 0.2])))
+    sub = three.take(np.array([0, 2, 3]))  # the main outlet 2 dropped: 3 (the larger share) becomes the main path
+    assert sub.ids[sub.downstream[0]] == 3 and sub.ids[sub.splits.to].tolist() == [3, 4]
+    np.testing.assert_allclose(sub.splits.fraction, [0.6, 0.4])
     delta = from_arrays([1, 2, 3, 4], [2, -1, -1, -1], [1e3] * 4,
                         links=Links(np.array([2, 2]), np.array([3, 4]), np.array([0.6, 0.4])), bifurcations="split")
     basins = delta.split()
