@@ -63,7 +63,9 @@ def test_split_without_fractions_divides_by_drainage_area_or_equally():
 
 
 def test_bifurcations_main_keeps_the_tree():
-    net = braid(bifurcations="main")
+    with pytest.warns(ThalwegWarning, match=r"as asked \(bifurcations='main'\), the main path is kept and the minor "
+                                            r"paths 2 -> 4 are ignored"):
+        net = braid(bifurcations="main")
     assert net.splits is None and net.ids[net.downstream[1]] == 3
 
 
