@@ -122,8 +122,9 @@ def _with_sinks(down: np.ndarray, groups: int = SINKS) -> np.ndarray:
 
 def build_plan(network: RiverNetwork, *, sinks: bool = False) -> DagPlan:
     """The stages of ``network`` (see the module docstring); numpy, one vectorised pass per DAG level.
-    ``sinks``: gather each stage's basins under a few sink rows (for the exact engine, whose work items are
-    basins; never for the closure engine, whose blocks would span each sink's whole upstream)."""
+    ``sinks``: gather each stage's basins under a few sink rows (for the exact engine on the CPU, whose work
+    items are basins; never for the closure engine, whose blocks would span each sink's whole upstream, nor on
+    a GPU, where a sink's thousands of inflows would be summed by one thread)."""
     n = network.n_reaches
     src, dst, _ = edges(network)
     levels, stuck = dag_levels(n, src, dst)
@@ -273,9 +274,9 @@ def route_dag(engine: str, job, run_one):
                          "split.", hint="Route the whole series in one pass (compute the runoff, not a dask array), "
                                         "or read the network with bifurcations='main'.")
     network = job.network
-    plan = dag_plan(network, sinks=engine == "exact")
     runoff = job.runoff
     dev, dtype = runoff.device, runoff.dtype
+    plan = dag_plan(network, sinks=engine == "exact" and dev.type == "cpu")
     frac = check_fractions(network, job.fractions, dev)
     _, _, link_frac = edges(network, frac)  # [M] tensor: 1 on tree links
     grad = torch.is_grad_enabled() and (runoff.requires_grad or frac.requires_grad
@@ -338,5 +339,7 @@ def route_dag(engine: str, job, run_one):
     if not grad:
         return out, None
     stacked = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
-    inverse = plan.cache.setdefault(str(dev), torch.as_tensor(plan.inverse, device=dev))
+    if str(dev) not in plan.cache:
+        plan.cache[str(dev)] = torch.as_tensor(plan.inverse, device=dev)
+    inverse = plan.cache[str(dev)]
     return stacked.index_select(1, inverse), None
