@@ -128,3 +128,29 @@ def test_info_reports_splits_and_the_largest_multipath_region(tmp_path, capsys):
     assert main(["info", str(path), "--links", str(links), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["splits"] == 1 and data["split_fractions"] == "links" and data["largest_multipath_region"] == 3
+
+
+def test_route_command_routes_every_branch(tmp_path, capsys):
+    import xarray as xr
+    from thalweg.results import read_discharge
+
+    path = _flowlines(tmp_path, div_frac={(12, 13): 0.7, (12, 14): 0.3})
+    rng = np.random.default_rng(2)
+    volumes = rng.gamma(1.5, 2000.0, size=(6, 30)).astype("float32")
+    dt = 3600
+    runoff = tmp_path / "m3_riv.nc"
+    xr.Dataset({"m3_riv": (("time", "rivid"), volumes.T, {"units": "m3"}),
+                "rivid": (("rivid",), np.array(COMID, dtype="int32")),
+                "time": (("time",), np.arange(30) * dt, {"units": "seconds since 2010-01-01 00:00:00"})}
+               ).to_netcdf(runoff)
+    out = tmp_path / "Q.nc"
+    assert main(["route", str(path), str(runoff), "-o", str(out), "--scheme", "muskingum", "--k", "7200",
+                 "--x", "0.2", "--no-gpkg", "-q"]) == 0
+    net = read_network(path)
+    want = route_reference(net, volumes.astype(np.float64) / dt, {"k": 7200.0, "x": 0.2}, "muskingum", dt=dt)
+    got = read_discharge(out)
+    np.testing.assert_allclose(got.values[got.index_of(net.ids)], want, rtol=1e-5, atol=1e-4)
+    tree = read_network(path, bifurcations="main")
+    assert not np.allclose(want, route_reference(tree, volumes / dt, {"k": 7200.0, "x": 0.2}, "muskingum", dt=dt))
+    settings = json.loads(out.with_name("Q.settings.json").read_text())
+    assert settings["bifurcations"] is None and settings["links"] is None

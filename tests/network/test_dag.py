@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from thalweg.errors import CycleError, NetworkError, ThalwegWarning
 from thalweg.network import Links, from_arrays, scheidegger_dag
-from thalweg.network.dag import dag_levels, edges, multipath_regions, softmax_fractions
+from thalweg.network.dag import dag_levels, edges, fraction_logits, multipath_regions, softmax_fractions
 
 # 1 -> 2 -> {3, 4} -> 5 (a braid), 5 -> outlet; areas in m2
 IDS = [1, 2, 3, 4, 5]
@@ -63,7 +63,9 @@ def test_split_without_fractions_divides_by_drainage_area_or_equally():
 
 
 def test_bifurcations_main_keeps_the_tree():
-    net = braid(bifurcations="main")
+    with pytest.warns(ThalwegWarning, match=r"as asked \(bifurcations='main'\), the main path is kept and the minor "
+                                            r"paths 2 -> 4 are ignored"):
+        net = braid(bifurcations="main")
     assert net.splits is None and net.ids[net.downstream[1]] == 3
 
 
@@ -120,7 +122,14 @@ def test_links_leaving_the_network_are_dropped_with_a_warning():
 def test_take_and_split_keep_the_splits():
     net = braid()
     sub = net.take(np.array([0, 1, 2, 4]))  # reach 4 dropped: 2 no longer splits
-    assert sub.splits is None
+    assert sub.splits is None and sub.ids[sub.downstream[1]] == 3
+    sub = net.take(np.array([0, 1, 3, 4]))  # its main outlet 3 dropped: 4 takes all the water
+    assert sub.splits is None and sub.ids[sub.downstream[1]] == 4
+    three = from_arrays([1, 2, 3, 4], [2, -1, -1, -1], [1e3] * 4,
+                        links=Links(np.array([1, 1, 1]), np.array([2, 3, 4]), np.array([0.5, 0.3, 0.2])))
+    sub = three.take(np.array([0, 2, 3]))  # the main outlet 2 dropped: 3 (the larger share) becomes the main path
+    assert sub.ids[sub.downstream[0]] == 3 and sub.ids[sub.splits.to].tolist() == [3, 4]
+    np.testing.assert_allclose(sub.splits.fraction, [0.6, 0.4])
     delta = from_arrays([1, 2, 3, 4], [2, -1, -1, -1], [1e3] * 4,
                         links=Links(np.array([2, 2]), np.array([3, 4]), np.array([0.6, 0.4])), bifurcations="split")
     basins = delta.split()
@@ -144,6 +153,7 @@ def test_softmax_fractions_sum_to_one_per_split():
     logits = torch.randn(net.splits.n_links, dtype=torch.float64)
     f = softmax_fractions(net, logits).numpy()
     np.testing.assert_allclose(np.add.reduceat(f, net.splits.ptr[:-1]), 1.0, atol=1e-14)
+    np.testing.assert_allclose(softmax_fractions(net, fraction_logits(net)).numpy(), net.splits.fraction, rtol=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

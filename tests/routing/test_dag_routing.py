@@ -38,7 +38,7 @@ def _max_rel(got, want) -> float:
 def test_engine_matches_reference_on_a_dag(scheme, engine, dag_net):
     rng = np.random.default_rng(hash((scheme, engine)) % 2**32)
     params = scheme_params(SCHEMES[scheme], dag_net, rng)
-    q = rng.gamma(2.0, 1.0, size=(2, dag_net.n_reaches, 96))
+    q = rng.gamma(2.0, 1.0, size=(2, dag_net.n_reaches, 64))
     want = route_reference(dag_net, q, params, scheme, dt=DT)
     got = route(dag_net, q.astype("float32"), params, scheme, dt=DT, engine=engine).numpy()
     assert _max_rel(got, want) < 1e-5
@@ -79,7 +79,7 @@ def test_reference_is_the_sum_over_paths(scheme):
 def test_mass_is_conserved_at_every_split(engine, dag_net):
     rng = np.random.default_rng(8)
     params = scheme_params(SCHEMES["muskingum_nonneg"], dag_net, rng)
-    q = np.zeros((1, dag_net.n_reaches, 400))
+    q = np.zeros((1, dag_net.n_reaches, 300))
     q[..., :30] = rng.gamma(2.0, 1.0, size=(1, dag_net.n_reaches, 30))
     out = route(dag_net, torch.as_tensor(q), params, "muskingum_nonneg", dt=DT, engine=engine,
                 dtype=torch.float64).numpy()
@@ -91,7 +91,7 @@ def test_mass_is_conserved_at_every_split(engine, dag_net):
 def test_fractions_one_and_zero_route_the_tree(engine, dag_net):
     rng = np.random.default_rng(9)
     params = scheme_params(SCHEMES["muskingum"], dag_net, rng)
-    q = rng.gamma(2.0, 1.0, size=(1, dag_net.n_reaches, 64)).astype("float32")
+    q = rng.gamma(2.0, 1.0, size=(1, dag_net.n_reaches, 40)).astype("float32")
     main_only = dag_net.splits.is_main.astype(np.float64)
     got = route(dag_net, q, params, "muskingum", dt=DT, engine=engine, fractions=main_only).numpy()
     tree = dataclasses.replace(dag_net, splits=None)

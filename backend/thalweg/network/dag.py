@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Splits", "ORIGINS", "edges", "dag_levels", "softmax_fractions", "multipath_regions", "split_summary"]
+__all__ = ["Splits", "ORIGINS", "edges", "dag_levels", "softmax_fractions", "fraction_logits", "multipath_regions",
+           "split_summary"]
 
 # where a network's fractions came from: a field of the data, a --links table, drainage areas, equal shares,
 # or given in code
@@ -71,28 +72,36 @@ class Splits:
         main[self.ptr[:-1]] = True
         return main
 
-    def take(self, new_index: np.ndarray, new_downstream: np.ndarray) -> Splits | None:
-        """The splits of a sub-network: ``new_index`` maps old positions to new ones (-1: dropped). Links to
-        dropped reaches are dropped and the remaining fractions renormalised; a reach left with one outlet is
-        no split any more."""
+    def take(self, new_index: np.ndarray, new_downstream: np.ndarray) -> tuple[Splits | None, np.ndarray]:
+        """The splits of a sub-network and its corrected downstream index.
+
+        ``new_index`` maps old positions to new ones (-1: dropped); ``new_downstream`` is the sub-network's
+        downstream index from the main paths. Links to dropped reaches are dropped and the remaining fractions
+        renormalised; a split reach whose main outlet was dropped takes its largest remaining link as its main
+        path, and one left with a single outlet is no split any more (that outlet is its downstream reach).
+        """
+        new_downstream = np.array(new_downstream, copy=True)
         src_new = new_index[self.source]
         to_new = new_index[self.to]
         keep = (src_new >= 0) & (to_new >= 0)
         if not keep.any():
-            return None
+            return None, new_downstream
         s, t, f = src_new[keep], to_new[keep], self.fraction[keep]
-        order = np.lexsort((t != new_downstream[s], s))  # main path first within each reach
+        order = np.lexsort((-f, t != new_downstream[s], s))  # main path first, else the largest share
         s, t, f = s[order], t[order], f[order]
         reaches, first, counts = np.unique(s, return_index=True, return_counts=True)
+        new_downstream[reaches] = t[first]
         multi = counts > 1
         if not multi.any():
-            return None
+            return None, new_downstream
         rows = np.isin(s, reaches[multi])
         s, t, f = s[rows], t[rows], f[rows]
         reaches, first, counts = np.unique(s, return_index=True, return_counts=True)
-        total = np.add.reduceat(f, first)
-        f = f / np.repeat(total, counts)
-        return Splits(reach=reaches, ptr=np.r_[0, np.cumsum(counts)], to=t, fraction=f, origin=self.origin)
+        total = np.repeat(np.add.reduceat(f, first), counts)
+        # only links of fraction 0 left: nothing said how to share, so equally
+        f = np.where(total > 0, f / np.where(total > 0, total, 1.0), 1.0 / np.repeat(counts, counts))
+        return Splits(reach=reaches, ptr=np.r_[0, np.cumsum(counts)], to=t, fraction=f, origin=self.origin), \
+            new_downstream
 
 
 def edges(network: Any, fractions: Any = None) -> tuple[np.ndarray, np.ndarray, Any]:

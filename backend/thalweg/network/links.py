@@ -157,6 +157,7 @@ def resolve_links(ids: np.ndarray, ds_ids: np.ndarray, links: Links, *, area: np
                            hint="Give a fraction on every link of a split reach, or on none (they then follow the "
                                 "receiving reaches' drainage areas).")
     has_fractions = partial.any()
+    explicit = bifurcations is not None
     if bifurcations is None:
         bifurcations = "split" if has_fractions else "main"
         if not has_fractions:
@@ -168,6 +169,11 @@ def resolve_links(ids: np.ndarray, ds_ids: np.ndarray, links: Links, *, area: np
                 f"reaches' drainage area), or a {opt('read_network.links', 'FILE')} table with fractions."),
                 ThalwegWarning, stacklevel=4)
     if bifurcations == "main":
+        if explicit:  # (the default's own warning above already said so)
+            warnings.warn(f"{where}: {reaches.size:,} reaches split into several downstream reaches; as asked "
+                          f"(bifurcations='main'), the main path is kept and the minor paths "
+                          f"{_shown(f_ids[rows], t_ids[rows], np.setdiff1d(np.arange(rows.size), first))} are "
+                          f"ignored.", ThalwegWarning, stacklevel=4)
         return downstream, None
     origin = links.origin
     if not given.all():

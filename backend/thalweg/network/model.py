@@ -218,7 +218,9 @@ class RiverNetwork:
         if self.geometry is not None:
             geometry = self.geometry[positions] if not hasattr(self.geometry, "iloc") else \
                 self.geometry.iloc[positions].reset_index(drop=True)
-        splits = None if self.splits is None else self.splits.take(new_index, new_ds)
+        splits = None
+        if self.splits is not None:
+            splits, new_ds = self.splits.take(new_index, new_ds)
         return dataclasses.replace(
             self, ids=self.ids[positions], downstream=new_ds, length=self.length[positions],
             area=self.area[positions], slope=pick(self.slope), catchment_area=pick(self.catchment_area),

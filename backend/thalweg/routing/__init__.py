@@ -9,7 +9,8 @@ Engines share one interface and agree to float rounding (ROUTING.md section 4):
 - ``fft``: level-by-level FFT convolution in plain torch (portable, autograd throughout).
 - ``auto``: ``exact``, measured fastest on every device and scheme (docs/routing-engines.md).
 
-``reference`` (float64 numpy, tests only) judges them.
+``reference`` (float64 numpy, tests only) judges them. A network whose rivers split (``network.splits``) is
+routed by the same engines stage by stage (``dag.py``, docs/bifurcations.md).
 """
 from __future__ import annotations
 

@@ -27,12 +27,14 @@ supported on DAGs yet.
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 import weakref
 
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, ThalwegWarning
 from ..irf import Recursion, Scheme
 from ..network import RiverNetwork
 from ..network.dag import dag_levels, edges
@@ -120,8 +122,9 @@ def _with_sinks(down: np.ndarray, groups: int = SINKS) -> np.ndarray:
 
 def build_plan(network: RiverNetwork, *, sinks: bool = False) -> DagPlan:
     """The stages of ``network`` (see the module docstring); numpy, one vectorised pass per DAG level.
-    ``sinks``: gather each stage's basins under a few sink rows (for the exact engine, whose work items are
-    basins; never for the closure engine, whose blocks would span each sink's whole upstream)."""
+    ``sinks``: gather each stage's basins under a few sink rows (for the exact engine on the CPU, whose work
+    items are basins; never for the closure engine, whose blocks would span each sink's whole upstream, nor on
+    a GPU, where a sink's thousands of inflows would be summed by one thread)."""
     n = network.n_reaches
     src, dst, _ = edges(network)
     levels, stuck = dag_levels(n, src, dst)
@@ -230,6 +233,29 @@ def check_fractions(network: RiverNetwork, fractions, device) -> torch.Tensor:
     return f
 
 
+def _report_once(job, caught: list) -> None:
+    """Re-issue the stages' warnings once each: what the scheme says about its parameters (negative Muskingum
+    coefficients, ...) is said once for the whole network, as for a tree; others once per distinct text."""
+    if not caught:
+        return
+    with warnings.catch_warnings(record=True) as whole:
+        warnings.simplefilter("always", ThalwegWarning)
+        with torch.no_grad():
+            job.scheme.kernel(job.params, job.dt, 2)  # the scheme's own checks, on every reach at once
+    def shape(w) -> str:
+        return re.sub(r"[0-9][0-9,.e+-]*", "#", str(w.message))
+
+    said = {shape(w) for w in caught}
+    whole = [w for w in whole if shape(w) in said]
+    shapes = {shape(w) for w in whole}
+    seen = set()
+    for w in whole + [w for w in caught if shape(w) not in shapes]:
+        text = str(w.message)
+        if text not in seen:
+            seen.add(text)
+            warnings.warn(text, w.category, stacklevel=5)
+
+
 def _empty(shape, dtype, device) -> torch.Tensor:
     """An uninitialised buffer; on the CPU the engines' allocator (huge pages: first-touch page faults of a
     fresh buffer of 10^8 values cost as much as routing it)."""
@@ -248,14 +274,15 @@ def route_dag(engine: str, job, run_one):
                          "split.", hint="Route the whole series in one pass (compute the runoff, not a dask array), "
                                         "or read the network with bifurcations='main'.")
     network = job.network
-    plan = dag_plan(network, sinks=engine == "exact")
     runoff = job.runoff
     dev, dtype = runoff.device, runoff.dtype
+    plan = dag_plan(network, sinks=engine == "exact" and dev.type == "cpu")
     frac = check_fractions(network, job.fractions, dev)
     _, _, link_frac = edges(network, frac)  # [M] tensor: 1 on tree links
     grad = torch.is_grad_enabled() and (runoff.requires_grad or frac.requires_grad
                                         or any(v.requires_grad for v in job.params.values()))
     b, _, t_len = runoff.shape
+    said: list = []
     outs: list[torch.Tensor] = []
     out = None if grad else _empty((b, network.n_reaches, t_len), dtype, dev)
     for k, st in enumerate(plan.stages):
@@ -296,7 +323,10 @@ def route_dag(engine: str, job, run_one):
         sub = dataclasses.replace(job, network=st.net, topo=st.topo, runoff=x,
                                   scheme=with_virtual(job.scheme, n_rows - st.n_real), params=params, state=None,
                                   want_state=False, at=None, progress=None, fractions=None)
-        y, _ = run_one(engine, sub)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ThalwegWarning)
+            y, _ = run_one(engine, sub)
+        said.extend(caught)
         y = y[:, :st.n_real] if n_rows > st.n_real else y
         if grad:
             outs.append(y)
@@ -305,8 +335,11 @@ def route_dag(engine: str, job, run_one):
                 out[i].index_copy_(0, real, y[i])
         if job.progress is not None:
             job.progress(k + 1, len(plan.stages))
+    _report_once(job, said)
     if not grad:
         return out, None
     stacked = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
-    inverse = plan.cache.setdefault(str(dev), torch.as_tensor(plan.inverse, device=dev))
+    if str(dev) not in plan.cache:
+        plan.cache[str(dev)] = torch.as_tensor(plan.inverse, device=dev)
+    inverse = plan.cache[str(dev)]
     return stacked.index_select(1, inverse), None
