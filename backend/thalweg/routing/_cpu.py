@@ -17,7 +17,7 @@ import torch
 from . import _native
 from .topology import Topology
 
-__all__ = ["available", "fir_route", "iir_route", "kernel_support"]
+__all__ = ["available", "fir_route", "iir_route", "kernel_support", "kernel_support_on"]
 
 STACK_BYTES = 2 << 20  # the depth-indexed inflow stack of one pass over the tree stays in L2/L3
 
@@ -155,6 +155,19 @@ def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: t
     return _IIR.apply(runoff, coef, topo, state)
 
 
+def _support_torch(h: torch.Tensor, g: torch.Tensor | None, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``kernel_support``'s rule in torch, on the kernels' own device (int64 tensors [N])."""
+    hh = h.detach().to(torch.float64)
+    a = hh.abs() if g is None else hh.abs() + g.detach().to(torch.float64).abs()
+    klen = a.shape[-1]
+    total = a.sum(-1, keepdim=True).clamp(min=1e-300)
+    head = torch.cumsum(a, -1) / total
+    tail = torch.flip(torch.cumsum(torch.flip(a, [-1]), -1), [-1]) / total
+    k0 = (head <= tol).sum(-1).clamp(max=klen - 1)
+    k1 = torch.maximum((tail > tol).sum(-1), k0 + 1)
+    return k0, k1
+
+
 def kernel_support(h: torch.Tensor, g: torch.Tensor | None, tol: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
     """Per-reach [k0, k1): the taps holding all but ``tol`` of each kernel's absolute mass at either end
     (both kernels together when ``g`` is given)."""
@@ -168,13 +181,18 @@ def kernel_support(h: torch.Tensor, g: torch.Tensor | None, tol: float = 1e-13) 
         _check(lib.kernel_support(n, klen, hh.data_ptr(), None if gg is None else gg.data_ptr(), float(tol),
                                   k0.ctypes.data, k1.ctypes.data), "kernel_support")
         return k0, k1
-    a = hh.abs() if gg is None else hh.abs() + gg.abs()
-    total = a.sum(-1, keepdim=True).clamp(min=1e-300)
-    head = torch.cumsum(a, -1) / total
-    tail = torch.flip(torch.cumsum(torch.flip(a, [-1]), -1), [-1]) / total
-    k0[:] = (head <= tol).sum(-1).clamp(max=klen - 1).numpy()
-    k1[:] = np.maximum((tail > tol).sum(-1).numpy(), k0 + 1)
+    t0, t1 = _support_torch(hh, gg, tol)
+    k0[:] = t0.numpy()
+    k1[:] = t1.numpy()
     return k0, k1
+
+
+def kernel_support_on(h: torch.Tensor, g: torch.Tensor | None, tol: float = 1e-13) -> tuple[torch.Tensor, torch.Tensor]:
+    """``kernel_support`` as int64 tensors on the kernels' device (computed there: no copy of [N, L])."""
+    if h.device.type == "cpu":
+        k0, k1 = kernel_support(h, g, tol)
+        return torch.from_numpy(k0), torch.from_numpy(k1)
+    return _support_torch(h, g, tol)
 
 
 class _FIR(torch.autograd.Function):
