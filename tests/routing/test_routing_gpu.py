@@ -136,6 +136,10 @@ _INTERPRETED_FIR_RING = textwrap.dedent("""
                 res.append((out.detach(), qq.grad, hh.grad) + (() if gg is None else (gg.grad,)))
             for a, b, what in zip(*res, ("Q", "dq", "dh", "dg")):
                 close(a, b, f"fir {name} {what} {g is None}")
+        if g is None:  # float32: float32 loads and products, float64 accumulation
+            out32 = _gpu.fir_route(q.float(), k.h, None, topo, _cpu.kernel_support_on(k.h, None))
+            err = float((out32.double() - res[1][0]).abs().max() / res[1][0].abs().max())
+            assert out32.dtype == torch.float32 and err < 1e-6, ("fir float32", name, err)
     print("OK")
 """)
 
@@ -240,14 +244,15 @@ def test_gpu_direct_convolution_equals_cpu_over_several_chunks(separate_g, deep_
     g = 0.5 * (k.h + k.h.roll(1, -1)) if separate_g else None
     w = torch.randn_like(q)
     topo = topology(deep_network)
+    k0, k1 = _cpu.kernel_support(k.h, g)  # one support for both: dL/dh of a tap does not scale with the tap
     res = []
     for dev in ("cuda", "cpu"):
         qq, hh = q.to(dev).requires_grad_(True), k.h.to(dev).requires_grad_(True)
         gg = None if g is None else g.to(dev).requires_grad_(True)
         if dev == "cuda":
-            out = _gpu.fir_route(qq, hh, gg, topo, _cpu.kernel_support_on(hh, gg))
+            out = _gpu.fir_route(qq, hh, gg, topo, (torch.from_numpy(k0).to(dev), torch.from_numpy(k1).to(dev)))
         else:
-            out, _, _ = _cpu.fir_route(qq, hh, gg, topo)
+            out, _, _ = _cpu.fir_route(qq, hh, gg, topo, support=(k0, k1))
         (out * w.to(dev)).sum().backward()
         res.append([x.detach().cpu() for x in (out, qq.grad, hh.grad) + (() if gg is None else (gg.grad,))])
     for a, b in zip(*res):

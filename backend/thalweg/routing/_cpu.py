@@ -160,11 +160,11 @@ def _support_torch(h: torch.Tensor, g: torch.Tensor | None, tol: float) -> tuple
     hh = h.detach().to(torch.float64)
     a = hh.abs() if g is None else hh.abs() + g.detach().to(torch.float64).abs()
     klen = a.shape[-1]
-    total = a.sum(-1, keepdim=True).clamp(min=1e-300)
-    head = torch.cumsum(a, -1) / total
-    tail = torch.flip(torch.cumsum(torch.flip(a, [-1]), -1), [-1]) / total
-    k0 = (head <= tol).sum(-1).clamp(max=klen - 1)
-    k1 = torch.maximum((tail > tol).sum(-1), k0 + 1)
+    head = torch.cumsum(a, -1)  # one scan: the mass from tap k on is total - head[k] + a[k]
+    total = head[..., -1:]
+    cut = tol * total.clamp(min=1e-300)
+    k0 = (head <= cut).sum(-1).clamp(max=klen - 1)
+    k1 = torch.maximum(((total - head + a) > cut).sum(-1), k0 + 1)
     return k0, k1
 
 
