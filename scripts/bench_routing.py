@@ -133,6 +133,7 @@ def bench_engine(net, runoff, params, engine, device, reps, opts, scheme="muskin
             q = runoff.detach().requires_grad_(True)  # shares runoff's storage: no copy
 
             def fwd_bwd():
+                q.grad = k.grad = None  # as a training step does: the last call's dL/dq is no part of the peak
                 o = route(net, q, {**params, first_name: k}, scheme, dt=DT, engine=engine, device=device, **opts)
                 o.sum().backward()
 
