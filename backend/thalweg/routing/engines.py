@@ -146,7 +146,7 @@ def _cast(kern, dtype, exact_path: bool = False):
     paths compute in the runoff's dtype."""
     from ..irf import Kernels
 
-    if exact_path and kern.h.device.type == "cpu":
+    if exact_path:  # the compiled and Triton paths take float64 kernels; the FFT path computes in float64
         return kern
     h = kern.h.to(dtype)
     return Kernels(h, h if kern.g is kern.h else kern.g.to(dtype))
