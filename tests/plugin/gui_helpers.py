@@ -71,6 +71,10 @@ class WindowIface:
         self.window.addToolBar(self.toolbar)
         self.menus: dict[str, QMenu] = {}
         self.window.resize(1400, 900)
+        self.active_layer = None  # what the Layers panel has selected
+
+    def activeLayer(self):  # noqa: N802
+        return self.active_layer
 
     def mainWindow(self):  # noqa: N802  (iface's names)
         return self.window

@@ -221,21 +221,25 @@ def cance_scenario(sample, run_cli, backend_settings, tmp_path_factory):
             "change": folder / "change.gpkg"}
 
 
-def _check_report(pdf: Path, folder: Path) -> None:
-    """Three pages; the map page shows red (more water) and grey reaches, the hydrograph page blue and black
-    lines; no page is blank."""
+def _check_report(pdf: Path, folder: Path, *, scenario: bool = True) -> None:
+    """Three pages; the map page shows red (more water) and grey reaches of a comparison (blue reaches of a
+    discharge map), the hydrograph page blue (and red: the scenario) and black lines; no page is blank."""
     assert pdf.exists() and _pdf_pages(pdf) == 3
     page1 = _render(pdf, 1, folder)
     h, w, _ = page1.shape
     map_area = page1[int(0.14 * h):int(0.92 * h), int(0.04 * w):int(0.70 * w)]
     red = _colour_fraction(map_area, lambda r, g, b: (r > 150) & (g < 110) & (b < 110))
     grey = _colour_fraction(map_area, lambda r, g, b: (abs(r - g) < 8) & (abs(g - b) < 8) & (r > 150) & (r < 235))
-    assert red > 0.003 and grey > 0.003, (red, grey)
+    blue = _colour_fraction(map_area, lambda r, g, b: (b > 120) & (b - r > 50))
+    if scenario:
+        assert red > 0.003 and grey > 0.003, (red, grey)
+    else:
+        assert blue > 0.003, blue
     page2 = _render(pdf, 2, folder, dpi=72)  # thin lines: enough pixels to tell their colours
     blue = _colour_fraction(page2, lambda r, g, b: (b > 140) & (b - r > 60))
     red = _colour_fraction(page2, lambda r, g, b: (r > 140) & (r - b > 60))
     black = _colour_fraction(page2, lambda r, g, b: (r < 60) & (g < 60) & (b < 60))
-    assert blue > 5e-4 and red > 2e-4 and black > 2e-3, (blue, red, black)
+    assert blue > 5e-4 and black > 2e-3 and (red > 2e-4) == scenario, (blue, red, black)
     page3 = _render(pdf, 3, folder)
     assert _colour_fraction(page3, lambda r, g, b: r < 128) > 0.005  # the tables' text and grid
 
@@ -255,6 +259,37 @@ def test_report_of_a_comparison_with_gauges(provider, sample, cance_scenario, tm
     assert Path(result["OUTPUT"]) == pdf and result["PAGES"] == 3
     _check_report(pdf, tmp_path)
     assert layer.renderer().dump() == style_before  # the report styled its own copy
+
+
+def test_report_from_the_panel_of_a_routed_result(qtbot, backend, backend_settings, provider, project, sample,
+                                                 rivers_layer, tmp_path):
+    """The panel's Report button fills thalweg:report from the panel (network, gauges, observations) and the
+    result layer (its discharge file): the PDF of the routed sample basin."""
+    import processing
+
+    from gui_helpers import run_route
+    from thalweg.gui import Gui
+    from thalweg.layers.results import load_results
+
+    gui = Gui(None, settings=backend_settings)
+    qtbot.addWidget(gui.panel)
+    try:
+        project.addMapLayer(rivers_layer)
+        gui.panel.layer_combo.setLayer(rivers_layer)
+        gui.panel.gauges_file.setFilePath(str(sample["gauges"]))
+        gui.panel.observed_file.setFilePath(str(sample["observed"]))
+        layer = load_results(run_route(backend, sample), client=backend.client)
+        assert set(gui.panel.planning_buttons) == {"stats", "compare", "exceedance", "report"}
+        params = gui.planning_parameters("report")
+        assert params["LAYER"] == layer.id() and params["NETWORK"] == rivers_layer.id()
+        assert Path(params["DISCHARGE"]).exists() and params["GAUGES"] == str(sample["gauges"])
+        pdf = tmp_path / "panel.pdf"
+        result = processing.run("thalweg:report", {**params, "OUTPUT": str(pdf)})
+        assert result["PAGES"] == 3
+        _check_report(pdf, tmp_path, scenario=False)
+        assert gui.planning_parameters("stats")["DISCHARGE"] == params["DISCHARGE"]
+    finally:
+        gui.unload()
 
 
 def test_report_layout_items(sample, cance_scenario):
