@@ -5,7 +5,8 @@ GeoPackage layers named ``stats``, ``change`` and ``exceedance`` (thalweg.result
 ``resources/styles`` (made by QGIS with scripts/make_planning_styles.py) gives the symbols; the class limits and
 the legend's labels (m³/s, hours) are set here from the layer's own values:
 
-- ``stats``: log classes (1-2-5 ladder) of a return-period flow, as the discharge maps;
+- ``stats``: log classes (1-2-5 ladder) of a return-period flow, as the discharge maps; a route result's
+  summary layer likewise, by its mean discharge (the static map of a report);
 - ``change``: a diverging ramp centred on zero, symmetric limits from the largest change, a grey "no change"
   class in the middle (changes below a hundredth of the largest are called no change);
 - ``exceedance``: reaches never above the threshold thin grey, the others by hours above it.
@@ -26,7 +27,8 @@ __all__ = ["TABLES", "STYLE_OF", "table_of", "style_planning_layer", "default_fi
            "fit_change", "fit_duration", "statistic_name", "layer_text"]
 
 TABLES = ("stats", "compare", "exceedance")
-STYLE_OF = {"stats": STYLES / "stats.qml", "compare": STYLES / "change.qml", "exceedance": STYLES / "exceedance.qml"}
+STYLE_OF = {"stats": STYLES / "stats.qml", "compare": STYLES / "change.qml", "exceedance": STYLES / "exceedance.qml",
+            "summary": STYLES / "discharge_summary.qml"}
 _PERIOD = re.compile(r"^q(\d+(?:\.\d+)?)y$")
 EXCEEDED = 'if("exceeded", "duration_h", -1)'
 
@@ -153,18 +155,11 @@ def style_planning_layer(layer: QgsVectorLayer, table: str | None = None, field:
     field = field or default_field(layer, table)
     if layer.fields().indexOf(field) < 0:
         raise PluginError(f"layer '{layer.name()}' has no field '{field}'.")
-    if table == "summary":
-        from .results import apply_style
-
-        apply_style(layer, STYLES / "discharge_summary.qml")
-        renderer = layer.renderer()
-        renderer.setClassAttribute(field)
-        return field
     symbols = _template(layer, STYLE_OF[table])
     values = read_columns(layer, [field])[field]
     finite = values[np.isfinite(values)]
     ranges = []
-    if table == "stats":
+    if table in ("stats", "summary"):  # flows: log classes of this field's own values
         high = float(finite.max()) if finite.size else 1.0
         positive = finite[finite > 0]
         low = float(np.percentile(positive, 5)) if positive.size else high / 1000.0

@@ -45,20 +45,30 @@ class ExceedanceAlgorithm(PlanningAlgorithm):
         self.add_frequency_parameters()
         self.add_outputs()
 
+    def _rules(self, parameters, context) -> list[str]:
+        given = [key for key, name in (("threshold", self.THRESHOLD), ("return_period", self.RETURN_PERIOD))
+                 if parameters.get(name) not in (None, "")]
+        if self.parameterAsString(parameters, self.THRESHOLD_FIELD, context):
+            given.append("threshold_field")
+        return given
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802  (QGIS's name: checked before the run)
+        given = self._rules(parameters, context)
+        if len(given) != 1:
+            return False, ("give exactly one of: a threshold (m3/s), a threshold field or a return period (given: "
+                           f"{', '.join(given) or 'none'})")
+        return super().checkParameterValues(parameters, context)
+
     def job_body(self, parameters, context, feedback):
         body = {"kind": "exceedance", "label": "QGIS Processing: thalweg:exceedance", "name": "exceedance",
                 "discharge": self.parameterAsFile(parameters, self.DISCHARGE, context),
                 **self.frequency_fields(parameters, context)}
-        given = []
+        given = self._rules(parameters, context)
+        if len(given) != 1:  # checkParameterValues said so already; a caller may skip it
+            raise QgsProcessingException(self.checkParameterValues(parameters, context)[1])
         for key, name in (("threshold", self.THRESHOLD), ("return_period", self.RETURN_PERIOD)):
-            if parameters.get(name) not in (None, ""):
+            if key in given:
                 body[key] = self.parameterAsDouble(parameters, name, context)
-                given.append(key)
-        field = self.parameterAsString(parameters, self.THRESHOLD_FIELD, context)
-        if field:
-            body["threshold_field"] = field
-            given.append("threshold_field")
-        if len(given) != 1:
-            raise QgsProcessingException("give exactly one of: a threshold (m3/s), a threshold field or a return "
-                                         f"period (given: {', '.join(given) or 'none'})")
+        if "threshold_field" in given:
+            body["threshold_field"] = self.parameterAsString(parameters, self.THRESHOLD_FIELD, context)
         return body

@@ -75,20 +75,29 @@ class ReportAlgorithm(PlanningAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Report (PDF)", "PDF files (*.pdf)"))
         self.addOutput(QgsProcessingOutputNumber(self.PAGES, "Pages"))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802  (QGIS's name: checked before the run)
+        def given(name):
+            return parameters.get(name) not in (None, "")
+
+        if given(self.GAUGES) and not given(self.DISCHARGE):
+            return False, "the gauges' hydrographs need the discharge file too"
+        if given(self.GAUGES) and not given(self.NETWORK):
+            return False, ("the gauges need the routed network (their reach ids are its ids): give the river network "
+                           "too")
+        return super().checkParameterValues(parameters, context)
+
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802
         def file(name):
             return self.parameterAsFile(parameters, name, context)
 
         self._source, self._body, self._scenario = None, None, file(self.SCENARIO) or None
         discharge, gauges = file(self.DISCHARGE), file(self.GAUGES)
-        if gauges and not discharge:
-            raise QgsProcessingException("the gauges' hydrographs need the discharge file too")
+        ok, message = self.checkParameterValues(parameters, context)
+        if not ok:
+            raise QgsProcessingException(message)
         if discharge and not gauges:
             feedback.pushInfo("no gauges CSV: the report is the map (give gauges for the hydrograph pages)")
         if gauges:
-            if parameters.get(self.NETWORK) in (None, ""):
-                raise QgsProcessingException("the gauges need the routed network (their reach ids are its ids): "
-                                             "give the river network too")
             self._source = self.network_source(parameters, context)
             self._body = {"kind": "hydrographs", "label": "QGIS Processing: thalweg:report", "discharge": discharge,
                           "gauges": gauges}

@@ -343,6 +343,8 @@ def _arrow_columns(columns: dict[str, np.ndarray]):
             arr = pa.array(values.astype(np.float64), mask=~np.isfinite(values))
         elif values.dtype.kind in "iu":
             arr = pa.array(values.astype(np.int64))
+        elif values.dtype.kind == "b":  # a GeoPackage boolean (integer 0/1), never the text 'False'
+            arr = pa.array(values)
         else:
             arr = pa.array(values.astype(str))
         out[name] = arr
