@@ -87,6 +87,8 @@ def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] 
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": _help(f, opt)}
         if kind == "bool":
             kw["action"] = "store_false" if f.default else "store_true"
+        elif kind == "bounds":
+            kw["action"] = _BoundAction
         elif kind.startswith("list"):
             kw.update(action="append", type=int if kind == "list[int]" else str)
         else:
@@ -100,6 +102,21 @@ def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] 
         action = group.add_argument(opt.flag, **kw)
         if opt.path:
             action.complete = _FILE
+
+
+class _BoundAction(argparse.Action):
+    """``--bound NAME=LOW:HIGH``, repeatable, into one name -> [low, high] mapping."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name, sep, pair = str(values).partition("=")
+        low, colon, high = pair.partition(":")
+        try:
+            bounds = [float(low), float(high)] if sep and colon and name.strip() else None
+        except ValueError:
+            bounds = None
+        if bounds is None:
+            parser.error(f"argument {option_string}: '{values}' is not NAME=LOW:HIGH (e.g. k=3600:172800)")
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest, None) or {}), name.strip(): bounds})
 
 
 def _names(group: str, table: dict[str, tuple[Any, Option]] = _ALL_OPTIONS) -> list[str]:

@@ -208,7 +208,7 @@ def test_regression_model_file_routes_the_same_discharge_and_a_checkpoint_resume
     a fit stopped after 2 iterations and resumed from its checkpoint to 3 ends as an uninterrupted 3."""
     ck = tmp_path / "fit.ckpt"
     common = ("--model", "regression", "--attribute", "length", "--attribute", "area", "--calibration", CAL,
-              "--validation", VAL, "--seed", "2", "--learning-rate", "0.05", "-q")
+              "--validation", VAL, "--seed", "2", "--learning-rate", "0.01", "--bound", "x=0.1:0.4", "-q")
     assert main(_cli(files, tmp_path / "a" / "Q.nc", *common, "--iterations", "2", "--checkpoint", str(ck),
                      "--checkpoint-every", "2")) == 0
     assert ck.is_file()
@@ -219,7 +219,11 @@ def test_regression_model_file_routes_the_same_discharge_and_a_checkpoint_resume
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in fresh["history"]]
     assert len(fresh["history"]) == 3 and resumed["metrics"] == fresh["metrics"]
     model = tmp_path / "c" / "Q_model.json"
-    assert json.loads(model.read_text())["attributes"][0]["name"] == "length"
+    saved = json.loads(model.read_text())
+    assert saved["attributes"][0]["name"] == "length"
+    assert (saved["bounds"]["x"]["lower"], saved["bounds"]["x"]["upper"]) == (0.1, 0.4)
+    x = pd.read_csv(tmp_path / "c" / "Q_params.csv")["x"]
+    assert x.between(0.1, 0.4).all() and (x != 0.25).any()
     assert main(["route", str(files["network"]), str(files["runoff"]), "-o", str(tmp_path / "r" / "Q.nc"),
                  "--scheme", "muskingum", "--parameters", str(model), "--no-gpkg", "-q"]) == 0
     calibrated, routed = read_discharge(tmp_path / "c" / "Q.nc"), read_discharge(tmp_path / "r" / "Q.nc")
@@ -236,6 +240,10 @@ def test_regression_model_file_routes_the_same_discharge_and_a_checkpoint_resume
     (("--model", "regression", "--attribute", "colour"), 3, ["colour"]),
     (("--calibration", "2020-01-05"), 2, ["--calibration", "START/END"]),
     (("--model", "mlp"), 2, ["--model", "invalid choice: 'mlp'"]),
+    (("--model", "per-reach", "--bound", "x=0:0.7"), 3,
+     ["bounds of 'x' are [0, 0.7]", "physical bounds [0, 0.5]", "(--bound)"]),
+    (("--model", "per-reach", "--bound", "tau=1:2"), 3, ["takes no parameter(s) tau"]),
+    (("--bound", "k=3600"), 2, ["--bound: 'k=3600' is not NAME=LOW:HIGH"]),
     (("--model", "per-reach", "--calibration", "2020-01-01/2020-01-12", "--validation", VAL), 3,
      ["overlap"]),
 ])

@@ -180,6 +180,9 @@ def test_regression_job_with_inline_gauges_periods_and_a_held_out_gauge(client, 
     ({"checkpoint": "/no/such/folder/fit.ckpt"}, ["the folder of '/no/such/folder/fit.ckpt' does not exist"]),
     ({"loss": "mse"}, ["loss: Input should be"]),
     ({"early_stopping": 0}, ["early_stopping: Input should be greater than or equal to 1"]),
+    ({"model": "per-reach", "bounds": {"k": [10.0, 1.0]}}, ["bounds: bounds of 'k' are [10, 1] s",
+                                                            'physical bounds (bounds)']),
+    ({"bounds": {"k": [1.0]}}, ["bounds.k: List should have at least 2 items"]),
 ])
 def test_invalid_fit_options_are_a_readable_422(client, network, setup, changes, fragments):
     body = {"kind": "calibrate", "network": inline_network(network), "runoff": inline_runoff(setup["runoff"]),
