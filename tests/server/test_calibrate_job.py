@@ -201,3 +201,22 @@ def test_inline_gauges_need_their_observations_and_known_held_out_ids(client, ne
     body["gauges"] = gauges
     expect_error(lambda: client.submit(body | {"validate_gauges": ["TOP"]}), 422,
                  "validate_gauges: TOP are not among the gauges (OUT, MID)")
+
+
+@pytest.mark.filterwarnings("ignore::thalweg.errors.ThalwegWarning")
+def test_cancel_stops_a_fit_at_its_next_iteration_and_keeps_the_checkpoint(client, network, setup, tmp_path):
+    checkpoint = tmp_path / "cancelled.ckpt"
+    job = client.calibrate(inline_network(network), inline_runoff(setup["runoff"]), setup["gauges"],
+                           setup["observed"], model="per-reach", iterations=100_000, write_gpkg=False,
+                           scheme="muskingum", checkpoint=str(checkpoint), checkpoint_every=100_000)
+    deadline = time.monotonic() + 120
+    while "fit iteration" not in (client.status(job["id"])["progress"]["message"] or ""):
+        assert time.monotonic() < deadline, client.status(job["id"])
+        time.sleep(0.02)
+    asked = time.monotonic()
+    client.cancel(job["id"])
+    final = client.wait(job["id"], interval=0.02, timeout=30)
+    assert final["state"] == "cancelled", final
+    assert time.monotonic() - asked < 2.0 and "fit iteration" in final["progress"]["message"]
+    # the cancel saved the state reached (checkpoint_every alone would not have written one yet)
+    assert checkpoint.is_file() and not any(Path(final["folder"]).glob("out/*_calibration.json"))
