@@ -89,8 +89,10 @@ def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] 
             kw["action"] = "store_false" if f.default else "store_true"
         elif kind == "bounds":
             kw["action"] = _BoundAction
+        elif kind == "list[str]":
+            kw["action"] = _NamesAction
         elif kind.startswith("list"):
-            kw.update(action="append", type=int if kind == "list[int]" else str)
+            kw.update(action="append", type=int)
         else:
             kw["type"] = {"float": float, "int": int}.get(kind, str)
             if opt.pattern:
@@ -102,6 +104,14 @@ def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] 
         action = group.add_argument(opt.flag, **kw)
         if opt.path:
             action.complete = _FILE
+
+
+class _NamesAction(argparse.Action):
+    """A repeatable list of names; one value may also hold several, comma-separated (``--validate-gauges A,B``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        names = [v.strip() for v in str(values).split(",") if v.strip()]
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *names])
 
 
 class _BoundAction(argparse.Action):

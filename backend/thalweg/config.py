@@ -416,7 +416,8 @@ class CalibrateSettings(RouteSettings):
                                       group="calibration", flag="--validation", keyword="run_fit.validation",
                                       aliases=("fit.validation",), pattern=PERIOD_PATTERN, metavar="START/END")
     validate_gauges: list[str] = _setting([], "a gauge id held out of the training and scored as if ungauged "
-                                              "(spatial validation); repeatable", group="calibration",
+                                              "(spatial validation); repeatable or comma-separated",
+                                          group="calibration",
                                           flag="--validate-gauges", keyword="run_fit.validate_gauges",
                                           aliases=("fit.validation_gauges",), metavar="GAUGE_ID")
     leave_one_out: bool = _setting(False, "also fit once per gauge with that gauge held out, and report its scores "

@@ -174,6 +174,16 @@ def test_per_reach_model_with_periods_and_a_held_out_gauge(files, capsys):
     assert report["leave_one_gauge_out"] is None
     assert report["prior"]["k"].startswith("GEOGloWS rule") and report["run_settings"]["model"] == "per-reach"
 
+    # the saved settings run again, a flag overriding them (the prior's scores on the same split and roles)
+    again = files["folder"] / "per_reach_again" / "Q.nc"
+    assert main(["calibrate", "--settings", str(out.with_name("Q.settings.json")), "--model", "prior", "-o",
+                 str(again), "-q"]) == 0
+    prior_run = json.loads(again.with_name("Q_calibration.json").read_text())
+    assert prior_run["run_settings"]["model"] == "prior" and prior_run["settings"]["validation"] == \
+        report["settings"]["validation"]
+    assert prior_run["metrics"]["after"]["G-top"]["role"] == "held-out"
+    assert prior_run["metrics"]["after"] == prior_run["metrics"]["before"] == report["metrics"]["before"]
+
     # the discharge written is the routing with the fitted table
     read = files["read"]
     table = pd.read_csv(out.with_name("Q_params.csv"))
@@ -232,8 +242,10 @@ def test_regression_model_file_routes_the_same_discharge_and_a_checkpoint_resume
 
 
 @pytest.mark.parametrize("extra, code, fragments", [
-    (("--model", "per-reach", "--validate-gauges", "ZZ"), 3,
+    (("--model", "per-reach", "--validate-gauges", "G-top,ZZ"), 3,
      ["validation gauge(s) ZZ are not among the gauges (G-out, G-mid, G-top)", "--validate-gauges G-out"]),
+    (("--model", "per-reach", "--validate-gauges", "G-out,G-mid", "--validate-gauges", "G-top"), 3,
+     ["every gauge is held out, so nothing is left to train on"]),
     (("--attribute", "slope"), 3, ["attributes are for the regression model, not 'zones'", "--model regression"]),
     (("--model", "per-reach", "--early-stopping", "5"), 3,
      ["early stopping needs a validation period or held-out gauges", "--validation"]),
