@@ -365,6 +365,53 @@ def read_qobs(wheel: Wheel, code: str, ends):
     return q.reindex(ends).to_numpy()
 
 
+def basin_cells(wheel: Wheel, name: str, net, transform_fd) -> np.ndarray:
+    """Values of a GeoTIFF member on the basin cells [n_cells] (float64; no-data -> NaN); its grid must share
+    the flow directions' 1 km lattice (any origin)."""
+    arr, tr, crs, nodata = wheel.raster(name)
+    orow = (transform_fd.f - tr.f) / transform_fd.a
+    ocol = (tr.c - transform_fd.c) / transform_fd.a
+    if tr.a != transform_fd.a or orow != round(orow) or ocol != round(ocol) or crs.to_epsg() != 2154:
+        sys.exit(f"{name}: grid not aligned with France_flwdir.tif ({tr})")
+    pr, pc = net["rows"] - int(round(orow)), net["cols"] - int(round(ocol))
+    if pr.min() < 0 or pc.min() < 0 or pr.max() >= arr.shape[0] or pc.max() >= arr.shape[1]:
+        sys.exit(f"{name}: the basin is not inside the grid")
+    v = arr[pr, pc].astype(np.float64)
+    if nodata is not None:
+        v[v == nodata] = np.nan
+    return v
+
+
+def make_forcings(wheel: Wheel, net, tr, prcp_mm: np.ndarray, ends):
+    """Step 5: per-catchment forcings and descriptors, catchment means of the 1 km cells (all cells 1 km2).
+
+    precipitation [reaches, T] mm per hourly step (the grids read for the runoff); PET [reaches, T] mm per hourly
+    step = the daily interannual PET of the step's calendar day (``MMDD_ETPJIA.tif``, mm per day) / 24;
+    descriptors ``slope`` and ``dd`` (drainage density) from ``descriptor/*.tif`` [reaches].
+    """
+    import pandas as pd
+
+    mean = np.zeros((net["n"], net["heads"].size))
+    mean[np.arange(net["n"]), net["catchment"]] = 1.0
+    mean /= mean.sum(axis=0, keepdims=True)                                           # cell -> catchment mean
+    starts = ends - pd.Timedelta(seconds=DT_S)
+    days = sorted({f"{t:%m%d}" for t in starts})
+    pet_day = {}
+    for d in days:
+        v = basin_cells(wheel, f"{CANCE}pet/{d}_ETPJIA.tif", net, tr)
+        if np.isnan(v).any() or (v < 0).any():
+            sys.exit(f"{CANCE}pet/{d}_ETPJIA.tif: no-data or negative PET on basin cells")
+        pet_day[d] = v @ mean
+    pet = np.stack([pet_day[f"{t:%m%d}"] for t in starts], axis=1) / 24.0
+    desc = {}
+    for key, name in (("slope", "slope"), ("drainage_density", "dd")):
+        v = basin_cells(wheel, f"{CANCE}descriptor/{name}.tif", net, tr)
+        if np.isnan(v).any():
+            sys.exit(f"{CANCE}descriptor/{name}.tif: no-data on {int(np.isnan(v).sum())} basin cells")
+        desc[key] = v @ mean
+    return {"precipitation": (prcp_mm @ mean).T, "pet": pet, **desc, "pet_days": len(days)}
+
+
 # ---------------------------------------------------------------------------------------------- steps
 def make_network(wheel: Wheel, threshold_km2: float):
     """Steps 1-2: reaches, their layers, the gauge table and a validated thalweg network (for the summary)."""
@@ -437,7 +484,7 @@ def make_runoff(wheel: Wheel, net, tr, gauge_ids):
     coef = v_obs / float(vol_p.sum())
     runoff = (coef * vol_p).T.astype(np.float32)
     facts = {"coef": coef, "v_obs": v_obs, "v_prcp": float(vol_p.sum()), "ends": ends, "missing": missing,
-             "runoff_sum": float(runoff.astype(np.float64).sum())}
+             "runoff_sum": float(runoff.astype(np.float64).sum()), "prcp_mm": prcp_mm}
     return runoff, qobs, facts
 
 
@@ -480,6 +527,37 @@ def write_files(out: Path, layers, gtab, runoff, qobs, f) -> None:
            "time_bnds": {"units": units, "dtype": "int32"}, "riverId": {"dtype": "int64"}}
     with atomic_path(out / "cance_runoff.nc") as tmp:
         ds.to_netcdf(tmp, encoding=enc, engine="netcdf4")
+
+    fc = f["forcings"]
+    rid = ("riverId", layers["rivers"].LINKNO.to_numpy(), {"long_name": "reach id (LINKNO in cance_rivers.gpkg)"})
+    fds = xr.Dataset(
+        {"precipitation": (("riverId", "time"), fc["precipitation"].astype(np.float32), {
+            "units": "mm", "long_name": "precipitation during the step, mean over the reach's catchment",
+            "cell_methods": "time: sum area: mean"}),
+         "pet": (("riverId", "time"), fc["pet"].astype(np.float32), {
+             "units": "mm", "long_name": "potential evapotranspiration during the step, mean over the catchment",
+             "comment": "daily interannual PET of the step's calendar day (smash ETPJIA grids, mm per day) / 24",
+             "cell_methods": "time: sum area: mean"}),
+         "slope": (("riverId",), fc["slope"].astype(np.float32), {
+             "units": "unknown", "long_name": "smash descriptor 'slope', mean over the catchment (unit not "
+                                              "stated in the wheel)"}),
+         "drainage_density": (("riverId",), fc["drainage_density"].astype(np.float32), {
+             "units": "unknown", "long_name": "smash descriptor 'dd' (drainage density), mean over the "
+                                              "catchment (unit not stated in the wheel)"}),
+         "time_bnds": (("time", "nv"), np.stack([starts.values, ends.values], axis=1))},
+        coords={"riverId": rid, "time": ("time", starts.values, {
+            "long_name": "start of the hourly step", "bounds": "time_bnds",
+            "comment": "time marks the START of each hourly step; depths fall from time to time + 1 h"})},
+        attrs={"title": "Cance sample basin: forcings and descriptors per reach catchment",
+               "source": f"{WHEEL_SPEC} wheel, smash/factory/dataset/Cance (prcp, pet, descriptor)",
+               "filled_hours": ", ".join(t.strftime("%Y-%m-%dT%H:%M") for t in f["missing"]) or "none",
+               "time_step_s": DT_S, "Conventions": "CF-1.8"})
+    fenc = {v: {"zlib": True, "complevel": 9, "shuffle": True, "dtype": "float32", "least_significant_digit": 3}
+            for v in ("precipitation", "pet")}
+    fenc.update({"time": {"units": units, "calendar": "standard", "dtype": "int32"},
+                 "time_bnds": {"units": units, "dtype": "int32"}, "riverId": {"dtype": "int64"}})
+    with atomic_path(out / "cance_forcings.nc") as tmp:
+        fds.to_netcdf(tmp, encoding=fenc, engine="netcdf4")
 
     with atomic_path(out / "cance_gauges.csv") as tmp:
         gtab.drop(columns="smash_cell").round({"area_km2_reach": 3, "snap_distance_m": 1, "area_error_pct": 2}) \
@@ -541,6 +619,7 @@ def write_readme(out: Path, f: dict) -> None:
         vp=f["v_prcp"] / 1e6, pmm=f["v_prcp"] / (f["basin_km2"] * 1e3), qmm=f["v_obs"] / (f["basin_km2"] * 1e3),
         t0=ends[0] - step, t1=ends[-1] - step, e0=ends[0], e1=ends[-1], nt=ends.size, outlet=OUTLET_GAUGE,
         missing=", ".join(f"{t:%Y-%m-%d %H:%M}" for t in f["missing"]) or "none", gauges=rows,
+        petdays=f["forcings"]["pet_days"],
         sizes="\n".join(f"| `{k}` | {v:,} bytes |" for k, v in sizes.items()),
         total=sum(sizes.values()) / 1024 ** 2)
     atomic_write_text(out / "README.md", text)
@@ -558,7 +637,7 @@ Generated by `scripts/make_sample_basin.py`; do not edit by hand. Regenerate wit
 
 - Source: the `hydro-smash` 1.3.0 wheel on PyPI (`{wheel}`, sha256 `{wheel_sha}`), files under
   `smash/factory/dataset/`: `France_flwdir.tif`, `Cance/gauge_attributes.csv`, `Cance/mesh_Cance.hdf5`,
-  `Cance/qobs/*.csv`, `Cance/prcp/**/*.tif` (sha256 over the names and bytes of the Cance files and the
+  `Cance/qobs/*.csv`, `Cance/prcp/**/*.tif`, `Cance/pet/*.tif`, `Cance/descriptor/*.tif` (sha256 over the names and bytes of the Cance files and the
   flow directions: `{data_sha}`). smash is developed by INRAE (RECOVER) and HYDRIS Hydrologie.
 - Licence: `hydro-smash` is distributed under GPL-3.0 (wheel metadata `License: GPL-3.0`). The wheel gives
   no separate licence for its sample data, so these derived files are treated as part of a GPL-3.0
@@ -577,6 +656,7 @@ Generated by `scripts/make_sample_basin.py`; do not edit by hand. Regenerate wit
 | `cance_runoff.nc` | `catchment_runoff(riverId, time)` float32, units `m3` (volume per hourly step), zlib; `riverId` = `LINKNO`; `time` = START of each step (CF; `time_bnds` = [start, end]) |
 | `cance_gauges.csv` | `gauge_id`, `name`, `LINKNO` (reach ending at the gauge), `area_km2` (official), `area_km2_reach` (its `DSContArea`), `area_km2_smash_mesh` (smash's own delineation), `x`, `y` (official, EPSG:2154), `x_snap`, `y_snap` (cell centre used), `snap_distance_m`, `area_error_pct` |
 | `cance_qobs.csv` | `time_end` (ISO 8601, END of each hourly step), one column per gauge, m3/s, missing = empty |
+| `cance_forcings.nc` | `precipitation(riverId, time)`, `pet(riverId, time)` float32, units `mm` per hourly step (catchment means, same time axis as `cance_runoff.nc`); descriptors `slope(riverId)`, `drainage_density(riverId)` (catchment means of smash's `slope.tif` and `dd.tif`, units not stated in the wheel) |
 
 | file | size |
 |---|---|
@@ -626,6 +706,13 @@ Total {total:.2f} MiB.
    steps starting {t0:%Y-%m-%d %H:%M} .. {t1:%Y-%m-%d %H:%M}. `cance_qobs.csv` labels the same steps by
    their END: {e0:%Y-%m-%d %H:%M} .. {e1:%Y-%m-%d %H:%M}; row k is the discharge at the end of runoff
    step k. The source files state no time zone (French hydrometric and Meteo-France data are normally UTC).
+6. **Forcings for runoff models** (`cance_forcings.nc`, for `thalweg train`). Every value is a mean over the
+   1 km cells of a reach's catchment (each cell weighs the same). Precipitation: the hourly grids of step 4
+   (mm per hour, the same filled hours). PET: `Cance/pet/MMDD_ETPJIA.tif`, smash's daily interannual PET
+   (mm per day, {petdays} calendar days used; smash's setup reads it with `daily_interannual_pet: True`), taken
+   for the calendar day of each step's start and spread evenly over its 24 hours (smash itself spreads it with a
+   diurnal curve; this file does not). Descriptors: `Cance/descriptor/slope.tif` and `dd.tif` (drainage
+   density), the two descriptors of smash's Cance setup (`descriptor_name: ["slope", "dd"]`), units not stated.
 """
 
 
@@ -640,6 +727,7 @@ def main() -> None:
         wheel = Wheel(args.wheel if args.wheel else fetch_wheel(Path(tmp)))
         net, tr, layers, gtab, facts = make_network(wheel, args.threshold_km2)
         runoff, qobs, rfacts = make_runoff(wheel, net, tr, list(gtab.gauge_id))
+        rfacts["forcings"] = make_forcings(wheel, net, tr, rfacts.pop("prcp_mm"), rfacts["ends"])
         facts.update(rfacts, gauges=gtab, wheel=wheel.path.name, data_sha256=wheel.data_digest(),
                      wheel_sha256=hashlib.sha256(wheel.path.read_bytes()).hexdigest())
     write_files(args.out, layers, gtab, runoff, qobs, facts)

@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_planning import add_planning_commands
 
     add_planning_commands(sub, common, _add_network_options, _network_reading)  # stats, compare, exceed
+    from ._cli_train import add_train_command
+
+    add_train_command(sub, common)
 
     exp = command("export-params", "write the Muskingum k and x per reach in RAPID's and river-route's layouts")
     exp.add_argument("network", help="hydrography file").complete = _FILE
@@ -267,7 +270,7 @@ def option_table(parser: argparse.ArgumentParser) -> dict[str, str]:
             elif action.dest in _ALL_OPTIONS and action.option_strings:
                 flag = max(action.option_strings, key=len)
                 opt = _ALL_OPTIONS[action.dest][1]
-                table[f"route.{action.dest}"] = flag
+                table.setdefault(f"route.{action.dest}", flag)  # -o stays route.name's flag, not train's --name
                 for keyword in (opt.keyword, *opt.aliases):
                     if keyword:
                         table[keyword] = flag
@@ -383,6 +386,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"total length   {summary['total_length_km']:,.1f} km",
         "largest basin  " + (f"{summary['largest_basin_km2']:,.1f} km2" if summary["largest_basin_km2"]
                               else "unknown (no drainage area)"),
+        f"splits         {_splits_line(summary)}",
         f"crs            {summary['crs']}",
         f"attributes     {', '.join(sorted(net.attrs)) or 'none'}",
         f"problems       {len(caught) or 'none found'}",
@@ -390,6 +394,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     lines += [f"  - {p}" for p in caught]
     print("\n".join(lines))
     return 0
+
+
+def _splits_line(summary: dict) -> str:
+    """'none (a tree)', or the split reaches, their links, the largest multi-path region and the fractions' origin."""
+    if not summary.get("splits"):
+        return "none (a tree)"
+    return (f"{summary['splits']:,} reaches split ({summary['split_links']:,} links, fractions: "
+            f"{summary['split_fractions']}); largest multi-path region {summary['largest_multipath_region']:,} reaches")
 
 
 def _usage(args: argparse.Namespace, message: str) -> None:
@@ -459,12 +471,19 @@ def _cmd_route(args: argparse.Namespace) -> int:
     bar = _Progress(args.quiet)
     start = time.perf_counter()
     try:
-        result = run_route(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
+        from .scale.run import run_streaming, wants_stream  # streamed when larger than the memory budget
+
+        run = run_streaming if wants_stream(settings) else run_route
+        result = run(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
     finally:
         bar.close()
     if not args.quiet:
         d = result.discharge
-        print(f"routed {d.values.shape[0]:,} reaches x {d.values.shape[1]:,} steps of {d.dt:g} s "
+        if d is None:  # streamed (thalweg.scale): the discharge went to the files chunk by chunk
+            shape, dt = (int(result.timings["reaches"]), int(result.timings["steps"])), result.timings["dt"]
+        else:
+            shape, dt = d.values.shape, d.dt
+        print(f"routed {shape[0]:,} reaches x {shape[1]:,} steps of {dt:g} s "
               f"({settings.scheme}) in {time.perf_counter() - start:.1f} s "
               f"(route {result.timings['route']:.2f} s)", file=sys.stderr)
         for name, origin in result.params_used.items():

@@ -36,6 +36,7 @@ ZONINGS = ("gauges", "global")
 TIME_LABELS = ("start", "end")
 LAYOUTS = ("wide", "long")
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]{1,2})?)$"
+BIFURCATIONS = ("main", "split")  # thalweg.network.links.BIFURCATIONS (not imported: this module stays light)
 
 
 class Choices(Sequence):
@@ -210,6 +211,11 @@ class RouteSettings:
     memory: float | None = _setting(None, "memory budget of the run, GB (default: the memory available when it "
                                           "starts); a run whose estimated peak exceeds it is refused before "
                                           "routing", flag="--memory", keyword="route.memory", gt=0.0, metavar="GB")
+    # several GPUs of one host (thalweg.distributed, docs/gpus.md)
+    gpus: int = _setting(0, "route over N processes of this host, one per GPU, whole basins spread by work (NCCL), "
+                            "discharge bit-identical to one process; N CPU processes (gloo) when torch sees no GPU; "
+                            "0: one process", flag="--gpus", keyword="route.gpus", ge=0, le=64, server=False,
+                         metavar="N")
     convention: str = _setting("end", "end: river-route Q at step ends; mean: RAPID Qout step means; both",
                                group="outputs", flag="--convention", keyword="route.convention",
                                choices=CONVENTIONS)
@@ -237,6 +243,16 @@ class RouteSettings:
     check_area: str = _setting("error", "drainage area decreasing downstream: error, warn or ignore",
                                group="network reading", flag="--check-area", keyword="read_network.check_area",
                                choices=AREA_POLICIES)
+    # rivers that split (network.links): bifurcations and a link table
+    bifurcations: str | None = _setting(None, "reaches whose outflow splits: split (route every branch; fractions "
+                                              "from the data, else by drainage area) or main (keep the main path); "
+                                              "default: split when the data gives fractions, else main, saying so",
+                                        group="network reading", flag="--bifurcations",
+                                        keyword="read_network.bifurcations", choices=BIFURCATIONS)
+    links: str | None = _setting(None, "CSV or parquet table of downstream links (from_id, to_id, fraction) "
+                                       "overriding the downstream field for the reaches it lists; several rows "
+                                       "for a reach make it split", group="network reading", flag="--links",
+                                 keyword="read_network.links", path=True, metavar="FILE")
     # runoff reading (thalweg.runoff.read_runoff)
     variable: str | None = _setting(None, "runoff variable (NetCDF) or value column (long table) to read "
                                           "(default: found)", group="runoff reading", flag="--variable",
@@ -293,6 +309,24 @@ class RouteSettings:
     compression: int = _setting(1, "zlib level of NetCDF discharge files, 0 (none, fastest) to 9 (default 1)",
                                 group="outputs", flag="--compression", keyword="route.compression", ge=0, le=9,
                                 metavar="LEVEL")
+    # ---- streaming in time and workers (thalweg.scale, docs/scale.md); the CLI's: service jobs route in memory ----
+    stream: str = _setting("auto", "stream the runoff in time chunks, writing as it goes: auto (when the run "
+                                   "would not fit the memory budget --memory), always, never",
+                           flag="--stream", keyword="route.stream", choices=("auto", "always", "never"), server=False)
+    chunk_steps: int = _setting(0, "steps per time chunk when streaming (0: as many as the memory budget holds)",
+                                flag="--chunk-steps", keyword="route.chunk_steps", ge=0, le=10**9, metavar="STEPS",
+                                server=False)
+    resume: bool = _setting(False, "continue an interrupted streamed run from its last completed chunk (the "
+                                   "result equals an uninterrupted run bit for bit)", flag="--resume",
+                            keyword="route.resume", server=False)
+    scheduler: str | None = _setting(None, "Dask scheduler address (tcp://HOST:8786): route basin partitions and "
+                                           "time chunks on its workers (streams)", flag="--scheduler",
+                                     keyword="route.scheduler", metavar="ADDRESS", server=False)
+    dask: bool = _setting(False, "route basin partitions on a local Dask cluster (dask.distributed LocalCluster; "
+                                 "streams)", flag="--dask", keyword="route.dask", server=False)
+    dask_workers: int = _setting(2, "workers of the local Dask cluster of --dask", flag="--dask-workers",
+                                 keyword="route.dask_workers", ge=1, le=1024, metavar="N", server=False)
+    # ---- end of streaming ----
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -484,6 +518,128 @@ def check_model_options(model: str, zones: str, attributes: Sequence[str]) -> No
     if attributes and model != "regression":
         raise InputError(f"attributes are for the regression model, not '{model}'.", field="attributes",
                          hint=f"Use {opt('run_fit.model', 'regression')}, or leave {opt('run_fit.attributes')} out.")
+
+
+# ---- training a runoff model through the routing (thalweg train, server job 'train') ------------------------
+TRAIN_MODES = ("end-to-end", "two-step", "runoff")
+RUNOFF_MODEL_KINDS = ("gr4", "lstm", "mclstm")
+RUNOFF_PARAMETER_MODELS = ("uniform", "per-catchment", "regression")
+ROUTING_MODEL_KINDS = ("prior", "zones", "per-reach", "regression")
+TRAIN_LOSSES = ("nse", "kge", "nse_star", "log_nse")
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """A training run (``thalweg train``): a runoff model fitted through the routing to discharge at gauges.
+
+    ``forcings`` maps a variable name (precipitation, pet, ...) to a file (``PATH`` or ``PATH:VARIABLE``) that
+    :func:`thalweg.runoff.read_runoff` reads (depths or depth rates per catchment, or grids with ``catchments``).
+    Outputs in ``out_dir``: ``<name>_runoff_model.pt`` (the trained model), ``<name>_train.json`` (settings,
+    metrics per gauge and period, history), ``<name>_train.png``, ``<name>_params.csv`` (routing parameters per
+    reach) and ``<name>_runoff.nc`` (the learned lateral runoff, river-route catchment_runoff, m3 per step).
+    """
+
+    network: str = _setting(help="hydrography file", group="inputs", server=False, metavar="NETWORK")
+    forcings: dict[str, str] | None = _setting(None, "forcing name -> file (PATH or PATH:VARIABLE)",
+                                               group="inputs", keyword="train.forcings", server=False)
+    gauges: str | None = _setting(None, "CSV of gauges (gauge_id, reach id)", group="inputs", flag="--gauges",
+                                  keyword="train.gauges", path=True, server=False, metavar="CSV")
+    observed: str | None = _setting(None, "CSV of observed discharge (time at the end of each step + one column "
+                                          "per gauge_id)", group="inputs", flag="--observed",
+                                    keyword="train.observed", path=True, metavar="CSV")
+    catchments: str | None = _setting(None, "catchment polygons (catchment areas; grids of forcings); default: the "
+                                            "network file's 'catchments' layer when it has one", group="inputs",
+                                      flag="--catchments", keyword="read_network.catchments", path=True,
+                                      metavar="FILE")
+    catchment_layer: str | None = _setting(None, "layer of a multi-layer catchments file", group="inputs",
+                                           flag="--catchment-layer", keyword="read_network.catchment_layer",
+                                           metavar="LAYER")
+    static: list[str] = _setting([], "a static catchment attribute (descriptor); repeatable", group="inputs",
+                                 flag="--static", keyword="train.static", metavar="NAME")
+    static_file: str | None = _setting(None, "file holding the static attributes (NetCDF over reach ids, or a "
+                                             "table with a reach-id column); default: the network's fields",
+                                       group="inputs", flag="--static-file", keyword="train.static_file",
+                                       path=True, metavar="FILE")
+    out_dir: str = _setting(".", "folder for the outputs", group="outputs", server=False)
+    name: str = _setting("trained", "stem of the output files", group="outputs", server=False)
+    runoff_model: str = _setting("gr4", "runoff model: gr4 (conceptual, hourly GR4), lstm, mclstm "
+                                        "(mass-conserving LSTM)", group="training", flag="--runoff-model",
+                                 keyword="train.runoff_model", choices=RUNOFF_MODEL_KINDS)
+    parameter_model: str = _setting("uniform", "gr4's parameters: uniform, per-catchment, or regression (of the "
+                                               "static attributes)", group="training", flag="--parameter-model",
+                                    keyword="train.parameter_model", choices=RUNOFF_PARAMETER_MODELS)
+    hidden: list[int] = _setting([], "hidden width: lstm/mclstm state size (one value), or the gr4 regression's "
+                                     "hidden layers (none: multi-linear); repeatable", group="training",
+                                 flag="--hidden", keyword="train.hidden", metavar="N")
+    mode: str = _setting("end-to-end", "end-to-end (runoff model and routing together), two-step (runoff model "
+                                       "with the routing prior, then the routing), runoff (routing prior only)",
+                         group="training", flag="--mode", keyword="train.mode", choices=TRAIN_MODES)
+    routing_model: str = _setting("zones", "routing parameter model learned with the runoff model",
+                                  group="training", flag="--routing-model", keyword="train.routing_model",
+                                  choices=ROUTING_MODEL_KINDS)
+    scheme: str = _setting("muskingum_nonneg", "routing scheme", group="training", flag="--scheme",
+                           keyword="train.scheme", choices=SCHEME_CHOICES, metavar="SCHEME")
+    loss: str = _setting("nse", "training loss", group="training", flag="--loss", keyword="train.loss",
+                         choices=TRAIN_LOSSES)
+    iterations: int = _setting(100, "runoff-model iterations", group="training", flag="--iterations",
+                               keyword="train.iterations", ge=0, le=1_000_000, metavar="N")
+    routing_iterations: int = _setting(0, "two-step: iterations of the routing step (0: as --iterations)",
+                                       group="training", flag="--routing-iterations",
+                                       keyword="train.routing_iterations", ge=0, le=1_000_000, metavar="N")
+    learning_rate: float | None = _setting(None, "the runoff model's Adam step (default per model)",
+                                           group="training", flag="--learning-rate", keyword="train.learning_rate",
+                                           gt=0.0, le=10.0, metavar="RATE")
+    routing_learning_rate: float = _setting(0.02, "the routing model's Adam step", group="training",
+                                            flag="--routing-learning-rate", keyword="train.routing_learning_rate",
+                                            gt=0.0, le=10.0, metavar="RATE")
+    window: int = _setting(0, "sequence models: train on random windows of this many steps (0: whole period)",
+                           group="training", flag="--window", keyword="train.window", ge=0, metavar="STEPS")
+    spinup: int = _setting(0, "steps run before each window, left out of its loss", group="training",
+                           flag="--spinup", keyword="train.spinup", ge=0, metavar="STEPS")
+    batch: int = _setting(4, "windows per iteration", group="training", flag="--batch", keyword="train.batch",
+                          ge=1, le=100_000, metavar="N")
+    seed: int = _setting(0, "seed of the model initialisation and the window draws", group="training",
+                         flag="--seed", keyword="train.seed", ge=0, metavar="N")
+    calibration: str | None = _setting(None, "calibration period START/END (dates, whole days)", group="training",
+                                       flag="--calibration", keyword="train.calibration", metavar="START/END")
+    validation: str | None = _setting(None, "validation period START/END", group="training", flag="--validation",
+                                      keyword="train.validation", metavar="START/END")
+    validate_gauges: list[str] = _setting([], "a gauge id held out of the training; repeatable", group="training",
+                                          flag="--validate-gauge", keyword="train.validate_gauges",
+                                          metavar="GAUGE")
+    warmup: int = _setting(0, "first steps left out of every loss and metric", group="training", flag="--warmup",
+                           keyword="train.warmup", ge=0, metavar="STEPS")
+    checkpoint: str | None = _setting(None, "checkpoint file: saved while training, resumed when it exists",
+                                      group="training", flag="--checkpoint", keyword="train.checkpoint",
+                                      metavar="FILE")
+    engine: str = _setting("auto", "routing engine", group="training", flag="--engine", keyword="train.engine",
+                           choices=ENGINE_CHOICES, metavar="ENGINE")
+    device: str = _setting("auto", "cpu, cuda, cuda:N or auto", group="training", flag="--device",
+                           keyword="train.device", pattern=DEVICE_PATTERN, metavar="DEVICE")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if not self.forcings:
+            raise InputError("training needs forcings; none were given.", field="forcings",
+                             hint=f"Give e.g. {opt('train.forcings', 'precipitation=P.nc')}.")
+        if not self.gauges or not self.observed:
+            raise InputError("training needs gauges and observed discharge.", field="gauges",
+                             hint=f"Give {opt('train.gauges', 'gauges.csv')} and {opt('train.observed', 'q.csv')}.")
+        if self.runoff_model in ("lstm", "mclstm") and len(self.hidden) > 1:
+            raise InputError(f"the {self.runoff_model} takes one hidden width (got {self.hidden}).", field="hidden",
+                             hint=f"Give it once, e.g. {opt('train.hidden', '16')}.")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InputError(f"unknown setting(s) {', '.join(unknown)}.",
+                             hint=f"Known settings: {', '.join(sorted(known))}.")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def options(cls: type = CalibrateSettings) -> dict[str, tuple[dataclasses.Field, Option]]:

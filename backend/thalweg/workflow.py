@@ -406,6 +406,14 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     if not checked:
         check_inputs(settings, given=tuple(name for name, obj in (("network", network), ("runoff", runoff))
                                            if obj is not None))
+    # ---- streaming in time (thalweg.scale, docs/scale.md): runs that ask for it (--stream always, --resume, Dask) ----
+    if runoff is None and not checked:
+        from .scale.run import run_streaming, wants_stream
+
+        if wants_stream(settings, auto=False):
+            return run_streaming(settings, network=network, progress=report, should_stop=should_stop, params=params,
+                                 params_used=params_used, overwrite=overwrite, settings_file=settings_file)
+    # ---- end of streaming ----
     network, runoff = _read_inputs(settings, network, runoff, report, should_stop, timings,
                                    before_runoff=check_outputs_of)
 
@@ -435,9 +443,14 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
 
     report(0.3, "routing")
     with torch.no_grad():
-        q = route(network, runoff.values, params, settings.scheme, dt=runoff.dt, engine=settings.engine,
-                  device=settings.device, progress=level_progress)
-    q = q.cpu().numpy()
+        if settings.gpus:  # one process per GPU (or CPU processes: thalweg.distributed says so), same discharge
+            from .distributed import route as route_over_processes
+
+            q = route_over_processes(network, runoff.values, params, settings.scheme, dt=runoff.dt,
+                                     world_size=settings.gpus, device=settings.device, engine=settings.engine)
+        else:
+            q = route(network, runoff.values, params, settings.scheme, dt=runoff.dt, engine=settings.engine,
+                      device=settings.device, progress=level_progress).cpu().numpy()
     timings["route"] = time.perf_counter() - t0
     _check(should_stop, "writing outputs")
 

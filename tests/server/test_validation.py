@@ -32,7 +32,8 @@ CASES = {
     "no kind": ({"network": "/tmp"}, ["kind: the body needs 'kind', one of: route, extract"]),
     "calibrate without gauges": (job(kind="calibrate"), ["gauges: Field required"]),
     "train": ({"kind": "train"}, ["'train' jobs are not available in Thalweg",
-                                  "'route', 'extract', 'calibrate' and 'summarize'"]),
+                                  "'route', 'extract', 'calibrate', 'summarize', 'stats', 'compare', "
+                                  "'exceedance' and 'hydrographs'"]),
     "unknown kind": ({"kind": "simulate"}, ["unknown job kind 'simulate'"]),
     "misspelt option": (job(sheme="muskingum"), ["sheme: unknown option; did you mean 'scheme'?"]),
     "missing runoff": (job(runoff=None), ["runoff: Field required"]),

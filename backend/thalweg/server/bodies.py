@@ -21,11 +21,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model,
 from ..config import CalibrateSettings, RouteSettings, kind_of, options
 
 __all__ = ["RouteJob", "CalibrateJob", "ExtractJob", "JobBody", "InlineNetwork", "InlineRunoff", "InlineGauge",
-           "PackedArray", "JOB_KINDS", "SummarizeJob",
+           "PackedArray", "JOB_KINDS", "SummarizeJob", "StatsJob", "CompareJob", "ExceedanceJob",
+           "HydrographsJob",
            "PLANNED_KINDS", "JobRecord", "Health", "SchemeInfo", "Hydrograph", "Snapshot", "Summary",
            "ErrorBody", "EXAMPLES", "InlineGeometry", "DetectBody", "Detection"]
 
-JOB_KINDS = ("route", "extract", "calibrate", "summarize")
+JOB_KINDS = ("route", "extract", "calibrate", "summarize", "stats", "compare", "exceedance", "hydrographs")
 # named in the issue and the CLI's future, not in this backend yet: refused with a clear 422, never faked
 PLANNED_KINDS = ("train",)
 
@@ -459,7 +460,108 @@ class SummarizeJob(_NetworkReading):
         return _check_path(value) if isinstance(value, str) else value
 
 
-JobBody = Annotated[RouteJob | ExtractJob | CalibrateJob | SummarizeJob, Field(discriminator="kind")]
+# ---- the planners' jobs: thalweg stats | compare | exceed (thalweg.results.planning), and a report's gauges ----
+_YEARS = Annotated[float, Field(gt=1, le=10_000, allow_inf_nan=False)]
+
+
+class _PlanningBody(_NetworkReading):
+    """Shared by the planners' jobs: the network to map on, and how annual statistics are fitted."""
+
+    label: str | None = Field(None, max_length=200)
+    network: PathStr | InlineNetwork = Field(description="hydrography file, or an inline network with geometry "
+                                                         "(the table is written as a map layer of its lines)")
+    name: str = Field("table", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="stem of the output")
+    distribution: Literal["gev", "gumbel"] = Field("gev", description="annual-maximum distribution, fitted by "
+                                                                      "L-moments (gumbel needs fewer years)")
+    water_year_start: int = Field(10, ge=1, le=12, description="month the water year starts in (1: calendar)")
+
+    @field_validator("network")
+    @classmethod
+    def _network_path(cls, value: Any) -> Any:
+        return _check_path(value) if isinstance(value, str) else value
+
+
+class StatsJob(_PlanningBody):
+    """Flood-frequency flows (with bootstrap intervals), flow-duration quantiles, mean annual and 7-day low
+    flows per reach of a discharge file (``thalweg stats``), as a map layer ``stats``."""
+
+    kind: Literal["stats"]
+    discharge: PathStr = Field(description="discharge NetCDF (Thalweg, RAPID Qout, river-route Q)")
+    return_periods: list[_YEARS] = Field([2, 5, 10, 20, 50, 100], min_length=1, max_length=20,
+                                         description="return periods, years")
+    bootstrap: int = Field(200, ge=0, le=10_000, description="bootstrap resamples of the intervals (0: none)")
+    confidence: float = Field(0.9, gt=0, lt=1, description="confidence level of the intervals")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the bootstrap")
+
+    @field_validator("discharge")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value)
+
+
+class CompareJob(_PlanningBody):
+    """Per-reach change of a statistic from a baseline run to a scenario run on the same network and period
+    (``thalweg compare``): a map layer ``change`` (baseline, scenario, difference, relative)."""
+
+    kind: Literal["compare"]
+    baseline: PathStr = Field(description="discharge file of the baseline run")
+    scenario: PathStr = Field(description="discharge file of the scenario run")
+    statistic: str = Field("mean", pattern=r"^(mean|max|q05|q50|q95|mean_annual|mam7|min7|q\d+(\.\d+)?y)$",
+                           description="mean, max, q05, q50, q95, mean_annual, mam7, min7 or q{T}y (e.g. q100y)")
+    top: int = Field(10, ge=0, le=1000, description="most changed reaches listed in the job's result")
+
+    @field_validator("baseline", "scenario")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value)
+
+
+class ExceedanceJob(_PlanningBody):
+    """Where and when discharge exceeds a threshold (``thalweg exceed``): one value, a network field or each
+    reach's flow of a return period; a map layer ``exceedance`` (first time, hours above, events, peak)."""
+
+    kind: Literal["exceedance"]
+    discharge: PathStr = Field(description="discharge NetCDF")
+    threshold: FINITE | None = Field(None, description="one threshold for every reach, m3/s")
+    threshold_field: str | None = Field(None, min_length=1, max_length=100,
+                                        description="a numeric network field holding each reach's threshold, m3/s")
+    return_period: _YEARS | None = Field(None, description="each reach's flow of this return period, years")
+
+    @field_validator("discharge")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> ExceedanceJob:
+        given = [k for k in ("threshold", "threshold_field", "return_period") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of 'threshold' (m3/s), 'threshold_field' or 'return_period' "
+                             f"(got {', '.join(given) or 'none'})")
+        return self
+
+
+class HydrographsJob(_NetworkReading):
+    """Simulated (and observed) discharge at gauges with their metrics (NSE, KGE, PBIAS, ...), from a discharge
+    file: the hydrograph page and the gauge table of a report (``hydrographs.json``)."""
+
+    kind: Literal["hydrographs"]
+    label: str | None = Field(None, max_length=200)
+    network: PathStr | InlineNetwork = Field(description="the routed network (gauges name its reaches)")
+    discharge: PathStr = Field(description="discharge NetCDF")
+    gauges: PathStr = Field(description="CSV of gauges (gauge_id, reach id)")
+    observed: PathStr | None = Field(None, description="CSV of observed discharge (end of step, m3/s)")
+
+    @field_validator("network", "discharge", "gauges", "observed")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value) if isinstance(value, str) else value
+
+
+PLANNING_KINDS = ("stats", "compare", "exceedance", "hydrographs")
+
+JobBody = Annotated[RouteJob | ExtractJob | CalibrateJob | SummarizeJob | StatsJob | CompareJob | ExceedanceJob
+                    | HydrographsJob, Field(discriminator="kind")]
 
 EXAMPLES = {
     "inline": {"summary": "route inline arrays", "value": {

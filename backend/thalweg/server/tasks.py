@@ -437,3 +437,9 @@ def summarize_task(body: SummarizeJob, ctx: JobContext) -> TaskResult:
 TASKS = {"route": route_task, "extract": extract_task, "calibrate": calibrate_task, "summarize": summarize_task}
 # one GPU job at a time: route and calibrate jobs share the compute lane; extraction (CPU, files) runs beside it
 LANES = {"route": "compute", "extract": "io", "calibrate": "compute", "summarize": "io"}
+
+# the planners' job kinds (stats, compare, exceedance, hydrographs) live in their own module
+from .planning import PLANNING_LANES, PLANNING_TASKS  # noqa: E402  (it uses this module's helpers)
+
+TASKS.update(PLANNING_TASKS)
+LANES.update(PLANNING_LANES)
