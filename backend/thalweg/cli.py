@@ -270,6 +270,8 @@ def option_table(parser: argparse.ArgumentParser) -> dict[str, str]:
             elif action.dest in _ALL_OPTIONS and action.option_strings:
                 flag = max(action.option_strings, key=len)
                 opt = _ALL_OPTIONS[action.dest][1]
+                if opt.flag and flag != opt.flag:  # another command's setting of the same name (train's own)
+                    continue
                 table.setdefault(f"route.{action.dest}", flag)  # -o stays route.name's flag, not train's --name
                 for keyword in (opt.keyword, *opt.aliases):
                     if keyword:
