@@ -87,8 +87,12 @@ def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] 
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": _help(f, opt)}
         if kind == "bool":
             kw["action"] = "store_false" if f.default else "store_true"
+        elif kind == "bounds":
+            kw["action"] = _BoundAction
+        elif kind == "list[str]":
+            kw["action"] = _NamesAction
         elif kind.startswith("list"):
-            kw.update(action="append", type=int if kind == "list[int]" else str)
+            kw.update(action="append", type=int)
         else:
             kw["type"] = {"float": float, "int": int}.get(kind, str)
             if opt.pattern:
@@ -100,6 +104,29 @@ def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] 
         action = group.add_argument(opt.flag, **kw)
         if opt.path:
             action.complete = _FILE
+
+
+class _NamesAction(argparse.Action):
+    """A repeatable list of names; one value may also hold several, comma-separated (``--validate-gauges A,B``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        names = [v.strip() for v in str(values).split(",") if v.strip()]
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *names])
+
+
+class _BoundAction(argparse.Action):
+    """``--bound NAME=LOW:HIGH``, repeatable, into one name -> [low, high] mapping."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name, sep, pair = str(values).partition("=")
+        low, colon, high = pair.partition(":")
+        try:
+            bounds = [float(low), float(high)] if sep and colon and name.strip() else None
+        except ValueError:
+            bounds = None
+        if bounds is None:
+            parser.error(f"argument {option_string}: '{values}' is not NAME=LOW:HIGH (e.g. k=3600:172800)")
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest, None) or {}), name.strip(): bounds})
 
 
 def _names(group: str, table: dict[str, tuple[Any, Option]] = _ALL_OPTIONS) -> list[str]:
@@ -243,6 +270,8 @@ def option_table(parser: argparse.ArgumentParser) -> dict[str, str]:
             elif action.dest in _ALL_OPTIONS and action.option_strings:
                 flag = max(action.option_strings, key=len)
                 opt = _ALL_OPTIONS[action.dest][1]
+                if opt.flag and flag != opt.flag:  # another command's setting of the same name (train's own)
+                    continue
                 table.setdefault(f"route.{action.dest}", flag)  # -o stays route.name's flag, not train's --name
                 for keyword in (opt.keyword, *opt.aliases):
                     if keyword:

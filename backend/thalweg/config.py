@@ -170,11 +170,12 @@ def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) 
 # the kind of each annotation used below: what a value must be, checked in one place (_check_types)
 _KINDS = {"str": "str", "str | None": "str?", "float | None": "float?", "float": "float", "int": "int",
           "int | None": "int?", "bool": "bool", "list[int]": "list[int]", "list[str]": "list[str]",
-          "dict[str, Any]": "params", "dict[str, str] | None": "dict[str, str]?"}
+          "dict[str, Any]": "params", "dict[str, str] | None": "dict[str, str]?", "dict[str, list[float]]": "bounds"}
 
 
 def kind_of(f: dataclasses.Field) -> str:
-    """'str', 'str?', 'float?', 'float', 'int', 'bool', 'list[int]', 'list[str]', 'params', 'dict[str, str]?'."""
+    """'str', 'str?', 'float?', 'float', 'int', 'int?', 'bool', 'list[int]', 'list[str]', 'params',
+    'dict[str, str]?', 'bounds' (name -> [lower, upper])."""
     return _KINDS[f.type if isinstance(f.type, str) else f.type.__name__]
 
 
@@ -425,6 +426,11 @@ class CalibrateSettings(RouteSettings):
                                          "repeatable (default: length and area; also slope or any numeric field)",
                                      group="calibration", flag="--attribute", keyword="run_fit.attributes",
                                      aliases=("build_model.attributes",), metavar="FIELD")
+    bounds: dict[str, list[float]] = _setting({}, "narrower bounds of a learned parameter, NAME=LOW:HIGH in SI "
+                                                  "(e.g. k=3600:172800 keeps k within 1 h and 2 days); repeatable "
+                                                  "(default: the scheme's physical bounds)", group="calibration",
+                                              flag="--bound", keyword="run_fit.bounds",
+                                              aliases=("build_model.bounds",), metavar="NAME=LOW:HIGH")
     seed: int = _setting(0, "seed of the regression network's initial weights (the same seed, the same numbers)",
                          group="calibration", flag="--seed", keyword="run_fit.seed", ge=0, le=2**31 - 1,
                          metavar="N")
@@ -444,7 +450,8 @@ class CalibrateSettings(RouteSettings):
                                       group="calibration", flag="--validation", keyword="run_fit.validation",
                                       aliases=("fit.validation",), pattern=PERIOD_PATTERN, metavar="START/END")
     validate_gauges: list[str] = _setting([], "a gauge id held out of the training and scored as if ungauged "
-                                              "(spatial validation); repeatable", group="calibration",
+                                              "(spatial validation); repeatable or comma-separated",
+                                          group="calibration",
                                           flag="--validate-gauges", keyword="run_fit.validate_gauges",
                                           aliases=("fit.validation_gauges",), metavar="GAUGE_ID")
     leave_one_out: bool = _setting(False, "also fit once per gauge with that gauge held out, and report its scores "
@@ -495,8 +502,11 @@ class CalibrateSettings(RouteSettings):
                              field=absent.split(" ")[0],
                              hint="Give a gauge table (gauge_id, reach id) and a CSV of observed discharge "
                                   "(time + one column per gauge_id).")
+        from .params.checks import check_bounds
+
         check_calibrated(self.scheme, self.calibrate or None)
         check_model_options(self.model, self.zones, self.attributes)
+        check_bounds(self.scheme, self.bounds)
 
 
 def check_model_options(model: str, zones: str, attributes: Sequence[str]) -> None:
@@ -694,6 +704,12 @@ def _check_types(settings: RouteSettings) -> None:
             item_ok = (lambda v: _number(v, True)) if base == "list[int]" else (lambda v: isinstance(v, str))
             if not isinstance(value, list) or not all(item_ok(v) for v in value):
                 raise _bad(name, value, "a list of reach ids" if base == "list[int]" else "a list of names")
+        elif base == "bounds":
+            pairs = isinstance(value, dict) and all(
+                isinstance(k, str) and isinstance(v, (list, tuple)) and len(v) == 2
+                and all(_number(x, False) for x in v) for k, v in value.items())
+            if not pairs:
+                raise _bad(name, value, "an object of parameter -> [lower, upper]")
         elif base in ("params", "dict[str, str]"):
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise _bad(name, value, "an object of names")

@@ -606,6 +606,7 @@ def _run_fit(settings: CalibrateSettings, network: RiverNetwork, runoff: Any, ga
             network, runoff.values, dt=runoff.dt, time_end=runoff.end_time, gauge_reaches=gauges.reach_ids,
             observed=observed, gauge_names=[str(g) for g in gauges.ids], model=settings.model,
             scheme=settings.scheme, params=settings.params, learn=settings.calibrate or None,
+            bounds={name: tuple(pair) for name, pair in settings.bounds.items()} or None,
             attributes=tuple(settings.attributes) or DEFAULT_ATTRIBUTES, seed=settings.seed,
             prior_weight=settings.prior_weight, smooth_weight=settings.smooth_weight, zoning=settings.zones,
             calibration=settings.calibration, validation=settings.validation,

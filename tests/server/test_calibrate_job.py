@@ -180,6 +180,9 @@ def test_regression_job_with_inline_gauges_periods_and_a_held_out_gauge(client, 
     ({"checkpoint": "/no/such/folder/fit.ckpt"}, ["the folder of '/no/such/folder/fit.ckpt' does not exist"]),
     ({"loss": "mse"}, ["loss: Input should be"]),
     ({"early_stopping": 0}, ["early_stopping: Input should be greater than or equal to 1"]),
+    ({"model": "per-reach", "bounds": {"k": [10.0, 1.0]}}, ["bounds: bounds of 'k' are [10, 1] s",
+                                                            'physical bounds (bounds)']),
+    ({"bounds": {"k": [1.0]}}, ["bounds.k: List should have at least 2 items"]),
 ])
 def test_invalid_fit_options_are_a_readable_422(client, network, setup, changes, fragments):
     body = {"kind": "calibrate", "network": inline_network(network), "runoff": inline_runoff(setup["runoff"]),
@@ -198,3 +201,22 @@ def test_inline_gauges_need_their_observations_and_known_held_out_ids(client, ne
     body["gauges"] = gauges
     expect_error(lambda: client.submit(body | {"validate_gauges": ["TOP"]}), 422,
                  "validate_gauges: TOP are not among the gauges (OUT, MID)")
+
+
+@pytest.mark.filterwarnings("ignore::thalweg.errors.ThalwegWarning")
+def test_cancel_stops_a_fit_at_its_next_iteration_and_keeps_the_checkpoint(client, network, setup, tmp_path):
+    checkpoint = tmp_path / "cancelled.ckpt"
+    job = client.calibrate(inline_network(network), inline_runoff(setup["runoff"]), setup["gauges"],
+                           setup["observed"], model="per-reach", iterations=100_000, write_gpkg=False,
+                           scheme="muskingum", checkpoint=str(checkpoint), checkpoint_every=100_000)
+    deadline = time.monotonic() + 120
+    while "fit iteration" not in (client.status(job["id"])["progress"]["message"] or ""):
+        assert time.monotonic() < deadline, client.status(job["id"])
+        time.sleep(0.02)
+    asked = time.monotonic()
+    client.cancel(job["id"])
+    final = client.wait(job["id"], interval=0.02, timeout=30)
+    assert final["state"] == "cancelled", final
+    assert time.monotonic() - asked < 2.0 and "fit iteration" in final["progress"]["message"]
+    # the cancel saved the state reached (checkpoint_every alone would not have written one yet)
+    assert checkpoint.is_file() and not any(Path(final["folder"]).glob("out/*_calibration.json"))

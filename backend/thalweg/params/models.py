@@ -59,17 +59,12 @@ class Bound:
     @classmethod
     def of(cls, scheme: Scheme, name: str, bounds: Mapping[str, Sequence[float]] | None = None) -> Bound:
         """The bound of parameter ``name``: the scheme's, or ``bounds[name]`` when given (must lie inside it)."""
+        from .checks import check_bounds
+
         spec = {p.name: p for p in scheme.parameters}[name]
         lo, hi = spec.lower, spec.upper
         if bounds and name in bounds:
-            lo_u, hi_u = (float(v) for v in bounds[name])
-            if not (spec.lower <= lo_u < hi_u <= spec.upper):
-                raise InputError(f"bounds of '{name}' are [{lo_u:g}, {hi_u:g}] {spec.unit}; they must be increasing "
-                                 f"and inside the '{scheme.name}' scheme's physical bounds [{spec.lower:g}, "
-                                 f"{spec.upper:g}].", field="bounds",
-                                 hint=f"Narrow them within the physical bounds, e.g. {opt('build_model.bounds', '{}')}"
-                                      f" to keep the scheme's own.")
-            lo, hi = lo_u, hi_u
+            lo, hi = check_bounds(scheme, {name: bounds[name]})[name]
         return cls(name, float(lo), float(hi), "log" if lo > 0 else "linear")
 
     def _unit(self, p: torch.Tensor) -> torch.Tensor:

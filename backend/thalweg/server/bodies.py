@@ -267,6 +267,8 @@ def _settings_field(name: str, f: dataclasses.Field, opt) -> tuple[Any, Any]:
         ann, extra["max_length"] = list[INT64], 10_000
     elif base == "list[str]":
         ann, extra["max_length"] = list[Annotated[str, Field(min_length=1, max_length=100)]], 1000
+    elif base == "bounds":
+        ann = dict[Annotated[str, Field(max_length=100)], Annotated[list[FINITE], Field(min_length=2, max_length=2)]]
     elif base == "dict[str, str]":
         ann = dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=200)]]
     else:
@@ -393,7 +395,7 @@ class CalibrateJob(_CalibrateSettingsBody):
     def _calibrated(self) -> CalibrateJob:
         from ..config import check_model_options
         from ..errors import InputError
-        from ..params.checks import check_calibrated
+        from ..params.checks import check_bounds, check_calibrated
 
         try:
             check_calibrated(self.scheme, self.calibrate or None)
@@ -403,6 +405,10 @@ class CalibrateJob(_CalibrateSettingsBody):
             check_model_options(self.model, self.zones, self.attributes)
         except InputError as exc:
             raise ValueError(_body_message(exc.field or "model", exc)) from None
+        try:
+            check_bounds(self.scheme, self.bounds)
+        except InputError as exc:
+            raise ValueError(_body_message("bounds", exc)) from None
         if isinstance(self.runoff, InlineRunoff) and self.warmup >= self.runoff.n_steps:
             raise ValueError(f"warmup: {self.warmup:,} steps leave none of the runoff's {self.runoff.n_steps:,} "
                              f"steps to calibrate on")
