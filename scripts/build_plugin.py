@@ -7,8 +7,8 @@
 The zip has one top folder, ``thalweg`` (the package name QGIS imports, so the plugin's imports stay relative):
 metadata.txt, LICENSE, the plugin's code, the backend's standard-library job client (``service/client.py``, a
 symlink to ``backend/thalweg/client.py`` in the checkout, written out as a file here: one implementation) and the
-resources it needs at run time (``resources/styles``, ``resources/icons``). Nothing of backend/, tests/, scripts/
-or the sample data goes in. Standard library only: runs under any Python >= 3.9.
+resources it needs at run time (``resources/styles``, ``resources/icons``, ``resources/models``). Nothing of
+backend/, tests/, scripts/ or the sample data goes in. Standard library only: runs under any Python >= 3.9.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugin"
 SLUG = "thalweg"
-RUNTIME_RESOURCES = ("styles", "icons")
+RUNTIME_RESOURCES = ("styles", "icons", "models")  # models: the planners' Processing model
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".swp"}
 REQUIRED_METADATA = ("name", "description", "about", "version", "qgisMinimumVersion", "author", "email",

@@ -15,7 +15,7 @@ cd "$ROOT"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # gcc + libc6-dev: the CPU routing kernels (backend/thalweg/routing/_native/routing.c) compile at first use
-APT_PACKAGES=(qgis python3-qgis qgis-providers python3-pytestqt python3-pytest xvfb python3-venv gcc libc6-dev)
+APT_PACKAGES=(qgis python3-qgis qgis-providers python3-pytestqt python3-pytest xvfb python3-venv gcc libc6-dev poppler-utils)
 if [[ "${THALWEG_SKIP_APT:-0}" != 1 ]]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
@@ -42,11 +42,11 @@ fi
 stamp=".venv/.thalweg-setup"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) $THALWEG_TORCH"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  log "installing $THALWEG_TORCH and thalweg[gis,server,test] into .venv"
+  log "installing $THALWEG_TORCH and thalweg[gis,server,test,scale] into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   # shellcheck disable=SC2086  # THALWEG_TORCH may carry pip options (an index for a CUDA build)
   .venv/bin/python -m pip install -q $THALWEG_TORCH
-  .venv/bin/python -m pip install -q -e ".[gis,server,test]"
+  .venv/bin/python -m pip install -q -e ".[gis,server,test,scale]"
   # a CUDA torch brings its own triton; with the CPU build, triton 3.6 (the version the GPU kernels are tested
   # with on the H100) lets the tests run the Triton kernels in its interpreter on a machine without a GPU
   if ! .venv/bin/python -c 'import triton' 2>/dev/null; then

@@ -113,3 +113,36 @@ def test_against_hydroeval():
         assert float(m.pbias(sim, obs)) == pytest.approx(float(np.ravel(he.pbias(sim, obs))[0]), rel=1e-10)
     # the sign, said in words: too little water is a positive bias
     assert float(m.pbias(np.full(4, 1.0), np.full(4, 2.0))) == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("name", ["nse", "kge", "r2", "pbias", "nse_star"])
+def test_torch_gradients_are_finite_and_match_finite_differences(name):
+    """Every ratio metric's gradient through sim, float64, against central differences of the numpy metric
+    (KGE's denominators depend on sim: a NaN written as b * nan in an untaken branch once made them all NaN)."""
+    rng = np.random.default_rng(3)
+    obs = rng.gamma(2.0, 1.0, (2, 25))
+    obs[1, [2, 7]] = np.nan
+    sim0 = obs * rng.uniform(0.6, 1.4, obs.shape)
+    sim0[np.isnan(sim0)] = 1.0
+    fn = m.METRICS[name]
+    s = torch.tensor(sim0, requires_grad=True)
+    fn(s, torch.tensor(obs)).sum().backward()
+    assert torch.isfinite(s.grad).all(), name
+    h, numeric = 1e-6, np.zeros_like(sim0)
+    for idx in np.ndindex(sim0.shape):
+        up, down = sim0.copy(), sim0.copy()
+        up[idx] += h
+        down[idx] -= h
+        numeric[idx] = (np.sum(fn(up, obs)) - np.sum(fn(down, obs))) / (2 * h)
+    np.testing.assert_allclose(s.grad.numpy(), numeric, rtol=1e-5, atol=1e-7)
+    assert (s.grad.numpy()[1, [2, 7]] == 0).all()  # masked steps get no gradient
+
+
+def test_zero_denominator_gives_nan_value_and_no_nan_gradient_elsewhere():
+    """Constant observations in one series: its KGE is NaN, but the other series' gradient stays finite."""
+    obs = torch.tensor([[3.0, 3.0, 3.0], [1.0, 2.0, 4.0]], dtype=torch.float64)
+    s = torch.tensor([[1.0, 2.0, 3.0], [1.5, 2.0, 3.0]], dtype=torch.float64, requires_grad=True)
+    value = m.kge(s, obs)
+    assert math.isnan(float(value[0])) and math.isfinite(float(value[1]))
+    value[1].backward()
+    assert torch.isfinite(s.grad).all() and (s.grad[0] == 0).all()

@@ -148,35 +148,40 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     from .results import read_discharge
-    from .results.frequency import flow_statistics
+    from .results.planning import LAYERS, stats_table, units_of
     from .results.tables import write_reach_table
 
     _check_output(args, [args.discharge, args.network_file])
     network = _network(args, _needs_map(args))
     d = read_discharge(args.discharge)
-    import numpy as np
-
-    stats = flow_statistics(d, return_periods=_return_periods(args), n_boot=args.bootstrap,
-                            confidence=args.confidence, rng=np.random.default_rng(args.seed), **_frequency_kwargs(args))
-    path = write_reach_table(args.output, stats, network=network, units={c: "m3/s" for c in stats.columns})
+    stats = stats_table(d, return_periods=_return_periods(args), n_boot=args.bootstrap, confidence=args.confidence,
+                        seed=args.seed, **_frequency_kwargs(args))
+    path = write_reach_table(args.output, stats, network=network, units=units_of("stats", stats),
+                             layer=_layer(args, LAYERS["stats"]))
     years = stats.attrs["years"]
     _say(args, f"{d.n_reaches:,} reaches, {len(years)} complete water years ({years[0]}..{years[-1]}): "
                f"{stats.attrs['method']}\n  table        {path}")
     return 0
 
 
+def _layer(args: argparse.Namespace, name: str) -> str | None:
+    """The map layer's name: the plugin's (``stats``, ``change``, ``exceedance``) unless the file names another."""
+    return name if _needs_map(args) else None
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .results import read_discharge
-    from .results.compare import compare, most_changed
+    from .results.compare import most_changed
+    from .results.planning import LAYERS, compare_table, units_of
     from .results.tables import write_reach_table
 
     _check_output(args, [args.baseline, args.scenario, args.network_file])
     network = _network(args, _needs_map(args))
     base, scen = read_discharge(args.baseline), read_discharge(args.scenario)
-    frame = compare(base, scen, statistic=args.statistic, names=(Path(args.baseline).name, Path(args.scenario).name),
-                    **_frequency_kwargs(args))
-    path = write_reach_table(args.output, frame, network=network,
-                             units={"baseline": "m3/s", "scenario": "m3/s", "difference": "m3/s", "relative": "1"})
+    frame = compare_table(base, scen, statistic=args.statistic,
+                          names=(Path(args.baseline).name, Path(args.scenario).name), **_frequency_kwargs(args))
+    path = write_reach_table(args.output, frame, network=network, units=units_of("compare", frame),
+                             layer=_layer(args, LAYERS["compare"]))
     top = most_changed(frame, n=args.top)
     lines = [f"{args.statistic}: {int((frame['difference'] != 0).sum()):,} of {len(frame):,} reaches changed; "
              f"the {len(top)} most changed (relative):",
@@ -191,32 +196,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_exceed(args: argparse.Namespace) -> int:
     from .results import read_discharge
-    from .results.frequency import exceedance, flow_statistics
+    from .results.planning import LAYERS, exceedance_table, units_of
     from .results.tables import write_reach_table
 
     _check_output(args, [args.discharge, args.network_file])
     needed = "--threshold-field" if args.threshold_field else _needs_map(args)
     network = _network(args, needed)
-    import numpy as np
-
     d = read_discharge(args.discharge)
-    if args.threshold is not None:
-        threshold, what = args.threshold, f"{args.threshold:g} m3/s"
-    elif args.threshold_field:
-        if args.threshold_field not in network.attrs:
-            raise InputError(f"field '{args.threshold_field}' is not a numeric field of the network.",
-                             path=network.source.path, field=args.threshold_field,
-                             hint=f"Numeric fields: {', '.join(sorted(network.attrs)) or 'none'}.")
-        by_id = dict(zip(network.ids.tolist(), np.asarray(network.attrs[args.threshold_field], float).tolist()))
-        threshold = np.array([by_id.get(int(r), np.nan) for r in d.ids])
-        what = f"field {args.threshold_field}"
-    else:
-        stats = flow_statistics(d, return_periods=[args.return_period], n_boot=0, **_frequency_kwargs(args))
-        threshold = stats[f"q{args.return_period:g}y"].to_numpy()
-        what = f"the {args.return_period:g}-year flow ({args.distribution.upper()})"
-    frame = exceedance(d, threshold)
-    path = write_reach_table(args.output, frame, network=network,
-                             units={"threshold": "m3/s", "duration_h": "h", "peak": "m3/s", "peak_excess": "m3/s"})
+    frame, what = exceedance_table(d, network=network, threshold=args.threshold, field=args.threshold_field,
+                                   return_period=args.return_period, **_frequency_kwargs(args))
+    path = write_reach_table(args.output, frame, network=network, units=units_of("exceedance", frame),
+                             layer=_layer(args, LAYERS["exceedance"]))
     _say(args, f"{int(frame['exceeded'].sum()):,} of {len(frame):,} reaches exceed {what} at least once\n"
                f"  table        {path}")
     return 0

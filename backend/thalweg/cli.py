@@ -43,7 +43,9 @@ _FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
 _ROUTE_OPTIONS = options(RouteSettings)
 _ALL_OPTIONS = options(CalibrateSettings)
 _FIELD_ROLES = ("id", "downstream", "length", "area")
-_PATH_SETTINGS = [name for name, (_, o) in _ALL_OPTIONS.items() if o.path or name in ("network", "runoff")]
+# paths made absolute where the command runs (a checkpoint may not exist yet, so it is not an input path)
+_PATH_SETTINGS = [name for name, (_, o) in _ALL_OPTIONS.items()
+                  if o.path or name in ("network", "runoff", "checkpoint")]
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -85,8 +87,12 @@ def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] 
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": _help(f, opt)}
         if kind == "bool":
             kw["action"] = "store_false" if f.default else "store_true"
+        elif kind == "bounds":
+            kw["action"] = _BoundAction
+        elif kind == "list[str]":
+            kw["action"] = _NamesAction
         elif kind.startswith("list"):
-            kw.update(action="append", type=int if kind == "list[int]" else str)
+            kw.update(action="append", type=int)
         else:
             kw["type"] = {"float": float, "int": int}.get(kind, str)
             if opt.pattern:
@@ -98,6 +104,29 @@ def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] 
         action = group.add_argument(opt.flag, **kw)
         if opt.path:
             action.complete = _FILE
+
+
+class _NamesAction(argparse.Action):
+    """A repeatable list of names; one value may also hold several, comma-separated (``--validate-gauges A,B``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        names = [v.strip() for v in str(values).split(",") if v.strip()]
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *names])
+
+
+class _BoundAction(argparse.Action):
+    """``--bound NAME=LOW:HIGH``, repeatable, into one name -> [low, high] mapping."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name, sep, pair = str(values).partition("=")
+        low, colon, high = pair.partition(":")
+        try:
+            bounds = [float(low), float(high)] if sep and colon and name.strip() else None
+        except ValueError:
+            bounds = None
+        if bounds is None:
+            parser.error(f"argument {option_string}: '{values}' is not NAME=LOW:HIGH (e.g. k=3600:172800)")
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest, None) or {}), name.strip(): bounds})
 
 
 def _names(group: str, table: dict[str, tuple[Any, Option]] = _ALL_OPTIONS) -> list[str]:
@@ -241,9 +270,12 @@ def option_table(parser: argparse.ArgumentParser) -> dict[str, str]:
             elif action.dest in _ALL_OPTIONS and action.option_strings:
                 flag = max(action.option_strings, key=len)
                 opt = _ALL_OPTIONS[action.dest][1]
-                table[f"route.{action.dest}"] = flag
-                if opt.keyword:
-                    table[opt.keyword] = flag
+                if opt.flag and flag != opt.flag:  # another command's setting of the same name (train's own)
+                    continue
+                table.setdefault(f"route.{action.dest}", flag)  # -o stays route.name's flag, not train's --name
+                for keyword in (opt.keyword, *opt.aliases):
+                    if keyword:
+                        table[keyword] = flag
     return table
 
 
@@ -253,13 +285,15 @@ class _Progress:
 
     active: _Progress | None = None
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, width: int = 28) -> None:
         self.bar = None
         self._stop = threading.Event()
         if not quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1000, desc="starting", bar_format="{desc:<28.28} {percentage:3.0f}%|{bar}| {elapsed}",
+            # width: characters of the stage label (a calibration's holds the iteration and its losses)
+            self.bar = tqdm(total=1000, desc="starting",
+                            bar_format=f"{{desc:<{width}.{width}}} {{percentage:3.0f}}%|{{bar}}| {{elapsed}}",
                             file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
             if self.bar.disable:
                 self.bar = None
@@ -354,6 +388,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"total length   {summary['total_length_km']:,.1f} km",
         "largest basin  " + (f"{summary['largest_basin_km2']:,.1f} km2" if summary["largest_basin_km2"]
                               else "unknown (no drainage area)"),
+        f"splits         {_splits_line(summary)}",
         f"crs            {summary['crs']}",
         f"attributes     {', '.join(sorted(net.attrs)) or 'none'}",
         f"problems       {len(caught) or 'none found'}",
@@ -361,6 +396,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     lines += [f"  - {p}" for p in caught]
     print("\n".join(lines))
     return 0
+
+
+def _splits_line(summary: dict) -> str:
+    """'none (a tree)', or the split reaches, their links, the largest multi-path region and the fractions' origin."""
+    if not summary.get("splits"):
+        return "none (a tree)"
+    return (f"{summary['splits']:,} reaches split ({summary['split_links']:,} links, fractions: "
+            f"{summary['split_fractions']}); largest multi-path region {summary['largest_multipath_region']:,} reaches")
 
 
 def _usage(args: argparse.Namespace, message: str) -> None:
@@ -430,12 +473,19 @@ def _cmd_route(args: argparse.Namespace) -> int:
     bar = _Progress(args.quiet)
     start = time.perf_counter()
     try:
-        result = run_route(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
+        from .scale.run import run_streaming, wants_stream  # streamed when larger than the memory budget
+
+        run = run_streaming if wants_stream(settings) else run_route
+        result = run(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
     finally:
         bar.close()
     if not args.quiet:
         d = result.discharge
-        print(f"routed {d.values.shape[0]:,} reaches x {d.values.shape[1]:,} steps of {d.dt:g} s "
+        if d is None:  # streamed (thalweg.scale): the discharge went to the files chunk by chunk
+            shape, dt = (int(result.timings["reaches"]), int(result.timings["steps"])), result.timings["dt"]
+        else:
+            shape, dt = d.values.shape, d.dt
+        print(f"routed {shape[0]:,} reaches x {shape[1]:,} steps of {dt:g} s "
               f"({settings.scheme}) in {time.perf_counter() - start:.1f} s "
               f"(route {result.timings['route']:.2f} s)", file=sys.stderr)
         for name, origin in result.params_used.items():
@@ -451,13 +501,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if not (args.settings or (getattr(args, "gauges", None) and getattr(args, "observed", None))):
         _usage(args, "calibrate needs --gauges and --observed (or a --settings file that holds them)")
     settings = _route_settings(args, CalibrateSettings)
-    bar = _Progress(args.quiet)
+    bar = _Progress(args.quiet, width=64)
     start = time.perf_counter()
     try:
         run = run_calibrate(settings, progress=bar, overwrite=args.overwrite, settings_file=args.settings)
     finally:
         bar.close()
-    if not args.quiet:
+    if not args.quiet and run.fit is not None:
+        _print_fit(run, settings, time.perf_counter() - start)
+    elif not args.quiet:
         res = run.calibration
         state = "converged" if res.converged else "stopped at the iteration limit"
         print(f"calibrated {', '.join(res.calibrated)} ({settings.scheme}, {settings.zones} zones) in "
@@ -474,6 +526,21 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         for kind, path in run.outputs.items():
             print(f"  {kind:<12} {path}", file=sys.stderr)
     return 0
+
+
+def _print_fit(run: Any, settings: CalibrateSettings, seconds: float) -> None:
+    """The summary of a fitted parameter model: what was fitted, the metrics table, where the files are."""
+    res = run.calibration
+    learned = ", ".join(res.model.learned) or "nothing"
+    print(f"fitted {learned} ({settings.scheme}, {settings.model} model, {res.model.describe()['weights']:,} "
+          f"weights, loss {settings.loss}, {settings.optimiser}) in {res.iterations:,} iterations (stopped: "
+          f"{res.stopped}; kept iteration {res.best_iteration}), {seconds:.1f} s (fit {run.timings['calibrate']:.2f} "
+          f"s)", file=sys.stderr)
+    print(run.fit.table, file=sys.stderr)
+    for name, origin in run.route.params_used.items():
+        print(f"  parameter {name}: {origin}", file=sys.stderr)
+    for kind, path in run.outputs.items():
+        print(f"  {kind:<16} {path}", file=sys.stderr)
 
 
 def _cmd_schemes(args: argparse.Namespace) -> int:

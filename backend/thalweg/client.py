@@ -195,12 +195,20 @@ class ThalwegClient:
         """Submit a route job: ``network``/``runoff`` are absolute paths or inline dicts (see the API)."""
         return self.submit({"kind": "route", "network": network, "runoff": runoff, **options})
 
-    def calibrate(self, network: str | Mapping[str, Any], runoff: str | Mapping[str, Any], gauges: str,
-                  observed: str, **options: Any) -> dict:
-        """Submit a calibrate job: a route job's inputs plus gauge and observed-discharge CSV paths; options
-        ``iterations``, ``learning_rate``, ``zones`` ('gauges' or 'global'), ``warmup``, ``calibrate``."""
-        return self.submit({"kind": "calibrate", "network": network, "runoff": runoff, "gauges": gauges,
-                            "observed": observed, **options})
+    def calibrate(self, network: str | Mapping[str, Any], runoff: str | Mapping[str, Any],
+                  gauges: str | Sequence[Mapping[str, Any]], observed: str | None = None, **options: Any) -> dict:
+        """Submit a calibrate job: a route job's inputs plus the gauges, as a CSV path with ``observed`` (a CSV
+        path), or inline: ``[{"gauge_id", "reach_id", "observed": [m3/s per runoff step, None where missing]},
+        ...]``. Options (the CLI's calibration flags, as JSON keys): ``model`` ('zones', 'per-reach',
+        'regression', 'prior'), ``attributes``, ``calibration`` / ``validation`` ('START/END'),
+        ``validate_gauges``, ``leave_one_out``, ``loss``, ``optimiser``, ``iterations``, ``learning_rate``,
+        ``weight_decay``, ``early_stopping``, ``checkpoint`` (absolute path), ``seed``, ``warmup``, ``zones``,
+        ``calibrate`` (the parameters to fit), ``prior_weight``, ``smooth_weight``."""
+        body = {"kind": "calibrate", "network": network, "runoff": runoff,
+                "gauges": gauges if isinstance(gauges, str) else [dict(g) for g in gauges], **options}
+        if observed is not None:
+            body["observed"] = observed
+        return self.submit(body)
 
     def extract(self, network: str, **options: Any) -> dict[str, Any]:
         """Submit an extract job (read a network file: summary and reaches.gpkg)."""

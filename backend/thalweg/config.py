@@ -26,7 +26,7 @@ from typing import Any
 from .errors import InputError, opt
 
 __all__ = ["RouteSettings", "CalibrateSettings", "Option", "Choices", "options", "option_keys",
-           "reading_kwargs", "kind_of",
+           "reading_kwargs", "kind_of", "check_model_options",
            "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES", "ZONINGS", "TIME_LABELS", "LAYOUTS", "DEVICE_PATTERN"]
 
 CONVENTIONS = ("end", "mean", "both")
@@ -36,6 +36,7 @@ ZONINGS = ("gauges", "global")
 TIME_LABELS = ("start", "end")
 LAYOUTS = ("wide", "long")
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]{1,2})?)$"
+BIFURCATIONS = ("main", "split")  # thalweg.network.links.BIFURCATIONS (not imported: this module stays light)
 
 
 class Choices(Sequence):
@@ -95,6 +96,30 @@ FORMAT_CHOICES = Choices(_formats, "discharge file formats")
 ID_NAME_CHOICES = Choices(_id_names, "reach-id dimension names")
 
 
+def _models() -> tuple[str, ...]:
+    from .params.models import MODELS
+
+    return MODELS
+
+
+def _losses() -> tuple[str, ...]:
+    from .learning.losses import LOSSES
+
+    return tuple(LOSSES)
+
+
+def _optimisers() -> tuple[str, ...]:
+    from .learning.fit import OPTIMISERS
+
+    return OPTIMISERS
+
+
+MODEL_CHOICES = Choices(_models, "parameter models")
+LOSS_CHOICES = Choices(_losses, "training losses")
+OPTIMISER_CHOICES = Choices(_optimisers, "optimisers")
+PERIOD_PATTERN = r"^[0-9][0-9T:.+ -]*/[0-9][0-9T:.+ -]*$"
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """How one setting shows to people: help, allowed values, flag, library keyword, JSON key.
@@ -114,6 +139,8 @@ class Option:
         e.g. inline networks, or the service sets it).
     json_key : the JSON key where it differs from the setting's name.
     metavar : the value's name in ``--help``.
+    aliases : other library keywords the setting becomes (``fit.loss`` beside ``run_fit.loss``), so that hints
+        written with either name the flag or JSON key.
     """
 
     help: str
@@ -129,6 +156,7 @@ class Option:
     server: bool = True
     json_key: str | None = None
     metavar: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) -> Any:
@@ -141,12 +169,13 @@ def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) 
 
 # the kind of each annotation used below: what a value must be, checked in one place (_check_types)
 _KINDS = {"str": "str", "str | None": "str?", "float | None": "float?", "float": "float", "int": "int",
-          "bool": "bool", "list[int]": "list[int]", "list[str]": "list[str]", "dict[str, Any]": "params",
-          "dict[str, str] | None": "dict[str, str]?"}
+          "int | None": "int?", "bool": "bool", "list[int]": "list[int]", "list[str]": "list[str]",
+          "dict[str, Any]": "params", "dict[str, str] | None": "dict[str, str]?", "dict[str, list[float]]": "bounds"}
 
 
 def kind_of(f: dataclasses.Field) -> str:
-    """'str', 'str?', 'float?', 'float', 'int', 'bool', 'list[int]', 'list[str]', 'params', 'dict[str, str]?'."""
+    """'str', 'str?', 'float?', 'float', 'int', 'int?', 'bool', 'list[int]', 'list[str]', 'params',
+    'dict[str, str]?', 'bounds' (name -> [lower, upper])."""
     return _KINDS[f.type if isinstance(f.type, str) else f.type.__name__]
 
 
@@ -182,6 +211,11 @@ class RouteSettings:
     memory: float | None = _setting(None, "memory budget of the run, GB (default: the memory available when it "
                                           "starts); a run whose estimated peak exceeds it is refused before "
                                           "routing", flag="--memory", keyword="route.memory", gt=0.0, metavar="GB")
+    # several GPUs of one host (thalweg.distributed, docs/gpus.md)
+    gpus: int = _setting(0, "route over N processes of this host, one per GPU, whole basins spread by work (NCCL), "
+                            "discharge bit-identical to one process; N CPU processes (gloo) when torch sees no GPU; "
+                            "0: one process", flag="--gpus", keyword="route.gpus", ge=0, le=64, server=False,
+                         metavar="N")
     convention: str = _setting("end", "end: river-route Q at step ends; mean: RAPID Qout step means; both",
                                group="outputs", flag="--convention", keyword="route.convention",
                                choices=CONVENTIONS)
@@ -209,6 +243,16 @@ class RouteSettings:
     check_area: str = _setting("error", "drainage area decreasing downstream: error, warn or ignore",
                                group="network reading", flag="--check-area", keyword="read_network.check_area",
                                choices=AREA_POLICIES)
+    # rivers that split (network.links): bifurcations and a link table
+    bifurcations: str | None = _setting(None, "reaches whose outflow splits: split (route every branch; fractions "
+                                              "from the data, else by drainage area) or main (keep the main path); "
+                                              "default: split when the data gives fractions, else main, saying so",
+                                        group="network reading", flag="--bifurcations",
+                                        keyword="read_network.bifurcations", choices=BIFURCATIONS)
+    links: str | None = _setting(None, "CSV or parquet table of downstream links (from_id, to_id, fraction) "
+                                       "overriding the downstream field for the reaches it lists; several rows "
+                                       "for a reach make it split", group="network reading", flag="--links",
+                                 keyword="read_network.links", path=True, metavar="FILE")
     # runoff reading (thalweg.runoff.read_runoff)
     variable: str | None = _setting(None, "runoff variable (NetCDF) or value column (long table) to read "
                                           "(default: found)", group="runoff reading", flag="--variable",
@@ -265,6 +309,24 @@ class RouteSettings:
     compression: int = _setting(1, "zlib level of NetCDF discharge files, 0 (none, fastest) to 9 (default 1)",
                                 group="outputs", flag="--compression", keyword="route.compression", ge=0, le=9,
                                 metavar="LEVEL")
+    # ---- streaming in time and workers (thalweg.scale, docs/scale.md); the CLI's: service jobs route in memory ----
+    stream: str = _setting("auto", "stream the runoff in time chunks, writing as it goes: auto (when the run "
+                                   "would not fit the memory budget --memory), always, never",
+                           flag="--stream", keyword="route.stream", choices=("auto", "always", "never"), server=False)
+    chunk_steps: int = _setting(0, "steps per time chunk when streaming (0: as many as the memory budget holds)",
+                                flag="--chunk-steps", keyword="route.chunk_steps", ge=0, le=10**9, metavar="STEPS",
+                                server=False)
+    resume: bool = _setting(False, "continue an interrupted streamed run from its last completed chunk (the "
+                                   "result equals an uninterrupted run bit for bit)", flag="--resume",
+                            keyword="route.resume", server=False)
+    scheduler: str | None = _setting(None, "Dask scheduler address (tcp://HOST:8786): route basin partitions and "
+                                           "time chunks on its workers (streams)", flag="--scheduler",
+                                     keyword="route.scheduler", metavar="ADDRESS", server=False)
+    dask: bool = _setting(False, "route basin partitions on a local Dask cluster (dask.distributed LocalCluster; "
+                                 "streams)", flag="--dask", keyword="route.dask", server=False)
+    dask_workers: int = _setting(2, "workers of the local Dask cluster of --dask", flag="--dask-workers",
+                                 keyword="route.dask_workers", ge=1, le=1024, metavar="N", server=False)
+    # ---- end of streaming ----
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -329,16 +391,20 @@ class CalibrateSettings(RouteSettings):
     """A calibration run: the routing settings (the prior and the outputs) plus the optimisation.
 
     ``gauges`` and ``observed`` are required. Outputs: ``<name>_params.csv``, ``<name>_calibration.json`` and the
-    calibrated routing's outputs (as :class:`RouteSettings`; ``<name>.settings.json`` holds these settings).
-    ``calibrate`` empty: the parameters in s or m/s (k, tau, lag, celerity).
+    calibrated routing's outputs (as :class:`RouteSettings`; ``<name>.settings.json`` holds these settings); a fit
+    through ``run_fit`` (:meth:`fits_model`) adds ``<name>_calibration.png`` and, for ``regression``,
+    ``<name>_model.json``. ``calibrate`` empty: the parameters in s or m/s (k, tau, lag, celerity) for zones, every
+    parameter of the scheme for per-reach and regression.
     """
 
     iterations: int = _setting(200, "most gradient steps (fewer when the loss stops improving)",
                                group="calibration", flag="--iterations", keyword="calibrate.iterations", ge=1,
                                le=100_000, metavar="N")
-    learning_rate: float = _setting(0.05, "Adam step on the log-multipliers", group="calibration",
-                                    flag="--learning-rate", keyword="calibrate.learning_rate", gt=0.0, le=10.0,
-                                    metavar="RATE")
+    learning_rate: float | None = _setting(None, "the optimiser's step (default: 0.05 for zones with Adam, on the "
+                                                 "log-multipliers; 0.02 for Adam on the other models, on the "
+                                                 "bounded scale; 1 for L-BFGS)", group="calibration",
+                                           flag="--learning-rate", keyword="calibrate.learning_rate",
+                                           aliases=("fit.learning_rate",), gt=0.0, le=10.0, metavar="RATE")
     zones: str = _setting("gauges", "gauges: one multiplier per sub-basin between gauges; global: one for all "
                                     "reaches", group="calibration", flag="--zones", keyword="calibrate.zones",
                           choices=ZONINGS)
@@ -346,7 +412,85 @@ class CalibrateSettings(RouteSettings):
                            flag="--warmup", keyword="calibrate.warmup", ge=0, le=10**8, metavar="STEPS")
     calibrate: list[str] = _setting([], "a parameter to calibrate; repeatable (default: those in s or m/s: k, "
                                         "tau, lag, celerity)", group="calibration", flag="--calibrate",
-                                    keyword="calibrate.parameters", metavar="PARAM")
+                                    keyword="calibrate.parameters", aliases=("build_model.learn",),
+                                    metavar="PARAM")
+    # parameter models and their fitting (thalweg.learning.run.run_fit): any model but zones, or zones with any
+    # of the settings below changed from its default, fits through run_fit; zones alone calibrates as before
+    model: str = _setting("zones", "parameter model: zones (a multiplier per sub-basin between gauges), per-reach "
+                                   "(a value per reach, kept near the prior), regression (a small network of reach "
+                                   "attributes, saved as <name>_model.json for route --parameters), prior (nothing "
+                                   "fitted: the prior's scores)", group="calibration", flag="--model",
+                          keyword="run_fit.model", aliases=("build_model.kind",), choices=MODEL_CHOICES,
+                          metavar="MODEL")
+    attributes: list[str] = _setting([], "regression: a numeric network field the parameters depend on; "
+                                         "repeatable (default: length and area; also slope or any numeric field)",
+                                     group="calibration", flag="--attribute", keyword="run_fit.attributes",
+                                     aliases=("build_model.attributes",), metavar="FIELD")
+    bounds: dict[str, list[float]] = _setting({}, "narrower bounds of a learned parameter, NAME=LOW:HIGH in SI "
+                                                  "(e.g. k=3600:172800 keeps k within 1 h and 2 days); repeatable "
+                                                  "(default: the scheme's physical bounds)", group="calibration",
+                                              flag="--bound", keyword="run_fit.bounds",
+                                              aliases=("build_model.bounds",), metavar="NAME=LOW:HIGH")
+    seed: int = _setting(0, "seed of the regression network's initial weights (the same seed, the same numbers)",
+                         group="calibration", flag="--seed", keyword="run_fit.seed", ge=0, le=2**31 - 1,
+                         metavar="N")
+    prior_weight: float = _setting(1e-3, "per-reach: weight of the penalty on log(p / prior)", group="calibration",
+                                   flag="--prior-weight", keyword="run_fit.prior_weight", ge=0.0, le=1e6,
+                                   metavar="W")
+    smooth_weight: float = _setting(1e-2, "per-reach: weight of the penalty on that departure's differences "
+                                          "between neighbouring reaches", group="calibration",
+                                    flag="--smooth-weight", keyword="run_fit.smooth_weight", ge=0.0, le=1e6,
+                                    metavar="W")
+    calibration: str | None = _setting(None, "calibration period START/END (UTC dates or times of step ends; a "
+                                             "date is its whole day); default: every step before the validation "
+                                             "period", group="calibration", flag="--calibration",
+                                       keyword="run_fit.calibration", aliases=("fit.calibration",),
+                                       pattern=PERIOD_PATTERN, metavar="START/END")
+    validation: str | None = _setting(None, "validation period START/END: scored, never trained on",
+                                      group="calibration", flag="--validation", keyword="run_fit.validation",
+                                      aliases=("fit.validation",), pattern=PERIOD_PATTERN, metavar="START/END")
+    validate_gauges: list[str] = _setting([], "a gauge id held out of the training and scored as if ungauged "
+                                              "(spatial validation); repeatable or comma-separated",
+                                          group="calibration",
+                                          flag="--validate-gauges", keyword="run_fit.validate_gauges",
+                                          aliases=("fit.validation_gauges",), metavar="GAUGE_ID")
+    leave_one_out: bool = _setting(False, "also fit once per gauge with that gauge held out, and report its scores "
+                                          "(transfer to ungauged reaches)", group="calibration",
+                                   flag="--leave-one-out", keyword="run_fit.leave_one_out")
+    loss: str = _setting("nse", "training loss: nse (1 - NSE), kge (1 - KGE), nse_star (NSE*, each gauge scaled by "
+                                "its own spread), log_nse (NSE of log flows: low flows)", group="calibration",
+                         flag="--loss", keyword="run_fit.loss", aliases=("fit.loss",), choices=LOSS_CHOICES,
+                         metavar="LOSS")
+    optimiser: str = _setting("adam", "adam or lbfgs (L-BFGS: far fewer iterations on smooth problems)",
+                              group="calibration", flag="--optimiser", keyword="run_fit.optimiser",
+                              aliases=("fit.optimiser",), choices=OPTIMISER_CHOICES, metavar="NAME")
+    weight_decay: float = _setting(0.0, "Adam's weight decay (L2 on the regression network's weights)",
+                                   group="calibration", flag="--weight-decay", keyword="run_fit.weight_decay",
+                                   aliases=("fit.weight_decay",), ge=0.0, le=10.0, metavar="W")
+    early_stopping: int | None = _setting(None, "stop after N iterations without a better validation loss, and "
+                                                "keep the best validation state (needs a validation period or "
+                                                "held-out gauges)", group="calibration", flag="--early-stopping",
+                                          keyword="run_fit.early_stopping", aliases=("fit.early_stopping",),
+                                          ge=1, le=100_000, metavar="N")
+    checkpoint: str | None = _setting(None, "checkpoint file, written on cancel and at every checkpoint interval; "
+                                            "an existing one of the same fit is resumed (to the same numbers as "
+                                            "an uninterrupted fit)", group="calibration",
+                                      flag="--checkpoint", keyword="run_fit.checkpoint",
+                                      aliases=("fit.checkpoint",), metavar="FILE")
+    checkpoint_every: int = _setting(10, "checkpoint interval, iterations", group="calibration",
+                                     flag="--checkpoint-every", keyword="run_fit.checkpoint_every", ge=1,
+                                     le=100_000, metavar="N")
+
+    def fits_model(self) -> bool:
+        """True when this run fits through :func:`thalweg.learning.run.run_fit` (any model but zones, or zones
+        with a fitting setting changed); False: the zones calibration of :func:`thalweg.learning.calibrate`."""
+        fitting = [n for n, (_, o) in options(CalibrateSettings).items()
+                   if o.keyword and o.keyword.startswith("run_fit.") and n not in ("model", "attributes", "seed",
+                                                                                   "prior_weight", "smooth_weight",
+                                                                                   "checkpoint_every")]
+        defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                    for f in dataclasses.fields(self)}
+        return self.model != "zones" or any(getattr(self, n) != defaults[n] for n in fitting)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -358,7 +502,22 @@ class CalibrateSettings(RouteSettings):
                              field=absent.split(" ")[0],
                              hint="Give a gauge table (gauge_id, reach id) and a CSV of observed discharge "
                                   "(time + one column per gauge_id).")
+        from .params.checks import check_bounds
+
         check_calibrated(self.scheme, self.calibrate or None)
+        check_model_options(self.model, self.zones, self.attributes)
+        check_bounds(self.scheme, self.bounds)
+
+
+def check_model_options(model: str, zones: str, attributes: Sequence[str]) -> None:
+    """Settings that only one parameter model takes, refused with the others (CLI, settings files, job bodies)."""
+    if zones != "gauges" and model not in ("zones", "prior"):
+        raise InputError(f"zones '{zones}' is for the zones model; the '{model}' model has no zones.",
+                         field="zones", hint=f"Leave {opt('calibrate.zones')} out, or use "
+                                             f"{opt('run_fit.model', 'zones')}.")
+    if attributes and model != "regression":
+        raise InputError(f"attributes are for the regression model, not '{model}'.", field="attributes",
+                         hint=f"Use {opt('run_fit.model', 'regression')}, or leave {opt('run_fit.attributes')} out.")
 
 
 # ---- training a runoff model through the routing (thalweg train, server job 'train') ------------------------
@@ -498,8 +657,9 @@ def option_keys(cls: type = CalibrateSettings) -> dict[str, str]:
         if name == "out_dir":  # the service picks each job's folder
             continue
         key = o.json_key or name
-        if o.keyword:
-            table[o.keyword] = key
+        for keyword in (o.keyword, *o.aliases):
+            if keyword:
+                table[keyword] = key
         table[f"route.{name}"] = key
     return table
 
@@ -547,6 +707,12 @@ def _check_types(settings: RouteSettings) -> None:
             item_ok = (lambda v: _number(v, True)) if base == "list[int]" else (lambda v: isinstance(v, str))
             if not isinstance(value, list) or not all(item_ok(v) for v in value):
                 raise _bad(name, value, "a list of reach ids" if base == "list[int]" else "a list of names")
+        elif base == "bounds":
+            pairs = isinstance(value, dict) and all(
+                isinstance(k, str) and isinstance(v, (list, tuple)) and len(v) == 2
+                and all(_number(x, False) for x in v) for k, v in value.items())
+            if not pairs:
+                raise _bad(name, value, "an object of parameter -> [lower, upper]")
         elif base in ("params", "dict[str, str]"):
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise _bad(name, value, "an object of names")

@@ -73,9 +73,26 @@ def _moments(sim, obs0, mask, n, where, zero):
 
 
 def _div(a, b, where):
-    """a / b, NaN where b == 0 (a zero denominator: no information, not an infinitely bad score)."""
+    """a / b, NaN where b == 0 (a zero denominator: no information, not an infinitely bad score).
+
+    The NaN is a constant, not ``b * nan``: where() sends a zero gradient to the branch it does not take, and
+    0 * the gradient of ``b * nan`` (NaN) would still be NaN, poisoning every gradient through ``b``.
+    """
     zero = b == 0
-    return where(zero, b * float("nan"), a / where(zero, b + 1, b))
+    if _is_torch(b):
+        import torch
+
+        nan = torch.full_like(b, float("nan"))
+    else:
+        nan = np.full(np.shape(b), np.nan)
+    return where(zero, nan, a / where(zero, b + 1, b))
+
+
+def _root(x, where):
+    """sqrt(x) for x >= 0 whose gradient is finite everywhere (0 at x = 0, where sqrt's is infinite: an untaken
+    or zero-weighted branch would otherwise give 0 * inf = NaN); NaN stays NaN."""
+    positive = x > 0
+    return where(positive, where(positive, x, 1.0) ** 0.5, x * 0)
 
 
 def _quiet(fn):
@@ -99,15 +116,21 @@ def _r_alpha_beta(sim, obs):
     sim, obs0, mask, n, where, zero = _prepare(sim, obs)
     ms, mo, ds, do = _moments(sim, obs0, mask, n, where, zero)
     vs, vo = (ds ** 2).sum(-1), (do ** 2).sum(-1)
-    r = _div((ds * do).sum(-1), (vs * vo) ** 0.5, where)
-    return r, _div(vs, vo, where) ** 0.5, _div(ms, mo, where)
+    r = _div((ds * do).sum(-1), _root(vs * vo, where), where)
+    return r, _root(_div(vs, vo, where), where), _div(ms, mo, where)
 
 
 @_quiet
 def kge(sim: Any, obs: Any) -> Any:
     """Kling-Gupta efficiency [...], 1 for a perfect simulation."""
     r, alpha, beta = _r_alpha_beta(sim, obs)
-    return 1 - ((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2) ** 0.5
+    if _is_torch(r):
+        import torch
+
+        where = torch.where
+    else:
+        where = np.where
+    return 1 - _root((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2, where)
 
 
 @_quiet

@@ -186,6 +186,10 @@ def output_paths(settings: RouteSettings, network: RiverNetwork | None = None) -
     if isinstance(settings, CalibrateSettings):
         paths["params"] = out_dir / f"{name}_params.csv"
         paths["calibration"] = out_dir / f"{name}_calibration.json"
+        if settings.fits_model():
+            paths["plot"] = out_dir / f"{name}_calibration.png"
+            if settings.model == "regression":
+                paths["model"] = out_dir / f"{name}_model.json"
     paths["settings"] = out_dir / f"{name}.settings.json"
     return paths
 
@@ -368,7 +372,7 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
               progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
               params: Mapping[str, Any] | None = None, params_used: Mapping[str, str] | None = None,
               overwrite: bool = True, settings_file: str | os.PathLike | None = None,
-              checked: bool = False) -> RouteResult:
+              checked: bool = False, gauges: Any = None) -> RouteResult:
     """Read the network and runoff, route, and write the outputs named by ``settings``.
 
     ``network``/``runoff`` objects replace reading the paths. ``params`` (name -> per-reach array [N], SI, every
@@ -381,7 +385,8 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     outputs can be written and replace no input (nor, without ``overwrite``, an existing file:
     :func:`check_outputs`; ``settings_file`` is the file the settings came from), gauges and hydrograph reaches
     are in the network, and the estimated peak memory fits (:func:`check_memory`). ``checked``: the caller
-    (run_calibrate) has done the input and output checks.
+    (run_calibrate) has done the input and output checks. ``gauges`` (a :class:`thalweg.learning.Gauges`)
+    replaces reading ``settings.gauges``.
     """
     import torch
 
@@ -401,11 +406,18 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     if not checked:
         check_inputs(settings, given=tuple(name for name, obj in (("network", network), ("runoff", runoff))
                                            if obj is not None))
+    # ---- streaming in time (thalweg.scale, docs/scale.md): runs that ask for it (--stream always, --resume, Dask) ----
+    if runoff is None and not checked:
+        from .scale.run import run_streaming, wants_stream
+
+        if wants_stream(settings, auto=False):
+            return run_streaming(settings, network=network, progress=report, should_stop=should_stop, params=params,
+                                 params_used=params_used, overwrite=overwrite, settings_file=settings_file)
+    # ---- end of streaming ----
     network, runoff = _read_inputs(settings, network, runoff, report, should_stop, timings,
                                    before_runoff=check_outputs_of)
 
-    gauges = None
-    if settings.gauges:
+    if gauges is None and settings.gauges:
         from .learning import read_gauges
 
         gauges = read_gauges(settings.gauges, network, observed=settings.observed)
@@ -431,9 +443,14 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
 
     report(0.3, "routing")
     with torch.no_grad():
-        q = route(network, runoff.values, params, settings.scheme, dt=runoff.dt, engine=settings.engine,
-                  device=settings.device, progress=level_progress)
-    q = q.cpu().numpy()
+        if settings.gpus:  # one process per GPU (or CPU processes: thalweg.distributed says so), same discharge
+            from .distributed import route as route_over_processes
+
+            q = route_over_processes(network, runoff.values, params, settings.scheme, dt=runoff.dt,
+                                     world_size=settings.gpus, device=settings.device, engine=settings.engine)
+        else:
+            q = route(network, runoff.values, params, settings.scheme, dt=runoff.dt, engine=settings.engine,
+                      device=settings.device, progress=level_progress).cpu().numpy()
     timings["route"] = time.perf_counter() - t0
     _check(should_stop, "writing outputs")
 
@@ -467,11 +484,12 @@ class CalibrateRunResult:
     """What :func:`run_calibrate` did: the calibration, the calibrated routing and every file written."""
 
     outputs: dict[str, Path]
-    calibration: Any  # thalweg.learning.CalibrationResult
+    calibration: Any  # thalweg.learning.CalibrationResult, or a fit's thalweg.learning.fit.FitResult
     route: RouteResult
     gauges: Any  # thalweg.learning.Gauges
     timings: dict[str, float]
     prior_used: dict[str, str]
+    fit: Any = None  # thalweg.learning.run.FitRun when the run fitted a parameter model (settings.fits_model())
 
 
 def _finite(value: float) -> float | None:
@@ -480,8 +498,16 @@ def _finite(value: float) -> float | None:
 
 def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None = None, runoff: Any = None,
                   progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-                  overwrite: bool = True, settings_file: str | os.PathLike | None = None) -> CalibrateRunResult:
+                  overwrite: bool = True, settings_file: str | os.PathLike | None = None,
+                  gauges: Any = None) -> CalibrateRunResult:
     """Calibrate the scheme's travel-time parameters at the gauges, then route with them and write the outputs.
+
+    With ``settings.fits_model()`` (a model other than zones, or a fitting setting: periods, held-out gauges,
+    leave-one-out, loss, optimiser, early stopping, checkpoint) the fit is :func:`thalweg.learning.run.run_fit`'s
+    and the outputs are its files (``<name>_params.csv``, ``<name>_calibration.json`` and ``.png``,
+    ``<name>_model.json`` for regression) beside the calibrated routing's; otherwise the zones calibration below.
+    ``gauges`` (a :class:`thalweg.learning.Gauges` with observations) replaces reading ``settings.gauges`` and
+    ``settings.observed`` (the service's inline gauges).
 
     Reads like :func:`run_route`; the prior is :func:`resolve_params` of ``settings.params``. Observations are
     matched to the routed discharge's time axis (end of each runoff step). Writes ``<name>_params.csv``
@@ -513,22 +539,30 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
     check_memory(settings, *runoff.values.shape, held=int(runoff.values.nbytes))
     _check(should_stop, "calibration")
     prior, used = resolve_params(network, settings.scheme, settings.params)
-    gauges = read_gauges(settings.gauges, network, observed=settings.observed)
+    if gauges is None:
+        gauges = read_gauges(settings.gauges, network, observed=settings.observed)
     # the routed Q[:, t] is stamped at the end of runoff step t, as Discharge.from_routing does
     end = runoff.end_time
     observed = gauges.observed_on(end)
+    if observed is None:
+        raise InputError("the gauges carry no observed discharge, so there is nothing to calibrate on.",
+                         field="observed", hint=f"Give {opt('route.observed', 'qobs.csv')} or observed values "
+                                                "per gauge.")
     if not np.isfinite(observed).any():
         raise InputError(f"no observation falls on the routed time steps ({end[0]} .. {end[-1]}, end of each "
                          f"{runoff.dt:g} s step); observations span {gauges.observed.index.min()} .. "
                          f"{gauges.observed.index.max()}.", path=settings.observed,
                          hint="Observed times must be the END of each runoff step, in UTC, over the runoff period.")
 
+    if settings.fits_model():
+        return _run_fit(settings, network, runoff, gauges, observed, used, report, should_stop, timings)
     t0 = time.perf_counter()
     try:
         result = calibrate(network, runoff.values, prior, settings.scheme, dt=runoff.dt,
                            gauge_reaches=gauges.reach_ids, observed=observed, parameters=settings.calibrate or None,
                            zones=settings.zones, iterations=settings.iterations,
-                           learning_rate=settings.learning_rate, warmup=settings.warmup, engine=settings.engine,
+                           learning_rate=0.05 if settings.learning_rate is None else settings.learning_rate,
+                           warmup=settings.warmup, engine=settings.engine,
                            device=settings.device,
                            progress=lambda f, m: report(0.1 + 0.75 * f, m), should_stop=should_stop,
                            gauge_names=[str(g) for g in gauges.ids])
@@ -542,7 +576,8 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
     notes = {name: f"calibrated: prior ({used[name]}) x zone multiplier" if name in result.calibrated else origin
              for name, origin in used.items()}
     routed = run_route(settings, network=network, runoff=runoff, params=result.params, params_used=notes,
-                       progress=lambda f, m: report(0.85 + 0.15 * f, m), should_stop=should_stop, checked=True)
+                       progress=lambda f, m: report(0.85 + 0.15 * f, m), should_stop=should_stop, checked=True,
+                       gauges=gauges)
     timings.update({k: v for k, v in routed.timings.items() if k not in timings})
 
     t0 = time.perf_counter()
@@ -555,6 +590,57 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
     timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
     return CalibrateRunResult(outputs=outputs, calibration=result, route=routed, gauges=gauges, timings=timings,
                               prior_used=used)
+
+
+def _run_fit(settings: CalibrateSettings, network: RiverNetwork, runoff: Any, gauges: Any, observed: np.ndarray,
+             used: Mapping[str, str], report: Progress, should_stop: Callable[[], bool] | None,
+             timings: dict[str, float]) -> CalibrateRunResult:
+    """run_calibrate's fit of a parameter model (:func:`thalweg.learning.run.run_fit`), the routing with it, and
+    the fit's files, written once the routing has succeeded."""
+    from .learning.run import run_fit, write_fit_outputs
+    from .params.models import DEFAULT_ATTRIBUTES
+
+    t0 = time.perf_counter()
+    try:
+        fitted = run_fit(
+            network, runoff.values, dt=runoff.dt, time_end=runoff.end_time, gauge_reaches=gauges.reach_ids,
+            observed=observed, gauge_names=[str(g) for g in gauges.ids], model=settings.model,
+            scheme=settings.scheme, params=settings.params, learn=settings.calibrate or None,
+            bounds={name: tuple(pair) for name, pair in settings.bounds.items()} or None,
+            attributes=tuple(settings.attributes) or DEFAULT_ATTRIBUTES, seed=settings.seed,
+            prior_weight=settings.prior_weight, smooth_weight=settings.smooth_weight, zoning=settings.zones,
+            calibration=settings.calibration, validation=settings.validation,
+            validate_gauges=list(settings.validate_gauges), leave_one_out=settings.leave_one_out,
+            checkpoint=settings.checkpoint, checkpoint_every=settings.checkpoint_every, warmup=settings.warmup,
+            loss=settings.loss, optimiser=settings.optimiser, iterations=settings.iterations,
+            learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
+            early_stopping=settings.early_stopping, engine=settings.engine, device=settings.device,
+            progress=lambda f, m: report(0.1 + 0.75 * f, m), should_stop=should_stop)
+    except InputError as exc:
+        if exc.field != "observed" or settings.observed == "inline":
+            raise
+        raise InputError(exc.message, path=settings.observed, ids=exc.ids, hint=exc.hint) from None
+    timings["calibrate"] = time.perf_counter() - t0
+    _check(should_stop, "routing with the fitted parameters")
+    result = fitted.result
+    notes = {name: f"{settings.model} model fitted at {len(gauges.ids)} gauge(s) (prior: {origin})"
+             if name in result.model.learned else origin for name, origin in used.items()}
+    routed = run_route(settings, network=network, runoff=runoff, params=result.params, params_used=notes,
+                       progress=lambda f, m: report(0.85 + 0.15 * f, m), should_stop=should_stop, checked=True,
+                       gauges=gauges)
+    timings.update({k: v for k, v in routed.timings.items() if k not in timings})
+    t0 = time.perf_counter()
+    files = _write("calibration", Path(settings.out_dir) / f"{settings.name}_calibration.json",
+                   lambda _: write_fit_outputs(fitted, network, settings.out_dir, settings.name,
+                                               report_name="calibration",
+                                               extra={"thalweg_version": __version__, "prior": dict(used),
+                                                      "run_settings": settings.to_dict()}))
+    fitted.outputs = files
+    outputs = dict(routed.outputs)
+    outputs.update({"calibration" if kind == "report" else kind: path for kind, path in files.items()})
+    timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
+    return CalibrateRunResult(outputs=outputs, calibration=result, route=routed, gauges=gauges, timings=timings,
+                              prior_used=dict(used), fit=fitted)
 
 
 def _write_params_csv(path: Path, network: RiverNetwork, result: Any) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import QgsProject
+from qgis.core import QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
@@ -45,6 +45,7 @@ class Gui:
         for signal, slot in self._project_signals:
             signal.connect(slot)
         self.panel.hydrographToolRequested.connect(self.activate_picker)
+        self.panel.planningRequested.connect(self.open_planning)
         results.restore_layers(project.mapLayers().values())  # a project opened before the plugin loaded
         self.controller.load_choices()
         if iface is not None:
@@ -116,10 +117,56 @@ class Gui:
             return
         self.hydrograph.fetch(backend.client, job, reach_id, fallback=saved)
 
+    def planning_layer(self):
+        """The layer the planners' buttons work on: the active layer when it is a Thalweg result (a route result,
+        or a stats, change or exceedance layer), else the project's latest route result; None without one."""
+        from ..layers.planning import table_of
+
+        active = self.iface.activeLayer() if self.iface is not None else None
+        if isinstance(active, QgsVectorLayer) and table_of(active) is not None:
+            return active
+        layers = results.result_layers()
+        return layers[-1] if layers else None
+
+    def planning_parameters(self, key: str) -> dict:
+        """The Processing parameters of ``thalweg:<key>`` filled from the panel: its network layer, the gauges
+        and observations, the planning layer and its discharge file."""
+        choices = self.panel.choices()
+        network = self.panel.layer_combo.currentLayer()
+        layer = self.planning_layer()
+        discharge = results.discharge_of(layer) if layer is not None else None
+        params: dict = {}
+        if network is not None:
+            params["NETWORK"] = network.id()
+        if key in ("stats", "exceedance") and discharge:
+            params["DISCHARGE"] = discharge
+        elif key == "compare" and discharge:
+            params["BASELINE"] = discharge
+        elif key == "report":
+            if layer is not None:
+                params["LAYER"] = layer.id()
+                params["TITLE"] = QgsProject.instance().title() or f"Thalweg: {layer.name()}"
+            if discharge:
+                params["DISCHARGE"] = discharge
+            if discharge and choices.get("gauges"):
+                params["GAUGES"] = choices["gauges"]
+                if choices.get("observed"):
+                    params["OBSERVED"] = choices["observed"]
+        return params
+
+    def open_planning(self, key: str) -> None:
+        """Open the dialog of ``thalweg:<key>`` filled in from the panel (the user picks the output and runs)."""
+        if self.iface is None:
+            return
+        import processing
+
+        processing.execAlgorithmDialog(f"thalweg:{key}", self.planning_parameters(key))
+
     def unload(self) -> None:
         """Undo everything ``__init__`` did, in reverse."""
         self.controller.unload()
         self.panel.hydrographToolRequested.disconnect(self.activate_picker)
+        self.panel.planningRequested.disconnect(self.open_planning)
         self.panel.visibilityChanged.disconnect(self._panel_visible)
         for signal, slot in self._project_signals:
             try:

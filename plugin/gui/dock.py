@@ -14,7 +14,7 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                  QProgressBar, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
-__all__ = ["ThalwegDock", "PARAMETER_SOURCES", "ENGINES", "DEVICES", "DEFAULT_SCHEMES", "help_url"]
+__all__ = ["ThalwegDock", "PARAMETER_SOURCES", "ENGINES", "DEVICES", "DEFAULT_SCHEMES", "help_url", "PLANNING_ACTIONS"]
 
 PARAMETER_SOURCES = (("prior", "GEOGloWS prior (k from length and area, x = 0.25)"),
                      ("constant", "Constant values"),
@@ -25,6 +25,16 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_SCHEMES = ("muskingum_nonneg", "muskingum", "muskingum_substep", "linear_storage", "nash_cascade", "pure_lag",
                    "hayami")
 HELP_URL = "https://github.com/thalweg/thalweg/blob/main/docs/qgis.md"
+# the planners' buttons: Processing algorithm -> (button, tooltip); each opens the algorithm's dialog filled in
+PLANNING_ACTIONS = {
+    "stats": ("Flood frequency…", "Return-period flows, flow-duration quantiles and low flows per reach of the "
+                                  "result's discharge (thalweg:stats)"),
+    "compare": ("Compare scenarios…", "The change of a statistic between two runs, on a diverging map "
+                                      "(thalweg:compare)"),
+    "exceedance": ("Exceedance…", "Where and when discharge exceeds a threshold (thalweg:exceedance)"),
+    "report": ("Report (PDF)…", "A printable report of the active Thalweg layer: map, legend, scale bar, "
+                                "hydrographs and metrics at the gauges (thalweg:report)"),
+}
 
 
 def help_url() -> str:
@@ -51,6 +61,7 @@ class ThalwegDock(QgsDockWidget):
     restartRequested = pyqtSignal()
     backendSettingsSaved = pyqtSignal()
     hydrographToolRequested = pyqtSignal()
+    planningRequested = pyqtSignal(str)  # a key of PLANNING_ACTIONS
     choicesChanged = pyqtSignal()
 
     def __init__(self, parent=None) -> None:
@@ -173,6 +184,18 @@ class ThalwegDock(QgsDockWidget):
         self.hydrograph_button.setToolTip("Pick a reach of a result layer on the map to plot its discharge")
         self.hydrograph_button.clicked.connect(self.hydrographToolRequested)
         outer.addWidget(self.hydrograph_button)
+        # ---- planning ----
+        self.planning_group = QgsCollapsibleGroupBox("Planning: flood frequency, scenarios, report")
+        self.planning_group.setCollapsed(True)
+        column = QVBoxLayout(self.planning_group)
+        self.planning_buttons: dict[str, QPushButton] = {}
+        for key, (text, tip) in PLANNING_ACTIONS.items():
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _checked=False, key=key: self.planningRequested.emit(key))
+            column.addWidget(button)
+            self.planning_buttons[key] = button
+        outer.addWidget(self.planning_group)
         self.help_label = QLabel(f'<a href="{help_url()}">User guide: the Thalweg panel, first run, Processing</a>')
         self.help_label.setOpenExternalLinks(True)
         outer.addWidget(self.help_label)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 from typing import Any
 
 from qgis.core import (QgsCoordinateTransformContext, QgsDistanceArea, QgsFeatureRequest, QgsProviderRegistry,
@@ -294,7 +295,8 @@ def network_source(layer: QgsVectorLayer, *, selected_only: bool = False, upstre
     ref = file_reference(layer)
     common = dict(layer_id=layer.id(), layer_name=layer.name(), fields=dict(fields or {}))
     if ref is not None and not ref[2] and feature_ids is None and upstream_of is None and not force_inline:
-        return NetworkSource("file", path=ref[0], file_layer=ref[1], **common)
+        # absolute: the backend does not share QGIS's working folder (qgis_process run with relative paths)
+        return NetworkSource("file", path=os.path.abspath(ref[0]), file_layer=ref[1], **common)
     from qgis.core import QgsProject
 
     crs = layer.crs()

@@ -35,7 +35,7 @@ from ..errors import PluginError
 __all__ = ["RESULT_PROPERTY", "FRAME_EXPRESSION", "ANIMATED_STYLE", "ServiceFrames", "NetcdfFrames",
            "result_info", "load_results", "apply_style", "set_temporal", "configure_navigation", "restore_layers",
            "result_layers", "time_axis", "nice_breaks", "discharge_label", "register_frames", "LoadResultsTask",
-           "read_file_columns", "saved_hydrograph", "render_frame", "step_time"]
+           "read_file_columns", "saved_hydrograph", "render_frame", "step_time", "discharge_of"]
 
 RESULT_PROPERTY = "thalweg/result"
 LAYER_NAME = "discharge"  # the layer inside the backend's summary GeoPackage
@@ -518,6 +518,12 @@ def gauges_of(layer: QgsVectorLayer) -> list[dict[str, Any]]:
     """The gauges of the layer's run: ``[{"gauge_id", "name", "reach_id"}]``."""
     info = _info_of(layer)
     return list(info.get("gauges") or []) if info else []
+
+
+def discharge_of(layer: QgsVectorLayer) -> str | None:
+    """The discharge NetCDF of a result layer (beside its GeoPackage), or None for another layer."""
+    info = _info_of(layer)
+    return info["q"] if info else None
 
 
 def job_of(layer: QgsVectorLayer) -> str | None:

@@ -7,6 +7,7 @@ Each algorithm declares its parameters (names are class constants), builds the j
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,12 @@ class ThalwegAlgorithm(QgsProcessingAlgorithm):
         except PluginError as exc:
             raise QgsProcessingException(exc.message) from None
 
+    def parameterAsFile(self, parameters, name, context) -> str:  # noqa: N802  (QGIS's name)
+        """The file parameter as an absolute path ('' when not given): the backend runs in its own working
+        folder, so a relative path (qgis_process run ... RUNOFF=data/runoff.nc) must be resolved here."""
+        value = super().parameterAsFile(parameters, name, context)
+        return os.path.abspath(value) if value else value
+
     # ---- the job ----
     def job_body(self, parameters, context, feedback) -> dict[str, Any]:
         """The job's body without the network keys (subclasses)."""
@@ -181,8 +188,9 @@ class ThalwegAlgorithm(QgsProcessingAlgorithm):
 _POST_PROCESSORS: list = []  # Processing keeps only a C++ pointer: the Python objects must stay alive
 
 
-def style_on_load(context, dest_id: str) -> None:
-    """Style the output layer ``dest_id`` with the plugin's discharge style when Processing loads it."""
+def style_on_load(context, dest_id: str, style=None) -> None:
+    """Style the output layer ``dest_id`` when Processing loads it: ``style(layer)`` (default: the plugin's
+    discharge style, :func:`..layers.results.apply_style`)."""
     from qgis.core import QgsProcessingLayerPostProcessorInterface
 
     class Styler(QgsProcessingLayerPostProcessorInterface):
@@ -191,7 +199,7 @@ def style_on_load(context, dest_id: str) -> None:
 
             if isinstance(layer, QgsVectorLayer):
                 try:
-                    apply_style(layer)
+                    (style or apply_style)(layer)
                 except PluginError as exc:
                     feedback.reportError(exc.message)
 

@@ -12,11 +12,16 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "ic
 def algorithm_classes() -> list[type]:
     """The algorithm classes, in the toolbox's order."""
     from .calibrate import CalibrateAlgorithm
+    from .compare import CompareAlgorithm
+    from .exceedance import ExceedanceAlgorithm
     from .extract_network import ExtractNetworkAlgorithm
+    from .report import ReportAlgorithm
     from .route import RouteAlgorithm
+    from .stats import StatsAlgorithm
     from .summarize import SummarizeAlgorithm
 
-    return [ExtractNetworkAlgorithm, RouteAlgorithm, CalibrateAlgorithm, SummarizeAlgorithm]
+    return [ExtractNetworkAlgorithm, RouteAlgorithm, CalibrateAlgorithm, SummarizeAlgorithm, StatsAlgorithm,
+            CompareAlgorithm, ExceedanceAlgorithm, ReportAlgorithm]
 
 
 class ThalwegProvider(QgsProcessingProvider):

@@ -48,3 +48,9 @@ def test_regression_across_basins_scores_an_unseen_basin():
     assert all(m["role"] == "held-out" for m in unseen)
     assert min(m["calibration"]["nse"] for m in unseen) >= 0.999, unseen
     assert max(res.metrics_before[str(g)]["calibration"]["nse"] for g in held) < 0.99
+    # the printed report says the spatial-validation skill: the median over the held-out gauges
+    from thalweg.learning.report import format_metrics
+
+    line = next(ln for ln in format_metrics(res).splitlines() if "held-out gauges (spatial validation)" in ln)
+    assert f"NSE {np.median([m['calibration']['nse'] for m in unseen]):.4f}" in line
+    assert line.startswith("median over 2 held-out gauges")

@@ -209,3 +209,29 @@ def wait_task(qtbot):
         return task
 
     return wait
+
+
+# ---------------------------------------------------------------- qgis_process.bin
+@pytest.fixture(scope="module")
+def qgis_process_env(tmp_path_factory, backend_settings):
+    """A fresh QGIS profile folder (the user's is untouched) with the plugin installed (a symlink, as the
+    development install makes it), enabled, and its backend settings; the environment to run qgis_process in."""
+    config = tmp_path_factory.mktemp("qgis-config")
+    profile = config / "profiles" / "default"
+    (profile / "python" / "plugins").mkdir(parents=True)
+    (profile / "python" / "plugins" / "thalweg").symlink_to(ROOT / "plugin", target_is_directory=True)
+    (profile / "QGIS").mkdir()
+    workspace = tmp_path_factory.mktemp("qgis-process-workspace")
+    (profile / "QGIS" / "QGIS3.ini").write_text(
+        "[thalweg]\n"
+        f"backend_python={backend_settings.backend_python}\n"
+        f"pythonpath={backend_settings.pythonpath}\n"
+        f"workspace={workspace}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(QGIS_CUSTOM_CONFIG_PATH=str(config), QT_QPA_PLATFORM="offscreen")
+    from gui_helpers import QGIS_PROCESS
+
+    enable = subprocess.run([QGIS_PROCESS, "plugins", "enable", "thalweg"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert enable.returncode == 0, enable.stdout + enable.stderr
+    return {"env": env, "workspace": workspace}

@@ -7,6 +7,7 @@ import subprocess
 
 OUTLET = 101  # LINKNO of the reach ending at the outlet gauge V3524010 (resources/sample/README.md)
 GAUGE_REACHES = {"V3524010": 101, "V3515010": 37, "V3517010": 19}
+QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # /usr/bin/qgis_process passes --noversioncheck, which 3.22 rejects
 
 
 def route_body(sample, **extra):
@@ -70,6 +71,10 @@ class WindowIface:
         self.window.addToolBar(self.toolbar)
         self.menus: dict[str, QMenu] = {}
         self.window.resize(1400, 900)
+        self.active_layer = None  # what the Layers panel has selected
+
+    def activeLayer(self):  # noqa: N802
+        return self.active_layer
 
     def mainWindow(self):  # noqa: N802  (iface's names)
         return self.window

@@ -35,7 +35,9 @@ def test_zip_holds_the_plugin_and_nothing_else(built):
         assert {n.split("/", 1)[0] for n in names} == {"thalweg"}
         for needed in ("metadata.txt", "LICENSE", "__init__.py", "main.py", "settings.py", "errors.py",
                        "service/process.py", "service/tasks.py", "service/client.py", "layers/extract.py",
-                       "processing/provider.py", "processing/route.py", "resources/icons/thalweg.svg"):
+                       "processing/provider.py", "processing/route.py", "resources/icons/thalweg.svg",
+                       "processing/report.py", "layers/report.py", "resources/styles/change.qml",
+                       "resources/models/thalweg_scenarios.model3"):
             assert f"thalweg/{needed}" in names, needed
         assert any(n.startswith("thalweg/resources/styles/") and n.endswith(".qml") for n in names)
         for banned in ("backend/", "tests/", "scripts/", "sample/", "__pycache__", ".pyc", "cance_"):
@@ -94,7 +96,7 @@ def test_zip_installs_into_a_fresh_profile_and_loads(built, tmp_path):
                             timeout=300)
     assert enable.returncode == 0, enable.stdout + enable.stderr
     listed = subprocess.run([QGIS_PROCESS, "list"], env=env, capture_output=True, text=True, timeout=300)
-    for alg in ("thalweg:extractnetwork", "thalweg:route", "thalweg:calibrate", "thalweg:summarize"):
+    for alg in ("thalweg:extractnetwork", "thalweg:route", "thalweg:calibrate", "thalweg:summarize", "thalweg:report"):
         assert alg in listed.stdout, listed.stdout[-2000:] + listed.stderr[-2000:]
     load = subprocess.run([sys.executable, "-c", LOAD, str(config / "profiles" / "default"), str(installed.parent)],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -102,7 +104,8 @@ def test_zip_installs_into_a_fresh_profile_and_loads(built, tmp_path):
     path, algorithms, unloaded = load.stdout.strip().splitlines()[-3:]
     assert Path(path).resolve() == (installed / "__init__.py").resolve()
     assert algorithms == str(sorted(["thalweg:extractnetwork", "thalweg:route", "thalweg:calibrate",
-                                     "thalweg:summarize"]))
+                                     "thalweg:summarize", "thalweg:stats", "thalweg:compare", "thalweg:exceedance",
+                                     "thalweg:report"]))
     assert unloaded == "True"
 
 

@@ -3,15 +3,16 @@ for number with ``thalweg route`` on the command line (the backend's own CLI is 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from gui_helpers import QGIS_PROCESS
 from qgis.core import QgsApplication, QgsFeatureRequest, QgsProcessingException, QgsVectorLayer
 
 ROOT = Path(__file__).resolve().parents[2]
-ALGORITHMS = ["thalweg:extractnetwork", "thalweg:route", "thalweg:calibrate", "thalweg:summarize"]
+ALGORITHMS = ["thalweg:extractnetwork", "thalweg:route", "thalweg:calibrate", "thalweg:summarize", "thalweg:stats",
+              "thalweg:compare", "thalweg:exceedance", "thalweg:report"]
 
 COMPARE = """
 import numpy as np
@@ -51,7 +52,7 @@ def _compare(backend_exec, a, b):
     return got
 
 
-def test_provider_registers_the_four_algorithms(provider):
+def test_provider_registers_the_eight_algorithms(provider):
     assert provider is not None and provider.name() == "Thalweg"
     assert sorted(a.id() for a in provider.algorithms()) == sorted(ALGORITHMS)
     for alg_id in ALGORITHMS:
@@ -145,33 +146,7 @@ def test_calibrate_through_processing(provider, sample, tmp_path, run_cli, backe
     _compare(backend_exec, tmp_path / "q.nc", cli)
 
 
-# ---------------------------------------------------------------- qgis_process.bin
-QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # /usr/bin/qgis_process passes --noversioncheck, which 3.22 rejects
-
-
-@pytest.fixture(scope="module")
-def qgis_process_env(tmp_path_factory, backend_settings):
-    """A fresh QGIS profile folder (the user's is untouched) with the plugin installed (a symlink, as the
-    development install makes it), enabled, and its backend settings; the environment to run qgis_process in."""
-    config = tmp_path_factory.mktemp("qgis-config")
-    profile = config / "profiles" / "default"
-    (profile / "python" / "plugins").mkdir(parents=True)
-    (profile / "python" / "plugins" / "thalweg").symlink_to(ROOT / "plugin", target_is_directory=True)
-    (profile / "QGIS").mkdir()
-    workspace = tmp_path_factory.mktemp("qgis-process-workspace")
-    (profile / "QGIS" / "QGIS3.ini").write_text(
-        "[thalweg]\n"
-        f"backend_python={backend_settings.backend_python}\n"
-        f"pythonpath={backend_settings.pythonpath}\n"
-        f"workspace={workspace}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(QGIS_CUSTOM_CONFIG_PATH=str(config), QT_QPA_PLATFORM="offscreen")
-    enable = subprocess.run([QGIS_PROCESS, "plugins", "enable", "thalweg"], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert enable.returncode == 0, enable.stdout + enable.stderr
-    return {"env": env, "workspace": workspace}
-
-
+# ---------------------------------------------------------------- qgis_process.bin (fixture in conftest.py)
 def test_route_through_qgis_process_matches_the_cli(qgis_process_env, sample, cli_route, tmp_path, backend_exec):
     env = qgis_process_env["env"]
     listed = subprocess.run([QGIS_PROCESS, "list"], env=env, capture_output=True, text=True, timeout=300)

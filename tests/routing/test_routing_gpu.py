@@ -79,6 +79,82 @@ def test_triton_kernels_in_the_interpreter():
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
 
 
+_INTERPRETED_FIR_RING = textwrap.dedent("""
+    import os, sys, warnings
+    os.environ["TRITON_INTERPRET"] = "1"
+    import numpy as np, torch
+    sys.path.insert(0, sys.argv[1])
+    from _routing_cases import DT, runoff, scheme_params
+    from thalweg.irf import SCHEMES
+    from thalweg.network import scheidegger_network
+    from thalweg.routing import _cpu, _gpu
+    from thalweg.routing.params import scheme_params as per_reach
+    from thalweg.routing.topology import topology
+    warnings.simplefilter("ignore")
+    _gpu.BT = 64  # short work items: four time chunks in 200 steps, so the adjoint ring (2 slots) wraps
+    net = scheidegger_network(12, seed=3, single_basin=True)
+    topo = topology(net)
+    rng = np.random.default_rng(0)
+
+
+    def close(a, b, name):
+        err = float((a - b).abs().max() / b.abs().max())
+        assert err < 1e-12, (name, err)
+
+
+    s = SCHEMES["muskingum"]
+    p = per_reach(net, s, scheme_params(s, net, rng), dtype=torch.float64, device="cpu")
+    coef = s.recursion(p, DT).stacked()
+    q = torch.as_tensor(runoff(net, rng, batch=2, steps=200))
+    w = torch.randn_like(q)
+    for weighted in (True, False):  # a dense dL/dQ with dL/dq; a broadcast one (out.sum()) without
+        res = []
+        for impl in (_gpu, _cpu):
+            qq, cc = q.clone().requires_grad_(weighted), coef.clone().requires_grad_(True)
+            out, _ = impl.iir_route(qq, cc, topo, None)
+            ((out * w).sum() if weighted else out.sum()).backward()
+            res.append((out.detach(), cc.grad) + ((qq.grad,) if weighted else ()))
+        for a, b, name in zip(*res, ("Q", "dcoef", "dq")):
+            close(a, b, f"iir {name} {weighted}")
+    for name, steps, gs in (("hayami", 150, (None,)), ("pure_lag", 150, (None, "shifted"))):
+        s = SCHEMES[name]
+        p = per_reach(net, s, scheme_params(s, net, rng, max_travel=3 * DT), dtype=torch.float64, device="cpu")
+        q = torch.as_tensor(runoff(net, rng, batch=1, steps=steps))
+        k = s.kernels(p, DT, steps)
+        w = torch.randn_like(q)
+        for g in gs:  # g = h, and a separate g
+            g = None if g is None else 0.5 * (k.h + k.h.roll(1, -1))
+            res = []
+            for impl in ("triton", "native"):
+                qq, hh = q.clone().requires_grad_(True), k.h.clone().requires_grad_(True)
+                gg = None if g is None else g.clone().requires_grad_(True)
+                if impl == "triton":
+                    out = _gpu.fir_route(qq, hh, gg, topo, _cpu.kernel_support_on(hh, gg))
+                else:
+                    out, _, _ = _cpu.fir_route(qq, hh, gg, topo)
+                (out * w).sum().backward()
+                res.append((out.detach(), qq.grad, hh.grad) + (() if gg is None else (gg.grad,)))
+            for a, b, what in zip(*res, ("Q", "dq", "dh", "dg")):
+                close(a, b, f"fir {name} {what} {g is None}")
+        if g is None:  # float32: float32 loads and products, float64 accumulation
+            out32 = _gpu.fir_route(q.float(), k.h, None, topo, _cpu.kernel_support_on(k.h, None))
+            err = float((out32.double() - res[1][0]).abs().max() / res[1][0].abs().max())
+            assert out32.dtype == torch.float32 and err < 1e-6, ("fir float32", name, err)
+    print("OK")
+""")
+
+
+@requires_triton
+def test_triton_convolution_and_adjoint_ring_in_the_interpreter():
+    """The direct-convolution kernels (g = h and g apart) and the recursion's backward with its adjoint ring
+    wrapping (short work items), a dense and a broadcast dL/dQ, against the compiled CPU engine."""
+    here = Path(__file__).parent
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    res = subprocess.run([sys.executable, "-c", _INTERPRETED_FIR_RING, str(here)], capture_output=True, text=True,
+                         env=env, timeout=900, check=False)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+
+
 @pytest.mark.gpu
 @requires_cuda
 @pytest.mark.parametrize("engine", ["exact", "closure", "fft"])
@@ -98,7 +174,7 @@ def test_gpu_engine_matches_reference(scheme, engine, deep_network):
 
 @pytest.mark.gpu
 @requires_cuda
-@pytest.mark.parametrize("scheme", ["muskingum", "linear_storage", "hayami"])
+@pytest.mark.parametrize("scheme", ["muskingum", "linear_storage", "hayami", "pure_lag", "nash_cascade"])
 def test_gpu_gradients_equal_cpu_gradients(scheme, deep_network):
     rng = np.random.default_rng(4)
     params = scheme_params(SCHEMES[scheme], deep_network, rng, max_travel=2 * DT)
@@ -113,7 +189,7 @@ def test_gpu_gradients_equal_cpu_gradients(scheme, deep_network):
             out = route(deep_network, qq, pp, scheme, dt=DT, engine="exact", dtype=torch.float64)
         (out * weights.to(device)).sum().backward()
         grads.append([qq.grad.cpu()] + [pp[k].grad.cpu() for k in sorted(pp)])
-    for g_gpu, g_cpu in zip(*grads):  # float64; Hayami's GPU path is FFT, its CPU path direct convolution
+    for g_gpu, g_cpu in zip(*grads):  # float64; convolutions: Triton direct on GPU, compiled C on CPU
         assert float((g_gpu - g_cpu).abs().max()) <= 1e-7 * float(g_cpu.abs().max())
 
 
@@ -149,3 +225,68 @@ def test_gpu_closure_tf32x3_keeps_float32_accuracy(deep_network):
     assert_discharge_close(out.cpu(), ref, rtol=2e-5)
 
 
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("separate_g", [False, True])
+def test_gpu_direct_convolution_equals_cpu_over_several_chunks(separate_g, deep_network):
+    from thalweg.routing import _cpu, _gpu
+    from thalweg.routing.params import scheme_params as per_reach
+    from thalweg.routing.topology import topology
+
+    rng = np.random.default_rng(7)
+    s = SCHEMES["hayami"]
+    p = per_reach(deep_network, s, scheme_params(s, deep_network, rng, max_travel=3 * DT), dtype=torch.float64,
+                  device="cpu")
+    q = torch.as_tensor(runoff(deep_network, rng, batch=2, steps=2500))  # three 1024-step work items per reach
+    k = s.kernels(p, DT, 2500)
+    g = 0.5 * (k.h + k.h.roll(1, -1)) if separate_g else None
+    w = torch.randn_like(q)
+    topo = topology(deep_network)
+    k0, k1 = _cpu.kernel_support(k.h, g)  # one support for both: dL/dh of a tap does not scale with the tap
+    res = []
+    for dev in ("cuda", "cpu"):
+        qq, hh = q.to(dev).requires_grad_(True), k.h.to(dev).requires_grad_(True)
+        gg = None if g is None else g.to(dev).requires_grad_(True)
+        if dev == "cuda":
+            out = _gpu.fir_route(qq, hh, gg, topo, (torch.from_numpy(k0).to(dev), torch.from_numpy(k1).to(dev)))
+        else:
+            out, _, _ = _cpu.fir_route(qq, hh, gg, topo, support=(k0, k1))
+        (out * w.to(dev)).sum().backward()
+        res.append([x.detach().cpu() for x in (out, qq.grad, hh.grad) + (() if gg is None else (gg.grad,))])
+    for a, b in zip(*res):
+        assert float((a - b).abs().max()) <= 1e-11 * float(b.abs().max())
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_gpu_recursion_backward_memory_is_bounded(deep_network):
+    """The backward holds dL/dq and a two-chunk adjoint ring, not three more [B, N, T] arrays; a broadcast
+    dL/dQ (loss = Q.sum()) is read by strides, never copied; gradients equal the CPU engine's."""
+    from thalweg.routing import _cpu, _gpu
+    from thalweg.routing.params import scheme_params as per_reach
+    from thalweg.routing.topology import topology
+
+    rng = np.random.default_rng(8)
+    s = SCHEMES["muskingum"]
+    p = per_reach(deep_network, s, scheme_params(s, deep_network, rng), dtype=torch.float64, device="cpu")
+    coef = s.recursion(p, DT).stacked()
+    q = torch.as_tensor(runoff(deep_network, rng, batch=1, steps=6000))  # six work items: the ring wraps
+    topo = topology(deep_network)
+    grads = []
+    for dev in ("cuda", "cpu"):
+        qq, cc = q.to(dev).requires_grad_(True), coef.to(dev).requires_grad_(True)
+        out, _ = (_gpu if dev == "cuda" else _cpu).iir_route(qq, cc, topo, None)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+        out.sum().backward()
+        if dev == "cuda":
+            extra = torch.cuda.max_memory_allocated() - base
+            ring = 2 * _gpu.BT / q.shape[-1]
+            assert extra <= (1.0 + ring + 0.05) * q.numel() * q.element_size(), extra / (q.numel() * 8)
+        grads.append([qq.grad.cpu(), cc.grad.cpu()])
+    for a, b in zip(*grads):
+        assert float((a - b).abs().max()) <= 1e-10 * float(b.abs().max())

@@ -30,7 +30,7 @@ def job(**changes):
 
 CASES = {
     "no kind": ({"network": "/tmp"}, ["kind: the body needs 'kind', one of: route, extract"]),
-    "calibrate without gauges": (job(kind="calibrate"), ["gauges: Field required", "observed: Field required"]),
+    "calibrate without gauges": (job(kind="calibrate"), ["gauges: Field required"]),
     "train without inputs": ({"kind": "train"}, ["network: Field required", "forcings: Field required",
                                                  "gauges: Field required", "observed: Field required"]),
     "unknown kind": ({"kind": "simulate"}, ["unknown job kind 'simulate'"]),

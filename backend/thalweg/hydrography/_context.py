@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SchemaError, opt
-from ..network import Source
+from ..network import Links, Source
 from ._geometry import CrsFacts
 from ._schema import Schema
 from .vector import Table, list_layers, read_table
@@ -77,6 +77,8 @@ class Resolved:
     rows : table rows of the N reaches, in order (None: every row, in table order).
     fields : role -> field name updates for ``Source`` (e.g. 'downstream': 'PlusFlow.TOCOMID').
     outlet_codes : replaces the schema's outlet codes when not None.
+    links : downstream links of the reaches that split (every branch, the main one marked; fractions where the
+        data has them), or None; ``read_network(bifurcations=...)`` decides whether they are routed.
     """
 
     ids: np.ndarray
@@ -84,6 +86,7 @@ class Resolved:
     rows: np.ndarray | None = None
     fields: dict[str, str] = dataclasses.field(default_factory=dict)
     outlet_codes: tuple[int, ...] | None = None
+    links: Links | None = None
 
 
 def require(ctx: Context, *roles: str) -> None:

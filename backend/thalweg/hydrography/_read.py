@@ -150,6 +150,8 @@ def read_network(
     tolerance: float | None = None,
     check_area: str = "error",
     keep_geometry: bool = True,
+    bifurcations: str | None = None,
+    links: str | Path | None = None,
 ) -> RiverNetwork:
     """Read a river network from any supported hydrography file (DATA.md section 1) or data frame.
 
@@ -177,6 +179,12 @@ def read_network(
         0.01 m.
     check_area : 'error', 'warn' or 'ignore' when drainage area decreases downstream.
     keep_geometry : keep the lines on the network (for maps); False skips decoding them when not needed.
+    bifurcations : reaches whose outflow splits (NHDPlus divergences, lines whose end touches several starts,
+        ``links`` rows): 'split' routes every branch (fractions from the data, else by the receiving reaches'
+        drainage area, or equal), 'main' keeps the main path only; None (default): split when the data gives
+        fractions, else main, with a warning saying what was done.
+    links : a CSV or parquet table (from_id, to_id[, fraction]) of downstream links; the reaches it lists take
+        their links from it (overriding the downstream field); several rows for a reach make it split.
 
     Returns
     -------
@@ -284,12 +292,16 @@ def read_network(
                                                          id_field=catchment_id_field, source=ctx.source)
         role_fields["catchment_area"] = f"{cat_name}:{cat_field}"
     source = Source(source_path, layer, chosen.name, role_fields)
+    if links is not None:
+        from .links import merge_links, read_links
+
+        resolved = dataclasses.replace(resolved, links=merge_links(resolved.links, read_links(links)))
     return _build(ctx, resolved, source, length=length, area=area, catchment=catchment, lines=lines,
-                  keep_geometry=keep_geometry, check_area=check_area)
+                  keep_geometry=keep_geometry, check_area=check_area, bifurcations=bifurcations)
 
 
 def _build(ctx: Context, resolved: Resolved, source: Source, *, length, area, catchment, lines, keep_geometry,
-           check_area) -> RiverNetwork:
+           check_area, bifurcations=None) -> RiverNetwork:
     attrs = _attrs(ctx)
     slope = _slope(ctx)
     unknown_length = length is None and "muskingum_k" in attrs
@@ -301,4 +313,5 @@ def _build(ctx: Context, resolved: Resolved, source: Source, *, length, area, ca
     return from_arrays(
         resolved.ids, resolved.downstream_ids, length, area, slope=slope, catchment_area=catchment, attrs=attrs,
         geometry=lines if keep_geometry else None, crs=ctx.facts.crs if (ctx.facts and keep_geometry) else None,
-        outlet_codes=outlet_codes, source=source, check_area=check_area, accumulate_catchments=True)
+        outlet_codes=outlet_codes, source=source, check_area=check_area, accumulate_catchments=True,
+        links=resolved.links, bifurcations=bifurcations)

@@ -8,9 +8,9 @@ not a Python loop. Defects are reported with the ids involved:
   the larger), else from its first vertex meeting another line's first vertex;
 - a line ending on another line away from that line's end points (the network is not split at
   confluences);
-- several lines starting where one line ends (a bifurcation): one branch is kept (largest drainage
-  area, else one that leads on to another line, else the first in file order) with a warning, as
-  :func:`resolve_bifurcations` does for tables;
+- several lines starting where one line ends (a bifurcation): every branch is a link of a split
+  (:func:`line_links`; ``read_network(bifurcations=...)`` decides whether they are routed), the main one the
+  largest drainage area, else one that leads on to another line, else the first in file order;
   with drainage areas, a branch whose area the main outflow already includes is a reversed headwater (error).
 """
 from __future__ import annotations
@@ -18,11 +18,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GeometryError, format_ids, opt
-from ..network import Source
+from ..network import Links, Source
 from ..network.validate import resolve_bifurcations
 from ._geometry import end_points
 
-__all__ = ["topology_from_lines", "near_pairs"]
+__all__ = ["topology_from_lines", "line_links", "near_pairs"]
 
 
 def near_pairs(a: np.ndarray, b: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +77,16 @@ def near_pairs(a: np.ndarray, b: np.ndarray, tolerance: float) -> tuple[np.ndarr
 
 def topology_from_lines(lines: np.ndarray, ids: np.ndarray, *, tolerance: float, area: np.ndarray | None = None,
                         source: Source | None = None) -> np.ndarray:
+    """Downstream id of every line from its geometry, one per line (the main branch at bifurcations, the others
+    reported in a warning); see :func:`line_links`, which keeps every branch."""
+    downstream, links = line_links(lines, ids, tolerance=tolerance, area=area, source=source)
+    if links is not None:  # reports the dropped branches; keeps exactly the rows marked main
+        resolve_bifurcations(links.from_ids, links.to_ids, main=links.main, source=source)
+    return downstream
+
+
+def line_links(lines: np.ndarray, ids: np.ndarray, *, tolerance: float, area: np.ndarray | None = None,
+               source: Source | None = None) -> tuple[np.ndarray, Links | None]:
     """Downstream id of every line from its geometry.
 
     Parameters
@@ -90,7 +100,8 @@ def topology_from_lines(lines: np.ndarray, ids: np.ndarray, *, tolerance: float,
 
     Returns
     -------
-    int64 [n]: the downstream reach id, -1 at outlets.
+    (int64 [n] the downstream reach id (main branch), -1 at outlets; :class:`Links` of the lines whose end
+    touches several starts (every branch, the main one marked), or None when no line splits).
 
     Raises
     ------
@@ -111,15 +122,18 @@ def topology_from_lines(lines: np.ndarray, ids: np.ndarray, *, tolerance: float,
     _check_unsplit(lines, ids, last, has_down, tolerance, source)
 
     downstream = np.full(n, -1, dtype=np.int64)
+    links = None
     if end_i.size:
         order = np.lexsort((start_j, end_i))
         end_i, start_j = end_i[order], start_j[order]
         main = _main_branch(end_i, start_j, area, has_down)
         _check_reversed_branches(ids, end_i, start_j, main, area, source)
-        if not main.all():  # reports the dropped branches; keeps exactly the rows marked main
-            resolve_bifurcations(ids[end_i], ids[start_j], main=main, source=source)
+        if not main.all():
+            splits = np.isin(end_i, end_i[~main])
+            links = Links(ids[end_i[splits]], ids[start_j[splits]], main=main[splits], origin="field",
+                          where=source.path)
         downstream[end_i[main]] = ids[start_j[main]]
-    return downstream
+    return downstream, links
 
 
 def _main_branch(end_i: np.ndarray, start_j: np.ndarray, area: np.ndarray | None,

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InputError, SchemaError, format_ids
 from ..network import RiverNetwork
 
-__all__ = ["Gauges", "read_gauges", "REACH_ID_COLUMNS", "check_series"]
+__all__ = ["Gauges", "read_gauges", "gauges_from_arrays", "REACH_ID_COLUMNS", "check_series"]
 
 REACH_ID_COLUMNS = ("reach_id", "LINKNO", "COMID", "HYRIV_ID", "riverId", "rivid", "link", "segId", "id")
 GAUGE_ID_COLUMNS = ("gauge_id", "code", "station", "site_no", "gauge")
@@ -56,6 +56,29 @@ def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
         if name.lower() in lowered:
             return lowered[name.lower()]
     return None
+
+
+def gauges_from_arrays(network: RiverNetwork, gauge_ids: Any, reach_ids: Any, *, observed: Any = None,
+                       time_end: Any = None, names: Any = None) -> Gauges:
+    """Gauges given as arrays (the service's inline gauges): ids [G], reach ids [G], and optionally observations
+    [G, T] m3/s (NaN where missing) at the step ends ``time_end`` [T] (datetime64).
+
+    Raises InputError naming the gauges on reaches the network lacks, or observations of the wrong shape.
+    """
+    import pandas as pd
+
+    ids = np.asarray([str(g) for g in gauge_ids])
+    positions = network.index_of(np.asarray(reach_ids, dtype=np.int64), what="gauge reach ids")
+    frame = None
+    if observed is not None:
+        obs = np.asarray(observed, dtype=np.float64)
+        times = np.asarray(time_end).astype("datetime64[ns]")
+        if obs.shape != (ids.size, times.size):
+            raise InputError(f"observed has shape {obs.shape}; expected [{ids.size} gauges, {times.size:,} steps] "
+                             f"(one value per runoff step).", field="observed")
+        frame = pd.DataFrame(obs.T, index=times, columns=list(ids))
+    return Gauges(ids=ids, reach_ids=network.ids[positions], positions=positions,
+                  names=[str(n) for n in (names if names is not None else ids)], observed=frame)
 
 
 def read_gauges(path: str | Path, network: RiverNetwork, *, observed: str | Path | None = None) -> Gauges:

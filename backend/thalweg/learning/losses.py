@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 from ..errors import InputError, opt
-from ..metrics import nse, nse_star
+from ..metrics import kge, nse, nse_star
 
 __all__ = ["LOSSES", "get_loss"]
 
@@ -32,21 +32,7 @@ def _nse(sim: torch.Tensor, obs: torch.Tensor, std: torch.Tensor) -> torch.Tenso
 
 
 def _kge(sim: torch.Tensor, obs: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    # metrics.kge's value, with a division autograd can go through: metrics._div writes NaN as ``b * nan``, whose
-    # gradient is NaN even where the branch is not taken, so metrics.kge has NaN gradients wherever its
-    # denominators depend on sim (reported; once metrics._div is fixed this can be ``1 - kge(sim, obs)``)
-    valid = ~torch.isnan(obs)
-    zero = torch.zeros_like(sim)
-    n = valid.sum(-1)
-    o = torch.where(valid, obs, zero)
-    s = torch.where(valid, sim, zero)
-    ms, mo = s.sum(-1) / n, o.sum(-1) / n
-    ds = torch.where(valid, sim - ms[..., None], zero)
-    do = torch.where(valid, o - mo[..., None], zero)
-    vs, vo = (ds ** 2).sum(-1), (do ** 2).sum(-1)
-    r = (ds * do).sum(-1) / torch.sqrt(vs * vo)
-    value = 1.0 - torch.sqrt((r - 1.0) ** 2 + (torch.sqrt(vs / vo) - 1.0) ** 2 + (ms / mo - 1.0) ** 2)
-    return (1.0 - value).mean()
+    return (1.0 - kge(sim, obs)).mean()
 
 
 def _nse_star(sim: torch.Tensor, obs: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

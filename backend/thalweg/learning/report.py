@@ -48,14 +48,30 @@ def _rows(result: FitResult):
 def format_metrics(result: FitResult) -> str:
     """A plain-text table: one row per gauge and period, NSE / KGE / bias (%) before -> after."""
     head = f"{'gauge':<14} {'role':<11} {'period':<11} {'n':>6}  {'NSE before':>10} {'after':>8}  " \
-           f"{'KGE before':>10} {'after':>8}  {'bias % before':>13} {'after':>8}"
+           f"{'KGE before':>10} {'after':>8}  {'PBIAS % before':>14} {'after':>8}"
     lines = [head, "-" * len(head)]
     for label, role, period, b, a in _rows(result):
         lines.append(f"{label:<14} {role:<11} {period:<11} {a['n']:>6}  {b['nse']:>10.4f} {a['nse']:>8.4f}  "
-                     f"{b['kge']:>10.4f} {a['kge']:>8.4f}  {b['pbias']:>13.1f} {a['pbias']:>8.1f}")
+                     f"{b['kge']:>10.4f} {a['kge']:>8.4f}  {b['pbias']:>14.1f} {a['pbias']:>8.1f}")
+    lines += _medians(result)
     lines.append(f"{result.settings['model']['kind']} model, loss {result.settings['loss']}: {result.loss:.5g} "
                  f"(iteration {result.best_iteration} of {result.iterations}, stopped: {result.stopped})")
     return "\n".join(lines)
+
+
+def _medians(result: FitResult) -> list[str]:
+    """Median NSE / KGE after the fit over the trained and the held-out gauges, per period (held-out gauges:
+    skill at reaches the fit never saw, i.e. spatial validation); nothing with a single gauge per role."""
+    lines = []
+    for role, what in (("calibration", "trained gauges"), ("held-out", "held-out gauges (spatial validation)")):
+        for period in ("calibration", "validation"):
+            scores = [m[period] for m in result.metrics_after.values() if m["role"] == role and m[period]]
+            nse = [s["nse"] for s in scores if math.isfinite(s["nse"])]
+            kge = [s["kge"] for s in scores if math.isfinite(s["kge"])]
+            if len(nse) > 1:
+                lines.append(f"median over {len(nse)} {what}, {period} period: NSE {np.median(nse):.4f}, "
+                             f"KGE {np.median(kge):.4f}")
+    return lines
 
 
 def plot_metrics(result: FitResult, path: str | Path, *, title: str = "") -> Path:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import NetworkError, ThalwegWarning, format_ids
 from . import validate
+from .links import Links, resolve_links, splits_from_rows
 from .model import RiverNetwork, Source
 from .order import accumulate
 
@@ -64,6 +65,8 @@ def from_arrays(
     source: Source | None = None,
     check_area: validate.Policy = "error",
     accumulate_catchments: bool = False,
+    links: Links | None = None,
+    bifurcations: str | None = None,
 ) -> RiverNetwork:
     """Build and validate a :class:`RiverNetwork` from external ids.
 
@@ -80,6 +83,10 @@ def from_arrays(
     slope, catchment_area (m^2), attrs, geometry, crs : optional per-reach data carried along.
     source : file and field names used in error messages.
     check_area : what to do when drainage area decreases downstream: 'error', 'warn' or 'ignore'.
+    links : optional :class:`thalweg.network.links.Links` (from_id -> to_id, fraction, main): the downstream
+        links of the reaches it lists, overriding ``downstream_ids`` for them; several links make a split.
+    bifurcations : 'split' (route every branch), 'main' (keep the main path) or None (split when the links
+        give fractions, else main; a warning says what was done). See :mod:`thalweg.network.links`.
 
     Raises
     ------
@@ -102,6 +109,11 @@ def from_arrays(
                            layer=source.layer, field=source.field("id"), ids=ids[negative].tolist(),
                            hint="Renumber those reaches with ids >= 0 (and the downstream ids that point to them).")
     codes = np.fromiter(outlet_codes, dtype=np.int64)
+    split_rows = None
+    if links is not None:
+        given_area = None if area is None else np.asarray(area, dtype=np.float64)
+        ds_ids, split_rows = resolve_links(ids, ds_ids, links, area=given_area, bifurcations=bifurcations,
+                                           source=source, outlet_codes=codes)
     self_coded = (ds_ids == ids) & np.isin(ids, codes)
     if self_coded.any():
         bad = ids[self_coded]
@@ -124,6 +136,10 @@ def from_arrays(
             f"as expected for a clipped extract.", ThalwegWarning, stacklevel=2)
 
     levels = validate.check_acyclic(ids, downstream, source)
+    splits = None
+    if split_rows is not None:
+        split_rows = validate.check_splits(ids, downstream, split_rows, source, where=links.where)
+        splits = splits_from_rows(n, split_rows)
     length = _optional(length, n, "length")
     if length is None:
         length = np.full(n, np.nan)
@@ -136,12 +152,15 @@ def from_arrays(
         source = dataclasses.replace(source, fields={**source.fields, "area": "accumulated catchment_area"})
     if area is None:
         area = np.full(n, np.nan)
-    validate.check_areas(ids, downstream, area, source, policy=check_area)
+    # a split reach's branches share its area (NHDPlus minor paths carry little): only tree links are checked
+    tree_down = downstream if splits is None else np.where(np.isin(np.arange(n), splits.reach), -1, downstream)
+    validate.check_areas(ids, tree_down, area, source, policy=check_area)
 
     network = RiverNetwork(
         ids=ids, downstream=downstream, length=length, area=area,
         slope=_optional(slope, n, "slope"), catchment_area=catchment_area,
-        attrs={k: np.asarray(v) for k, v in (attrs or {}).items()}, geometry=geometry, crs=crs, source=source)
+        attrs={k: np.asarray(v) for k, v in (attrs or {}).items()}, geometry=geometry, crs=crs, source=source,
+        splits=splits)
     levels.setflags(write=False)
     object.__setattr__(network, "levels", levels)  # already computed by the cycle check
     return network

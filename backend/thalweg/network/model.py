@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import NetworkError, format_ids
 from . import order as _order
+from .dag import Splits, split_summary
 
 __all__ = ["RiverNetwork", "Source"]
 
@@ -66,6 +67,9 @@ class RiverNetwork:
     geometry : optional per-reach geometries (shapely array), kept for maps; the core ignores it.
     crs : optional CRS (WKT, or 'EPSG:xxxx') of ``geometry``.
     source : where the network was read from.
+    splits : None for a tree; else the reaches whose outflow divides between several downstream reaches
+        (:class:`thalweg.network.dag.Splits`: outlets and fractions). ``downstream`` is then the main path,
+        which everything that only knows trees sees; the routing engines route the splits.
 
     Build one with :func:`thalweg.network.from_arrays`, which validates; the constructor trusts its input.
     The arrays are read-only (a writable array given is copied first): the topology cached from them (levels,
@@ -83,6 +87,7 @@ class RiverNetwork:
     geometry: Any = None
     crs: Any = None
     source: Source = dataclasses.field(default_factory=Source)
+    splits: Splits | None = None
 
     def __post_init__(self) -> None:
         for name in ("ids", "downstream", "length", "area", "slope", "catchment_area"):
@@ -106,8 +111,9 @@ class RiverNetwork:
 
     def __repr__(self) -> str:
         name = f" from {self.source.path}" if self.source.path else ""
+        splits = f", {self.splits.n_splits:,} splits" if self.splits is not None else ""
         return (f"<RiverNetwork{name}: {self.n_reaches:,} reaches, {self.outlets.size:,} outlets, "
-                f"{self.n_levels:,} levels>")
+                f"{self.n_levels:,} levels{splits}>")
 
     # ---- cached topology (computed once, on first use) ------------------------------------
     @cached_property
@@ -212,10 +218,13 @@ class RiverNetwork:
         if self.geometry is not None:
             geometry = self.geometry[positions] if not hasattr(self.geometry, "iloc") else \
                 self.geometry.iloc[positions].reset_index(drop=True)
+        splits = None
+        if self.splits is not None:
+            splits, new_ds = self.splits.take(new_index, new_ds)
         return dataclasses.replace(
             self, ids=self.ids[positions], downstream=new_ds, length=self.length[positions],
             area=self.area[positions], slope=pick(self.slope), catchment_area=pick(self.catchment_area),
-            attrs={k: v[positions] for k, v in self.attrs.items()}, geometry=geometry)
+            attrs={k: v[positions] for k, v in self.attrs.items()}, geometry=geometry, splits=splits)
 
     def upstream(self, reach_id: Any) -> RiverNetwork:
         """The network upstream of ``reach_id`` (itself included), in post-order, ``reach_id`` its outlet."""
@@ -228,7 +237,22 @@ class RiverNetwork:
     def split(self) -> list[RiverNetwork]:
         """Independent basins (one per outlet), largest first, each in post-order."""
         order = self.postorder
-        basin_of = self.basin[order]
+        basin = self.basin
+        if self.splits is not None:  # a branch into another basin (a delta's distributaries) joins the basins
+            src, dst = self.splits.source, self.splits.to
+            label = np.array(basin)
+            while True:
+                low = np.minimum(label[basin[src]], label[basin[dst]])
+                new = label.copy()
+                np.minimum.at(new, basin[src], low)
+                np.minimum.at(new, basin[dst], low)
+                new = new[new]
+                if np.array_equal(new, label):
+                    break
+                label = new
+            basin = label[basin]
+            order = order[np.argsort(basin[order], kind="stable")]
+        basin_of = basin[order]
         bounds = np.flatnonzero(np.r_[True, basin_of[1:] != basin_of[:-1], True])
         parts = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         parts.sort(key=len, reverse=True)
@@ -256,4 +280,5 @@ class RiverNetwork:
             "schema": self.source.schema,
             "fields": dict(self.source.fields),
             "crs": None if self.crs is None else str(self.crs),
+            **split_summary(self),
         }

@@ -12,9 +12,10 @@ import math
 import numpy as np
 
 from .build import from_arrays
+from .links import Links
 from .model import RiverNetwork, Source
 
-__all__ = ["scheidegger_network", "lattice_size_for"]
+__all__ = ["scheidegger_network", "scheidegger_dag", "lattice_size_for"]
 
 
 def lattice_size_for(n_reaches: int, threshold: int = 4) -> tuple[int, int]:
@@ -132,3 +133,87 @@ def scheidegger_network(
                           net.length, net.area, catchment_area=net.catchment_area, geometry=net.geometry,
                           crs=net.crs, source=net.source)
     return net
+
+
+def scheidegger_dag(
+    n_reaches: int | None = None,
+    *,
+    split_share: float = 0.02,
+    delta: float = 0.5,
+    max_outlets: int = 3,
+    seed: int = 0,
+    fractions: str = "random",
+    **tree_options,
+) -> RiverNetwork:
+    """A synthetic network with splits: a Scheidegger tree (:func:`scheidegger_network`) with branches added.
+
+    About ``split_share`` of the reaches split. A share ``delta`` of the splits are distributaries near the
+    outlets (reaches at most 3 links from an outlet): each adds 1 to ``max_outlets - 1`` new reaches that
+    leave the split reach and end as new outlets (a delta). The others are braids mid-network: a new reach
+    leaves the split reach and rejoins the river two links downstream (or, at random, the split reach gets
+    a bypass link straight to the reach two links down). ``fractions``: 'random' (Dirichlet shares, the main
+    path the largest), 'equal', or 'none' (no fractions: the default rule applies, by drainage area).
+    Seeded; the tree is ``scheidegger_network(n_reaches, seed=seed, **tree_options)``.
+    """
+    tree = scheidegger_network(n_reaches, seed=seed, **tree_options)
+    rng = np.random.default_rng(seed + 1)
+    n = tree.n_reaches
+    down = np.asarray(tree.downstream)
+    depth = np.asarray(tree.depth)
+    ds2 = np.where(down >= 0, down[np.maximum(down, 0)], -1)
+    n_split = max(1, int(round(split_share * n)))
+    near = np.flatnonzero(depth <= 3)
+    mid = np.flatnonzero((depth > 3) & (ds2 >= 0))
+    n_delta = min(near.size, int(round(delta * n_split)))
+    n_braid = min(mid.size, n_split - n_delta)
+    deltas = rng.choice(near, n_delta, replace=False) if n_delta else np.zeros(0, np.int64)
+    braids = rng.choice(mid, n_braid, replace=False) if n_braid else np.zeros(0, np.int64)
+    ids = list(tree.ids.tolist())
+    ds_ids = [int(tree.ids[d]) if d >= 0 else -1 for d in down.tolist()]
+    length, area = list(tree.length.tolist()), list(tree.area.tolist())
+    catchment = list(np.asarray(tree.catchment_area).tolist())
+    f_ids, t_ids = [], []
+    next_id = int(tree.ids.max()) + 1
+
+    def new_reach(downstream_id: int, of: int, share: float) -> int:
+        nonlocal next_id
+        rid = next_id
+        next_id += 1
+        ids.append(rid)
+        ds_ids.append(downstream_id)
+        length.append(float(tree.length[of]) * rng.uniform(0.5, 1.5))
+        own = float(tree.length[of]) * 200.0  # a thin strip of own catchment, m2
+        area.append(share * float(tree.area[of]) + own)
+        catchment.append(own)
+        return rid
+
+    fr_list: list[float] = []
+
+    def shares(k: int) -> np.ndarray:
+        if fractions == "equal":
+            return np.full(k, 1.0 / k)
+        w = np.sort(rng.dirichlet(np.full(k, 2.0)))[::-1]  # main path (first) the largest
+        return w
+
+    for u in deltas.tolist():
+        k = int(rng.integers(2, max_outlets + 1))
+        w = shares(k)
+        outs = [ds_ids[u]] if ds_ids[u] >= 0 else [new_reach(-1, u, w[0])]
+        outs += [new_reach(-1, u, w[j]) for j in range(1, k)]
+        f_ids += [int(tree.ids[u])] * k
+        t_ids += outs
+        fr_list += w.tolist()
+    for u in braids.tolist():
+        w = shares(2)
+        target = int(tree.ids[ds2[u]])
+        other = target if rng.random() < 0.3 else new_reach(target, u, w[1])
+        f_ids += [int(tree.ids[u])] * 2
+        t_ids += [ds_ids[u], other]
+        fr_list += w.tolist()
+    links = Links(np.asarray(f_ids, np.int64), np.asarray(t_ids, np.int64),
+                  None if fractions == "none" else np.asarray(fr_list))
+    return from_arrays(np.asarray(ids), np.asarray(ds_ids), np.asarray(length), np.asarray(area),
+                       catchment_area=np.asarray(catchment), links=links,
+                       bifurcations="split", check_area="ignore",
+                       source=Source(path=None, schema="synthetic",
+                                     fields={"id": "id", "downstream": "downstream_id"}))

@@ -6,12 +6,12 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import CycleError, DuplicateIdError, NetworkError, ThalwegWarning, format_ids
+from ..errors import CycleError, DuplicateIdError, NetworkError, ThalwegWarning, format_ids, opt, render_options
 from . import order as _order
 from .model import Source
 
-__all__ = ["check_unique_ids", "check_acyclic", "check_lengths", "check_areas", "resolve_bifurcations",
-           "Policy"]
+__all__ = ["check_unique_ids", "check_acyclic", "check_lengths", "check_areas", "check_splits",
+           "resolve_bifurcations", "Policy"]
 
 Policy = Literal["error", "warn", "ignore"]
 
@@ -89,12 +89,12 @@ def check_areas(ids: np.ndarray, downstream: np.ndarray, area: np.ndarray, sourc
 
 
 def resolve_bifurcations(from_ids: np.ndarray, to_ids: np.ndarray, *, main: np.ndarray | None = None,
-                         source: Source | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         source: Source | None = None, quiet: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Reduce a link table (one row per from -> to link) to one downstream id per reach.
 
     Where a reach has several downstream links, the row with ``main`` True (NHDPlus: Divergence != 2),
-    or else the first row, is kept; the minor paths are reported in one warning. Full bifurcation
-    support (splitting discharge) comes later.
+    or else the first row, is kept; the minor paths are reported in one warning. To route every branch, readers
+    pass the whole link table to ``from_arrays(links=...)`` with ``bifurcations='split'`` (``network.links``).
     """
     source = source or Source()
     from_ids = np.asarray(from_ids)
@@ -105,12 +105,67 @@ def resolve_bifurcations(from_ids: np.ndarray, to_ids: np.ndarray, *, main: np.n
     first = np.r_[True, f_sorted[1:] != f_sorted[:-1]]
     keep = order[first]
     dropped = order[~first]
-    if dropped.size:
+    if dropped.size and not quiet:  # quiet: the caller hands every link to from_arrays, which reports
         minor = ", ".join(f"{from_ids[i]} -> {to_ids[i]}" for i in dropped[:3])
         more = f" and {dropped.size - 3:,} more" if dropped.size > 3 else ""
-        warnings.warn(
+        warnings.warn(render_options(
             f"{_where(source)}: {np.unique(from_ids[dropped]).size:,} reaches have more than one downstream "
-            f"link; the main path is kept and the minor paths {minor}{more} are ignored (bifurcations are not "
-            f"routed yet).", ThalwegWarning, stacklevel=2)
+            f"link; the main path is kept and the minor paths {minor}{more} are ignored (pass "
+            f"{opt('read_network.bifurcations', 'split')} to route every branch)."), ThalwegWarning, stacklevel=2)
     keep = np.sort(keep)
     return from_ids[keep], to_ids[keep]
+
+
+def check_splits(ids: np.ndarray, downstream: np.ndarray, rows, source: Source, *, where: str | None = None):
+    """Check the split rows ``(from_pos, to_pos, fraction, origin)`` (main link first per reach) and return
+    them with fractions renormalised where they miss 1 by rounding (at most 1e-3).
+
+    Raises NetworkError for fractions that do not sum to 1, CycleError for links that close a cycle (the
+    ids of one cycle named).
+    """
+    s, t, fr, origin = rows
+    place = where or source.path
+    reaches, first, counts = np.unique(s, return_index=True, return_counts=True)
+    total = np.add.reduceat(fr, first)
+    bad = np.abs(total - 1.0) > 1e-3
+    if bad.any():
+        shown = ", ".join(f"{ids[r]} ({total[k]:.4g})" for k, r in zip(np.flatnonzero(bad)[:3], reaches[bad][:3]))
+        raise NetworkError(f"the split fractions of {int(bad.sum()):,} reaches do not sum to 1: {shown}"
+                           f"{' and more' if bad.sum() > 3 else ''}.", path=place, layer=source.layer,
+                           field="fraction", ids=ids[reaches[bad]].tolist(),
+                           hint="Make the fractions of each reach's downstream links sum to 1, or leave them all "
+                                "empty to split by the receiving reaches' drainage area.")
+    fr = fr / np.repeat(total, counts)
+    # the whole graph (main paths and split links) must be acyclic
+    from .dag import dag_levels
+
+    is_split = np.zeros(ids.size, dtype=bool)
+    is_split[reaches] = True
+    tree = np.flatnonzero((downstream >= 0) & ~is_split)
+    src, dst = np.r_[tree, s], np.r_[downstream[tree], t]
+    _, stuck = dag_levels(ids.size, src, dst)
+    if stuck.size:
+        cycle = _dag_cycle(ids.size, src, dst, stuck)
+        raise CycleError(f"reaches {_chain(ids, cycle)} form a cycle through split links.", path=place,
+                         layer=source.layer, field=source.field("downstream"), ids=ids[cycle].tolist(),
+                         hint="Correct one of those links (a link table row, or the downstream id); every "
+                              "branch of a split must lead on to an outlet.")
+    return s, t, fr, origin
+
+
+def _dag_cycle(n: int, src: np.ndarray, dst: np.ndarray, stuck: np.ndarray) -> list[int]:
+    """One cycle among ``stuck`` reaches (error path only). Every stuck reach has a stuck reach upstream, so
+    walking upstream from one must close a cycle; it is returned in the direction of flow."""
+    on = np.zeros(n, dtype=bool)
+    on[stuck] = True
+    prev: dict[int, int] = {}
+    for a, b in zip(src.tolist(), dst.tolist()):
+        if on[a] and on[b] and b not in prev:
+            prev[b] = a
+    node, seen = int(stuck[0]), {}
+    path: list[int] = []
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = prev[node]
+    return path[seen[node]:][::-1]

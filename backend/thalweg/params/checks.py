@@ -14,8 +14,8 @@ import numpy as np
 from ..errors import InputError, format_ids, opt
 from ..irf import Parameter, Scheme, get_scheme
 
-__all__ = ["CALIBRATED_UNITS", "check_calibrated", "check_constant", "check_missing", "check_names", "check_values",
-           "default_calibrated", "parameter"]
+__all__ = ["CALIBRATED_UNITS", "check_bounds", "check_calibrated", "check_constant", "check_missing", "check_names",
+           "check_values", "default_calibrated", "parameter"]
 
 # parameters that scale travel times: a multiplier on them is what calibration usually means
 CALIBRATED_UNITS = ("s", "m s-1")
@@ -111,3 +111,26 @@ def check_calibrated(scheme: str | Scheme, names: Iterable[str] | None) -> list[
                          hint=f"Name the parameters to calibrate among {', '.join(sch.parameter_names)} "
                               f"({opt('calibrate.parameters')}).")
     return chosen
+
+
+def check_bounds(scheme: str | Scheme, bounds: Any) -> dict[str, tuple[float, float]]:
+    """Narrower bounds of learned parameters, name -> (lower, upper) SI, checked: parameters of the scheme, two
+    finite increasing numbers inside the parameter's physical bounds. Returns them as floats."""
+    sch = get_scheme(scheme)
+    bounds = dict(bounds or {})
+    check_names(sch, bounds, option="run_fit.bounds")
+    out = {}
+    for name, pair in bounds.items():
+        spec = parameter(sch, name)
+        try:
+            lo, hi = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise InputError(f"bounds of '{name}' are {pair!r}; give two numbers, lower and upper.", field="bounds",
+                             hint=f"Give {opt('run_fit.bounds')} a lower and an upper value in {spec.unit}.") from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and spec.lower <= lo < hi <= spec.upper):
+            raise InputError(f"bounds of '{name}' are [{lo:g}, {hi:g}] {spec.unit}; they must be increasing and inside "
+                             f"the '{sch.name}' scheme's physical bounds [{spec.lower:g}, {spec.upper:g}].",
+                             field="bounds", hint=f"Narrow them within the physical bounds ({opt('run_fit.bounds')})"
+                                                  ", or leave them out to keep the scheme's own.")
+        out[name] = (lo, hi)
+    return out

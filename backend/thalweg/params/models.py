@@ -59,17 +59,12 @@ class Bound:
     @classmethod
     def of(cls, scheme: Scheme, name: str, bounds: Mapping[str, Sequence[float]] | None = None) -> Bound:
         """The bound of parameter ``name``: the scheme's, or ``bounds[name]`` when given (must lie inside it)."""
+        from .checks import check_bounds
+
         spec = {p.name: p for p in scheme.parameters}[name]
         lo, hi = spec.lower, spec.upper
         if bounds and name in bounds:
-            lo_u, hi_u = (float(v) for v in bounds[name])
-            if not (spec.lower <= lo_u < hi_u <= spec.upper):
-                raise InputError(f"bounds of '{name}' are [{lo_u:g}, {hi_u:g}] {spec.unit}; they must be increasing "
-                                 f"and inside the '{scheme.name}' scheme's physical bounds [{spec.lower:g}, "
-                                 f"{spec.upper:g}].", field="bounds",
-                                 hint=f"Narrow them within the physical bounds, e.g. {opt('build_model.bounds', '{}')}"
-                                      f" to keep the scheme's own.")
-            lo, hi = lo_u, hi_u
+            lo, hi = check_bounds(scheme, {name: bounds[name]})[name]
         return cls(name, float(lo), float(hi), "log" if lo > 0 else "linear")
 
     def _unit(self, p: torch.Tensor) -> torch.Tensor:
@@ -464,7 +459,7 @@ def build_model(kind: str, network: RiverNetwork, scheme: str | Scheme = "muskin
                 learn: Sequence[str] | None = None, bounds: Mapping[str, Sequence[float]] | None = None,
                 gauges: Sequence[int] | None = None, attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
                 hidden: Sequence[int] = (16, 16), seed: int = 0, prior_weight: float = 1e-3,
-                smooth_weight: float = 1e-2) -> ParameterModel:
+                smooth_weight: float = 1e-2, zoning: str = "gauges") -> ParameterModel:
     """A parameter model of ``kind`` on ``network``.
 
     Parameters
@@ -482,6 +477,7 @@ def build_model(kind: str, network: RiverNetwork, scheme: str | Scheme = "muskin
     attributes : 'regression': reach attributes by name (:func:`attribute_values`).
     hidden, seed : 'regression': hidden layer widths and initialisation seed.
     prior_weight, smooth_weight : 'per-reach': regularisation weights (:class:`PerReachModel`).
+    zoning : 'zones': 'gauges' (one zone per sub-basin between gauges) or 'global' (one zone for every reach).
     """
     sch = get_scheme(scheme)
     if kind not in MODELS:
@@ -497,10 +493,16 @@ def build_model(kind: str, network: RiverNetwork, scheme: str | Scheme = "muskin
 
         from .checks import default_calibrated
 
-        if not gauges:
+        if zoning not in ("gauges", "global"):
+            raise InputError(f"zoning is '{zoning}'.", field="zones",
+                             hint=f"Use gauges or global, e.g. {opt('build_model.zoning', 'gauges')}.")
+        if zoning == "global":
+            zones = np.zeros(network.n_reaches, dtype=np.int64)
+        elif not gauges:
             raise InputError("the 'zones' model needs gauges (one zone per sub-basin between them).", field="gauges",
                              hint=f"Give the gauges' reach ids, e.g. {opt('build_model.gauges', '[101, 37]')}.")
-        zones, _ = gauge_zones(network, network.index_of(list(gauges), what="gauge reach ids"))
+        else:
+            zones, _ = gauge_zones(network, network.index_of(list(gauges), what="gauge reach ids"))
         return ZonesModel(sch, prior_arrays, zones, learn=default_calibrated(sch) if learn is None else learn,
                           **common)
     if kind == "per-reach":

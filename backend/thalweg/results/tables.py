@@ -33,8 +33,10 @@ def write_reach_table(path: str | Path, frame, *, network=None, layer: str | Non
                          path=path, hint="Name the output OUT.csv (a table) or OUT.gpkg (a map layer).")
     if suffix == ".csv":
         out = frame.copy()
+        from pandas.api.types import is_datetime64_any_dtype
+
         for column in out.columns:
-            if np.issubdtype(out[column].dtype, np.datetime64):
+            if is_datetime64_any_dtype(out[column].dtype):  # (np.issubdtype refuses pandas' string dtype)
                 values = out[column].to_numpy("datetime64[s]")
                 out[column] = np.where(np.isnat(values), "", np.char.add(np.datetime_as_string(values, "s"), "Z"))
         with atomic_path(path) as tmp:

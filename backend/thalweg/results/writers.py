@@ -31,8 +31,9 @@ from ._cftime import encode_times, iso_utc
 from .discharge import Discharge
 from .summary import summarize
 
-__all__ = ["write_qout", "write_q", "write_zarr", "write_summary_gpkg", "write_hydrographs_csv",
-           "write_hydrographs_long_csv", "reach_points", "CONVENTIONS", "ID_NAMES", "SUMMARY_FIELDS"]
+__all__ = ["DischargeAppender", "write_qout", "write_q", "write_zarr", "write_summary_gpkg",
+           "write_hydrographs_csv", "write_hydrographs_long_csv", "reach_points", "CONVENTIONS", "ID_NAMES",
+           "SUMMARY_FIELDS"]
 
 CONVENTIONS = ("mean", "end")
 ID_NAMES = ("rivid", "riverId", "river_id")  # RAPID / GEOGloWS v1; river-route 1.x; GEOGloWS v2, river-route 2+
@@ -342,6 +343,8 @@ def _arrow_columns(columns: dict[str, np.ndarray]):
             arr = pa.array(values.astype(np.float64), mask=~np.isfinite(values))
         elif values.dtype.kind in "iu":
             arr = pa.array(values.astype(np.int64))
+        elif values.dtype.kind == "b":  # a GeoPackage boolean (integer 0/1), never the text 'False'
+            arr = pa.array(values)
         else:
             arr = pa.array(values.astype(str))
         out[name] = arr
@@ -518,3 +521,131 @@ def write_hydrographs_long_csv(path: str | Path, discharge: Discharge, reach_ids
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return Path(path)
+
+
+# ---- incremental writing (streaming in time: thalweg.scale.stream) -------------------------------------
+def _cf_offsets(times: np.ndarray, units: str) -> np.ndarray:
+    """datetime64 stamps as float64 offsets in a file's CF ``units`` ('seconds since 1970-01-01 00:00:00')."""
+    name, _, ref = units.partition(" since ")
+    unit = {"seconds": "s", "milliseconds": "ms", "microseconds": "us", "nanoseconds": "ns"}[name.strip()]
+    origin = np.datetime64(ref.strip().replace(" ", "T"), unit)
+    return (np.asarray(times).astype(f"datetime64[{unit}]") - origin).astype(np.int64).astype(np.float64)
+
+
+class DischargeAppender:
+    """One discharge file (river-route ``Q`` or RAPID ``Qout`` NetCDF, or a zarr store) written a time chunk at a
+    time, in the layout and metadata of :func:`write_q`, :func:`write_qout` and :func:`write_zarr`.
+
+    ``write(a, chunk, initial)`` writes the :class:`Discharge` of steps a..a+t-1: the first chunk (a = 0) is
+    written by the one-shot writer; later ones go into the file at their steps (NetCDF: index-addressed, so
+    writing a chunk again writes the same bytes; zarr: appended, after :meth:`truncate` to the steps a resumed
+    run keeps). ``initial`` is the discharge at the end of the step before ``a`` (RAPID step means need it).
+    """
+
+    def __init__(self, path: str | Path, fmt: str, convention: str, *, id_name: str, lat=None, lon=None,
+                 compression: int = 1) -> None:
+        self.path, self.fmt, self.convention = Path(path), fmt, convention
+        self.id_name, self.lat, self.lon, self.compression = id_name, lat, lon, compression
+
+    def steps(self) -> int:
+        """Steps the file holds now (0 when it does not exist)."""
+        if not self.path.exists():
+            return 0
+        if self.fmt == "zarr":
+            import zarr
+
+            return int(zarr.open_group(str(self.path), mode="r")["time"].shape[0])
+        import netCDF4
+
+        with self._lock(), netCDF4.Dataset(self.path) as ds:
+            return len(ds.dimensions["time"])
+
+    @staticmethod
+    def _lock():
+        from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK  # netCDF4/HDF5 are not thread-safe
+
+        return NETCDF4_PYTHON_LOCK
+
+    def truncate(self, steps: int) -> None:
+        """Keep the first ``steps`` steps of a zarr store (a resumed run rewrites the rest); NetCDF needs none."""
+        if self.fmt != "zarr" or not self.path.exists():
+            return
+        import zarr
+
+        group = zarr.open_group(str(self.path), mode="r+")
+        for name in ("Q", "time", "time_bnds"):
+            if name in group:
+                arr = group[name]
+                axis = 1 if name == "Q" else 0
+                shape = list(arr.shape)
+                if shape[axis] > steps:
+                    shape[axis] = steps
+                    arr.resize(tuple(shape))
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata")
+            zarr.consolidate_metadata(str(self.path))
+
+    def write(self, start: int, chunk: Discharge, initial: np.ndarray | None = None) -> None:
+        if start == 0:
+            if self.fmt == "rapid":
+                write_qout(self.path, chunk, self.convention, initial=initial, lat=self.lat, lon=self.lon,
+                           id_name=self.id_name, compression=self.compression)
+            elif self.fmt == "zarr":
+                write_zarr(self.path, chunk, id_name=self.id_name, lat=self.lat, lon=self.lon)
+            else:
+                write_q(self.path, chunk, id_name=self.id_name, lat=self.lat, lon=self.lon,
+                        compression=self.compression)
+            return
+        if self.fmt == "zarr":
+            self._append_zarr(start, chunk)
+        else:
+            self._put_netcdf(start, chunk, initial)
+
+    def _put_netcdf(self, a: int, chunk: Discharge, initial: np.ndarray | None) -> None:
+        import netCDF4
+
+        b = a + chunk.n_steps
+        q = np.asarray(chunk.values, np.float32)
+        with self._lock(), netCDF4.Dataset(self.path, "a") as ds:
+            units = ds["time"].units
+            ends, starts = chunk.time, chunk.start_time
+            if self.fmt == "rapid" and self.convention == "mean":
+                first = np.zeros(chunk.n_reaches, np.float32) if initial is None else np.asarray(initial, np.float32)
+                values = np.empty((chunk.n_steps, chunk.n_reaches), np.float32)
+                values[0] = first
+                values[1:] = q[:, :-1].T
+                ds["Qout"][a:b, :] = values
+                ds["Qfinal"][:] = q[:, -1]
+                stamps = starts
+            elif self.fmt == "rapid":
+                ds["Qout"][a:b, :] = q.T
+                stamps = ends
+            else:
+                ds["Q"][:, a:b] = q
+                stamps = ends
+            ds["time"][a:b] = _cf_offsets(stamps, units)
+            ds["time_bnds"][a:b, :] = np.stack([_cf_offsets(starts, units), _cf_offsets(ends, units)], axis=1)
+
+    def _append_zarr(self, a: int, chunk: Discharge) -> None:
+        import warnings
+
+        import zarr
+
+        have = self.steps()
+        if have != a:
+            raise AssertionError(f"zarr store holds {have} steps; the chunk starts at {a}")
+        group = zarr.open_group(str(self.path), mode="r")
+        units = group["time"].attrs["units"]
+        ds = _q_dataset(chunk, self.id_name, self.lat, self.lon, cf_ids=False)
+        ds = ds[["Q", "time_bnds"]].drop_vars([c for c in ("lat", "lon") if c in ds.coords])
+        ds = ds.assign_coords(time=("time", _cf_offsets(chunk.time, units), ds["time"].attrs))
+        ds["time_bnds"] = (("time", "nv"), np.stack([_cf_offsets(chunk.start_time, units),
+                                                    _cf_offsets(chunk.time, units)], axis=1))
+        for name in ds.variables:
+            ds[name].attrs = {}
+            ds[name].encoding = {}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            ds.to_zarr(self.path, append_dim="time", consolidated=True)

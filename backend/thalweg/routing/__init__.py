@@ -9,7 +9,8 @@ Engines share one interface and agree to float rounding (ROUTING.md section 4):
 - ``fft``: level-by-level FFT convolution in plain torch (portable, autograd throughout).
 - ``auto``: ``exact``, measured fastest on every device and scheme (docs/routing-engines.md).
 
-``reference`` (float64 numpy, tests only) judges them.
+``reference`` (float64 numpy, tests only) judges them. A network whose rivers split (``network.splits``) is
+routed by the same engines stage by stage (``dag.py``, docs/bifurcations.md).
 """
 from __future__ import annotations
 
@@ -147,6 +148,7 @@ def route(
     progress=None,
     state: RoutingState | None = None,
     return_state: bool = False,
+    fractions: Any = None,
     **engine_options,
 ):
     """Route lateral runoff through the network.
@@ -180,6 +182,9 @@ def route(
         dask-backed runoff.
     state : the :class:`RoutingState` returned by the previous chunk (warm start); None: cold start.
     return_state : also return the state after the last step, to continue in a later call.
+    fractions : for a network whose rivers split, the fraction of each split reach's outflow taken by each of
+        its links ([E], in the order of ``network.splits.to``), replacing the network's; a tensor requiring
+        grad receives gradients (learned fractions: ``thalweg.network.softmax_fractions(network, logits)``).
     **engine_options : options of the engine (closure: ``block_size``, ``cluster_length``, ``precision``,
         ``tol``, ``max_pairs``; exact and fft take none); any other name is refused, with the valid ones.
 
@@ -195,6 +200,9 @@ def route(
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}'.", hint=f"Choose one of: {', '.join(ENGINES)}.")
     check_engine_options(engine, engine_options)
+    if fractions is not None and network.splits is None:
+        raise InputError("split fractions were given, but the network has no splits.",
+                         hint="Leave fractions out, or read the network with its bifurcations (bifurcations='split').")
     if dtype not in (torch.float32, torch.float64):
         raise InputError(f"dtype {dtype} is not supported.", hint="Use torch.float32 or torch.float64.")
     src = as_runoff_input(network, runoff, dt)
@@ -222,7 +230,7 @@ def route(
         q, squeeze = _as_batch(network, values, dev, dtype)
         job = _engines.Job(network=network, topo=topo, runoff=q, scheme=sch, params=p, dt=step,
                            kernel_length=kernel_length, state=st, want_state=want, at=out_index,
-                           progress=prog, options=engine_options)
+                           progress=prog, options=engine_options, fractions=fractions)
         out, new_state = _engines.run(engine, job)
         if out_index is not None and out.shape[1] != out_index.numel():
             out = out.index_select(1, out_index)

@@ -13,7 +13,7 @@ import torch
 
 from .topology import Topology
 
-__all__ = ["BT", "available", "iir_route"]
+__all__ = ["BT", "MAX_TAPS", "available", "compact_kernels", "fir_route", "iir_route"]
 
 # measured on an H100, 1M reaches x 1000 steps (ms): BT 512 / 4 warps 21.1; 1024 / 8 warps 26.3;
 # 1024 / 4 warps / prefetch / 16 programs per SM 19.3; 2048 / 8 warps 50.7. Items are latency-bound.
@@ -21,6 +21,7 @@ BT = 1024  # time steps per work item: long items amortise the per-item latency 
 NUM_WARPS = 4
 PROGRAMS_PER_SM = 16
 PREFETCH = True  # take the next ticket while working on the current one
+ADJ_SLOTS = 2  # time chunks of the backward's adjoint-inflow ring per (batch, reach): memory B x N x 2 x BT
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,22 +85,113 @@ class _IIR(torch.autograd.Function):
         b, n, t_len = q.shape
         dev = q.device
         idx = topo.on(dev)
-        grad = grad_out.contiguous().to(q.dtype)
-        dq = torch.empty_like(q)
-        adj = torch.empty_like(q)
+        grad = grad_out if grad_out.dtype == q.dtype else grad_out.to(q.dtype)  # read by strides: no copy
+        n_chunks = -(-t_len // BT)
+        slots = min(n_chunks, ADJ_SLOTS)
+        want_dq = ctx.needs_input_grad[0]
+        dq = torch.empty_like(q) if want_dq else None
+        adj = torch.empty(b * n * slots * BT, dtype=q.dtype, device=dev)  # the adjoint inflow ring
         dcoef = torch.zeros(b, n, 5, dtype=torch.float64, device=dev)
         lam = torch.zeros(b * n, dtype=torch.float64, device=dev)
-        n_chunks = -(-t_len // BT)
         flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
         ticket = torch.zeros(1, dtype=torch.int32, device=dev)
         items = n_chunks * n * b
         iir_backward_kernel[(_grid(items, dev),)](
-            q, out, grad, dq, adj, dcoef, c, prev if ctx.has_prev else c, lam, idx["level_order"],
-            idx["downstream"], idx["child_ptr"], idx["child_idx"], flags, ticket, n, b, t_len, n_chunks,
-            HAS_PREV=ctx.has_prev, PREFETCH=PREFETCH, BT=BT, num_warps=NUM_WARPS)
+            q, out, grad, dq if want_dq else adj, adj, dcoef, c, prev if ctx.has_prev else c, lam, idx["level_order"],
+            idx["downstream"], idx["child_ptr"], idx["child_idx"], flags, ticket, n, b, t_len, n_chunks, slots,
+            *grad.stride(), HAS_PREV=ctx.has_prev, HAS_DQ=want_dq, PREFETCH=PREFETCH, BT=BT, num_warps=NUM_WARPS)
         return dq, dcoef.sum(0), None, None
 
 
 def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: torch.Tensor | None = None):
     """Q [B, N, T] and the final filter state [B, N, 3] (float64); see ``_cpu.iir_route``."""
     return _IIR.apply(runoff, coef, topo, state)
+
+
+MAX_TAPS = 8192  # longest kernel support the direct GPU convolution takes; longer ones go by FFT
+
+
+def compact_kernels(h: torch.Tensor, g: torch.Tensor | None, k0: torch.Tensor, kn: torch.Tensor,
+                    dtype: torch.dtype = torch.float64):
+    """Kernels cut to their support, [N, KMAX] of ``dtype``: tap j of a reach is its kernel's tap k0 + j
+    (zero past kn; KMAX a multiple of 4); differentiable in h and g (a gather)."""
+    kmax = -(-(int(kn.max()) if kn.numel() else 1) // 4) * 4
+    j = torch.arange(kmax, device=h.device)
+    idx = (k0[:, None] + j[None, :]).clamp(max=h.shape[-1] - 1)
+    valid = j[None, :] < kn[:, None]
+
+    def cut(x):
+        return torch.where(valid, x.to(torch.float64).gather(1, idx),
+                           torch.zeros((), dtype=torch.float64, device=h.device)).to(dtype)
+    return cut(h), (None if g is None else cut(g))
+
+
+class _FIR(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, runoff, hc, gc, topo: Topology, k0, kn):
+        from ._triton.fir import fir_forward_kernel
+
+        b, n, t_len = runoff.shape
+        dev = runoff.device
+        q = runoff.detach().contiguous()
+        same = gc is None
+        h64 = hc.detach().contiguous()
+        g64 = h64 if same else gc.detach().contiguous()
+        kmax = h64.shape[-1]
+        idx = topo.on(dev)
+        out = torch.empty_like(q)
+        n_chunks = -(-t_len // BT)
+        items = n_chunks * n * b
+        grid = _grid(items, dev)
+        sw = BT + kmax
+        scratch = torch.empty(grid * 2 * sw, dtype=h64.dtype, device=dev)  # the taps' compute type
+        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
+        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        fir_forward_kernel[(grid,)](
+            q, out, h64, g64, k0, kn, idx["level_order"], idx["child_ptr"], idx["child_idx"], flags, ticket,
+            scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT, num_warps=NUM_WARPS)
+        ctx.topo, ctx.same = topo, same
+        ctx.save_for_backward(q, out, h64, g64, k0, kn)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from ._triton.fir import fir_backward_kernel
+
+        q, out, h64, g64, k0, kn = ctx.saved_tensors
+        topo: Topology = ctx.topo
+        b, n, t_len = q.shape
+        dev = q.device
+        same = ctx.same
+        kmax = h64.shape[-1]
+        idx = topo.on(dev)
+        grad = grad_out.contiguous().to(q.dtype)
+        adj = torch.empty_like(q)  # adjoint inflow of every reach; it is dL/dq too when g = h
+        dq = adj if same else torch.empty_like(q)
+        dh = torch.zeros(b, n, kmax, dtype=torch.float64, device=dev)
+        dg = dh if same else torch.zeros(b, n, kmax, dtype=torch.float64, device=dev)
+        n_chunks = -(-t_len // BT)
+        items = n_chunks * n * b
+        grid = _grid(items, dev)
+        sw = BT + kmax
+        scratch = torch.empty(grid * 3 * sw, dtype=h64.dtype, device=dev)
+        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
+        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        fir_backward_kernel[(grid,)](
+            q, out, grad, adj, dq, h64, g64, dh, dg, k0, kn, idx["level_order"], idx["downstream"],
+            idx["child_ptr"], idx["child_idx"], flags, ticket, scratch, n, b, t_len, n_chunks, kmax, sw,
+            SAME=same, BT=BT, num_warps=NUM_WARPS)
+        return dq, dh.sum(0).to(h64.dtype), (None if same else dg.sum(0).to(h64.dtype)), None, None, None
+
+
+def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, topo: Topology,
+              support: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Q [B, N, T] by direct convolution with each reach's kernels over their support, in one launch.
+
+    h, g : [N, L] kernels (g None when g = h), differentiable. support : (k0, k1) int64 [N] on the
+    device (``_cpu.kernel_support``'s rule). Cold start only (warm histories go by FFT).
+    """
+    k0, k1 = support
+    kn = (k1 - k0).clamp(min=1)
+    hc, gc = compact_kernels(h, g, k0, kn, dtype=runoff.dtype)  # taps in the run's precision
+    return _FIR.apply(runoff, hc, gc, topo, k0.contiguous(), kn.contiguous())

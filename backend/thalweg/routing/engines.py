@@ -40,6 +40,7 @@ class Job:
     at: torch.Tensor | None
     progress: Any
     options: dict
+    fractions: Any = None  # split fractions [E] replacing the network's (networks with splits only)
 
     def kernels(self, n_steps: int, kernel_length: int | None = None):
         from . import kernels_from
@@ -145,7 +146,7 @@ def _cast(kern, dtype, exact_path: bool = False):
     paths compute in the runoff's dtype."""
     from ..irf import Kernels
 
-    if exact_path and kern.h.device.type == "cpu":
+    if exact_path:  # the compiled and Triton paths take float64 kernels; the FFT path computes in float64
         return kern
     h = kern.h.to(dtype)
     return Kernels(h, h if kern.g is kern.h else kern.g.to(dtype))
@@ -163,5 +164,10 @@ def resolve(engine: str) -> str:
 
 
 def run(engine: str, job: Job):
-    """Route ``job`` with ``engine`` ('auto' resolved here); returns (Q [B, N, T], RoutingState or None)."""
+    """Route ``job`` with ``engine`` ('auto' resolved here); returns (Q [B, N, T], RoutingState or None).
+    A network whose rivers split is routed stage by stage by the same engine (``dag.py``)."""
+    if job.network.splits is not None:
+        from .dag import route_dag
+
+        return route_dag(resolve(engine), job, _run_one)
     return _run_one(resolve(engine), job)

@@ -7,10 +7,11 @@ support when that is short, by FFT per level otherwise.
 
 Where it runs:
 - CPU: compiled C (``_native``), post-order with a depth-indexed inflow stack; torch FFT fallback.
-- CUDA: one Triton launch for the whole tree (``_triton/iir.py``) for recursions; torch FFT by level
-  for convolutions.
+- CUDA: one Triton launch for the whole tree, for recursions (``_triton/iir.py``) and for direct
+  convolutions over each kernel's support (``_triton/fir.py``, cold starts); torch FFT by level for
+  supports over ``_gpu.MAX_TAPS`` taps and warm-started convolutions.
 Gradients: custom backward passes (routing on the reversed tree in reversed time) for the compiled
-and Triton recursions and the compiled convolution; autograd through the torch FFT path.
+and Triton recursions and convolutions; autograd through the torch FFT path.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def _once(msg: str) -> None:
 
 
 def plan_exact(scheme: Scheme, device: torch.device, *, kernel_length: int | None, history: bool) -> str:
-    """Which path the exact engine takes: 'iir-native', 'iir-triton', 'iir-fft', 'fir-native' or 'fft'."""
+    """Which path the exact engine takes: 'iir-native', 'iir-triton', 'iir-fft', 'fir-native' or 'fft'
+    ('fft' on a GPU becomes 'fir-triton' in ``route_exact`` for a cold start with supports <= MAX_TAPS)."""
     recursive = scheme.recursion is not None and kernel_length is None and not history
     if recursive:
         if device.type == "cpu" and _cpu.available():
@@ -85,6 +87,14 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
         return out, None, path
     length = kernel_length or t_len
     kern: Kernels = kernels_fn(length)
+    if path == "fft" and _gpu.available(device) and not isinstance(state, tuple):
+        # GPU, cold start: direct convolution over each kernel's support in one Triton launch
+        g = None if kern.g is kern.h else kern.g
+        k0, k1 = _cpu.kernel_support_on(kern.h, g)
+        if int((k1 - k0).max()) <= _gpu.MAX_TAPS:
+            _once(f"thalweg: exact engine on {device.type}: fir-triton")
+            out = _gpu.fir_route(runoff, kern.h, g, topo, (k0.to(device), k1.to(device)))
+            return out, None, "fir-triton"
     if path == "fir-native":
         k0, k1 = _cpu.kernel_support(kern.h, None if kern.g is kern.h else kern.g)
         direct_cost = float((k1 - k0).sum())

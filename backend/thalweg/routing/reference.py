@@ -13,7 +13,7 @@ import torch
 
 from ..irf import get_scheme
 from ..irf.muskingum import nonneg_substeps, substeps
-from ..network import RiverNetwork
+from ..network import RiverNetwork, dag
 from .params import scheme_params
 
 __all__ = ["route_reference"]
@@ -32,8 +32,12 @@ def _muskingum(k, x, dt, inflow, lateral, prev_u):
 
 
 def route_reference(network: RiverNetwork, runoff: np.ndarray, params: Mapping[str, Any],
-                    scheme: str = "muskingum", *, dt: float) -> np.ndarray:
-    """Route ``runoff`` [B, N, T] (m3/s, float64) and return Q [B, N, T] (m3/s at each step's end)."""
+                    scheme: str = "muskingum", *, dt: float, fractions: Any = None) -> np.ndarray:
+    """Route ``runoff`` [B, N, T] (m3/s, float64) and return Q [B, N, T] (m3/s at each step's end).
+
+    A network with splits is routed on its DAG: each link carries its fraction of the reach's outflow
+    (``fractions`` [E] replaces ``network.splits.fraction``), reaches in DAG topological order.
+    """
     sch = get_scheme(scheme)
     q = np.asarray(runoff, dtype=np.float64)
     squeeze = q.ndim == 2
@@ -45,7 +49,10 @@ def route_reference(network: RiverNetwork, runoff: np.ndarray, params: Mapping[s
         h_all, g_all = kern.h.numpy(), kern.g.numpy()
     out = np.zeros_like(q)
     inflow = np.zeros_like(q)
-    for group in network.level_groups:
+    src, dst, frac = dag.edges(network, None if fractions is None else np.asarray(fractions, dtype=np.float64))
+    levels, _ = dag.dag_levels(network.n_reaches, src, dst)
+    groups = [np.flatnonzero(levels == lv) for lv in range(int(levels.max(initial=-1)) + 1)]
+    for group in groups:
         u, lat = inflow[:, group], q[:, group]
         if sch.name == "muskingum":
             res = _muskingum(p["k"][group], p["x"][group], dt, u, lat, 0.0)
@@ -76,7 +83,6 @@ def route_reference(network: RiverNetwork, runoff: np.ndarray, params: Mapping[s
             for lag in range(t_len):
                 res[..., lag:] += h[:, lag, None] * u[..., : t_len - lag] + g[:, lag, None] * lat[..., : t_len - lag]
         out[:, group] = res
-        ds = network.downstream[group]
-        keep = ds >= 0
-        np.add.at(inflow, (slice(None), ds[keep]), res[:, keep])
+        links = np.flatnonzero(levels[src] == levels[group[0]])
+        np.add.at(inflow, (slice(None), dst[links]), out[:, src[links]] * frac[links, None])
     return out[0] if squeeze else out

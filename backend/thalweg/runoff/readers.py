@@ -522,3 +522,103 @@ def _is_int(text: str) -> bool:
     except ValueError:
         return False
     return np.isfinite(value) and value == round(value)
+
+
+# ---- chunked reading (streaming in time: thalweg.scale.stream) -------------------------------------------
+class RunoffChunks:
+    """A per-reach runoff file (NetCDF, or a zarr store) opened lazily, read a time chunk at a time.
+
+    ``read(a, b)`` is the :class:`Runoff` of steps a..b-1 as :func:`read_runoff` reads them (the same units,
+    alignment, time and missing-value rules: it reads a time slice of the dataset through them), so a run in
+    chunks sees exactly the values of one read. ``n_steps``, ``dt`` and ``time`` (step starts) describe the
+    whole file; ``shape`` is (rows of the file's reach dimension, steps), from the header alone.
+    """
+
+    def __init__(self, path: Any, network, **kwargs: Any) -> None:
+        self.path, self.network, self.kwargs = Path(str(path)), network, dict(kwargs)
+        self.ds = open_lazy(self.path)
+        self.variable = self._variable()
+        da = self.ds[self.variable]
+        self.tdim = find_name(da.dims, TIME_NAMES)
+        if da.ndim != 2 or self.tdim is None:
+            raise SchemaError(f"variable {self.variable} has dimensions {da.dims}; streaming reads (time, reach id) "
+                              f"variables.", path=self.path, field=self.variable)
+        self.shape = (int(da.sizes[next(d for d in da.dims if d != self.tdim)]), int(da.sizes[self.tdim]))
+        self.n_steps = self.shape[1]
+        self.dt = float(self.kwargs.get("dt") or 0.0) or None
+        self.time = None
+
+    def _variable(self) -> str:
+        given = self.kwargs.get("variable")
+        if isinstance(given, str):
+            if given not in self.ds.data_vars:
+                raise SchemaError(f"no variable {given} (variables: {', '.join(map(str, self.ds.data_vars))}).",
+                                  path=self.path, field=given)
+            return given
+        found = find_name(self.ds.data_vars, _REACH_VARS)
+        if found is None:
+            raise SchemaError("no per-reach runoff variable to stream (gridded runoff and tables are read whole).",
+                              path=self.path, hint=f"Name it with {opt('read_runoff.variable', 'NAME')}.")
+        return str(found)
+
+    def start(self) -> None:
+        """Read the first step (or two): the step length and the whole time axis, checked chunk by chunk."""
+        head = self.read(0, min(2, self.n_steps), check=False)
+        self.dt = float(head.dt)
+        step = np.timedelta64(int(round(self.dt * 1000)), "ms")
+        self.time = head.time[0].astype("datetime64[ms]") + step * np.arange(self.n_steps)
+
+    def read(self, a: int, b: int, *, check: bool = True) -> Runoff:
+        kwargs = dict(self.kwargs)
+        if self.dt is not None:
+            kwargs["dt"] = self.dt
+        part = self.ds.isel({self.tdim: slice(int(a), int(b))})
+        try:
+            runoff = read_runoff(part, self.network, **kwargs)
+        except (RunoffError, SchemaError, UnitError) as exc:
+            if exc.path is None:
+                exc.path = str(self.path)
+            raise
+        if check and self.time is not None:
+            want = self.time[a:b]
+            got = runoff.time.astype("datetime64[ms]")
+            if got.shape != want.shape or not np.array_equal(got, want):
+                k = int(np.flatnonzero(got != want)[0]) if got.shape == want.shape else 0
+                raise RunoffError(f"the runoff's time steps are not evenly spaced: step {a + k + 1:,} starts at "
+                                  f"{got[k]}, not {want[k]}.", path=self.path, field=str(self.tdim),
+                                  hint="Resample the runoff to a regular step.")
+        return Runoff(runoff.values, runoff.ids, runoff.time, runoff.dt, source=str(self.path),
+                      attrs=runoff.attrs)
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+def open_lazy(path: Any):
+    """An xarray Dataset of a NetCDF file or zarr store, opened without reading its data (times not decoded)."""
+    import xarray as xr
+
+    p = Path(str(path))
+    if p.suffix.lower() == ".zarr" or (p.is_dir() and ((p / ".zgroup").exists() or (p / "zarr.json").exists())):
+        try:
+            return xr.open_zarr(p, decode_times=False, consolidated=None)
+        except Exception as exc:
+            raise RunoffError(f"cannot open the zarr store ({str(exc).strip().splitlines()[0]}).", path=p) from None
+    p = check_input(p, what="runoff file", error=RunoffError)
+    try:
+        return xr.open_dataset(p, decode_times=False)
+    except Exception as exc:  # the engines raise many types for unreadable files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunoffError(f"cannot open the file as NetCDF ({first}).", path=p,
+                          hint="Check that the file is complete (not still being written) and not damaged.") from None
+
+
+def open_runoff_chunks(path: Any, network, **kwargs: Any) -> RunoffChunks:
+    """A :class:`RunoffChunks` of ``path`` (``read_runoff``'s keywords); ``start()`` reads the time axis."""
+    chunks = RunoffChunks(path, network, **kwargs)
+    try:
+        chunks.start()
+    except BaseException:
+        chunks.close()
+        raise
+    return chunks

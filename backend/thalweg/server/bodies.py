@@ -21,11 +21,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model,
 from ..config import CalibrateSettings, RouteSettings, TrainSettings, kind_of, options
 
 __all__ = ["RouteJob", "CalibrateJob", "ExtractJob", "JobBody", "InlineNetwork", "InlineRunoff", "InlineGauge",
-           "PackedArray", "JOB_KINDS", "SummarizeJob", "TrainJob",
+           "PackedArray", "JOB_KINDS", "SummarizeJob", "StatsJob", "CompareJob", "ExceedanceJob",
+           "HydrographsJob", "TrainJob",
            "PLANNED_KINDS", "JobRecord", "Health", "SchemeInfo", "Hydrograph", "Snapshot", "Summary",
            "ErrorBody", "EXAMPLES", "InlineGeometry", "DetectBody", "Detection"]
 
-JOB_KINDS = ("route", "extract", "calibrate", "summarize", "train")
+JOB_KINDS = ("route", "extract", "calibrate", "summarize", "stats", "compare", "exceedance", "hydrographs",
+             "train")
 # named in the issue and the CLI's future, not in this backend yet: refused with a clear 422, never faked
 PLANNED_KINDS: tuple[str, ...] = ()
 
@@ -265,7 +267,9 @@ def _settings_field(name: str, f: dataclasses.Field, opt) -> tuple[Any, Any]:
     elif base == "list[int]":
         ann, extra["max_length"] = list[INT64], 10_000
     elif base == "list[str]":
-        ann, extra["max_length"] = list[Annotated[str, Field(min_length=1, max_length=100)]], 16
+        ann, extra["max_length"] = list[Annotated[str, Field(min_length=1, max_length=100)]], 1000
+    elif base == "bounds":
+        ann = dict[Annotated[str, Field(max_length=100)], Annotated[list[FINITE], Field(min_length=2, max_length=2)]]
     elif base == "dict[str, str]":
         ann = dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=200)]]
     else:
@@ -359,26 +363,70 @@ _CalibrateSettingsBody = _derived("_CalibrateSettingsBody", RouteJob, CalibrateS
 
 
 class CalibrateJob(_CalibrateSettingsBody):
-    """Fit the scheme's travel-time parameters (one multiplier per zone) to observed discharge, then route with
-    them (thalweg.workflow.run_calibrate); ``params`` are the prior. Outputs go to the job's folder."""
+    """Fit routing parameters to observed discharge at gauges, then route with them
+    (thalweg.workflow.run_calibrate); ``params`` are the prior. ``model`` 'zones' alone fits one multiplier per
+    sub-basin as before; another model, or a fitting option (periods, held-out gauges, leave-one-out, loss,
+    optimiser, early stopping, checkpoint), fits through thalweg.learning.run.run_fit. Outputs go to the job's
+    folder."""
 
     kind: Literal["calibrate"]  # type: ignore[assignment]
-    gauges: PathStr = Field(description="CSV of gauges (gauge_id, reach id) to calibrate at")  # type: ignore[assignment]
-    observed: PathStr = Field(description="CSV of observed discharge: time at the end of each step, one column "
-                                          "per gauge_id, m3/s")  # type: ignore[assignment]
+    gauges: PathStr | list[InlineGauge] = Field(  # type: ignore[assignment]
+        max_length=10_000, description="CSV of gauges (gauge_id, reach id) to calibrate at, or inline gauges with "
+                                       "their observed values (one per runoff step)")
+    observed: PathStr | None = Field(  # type: ignore[assignment]
+        None, description="CSV of observed discharge (time at the end of each step, one column per gauge_id, "
+                          "m3/s); required with a gauge CSV, not with inline gauges")
+    # an absolute path whose folder exists (the file itself may not, yet): a later job of the same fit resumes it
+    checkpoint: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        None, description=options(CalibrateSettings)["checkpoint"][1].help)
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(_check_path(value, must_exist=False))
+        if not path.parent.is_dir():
+            raise ValueError(f"the folder of '{value}' does not exist")
+        if path.is_dir():
+            raise ValueError(f"'{value}' is a folder; give a file name")
+        return str(path)
 
     @model_validator(mode="after")
     def _calibrated(self) -> CalibrateJob:
+        from ..config import check_model_options
         from ..errors import InputError
-        from ..params.checks import check_calibrated
+        from ..params.checks import check_bounds, check_calibrated
 
         try:
             check_calibrated(self.scheme, self.calibrate or None)
         except InputError as exc:
             raise ValueError(_body_message("calibrate", exc)) from None
+        try:
+            check_model_options(self.model, self.zones, self.attributes)
+        except InputError as exc:
+            raise ValueError(_body_message(exc.field or "model", exc)) from None
+        try:
+            check_bounds(self.scheme, self.bounds)
+        except InputError as exc:
+            raise ValueError(_body_message("bounds", exc)) from None
         if isinstance(self.runoff, InlineRunoff) and self.warmup >= self.runoff.n_steps:
             raise ValueError(f"warmup: {self.warmup:,} steps leave none of the runoff's {self.runoff.n_steps:,} "
                              f"steps to calibrate on")
+        if isinstance(self.gauges, str):
+            if self.observed is None:
+                raise ValueError("observed: is required with a gauge CSV (or send inline gauges with their "
+                                 "observed values)")
+            return self
+        bare = [g.gauge_id for g in self.gauges if g.observed is None]
+        if bare:
+            raise ValueError(f"gauges.observed: gauge(s) {', '.join(bare[:3])} have no observed values; a "
+                             f"calibration needs them (one per runoff step, null where missing)")
+        ids = [g.gauge_id for g in self.gauges]
+        unknown = [g for g in self.validate_gauges if g not in ids]
+        if unknown:
+            raise ValueError(f"validate_gauges: {', '.join(unknown[:3])} are not among the gauges "
+                             f"({', '.join(ids[:10])})")
         return self
 
 
@@ -408,6 +456,104 @@ class SummarizeJob(_NetworkReading):
     name: str = Field("summary", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="stem of the output")
 
     @field_validator("network", "discharge")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value) if isinstance(value, str) else value
+
+
+# ---- the planners' jobs: thalweg stats | compare | exceed (thalweg.results.planning), and a report's gauges ----
+_YEARS = Annotated[float, Field(gt=1, le=10_000, allow_inf_nan=False)]
+
+
+class _PlanningBody(_NetworkReading):
+    """Shared by the planners' jobs: the network to map on, and how annual statistics are fitted."""
+
+    label: str | None = Field(None, max_length=200)
+    network: PathStr | InlineNetwork = Field(description="hydrography file, or an inline network with geometry "
+                                                         "(the table is written as a map layer of its lines)")
+    name: str = Field("table", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="stem of the output")
+    distribution: Literal["gev", "gumbel"] = Field("gev", description="annual-maximum distribution, fitted by "
+                                                                      "L-moments (gumbel needs fewer years)")
+    water_year_start: int = Field(10, ge=1, le=12, description="month the water year starts in (1: calendar)")
+
+    @field_validator("network")
+    @classmethod
+    def _network_path(cls, value: Any) -> Any:
+        return _check_path(value) if isinstance(value, str) else value
+
+
+class StatsJob(_PlanningBody):
+    """Flood-frequency flows (with bootstrap intervals), flow-duration quantiles, mean annual and 7-day low
+    flows per reach of a discharge file (``thalweg stats``), as a map layer ``stats``."""
+
+    kind: Literal["stats"]
+    discharge: PathStr = Field(description="discharge NetCDF (Thalweg, RAPID Qout, river-route Q)")
+    return_periods: list[_YEARS] = Field([2, 5, 10, 20, 50, 100], min_length=1, max_length=20,
+                                         description="return periods, years")
+    bootstrap: int = Field(200, ge=0, le=10_000, description="bootstrap resamples of the intervals (0: none)")
+    confidence: float = Field(0.9, gt=0, lt=1, description="confidence level of the intervals")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the bootstrap")
+
+    @field_validator("discharge")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value)
+
+
+class CompareJob(_PlanningBody):
+    """Per-reach change of a statistic from a baseline run to a scenario run on the same network and period
+    (``thalweg compare``): a map layer ``change`` (baseline, scenario, difference, relative)."""
+
+    kind: Literal["compare"]
+    baseline: PathStr = Field(description="discharge file of the baseline run")
+    scenario: PathStr = Field(description="discharge file of the scenario run")
+    statistic: str = Field("mean", pattern=r"^(mean|max|q05|q50|q95|mean_annual|mam7|min7|q\d+(\.\d+)?y)$",
+                           description="mean, max, q05, q50, q95, mean_annual, mam7, min7 or q{T}y (e.g. q100y)")
+    top: int = Field(10, ge=0, le=1000, description="most changed reaches listed in the job's result")
+
+    @field_validator("baseline", "scenario")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value)
+
+
+class ExceedanceJob(_PlanningBody):
+    """Where and when discharge exceeds a threshold (``thalweg exceed``): one value, a network field or each
+    reach's flow of a return period; a map layer ``exceedance`` (first time, hours above, events, peak)."""
+
+    kind: Literal["exceedance"]
+    discharge: PathStr = Field(description="discharge NetCDF")
+    threshold: FINITE | None = Field(None, description="one threshold for every reach, m3/s")
+    threshold_field: str | None = Field(None, min_length=1, max_length=100,
+                                        description="a numeric network field holding each reach's threshold, m3/s")
+    return_period: _YEARS | None = Field(None, description="each reach's flow of this return period, years")
+
+    @field_validator("discharge")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return _check_path(value)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> ExceedanceJob:
+        given = [k for k in ("threshold", "threshold_field", "return_period") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of 'threshold' (m3/s), 'threshold_field' or 'return_period' "
+                             f"(got {', '.join(given) or 'none'})")
+        return self
+
+
+class HydrographsJob(_NetworkReading):
+    """Simulated (and observed) discharge at gauges with their metrics (NSE, KGE, PBIAS, ...), from a discharge
+    file: the hydrograph page and the gauge table of a report (``hydrographs.json``)."""
+
+    kind: Literal["hydrographs"]
+    label: str | None = Field(None, max_length=200)
+    network: PathStr | InlineNetwork = Field(description="the routed network (gauges name its reaches)")
+    discharge: PathStr = Field(description="discharge NetCDF")
+    gauges: PathStr = Field(description="CSV of gauges (gauge_id, reach id)")
+    observed: PathStr | None = Field(None, description="CSV of observed discharge (end of step, m3/s)")
+
+    @field_validator("network", "discharge", "gauges", "observed")
     @classmethod
     def _paths(cls, value: Any) -> Any:
         return _check_path(value) if isinstance(value, str) else value
@@ -444,7 +590,10 @@ class TrainJob(_TrainSettingsBody):
         return TrainSettings(**dict(values, forcings=dict(self.forcings), out_dir=out_dir))
 
 
-JobBody = Annotated[RouteJob | ExtractJob | CalibrateJob | SummarizeJob | TrainJob, Field(discriminator="kind")]
+PLANNING_KINDS = ("stats", "compare", "exceedance", "hydrographs")
+
+JobBody = Annotated[RouteJob | ExtractJob | CalibrateJob | SummarizeJob | StatsJob | CompareJob | ExceedanceJob
+                    | HydrographsJob | TrainJob, Field(discriminator="kind")]
 
 EXAMPLES = {
     "inline": {"summary": "route inline arrays", "value": {
@@ -461,6 +610,13 @@ EXAMPLES = {
     "calibrate": {"summary": "calibrate at gauges", "value": {
         "kind": "calibrate", "network": "/data/rivers.gpkg", "runoff": "/data/m3_riv.nc",
         "gauges": "/data/gauges.csv", "observed": "/data/qobs.csv", "zones": "gauges", "iterations": 200}},
+    "regression": {"summary": "learn parameters from reach attributes, with a validation period and a held-out "
+                              "gauge", "value": {
+        "kind": "calibrate", "network": "/data/rivers.gpkg", "runoff": "/data/m3_riv.nc",
+        "gauges": "/data/gauges.csv", "observed": "/data/qobs.csv", "model": "regression",
+        "attributes": ["length", "area"], "calibration": "2014-09-15/2014-11-14",
+        "validation": "2014-11-15/2015-01-15", "validate_gauges": ["V3517010"], "warmup": 48,
+        "optimiser": "lbfgs", "iterations": 50, "scheme": "muskingum"}},
 }
 
 

@@ -204,8 +204,7 @@ def _settings_fields(body: RouteJob, ctx: JobContext) -> dict[str, Any]:
     """The settings a route or calibrate body shares (inputs sent inline are recorded as 'inline')."""
     # every settings field of the body (derived from thalweg.config), then what the service decides
     given = {k: v for k, v in body.settings_fields().items()  # the callers set these themselves
-             if k not in ("gauges", "hydrograph_reaches", "iterations", "learning_rate", "zones", "warmup",
-                          "calibrate")}
+             if k not in ("gauges", "hydrograph_reaches")}
     return dict(given, network=body.network if isinstance(body.network, str) else "inline",
                 runoff=body.runoff if isinstance(body.runoff, str) else "inline",
                 out_dir=str(ctx.out_dir), name=body.name, params=dict(body.params))
@@ -260,27 +259,81 @@ def route_task(body: RouteJob, ctx: JobContext) -> TaskResult:
     return TaskResult(outputs=outputs, result=result, timings=timings, cache={"discharge": d, "gauges": gauges})
 
 
+def _runoff_file(body: CalibrateJob, network, ctx: JobContext, timings: dict[str, float]):
+    """The runoff file of ``body`` read here (inline gauges' observations are per runoff step: the steps' times
+    are needed before the workflow starts)."""
+    from ..config import reading_kwargs
+    from ..runoff import read_runoff
+
+    t0 = time.perf_counter()
+    ctx.progress(0.04, f"reading runoff {Path(body.runoff).name}")
+    kwargs = reading_kwargs(body.settings_fields(), "read_runoff")
+    kwargs["weights_cache"] = ctx.out_dir if body.catchments else None
+    runoff = read_runoff(body.runoff, network, **kwargs)
+    timings["read_runoff"] = time.perf_counter() - t0
+    return runoff
+
+
+def _fit_result(run, record: dict[str, Any]) -> dict[str, Any]:
+    """The job record's result of a fitted parameter model: what was fitted, how it stopped, the losses, the
+    metrics per gauge (role: calibration or held-out) and period, before and after, the leave-one-gauge-out
+    scores (the numbers of the calibration JSON, JSON-safe)."""
+    res = run.calibration
+    before, after = record["metrics"]["before"], record["metrics"]["after"]
+    metrics = [{"gauge_id": label, "reach_id": m["reach_id"], "role": m["role"],
+                "before": {p: before[label][p] for p in ("calibration", "validation")},
+                "after": {p: m[p] for p in ("calibration", "validation")}} for label, m in after.items()]
+    return {"model": res.model.kind, "calibrated": list(res.model.learned), "iterations": res.iterations,
+            "stopped": res.stopped, "converged": res.stopped == "converged", "best_iteration": res.best_iteration,
+            "loss": record["loss"], "validation_loss": record["validation_loss"],
+            "split": {"calibration": record["settings"]["calibration"],
+                      "validation": record["settings"]["validation"]},
+            "metrics": metrics, "leave_one_gauge_out": record["leave_one_gauge_out"]}
+
+
 def calibrate_task(body: CalibrateJob, ctx: JobContext) -> TaskResult:
-    """Calibrate parameters at gauges and route with them (:func:`thalweg.workflow.run_calibrate`)."""
+    """Fit parameters at gauges and route with them (:func:`thalweg.workflow.run_calibrate`): the zones
+    calibration, or a parameter model through run_fit; gauges from a CSV or inline."""
     from ..config import CalibrateSettings
+    from ..learning.gauges import gauges_from_arrays
     from ..workflow import run_calibrate
 
     timings: dict[str, float] = {}
-    network, runoff = _inline_inputs(body, ctx, timings, next_stage="calibration")
-    settings = CalibrateSettings(**_settings_fields(body, ctx), gauges=body.gauges,
-                                 hydrograph_reaches=list(body.hydrograph_reaches), iterations=body.iterations,
-                                 learning_rate=body.learning_rate, zones=body.zones, warmup=body.warmup,
-                                 calibrate=list(body.calibrate))
-    run = _run_workflow(run_calibrate, settings, network, runoff, ctx, timings)
-    res, d = run.calibration, run.route.discharge
-    gauges = _file_gauges(run.gauges, d)
-    outputs = dict(run.outputs)
-    outputs["gauges"] = atomic_write_text(ctx.out_dir / GAUGES_FILE, json.dumps({"gauges": gauges}))
+    inline = isinstance(body.gauges, list)
+    network, runoff = _inline_inputs(body, ctx, timings, next_stage="calibration", need_network=inline)
+    gauges = None
+    if inline:
+        if runoff is None:
+            runoff = _runoff_file(body, network, ctx, timings)
+            ctx.check("calibration")
+        rows = _inline_gauges(body.gauges, network, runoff.n_steps)
+        gauges = gauges_from_arrays(network, [g["gauge_id"] for g in rows], [g["reach_id"] for g in rows],
+                                    observed=[_nan_array(g["observed"]) for g in rows], time_end=runoff.end_time,
+                                    names=[g["name"] for g in rows])
+    fields = _settings_fields(body, ctx)
+    if inline:
+        fields["observed"] = "inline"
+    settings = CalibrateSettings(**fields, gauges=body.gauges if not inline else "inline",
+                                 hydrograph_reaches=list(body.hydrograph_reaches))
+    res = run_calibrate(settings, network=network, runoff=runoff, progress=ctx.progress,
+                        should_stop=ctx.should_stop, gauges=gauges)
+    for key, value in res.timings.items():
+        timings[key] = timings.get(key, 0.0) + value
+    d = res.route.discharge
+    gauge_rows = _file_gauges(res.gauges, d)
+    outputs = dict(res.outputs)
+    outputs["gauges"] = atomic_write_text(ctx.out_dir / GAUGES_FILE, json.dumps({"gauges": gauge_rows}))
     record = json.loads(Path(outputs["calibration"]).read_text())  # the same numbers as the file, JSON-safe
-    result = _discharge_result(d, body, run.route.params_used, gauges) | {
-        "calibrated": list(res.calibrated), "iterations": res.iterations, "converged": bool(res.converged),
-        "loss": record["loss"], "zones": record["zones"], "metrics": record["metrics"]}
-    return TaskResult(outputs=outputs, result=result, timings=timings, cache={"discharge": d, "gauges": gauges})
+    result = _discharge_result(d, body, res.route.params_used, gauge_rows)
+    if res.fit is not None:
+        result |= _fit_result(res, record)
+    else:
+        cal = res.calibration
+        result |= {"model": "zones", "calibrated": list(cal.calibrated), "iterations": cal.iterations,
+                   "converged": bool(cal.converged), "loss": record["loss"], "zones": record["zones"],
+                   "metrics": record["metrics"]}
+    return TaskResult(outputs=outputs, result=result, timings=timings,
+                      cache={"discharge": d, "gauges": gauge_rows})
 
 
 def write_reaches_gpkg(path: Path, network, layer: str = "reaches") -> Path:
@@ -397,3 +450,9 @@ TASKS = {"route": route_task, "extract": extract_task, "calibrate": calibrate_ta
          "train": train_task}
 # one GPU job at a time: route and calibrate jobs share the compute lane; extraction (CPU, files) runs beside it
 LANES = {"route": "compute", "extract": "io", "calibrate": "compute", "summarize": "io", "train": "compute"}
+
+# the planners' job kinds (stats, compare, exceedance, hydrographs) live in their own module
+from .planning import PLANNING_LANES, PLANNING_TASKS  # noqa: E402  (it uses this module's helpers)
+
+TASKS.update(PLANNING_TASKS)
+LANES.update(PLANNING_LANES)

@@ -10,7 +10,7 @@ from .._context import Context, Resolved
 from .._geometry import default_tolerance
 from .._schema import Schema
 from ..catchments import integer_part
-from ..topology import topology_from_lines
+from ..topology import line_links
 
 
 def resolve(ctx: Context) -> Resolved:
@@ -29,8 +29,8 @@ def resolve(ctx: Context) -> Resolved:
     fields = {"id": id_field or "row number", "downstream": label}
     source = dataclasses.replace(ctx.source, fields={**ctx.source.fields, **fields})
     check_unique_ids(ids, source)
-    downstream = topology_from_lines(ctx.lines, ids, tolerance=tolerance, area=ctx.area, source=source)
-    return Resolved(ids, downstream, fields=fields, outlet_codes=(-1,))
+    downstream, links = line_links(ctx.lines, ids, tolerance=tolerance, area=ctx.area, source=source)
+    return Resolved(ids, downstream, fields=fields, outlet_codes=(-1,), links=links)
 
 
 SCHEMA = Schema(

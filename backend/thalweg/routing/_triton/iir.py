@@ -14,7 +14,9 @@ Forward: Q[t] = r Q[t-1] + b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1], U = sum of
 Backward (reverse tickets: last chunk first, outlets first): lambda[t] = A[t] + r lambda[t+1] with
 A = dL/dQ + adjoint of the downstream reach's inflow; adj U = b0 lambda[t] + b1 lambda[t+1],
 dq = c0 lambda[t] + c1 lambda[t+1], and the coefficient gradients are sums of lambda times the
-forward signals.
+forward signals. The adjoint inflow lives in a ring of ``slots`` chunks per (batch, reach), not a
+[B, N, T] array: before a reach overwrites a slot it waits until its upstream reaches have read it, so
+the backward's memory beyond dL/dQ and dL/dq is B x N x slots x BT whatever T.
 """
 from __future__ import annotations
 
@@ -118,9 +120,16 @@ def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr
 
 
 @triton.jit
+def _ring(bi, t, slots, BT: tl.constexpr):
+    # element t of row bi in the adjoint ring: chunk t // BT lives in slot (t // BT) % slots
+    return (bi * slots + (t // BT) % slots) * BT + t % BT
+
+
+@triton.jit
 def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, adj_ptr, dcoef_ptr, coef_ptr, prev_ptr, lam_ptr,
                         order_ptr, down_ptr, child_ptr, child_idx, flag_ptr, ticket_ptr,
-                        n_reach, n_batch, t_len, n_chunks, HAS_PREV: tl.constexpr, PREFETCH: tl.constexpr,
+                        n_reach, n_batch, t_len, n_chunks, slots, gs_b, gs_n, gs_t,
+                        HAS_PREV: tl.constexpr, HAS_DQ: tl.constexpr, PREFETCH: tl.constexpr,
                         BT: tl.constexpr):
     n_items = n_chunks * n_reach * n_batch
     offs0 = tl.arange(0, BT)
@@ -148,14 +157,16 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, adj_ptr, dcoef_ptr, co
         b1 = tl.load(cp + 2)
         c0 = tl.load(cp + 3)
         c1 = tl.load(cp + 4)
-        av = tl.load(grad_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
-        an = tl.load(grad_ptr + row + offs + 1, mask=mask_next, other=0.0).to(tl.float64)
+        grow = b.to(tl.int64) * gs_b + i.to(tl.int64) * gs_n  # dL/dQ by strides (a broadcast one stays so)
+        av = tl.load(grad_ptr + grow + offs * gs_t, mask=mask, other=0.0).to(tl.float64)
+        an = tl.load(grad_ptr + grow + (offs + 1) * gs_t, mask=mask_next, other=0.0).to(tl.float64)
         d = tl.load(down_ptr + i)
         if d >= 0:
             _wait(flag_ptr + b * n_reach + d, k + 1)
-            drow = (b.to(tl.int64) * n_reach + d) * t_len
-            av += tl.load(adj_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
-            an += tl.load(adj_ptr + drow + offs + 1, mask=mask_next, other=0.0,
+            bd = b.to(tl.int64) * n_reach + d
+            av += tl.load(adj_ptr + _ring(bd, offs, slots, BT), mask=mask, other=0.0,
+                          cache_modifier=".cg").to(tl.float64)
+            an += tl.load(adj_ptr + _ring(bd, offs + 1, slots, BT), mask=mask_next, other=0.0,
                           cache_modifier=".cg").to(tl.float64)
         end = tl.minimum(t0 + BT, t_len) - 1
         a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
@@ -165,16 +176,25 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, adj_ptr, dcoef_ptr, co
         # lambda[t+1]: the same scan over A[t+1], with lambda[end+1] as the last element
         an = tl.where(offs < end, an, tl.where(offs == end, lam_after, 0.0))
         _, lam_next = tl.associative_scan((a, an), 0, _affine, reverse=True)
-        tl.store(adj_ptr + row + offs, (b0 * lam + b1 * lam_next).to(adj_ptr.dtype.element_ty), mask=mask)
-        tl.store(dq_ptr + row + offs, (c0 * lam + c1 * lam_next).to(dq_ptr.dtype.element_ty), mask=mask)
+        e0 = tl.load(child_ptr + i)
+        e1 = tl.load(child_ptr + i + 1)
+        if k >= slots:
+            # this slot still holds chunk + slots: wait until every upstream reach has read it (its items
+            # chunk + slots and chunk + slots - 1, which peeks at the first step); smaller tickets
+            e = e0
+            while e < e1:
+                _wait(flag_ptr + b * n_reach + tl.load(child_idx + e), k - slots + 2)
+                e += 1
+        tl.store(adj_ptr + _ring(bi, offs, slots, BT), (b0 * lam + b1 * lam_next).to(adj_ptr.dtype.element_ty),
+                 mask=mask)
+        if HAS_DQ:
+            tl.store(dq_ptr + row + offs, (c0 * lam + c1 * lam_next).to(dq_ptr.dtype.element_ty), mask=mask)
         # forward signals: Q[t-1], U[t], U[t-1], q[t], q[t-1]
         qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
         qp = tl.load(q_ptr + row + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
         op = tl.load(out_ptr + row + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
         u = tl.zeros([BT], dtype=tl.float64)
         up = tl.zeros([BT], dtype=tl.float64)
-        e0 = tl.load(child_ptr + i)
-        e1 = tl.load(child_ptr + i + 1)
         e = e0
         while e < e1:
             c = tl.load(child_idx + e)

@@ -1,0 +1,121 @@
+"""The planners' three tables as the CLI (``thalweg stats|compare|exceed``) and the job service make them.
+
+One place for what both surfaces share: the per-column units of each table (field aliases of the map layer),
+the reading of an exceedance threshold (a value, a network field or a return-period flow), the layer names
+and the gauges' hydrographs and metrics of a report.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["LAYERS", "units_of", "stats_table", "compare_table", "exceedance_table", "gauge_hydrographs"]
+
+# table -> GeoPackage layer name (the plugin opens these layers and styles them by name)
+LAYERS = {"stats": "stats", "compare": "change", "exceedance": "exceedance"}
+_EXCEED_UNITS = {"threshold": "m3/s", "duration_h": "h", "peak": "m3/s", "peak_excess": "m3/s"}
+_COMPARE_UNITS = {"baseline": "m3/s", "scenario": "m3/s", "difference": "m3/s", "relative": "1"}
+# columns that say how a table was made, on every row: a map layer copied elsewhere (a Processing sink, a
+# report) keeps them, where layer metadata would be lost
+_STATS_TEXT = ("fit", "years")
+
+
+def units_of(table: str, frame) -> dict[str, str]:
+    """Column -> unit of one of the planners' tables (``stats``, ``compare``, ``exceedance``)."""
+    if table == "stats":
+        return {str(c): "m3/s" for c in frame.columns if c not in _STATS_TEXT}
+    if table == "compare":
+        return dict(_COMPARE_UNITS)
+    if table == "exceedance":
+        return dict(_EXCEED_UNITS)
+    raise AssertionError(f"unknown table {table!r}")
+
+
+def stats_table(discharge, *, return_periods: Sequence[float], distribution: str, water_year_start: int,
+                n_boot: int, confidence: float, seed: int):
+    """:func:`~.frequency.flow_statistics` with a seeded bootstrap (the same numbers each run), and the columns
+    ``fit`` (distribution and water years, in words) and ``years`` (complete water years used)."""
+    from .frequency import flow_statistics
+
+    frame = flow_statistics(discharge, return_periods=return_periods, n_boot=n_boot, confidence=confidence,
+                            rng=np.random.default_rng(seed), distribution=distribution,
+                            water_year_start=water_year_start)
+    years = frame.attrs["years"]
+    frame["fit"] = f"{distribution.upper()} by L-moments, water years {years[0]}-{years[-1]}"
+    frame["years"] = len(years)
+    return frame
+
+
+def compare_table(baseline, scenario, *, statistic: str, names: tuple[str, str], distribution: str,
+                  water_year_start: int):
+    """:func:`~.compare.compare` of two runs (names: how messages call them), with a ``statistic`` column."""
+    from .compare import compare
+
+    frame = compare(baseline, scenario, statistic=statistic, names=names, distribution=distribution,
+                    water_year_start=water_year_start)
+    frame["statistic"] = statistic  # what changed, kept with the layer (see _STATS_TEXT)
+    return frame
+
+
+def exceedance_table(discharge, *, network=None, threshold: float | None = None, field: str | None = None,
+                     return_period: float | None = None, distribution: str = "gev", water_year_start: int = 10):
+    """:func:`~.frequency.exceedance` of one threshold rule, and its wording (``"10 m3/s"``, ...).
+
+    Exactly one of ``threshold`` (m3/s, every reach), ``field`` (a numeric network field, m3/s; reaches of the
+    discharge missing from the network get none) or ``return_period`` (years: each reach's flow of that return
+    period, fitted on the same run with ``distribution``).
+    """
+    from .frequency import exceedance, flow_statistics
+
+    given = [name for name, value in (("threshold", threshold), ("field", field), ("return_period", return_period))
+             if value is not None]
+    if len(given) != 1:
+        raise AssertionError(f"one threshold rule is needed, got {given or 'none'}")
+    if threshold is not None:
+        values, what = float(threshold), f"{threshold:g} m3/s"
+    elif field is not None:
+        if network is None:
+            raise AssertionError("a threshold field needs the network")
+        if field not in network.attrs:
+            raise InputError(f"field '{field}' is not a numeric field of the network.", path=network.source.path,
+                             field=field, hint=f"Numeric fields: {', '.join(sorted(network.attrs)) or 'none'}.")
+        by_id = dict(zip(network.ids.tolist(), np.asarray(network.attrs[field], float).tolist()))
+        values = np.array([by_id.get(int(r), np.nan) for r in discharge.ids])
+        what = f"field {field}"
+    else:
+        stats = flow_statistics(discharge, return_periods=[return_period], n_boot=0, distribution=distribution,
+                                water_year_start=water_year_start)
+        values = stats[f"q{return_period:g}y"].to_numpy()
+        what = f"the {return_period:g}-year flow ({distribution.upper()})"
+    frame = exceedance(discharge, values)
+    frame.attrs["threshold"] = what
+    return frame, what
+
+
+def gauge_hydrographs(discharge, gauges) -> list[dict[str, Any]]:
+    """Simulated and observed discharge at each gauge with the metrics of :func:`thalweg.metrics.all_metrics`
+    (NSE, KGE, PBIAS, ...; None where a gauge has no observation), for a report's hydrograph page and table.
+
+    ``gauges``: :class:`thalweg.learning.Gauges` read against the routed network. Values in m3/s; times are the
+    ends of the steps (the discharge's ``time``)."""
+    from ..metrics import all_metrics
+
+    rows = discharge.index_of([int(r) for r in gauges.reach_ids])
+    observed = gauges.observed_on(discharge.time)
+    out = []
+    for i, gauge_id in enumerate(gauges.ids):
+        sim = discharge.values[rows[i]].astype(np.float64)
+        obs = None if observed is None else np.asarray(observed[i], dtype=np.float64)
+        metrics = None
+        if obs is not None and np.isfinite(obs).any():
+            metrics = {k: (float(v) if v is not None and np.isfinite(float(v)) else None)
+                       for k, v in all_metrics(sim, obs).items()}
+        out.append({"gauge_id": str(gauge_id), "name": str(gauges.names[i]), "reach_id": int(gauges.reach_ids[i]),
+                    "simulated": sim, "observed": obs, "metrics": metrics,
+                    "peak": float(np.nanmax(sim)) if sim.size else None,
+                    "mean": float(np.nanmean(sim)) if sim.size else None})
+    return out

@@ -1,0 +1,263 @@
+"""Benchmark of global-scale routing (not a test): network preparation, streamed routing with writing, memory.
+
+Cases:
+
+- ``--case global``: a synthetic global-like forest (Scheidegger basins from tiny coastal ones to a few
+  Amazon-deep ones, ``--reaches`` in all) x ``--days`` daily steps, runoff generated on the fly (on the device:
+  no 0.8 TB file), streamed in ``--chunk-steps`` chunks through :func:`thalweg.scale.stream.stream_route` with
+  the discharge written (``--write nc|zarr|none``). Reports network preparation (validation, topology, partition),
+  the forward time per simulated year with streaming and writing included, GPU and host peak memory, and the
+  extrapolation to 85 years.
+- ``--case cpu``: ``thalweg route`` itself, NetCDF in -> NetCDF out, for ``--reaches`` x ``--steps`` hourly
+  steps (the issue's target: 100,000 x 8,784 in <= 13 s and <= 5 GiB on 2 cores), as a subprocess: wall and
+  peak resident memory (getrusage of the child); ``--dask`` also times it on a LocalCluster of 2 workers.
+
+    .venv/bin/python scripts/bench_scale.py --case global --reaches 6800000 --days 365 --device cuda
+    .venv/bin/python scripts/bench_scale.py --case cpu --reaches 100000 --steps 8784 --dask
+
+Prints one JSON object (``--json FILE`` also writes it).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def forest(n_reaches: int, seed: int = 0):
+    """A forest of about ``n_reaches``: 70 % in a wide lattice (many basins, tiny to large), the rest in four
+    single deep basins (tall lattices, the deepest about 15 % of all reaches: an Amazon)."""
+    from thalweg.network import from_arrays, scheidegger_network
+
+    parts = [scheidegger_network(int(0.7 * n_reaches), seed=seed)]
+    for k, share in enumerate((0.15, 0.08, 0.05, 0.02)):
+        parts.append(scheidegger_network(max(50, int(share * n_reaches)), seed=seed + 1 + k, single_basin=True))
+    ids, down, length, area = [], [], [], []
+    offset = 0
+    for net in parts:
+        ids.append(net.ids.astype(np.int64) + offset)
+        down.append(np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)] + offset, -1))
+        length.append(net.length)
+        area.append(net.area)
+        offset += int(net.ids.max()) + 1
+    return np.concatenate(ids), np.concatenate(down), np.concatenate(length), np.concatenate(area), from_arrays
+
+
+@dataclasses.dataclass
+class _Chunk:
+    values: object
+    ids: np.ndarray
+    time: np.ndarray
+    dt: float
+    source: str | None = None
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.time.size)
+
+
+class GeneratedRunoff:
+    """Runoff made on the fly, chunk by chunk, on ``device``: a per-reach rate times a seasonal and daily
+    signal (deterministic: the same chunk is the same values). No file: the point is the routing and writing."""
+
+    def __init__(self, network, n_steps: int, dt: float, device: str) -> None:
+        import torch
+
+        self.ids, self.n_steps, self.dt, self.device = network.ids, int(n_steps), float(dt), device
+        rng = np.random.default_rng(0)
+        base = (network.catchment_area if network.catchment_area is not None else network.area) * 1e-9
+        self.base = torch.as_tensor(np.nan_to_num(base) * rng.uniform(0.5, 1.5, network.n_reaches),
+                                    dtype=torch.float32, device=device)
+        step = np.timedelta64(int(dt * 1000), "ms")
+        self.time = np.datetime64("2001-01-01", "ms") + step * np.arange(self.n_steps)
+
+    def read(self, a: int, b: int) -> _Chunk:
+        import torch
+
+        t = torch.arange(a, b, dtype=torch.float32, device=self.device) * (self.dt / 86400.0)
+        signal = 1.0 + 0.8 * torch.sin(2 * np.pi * t / 365.25) + 0.3 * torch.sin(2 * np.pi * t / 7.3) ** 2
+        values = self.base[:, None] * signal[None, :]
+        if self.device == "cpu":
+            values = values.numpy()
+        return _Chunk(values, self.ids, self.time[a:b], self.dt)
+
+    def close(self) -> None:
+        pass
+
+
+def _peak_host_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def case_global(args) -> dict:
+    import torch
+    from thalweg.params import resolve_params
+    from thalweg.results.outputs import output_paths
+    from thalweg.routing.topology import build as build_topology
+    from thalweg.scale import basins, clusters
+    from thalweg.scale.stream import LocalRouter, stream_route
+
+    t0 = time.perf_counter()
+    ids, down, length, area, from_arrays = forest(args.reaches, args.seed)
+    generate = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    net = from_arrays(ids, down, length, area)  # validation: ids, links, cycles
+    t_validate = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    build_topology(net)  # levels, post-order, depth, upstream CSR, basin segments
+    t_topology = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pieces = clusters(net, args.max_reaches) if args.max_reaches else basins(net)
+    t_partition = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        params, _ = resolve_params(net, args.scheme)
+        t_params = time.perf_counter() - t0
+    dt = 86400.0
+    steps = int(args.days)
+    source = GeneratedRunoff(net, steps, dt, args.device)
+    folder = Path(args.out or tempfile.mkdtemp(prefix="bench_scale_"))
+    fmt = {"nc": "river-route", "zarr": "zarr"}.get(args.write)
+    outs = output_paths(folder, "Q", fmt, "end") if fmt else {}
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    router = LocalRouter(net, params, args.scheme, dt=dt, device=args.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stream_route(net, source, params, args.scheme, outputs=outs, checkpoint=folder / ".Q.stream",
+                           chunk_steps=args.chunk_steps, router=router, compression=0,
+                           id_names={k: "river_id" if fmt == "zarr" else "riverId" for k in outs})
+    wall = res.timings["wall"]
+    years = steps * dt / (365.25 * 86400)
+    out = {"case": "global", "reaches": net.n_reaches, "basins": int(net.outlets.size),
+           "deepest_basin_depth": int(net.depth.max()), "pieces": len(pieces), "steps": steps,
+           "chunk_steps": res.chunk_steps, "device": args.device, "write": args.write,
+           "generate_network_s": round(generate, 2),
+           "prepare_s": {"validate": round(t_validate, 2), "topology": round(t_topology, 2),
+                         "partition": round(t_partition, 2), "parameters": round(t_params, 2),
+                         "total": round(t_validate + t_topology + t_partition + t_params, 2)},
+           "stream_s": {k: round(v, 3) for k, v in res.timings.items()},
+           "seconds_per_simulated_year": round(wall / years, 4),
+           "extrapolated_85_years_s": round(85 * wall / years, 1),
+           "host_peak_gib": round(_peak_host_gib(), 2)}
+    if torch.cuda.is_available() and str(args.device).startswith("cuda"):
+        out["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
+
+
+def _write_runoff(net, steps: int, path: Path) -> None:
+    """river-route 2.x qlateral(time, river_id), m3/s, hourly, written in blocks of steps (never whole)."""
+    import netCDF4
+
+    rng = np.random.default_rng(1)
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", steps)
+        ds.createDimension("river_id", net.n_reaches)
+        t = ds.createVariable("time", "f8", ("time",))
+        t.units, t.calendar = "seconds since 2001-01-01 00:00:00", "standard"
+        t[:] = 3600.0 * np.arange(1, steps + 1)
+        ds.createVariable("river_id", "i8", ("river_id",))[:] = net.ids
+        q = ds.createVariable("qlateral", "f4", ("time", "river_id"), chunksizes=(min(steps, 256), net.n_reaches))
+        q.units = "m3 s-1"
+        for a in range(0, steps, 256):
+            b = min(a + 256, steps)
+            q[a:b] = rng.gamma(1.5, 1.0, size=(b - a, net.n_reaches)).astype(np.float32)
+
+
+_CHILD = (
+    "import json, resource, sys\n"
+    "from thalweg.cli import main\n"
+    "rc = main(sys.argv[2:])\n"
+    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "open(sys.argv[1], 'w').write(json.dumps({'rc': rc, 'peak_kib': peak}))\n"
+    "sys.exit(rc)\n")
+
+
+def _cli(args_list: list[str]) -> dict:
+    """``thalweg ARGS`` in a child process: wall, and the child's own peak resident memory."""
+    report = Path(tempfile.mktemp(suffix=".json"))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(report), *args_list], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(proc.stderr)
+    peak = json.loads(report.read_text())["peak_kib"]
+    report.unlink()
+    return {"wall_s": round(wall, 2), "peak_gib": round(peak / 2**20, 2)}
+
+
+def case_cpu(args) -> dict:
+    from thalweg.network import scheidegger_network
+
+    folder = Path(args.out or tempfile.mkdtemp(prefix="bench_scale_cpu_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    net = scheidegger_network(args.reaches, seed=args.seed)
+    network = folder / "net.parquet"
+    import pandas as pd
+
+    down = np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], -1)
+    pd.DataFrame({"reach_id": net.ids, "downstream_id": down, "length_m": net.length, "area_m2": net.area}
+                 ).to_parquet(network)
+    runoff = folder / "runoff.nc"
+    t0 = time.perf_counter()
+    _write_runoff(net, args.steps, runoff)
+    made = time.perf_counter() - t0
+    base = [str(network), str(runoff), "--no-gpkg", "--compression", "0", "--overwrite"]
+    out = {"case": "cpu", "reaches": net.n_reaches, "steps": args.steps, "write_input_s": round(made, 1),
+           "runoff_gib": round(runoff.stat().st_size / 2**30, 2)}
+    out["whole"] = _cli(["route", *base, "-o", str(folder / "whole.nc"), "--stream", "never"])
+    stream = ["--stream", "always"] + (["--chunk-steps", str(args.chunk_steps)] if args.chunk_steps else [])
+    out["streamed"] = _cli(["route", *base, "-o", str(folder / "streamed.nc"), *stream])
+    if args.dask:
+        out["dask_2_workers"] = _cli(["route", *base, "-o", str(folder / "dask.nc"), *stream, "--dask",
+                                      "--dask-workers", "2"])
+        out["dask_overhead_s"] = round(out["dask_2_workers"]["wall_s"] - out["streamed"]["wall_s"], 2)
+    if not args.keep:
+        for name in ("runoff.nc", "whole.nc", "streamed.nc", "dask.nc"):
+            (folder / name).unlink(missing_ok=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", choices=("global", "cpu"), default="global")
+    p.add_argument("--reaches", type=int, default=200_000)
+    p.add_argument("--days", type=int, default=365, help="global case: daily steps")
+    p.add_argument("--steps", type=int, default=8784, help="cpu case: hourly steps")
+    p.add_argument("--chunk-steps", type=int, default=0, help="0: as many as the memory budget holds")
+    p.add_argument("--max-reaches", type=int, default=0, help="global case: cut basins larger than this")
+    p.add_argument("--scheme", default="muskingum_nonneg")
+    p.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" else "cpu")
+    p.add_argument("--write", choices=("nc", "zarr", "none"), default="nc")
+    p.add_argument("--dask", action="store_true", help="cpu case: also on a LocalCluster of 2 workers")
+    p.add_argument("--out", help="folder for the files (default: a temporary folder)")
+    p.add_argument("--keep", action="store_true", help="cpu case: keep the files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the result here")
+    args = p.parse_args()
+    if args.case == "global" and args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            args.device = "cpu"
+    result = case_global(args) if args.case == "global" else case_cpu(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Streaming in time: chunked runs equal one pass, every output format, and an interrupted run resumes bit for bit."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from thalweg.config import RouteSettings
+from thalweg.errors import InputError, ThalwegWarning
+from thalweg.network import scheidegger_network
+from thalweg.params import resolve_params
+from thalweg.results.outputs import output_paths
+from thalweg.results.reader import read_discharge
+from thalweg.routing import route
+from thalweg.runoff import read_runoff
+from thalweg.scale import stream as stream_mod
+from thalweg.scale.run import wants_stream
+from thalweg.scale.stream import PartitionRouter, chunk_steps_for, stream_route
+
+STEPS = 240
+
+
+@pytest.fixture(scope="module")
+def net():
+    return scheidegger_network(400, seed=3)
+
+
+@pytest.fixture(scope="module")
+def runoff_file(net, tmp_path_factory):
+    """A river-route 2.x qlateral(time, river_id) NetCDF, m3/s, hourly."""
+    rng = np.random.default_rng(1)
+    values = rng.gamma(1.5, 2.0, size=(STEPS, net.n_reaches)).astype(np.float32)
+    order = rng.permutation(net.n_reaches)  # the file's reach order is not the network's
+    time = np.datetime64("2020-01-01T01:00", "ns") + np.arange(STEPS) * np.timedelta64(3600, "s")
+    ds = xr.Dataset({"qlateral": (("time", "river_id"), values[:, order], {"units": "m3 s-1"})},
+                    coords={"time": time, "river_id": net.ids[order]})
+    path = tmp_path_factory.mktemp("runoff") / "qlat.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+def _params(net):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        return resolve_params(net, "muskingum_nonneg")[0]
+
+
+def _whole(net, path, params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        runoff = read_runoff(path, net)
+        return route(net, runoff, params), runoff
+
+
+def _stream(net, path, params, folder, fmt="river-route", convention="end", **kw):
+    outs = output_paths(folder, "q", fmt, convention)
+    ids = {k: {"river-route": "riverId", "rapid": "rivid", "zarr": "river_id"}[f] for k, (_, f, _) in outs.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        return stream_route(net, path, params, outputs=outs, checkpoint=folder / ".q.stream", id_names=ids,
+                            key={"case": "test"}, **kw)
+
+
+@pytest.mark.parametrize("fmt, convention", [("river-route", "both"), ("zarr", "end"), ("rapid", "mean")])
+def test_streamed_equals_one_pass(net, runoff_file, tmp_path, fmt, convention):
+    params = _params(net)
+    whole, runoff = _whole(net, runoff_file, params)
+    res = _stream(net, runoff_file, params, tmp_path, fmt, convention, chunk_steps=37)  # uneven last chunk
+    assert res.n_steps == STEPS and res.chunk_steps == 37 and res.simulated_per_second > 0
+    for kind, path in res.files.items():
+        got = read_discharge(path)
+        assert np.array_equal(got.ids, whole.ids) and np.array_equal(got.time, whole.time), kind
+        np.testing.assert_allclose(got.values, whole.values, rtol=2e-6, atol=1e-5 * whole.values.max())
+    # the chunks' files hold what the one-shot writers write: same variables, attributes and time encoding
+    if fmt != "zarr":
+        from thalweg.results.outputs import write_route_outputs
+
+        ref = write_route_outputs(tmp_path / "ref", "q", whole, convention=convention, fmt=fmt, gpkg=False)
+        for kind, path in res.files.items():
+            with xr.open_dataset(path, decode_times=False) as a, xr.open_dataset(ref[kind], decode_times=False) as b:
+                assert set(a.variables) == set(b.variables)
+                np.testing.assert_array_equal(a["time"].values, b["time"].values)
+                np.testing.assert_array_equal(a["time_bnds"].values, b["time_bnds"].values)
+                assert a["time"].attrs == b["time"].attrs
+                assert {k for k in a.attrs if k != "history"} == {k for k in b.attrs if k != "history"}
+
+
+def test_partition_router_equals_local(net, runoff_file, tmp_path):
+    params = _params(net)
+    local = _stream(net, runoff_file, params, tmp_path / "a", chunk_steps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        router = PartitionRouter(net, params, "muskingum_nonneg", dt=3600.0, n_bins=3)
+    parts = _stream(net, runoff_file, params, tmp_path / "b", chunk_steps=50, router=router)
+    a, b = read_discharge(local.files["q"]).values, read_discharge(parts.files["q"]).values
+    np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * a.max())
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("fmt", ["river-route", "zarr", "rapid"])
+@pytest.mark.parametrize("where", ["between chunks", "after writing, before the journal"])
+def test_interrupted_run_resumes_bit_for_bit(net, runoff_file, tmp_path, monkeypatch, fmt, where):
+    params = _params(net)
+    convention = "mean" if fmt == "rapid" else "end"
+    full = _stream(net, runoff_file, params, tmp_path / "full", fmt, convention, chunk_steps=30)
+    expect = {k: read_discharge(p) for k, p in full.files.items()}
+    folder = tmp_path / "cut"
+    if where == "between chunks":
+        calls = []
+
+        def progress(fraction, message):
+            calls.append(fraction)
+            if len(calls) == 3:
+                raise _Stop
+
+        with pytest.raises(_Stop):
+            _stream(net, runoff_file, params, folder, fmt, convention, chunk_steps=30, progress=progress)
+    else:
+        real = stream_mod._Checkpoint.commit
+        count = {"n": 0}
+
+        def failing(self, done, state, last):
+            count["n"] += 1
+            if count["n"] == 4:  # the 4th chunk's discharge is in the file; its state and journal are not
+                raise _Stop
+            real(self, done, state, last)
+
+        monkeypatch.setattr(stream_mod._Checkpoint, "commit", failing)
+        with pytest.raises(_Stop):
+            _stream(net, runoff_file, params, folder, fmt, convention, chunk_steps=30)
+        monkeypatch.setattr(stream_mod._Checkpoint, "commit", real)
+    done = json.loads((folder / ".q.stream" / "journal.json").read_text())["done"]
+    assert 0 < done < STEPS
+    res = _stream(net, runoff_file, params, folder, fmt, convention, chunk_steps=30, resume=True)
+    assert res.resumed_at == done
+    for kind, path in res.files.items():
+        got = read_discharge(path)
+        assert np.array_equal(got.values, expect[kind].values), kind  # bit for bit
+        assert np.array_equal(got.time, expect[kind].time)
+
+
+def test_resume_refuses_another_runs_checkpoint(net, runoff_file, tmp_path):
+    params = _params(net)
+    calls = []
+
+    def progress(fraction, message):
+        calls.append(message)
+        if len(calls) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        _stream(net, runoff_file, params, tmp_path, chunk_steps=30, progress=progress)
+    assert "simulated" in calls[0]  # progress in simulated time per second
+    with pytest.raises(InputError, match="another run"):
+        _stream(net, runoff_file, params, tmp_path, chunk_steps=40, resume=True)
+
+
+def test_chunks_follow_the_memory_budget(net, runoff_file, tmp_path):
+    steps = chunk_steps_for(1_000_000, 8784, 4 * 10**9)
+    assert 1 <= steps < 8784
+    assert 4.0 * 1_000_000 * steps * 10 <= 4 * 10**9
+    assert chunk_steps_for(100, 50, None) == 50
+    with pytest.raises(InputError, match="cannot hold"):
+        chunk_steps_for(10**9, 10, 10**9)
+    base = dict(network="n.gpkg", runoff=str(runoff_file), out_dir=str(tmp_path), name="q")
+    assert not wants_stream(RouteSettings(**base))  # fits: routed whole
+    assert wants_stream(RouteSettings(**base, memory=0.001))  # the budget is too small: streamed
+    assert not wants_stream(RouteSettings(**base, memory=0.001, stream="never"))
+    assert wants_stream(RouteSettings(**base, stream="always"))
+    with pytest.raises(InputError, match="cannot be given"):
+        wants_stream(RouteSettings(**base, resume=True, stream="never"))
+    with pytest.raises(InputError, match="NetCDF"):
+        wants_stream(RouteSettings(**{**base, "runoff": "r.csv"}, stream="always"))
+
+
+def test_float64_stream_equals_one_pass_closely(net, runoff_file, tmp_path):
+    params = _params(net)
+    whole, runoff = _whole(net, runoff_file, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        exact = route(net, runoff.values.astype(np.float64), params, dt=runoff.dt, dtype=torch.float64).numpy()
+    res = _stream(net, runoff_file, params, tmp_path, chunk_steps=64, dtype=torch.float64)
+    got = read_discharge(res.files["q"]).values  # float32 in the file: the float64 run rounded once
+    np.testing.assert_allclose(got, exact.astype(np.float32), rtol=1e-6, atol=1e-7 * exact.max())
+
+
+def test_thalweg_route_streams_over_the_budget_and_resumes(tmp_path):
+    """The CLI: --memory below the whole run's estimate streams (no refusal); --resume without a checkpoint
+    routes from the start; the files equal the whole run."""
+    from pathlib import Path
+
+    from thalweg.cli import main
+    from thalweg.hydrography import read_network
+
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
+    args = [str(sample / "cance_rivers.gpkg"), str(sample / "cance_runoff.nc"), "--quiet"]
+    assert main(["route", *args, "-o", str(tmp_path / "s.nc"), "--memory", "0.01"]) == 0
+    assert not (tmp_path / "s.gpkg").exists() and not (tmp_path / ".s.stream").exists()
+    saved = json.loads((tmp_path / "s.settings.json").read_text())
+    assert saved["stream"] == "auto" and saved["memory"] == 0.01
+    net = read_network(sample / "cance_rivers.gpkg")
+    whole, _ = _whole(net, sample / "cance_runoff.nc", _params(net))
+    streamed = read_discharge(tmp_path / "s.nc")
+    np.testing.assert_allclose(streamed.values, whole.values, rtol=2e-6, atol=1e-5 * whole.values.max())
+    assert main(["route", *args, "-o", str(tmp_path / "s.zarr"), "--chunk-steps", "1000", "--resume"]) == 0
+    np.testing.assert_allclose(read_discharge(tmp_path / "s.zarr").values, whole.values, rtol=2e-6,
+                               atol=1e-5 * whole.values.max())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_stream_with_pinned_copies_equals_cpu(net, runoff_file, tmp_path):
+    """The GPU path (pinned host memory, copy and copy-back streams) gives the CPU path's discharge."""
+    params = _params(net)
+    cpu = _stream(net, runoff_file, params, tmp_path / "cpu", chunk_steps=50, device="cpu")
+    gpu = _stream(net, runoff_file, params, tmp_path / "gpu", chunk_steps=50, device="cuda")
+    a, b = read_discharge(cpu.files["q"]).values, read_discharge(gpu.files["q"]).values
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * a.max())
+
+
+def test_streamed_hydrographs_at_gauges_equal_the_whole_runs(tmp_path):
+    """--gauges and --hydrograph while streaming: the series are read back from the written file."""
+    from pathlib import Path
+
+    import pandas as pd
+    from thalweg.cli import main
+
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
+    args = [str(sample / "cance_rivers.gpkg"), str(sample / "cance_runoff.nc"), "--quiet", "--no-gpkg",
+            "--gauges", str(sample / "cance_gauges.csv"), "--hydrograph", "7"]
+    assert main(["route", *args, "-o", str(tmp_path / "whole_Qout.nc"), "--convention", "mean"]) == 0
+    assert main(["route", *args, "-o", str(tmp_path / "s_Qout.nc"), "--convention", "mean", "--stream", "always",
+                 "--chunk-steps", "1000"]) == 0
+    for suffix in ("_hydrographs.csv", "_hydrographs_long.csv"):
+        whole = pd.read_csv(tmp_path / f"whole_Qout{suffix}")
+        streamed = pd.read_csv(tmp_path / f"s_Qout{suffix}")
+        assert list(whole.columns) == list(streamed.columns) and len(whole) == len(streamed)
+        numbers = whole.select_dtypes("number").columns
+        np.testing.assert_allclose(streamed[numbers].to_numpy(), whole[numbers].to_numpy(), rtol=2e-6, atol=1e-4)
+        assert (whole.select_dtypes(exclude="number").fillna("") == streamed.select_dtypes(exclude="number")
+                .fillna("")).all().all()
