@@ -71,3 +71,70 @@ def test_state_refuses_another_run(mid_basin, small_network, rng):
               state=state)
     with pytest.raises(InputError, match="recursive state, and this engine needs a history state"):
         route(mid_basin, q, params, "linear_storage", dt=DT, engine="closure", state=state)
+
+
+@pytest.mark.parametrize("engine, kernel_length", [("exact", None), ("exact", 64), ("fft", 64), ("closure", 64)])
+@pytest.mark.parametrize("scheme", ["muskingum_nonneg", "hayami"])
+def test_prepared_route_chunks_equal_route_chunks(scheme, engine, kernel_length, mid_basin, rng):
+    """PreparedRoute (coefficients and kernels computed once, reused per chunk) gives route()'s chunked values
+    and states exactly, and one pass's values to rounding (the oracle: route over the whole series)."""
+    from thalweg.routing import PreparedRoute
+
+    sch = SCHEMES[scheme]
+    if sch.recursion is None:
+        kernel_length = kernel_length or 64
+    params = scheme_params(sch, mid_basin, rng, max_travel=1.5 * DT)
+    q = torch.as_tensor(runoff(mid_basin, rng, batch=2, steps=400))
+    opts = {"engine": engine, "kernel_length": kernel_length, "dtype": torch.float64, "device": "cpu"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        whole = route(mid_basin, q, params, scheme, dt=DT, **opts)
+        expected, expected_state = _chunked(mid_basin, q, params, scheme, **opts)
+        prepared = PreparedRoute(mid_basin, params, scheme, dt=DT, **opts)
+        state, parts = None, []
+        for a, b in CHUNKS:
+            part, state = prepared(q[..., a:b], state, return_state=True)
+            parts.append(part)
+    got = torch.cat(parts, -1)
+    assert torch.equal(got, expected)
+    assert state.kind == expected_state.kind and state.steps == 400
+    for name, tensor in state.tensors.items():
+        assert torch.equal(tensor, expected_state.tensors[name]), name
+    assert_discharge_close(got, whole, rtol=1e-10, ids=mid_basin.ids)
+
+
+def test_prepared_route_gives_each_call_its_own_gradient(mid_basin, rng):
+    """Parameters requiring grad: two calls, two backward passes, each the gradient route() gives."""
+    from thalweg.routing import PreparedRoute
+
+    p = scheme_params(SCHEMES["muskingum"], mid_basin, rng)
+    q = torch.as_tensor(runoff(mid_basin, rng, batch=1, steps=50))
+    k = torch.as_tensor(np.asarray(p["k"], dtype=np.float64)).requires_grad_(True)
+    params = {"k": k, "x": p["x"]}
+    prepared = PreparedRoute(mid_basin, params, "muskingum", dt=DT, dtype=torch.float64, device="cpu")
+    grads = []
+    for _ in range(2):
+        k.grad = None
+        prepared(q).sum().backward()
+        grads.append(k.grad.clone())
+    k.grad = None
+    route(mid_basin, q, params, "muskingum", dt=DT, dtype=torch.float64, device="cpu").sum().backward()
+    assert torch.count_nonzero(grads[0]) > 0
+    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], k.grad)
+
+
+def test_upstream_sum_is_the_sum_of_the_upstream_outflows(mid_basin, rng):
+    """The state's inflow: per reach, the sum of its upstream reaches' outflow (brute force in numpy)."""
+    from thalweg.routing.engines import _upstream_sum
+    from thalweg.routing.topology import topology
+
+    topo = topology(mid_basin)
+    down = np.asarray(mid_basin.downstream)
+    for steps in (1, 5):
+        series = torch.as_tensor(rng.gamma(1.5, 1.0, (2, mid_basin.n_reaches, steps)))
+        expected = np.zeros(series.shape)
+        for i, d in enumerate(down):
+            if d >= 0:
+                expected[:, d] += series[:, i].numpy()
+        for cache in (None, {}):
+            np.testing.assert_allclose(_upstream_sum(topo, series, cache).numpy(), expected, rtol=1e-14, atol=0)

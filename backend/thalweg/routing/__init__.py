@@ -31,7 +31,7 @@ from .reference import route_reference
 from .state import RoutingState
 from .topology import topology
 
-__all__ = ["ENGINES", "RoutingState", "build_kernels", "resolve_device", "route", "route_reference"]
+__all__ = ["ENGINES", "PreparedRoute", "RoutingState", "build_kernels", "resolve_device", "route", "route_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,79 @@ def check_engine_options(engine: str, options: Mapping[str, Any]) -> None:
                          hint=f"Remove {', '.join(unknown)}, or choose an engine that takes it ({others}).")
 
 
+def _check_call(network: RiverNetwork, engine: str, engine_options: Mapping[str, Any], fractions: Any,
+                dtype: torch.dtype) -> None:
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine '{engine}'.", hint=f"Choose one of: {', '.join(ENGINES)}.")
+    check_engine_options(engine, engine_options)
+    if fractions is not None and network.splits is None:
+        raise InputError("split fractions were given, but the network has no splits.",
+                         hint="Leave fractions out, or read the network with its bifurcations (bifurcations='split').")
+    if dtype not in (torch.float32, torch.float64):
+        raise InputError(f"dtype {dtype} is not supported.", hint="Use torch.float32 or torch.float64.")
+
+
+def _check_dt(step: Any) -> float:
+    if step is None:
+        raise InputError("the step length dt is needed: this runoff carries no time axis.",
+                         hint=f"Give it in seconds ({opt('route.dt', 3600)}), or pass a thalweg Runoff or an "
+                              f"xarray DataArray with a time coordinate.")
+    if isinstance(step, bool) or not isinstance(step, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(step) or step <= 0:
+        raise InputError(f"the time step must be positive, in seconds (got {step!r}).", field="dt")
+    return float(step)
+
+
+class PreparedRoute:
+    """:func:`route` for one network, parameter set, scheme, dt, engine, device and dtype, called again and again
+    (time chunks of a stream): the parameters are checked and converted, the reaches the scheme adjusts reported
+    and the topology looked up once, here; the scheme's recursion coefficients (and fixed-length kernels) are
+    computed on the first call and reused by the next ones.
+
+    ``prepared(runoff, state=None, return_state=False)`` routes a numpy array or torch tensor [B, N, T] or
+    [N, T] (reaches in network order) and returns what ``route(network, runoff, params, scheme, dt=dt, ...,
+    state=state, return_state=return_state)`` returns for it, the same values. Parameters that require grad
+    keep their gradients: while grad is enabled their coefficients are recomputed on each call, so each call
+    has its own graph.
+    """
+
+    def __init__(self, network: RiverNetwork, params: Mapping[str, Any], scheme: str | Any = "muskingum_nonneg", *,
+                 dt: float, engine: str = "auto", dtype: torch.dtype = torch.float32,
+                 device: str | torch.device | None = None, kernel_length: int | None = None, at: Any = None,
+                 fractions: Any = None, **engine_options) -> None:
+        _check_call(network, engine, engine_options, fractions, dtype)
+        self.network, self.scheme, self.dt = network, get_scheme(scheme), _check_dt(dt)
+        self.engine, self.dtype, self.device = engine, dtype, resolve_device(device)
+        self.kernel_length, self.fractions, self.engine_options = kernel_length, fractions, engine_options
+        self.out_index = None
+        if at is not None:
+            self.out_index = torch.as_tensor(network.index_of(at, what="output reach ids"), device=self.device)
+        self.params = scheme_params(network, self.scheme, params, dtype=torch.float64, device=self.device)
+        report_adjusted(network, self.scheme, self.params, self.dt)
+        self.topo = topology(network)
+        self._cache: dict = {}
+        self._grad = any(v.requires_grad for v in self.params.values())
+        if not self._grad and network.splits is None:
+            with torch.no_grad():
+                _engines.precompute(self._cache, self.scheme, self.params, self.dt, engine, kernel_length)
+
+    def _one(self, values, state, want, progress):
+        q, squeeze = _as_batch(self.network, values, self.device, self.dtype)
+        cache = None if self._grad and torch.is_grad_enabled() else self._cache
+        job = _engines.Job(network=self.network, topo=self.topo, runoff=q, scheme=self.scheme, params=self.params,
+                           dt=self.dt, kernel_length=self.kernel_length, state=state, want_state=want,
+                           at=self.out_index, progress=progress, options=self.engine_options,
+                           fractions=self.fractions, cache=cache)
+        out, new_state = _engines.run(self.engine, job)
+        if self.out_index is not None and out.shape[1] != self.out_index.numel():
+            out = out.index_select(1, self.out_index)
+        return (out[0] if squeeze else out), new_state
+
+    def __call__(self, runoff: Any, state: RoutingState | None = None, return_state: bool = False, progress=None):
+        out, new_state = self._one(runoff, state, return_state, progress)
+        return (out, new_state) if return_state else out
+
+
 def route(
     network: RiverNetwork,
     runoff: Any,
@@ -196,45 +269,17 @@ def route(
     """
     from ._inputs import as_runoff_input
 
-    sch = get_scheme(scheme)
-    if engine not in ENGINES:
-        raise InputError(f"unknown engine '{engine}'.", hint=f"Choose one of: {', '.join(ENGINES)}.")
-    check_engine_options(engine, engine_options)
-    if fractions is not None and network.splits is None:
-        raise InputError("split fractions were given, but the network has no splits.",
-                         hint="Leave fractions out, or read the network with its bifurcations (bifurcations='split').")
-    if dtype not in (torch.float32, torch.float64):
-        raise InputError(f"dtype {dtype} is not supported.", hint="Use torch.float32 or torch.float64.")
+    _check_call(network, engine, engine_options, fractions, dtype)
     src = as_runoff_input(network, runoff, dt)
-    step = src.dt
-    if step is None:
-        raise InputError("the step length dt is needed: this runoff carries no time axis.",
-                         hint=f"Give it in seconds ({opt('route.dt', 3600)}), or pass a thalweg Runoff or an "
-                              f"xarray DataArray with a time coordinate.")
-    if isinstance(step, bool) or not isinstance(step, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(step) or step <= 0:
-        raise InputError(f"the time step must be positive, in seconds (got {step!r}).", field="dt")
-    step = float(step)
+    step = _check_dt(src.dt)
     if isinstance(src.values, torch.Tensor) and device is None:
         dev = src.values.device
     else:
         dev = resolve_device(device)
-    out_index = None
-    if at is not None:
-        out_index = torch.as_tensor(network.index_of(at, what="output reach ids"), device=dev)
-    p = scheme_params(network, sch, params, dtype=torch.float64, device=dev)
-    report_adjusted(network, sch, p, step)
-    topo = topology(network)
-
-    def one(values, st, want, prog):
-        q, squeeze = _as_batch(network, values, dev, dtype)
-        job = _engines.Job(network=network, topo=topo, runoff=q, scheme=sch, params=p, dt=step,
-                           kernel_length=kernel_length, state=st, want_state=want, at=out_index,
-                           progress=prog, options=engine_options, fractions=fractions)
-        out, new_state = _engines.run(engine, job)
-        if out_index is not None and out.shape[1] != out_index.numel():
-            out = out.index_select(1, out_index)
-        return (out[0] if squeeze else out), new_state
+    prepared = PreparedRoute(network, params, scheme, dt=step, engine=engine, dtype=dtype, device=dev,
+                             kernel_length=kernel_length, at=at, fractions=fractions, **engine_options)
+    sch, out_index = prepared.scheme, prepared.out_index
+    one = prepared._one
 
     if src.blocks is None:
         out, new_state = one(src.values, state, return_state, progress)

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..irf import Scheme
+from ..irf import Recursion, Scheme
 from ..network import RiverNetwork
 from .state import RoutingState
 from .topology import Topology
@@ -41,11 +41,56 @@ class Job:
     progress: Any
     options: dict
     fractions: Any = None  # split fractions [E] replacing the network's (networks with splits only)
+    # what a prepared route (``routing.PreparedRoute``) keeps between its calls: the scheme's recursion and the
+    # kernels, computed from the same params and dt every time (None: computed on each call)
+    cache: dict | None = None
 
     def kernels(self, n_steps: int, kernel_length: int | None = None):
         from . import kernels_from
 
-        return kernels_from(self.scheme, self.params, dt=self.dt, n_steps=n_steps, kernel_length=kernel_length)
+        if self.cache is None or kernel_length is None:  # whole-series kernels: as long as each call's series
+            return kernels_from(self.scheme, self.params, dt=self.dt, n_steps=n_steps, kernel_length=kernel_length)
+        key = ("kernels", int(kernel_length))  # a given length fixes the kernels whatever the series length
+        if key not in self.cache:
+            self.cache[key] = kernels_from(self.scheme, self.params, dt=self.dt, n_steps=n_steps,
+                                           kernel_length=kernel_length)
+        return self.cache[key]
+
+    def recursion_scheme(self) -> Scheme:
+        """The scheme, its recursion computed once per prepared route (the scheme itself without a cache)."""
+        if self.cache is None or self.scheme.recursion is None:
+            return self.scheme
+        if "scheme" not in self.cache:
+            cache, compute = self.cache, self.scheme.recursion
+
+            def recursion(params, dt):  # always this job's params and dt (route_exact, fft)
+                if "recursion" not in cache:
+                    cache["recursion"] = _Stacked.of(compute(params, dt))
+                return cache["recursion"]
+
+            self.cache["scheme"] = dataclasses.replace(self.scheme, recursion=recursion)
+        return self.cache["scheme"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stacked(Recursion):
+    """A recursion whose stacked coefficients [N, 5] are computed once (a prepared route's)."""
+
+    both: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, rec: Recursion) -> _Stacked:
+        return cls(rec.r, rec.b0, rec.b1, rec.c0, rec.c1, rec.stacked())
+
+    def stacked(self) -> torch.Tensor:
+        return self.both
+
+
+def precompute(cache: dict, scheme: Scheme, params: dict, dt: float, engine: str, kernel_length: int | None) -> None:
+    """Fill a prepared route's ``cache`` ahead of its first call: the recursion coefficients, where the engine
+    runs the scheme's recursion (the kind of state ``_kind`` picks for a recursion without a given length)."""
+    if scheme.recursion is not None and kernel_length is None and resolve(engine) in ("exact", "fft"):
+        cache["recursion"] = _Stacked.of(scheme.recursion(params, dt))
 
 
 def _kind(engine: str, job: Job) -> str:
@@ -63,14 +108,29 @@ def _history_length(job: Job) -> int:
     return job.scheme.auto_length(job.params, job.dt)
 
 
-def _upstream_sum(topo: Topology, series: torch.Tensor) -> torch.Tensor:
-    """Inflow U [B, N, ...] of every reach from the outflow Q [B, N, ...] of every reach."""
-    down = topo.on(series.device)["downstream"]
+def _links(topo: Topology, device, cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reaches that flow into another, the reach each flows into), int64 on ``device`` (kept in ``cache``)."""
+    key = ("links", str(device))
+    if cache is not None and key in cache:
+        return cache[key]
+    down = topo.on(device)["downstream"]
     has = down >= 0
-    return torch.zeros_like(series).index_add(1, down[has], series[:, has])
+    links = (torch.nonzero(has).flatten(), down[has])
+    if cache is not None:
+        cache[key] = links
+    return links
 
 
-def _state_in(state: RoutingState | None, topo: Topology, device):
+def _upstream_sum(topo: Topology, series: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+    """Inflow U [B, N, ...] of every reach from the outflow Q [B, N, ...] of every reach."""
+    src, dst = _links(topo, series.device, cache)
+    if series.ndim == 3 and series.shape[-1] == 1:  # one step: a [B, N] sum (index_add over a size-1 axis is slow)
+        flat = series[..., 0]
+        return torch.zeros_like(flat).index_add_(1, dst, flat.index_select(1, src)).unsqueeze(-1)
+    return torch.zeros_like(series).index_add_(1, dst, series.index_select(1, src))
+
+
+def _state_in(state: RoutingState | None, topo: Topology, device, cache: dict | None = None):
     """Engine-side warm state: the filter tensor, or (U, q, Q) histories."""
     if state is None:
         return None
@@ -78,17 +138,20 @@ def _state_in(state: RoutingState | None, topo: Topology, device):
     if st.kind == "recursive":
         return st.tensors["filter"]
     q_out = st.tensors["outflow"]
-    return (_upstream_sum(topo, q_out), st.tensors["runoff"], q_out)
+    return (_upstream_sum(topo, q_out, cache), st.tensors["runoff"], q_out)
 
 
 def _state_out(kind: str, job: Job, out: torch.Tensor, kernel_length: int | None) -> dict:
-    """The state after the last step, from the routed discharge (the same for every engine)."""
-    q_out = out.detach().to(torch.float64)
-    runoff = job.runoff.detach().to(torch.float64)
+    """The state after the last step, from the routed discharge (the same for every engine). Only the steps
+    kept are converted to float64 (the last one, or the last L - 1), not the whole chunk."""
     if kind == "recursive":
-        last = q_out[..., -1:]
-        return {"filter": torch.stack([last[..., 0], _upstream_sum(job.topo, last)[..., 0], runoff[..., -1]], -1)}
+        last = out.detach()[..., -1:].to(torch.float64)
+        runoff = job.runoff.detach()[..., -1].to(torch.float64)
+        return {"filter": torch.stack([last[..., 0], _upstream_sum(job.topo, last, job.cache)[..., 0], runoff], -1)}
     keep = int(kernel_length) - 1
+    tail = max(keep, 0)
+    q_out = (out.detach()[..., -tail:] if tail else out.detach()[..., :0]).to(torch.float64)
+    runoff = (job.runoff.detach()[..., -tail:] if tail else job.runoff.detach()[..., :0]).to(torch.float64)
     if job.state is not None:
         prev = job.state.to(out.device).tensors
         q_out = torch.cat([prev["outflow"], q_out], -1)
@@ -109,12 +172,13 @@ def _run_one(engine: str, job: Job):
     kernel_length = job.kernel_length
     if kind == "history" and kernel_length is None:
         kernel_length = _history_length(job)
-    st_in = _state_in(job.state, job.topo, job.runoff.device)
+    st_in = _state_in(job.state, job.topo, job.runoff.device, job.cache)
     fir_hist = st_in[:2] if isinstance(st_in, tuple) else st_in
+    scheme = job.recursion_scheme()
     if engine == "exact":
         from .exact import route_exact
 
-        out, _, _path = route_exact(job.topo, job.runoff, job.scheme, job.params, job.dt,
+        out, _, _path = route_exact(job.topo, job.runoff, scheme, job.params, job.dt,
                                     kernels_fn=lambda L: _cast(job.kernels(max(L, t_len), kernel_length),
                                                                job.runoff.dtype, exact_path=True),
                                     kernel_length=kernel_length, state=fir_hist, want=kind, progress=job.progress)
@@ -123,7 +187,7 @@ def _run_one(engine: str, job: Job):
 
         length = kernel_length or t_len
         kern = _cast(job.kernels(max(length, t_len), kernel_length), job.runoff.dtype)
-        coef = job.scheme.recursion(job.params, job.dt).stacked() if kind == "recursive" else None
+        coef = scheme.recursion(job.params, job.dt).stacked() if kind == "recursive" else None
         out, _ = route_fft(job.topo, job.runoff, kern, coef=coef, filter_state=st_in if kind == "recursive" else None,
                            history=fir_hist if kind == "history" else None, progress=job.progress)
     elif engine == "closure":
@@ -169,5 +233,6 @@ def run(engine: str, job: Job):
     if job.network.splits is not None:
         from .dag import route_dag
 
-        return route_dag(resolve(engine), job, _run_one)
+        # the stages route sub-networks with their own params: nothing of the whole network's cache applies
+        return route_dag(resolve(engine), dataclasses.replace(job, cache=None), _run_one)
     return _run_one(resolve(engine), job)

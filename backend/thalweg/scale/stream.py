@@ -94,13 +94,21 @@ class LocalRouter:
         self.kernel_length = kernel_length if kernel_length is not None else \
             history_length(network, params, scheme, dt, engine=engine)
         self.state = None
+        self._prepared = None
+
+    def prepare(self, device: Any = None) -> None:
+        """Check and convert the parameters and report the reaches the scheme adjusts, once for the whole stream
+        (the first chunk does it otherwise); the recursion coefficients follow on the first chunk, then are reused."""
+        from ..routing import PreparedRoute
+
+        if self._prepared is None:
+            self._prepared = PreparedRoute(self.network, self.params, self.scheme, dt=self.dt, engine=self.engine,
+                                           device=self.device if self.device is not None else device,
+                                           dtype=self.dtype, kernel_length=self.kernel_length)
 
     def __call__(self, values: Any) -> Any:
-        from ..routing import route
-
-        q, self.state = route(self.network, values, self.params, self.scheme, dt=self.dt, engine=self.engine,
-                              device=self.device, dtype=self.dtype, kernel_length=self.kernel_length,
-                              state=self.state, return_state=True)
+        self.prepare(values.device if isinstance(values, torch.Tensor) else None)
+        q, self.state = self._prepared(values, self.state, return_state=True)
         return q
 
     def get_state(self) -> Any:
@@ -391,8 +399,10 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                         torch.cuda.current_stream(dev).wait_event(event)
                         values.record_stream(torch.cuda.current_stream(dev))  # made on the copy stream
                     q = router(values)
-                    back = None
-                    if on_gpu and isinstance(q, torch.Tensor) and q.is_cuda:  # device -> pinned host, own stream
+                    back = end = None
+                    if not writers:  # nothing to write: no copy to the host, no discharge, no checkpoint
+                        pass
+                    elif on_gpu and isinstance(q, torch.Tensor) and q.is_cuda:  # device -> pinned host, own stream
                         end = q[..., -1].cpu().numpy()
                         host = torch.empty(q.shape, dtype=q.dtype, pin_memory=True)
                         back_stream.wait_stream(torch.cuda.current_stream(dev))
@@ -406,8 +416,11 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                         q = q.detach().cpu().numpy() if isinstance(q, torch.Tensor) else np.asarray(q)
                         end = q[..., -1].copy()
                 state = router.get_state()
+                if not writers and b == steps and on_gpu:
+                    torch.cuda.synchronize(dev)  # the last chunk's routing done (nothing else waits for it)
                 busy["route"] += time.perf_counter() - t0
-                write_q.put((a, b, chunk, q, back, state, last))
+                if writers:
+                    write_q.put((a, b, chunk, q, back, state, last))
                 last = end
                 routed = b
                 elapsed = max(time.perf_counter() - t_start, 1e-9)
