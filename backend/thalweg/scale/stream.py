@@ -83,7 +83,9 @@ def streamable(path: Any) -> bool:
 
 # ---- routers: what routes one chunk, keeping the warm state between chunks ----------------------------
 class LocalRouter:
-    """The whole network through :func:`thalweg.route` in this process (CPU threads or one GPU)."""
+    """The whole network through :func:`thalweg.route` in this process (CPU threads or one GPU): a
+    :class:`thalweg.routing.PreparedRoute` (``prepared``, made by :meth:`prepare` or the first chunk) routes
+    every chunk, with the parameters checked and the coefficients computed once."""
 
     def __init__(self, network, params, scheme, *, dt: float, engine: str = "auto", device: Any = None,
                  dtype: torch.dtype = torch.float32, kernel_length: int | None = None) -> None:
@@ -94,21 +96,21 @@ class LocalRouter:
         self.kernel_length = kernel_length if kernel_length is not None else \
             history_length(network, params, scheme, dt, engine=engine)
         self.state = None
-        self._prepared = None
+        self.prepared = None
 
     def prepare(self, device: Any = None) -> None:
         """Check and convert the parameters and report the reaches the scheme adjusts, once for the whole stream
         (the first chunk does it otherwise); the recursion coefficients follow on the first chunk, then are reused."""
         from ..routing import PreparedRoute
 
-        if self._prepared is None:
-            self._prepared = PreparedRoute(self.network, self.params, self.scheme, dt=self.dt, engine=self.engine,
+        if self.prepared is None:
+            self.prepared = PreparedRoute(self.network, self.params, self.scheme, dt=self.dt, engine=self.engine,
                                            device=self.device if self.device is not None else device,
                                            dtype=self.dtype, kernel_length=self.kernel_length)
 
     def __call__(self, values: Any) -> Any:
         self.prepare(values.device if isinstance(values, torch.Tensor) else None)
-        q, self.state = self._prepared(values, self.state, return_state=True)
+        q, self.state = self.prepared(values, self.state, return_state=True)
         return q
 
     def get_state(self) -> Any:
