@@ -245,3 +245,23 @@ def test_streamed_hydrographs_at_gauges_equal_the_whole_runs(tmp_path):
         np.testing.assert_allclose(streamed[numbers].to_numpy(), whole[numbers].to_numpy(), rtol=2e-6, atol=1e-4)
         assert (whole.select_dtypes(exclude="number").fillna("") == streamed.select_dtypes(exclude="number")
                 .fillna("")).all().all()
+
+
+def test_streaming_with_nothing_to_write_routes_every_chunk(net, runoff_file, tmp_path):
+    """No outputs (a benchmark's --write none): every chunk routed, the final warm state that of one pass over all
+    steps (the oracle: route() of the whole series with return_state), no discharge copied or checkpointed."""
+    from thalweg.scale.stream import LocalRouter
+
+    params = _params(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        _, last = route(net, read_runoff(runoff_file, net), params, return_state=True, device="cpu")
+        router = LocalRouter(net, params, "muskingum_nonneg", dt=3600.0, device="cpu")
+        res = stream_route(net, runoff_file, params, outputs={}, checkpoint=tmp_path / ".q.stream", chunk_steps=37,
+                           router=router)
+    assert res.files == {} and res.timings["write"] == 0.0
+    assert not any((tmp_path / ".q.stream").iterdir())  # nothing to resume: no state, no journal
+    state = router.get_state()
+    assert state.steps == STEPS and state.kind == last.kind
+    np.testing.assert_allclose(state.tensors["filter"].numpy(), last.tensors["filter"].numpy(), rtol=1e-5,
+                               atol=1e-6 * float(last.tensors["filter"].abs().max()))

@@ -100,7 +100,7 @@ class LocalRouter:
 
     def prepare(self, device: Any = None) -> None:
         """Check and convert the parameters and report the reaches the scheme adjusts, once for the whole stream
-        (the first chunk does it otherwise); the recursion coefficients follow on the first chunk, then are reused."""
+        (the first chunk does it otherwise), with the recursion coefficients where the engine runs a recursion."""
         from ..routing import PreparedRoute
 
         if self.prepared is None:
