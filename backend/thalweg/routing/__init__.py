@@ -74,7 +74,8 @@ def kernels_from(sch, p: Mapping[str, torch.Tensor], *, dt: float, n_steps: int,
     return Kernels(h, g)
 
 
-def report_adjusted(network: RiverNetwork, sch, p: Mapping[str, torch.Tensor], dt: float) -> None:
+def report_adjusted(network: RiverNetwork, sch, p: Mapping[str, torch.Tensor], dt: float, *,
+                    stacklevel: int = 3) -> None:
     """One ThalwegWarning naming the reaches (count and first ids) where ``sch`` routes with other parameter
     values than those given (``muskingum_nonneg`` lowering x); nothing for schemes that never do."""
     if sch.adjusted is None:
@@ -84,7 +85,8 @@ def report_adjusted(network: RiverNetwork, sch, p: Mapping[str, torch.Tensor], d
         where = torch.nonzero(mask).flatten().cpu().numpy()
     if where.size:
         warnings.warn(render_options(f"'{sch.name}' on {where.size:,} of {network.n_reaches:,} reaches "
-                                     f"({format_ids(network.ids[where], 5)}): {text}."), ThalwegWarning, stacklevel=3)
+                                     f"({format_ids(network.ids[where], 5)}): {text}."), ThalwegWarning,
+                      stacklevel=stacklevel)
 
 
 def build_kernels(network: RiverNetwork, scheme, params: Mapping[str, Any], *, dt: float, n_steps: int,
@@ -172,7 +174,7 @@ class PreparedRoute:
     def __init__(self, network: RiverNetwork, params: Mapping[str, Any], scheme: str | Any = "muskingum_nonneg", *,
                  dt: float, engine: str = "auto", dtype: torch.dtype = torch.float32,
                  device: str | torch.device | None = None, kernel_length: int | None = None, at: Any = None,
-                 fractions: Any = None, **engine_options) -> None:
+                 fractions: Any = None, _stacklevel: int = 3, **engine_options) -> None:
         _check_call(network, engine, engine_options, fractions, dtype)
         self.network, self.scheme, self.dt = network, get_scheme(scheme), _check_dt(dt)
         self.engine, self.dtype, self.device = engine, dtype, resolve_device(device)
@@ -181,7 +183,7 @@ class PreparedRoute:
         if at is not None:
             self.out_index = torch.as_tensor(network.index_of(at, what="output reach ids"), device=self.device)
         self.params = scheme_params(network, self.scheme, params, dtype=torch.float64, device=self.device)
-        report_adjusted(network, self.scheme, self.params, self.dt)
+        report_adjusted(network, self.scheme, self.params, self.dt, stacklevel=_stacklevel)  # at the caller
         self.topo = topology(network)
         self._cache: dict = {}
         self._grad = any(v.requires_grad for v in self.params.values())
@@ -277,7 +279,7 @@ def route(
     else:
         dev = resolve_device(device)
     prepared = PreparedRoute(network, params, scheme, dt=step, engine=engine, dtype=dtype, device=dev,
-                             kernel_length=kernel_length, at=at, fractions=fractions, **engine_options)
+                             kernel_length=kernel_length, at=at, fractions=fractions, _stacklevel=4, **engine_options)
     sch, out_index = prepared.scheme, prepared.out_index
     one = prepared._one
 
