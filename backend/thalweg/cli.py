@@ -219,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="thalweg-demo", help="output folder (default: ./thalweg-demo)")
     demo.add_argument("--device", default="auto", type=_pattern_type("device", _ALL_OPTIONS["device"][1]),
                       help="cpu, cuda or auto")
+    demo.add_argument("--no-train", dest="train", action="store_false",
+                      help="skip training the sample's GR4 runoff model (the learned model's figure and scores)")
+    demo.add_argument("--train-iterations", type=int, default=None, metavar="N",
+                      help="iterations of the demo's training (default: 40, under a minute on one CPU core)")
 
     command("schemes", "list routing schemes and their parameters")
     from ._cli_planning import add_planning_commands
@@ -581,7 +585,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .workflow import check_output_folder
 
     check_output_folder(Path(args.out), flag="--out")
-    run_demo(Path(args.out), device=args.device, quiet=args.quiet)
+    extra = {} if args.train_iterations is None else {"iterations": args.train_iterations}
+    run_demo(Path(args.out), device=args.device, quiet=args.quiet, train=args.train, **extra)
     return 0
 
 
