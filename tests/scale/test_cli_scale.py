@@ -108,3 +108,31 @@ def test_resume_continues_says_where_and_never_replaces_finished_outputs_silentl
     assert "--overwrite" in lines[-1] and out.stat().st_mtime_ns == before
     assert _route(out, "--chunk-steps", "20", "--no-gpkg", "--resume", "--overwrite") == 0
     assert out.stat().st_mtime_ns != before
+
+
+def test_a_network_that_splits_is_refused_before_dask_starts(tmp_path, monkeypatch):
+    """Splits found when the network is read (fractions in the data): refused in the CLI's terms before a
+    cluster or a checkpoint is started."""
+    from thalweg.cli import build_parser, option_table
+    from thalweg.config import RouteSettings
+    from thalweg.errors import InputError, option_names
+    from thalweg.network import Links, from_arrays
+    from thalweg.scale import distributed
+    from thalweg.scale.run import run_streaming
+
+    net = from_arrays([1, 2, 3, 4, 5], [2, 3, 5, 5, -1], [1e3] * 5, [1e6, 2e6, 3e6, 1e6, 5e6],
+                      links=Links(np.array([2, 2]), np.array([3, 4]), np.array([0.7, 0.3])))
+    assert net.splits is not None
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a Dask cluster was started")
+
+    monkeypatch.setattr(distributed, "dask_client", no_cluster)
+    settings = RouteSettings(network="n.gpkg", runoff=str(R), out_dir=str(tmp_path), name="q", dask=True)
+    with option_names(option_table(build_parser())):
+        with pytest.raises(InputError) as err:
+            run_streaming(settings, network=net, overwrite=False)
+        text = str(err.value)
+    assert "1 reach of the network splits" in text and "--stream never" in text and "--bifurcations main" in text
+    assert "dask array" not in text and "bifurcations='main'" not in text
+    assert not list(tmp_path.iterdir())  # no checkpoint, nothing written

@@ -77,8 +77,10 @@ def _check_splits(settings, network) -> None:
     """Refuse a network with splits before anything starts (a Dask cluster, a checkpoint)."""
     splits = getattr(network, "splits", None)
     if splits is not None:
-        raise _refuse_splits(f"{len(splits.reach):,} reaches of the network split "
-                             f"({opt('route.links')} or {opt('route.bifurcations', 'split')})")
+        k = len(splits.reach)
+        raise _refuse_splits(f"{k:,} {'reach' if k == 1 else 'reaches'} of the network "
+                             f"{'splits' if k == 1 else 'split'} ({opt('route.links')} or "
+                             f"{opt('route.bifurcations', 'split')}, or fractions in the data)")
 
 
 def wants_stream(settings, *, auto: bool = True) -> bool:
