@@ -136,3 +136,15 @@ def test_a_network_that_splits_is_refused_before_dask_starts(tmp_path, monkeypat
     assert "1 reach of the network splits" in text and "--stream never" in text and "--bifurcations main" in text
     assert "dask array" not in text and "bifurcations='main'" not in text
     assert not list(tmp_path.iterdir())  # no checkpoint, nothing written
+
+
+def test_dask_is_quiet_and_says_each_warning_once_in_the_cli_format(tmp_path, capfd):
+    """--dask -q: no scheduler/nanny log lines, and the workers' scheme warnings are not printed raw (file:line:
+    ThalwegWarning) besides the client's one line in the CLI's format."""
+    pytest.importorskip("distributed")
+    assert _route(tmp_path / "Q.nc", "--dask", "--dask-workers", "1", "--no-gpkg") == 0
+    err = capfd.readouterr().err
+    lines = [x for x in err.split("\n") if x.strip()]
+    assert not [x for x in lines if "distributed." in x or x.startswith(("INFO", "WARNING"))], lines
+    assert "ThalwegWarning" not in err, err
+    assert len([x for x in lines if "x lowered" in x]) == 1 and lines[0].startswith("warning: "), lines
