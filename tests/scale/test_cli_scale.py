@@ -148,3 +148,24 @@ def test_dask_is_quiet_and_says_each_warning_once_in_the_cli_format(tmp_path, ca
     assert not [x for x in lines if "distributed." in x or x.startswith(("INFO", "WARNING"))], lines
     assert "ThalwegWarning" not in err, err
     assert len([x for x in lines if "x lowered" in x]) == 1 and lines[0].startswith("warning: "), lines
+
+
+@pytest.mark.parametrize(("flags", "said"), [(["--chunk-steps", "-5"], "--chunk-steps is -5; it must be at least 0"),
+                                             (["--gpus", "-1"], "--gpus is -1; it must be at least 0"),
+                                             (["--dask-workers", "0"], "--dask-workers is 0; it must be at least 1")])
+def test_a_bad_flag_value_names_the_flag(tmp_path, capsys, flags, said):
+    assert _route(tmp_path / "Q.nc", *flags) == EXIT_INPUT
+    err = _errors(capsys)[-1]
+    assert said in err and "field " not in err and "setting '" not in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_bad_value_from_a_settings_file_names_the_file_and_its_key(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"network": str(N), "runoff": str(R), "out_dir": str(tmp_path), "name": "Q",
+                                "chunk_steps": -5}))
+    assert main(["route", "--settings", str(path), "-q"]) == EXIT_INPUT
+    err = _errors(capsys)[-1]
+    assert "s.json" in err and "setting 'chunk_steps' is -5" in err, err
