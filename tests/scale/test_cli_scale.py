@@ -169,3 +169,16 @@ def test_a_bad_value_from_a_settings_file_names_the_file_and_its_key(tmp_path, c
     assert main(["route", "--settings", str(path), "-q"]) == EXIT_INPUT
     err = _errors(capsys)[-1]
     assert "s.json" in err and "setting 'chunk_steps' is -5" in err, err
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--gpus", "2", "--stream", "always"], ["--gpus 2", "--stream always", "Leave out --gpus"]),
+    (["--gpus", "2", "--resume"], ["--gpus 2", "--resume"]),
+    (["--gpus", "2", "--dask"], ["--gpus 2", "--dask", "cannot be given together"]),
+    (["--gpus", "2", "--memory", "0.001"], ["--stream auto streams it", "--gpus 2", "--stream never"]),
+    (["--chunk-steps", "20", "--stream", "never"], ["--chunk-steps 20", "--stream never"])])
+def test_options_a_run_would_ignore_are_refused_before_anything_is_written(tmp_path, capsys, flags, said):
+    assert _route(tmp_path / "Q.nc", *flags) == EXIT_INPUT
+    err = _errors(capsys)[-1]
+    assert all(s in err for s in said), err
+    assert not list(tmp_path.iterdir())
