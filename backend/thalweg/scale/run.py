@@ -141,8 +141,8 @@ def wants_stream(settings, *, auto: bool = True) -> bool:
             return False  # not even one step fits: the memory guard refuses the run with its estimate and fixes
         gib = 2.0**30
         need = estimate_memory(settings, *shape) / gib
-        why = (f"the run ({shape[0]:,} reaches x {shape[1]:,} steps, about {need:,.1f} GiB) does not fit the "
-               f"memory budget ({budget / gib:,.1f} GiB), so {opt('route.stream', 'auto')} streams it")
+        why = (f"the run ({shape[0]:,} reaches x {shape[1]:,} steps, about {need:,.2f} GiB) does not fit the "
+               f"memory budget ({budget / gib:,.2f} GiB), so {opt('route.stream', 'auto')} streams it")
         stream = True
     if stream and _may_split(settings):
         raise _refuse_splits(why)

@@ -296,7 +296,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
         done = ck.done() if resume else 0
         if resume and done < 0:
             differ = ck.differences()
-            what = f" ({'; '.join(differ)}: the checkpoint's first)" if differ else \
+            what = f" ({'; '.join(differ)}; the checkpoint's value first)" if differ else \
                 " (other settings, inputs or chunking)"
             raise InputError(f"the checkpoint {folder.resolve()} is of another run{what}, so it cannot be resumed.",
                              path=folder,
