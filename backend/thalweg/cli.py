@@ -24,7 +24,7 @@ from typing import Any
 
 from . import __version__
 from .config import CalibrateSettings, Choices, Option, RouteSettings, kind_of, options
-from .errors import InputError, ThalwegError, ThalwegWarning, option_names
+from .errors import InputError, ThalwegError, ThalwegWarning, opt, option_names
 
 __all__ = ["main", "build_parser", "option_table", "EXIT_CODES"]
 
@@ -465,6 +465,10 @@ def _route_settings(args: argparse.Namespace, cls: type[RouteSettings] = RouteSe
     try:
         return cls.from_dict({**data, **given})
     except InputError as exc:
+        own = f"setting '{exc.field}'"
+        if exc.field in given and exc.message.startswith(own):
+            # a flag given here: name the flag (--chunk-steps), as the user typed it, not the settings key
+            raise InputError(opt(f"route.{exc.field}") + exc.message[len(own):], hint=exc.hint) from None
         if args.settings:  # the file's keys are the user's: name the file
             raise InputError(exc.message, path=args.settings, field=exc.field, hint=exc.hint) from None
         raise
