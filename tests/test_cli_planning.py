@@ -113,3 +113,22 @@ def test_exceed_return_period_and_value(decades, tmp_path, capsys):
     assert not pd.read_csv(out)["exceeded"].any()
     assert main(["exceed", str(path), "-o", str(tmp_path / "f.csv"), "--threshold-field", "whatever"]) != 0
     assert "--threshold-field needs the routed network" in capsys.readouterr().err
+
+
+def test_compare_names_two_files_of_the_same_name_by_their_folders(decades, tmp_path, capsys):
+    from thalweg.results.planning import run_names
+
+    _, base, _ = decades
+    d = read_discharge(base)
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "y1").mkdir()
+    write_q(tmp_path / "r1" / "Q.nc", d)
+    write_q(tmp_path / "y1" / "Q.nc", Discharge(d.values[:-1], d.ids[:-1], d.time, d.dt))
+    assert main(["compare", str(tmp_path / "r1" / "Q.nc"), str(tmp_path / "y1" / "Q.nc"),
+                 "-o", str(tmp_path / "c.csv")]) != 0
+    err = capsys.readouterr().err
+    assert f"1 reach only in {Path('r1', 'Q.nc')} ({d.ids[-1]})" in err, err
+    assert run_names("a/b/Q.nc", "a/c/Q.nc") == (str(Path("b", "Q.nc")), str(Path("c", "Q.nc")))
+    assert run_names("x/base.nc", "x/scen.nc") == ("base.nc", "scen.nc")
+    same = run_names("x/Q.nc", "x/Q.nc")
+    assert same[0] == same[1] == str(Path("x/Q.nc").absolute())

@@ -172,14 +172,14 @@ def _layer(args: argparse.Namespace, name: str) -> str | None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .results import read_discharge
     from .results.compare import most_changed
-    from .results.planning import LAYERS, compare_table, units_of
+    from .results.planning import LAYERS, compare_table, run_names, units_of
     from .results.tables import write_reach_table
 
     _check_output(args, [args.baseline, args.scenario, args.network_file])
     network = _network(args, _needs_map(args))
     base, scen = read_discharge(args.baseline), read_discharge(args.scenario)
     frame = compare_table(base, scen, statistic=args.statistic,
-                          names=(Path(args.baseline).name, Path(args.scenario).name), **_frequency_kwargs(args))
+                          names=run_names(args.baseline, args.scenario), **_frequency_kwargs(args))
     path = write_reach_table(args.output, frame, network=network, units=units_of("compare", frame),
                              layer=_layer(args, LAYERS["compare"]))
     top = most_changed(frame, n=args.top)

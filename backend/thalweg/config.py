@@ -293,7 +293,8 @@ class RouteSettings:
     observed: str | None = _setting(None, "CSV of observed discharge (time at the end of each step + one column "
                                           "per gauge_id); needs --gauges", group="outputs", flag="--observed",
                                     keyword="route.observed", path=True, metavar="CSV")
-    write_gpkg: bool = _setting(True, "write the GeoPackage summary layer (needs geometries)", group="outputs",
+    write_gpkg: bool = _setting(True, "the GeoPackage summary layer <name>.gpkg (needs geometries): written by "
+                                      "default; --no-gpkg (write_gpkg false) leaves it out", group="outputs",
                                 flag="--no-gpkg", keyword="route.write_gpkg")
     hydrograph_reaches: list[int] = _setting([], "more reach ids whose hydrographs go to the CSV",
                                              group="outputs", flag="--hydrograph",

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from ..errors import InputError, format_ids, opt
+from ..errors import InputError, count, format_ids, opt
 from .discharge import Discharge
 
 __all__ = ["compare", "most_changed", "STATISTICS"]
@@ -24,9 +24,9 @@ def _aligned(baseline: Discharge, scenario: Discharge, names: tuple[str, str]) -
     if only_base.size or only_scen.size:
         parts = []
         if only_base.size:
-            parts.append(f"{only_base.size:,} reaches only in {a} ({format_ids(only_base)})")
+            parts.append(f"{count(only_base.size, 'reach', 'reaches')} only in {a} ({format_ids(only_base)})")
         if only_scen.size:
-            parts.append(f"{only_scen.size:,} only in {b} ({format_ids(only_scen)})")
+            parts.append(f"{count(only_scen.size, 'reach', 'reaches')} only in {b} ({format_ids(only_scen)})")
         raise InputError(f"the runs are on different networks: {'; '.join(parts)}.",
                          ids=np.concatenate([only_base, only_scen])[:100].tolist(),
                          hint="Compare runs routed on the same network.")

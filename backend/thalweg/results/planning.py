@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["LAYERS", "units_of", "stats_table", "compare_table", "exceedance_table", "gauge_hydrographs"]
+__all__ = ["LAYERS", "units_of", "stats_table", "compare_table", "exceedance_table", "gauge_hydrographs",
+           "run_names"]
 
 # table -> GeoPackage layer name (the plugin opens these layers and styles them by name)
 LAYERS = {"stats": "stats", "compare": "change", "exceedance": "exceedance"}
@@ -48,6 +49,18 @@ def stats_table(discharge, *, return_periods: Sequence[float], distribution: str
     frame["fit"] = f"{distribution.upper()} by L-moments, water years {years[0]}-{years[-1]}"
     frame["years"] = len(years)
     return frame
+
+
+def run_names(baseline, scenario) -> tuple[str, str]:
+    """How messages call two runs' files: their names, or as many trailing folders as tell them apart
+    (``r1/Q.nc`` and ``y1/Q.nc``), or their full paths."""
+    from pathlib import Path
+
+    a, b = Path(baseline).absolute().parts, Path(scenario).absolute().parts
+    for n in range(1, max(len(a), len(b)) + 1):
+        if a[-n:] != b[-n:]:
+            return str(Path(*a[-n:])), str(Path(*b[-n:]))
+    return str(Path(baseline).absolute()), str(Path(scenario).absolute())
 
 
 def compare_table(baseline, scenario, *, statistic: str, names: tuple[str, str], distribution: str,

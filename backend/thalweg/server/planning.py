@@ -94,7 +94,7 @@ def compare_task(body: CompareJob, ctx: JobContext) -> TaskResult:
     import numpy as np
 
     from ..results.compare import most_changed
-    from ..results.planning import LAYERS, compare_table
+    from ..results.planning import LAYERS, compare_table, run_names
 
     timings: dict[str, float] = {}
     network = _network(body, ctx, timings)
@@ -103,9 +103,10 @@ def compare_task(body: CompareJob, ctx: JobContext) -> TaskResult:
     ctx.check("comparing")
     t0 = time.perf_counter()
     ctx.progress(0.5, f"comparing {body.statistic}")
+    names = run_names(body.baseline, body.scenario)
     frame = compare_table(base, scen, statistic=body.statistic, distribution=body.distribution,
                           water_year_start=body.water_year_start,
-                          names=(Path(body.baseline).name, Path(body.scenario).name))
+                          names=names)
     timings["compare"] = time.perf_counter() - t0
     gpkg = _write(frame, "compare", body, network, ctx, timings)
 
@@ -116,7 +117,7 @@ def compare_task(body: CompareJob, ctx: JobContext) -> TaskResult:
            for rid, row in most_changed(frame, n=body.top).iterrows()]
     result = _period(base) | {"layer": LAYERS["compare"], "statistic": body.statistic,
                               "changed": int((frame["difference"] != 0).sum()), "top": top,
-                              "baseline": Path(body.baseline).name, "scenario": Path(body.scenario).name}
+                              "baseline": names[0], "scenario": names[1]}
     return TaskResult(outputs={"gpkg": gpkg}, result=result, timings=timings)
 
 
