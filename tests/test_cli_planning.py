@@ -67,16 +67,63 @@ def test_stats_gpkg_layer_opens_with_ogr(decades, tmp_path):
     assert (layer["q100y"] > layer["q2y"]).all()
 
 
-def test_stats_refuses_a_short_run_in_cli_terms(tmp_path, capsys):
-    # the sample basin: four months of hourly routing, not one complete water year
-    q = tmp_path / "Q.nc"
+@pytest.fixture(scope="module")
+def sample_q(tmp_path_factory):
+    """The sample basin routed: four months of hourly steps, not one complete water year."""
+    q = tmp_path_factory.mktemp("sample") / "Q.nc"
     assert main(["route", str(SAMPLE / "cance_rivers.gpkg"), str(SAMPLE / "cance_runoff.nc"), "--layer", "rivers",
                  "-o", str(q), "--no-gpkg", "-q"]) == 0
-    assert main(["stats", str(q), "-o", str(tmp_path / "s.csv")]) != 0
+    return q
+
+
+def test_stats_of_a_short_run_computes_what_it_allows_and_says_what_it_skipped(sample_q, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert main(["stats", str(sample_q), "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "has 0 complete water year(s); a GEV fit needs at least 10" in err
-    assert "--distribution gumbel" in err, err
+    d = read_discharge(sample_q)
+    first = np.datetime_as_string(d.time[0], "m").replace("T", " ")
+    assert first == "2014-09-15 00:00"  # the file's first stamp: the end of the first step
+    assert f"steps ending {first} .. " in err and "2014-09-14" not in err
+    assert "skipped      q2y, q5y, q10y, q20y, q50y, q100y (flood frequency): a GEV fit needs at least 10 complete " \
+           "water years (water years October to September); the run" in err and "has 0" in err
+    assert "skipped      mean_annual, mam7: they need at least 1 complete water year" in err
+    table = pd.read_csv(out).set_index("reach_id")
+    assert not [c for c in table.columns if c.startswith("q") and c.endswith("y")] and "mam7" not in table
+    # the duration statistics: numpy on the file's values, an independent oracle
+    q = d.values.astype(np.float64)
+    np.testing.assert_allclose(table.loc[d.ids, "mean"], q.mean(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(table.loc[d.ids, "max"], q.max(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(table.loc[d.ids, "q05"], np.percentile(q, 95, axis=1), rtol=1e-9)
+    np.testing.assert_allclose(table.loc[d.ids, "q95"], np.percentile(q, 5, axis=1), rtol=1e-9, atol=1e-30)
+    window = 7 * 24
+    c = np.cumsum(np.c_[np.zeros(len(q)), q], axis=1)
+    np.testing.assert_allclose(table.loc[d.ids, "min7"], ((c[:, window:] - c[:, :-window]) / window).min(axis=1),
+                               rtol=1e-6, atol=1e-12)
+    assert (table["years"] == 0).all()
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "d.csv"), "--statistics", "duration", "-q"]) == 0
+    assert list(pd.read_csv(tmp_path / "d.csv").columns) == ["reach_id", "mean", "max", "q05", "q50", "q95", "min7",
+                                                             "fit", "years"]
+
+
+def test_stats_refuses_a_short_run_when_asked_for_what_needs_years(sample_q, tmp_path, capsys):
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "s.csv"), "--statistics", "all"]) != 0
+    err = capsys.readouterr().err
+    assert "(steps ending 2014-09-15 00:00 .. " in err and "has 0 complete water years; a GEV fit needs at least " \
+                                                            "10" in err
+    assert "--distribution gumbel" in err and "--statistics auto" in err, err
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "s.csv"), "--return-periods", "2", "10"]) != 0
+    err = capsys.readouterr().err
+    assert "the return-period flows asked for cannot be fitted: a GEV fit needs at least 10 complete water years" \
+           in err and "leave --return-periods out" in err, err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_planners_name_the_variable_flag(sample_q, tmp_path, capsys):
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "s.csv"), "--variable", "Qx"]) != 0
+    err = capsys.readouterr().err
+    assert "no variable 'Qx'; its variables: Q" in err and "with --variable NAME" in err, err
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "s.csv"), "--variable", "Q", "-q",
+                 "--statistics", "duration"]) == 0
 
 
 def test_compare_finds_the_changed_reach(decades, tmp_path, capsys):
