@@ -330,8 +330,8 @@ def flow_statistics(discharge: Discharge, *, return_periods: Sequence[float] = D
         _check_years(n_years, distribution, what, more)
     elif mode == "auto":
         if not annual:
-            skipped.append({"kind": "annual", "columns": "mean_annual, mam7", "reason": f"they need at least 1 complete water year "
-                                                                      f"({seasons}); {what} has 0"})
+            skipped.append({"kind": "annual", "columns": "mean_annual, mam7",
+                            "reason": f"they need at least 1 complete water year ({seasons}); {what} has 0"})
         if not frequency:
             skipped.append({"kind": "frequency", "columns": f"{', '.join(frequency_names)} (flood frequency)",
                             "reason": f"a {distribution.upper()} fit needs at least {need} complete water years "
