@@ -179,3 +179,50 @@ def test_compare_names_two_files_of_the_same_name_by_their_folders(decades, tmp_
     assert run_names("x/base.nc", "x/scen.nc") == ("base.nc", "scen.nc")
     same = run_names("x/Q.nc", "x/Q.nc")
     assert same[0] == same[1] == str(Path("x/Q.nc").absolute())
+
+
+def _flags_of(parser) -> dict[str, object]:
+    return {max(a.option_strings, key=len): a for a in parser._actions if a.option_strings}
+
+
+def test_planners_options_have_one_definition_for_the_cli_and_the_service():
+    import argparse
+
+    from thalweg.cli import build_parser
+    from thalweg.config import PlanningSettings, options
+    from thalweg.results.frequency import DEFAULT_RETURN_PERIODS, DISTRIBUTIONS, STATISTICS
+    from thalweg.server.bodies import CompareJob, ExceedanceJob, StatsJob
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    table = options(PlanningSettings)
+    groups = {"stats": ("discharge reading", "frequency", "stats"), "compare": ("discharge reading", "frequency",
+                                                                               "compare"),
+              "exceed": ("discharge reading", "frequency")}
+    bodies = {"stats": StatsJob, "compare": CompareJob, "exceed": ExceedanceJob}
+    for command, wanted in groups.items():
+        flags = _flags_of(sub[command])
+        body = bodies[command].model_fields
+        for name, (f, o) in table.items():
+            if o.group in wanted:
+                assert o.flag in flags and flags[o.flag].dest == name, (command, name)
+                assert o.help in flags[o.flag].help
+                assert body[name].description == o.help  # the same words in the OpenAPI schema
+                assert body[name].default == f.default
+            else:
+                assert o.flag not in flags and name not in body, (command, name)
+    # the settings model's literals agree with the library's (config stays free of numpy)
+    from thalweg import config
+
+    assert config.STATISTICS == STATISTICS and tuple(table["distribution"][1].choices) == DISTRIBUTIONS
+    assert "2 5 10 20 50 100" in table["return_periods"][1].help
+    assert " ".join(f"{p:g}" for p in DEFAULT_RETURN_PERIODS) == "2 5 10 20 50 100"
+
+
+def test_no_gpkg_help_says_that_it_leaves_the_layer_out():
+    import argparse
+
+    from thalweg.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    text = _flags_of(sub["route"])["--no-gpkg"].help
+    assert "leaves it out" in text and not text.startswith("write")
