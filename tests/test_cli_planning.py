@@ -226,3 +226,17 @@ def test_no_gpkg_help_says_that_it_leaves_the_layer_out():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     text = _flags_of(sub["route"])["--no-gpkg"].help
     assert "leaves it out" in text and not text.startswith("write")
+
+
+def test_compare_of_a_short_run_takes_min7_and_refuses_mam7_with_the_years(sample_q, tmp_path, capsys):
+    out = tmp_path / "c.csv"
+    assert main(["compare", str(sample_q), str(sample_q), "-o", str(out), "--statistic", "min7", "-q"]) == 0
+    d = read_discharge(sample_q)
+    c = np.cumsum(np.c_[np.zeros(d.n_reaches), d.values.astype(np.float64)], axis=1)
+    window = 7 * 24
+    np.testing.assert_allclose(pd.read_csv(out).set_index("reach_id").loc[d.ids, "baseline"],
+                               ((c[:, window:] - c[:, :-window]) / window).min(axis=1), rtol=1e-6, atol=1e-12)
+    assert main(["compare", str(sample_q), str(sample_q), "-o", str(out), "--statistic", "mam7"]) != 0
+    err = capsys.readouterr().err
+    assert "mam7 cannot be compared: they need at least 1 complete water year" in err and "has 0" in err, err
+    assert "--statistic mean" in err
