@@ -139,9 +139,9 @@ def test_gauges_write_hydrographs(tmp_path, lattice, volumes):
     import pandas as pd
 
     csv = pd.read_csv(out.with_name("Q_hydrographs.csv"))
-    assert list(csv.columns[1:]) == [f"{outlet} [m3/s]", f"{int(lattice.ids[0])} [m3/s]"]
+    assert list(csv.columns[1:]) == ["G1 [m3/s]", f"reach {int(lattice.ids[0])} [m3/s]"]  # gauges by gauge id
     q = read_discharge(out)
-    np.testing.assert_allclose(csv[f"{outlet} [m3/s]"].to_numpy(), q.series(outlet), rtol=1e-6)
+    np.testing.assert_allclose(csv["G1 [m3/s]"].to_numpy(), q.series(outlet), rtol=1e-6)
 
 
 def test_input_errors_are_one_line_and_leave_no_output(tmp_path, capsys):

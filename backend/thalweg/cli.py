@@ -406,8 +406,11 @@ def _splits_line(summary: dict) -> str:
     """'none (a tree)', or the split reaches, their links, the largest multi-path region and the fractions' origin."""
     if not summary.get("splits"):
         return "none (a tree)"
-    return (f"{summary['splits']:,} reaches split ({summary['split_links']:,} links, fractions: "
-            f"{summary['split_fractions']}); largest multi-path region {summary['largest_multipath_region']:,} reaches")
+    from .errors import count
+
+    return (f"{count(summary['splits'], 'reach splits', 'reaches split')} "
+            f"({count(summary['split_links'], 'link')}, fractions: {summary['split_fractions']}); largest "
+            f"multi-path region {count(summary['largest_multipath_region'], 'reach', 'reaches')}")
 
 
 def _usage(args: argparse.Namespace, message: str) -> None:
