@@ -268,7 +268,7 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
 
                 series = _rows_of(out.staged[fmt_files[next(iter(fmt_files))][0]], fmt_files, hydro, result, attrs)
                 path = out_dir / f"{settings.name}_hydrographs.csv"
-                write_hydrographs_csv(out.path(path), series, hydro)
+                write_hydrographs_csv(out.path(path), series, hydro, gauges=gauges)
                 outputs["hydrographs"] = path
                 path = out_dir / f"{settings.name}_hydrographs_long.csv"
                 write_hydrographs_long_csv(out.path(path), series, [int(r) for r in settings.hydrograph_reaches],
