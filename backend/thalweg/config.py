@@ -652,8 +652,7 @@ def check_known_keys(cls: type, data: Mapping[str, Any], *, path: str | Path | N
     near = "; ".join(f"'{k}': did you mean {' or '.join(close[k])}?" for k in unknown if close[k])
     what = {"RouteSettings": "route", "CalibrateSettings": "calibrate", "TrainSettings": "train"}.get(cls.__name__,
                                                                                                      cls.__name__)
-    raise InputError(f"unknown setting(s) {', '.join(repr(k) for k in unknown)} for {what}.", path=path,
-                     field=unknown[0],
+    raise InputError(f"unknown setting(s) {', '.join(unknown)} in the {what} settings.", path=path,
                      hint=(f"{near} " if near else "") + f"Known settings: {', '.join(known)}.")
 
 
