@@ -200,7 +200,9 @@ class RouteSettings:
     params: dict[str, Any] = _setting({}, "parameter -> constant (SI) or network field name", flag=None,
                                       keyword="route.params", server=False)
     parameters: str | None = _setting(None, "a parameter model file (JSON, a trained regression model): every "
-                                            "reach's parameters from its attributes, on this or another network",
+                                            "reach's parameters from its attributes, on this or another network; "
+                                            "or a per-reach table (CSV/parquet: reach_id + a column per "
+                                            "parameter, the _params.csv calibrate and train write)",
                                       flag="--parameters", keyword="route.parameters", path=True, metavar="MODEL")
     engine: str = _setting("auto", "routing engine: exact (each reach's filter in topological order), closure "
                                    "(DiffRoute's transitive closure), fft (portable torch), auto (the fastest "
