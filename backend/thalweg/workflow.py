@@ -579,7 +579,7 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
     timings["calibrate"] = time.perf_counter() - t0
     from .params.checks import check_celerity
 
-    check_celerity(network, settings.scheme, result.params, names=result.calibrated, what="calibrated")
+    check_celerity(network, settings.scheme, result.params, names=result.calibrated, what="calibrated", prior=prior)
     _check(should_stop, "routing with the calibrated parameters")
 
     notes = {name: f"calibrated: prior ({used[name]}) x zone multiplier" if name in result.calibrated else origin

@@ -40,8 +40,19 @@ def test_celerities_are_length_over_travel_time_and_the_outside_ones_are_named(n
     text = messages[0]
     assert "2 of 5 reaches have a fitted k implying a celerity outside the plausible 0.05-5 m/s" in text, text
     assert "(0.01 to 10 m/s" in text and "at reaches 1, 4." in text
-    # the fix: the median reach (3 km) at 5 and 0.05 m/s, as the flag
-    assert "--bound k=600:60000" in text
+    # the fix, as the flag: k from the longest reach at 5 m/s to the shortest at 0.05 m/s, so that every reach
+    # is inside the range
+    assert "--bound k=1000:20000 (every reach's k at 0.05-5 m/s)" in text, text
+    with option_names({"run_fit.bounds": "--bound"}):  # a prior outside those is kept inside the suggestion
+        _, (with_prior,) = _caught(lambda: check_celerity(net, "muskingum", params, prior={"k": net.length / 0.04}))
+    assert "--bound k=1000:125000 (every reach's k at 0.05-5 m/s, widened to hold the prior)" in with_prior
+    bounded = {"k": np.clip(k, 1000.0, 20000.0), "x": params["x"]}
+    assert _caught(lambda: check_celerity(net, "muskingum", bounded)) == (0, [])
+    # lengths spread over more than 5 / 0.05: no one bound keeps all, the median reach's range is suggested
+    wide = from_arrays([1, 2, 3], [2, 3, -1], [100.0, 1000.0, 20000.0])
+    with option_names({"run_fit.bounds": "--bound"}):
+        _, (wide_text,) = _caught(lambda: check_celerity(wide, "muskingum", {"k": np.full(3, 1.0), "x": np.zeros(3)}))
+    assert "--bound k=200:20000 (a median reach's k at 0.05-5 m/s)" in wide_text, wide_text
     # torch tensors (a model's output) give the same count; every value inside: silent
     count_t, _ = _caught(lambda: check_celerity(net, "muskingum", {k_: torch.as_tensor(v) for k_, v in params.items()}))
     assert count_t == 2

@@ -100,7 +100,8 @@ def run_fit(network: RiverNetwork, runoff: Any, *, dt: float, time_end: np.ndarr
     result = fit(make([g for g in gauge_reaches if g not in held]), network, runoff, gauges=gauge_reaches,
                  validation_gauges=held, checkpoint=checkpoint, should_stop=should_stop,
                  progress=lambda f, m: report(share * f, m), **options)
-    check_celerity(network, result.model.scheme, result.params, names=result.model.learned)
+    check_celerity(network, result.model.scheme, result.params, names=result.model.learned,
+                   prior={n: result.model.prior_of(n) for n in result.model.learned})
     logo = None
     if leave_one_out:
         logo = leave_one_gauge_out(make, network, runoff, gauges=gauge_reaches, should_stop=should_stop,

@@ -122,6 +122,7 @@ def run_train(settings: TrainSettings, *, progress: Callable[[float, str], None]
     timings["train"] = time.perf_counter() - t1
     if kind != "prior":
         check_celerity(network, routing.scheme, result.params, names=routing.learned, what="trained",
+                       prior={n: routing.prior_of(n) for n in routing.learned},
                        bound_option=None, fix=f"Learn fewer routing parameters ({opt('train.routing_model', 'zones')}) "
                                               f"or keep the routing prior ({opt('train.mode', 'runoff')}).")
     table = format_metrics(result)

@@ -6,6 +6,7 @@ these, so one mistake gives one message wherever it is made. Bounds and positivi
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -164,9 +165,11 @@ def implied_celerity(network: Any, scheme: str | Scheme, params: Mapping[str, An
     return out
 
 
-def _round(value: float) -> str:
-    """A bound as people write it: whole numbers from 10 up, 3 significant digits below."""
-    return f"{value:.0f}" if value >= 10 else f"{value:.3g}"
+def _round(value: float, up: bool = False) -> str:
+    """A bound as people write it: whole numbers from 10 up (rounded outwards), 3 significant digits below."""
+    if value >= 10:
+        return f"{math.ceil(value) if up else math.floor(value):.0f}"
+    return f"{value:.3g}"
 
 
 def _numpy(values: Any) -> Any:
@@ -177,13 +180,15 @@ def _numpy(values: Any) -> Any:
 
 def check_celerity(network: Any, scheme: str | Scheme, params: Mapping[str, Any], *,
                    names: Iterable[str] | None = None, what: str = "fitted",
-                   bound_option: str | None = "run_fit.bounds", fix: str | None = None) -> int:
+                   bound_option: str | None = "run_fit.bounds", fix: str | None = None,
+                   prior: Mapping[str, Any] | None = None) -> int:
     """Warn (ThalwegWarning) when per-reach ``params`` imply celerities outside :data:`CELERITY_RANGE`: the one
     plausibility rule of fitted parameters (calibrate, train, the service). Returns how many reaches are outside.
 
     ``names``: the parameters to check (default: every travel-time or velocity parameter given); ``what``: how
     the message calls them; ``bound_option``: the setting that narrows their bounds, suggested as the fix (None:
-    the surface has none); ``fix``: another fix to say (a surface without bounds).
+    the surface has none); ``fix``: another fix to say (a surface without bounds); ``prior``: name -> the prior
+    [N] the fit started from, kept inside the suggested bounds (a model's bounds must hold its prior).
     """
     lo, hi = CELERITY_RANGE
     sch = get_scheme(scheme)
@@ -208,13 +213,22 @@ def check_celerity(network: Any, scheme: str | Scheme, params: Mapping[str, Any]
                 f"runoff or the observations rather than describe the river.")
         if bound_option is not None:
             if spec.prior == "velocity":
-                low, high = lo, hi
-            else:  # the travel times of a median reach at those celerities
-                length = float(np.nanmedian(network.length))
-                low, high = length / hi, length / lo
+                low, high, why = lo, hi, "the plausible range"
+            else:  # travel times keeping every reach inside the range, when the lengths allow one bound for all
+                lengths = np.asarray(network.length, dtype=np.float64)
+                low, high = float(np.nanmax(lengths)) / hi, float(np.nanmin(lengths)) / lo
+                why = f"every reach's {name} at {lo:g}-{hi:g} m/s"
+                if not low < high:  # lengths spread over more than hi/lo: the median reach's range
+                    length = float(np.nanmedian(lengths))
+                    low, high, why = length / hi, length / lo, f"a median reach's {name} at {lo:g}-{hi:g} m/s"
+            if prior is not None and name in prior:  # the bounds must hold the prior the fit starts from
+                start = np.asarray(_numpy(prior[name]), dtype=np.float64)
+                if float(np.nanmin(start)) < low or float(np.nanmax(start)) > high:
+                    low, high = min(low, float(np.nanmin(start))), max(high, float(np.nanmax(start)))
+                    why += ", widened to hold the prior"
             low, high = max(low, spec.lower), min(high, spec.upper)
-            example = f"{name}={_round(low)}:{_round(high)}"
-            text += f" Narrow {name}, e.g. {opt(bound_option, example)} (a median reach's {name} at {lo:g}-{hi:g} m/s)."
+            example = f"{name}={_round(low)}:{_round(high, up=True)}"
+            text += f" Narrow {name}, e.g. {opt(bound_option, example)} ({why})."
         if fix:
             text += f" {fix}"
         warnings.warn(render_options(text), ThalwegWarning, stacklevel=2)
