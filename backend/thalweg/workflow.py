@@ -224,14 +224,23 @@ def check_outputs(settings: RouteSettings, network: RiverNetwork | None = None, 
             raise OutputError(f"the output file name is {len(os.fsencode(path.name)):,} bytes long; this file "
                               f"system takes at most {name_max - 15:,} here.", path=path,
                               hint=f"Give {opt('route.out_dir', 'OUT.nc')} a shorter name.")
-        if path.is_dir():
-            raise OutputError(f"the {kind} output is a folder.", path=path,
-                              hint=f"Give {opt('route.out_dir', 'OUT.nc')} another name, or remove the folder.")
+        example = "OUT.zarr" if path.suffix.lower() == ".zarr" else "OUT.nc"
+        if path.is_dir() and not (path.suffix.lower() == ".zarr" and _is_zarr_store(path)):
+            # a zarr store is a folder: it is replaced as a whole (written beside, swapped in) like a file
+            raise OutputError(f"the {kind} output is a folder{' that is not a zarr store' * (example == 'OUT.zarr')}.",
+                              path=path, hint=f"Give {opt('route.out_dir', example)} another name, or remove the "
+                                              f"folder.")
         if path.exists() and not overwrite and not (settings_file and _same_file(path, Path(settings_file))):
             raise OutputError(f"the {kind} output exists; it is not replaced without {opt('route.overwrite')}.",
                               path=path, hint=f"Give {opt('route.overwrite')} to replace it, or another "
-                                              f"{opt('route.out_dir', 'OUT.nc')}.")
+                                              f"{opt('route.out_dir', example)}.")
     return paths
+
+
+def _is_zarr_store(path: Path) -> bool:
+    """Whether the folder ``path`` is a zarr store (v2 or v3 metadata at its top), or an empty folder."""
+    return any((path / name).exists() for name in (".zgroup", ".zattrs", ".zarray", "zarr.json")) or \
+        not any(path.iterdir())
 
 
 def network_problems(network: RiverNetwork) -> list[str]:
