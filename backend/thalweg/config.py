@@ -26,7 +26,7 @@ from typing import Any
 from .errors import InputError, opt
 
 __all__ = ["RouteSettings", "CalibrateSettings", "PlanningSettings", "Option", "Choices", "options", "option_keys",
-           "reading_kwargs", "kind_of", "check_model_options",
+           "reading_kwargs", "kind_of", "check_model_options", "check_known_keys",
            "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES", "ZONINGS", "TIME_LABELS", "LAYOUTS", "DEVICE_PATTERN"]
 
 CONVENTIONS = ("end", "mean", "both")
@@ -202,7 +202,9 @@ class RouteSettings:
     params: dict[str, Any] = _setting({}, "parameter -> constant (SI) or network field name", flag=None,
                                       keyword="route.params", server=False)
     parameters: str | None = _setting(None, "a parameter model file (JSON, a trained regression model): every "
-                                            "reach's parameters from its attributes, on this or another network",
+                                            "reach's parameters from its attributes, on this or another network; "
+                                            "or a per-reach table (CSV/parquet: reach_id + a column per "
+                                            "parameter, the _params.csv calibrate and train write)",
                                       flag="--parameters", keyword="route.parameters", path=True, metavar="MODEL")
     engine: str = _setting("auto", "routing engine: exact (each reach's filter in topological order), closure "
                                    "(DiffRoute's transitive closure), fft (portable torch), auto (the fastest "
@@ -347,11 +349,7 @@ class RouteSettings:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RouteSettings:
         """Settings from a mapping (a saved settings.json); unknown or missing keys fail with the list."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise InputError(f"unknown setting(s) {', '.join(unknown)}.",
-                             hint=f"Known settings: {', '.join(sorted(known))}.")
+        check_known_keys(cls, data)
         missing = [f.name for f in dataclasses.fields(cls)
                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                    and f.name not in data]
@@ -378,6 +376,7 @@ class RouteSettings:
         if not isinstance(data, dict):
             raise InputError(f"the settings file holds a JSON {type(data).__name__}, not an object.", path=path,
                              hint="Give a settings.json that a run wrote.")
+        check_known_keys(cls, data, path=path)
         return data
 
     @classmethod
@@ -387,6 +386,13 @@ class RouteSettings:
             return cls.from_dict(data)
         except InputError as exc:
             raise InputError(exc.message, path=path, hint=exc.hint) from None
+
+
+# held-out gauges: one setting, one flag for calibrate and train (and their job bodies)
+_VALIDATE_GAUGES = dict(help="a gauge id held out of the training and scored as if ungauged (spatial validation); "
+                             "repeatable or comma-separated", flag="--validate-gauges",
+                        keyword="run_fit.validate_gauges", aliases=("fit.validation_gauges", "train.validate_gauges"),
+                        metavar="GAUGE_ID")
 
 
 @dataclasses.dataclass
@@ -452,11 +458,7 @@ class CalibrateSettings(RouteSettings):
     validation: str | None = _setting(None, "validation period START/END: scored, never trained on",
                                       group="calibration", flag="--validation", keyword="run_fit.validation",
                                       aliases=("fit.validation",), pattern=PERIOD_PATTERN, metavar="START/END")
-    validate_gauges: list[str] = _setting([], "a gauge id held out of the training and scored as if ungauged "
-                                              "(spatial validation); repeatable or comma-separated",
-                                          group="calibration",
-                                          flag="--validate-gauges", keyword="run_fit.validate_gauges",
-                                          aliases=("fit.validation_gauges",), metavar="GAUGE_ID")
+    validate_gauges: list[str] = _setting([], **_VALIDATE_GAUGES, group="calibration")
     leave_one_out: bool = _setting(False, "also fit once per gauge with that gauge held out, and report its scores "
                                           "(transfer to ungauged reaches)", group="calibration",
                                    flag="--leave-one-out", keyword="run_fit.leave_one_out")
@@ -607,9 +609,7 @@ class TrainSettings:
                                        flag="--calibration", keyword="train.calibration", metavar="START/END")
     validation: str | None = _setting(None, "validation period START/END", group="training", flag="--validation",
                                       keyword="train.validation", metavar="START/END")
-    validate_gauges: list[str] = _setting([], "a gauge id held out of the training; repeatable", group="training",
-                                          flag="--validate-gauge", keyword="train.validate_gauges",
-                                          metavar="GAUGE")
+    validate_gauges: list[str] = _setting([], **_VALIDATE_GAUGES, group="training")
     warmup: int = _setting(0, "first steps left out of every loss and metric", group="training", flag="--warmup",
                            keyword="train.warmup", ge=0, metavar="STEPS")
     checkpoint: str | None = _setting(None, "checkpoint file: saved while training, resumed when it exists",
@@ -637,11 +637,7 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise InputError(f"unknown setting(s) {', '.join(unknown)}.",
-                             hint=f"Known settings: {', '.join(sorted(known))}.")
+        check_known_keys(cls, data)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -709,6 +705,23 @@ class PlanningSettings:
         """True when return periods were given: their flows are then asked for."""
         return self.return_periods is not None
 # ---- end of the planners' commands ----
+
+
+def check_known_keys(cls: type, data: Mapping[str, Any], *, path: str | Path | None = None) -> None:
+    """InputError naming each key of ``data`` that is no setting of ``cls`` (route, calibrate, train), the file
+    it came from, and the known settings closest to it (difflib): the one check of settings files and mappings."""
+    import difflib
+
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(str(k) for k in set(data) - set(known))
+    if not unknown:
+        return
+    close = {k: difflib.get_close_matches(k, known, n=3, cutoff=0.6) for k in unknown}
+    near = "; ".join(f"'{k}': did you mean {' or '.join(close[k])}?" for k in unknown if close[k])
+    what = {"RouteSettings": "route", "CalibrateSettings": "calibrate", "TrainSettings": "train"}.get(cls.__name__,
+                                                                                                     cls.__name__)
+    raise InputError(f"unknown setting(s) {', '.join(unknown)} in the {what} settings.", path=path,
+                     hint=(f"{near} " if near else "") + f"Known settings: {', '.join(known)}.")
 
 
 def options(cls: type = CalibrateSettings) -> dict[str, tuple[dataclasses.Field, Option]]:
