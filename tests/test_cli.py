@@ -139,9 +139,9 @@ def test_gauges_write_hydrographs(tmp_path, lattice, volumes):
     import pandas as pd
 
     csv = pd.read_csv(out.with_name("Q_hydrographs.csv"))
-    assert list(csv.columns[1:]) == [f"{outlet} [m3/s]", f"{int(lattice.ids[0])} [m3/s]"]
+    assert list(csv.columns[1:]) == ["G1 [m3/s]", f"reach {int(lattice.ids[0])} [m3/s]"]  # gauges by gauge id
     q = read_discharge(out)
-    np.testing.assert_allclose(csv[f"{outlet} [m3/s]"].to_numpy(), q.series(outlet), rtol=1e-6)
+    np.testing.assert_allclose(csv["G1 [m3/s]"].to_numpy(), q.series(outlet), rtol=1e-6)
 
 
 def test_input_errors_are_one_line_and_leave_no_output(tmp_path, capsys):
@@ -209,11 +209,15 @@ def test_bad_output_suffix_and_unknown_setting(tmp_path, capsys):
 
 
 def test_demo_runs_on_the_sample_basin(tmp_path, capsys):
+    import pandas as pd
+
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--device", "cpu"]) == 0
+    # the demo's own budget is 40 iterations; 2 keep the test fast and exercise the same path
+    assert main(["demo", "--out", str(out), "--device", "cpu", "--train-iterations", "2"]) == 0
     for name in ("cance_discharge.nc", "cance_discharge_Qout.nc", "cance_discharge.gpkg",
                  "cance_discharge_hydrographs.csv", "cance_discharge_map.png", "cance_hydrographs.png",
-                 "metrics.json"):
+                 "metrics.json", "cance_learned_hydrographs.png", "cance_gr4_runoff_model.pt",
+                 "cance_gr4_train.json", "cance_gr4_params.csv", "cance_gr4_runoff.nc"):
         assert (out / name).stat().st_size > 0, name
     scores = json.loads((out / "metrics.json").read_text())
     assert set(scores) == {"V3524010", "V3515010", "V3517010"}
@@ -222,6 +226,43 @@ def test_demo_runs_on_the_sample_basin(tmp_path, capsys):
     # the runoff was scaled so that the outlet's volume matches the observations (sample README)
     assert abs(scores["V3524010"]["pbias"]) < 2.0
     assert (out / "cance_discharge_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "cance_learned_hydrographs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the prior's scores per period against plain numpy on the hydrograph CSV and the observations
+    sim = pd.read_csv(out / "cance_discharge_hydrographs.csv", index_col=0)
+    sim.index = pd.to_datetime(sim.index).tz_localize(None)
+    from thalweg.demo import sample_dir
+
+    obs = pd.read_csv(sample_dir() / "cance_qobs.csv", index_col=0, parse_dates=True)
+    reach = {"V3524010": "101 [m3/s]", "V3515010": "37 [m3/s]", "V3517010": "19 [m3/s]"}
+    for period, (lo, hi) in {"calibration": ("2014-09-15", "2014-11-14"),
+                             "validation": ("2014-11-15", "2015-01-15")}.items():
+        days = (sim.index - pd.Timedelta("1s")).normalize()  # a step belongs to the day it runs in
+        inside = (days >= lo) & (days <= hi)
+        for gid, column in reach.items():
+            o = obs[gid].reindex(sim.index)[inside].to_numpy()
+            q = sim[column][inside].to_numpy()
+            ok = np.isfinite(o)
+            nse = 1 - np.sum((q[ok] - o[ok]) ** 2) / np.sum((o[ok] - o[ok].mean()) ** 2)
+            assert scores[gid]["prior"][period]["nse"] == pytest.approx(nse, abs=1e-4), (gid, period)
+            assert scores[gid]["prior"][period]["n"] == ok.sum()
+    # the learned model's scores, from routing its written runoff and parameters, equal the training's own
+    report = json.loads((out / "cance_gr4_train.json").read_text())
+    assert report["iterations"] == 2 and report["settings"]["mode"] == "end-to-end"
+    for gid, s in scores.items():
+        for period in ("calibration", "validation"):
+            after = report["metrics"]["after"][gid][period]
+            for metric in ("nse", "kge", "pbias"):
+                assert s["learned"][period][metric] == pytest.approx(after[metric], abs=1e-4), (gid, period)
+    err = capsys.readouterr().err
+    assert "learned NSE" in err and "cance_learned_hydrographs.png" in err
+
+
+def test_demo_without_training(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--device", "cpu", "--no-train"]) == 0
+    scores = json.loads((out / "metrics.json").read_text())
+    assert all("learned" not in s for s in scores.values())
+    assert not (out / "cance_learned_hydrographs.png").exists() and not list(out.glob("cance_gr4_*"))
 
 
 # ---- command-line polish (issue 7 item 6) ----

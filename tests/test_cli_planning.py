@@ -67,16 +67,63 @@ def test_stats_gpkg_layer_opens_with_ogr(decades, tmp_path):
     assert (layer["q100y"] > layer["q2y"]).all()
 
 
-def test_stats_refuses_a_short_run_in_cli_terms(tmp_path, capsys):
-    # the sample basin: four months of hourly routing, not one complete water year
-    q = tmp_path / "Q.nc"
+@pytest.fixture(scope="module")
+def sample_q(tmp_path_factory):
+    """The sample basin routed: four months of hourly steps, not one complete water year."""
+    q = tmp_path_factory.mktemp("sample") / "Q.nc"
     assert main(["route", str(SAMPLE / "cance_rivers.gpkg"), str(SAMPLE / "cance_runoff.nc"), "--layer", "rivers",
                  "-o", str(q), "--no-gpkg", "-q"]) == 0
-    assert main(["stats", str(q), "-o", str(tmp_path / "s.csv")]) != 0
+    return q
+
+
+def test_stats_of_a_short_run_computes_what_it_allows_and_says_what_it_skipped(sample_q, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert main(["stats", str(sample_q), "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "has 0 complete water year(s); a GEV fit needs at least 10" in err
-    assert "--distribution gumbel" in err, err
+    d = read_discharge(sample_q)
+    first = np.datetime_as_string(d.time[0], "m").replace("T", " ")
+    assert first == "2014-09-15 00:00"  # the file's first stamp: the end of the first step
+    assert f"steps ending {first} .. " in err and "2014-09-14" not in err
+    assert "skipped      q2y, q5y, q10y, q20y, q50y, q100y (flood frequency): a GEV fit needs at least 10 complete " \
+           "water years (water years October to September); the run" in err and "has 0" in err
+    assert "skipped      mean_annual, mam7: they need at least 1 complete water year" in err
+    table = pd.read_csv(out).set_index("reach_id")
+    assert not [c for c in table.columns if c.startswith("q") and c.endswith("y")] and "mam7" not in table
+    # the duration statistics: numpy on the file's values, an independent oracle
+    q = d.values.astype(np.float64)
+    np.testing.assert_allclose(table.loc[d.ids, "mean"], q.mean(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(table.loc[d.ids, "max"], q.max(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(table.loc[d.ids, "q05"], np.percentile(q, 95, axis=1), rtol=1e-9)
+    np.testing.assert_allclose(table.loc[d.ids, "q95"], np.percentile(q, 5, axis=1), rtol=1e-9, atol=1e-30)
+    window = 7 * 24
+    c = np.cumsum(np.c_[np.zeros(len(q)), q], axis=1)
+    np.testing.assert_allclose(table.loc[d.ids, "min7"], ((c[:, window:] - c[:, :-window]) / window).min(axis=1),
+                               rtol=1e-6, atol=1e-12)
+    assert (table["years"] == 0).all()
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "d.csv"), "--statistics", "duration", "-q"]) == 0
+    assert list(pd.read_csv(tmp_path / "d.csv").columns) == ["reach_id", "mean", "max", "q05", "q50", "q95", "min7",
+                                                             "fit", "years"]
+
+
+def test_stats_refuses_a_short_run_when_asked_for_what_needs_years(sample_q, tmp_path, capsys):
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "s.csv"), "--statistics", "all"]) != 0
+    err = capsys.readouterr().err
+    assert "(steps ending 2014-09-15 00:00 .. " in err and "has 0 complete water years; a GEV fit needs at least " \
+                                                            "10" in err
+    assert "--distribution gumbel" in err and "--statistics auto" in err, err
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "s.csv"), "--return-periods", "2", "10"]) != 0
+    err = capsys.readouterr().err
+    assert "the return-period flows asked for cannot be fitted: a GEV fit needs at least 10 complete water years" \
+           in err and "leave --return-periods out" in err, err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_planners_name_the_variable_flag(sample_q, tmp_path, capsys):
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "s.csv"), "--variable", "Qx"]) != 0
+    err = capsys.readouterr().err
+    assert "no variable 'Qx'; its variables: Q" in err and "with --variable NAME" in err, err
+    assert main(["stats", str(sample_q), "-o", str(tmp_path / "s.csv"), "--variable", "Q", "-q",
+                 "--statistics", "duration"]) == 0
 
 
 def test_compare_finds_the_changed_reach(decades, tmp_path, capsys):
@@ -113,3 +160,83 @@ def test_exceed_return_period_and_value(decades, tmp_path, capsys):
     assert not pd.read_csv(out)["exceeded"].any()
     assert main(["exceed", str(path), "-o", str(tmp_path / "f.csv"), "--threshold-field", "whatever"]) != 0
     assert "--threshold-field needs the routed network" in capsys.readouterr().err
+
+
+def test_compare_names_two_files_of_the_same_name_by_their_folders(decades, tmp_path, capsys):
+    from thalweg.results.planning import run_names
+
+    _, base, _ = decades
+    d = read_discharge(base)
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "y1").mkdir()
+    write_q(tmp_path / "r1" / "Q.nc", d)
+    write_q(tmp_path / "y1" / "Q.nc", Discharge(d.values[:-1], d.ids[:-1], d.time, d.dt))
+    assert main(["compare", str(tmp_path / "r1" / "Q.nc"), str(tmp_path / "y1" / "Q.nc"),
+                 "-o", str(tmp_path / "c.csv")]) != 0
+    err = capsys.readouterr().err
+    assert f"1 reach only in {Path('r1', 'Q.nc')} ({d.ids[-1]})" in err, err
+    assert run_names("a/b/Q.nc", "a/c/Q.nc") == (str(Path("b", "Q.nc")), str(Path("c", "Q.nc")))
+    assert run_names("x/base.nc", "x/scen.nc") == ("base.nc", "scen.nc")
+    same = run_names("x/Q.nc", "x/Q.nc")
+    assert same[0] == same[1] == str(Path("x/Q.nc").absolute())
+
+
+def _flags_of(parser) -> dict[str, object]:
+    return {max(a.option_strings, key=len): a for a in parser._actions if a.option_strings}
+
+
+def test_planners_options_have_one_definition_for_the_cli_and_the_service():
+    import argparse
+
+    from thalweg.cli import build_parser
+    from thalweg.config import PlanningSettings, options
+    from thalweg.results.frequency import DEFAULT_RETURN_PERIODS, DISTRIBUTIONS, STATISTICS
+    from thalweg.server.bodies import CompareJob, ExceedanceJob, StatsJob
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    table = options(PlanningSettings)
+    groups = {"stats": ("discharge reading", "frequency", "stats"), "compare": ("discharge reading", "frequency",
+                                                                               "compare"),
+              "exceed": ("discharge reading", "frequency")}
+    bodies = {"stats": StatsJob, "compare": CompareJob, "exceed": ExceedanceJob}
+    for command, wanted in groups.items():
+        flags = _flags_of(sub[command])
+        body = bodies[command].model_fields
+        for name, (f, o) in table.items():
+            if o.group in wanted:
+                assert o.flag in flags and flags[o.flag].dest == name, (command, name)
+                assert o.help in flags[o.flag].help
+                assert body[name].description == o.help  # the same words in the OpenAPI schema
+                assert body[name].default == f.default
+            else:
+                assert o.flag not in flags and name not in body, (command, name)
+    # the settings model's literals agree with the library's (config stays free of numpy)
+    from thalweg import config
+
+    assert config.STATISTICS == STATISTICS and tuple(table["distribution"][1].choices) == DISTRIBUTIONS
+    assert "2 5 10 20 50 100" in table["return_periods"][1].help
+    assert " ".join(f"{p:g}" for p in DEFAULT_RETURN_PERIODS) == "2 5 10 20 50 100"
+
+
+def test_no_gpkg_help_says_that_it_leaves_the_layer_out():
+    import argparse
+
+    from thalweg.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    text = _flags_of(sub["route"])["--no-gpkg"].help
+    assert "leaves it out" in text and not text.startswith("write")
+
+
+def test_compare_of_a_short_run_takes_min7_and_refuses_mam7_with_the_years(sample_q, tmp_path, capsys):
+    out = tmp_path / "c.csv"
+    assert main(["compare", str(sample_q), str(sample_q), "-o", str(out), "--statistic", "min7", "-q"]) == 0
+    d = read_discharge(sample_q)
+    c = np.cumsum(np.c_[np.zeros(d.n_reaches), d.values.astype(np.float64)], axis=1)
+    window = 7 * 24
+    np.testing.assert_allclose(pd.read_csv(out).set_index("reach_id").loc[d.ids, "baseline"],
+                               ((c[:, window:] - c[:, :-window]) / window).min(axis=1), rtol=1e-6, atol=1e-12)
+    assert main(["compare", str(sample_q), str(sample_q), "-o", str(out), "--statistic", "mam7"]) != 0
+    err = capsys.readouterr().err
+    assert "mam7 cannot be compared: they need at least 1 complete water year" in err and "has 0" in err, err
+    assert "--statistic mean" in err

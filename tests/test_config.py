@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from thalweg.cli import build_parser, main, option_table
-from thalweg.config import CalibrateSettings, RouteSettings, option_keys, options, reading_kwargs
+from thalweg.config import CalibrateSettings, RouteSettings, TrainSettings, option_keys, options, reading_kwargs
 from thalweg.errors import InputError, opt, option_names, render_options
 from thalweg.network import scheidegger_network
 from thalweg.results import read_discharge
@@ -185,6 +185,18 @@ def test_settings_file_errors_name_the_file(tmp_path, capsys):
     assert main(["route", "--settings", str(bad)]) == 3
     err = capsys.readouterr().err
     assert "s.json: unknown setting(s) colour" in err and "Known settings" in err
+    # a misspelt key (route and calibrate read settings files in one place): the file, the key, the closest ones
+    bad.write_text(json.dumps({"network": "a", "runoff": "b", "out_dir": ".", "name": "Q", "warmpu": 48,
+                               "validate_gauge": ["A"]}))
+    assert main(["calibrate", "--settings", str(bad)]) == 3
+    err = capsys.readouterr().err
+    assert "s.json: unknown setting(s) validate_gauge, warmpu in the calibrate settings." in err
+    assert "'validate_gauge': did you mean validate_gauges?; 'warmpu': did you mean warmup?" in err, err
+    assert main(["route", "--settings", str(bad)]) == 3  # route has no warm-up: nothing close to suggest
+    err = capsys.readouterr().err
+    assert "in the route settings" in err and "'warmpu'" not in err
+    with pytest.raises(InputError, match="unknown setting.*bogus in the train settings"):
+        TrainSettings.from_dict({"network": "a", "bogus": 1})
     bad.write_text("[1, 2]")
     assert main(["route", "--settings", str(bad)]) == 3
     assert "holds a JSON list, not an object" in capsys.readouterr().err
@@ -210,3 +222,16 @@ def test_annotations_are_kinds_the_model_checks():
         for f in dataclasses.fields(cls):
             kind_of(f)  # KeyError for a type the checks do not know
     assert typing.get_type_hints(RouteSettings)["memory"] == float | None
+
+
+def test_held_out_gauges_are_one_setting_and_one_flag_for_calibrate_and_train():
+    cal, train = options(CalibrateSettings)["validate_gauges"][1], options(TrainSettings)["validate_gauges"][1]
+    assert (cal.flag, cal.keyword, cal.help) == (train.flag, train.keyword, train.help) == \
+        ("--validate-gauges", "run_fit.validate_gauges", cal.help)
+    for command in ("calibrate", "train"):
+        p = _subparser(command)
+        args = p.parse_args([*(["n", "r"] if command == "calibrate" else ["n"]), "--validate-gauges", "A,B",
+                             "--validate-gauges", "C"])
+        assert args.validate_gauges == ["A", "B", "C"], command
+    # hints written with train's keyword name the same flag
+    assert option_table(build_parser())["train.validate_gauges"] == "--validate-gauges"

@@ -176,7 +176,7 @@ def test_demo_outputs_pass_the_same_checks(tmp_path):
 
     from thalweg.demo import run_demo
 
-    run_demo(tmp_path, device="cpu", quiet=True)
+    run_demo(tmp_path, device="cpu", quiet=True, train=False)  # the routing outputs; training: test_cli
     for name in ("cance_discharge.nc", "cance_discharge_Qout.nc"):
         assert cf_problems(tmp_path / name) == [], name
     with netCDF4.Dataset(tmp_path / "cance_discharge_Qout.nc") as nc:  # RAPIDpy-style, with the reaches' positions

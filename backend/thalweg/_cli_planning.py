@@ -11,42 +11,41 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import Choices
+from .config import PlanningSettings, kind_of, options
 from .errors import InputError, ThalwegError, option_names, render_options
 
-__all__ = ["add_planning_commands", "OPTION_FLAGS"]
-
-# library keyword -> CLI flag, for hints (errors.opt placeholders)
-OPTION_FLAGS = {
-    "flow_statistics.water_year_start": "--water-year-start",
-    "flow_statistics.distribution": "--distribution",
-    "return_period_flows.distribution": "--distribution",
-    "return_period_flows.return_periods": "--return-periods",
-    "return_period_flows.confidence": "--confidence",
-    "compare.statistic": "--statistic",
-    "write_reach_table.network": "--network",
-}
+__all__ = ["add_planning_commands", "option_flags", "planning_settings"]
 
 
-def _distributions() -> tuple[str, ...]:
-    from .results.frequency import DISTRIBUTIONS
+def option_flags() -> dict[str, str]:
+    """Library keyword -> CLI flag of these commands' options, for hints (errors.opt placeholders)."""
+    table = {"write_reach_table.network": "--network"}
+    for _, (_, o) in options(PlanningSettings).items():
+        for keyword in (o.keyword, *o.aliases):
+            if keyword and o.flag:
+                table[keyword] = o.flag
+    return table
 
-    return DISTRIBUTIONS
+
+def _add_planning_options(p: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
+    """The flags of :class:`thalweg.config.PlanningSettings` in ``groups``, built from their Options (as route's
+    are), so that the command line and the service's job bodies share help, defaults, values and bounds."""
+    from .cli import _add_settings, _help
+
+    table = options(PlanningSettings)
+    for group in groups:
+        g = p.add_argument_group(group)
+        names = [n for n, (_, o) in table.items() if o.group == group and o.flag]
+        for name in [n for n in names if kind_of(table[n][0]).startswith("list[float]")]:
+            f, o = table[name]
+            g.add_argument(o.flag, dest=name, type=float, nargs="+", metavar=o.metavar, default=argparse.SUPPRESS,
+                           help=_help(f, o))
+        _add_settings(g, [n for n in names if not kind_of(table[n][0]).startswith("list[float]")], table)
 
 
-def _add_frequency_options(p: argparse.ArgumentParser) -> None:
-    # no numpy here: `thalweg --help` stays fast (the library's names are looked up when used)
-    g = p.add_argument_group("flood frequency")
-    g.add_argument("--return-periods", type=float, nargs="+", metavar="YEARS",
-                   help="return periods, years (default: 2 5 10 20 50 100)")
-    g.add_argument("--distribution", choices=Choices(_distributions, "distributions"), default="gev",
-                   help="annual-maximum distribution, fitted by L-moments (default: gev; gumbel needs fewer years)")
-    g.add_argument("--water-year-start", type=int, default=10, metavar="MONTH",
-                   help="month the water year starts in, 1-12 (default 10: October; 1: calendar years)")
-    g.add_argument("--bootstrap", type=int, default=200, metavar="N",
-                   help="bootstrap resamples for the confidence intervals (default 200; 0: none)")
-    g.add_argument("--confidence", type=float, default=0.9, help="confidence level of the intervals (default 0.9)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0: same numbers each run)")
+def planning_settings(args: argparse.Namespace) -> PlanningSettings:
+    """The :class:`PlanningSettings` of a parsed command line (flags not given: the defaults)."""
+    return PlanningSettings(**{name: getattr(args, name) for name in options(PlanningSettings) if hasattr(args, name)})
 
 
 def add_planning_commands(sub, common: argparse.ArgumentParser,
@@ -63,7 +62,7 @@ def add_planning_commands(sub, common: argparse.ArgumentParser,
     st.add_argument("discharge", help="discharge NetCDF (thalweg route's Q or Qout, RAPID, GEOGloWS, river-route)")
     st.add_argument("-o", "--output", required=True, help=table)
     st.add_argument("--network", dest="network_file", help="the routed network's file (for a .gpkg output)")
-    _add_frequency_options(st)
+    _add_planning_options(st, ("discharge reading", "frequency", "stats"))
     add_network_options(st)
 
     cp = sub.add_parser("compare", parents=[common], help="per-reach change of a statistic between two runs "
@@ -71,11 +70,8 @@ def add_planning_commands(sub, common: argparse.ArgumentParser,
     cp.add_argument("baseline", help="discharge file of the baseline run")
     cp.add_argument("scenario", help="discharge file of the scenario run (same network and period)")
     cp.add_argument("-o", "--output", required=True, help=table)
-    cp.add_argument("--statistic", default="mean",
-                    help="mean (default), max, q05, q50, q95, mean_annual, mam7, min7, or q{T}y (e.g. q100y)")
-    cp.add_argument("--top", type=int, default=10, metavar="N", help="print the N most changed reaches (default 10)")
     cp.add_argument("--network", dest="network_file", help="the routed network's file (for a .gpkg output)")
-    _add_frequency_options(cp)
+    _add_planning_options(cp, ("discharge reading", "frequency", "compare"))
     add_network_options(cp)
 
     ex = sub.add_parser("exceed", parents=[common], help="where and when discharge exceeds a threshold")
@@ -89,7 +85,7 @@ def add_planning_commands(sub, common: argparse.ArgumentParser,
                       help="each reach's flow of this return period (fitted on the same run)")
     ex.add_argument("--network", dest="network_file",
                     help="the routed network's file (for --threshold-field or a .gpkg output)")
-    _add_frequency_options(ex)
+    _add_planning_options(ex, ("discharge reading", "frequency"))
     add_network_options(ex)
     handlers = {"stats": _cmd_stats, "compare": _cmd_compare, "exceed": _cmd_exceed}
     for name, parser in (("stats", st), ("compare", cp), ("exceed", ex)):
@@ -100,7 +96,7 @@ def add_planning_commands(sub, common: argparse.ArgumentParser,
 def _in_cli_terms(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``handler`` with its hints naming these commands' flags."""
     def run(args: argparse.Namespace) -> int:
-        with option_names(OPTION_FLAGS, "cli"):
+        with option_names(option_flags(), "cli"):
             try:
                 return handler(args)
             except ThalwegError as exc:  # fix the hint's wording while these flags are known
@@ -123,14 +119,8 @@ def _needs_map(args: argparse.Namespace) -> str | None:
     return "a .gpkg output" if Path(args.output).suffix.lower() == ".gpkg" else None
 
 
-def _return_periods(args: argparse.Namespace):
-    from .results.frequency import DEFAULT_RETURN_PERIODS
-
-    return args.return_periods or DEFAULT_RETURN_PERIODS
-
-
-def _frequency_kwargs(args: argparse.Namespace) -> dict:
-    return {"distribution": args.distribution, "water_year_start": args.water_year_start}
+def _frequency_kwargs(settings: PlanningSettings) -> dict:
+    return {"distribution": settings.distribution, "water_year_start": settings.water_year_start}
 
 
 def _check_output(args: argparse.Namespace, inputs: list[str]) -> None:
@@ -148,19 +138,19 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     from .results import read_discharge
-    from .results.planning import LAYERS, stats_table, units_of
+    from .results.planning import LAYERS, stats_summary, stats_table, units_of
     from .results.tables import write_reach_table
 
+    settings = planning_settings(args)
     _check_output(args, [args.discharge, args.network_file])
     network = _network(args, _needs_map(args))
-    d = read_discharge(args.discharge)
-    stats = stats_table(d, return_periods=_return_periods(args), n_boot=args.bootstrap, confidence=args.confidence,
-                        seed=args.seed, **_frequency_kwargs(args))
+    d = read_discharge(args.discharge, variable=settings.variable)
+    stats = stats_table(d, return_periods=settings.return_periods, n_boot=settings.bootstrap,
+                        confidence=settings.confidence, seed=settings.seed, statistics=settings.statistics,
+                        **_frequency_kwargs(settings))
     path = write_reach_table(args.output, stats, network=network, units=units_of("stats", stats),
                              layer=_layer(args, LAYERS["stats"]))
-    years = stats.attrs["years"]
-    _say(args, f"{d.n_reaches:,} reaches, {len(years)} complete water years ({years[0]}..{years[-1]}): "
-               f"{stats.attrs['method']}\n  table        {path}")
+    _say(args, f"{d.n_reaches:,} reaches, {stats_summary(stats)}\n  table        {path}")
     return 0
 
 
@@ -172,18 +162,20 @@ def _layer(args: argparse.Namespace, name: str) -> str | None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .results import read_discharge
     from .results.compare import most_changed
-    from .results.planning import LAYERS, compare_table, units_of
+    from .results.planning import LAYERS, compare_table, run_names, units_of
     from .results.tables import write_reach_table
 
+    settings = planning_settings(args)
     _check_output(args, [args.baseline, args.scenario, args.network_file])
     network = _network(args, _needs_map(args))
-    base, scen = read_discharge(args.baseline), read_discharge(args.scenario)
-    frame = compare_table(base, scen, statistic=args.statistic,
-                          names=(Path(args.baseline).name, Path(args.scenario).name), **_frequency_kwargs(args))
+    base = read_discharge(args.baseline, variable=settings.variable)
+    scen = read_discharge(args.scenario, variable=settings.variable)
+    frame = compare_table(base, scen, statistic=settings.statistic,
+                          names=run_names(args.baseline, args.scenario), **_frequency_kwargs(settings))
     path = write_reach_table(args.output, frame, network=network, units=units_of("compare", frame),
                              layer=_layer(args, LAYERS["compare"]))
-    top = most_changed(frame, n=args.top)
-    lines = [f"{args.statistic}: {int((frame['difference'] != 0).sum()):,} of {len(frame):,} reaches changed; "
+    top = most_changed(frame, n=settings.top)
+    lines = [f"{settings.statistic}: {int((frame['difference'] != 0).sum()):,} of {len(frame):,} reaches changed; "
              f"the {len(top)} most changed (relative):",
              f"  {'reach':>12} {'baseline':>12} {'scenario':>12} {'change':>12} {'relative':>9}"]
     for rid, row in top.iterrows():
@@ -199,12 +191,13 @@ def _cmd_exceed(args: argparse.Namespace) -> int:
     from .results.planning import LAYERS, exceedance_table, units_of
     from .results.tables import write_reach_table
 
+    settings = planning_settings(args)
     _check_output(args, [args.discharge, args.network_file])
     needed = "--threshold-field" if args.threshold_field else _needs_map(args)
     network = _network(args, needed)
-    d = read_discharge(args.discharge)
+    d = read_discharge(args.discharge, variable=settings.variable)
     frame, what = exceedance_table(d, network=network, threshold=args.threshold, field=args.threshold_field,
-                                   return_period=args.return_period, **_frequency_kwargs(args))
+                                   return_period=args.return_period, **_frequency_kwargs(settings))
     path = write_reach_table(args.output, frame, network=network, units=units_of("exceedance", frame),
                              layer=_layer(args, LAYERS["exceedance"]))
     _say(args, f"{int(frame['exceeded'].sum()):,} of {len(frame):,} reaches exceed {what} at least once\n"

@@ -40,19 +40,39 @@ def add_train_command(sub, common: argparse.ArgumentParser) -> argparse.Argument
     return p
 
 
+def _train_flags() -> dict[str, str]:
+    """Library keyword -> train's flag, for hints (``train.forcings`` -> ``--forcing``)."""
+    from .config import TrainSettings, options
+
+    table = {"train.forcings": "--forcing", "train.out_dir": "-o", "train.name": "--name"}
+    for _, o in options(TrainSettings).values():
+        if o.flag:
+            for keyword in (o.keyword, *o.aliases):
+                if keyword and keyword not in table:
+                    table[keyword] = o.flag
+    return table
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .cli import _Progress
     from .config import TrainSettings, options
+    from .errors import ThalwegError, option_names, render_options
     from .learning.train_run import run_train
 
     values = {name: getattr(args, name) for name in options(TrainSettings) if hasattr(args, name)}
     values.update(network=args.network, forcings=dict(args.forcing) or None, out_dir=args.out, name=args.stem)
-    settings = TrainSettings.from_dict(values)
-    bar = _Progress(args.quiet)
-    try:
-        run = run_train(settings, progress=bar)
-    finally:
-        bar.close()
+    with option_names(_train_flags(), "cli"):  # hints name train's flags (--forcing NAME=PATH, ...)
+        try:
+            settings = TrainSettings.from_dict(values)
+            bar = _Progress(args.quiet)
+            try:
+                run = run_train(settings, progress=bar)
+            finally:
+                bar.close()
+        except ThalwegError as exc:  # rendered here, where train's names are known
+            exc.message = render_options(exc.message)
+            exc.hint = render_options(exc.hint) if exc.hint else exc.hint
+            raise
     if not args.quiet:
         print(run.table, file=sys.stderr)
         print(f"trained in {run.timings['train']:.1f} s (reading {run.timings['read']:.1f} s)", file=sys.stderr)

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import __version__
 from .config import CalibrateSettings, Choices, Option, RouteSettings, kind_of, options
-from .errors import InputError, ThalwegError, ThalwegWarning, option_names
+from .errors import InputError, ThalwegError, ThalwegWarning, opt, option_names
 
 __all__ = ["main", "build_parser", "option_table", "EXIT_CODES"]
 
@@ -219,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="thalweg-demo", help="output folder (default: ./thalweg-demo)")
     demo.add_argument("--device", default="auto", type=_pattern_type("device", _ALL_OPTIONS["device"][1]),
                       help="cpu, cuda or auto")
+    demo.add_argument("--no-train", dest="train", action="store_false",
+                      help="skip training the sample's GR4 runoff model (the learned model's figure and scores)")
+    demo.add_argument("--train-iterations", type=int, default=None, metavar="N",
+                      help="iterations of the demo's training (default: 40, under a minute on one CPU core)")
 
     command("schemes", "list routing schemes and their parameters")
     from ._cli_planning import add_planning_commands
@@ -402,8 +406,11 @@ def _splits_line(summary: dict) -> str:
     """'none (a tree)', or the split reaches, their links, the largest multi-path region and the fractions' origin."""
     if not summary.get("splits"):
         return "none (a tree)"
-    return (f"{summary['splits']:,} reaches split ({summary['split_links']:,} links, fractions: "
-            f"{summary['split_fractions']}); largest multi-path region {summary['largest_multipath_region']:,} reaches")
+    from .errors import count
+
+    return (f"{count(summary['splits'], 'reach splits', 'reaches split')} "
+            f"({count(summary['split_links'], 'link')}, fractions: {summary['split_fractions']}); largest "
+            f"multi-path region {count(summary['largest_multipath_region'], 'reach', 'reaches')}")
 
 
 def _usage(args: argparse.Namespace, message: str) -> None:
@@ -461,6 +468,10 @@ def _route_settings(args: argparse.Namespace, cls: type[RouteSettings] = RouteSe
     try:
         return cls.from_dict({**data, **given})
     except InputError as exc:
+        own = f"setting '{exc.field}'"
+        if exc.field in given and exc.message.startswith(own):
+            # a flag given here: name the flag (--chunk-steps), as the user typed it, not the settings key
+            raise InputError(opt(f"route.{exc.field}") + exc.message[len(own):], hint=exc.hint) from None
         if args.settings:  # the file's keys are the user's: name the file
             raise InputError(exc.message, path=args.settings, field=exc.field, hint=exc.hint) from None
         raise
@@ -581,7 +592,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .workflow import check_output_folder
 
     check_output_folder(Path(args.out), flag="--out")
-    run_demo(Path(args.out), device=args.device, quiet=args.quiet)
+    extra = {} if args.train_iterations is None else {"iterations": args.train_iterations}
+    run_demo(Path(args.out), device=args.device, quiet=args.quiet, train=args.train, **extra)
     return 0
 
 

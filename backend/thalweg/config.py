@@ -25,8 +25,8 @@ from typing import Any
 
 from .errors import InputError, opt
 
-__all__ = ["RouteSettings", "CalibrateSettings", "Option", "Choices", "options", "option_keys",
-           "reading_kwargs", "kind_of", "check_model_options",
+__all__ = ["RouteSettings", "CalibrateSettings", "PlanningSettings", "Option", "Choices", "options", "option_keys",
+           "reading_kwargs", "kind_of", "check_model_options", "check_known_keys",
            "CONVENTIONS", "NAN_POLICIES", "AREA_POLICIES", "ZONINGS", "TIME_LABELS", "LAYOUTS", "DEVICE_PATTERN"]
 
 CONVENTIONS = ("end", "mean", "both")
@@ -132,7 +132,7 @@ class Option:
     flag : the command-line flag; None: given another way (positional, ``-o``, ``--param``, ...).
     keyword : the library keyword the setting is passed as (``read_runoff.units``), for hints.
     choices : allowed values (a tuple, or :class:`Choices` looked up lazily).
-    gt, ge, le : bounds of a number (greater than, at least, at most).
+    gt, ge, le, lt : bounds of a number (greater than, at least, at most, less than); of each item of a list.
     pattern : regular expression a string must match.
     path : the value is a file path (checked to exist by the service).
     server : part of the service's route/calibrate job bodies as derived (False: the body defines its own field,
@@ -151,6 +151,7 @@ class Option:
     gt: float | None = None
     ge: float | None = None
     le: float | None = None
+    lt: float | None = None
     pattern: str | None = None
     path: bool = False
     server: bool = True
@@ -169,6 +170,7 @@ def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) 
 
 # the kind of each annotation used below: what a value must be, checked in one place (_check_types)
 _KINDS = {"str": "str", "str | None": "str?", "float | None": "float?", "float": "float", "int": "int",
+          "list[float] | None": "list[float]?",
           "int | None": "int?", "bool": "bool", "list[int]": "list[int]", "list[str]": "list[str]",
           "dict[str, Any]": "params", "dict[str, str] | None": "dict[str, str]?", "dict[str, list[float]]": "bounds"}
 
@@ -200,7 +202,9 @@ class RouteSettings:
     params: dict[str, Any] = _setting({}, "parameter -> constant (SI) or network field name", flag=None,
                                       keyword="route.params", server=False)
     parameters: str | None = _setting(None, "a parameter model file (JSON, a trained regression model): every "
-                                            "reach's parameters from its attributes, on this or another network",
+                                            "reach's parameters from its attributes, on this or another network; "
+                                            "or a per-reach table (CSV/parquet: reach_id + a column per "
+                                            "parameter, the _params.csv calibrate and train write)",
                                       flag="--parameters", keyword="route.parameters", path=True, metavar="MODEL")
     engine: str = _setting("auto", "routing engine: exact (each reach's filter in topological order), closure "
                                    "(DiffRoute's transitive closure), fft (portable torch), auto (the fastest "
@@ -293,7 +297,8 @@ class RouteSettings:
     observed: str | None = _setting(None, "CSV of observed discharge (time at the end of each step + one column "
                                           "per gauge_id); needs --gauges", group="outputs", flag="--observed",
                                     keyword="route.observed", path=True, metavar="CSV")
-    write_gpkg: bool = _setting(True, "write the GeoPackage summary layer (needs geometries)", group="outputs",
+    write_gpkg: bool = _setting(True, "the GeoPackage summary layer <name>.gpkg (needs geometries): written by "
+                                      "default; --no-gpkg (write_gpkg false) leaves it out", group="outputs",
                                 flag="--no-gpkg", keyword="route.write_gpkg")
     hydrograph_reaches: list[int] = _setting([], "more reach ids whose hydrographs go to the CSV",
                                              group="outputs", flag="--hydrograph",
@@ -344,11 +349,7 @@ class RouteSettings:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RouteSettings:
         """Settings from a mapping (a saved settings.json); unknown or missing keys fail with the list."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise InputError(f"unknown setting(s) {', '.join(unknown)}.",
-                             hint=f"Known settings: {', '.join(sorted(known))}.")
+        check_known_keys(cls, data)
         missing = [f.name for f in dataclasses.fields(cls)
                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                    and f.name not in data]
@@ -375,6 +376,7 @@ class RouteSettings:
         if not isinstance(data, dict):
             raise InputError(f"the settings file holds a JSON {type(data).__name__}, not an object.", path=path,
                              hint="Give a settings.json that a run wrote.")
+        check_known_keys(cls, data, path=path)
         return data
 
     @classmethod
@@ -384,6 +386,13 @@ class RouteSettings:
             return cls.from_dict(data)
         except InputError as exc:
             raise InputError(exc.message, path=path, hint=exc.hint) from None
+
+
+# held-out gauges: one setting, one flag for calibrate and train (and their job bodies)
+_VALIDATE_GAUGES = dict(help="a gauge id held out of the training and scored as if ungauged (spatial validation); "
+                             "repeatable or comma-separated", flag="--validate-gauges",
+                        keyword="run_fit.validate_gauges", aliases=("fit.validation_gauges", "train.validate_gauges"),
+                        metavar="GAUGE_ID")
 
 
 @dataclasses.dataclass
@@ -449,11 +458,7 @@ class CalibrateSettings(RouteSettings):
     validation: str | None = _setting(None, "validation period START/END: scored, never trained on",
                                       group="calibration", flag="--validation", keyword="run_fit.validation",
                                       aliases=("fit.validation",), pattern=PERIOD_PATTERN, metavar="START/END")
-    validate_gauges: list[str] = _setting([], "a gauge id held out of the training and scored as if ungauged "
-                                              "(spatial validation); repeatable or comma-separated",
-                                          group="calibration",
-                                          flag="--validate-gauges", keyword="run_fit.validate_gauges",
-                                          aliases=("fit.validation_gauges",), metavar="GAUGE_ID")
+    validate_gauges: list[str] = _setting([], **_VALIDATE_GAUGES, group="calibration")
     leave_one_out: bool = _setting(False, "also fit once per gauge with that gauge held out, and report its scores "
                                           "(transfer to ungauged reaches)", group="calibration",
                                    flag="--leave-one-out", keyword="run_fit.leave_one_out")
@@ -604,9 +609,7 @@ class TrainSettings:
                                        flag="--calibration", keyword="train.calibration", metavar="START/END")
     validation: str | None = _setting(None, "validation period START/END", group="training", flag="--validation",
                                       keyword="train.validation", metavar="START/END")
-    validate_gauges: list[str] = _setting([], "a gauge id held out of the training; repeatable", group="training",
-                                          flag="--validate-gauge", keyword="train.validate_gauges",
-                                          metavar="GAUGE")
+    validate_gauges: list[str] = _setting([], **_VALIDATE_GAUGES, group="training")
     warmup: int = _setting(0, "first steps left out of every loss and metric", group="training", flag="--warmup",
                            keyword="train.warmup", ge=0, metavar="STEPS")
     checkpoint: str | None = _setting(None, "checkpoint file: saved while training, resumed when it exists",
@@ -634,15 +637,91 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise InputError(f"unknown setting(s) {', '.join(unknown)}.",
-                             hint=f"Known settings: {', '.join(sorted(known))}.")
+        check_known_keys(cls, data)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# ---- the planners' commands (thalweg stats | compare | exceed; service jobs stats, compare, exceedance) ----------
+STATISTICS = ("auto", "all", "duration")  # thalweg.results.frequency.STATISTICS (not imported: numpy)
+COMPARE_STATISTIC = r"^(mean|max|q05|q50|q95|mean_annual|mam7|min7|q[0-9]+(\.[0-9]+)?y)$"
+
+
+def _distributions() -> tuple[str, ...]:
+    from .results.frequency import DISTRIBUTIONS
+
+    return DISTRIBUTIONS
+
+
+DISTRIBUTION_CHOICES = Choices(_distributions, "annual-maximum distributions")
+
+
+@dataclasses.dataclass
+class PlanningSettings:
+    """The options of the planners' tables (``thalweg stats|compare|exceed`` and the service's ``stats``,
+    ``compare`` and ``exceedance`` jobs): each field's :class:`Option` makes the command's flag and the job
+    body's key. Groups: 'discharge reading' and 'frequency' (every command), 'stats', 'compare'."""
+
+    variable: str | None = _setting(None, "discharge variable of the file(s) (default: found: Qout, Q, discharge, "
+                                          "streamflow)", group="discharge reading", flag="--variable",
+                                    keyword="read_discharge.variable", metavar="NAME")
+    distribution: str = _setting("gev", "annual-maximum distribution, fitted by L-moments (gumbel needs fewer "
+                                        "years)", group="frequency", flag="--distribution",
+                                 keyword="flow_statistics.distribution",
+                                 aliases=("return_period_flows.distribution", "compare.distribution"),
+                                 choices=DISTRIBUTION_CHOICES)
+    water_year_start: int = _setting(10, "month the water year starts in, 1-12 (10: October; 1: calendar years)",
+                                     group="frequency", flag="--water-year-start",
+                                     keyword="flow_statistics.water_year_start", ge=1, le=12, metavar="MONTH")
+    statistics: str = _setting("auto", "which statistics: auto (what the run allows; those needing more complete "
+                                       "water years are skipped, saying so), all (refused when the run is too "
+                                       "short for one), duration (mean, max, q05/q50/q95, min7: no years needed)",
+                               group="stats", flag="--statistics", keyword="flow_statistics.statistics",
+                               choices=STATISTICS)
+    return_periods: list[float] | None = _setting(None, "return periods, years (default: 2 5 10 20 50 100); given, "
+                                                        "their flows are asked for (refused on too short a run)",
+                                                  group="stats", flag="--return-periods",
+                                                  keyword="return_period_flows.return_periods", gt=1.0,
+                                                  le=10_000.0, metavar="YEARS")
+    bootstrap: int = _setting(200, "bootstrap resamples for the confidence intervals (0: none)", group="stats",
+                              flag="--bootstrap", keyword="return_period_flows.n_boot", ge=0, le=10_000,
+                              metavar="N")
+    confidence: float = _setting(0.9, "confidence level of the intervals", group="stats", flag="--confidence",
+                                 keyword="return_period_flows.confidence", gt=0.0, lt=1.0, metavar="LEVEL")
+    seed: int = _setting(0, "seed of the bootstrap (the same seed, the same numbers)", group="stats",
+                         flag="--seed", keyword="stats_table.seed", ge=0, le=2**32 - 1, metavar="N")
+    statistic: str = _setting("mean", "mean, max, q05, q50, q95, mean_annual, mam7, min7, or q{T}y (e.g. q100y)",
+                              group="compare", flag="--statistic", keyword="compare.statistic",
+                              pattern=COMPARE_STATISTIC, metavar="STATISTIC")
+    top: int = _setting(10, "the N most changed reaches listed", group="compare", flag="--top",
+                        keyword="compare.top", ge=0, le=1000, metavar="N")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+
+    def explicit_periods(self) -> bool:
+        """True when return periods were given: their flows are then asked for."""
+        return self.return_periods is not None
+# ---- end of the planners' commands ----
+
+
+def check_known_keys(cls: type, data: Mapping[str, Any], *, path: str | Path | None = None) -> None:
+    """InputError naming each key of ``data`` that is no setting of ``cls`` (route, calibrate, train), the file
+    it came from, and the known settings closest to it (difflib): the one check of settings files and mappings."""
+    import difflib
+
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(str(k) for k in set(data) - set(known))
+    if not unknown:
+        return
+    close = {k: difflib.get_close_matches(k, known, n=3, cutoff=0.6) for k in unknown}
+    near = "; ".join(f"'{k}': did you mean {' or '.join(close[k])}?" for k in unknown if close[k])
+    what = {"RouteSettings": "route", "CalibrateSettings": "calibrate", "TrainSettings": "train"}.get(cls.__name__,
+                                                                                                     cls.__name__)
+    raise InputError(f"unknown setting(s) {', '.join(unknown)} in the {what} settings.", path=path,
+                     hint=(f"{near} " if near else "") + f"Known settings: {', '.join(known)}.")
 
 
 def options(cls: type = CalibrateSettings) -> dict[str, tuple[dataclasses.Field, Option]]:
@@ -696,13 +775,16 @@ def _check_types(settings: RouteSettings) -> None:
         elif base in ("float", "int"):
             if not _number(value, base == "int") or (base == "float" and not math.isfinite(value)):
                 raise _bad(name, value, "a whole number" if base == "int" else "a finite number")
-            for bound, ok, word in ((o.gt, lambda v, b: v > b, "above"), (o.ge, lambda v, b: v >= b, "at least"),
-                                    (o.le, lambda v, b: v <= b, "at most")):
-                if bound is not None and not ok(value, bound):
-                    raise _bad(name, value, f"{word} {bound:g}")
+            _check_bounds(name, value, o)
         elif base == "bool":
             if not isinstance(value, bool):
                 raise _bad(name, value, "true or false")
+        elif base == "list[float]":
+            if not isinstance(value, list) or not value or not all(
+                    _number(v, False) and math.isfinite(v) for v in value):
+                raise _bad(name, value, "a list of numbers")
+            for v in value:
+                _check_bounds(name, v, o)
         elif base in ("list[int]", "list[str]"):
             item_ok = (lambda v: _number(v, True)) if base == "list[int]" else (lambda v: isinstance(v, str))
             if not isinstance(value, list) or not all(item_ok(v) for v in value):
@@ -718,6 +800,13 @@ def _check_types(settings: RouteSettings) -> None:
                 raise _bad(name, value, "an object of names")
             if base == "dict[str, str]" and not all(isinstance(v, str) for v in value.values()):
                 raise _bad(name, value, "an object of role -> field name")
+
+
+def _check_bounds(name: str, value: float, o: Option) -> None:
+    for bound, ok, word in ((o.gt, lambda v, b: v > b, "above"), (o.ge, lambda v, b: v >= b, "at least"),
+                            (o.le, lambda v, b: v <= b, "at most"), (o.lt, lambda v, b: v < b, "below")):
+        if bound is not None and not ok(value, bound):
+            raise _bad(name, value, f"{word} {bound:g}")
 
 
 def reading_kwargs(values: Mapping[str, Any], function: str) -> dict[str, Any]:

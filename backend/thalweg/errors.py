@@ -28,6 +28,7 @@ __all__ = [
     "MissingValueError",
     "OutputError",
     "Cancelled",
+    "count",
     "ThalwegWarning",
     "format_ids",
     "opt",
@@ -109,6 +110,12 @@ def format_ids(ids: Iterable[Any], limit: int = 3) -> str:
     if len(ids) > limit:
         shown += f" and {len(ids) - limit:,} more"
     return shown
+
+
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """``count(1, 'reach', 'reaches')`` -> ``'1 reach'``; ``count(1200, 'link')`` -> ``'1,200 links'``."""
+    n = int(n)
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
 
 
 def _plain(value: Any) -> Any:

@@ -224,14 +224,23 @@ def check_outputs(settings: RouteSettings, network: RiverNetwork | None = None, 
             raise OutputError(f"the output file name is {len(os.fsencode(path.name)):,} bytes long; this file "
                               f"system takes at most {name_max - 15:,} here.", path=path,
                               hint=f"Give {opt('route.out_dir', 'OUT.nc')} a shorter name.")
-        if path.is_dir():
-            raise OutputError(f"the {kind} output is a folder.", path=path,
-                              hint=f"Give {opt('route.out_dir', 'OUT.nc')} another name, or remove the folder.")
+        example = "OUT.zarr" if path.suffix.lower() == ".zarr" else "OUT.nc"
+        if path.is_dir() and not (path.suffix.lower() == ".zarr" and _is_zarr_store(path)):
+            # a zarr store is a folder: it is replaced as a whole (written beside, swapped in) like a file
+            raise OutputError(f"the {kind} output is a folder{' that is not a zarr store' * (example == 'OUT.zarr')}.",
+                              path=path, hint=f"Give {opt('route.out_dir', example)} another name, or remove the "
+                                              f"folder.")
         if path.exists() and not overwrite and not (settings_file and _same_file(path, Path(settings_file))):
             raise OutputError(f"the {kind} output exists; it is not replaced without {opt('route.overwrite')}.",
                               path=path, hint=f"Give {opt('route.overwrite')} to replace it, or another "
-                                              f"{opt('route.out_dir', 'OUT.nc')}.")
+                                              f"{opt('route.out_dir', example)}.")
     return paths
+
+
+def _is_zarr_store(path: Path) -> bool:
+    """Whether the folder ``path`` is a zarr store (v2 or v3 metadata at its top), or an empty folder."""
+    return any((path / name).exists() for name in (".zgroup", ".zattrs", ".zarray", "zarr.json")) or \
+        not any(path.iterdir())
 
 
 def network_problems(network: RiverNetwork) -> list[str]:
@@ -347,13 +356,22 @@ def _write(kind: str, path: Path, writer: Callable[..., Path], *args: Any) -> Pa
 
 
 def model_params(settings: RouteSettings, network: RiverNetwork) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Every reach's parameters from the parameter model file ``settings.parameters`` (``--parameters MODEL``),
-    and where they came from; InputError when the model is for another scheme or constants are given too."""
+    """Every reach's parameters from the parameter model file ``settings.parameters`` (``--parameters MODEL``: a
+    ``<name>_model.json``, or a per-reach ``<name>_params.csv`` table), and where they came from; InputError when
+    the model is for another scheme or constants are given too."""
     import json
 
-    from .params.model_file import apply_model
+    from .params.model_file import apply_model, is_parameter_table, read_parameter_table
 
     path = Path(settings.parameters)
+    if settings.params:
+        given = ", ".join(sorted(settings.params))
+        raise InputError(f"parameters are given twice: by {path.name} and as {given}.", path=path,
+                         hint=f"Leave out {given} to route with the file's values, or leave out "
+                              f"{opt('route.parameters')} to route with {given}.")
+    if is_parameter_table(path):
+        params = read_parameter_table(path, network, settings.scheme)
+        return params, {name: f"parameter table {path.name}" for name in params}
     try:
         scheme = json.loads(path.read_text(encoding="utf-8")).get("scheme")
     except (OSError, ValueError, AttributeError):
@@ -361,9 +379,6 @@ def model_params(settings: RouteSettings, network: RiverNetwork) -> tuple[dict[s
     if scheme is not None and scheme != settings.scheme:
         raise InputError(f"the parameter model is for the scheme '{scheme}', not '{settings.scheme}'.", path=path,
                          hint=f"Route with {opt('route.scheme', scheme)}.")
-    if settings.params:
-        raise InputError(f"parameters are given twice: by the model and as {', '.join(sorted(settings.params))}.",
-                         path=path, hint=f"Give {opt('route.parameters')} or {opt('route.params')}, not both.")
     params = apply_model(path, network)
     return params, {name: f"parameter model {path.name}" for name in params}
 
@@ -571,6 +586,9 @@ def run_calibrate(settings: CalibrateSettings, *, network: RiverNetwork | None =
             raise
         raise InputError(exc.message, path=settings.observed, ids=exc.ids, hint=exc.hint) from None
     timings["calibrate"] = time.perf_counter() - t0
+    from .params.checks import check_celerity
+
+    check_celerity(network, settings.scheme, result.params, names=result.calibrated, what="calibrated", prior=prior)
     _check(should_stop, "routing with the calibrated parameters")
 
     notes = {name: f"calibrated: prior ({used[name]}) x zone multiplier" if name in result.calibrated else origin
@@ -623,7 +641,9 @@ def _run_fit(settings: CalibrateSettings, network: RiverNetwork, runoff: Any, ga
     timings["calibrate"] = time.perf_counter() - t0
     _check(should_stop, "routing with the fitted parameters")
     result = fitted.result
-    notes = {name: f"{settings.model} model fitted at {len(gauges.ids)} gauge(s) (prior: {origin})"
+    held = {str(g) for g in settings.validate_gauges} & {str(g) for g in gauges.ids}
+    trained = f"{len(gauges.ids) - len(held)} gauge(s)" + (f", {len(held)} held out" if held else "")
+    notes = {name: f"{settings.model} model fitted at {trained} (prior: {origin})"
              if name in result.model.learned else origin for name, origin in used.items()}
     routed = run_route(settings, network=network, runoff=runoff, params=result.params, params_used=notes,
                        progress=lambda f, m: report(0.85 + 0.15 * f, m), should_stop=should_stop, checked=True,

@@ -48,13 +48,16 @@ def table_of(layer: QgsVectorLayer) -> str | None:
 
 
 def default_field(layer: QgsVectorLayer, table: str) -> str:
-    """The field a table is mapped by: the longest return period's flow (stats), the change in m³/s (compare),
-    the hours above the threshold (exceedance), the mean (summary)."""
+    """The field a table is mapped by: the longest return period's flow (stats; the peak without one), the change
+    in m³/s (compare), the hours above the threshold (exceedance), the mean (summary)."""
     if table == "stats":
         periods = sorted((float(m.group(1)), n) for n in layer.fields().names() if (m := _PERIOD.match(n)))
-        if not periods:
-            raise PluginError(f"layer '{layer.name()}' holds no return-period flow (q2y, q100y, ...).")
-        return periods[-1][1]
+        if periods:
+            return periods[-1][1]
+        for name in ("max", "mean"):  # a run too short for a fit: its peak
+            if layer.fields().indexOf(name) >= 0:
+                return name
+        raise PluginError(f"layer '{layer.name()}' holds no return-period flow (q2y, q100y, ...) nor a peak.")
     return {"compare": "difference", "exceedance": "duration_h", "summary": "mean"}[table]
 
 

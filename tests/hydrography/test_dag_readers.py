@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from thalweg.cli import main
-from thalweg.errors import NetworkError, ThalwegWarning
+from thalweg.errors import CycleError, NetworkError, ThalwegWarning
 from thalweg.hydrography import read_network
 from thalweg.routing import route, route_reference
 
@@ -51,7 +51,8 @@ def test_nhdplus_divergence_without_fractions_keeps_the_main_path(tmp_path):
 @pytest.mark.parametrize("hydroseq", [False, True], ids=["plusflow", "hydroseq"])
 def test_nhdplus_divergence_split_by_drainage_area_and_routed(tmp_path, hydroseq):
     path = _flowlines(tmp_path, hydroseq=hydroseq)
-    with pytest.warns(ThalwegWarning, match=r"divided 1 by the receiving reaches' drainage area"):
+    with pytest.warns(ThalwegWarning, match=r"1 split reach has no split fractions in the data \(12\); its "
+                                            r"outflow is divided by the receiving reaches' drainage area"):
         net = read_network(path, bifurcations="split")
     s = net.splits
     assert _ids_of(net, s.reach) == [12] and _ids_of(net, s.to) == [13, 14]
@@ -82,9 +83,14 @@ def test_links_table_overrides_the_layer(tmp_path):
     np.testing.assert_allclose(net.splits.fraction, [0.25, 0.75])
     assert net.splits.origin == "links"
     pd.DataFrame({"from_id": [12, 12], "to_id": [13, 14], "fraction": [0.5, 0.4]}).to_parquet(tmp_path / "l.parquet")
-    with pytest.raises(NetworkError, match=r"do not sum to 1: 12 \(0.9\)") as err:
+    with pytest.raises(NetworkError, match=r"do not sum to 1 \(12 -> 13: 0.5 \+ 12 -> 14: 0.4 = 0.9\)") as err:
         read_network(path, links=tmp_path / "l.parquet")
-    assert err.value.path.endswith("l.parquet") and err.value.ids == [12]
+    assert err.value.path.endswith("l.parquet") and err.value.ids == [12] and err.value.layer is None
+    pd.DataFrame({"from_id": [16], "to_id": [11]}).to_csv(tmp_path / "cycle.csv", index=False)
+    with pytest.raises(CycleError, match=r"row 16 -> 11 \(data row 1\) closes a cycle") as err:
+        read_network(path, links=tmp_path / "cycle.csv")
+    assert err.value.path.endswith("cycle.csv") and err.value.layer is None
+    assert "DSLINKNO" not in str(err.value) and "layer" not in str(err.value)
 
 
 def _lines_layer(tmp_path):
@@ -118,7 +124,7 @@ def test_info_reports_splits_and_the_largest_multipath_region(tmp_path, capsys):
     path = _flowlines(tmp_path)
     assert main(["info", str(path), "--bifurcations", "split"]) == 0
     text = capsys.readouterr().out
-    assert "splits         1 reaches split (2 links, fractions: area); largest multi-path region 3 reaches" in text
+    assert "splits         1 reach splits (2 links, fractions: area); largest multi-path region 3 reaches" in text
     assert "--bifurcations split" not in text  # splitting was asked for: no advice to ask for it
     assert main(["info", str(path)]) == 0
     text = capsys.readouterr().out

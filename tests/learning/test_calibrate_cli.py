@@ -193,6 +193,17 @@ def test_per_reach_model_with_periods_and_a_held_out_gauge(files, capsys):
     runoff = xr.open_dataset(files["runoff"])["m3_riv"].transpose("rivid", "time").values / DT
     expected = route(read, runoff[read.index_of(read.ids)], {"k": k, "x": 0.25}, "muskingum", dt=DT).numpy()
     np.testing.assert_allclose(q.values[q.index_of(read.ids)], expected, rtol=1e-4, atol=1e-4)
+    # the provenance counts the gauges trained on, not the held-out one
+    with xr.open_dataset(out) as ds:
+        assert "per-reach model fitted at 2 gauge(s), 1 held out" in ds.attrs["parameters"], ds.attrs["parameters"]
+
+    # route --parameters takes the per-reach table: the same discharge as the calibrated routing
+    routed = files["folder"] / "per_reach_routed" / "Q.nc"
+    assert main(["route", str(files["network"]), str(files["runoff"]), "-o", str(routed), "--scheme", "muskingum",
+                 "--parameters", str(out.with_name("Q_params.csv")), "--no-gpkg", "-q"]) == 0
+    np.testing.assert_allclose(read_discharge(routed).values, q.values, rtol=1e-6, atol=1e-6)
+    with xr.open_dataset(routed) as ds:
+        assert "parameter table Q_params.csv" in ds.attrs["parameters"]
 
 
 def test_leave_one_gauge_out_scores_each_gauge_held_out(files, capsys):
@@ -245,11 +256,15 @@ def test_regression_model_file_routes_the_same_discharge_and_a_checkpoint_resume
     (("--model", "per-reach", "--validate-gauges", "G-top,ZZ"), 3,
      ["validation gauge(s) ZZ are not among the gauges (G-out, G-mid, G-top)", "--validate-gauges G-out"]),
     (("--model", "per-reach", "--validate-gauges", "G-out,G-mid", "--validate-gauges", "G-top"), 3,
-     ["every gauge is held out, so nothing is left to train on"]),
+     ["every gauge (3) is held out, so nothing is left to train on", "(--validate-gauges)",
+      "held out in turn with --leave-one-out"]),
     (("--attribute", "slope"), 3, ["attributes are for the regression model, not 'zones'", "--model regression"]),
     (("--model", "per-reach", "--early-stopping", "5"), 3,
      ["early stopping needs a validation period or held-out gauges", "--validation"]),
-    (("--model", "regression", "--attribute", "colour"), 3, ["colour"]),
+    (("--model", "regression", "--attribute", "colour"), 3,
+     ["no reach attribute 'colour'", "e.g. --attribute length --attribute area (the default)"]),
+    (("--model", "per-reach", "--calibration", "2020-01-12/2020-01-05"), 3,
+     ["calibration 2020-01-12/2020-01-05 starts after it ends", "--calibration 2020-01-05/2020-01-12"]),
     (("--calibration", "2020-01-05"), 2, ["--calibration", "START/END"]),
     (("--model", "mlp"), 2, ["--model", "invalid choice: 'mlp'"]),
     (("--model", "per-reach", "--bound", "x=0:0.7"), 3,
@@ -257,7 +272,8 @@ def test_regression_model_file_routes_the_same_discharge_and_a_checkpoint_resume
     (("--model", "per-reach", "--bound", "tau=1:2"), 3, ["takes no parameter(s) tau"]),
     (("--bound", "k=3600"), 2, ["--bound: 'k=3600' is not NAME=LOW:HIGH"]),
     (("--model", "per-reach", "--calibration", "2020-01-01/2020-01-12", "--validation", VAL), 3,
-     ["overlap"]),
+     ["the calibration period 2020-01-01T01:00 .. 2020-01-13T00:00 (step ends) and validation period "
+      "2020-01-11T01:00 .. 2020-01-17T16:00 (step ends) overlap"]),
 ])
 def test_fit_option_errors_name_the_flag(files, tmp_path, capsys, extra, code, fragments):
     with pytest.raises(SystemExit) if code == 2 else _no_raise() as exit_info:

@@ -291,7 +291,7 @@ def test_split_errors_say_what_and_how():
     common = dict(dt=DT, gauges=b.network.ids[:2].tolist(), observed=obs)
     with pytest.raises(InputError, match=r"overlap, so validation would score trained steps"):
         fit(model, b.network, b.runoff, calibration=(0, 40), validation=(30, 60), **common)
-    with pytest.raises(InputError, match="every gauge is held out"):
+    with pytest.raises(InputError, match=r"every gauge \(\d+\) is held out"):
         fit(model, b.network, b.runoff, validation_gauges=b.network.ids[:2].tolist(), **common)
     with pytest.raises(InputError, match=r"early stopping needs a validation period.*validation="):
         fit(model, b.network, b.runoff, early_stopping=5, **common)

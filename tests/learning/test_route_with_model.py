@@ -69,4 +69,41 @@ def test_a_model_for_another_scheme_or_with_constants_is_refused(files, tmp_path
     assert "is for the scheme 'muskingum', not 'muskingum_nonneg'" in err and "--scheme muskingum" in err
     assert main(["route", str(rivers), str(runoff), "-o", str(tmp_path / "Q.nc"), "--scheme", "muskingum",
                  "--parameters", str(model), "--k", "3600"]) == 3
-    assert "given twice" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "given twice: by model.json and as k" in err, err
+    # the hint names what the user gave (k) and the flag to drop, not --param they never typed
+    assert "Leave out k to route with the file's values, or leave out --parameters to route with k." in err, err
+
+
+@pytest.mark.filterwarnings("ignore::thalweg.errors.ThalwegWarning")
+def test_route_takes_a_per_reach_parameter_table(files, tmp_path, capsys):
+    """--parameters PARAMS.csv (reach_id + every parameter, as calibrate and train write, in any row order, extra
+    columns ignored) routes with exactly those values; a table missing reaches or columns is refused by name."""
+    import pandas as pd
+
+    from thalweg.hydrography import read_network
+
+    net, rivers, runoff, volumes, _ = files
+    read = read_network(rivers)
+    rng = np.random.default_rng(7)
+    k = rng.uniform(1800.0, 20000.0, read.n_reaches)
+    x = rng.uniform(0.1, 0.3, read.n_reaches)
+    order = rng.permutation(read.n_reaches)
+    table = pd.DataFrame({"reach_id": read.ids[order], "zone": 0, "k": k[order], "x": x[order]})
+    path = tmp_path / "fit_params.csv"
+    table.to_csv(path, index=False, float_format="%.17g")
+    out = tmp_path / "Q.nc"
+    assert main(["route", str(rivers), str(runoff), "-o", str(out), "--scheme", "muskingum", "--parameters",
+                 str(path), "-q", "--no-gpkg"]) == 0
+    expected = route(read, _aligned(read, net, volumes) / DT, {"k": k, "x": x}, "muskingum", dt=DT).numpy()
+    got = read_discharge(out)
+    np.testing.assert_allclose(got.values[got.index_of(read.ids)], expected, rtol=1e-5, atol=1e-6)
+
+    table.iloc[1:].to_csv(tmp_path / "short.csv", index=False)
+    table.drop(columns="x").to_csv(tmp_path / "no_x.csv", index=False)
+    for name, fragment in (("short.csv", f"no row for 1 of the network's reaches: {read.ids[order[0]]}"),
+                           ("no_x.csv", "has no column x, which the 'muskingum' scheme needs")):
+        assert main(["route", str(rivers), str(runoff), "-o", str(tmp_path / "bad.nc"), "--scheme", "muskingum",
+                     "--parameters", str(tmp_path / name), "-q", "--no-gpkg"]) == 3
+        err = capsys.readouterr().err
+        assert name in err and fragment in err, err

@@ -185,3 +185,30 @@ def test_thalweg_train_refuses_a_missing_forcing(tmp_path, capsys):
                  "--observed", str(s / "cance_qobs.csv"), "-o", str(tmp_path)])
     assert code == 3
     assert "needs forcings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--forcing", "precipitation={nc}:nosuch"],
+     ["forcing 'precipitation': no variable nosuch (variables: precipitation, pet", "source '{nc}:VARIABLE'"]),
+    (["--forcing", "precipitation={nc}"], ["needs the forcing(s) pet", "e.g. --forcing precipitation=P.nc"]),
+    (["--forcing", "precipitation={nc}", "--forcing", "pet={nc}", "--validate-gauges", "V3524010,V3515010",
+      "--validate-gauges", "V3517010"],
+     ["every gauge (3) is held out, so nothing is left to train on", "Hold out fewer gauges (--validate-gauges)."]),
+])
+def test_thalweg_train_errors_name_its_own_flags(tmp_path, capsys, extra, fragments):
+    """train's hints use train's syntax: PATH:VARIABLE for a forcing (not route's --variable), --validate-gauges
+    (calibrate's flag, one setting for both) and no --leave-one-out, which train does not have."""
+    from thalweg.cli import main
+    from thalweg.demo import sample_dir
+
+    s = sample_dir()
+    nc = s / "cance_forcings.nc"
+    code = main(["train", str(s / "cance_rivers.gpkg"), "--gauges", str(s / "cance_gauges.csv"),
+                 "--observed", str(s / "cance_qobs.csv"), "-o", str(tmp_path), "--iterations", "1",
+                 *[e.format(nc=nc) for e in extra]])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    for fragment in fragments:
+        assert fragment.format(nc=nc) in err, err
+    assert "--variable" not in err and "--leave-one-out" not in err and "leave_one" not in err
+    assert not list(tmp_path.iterdir())

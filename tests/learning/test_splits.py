@@ -37,3 +37,36 @@ def test_period_errors():
         Period(5, 5)
     with pytest.raises(InputError, match="at least 2 gauges"):
         leave_one_out([1])
+
+
+def test_a_reversed_period_says_its_start_is_after_its_end():
+    end = np.datetime64("2014-09-01T00:00", "ns") + np.arange(24 * 120) * np.timedelta64(1, "h")
+    with pytest.raises(InputError, match=r"calibration 2014-11-14/2014-09-15 starts after it ends.*"
+                                         r"calibration='2014-09-15/2014-11-14'"):
+        period_of(end, "2014-11-14", "2014-09-15", label="calibration", what="calibration")
+    one_day = period_of(end, "2014-09-15", "2014-09-15")  # a single day is no reversed period
+    assert one_day.steps == 24
+
+
+def test_periods_from_dates_describe_themselves_by_time_and_overlaps_show_times():
+    end = np.datetime64("2014-09-15T01:00", "ns") + np.arange(24 * 10) * np.timedelta64(1, "h")
+    cal = period_of(end, "2014-09-15", "2014-09-18", label="calibration")
+    assert cal.describe() == "2014-09-15T01:00 .. 2014-09-19T00:00 (step ends)"
+    assert (cal.start, cal.end) == (0, 96) and cal == Period(0, 96, "calibration")  # times do not change equality
+    assert Period(3, 7).describe() == "steps [3, 7)"
+
+
+def test_held_out_gauges_must_leave_one_to_train_on():
+    from thalweg.errors import option_names
+    from thalweg.learning.splits import check_held_out
+
+    check_held_out(3, 2)
+    with option_names({"fit.validation_gauges": "--validate-gauges", "run_fit.leave_one_out": "--leave-one-out"}):
+        with pytest.raises(InputError) as info:
+            check_held_out(3, 3)
+        text = str(info.value)
+        assert "every gauge (3) is held out" in text and "(--validate-gauges)" in text, text
+        assert "held out in turn with --leave-one-out" in text and "leave_one_gauge_out" not in text
+        with pytest.raises(InputError) as info:
+            check_held_out(2, 2, leave_one_out=False)  # train: no leave-one-out to offer
+        assert "--leave-one-out" not in str(info.value)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from thalweg.errors import CycleError, NetworkError, ThalwegWarning
 from thalweg.network import Links, from_arrays, scheidegger_dag
+from thalweg.network.model import Source
 from thalweg.network.dag import dag_levels, edges, fraction_logits, multipath_regions, softmax_fractions
 
 # 1 -> 2 -> {3, 4} -> 5 (a braid), 5 -> outlet; areas in m2
@@ -52,7 +53,8 @@ def test_without_fractions_the_main_path_is_kept_and_said_so():
 
 
 def test_split_without_fractions_divides_by_drainage_area_or_equally():
-    with pytest.warns(ThalwegWarning, match=r"divided 1 by the receiving reaches' drainage area"):
+    with pytest.warns(ThalwegWarning, match=r"1 split reach has no split fractions in the data \(2\); its "
+                                            r"outflow is divided by the receiving reaches' drainage area\."):
         net = braid(None, bifurcations="split")
     np.testing.assert_allclose(net.splits.fraction, [0.75, 0.25])
     assert net.splits.origin == "area"
@@ -70,9 +72,32 @@ def test_bifurcations_main_keeps_the_tree():
 
 
 def test_fractions_that_do_not_sum_to_one_name_the_reach():
-    with pytest.raises(NetworkError, match=r"split fractions of 1 reaches do not sum to 1: 2 \(0.9\)") as err:
+    with pytest.raises(NetworkError, match=r"split fractions of 1 reach do not sum to 1 \(2 -> 3: 0.6 \+ 2 -> 4: "
+                                           r"0.3 = 0.9\)") as err:
         braid((0.6, 0.3))
     assert err.value.ids == [2] and "sum to 1" in err.value.hint
+
+
+def test_a_cycle_closed_by_a_link_table_row_names_the_row():
+    # 5 is the outlet; the table sends it back to 1: 1 -> 2 -> 3 -> 5 -> 1
+    table = Links(np.array([5]), np.array([1]), np.array([1.0]), origin="links", where="links_cycle.csv")
+    with pytest.raises(CycleError, match=r"the link table's row 5 -> 1 \(data row 1\) closes a cycle: reaches "
+                                         r"\d( -> \d)+") as err:
+        from_arrays(IDS, DOWN, [1e3] * 5, AREA, links=table, bifurcations="split")
+    assert err.value.path == "links_cycle.csv" and err.value.layer is None and err.value.field is None
+    assert sorted(err.value.ids) == [1, 2, 3, 5]
+    # a cycle through a split branch: 2 -> 4 (a table row) -> back up to 2 through 4's override
+    table = Links(np.array([2, 2, 4]), np.array([3, 4, 2]), np.array([0.5, 0.5, 1.0]), where="t.csv")
+    with pytest.raises(CycleError, match=r"rows 2 -> 4 \(data row 2\), 4 -> 2 \(data row 3\) close a cycle"):
+        from_arrays(IDS, DOWN, [1e3] * 5, AREA, links=table)
+
+
+def test_fractions_of_a_link_table_name_the_table_not_the_layer():
+    table = Links(np.array([2, 2]), np.array([3, 4]), np.array([0.7, 0.7]), origin="links", where="links_bad.csv")
+    with pytest.raises(NetworkError, match=r"1 reach do not sum to 1 \(2 -> 3: 0.7 \+ 2 -> 4: 0.7 = 1.4\)") as err:
+        from_arrays(IDS, DOWN, [1e3] * 5, AREA, links=table, source=Source(path="rivers.gpkg", layer="rivers"))
+    assert err.value.path == "links_bad.csv" and err.value.layer is None and err.value.field == "fraction"
+    assert "layer" not in str(err.value)
 
 
 def test_rounded_fractions_are_renormalised():
@@ -95,7 +120,8 @@ def test_a_lone_link_overrides_the_downstream_field():
 
 def test_split_into_a_cycle_names_it():
     # 2 splits into 3 and 1; 1 drains into 2: a cycle through the split link
-    with pytest.raises(CycleError, match=r"reaches (1 -> 2 -> 1|2 -> 1 -> 2) form a cycle through split links") as err:
+    with pytest.raises(CycleError, match=r"the link table's row 2 -> 1 \(data row 2\) closes a cycle: reaches "
+                                         r"(1 -> 2 -> 1|2 -> 1 -> 2)\.") as err:
         from_arrays(IDS, DOWN, [1e3] * 5, links=Links(np.array([2, 2]), np.array([3, 1]), np.array([0.5, 0.5])))
     assert sorted(err.value.ids) == [1, 2]
 

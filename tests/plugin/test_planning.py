@@ -100,14 +100,29 @@ def test_stats_algorithm_matches_the_library_and_is_styled_by_the_longest_return
     assert ranges[-1].upperValue() >= max(want.values()) and ranges[-1].lowerValue() < max(want.values())
 
 
-def test_stats_algorithm_refuses_too_short_a_run(provider, sample, tmp_path, run_cli):
+def test_stats_algorithm_on_a_short_run_maps_what_it_allows_or_refuses_what_was_asked(provider, sample, tmp_path,
+                                                                                       run_cli):
     import processing
 
+    from thalweg.layers.planning import style_planning_layer
+
     q = tmp_path / "Q.nc"
-    run_cli("route", sample["rivers"], sample["runoff"], "-o", q, "--no-gpkg", "-q")
-    with pytest.raises(QgsProcessingException, match=r"0 complete water year\(s\); a GEV fit needs at least 10"):
-        processing.run("thalweg:stats", {"NETWORK": str(sample["rivers"]), "DISCHARGE": str(q),
-                                         "OUTPUT": str(tmp_path / "s.gpkg")})
+    run_cli("route", sample["rivers"], sample["runoff"], "-o", q, "-q")  # Q.gpkg: the route's own summary
+    # the default: what four months allow (no return-period flow), mapped by the peak
+    result = processing.run("thalweg:stats", {"NETWORK": str(sample["rivers"]), "DISCHARGE": str(q),
+                                              "OUTPUT": str(tmp_path / "s.gpkg")})
+    layer = _layer(result["OUTPUT"], "stats")
+    names = set(layer.fields().names())
+    assert {"mean", "max", "q05", "q50", "q95", "min7"} <= names and not any(n.startswith("q") and n.endswith("y")
+                                                                           for n in names)
+    assert style_planning_layer(layer, "stats") == "max"
+    summary = _layer(f"{tmp_path / 'Q.gpkg'}|layername=discharge", "discharge")
+    peaks = _by_reach(summary, "max")
+    assert _by_reach(layer, "max") == pytest.approx(peaks, rel=1e-6)
+    for asked in ({"STATISTICS": 1}, {"RETURN_PERIODS": "2, 10"}):  # all, or periods other than the default
+        with pytest.raises(QgsProcessingException, match=r"(?=.*GEV fit needs at least 10)(?=.*has 0)"):
+            processing.run("thalweg:stats", {"NETWORK": str(sample["rivers"]), "DISCHARGE": str(q),
+                                             "OUTPUT": str(tmp_path / "s2.gpkg"), **asked})
 
 
 def test_compare_changes_exactly_the_scenarios_reach_on_a_style_centred_on_zero(provider, years, tmp_path):

@@ -121,15 +121,41 @@ def test_flow_statistics_columns_and_low_flows():
 
 def test_too_short_a_run_is_refused_with_the_years():
     d, _ = _gev_run(2, 4, 100.0, 30.0, 0.1, seed=0)
-    with pytest.raises(InputError, match=r"has 4 complete water year\(s\); a GEV fit needs at least 10") as err:
+    with pytest.raises(InputError, match=r"the run \(steps ending 1950-10-02 00:00 .. 1954-10-01 00:00\) has 4 "
+                                         r"complete water years; a GEV fit needs at least 10") as err:
         flow_statistics(d)
     assert "distribution='gumbel'" in str(err.value)
     with pytest.raises(InputError, match=r"GUMBEL fit needs at least 5"):
         flow_statistics(d, distribution="gumbel")
     hourly = Discharge(np.ones((1, 48)), [1], np.datetime64("2000-01-01T01", "ns") + np.arange(48)
                        * np.timedelta64(1, "h"), 3600.0)
-    with pytest.raises(InputError, match="has 0 complete water year"):
+    with pytest.raises(InputError, match="has 0 complete water years"):
         flow_statistics(hourly, distribution="gumbel")
+
+
+def test_auto_computes_what_a_short_run_allows_and_says_why_the_rest_is_skipped():
+    d, _ = _gev_run(2, 4, 100.0, 30.0, 0.1, seed=0)  # 4 complete water years: annual statistics, no GEV fit
+    s = flow_statistics(d, statistics="auto", n_boot=0)
+    assert "mean_annual" in s and "mam7" in s and "q2y" not in s
+    [skip] = s.attrs["skipped"]
+    assert skip["kind"] == "frequency" and skip["columns"].startswith("q2y, q5y")
+    assert "a GEV fit needs at least 10 complete water years (water years October to September)" in skip["reason"]
+    assert skip["reason"].endswith("has 4")
+    g = flow_statistics(d, statistics="auto", distribution="gumbel", n_boot=0)
+    assert "a GUMBEL fit needs at least 5" in g.attrs["skipped"][0]["reason"]
+    # what auto computes equals the full table's columns on a run long enough for both
+    long, _ = _gev_run(2, 12, 100.0, 30.0, 0.1, seed=1)
+    full, auto = flow_statistics(long, n_boot=0), flow_statistics(long, n_boot=0, statistics="auto")
+    assert auto.attrs["skipped"] == [] and list(auto.columns) == list(full.columns)
+    np.testing.assert_array_equal(auto.to_numpy(), full.to_numpy())
+    dur = flow_statistics(d, statistics="duration")
+    assert list(dur.columns) == ["mean", "max", "q05", "q50", "q95", "min7"] and dur.attrs["skipped"] == []
+    q = d.values.astype(np.float64)
+    np.testing.assert_allclose(dur["mean"], q.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(dur["max"], q.max(axis=1), rtol=1e-7)
+    np.testing.assert_allclose(dur["q50"], np.median(q, axis=1), rtol=1e-12)
+    with pytest.raises(InputError, match=r"or statistics='auto' for the statistics this run allows"):
+        flow_statistics(d, statistics="all")
 
 
 def test_bad_options_name_the_keyword():

@@ -194,3 +194,101 @@ def test_failing_writes_leave_nothing(tmp_path, discharge, monkeypatch):
     with pytest.raises(OSError):
         write_q(good, discharge)
     assert good.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["keep.nc"]
+
+
+def _observed_gauges(discharge, positions=(2, 0)):
+    from thalweg.learning.gauges import Gauges
+
+    obs = pd.DataFrame({"A": [9.0, 31.0, np.nan, 48.0, 41.0], "B": [1.5, 2.5, 2.0, 4.0, 5.0]},
+                       index=pd.DatetimeIndex(discharge.time))
+    return Gauges(np.array(["A", "B"]), np.array([30, 10]), np.array(positions), ["A", "B"], observed=obs), obs
+
+
+def test_hydrographs_at_gauges_are_headed_by_gauge_id_with_the_observations(tmp_path, discharge):
+    from thalweg.results.writers import write_hydrographs_long_csv
+
+    gauges, obs = _observed_gauges(discharge)
+    path = write_hydrographs_csv(tmp_path / "h.csv", discharge, [30, 10, 20], gauges=gauges)
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["time", "A [m3/s]", "A observed [m3/s]", "B [m3/s]", "B observed [m3/s]",
+                                   "reach 20 [m3/s]"]
+    np.testing.assert_array_equal(frame["A [m3/s]"].to_numpy(np.float32), discharge.series(30))
+    np.testing.assert_array_equal(frame["A observed [m3/s]"].to_numpy(), obs["A"].to_numpy())  # NaN kept empty
+    np.testing.assert_array_equal(frame["reach 20 [m3/s]"].to_numpy(np.float32), discharge.series(20))
+    long = pd.read_csv(write_hydrographs_long_csv(tmp_path / "l.csv", discharge, [20], gauges=gauges),
+                       dtype={"gauge_id": str}, keep_default_na=False, na_values=[""])
+    assert list(long.columns) == ["reach_id", "gauge_id", "time_utc", "q", "observed", "units"]
+    b = long[long.gauge_id == "B"]
+    assert (b["reach_id"] == 10).all()
+    np.testing.assert_array_equal(b["observed"].to_numpy(), obs["B"].to_numpy())
+    assert long[long.reach_id == 20]["observed"].isna().all()
+    import dataclasses
+
+    gauges = dataclasses.replace(gauges, observed=None)  # no observations: no observed columns
+    assert "observed" not in pd.read_csv(write_hydrographs_long_csv(tmp_path / "n.csv", discharge, gauges=gauges))
+    assert list(pd.read_csv(write_hydrographs_csv(tmp_path / "n2.csv", discharge, [30], gauges=gauges)).columns) \
+        == ["time", "A [m3/s]", "B [m3/s]"]
+
+
+def test_gauges_layer_carries_the_scores_against_the_observations(tmp_path):
+    import geopandas as gpd
+    from thalweg.learning.gauges import Gauges
+
+    net = scheidegger_network(12, seed=2, with_geometry=True)
+    rng = np.random.default_rng(0)
+    t = np.datetime64("2020-01-01T01", "ns") + np.arange(48) * np.timedelta64(1, "h")
+    d = Discharge(rng.gamma(2.0, 1.0, (net.n_reaches, 48)).astype(np.float32), net.ids, t, 3600.0)
+    pos = np.array([0, 5])
+    obs = pd.DataFrame({"A": rng.gamma(2.0, 1.0, 48), "B": rng.gamma(2.0, 1.0, 48)}, index=pd.DatetimeIndex(t))
+    obs.iloc[3, 0] = np.nan
+    gauges = Gauges(np.array(["A", "B"]), net.ids[pos], pos, ["A", "B"], observed=obs)
+    layer = gpd.read_file(write_summary_gpkg(tmp_path / "m.gpkg", net, d, gauges=gauges), layer="gauges")
+    for i, g in enumerate("AB"):  # the textbook formulas, on the observed steps only
+        sim, o = d.values[pos[i]].astype(np.float64), obs[g].to_numpy()
+        ok = np.isfinite(o)
+        sim, o = sim[ok], o[ok]
+        nse = 1 - ((sim - o) ** 2).sum() / ((o - o.mean()) ** 2).sum()
+        r = np.corrcoef(sim, o)[0, 1]
+        kge = 1 - np.sqrt((r - 1) ** 2 + (sim.std() / o.std() - 1) ** 2 + (sim.mean() / o.mean() - 1) ** 2)
+        row = layer.set_index("gauge_id").loc[g]
+        assert row["nse"] == pytest.approx(nse, rel=1e-6) and row["kge"] == pytest.approx(kge, rel=1e-6)
+        assert row["pbias"] == pytest.approx(100 * (o.sum() - sim.sum()) / o.sum(), rel=1e-6)  # Moriasi's sign
+        assert row["n_obs"] == ok.sum()
+    plain = gpd.read_file(write_summary_gpkg(tmp_path / "p.gpkg", net, d, gauges=Gauges(
+        gauges.ids, gauges.reach_ids, pos, ["A", "B"])), layer="gauges")
+    assert "nse" not in plain.columns
+
+
+def test_route_with_observed_writes_them_beside_the_simulation(tmp_path):
+    """route --gauges --observed on the sample: the observed series in both CSVs, the scores on the map."""
+    from pathlib import Path
+
+    import geopandas as gpd
+    from thalweg.cli import main
+    from thalweg.learning import read_gauges
+    from thalweg.metrics import nse
+    from thalweg.results.planning import gauge_hydrographs
+
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
+    out = tmp_path / "Q.nc"
+    assert main(["route", str(sample / "cance_rivers.gpkg"), str(sample / "cance_runoff.nc"), "-q",
+                 "--gauges", str(sample / "cance_gauges.csv"), "--observed", str(sample / "cance_qobs.csv"),
+                 "-o", str(out)]) == 0
+    obs = pd.read_csv(sample / "cance_qobs.csv", index_col=0)
+    wide = pd.read_csv(out.with_name("Q_hydrographs.csv"))
+    assert [c for c in wide.columns if "observed" in c] == [f"{g} observed [m3/s]" for g in obs.columns]
+    q = read_discharge(out)
+    stamps = pd.to_datetime(wide["time"]).dt.tz_localize(None)
+    on = obs.set_axis(pd.to_datetime(obs.index)).reindex(stamps)
+    for g in obs.columns:
+        np.testing.assert_allclose(wide[f"{g} observed [m3/s]"].to_numpy(), on[g].to_numpy(), equal_nan=True)
+    long = pd.read_csv(out.with_name("Q_hydrographs_long.csv"), dtype={"gauge_id": str})
+    assert "observed" in long.columns and long["observed"].notna().any()
+    layer = gpd.read_file(out.with_name("Q.gpkg"), layer="gauges").set_index("gauge_id")
+    from thalweg.hydrography import read_network
+
+    gauges = read_gauges(sample / "cance_gauges.csv", read_network(sample / "cance_rivers.gpkg"),
+                         observed=sample / "cance_qobs.csv")
+    for row in gauge_hydrographs(q, gauges):
+        assert layer.loc[row["gauge_id"], "nse"] == pytest.approx(float(nse(row["simulated"], row["observed"])),
+                                                                  rel=1e-6)

@@ -79,3 +79,17 @@ def test_static_attributes_from_a_file_and_the_network(net, tmp_path):
     table.write_text("reach_id,dd\n10,1.5\n20,2.5\n")
     with pytest.raises(InputError, match="lacks 1 reaches"):
         read_static(["dd"], net, table)
+
+
+def test_an_absent_variable_after_the_path_is_named_in_the_forcing_syntax(net, tmp_path):
+    """'PATH:VARIABLE' naming a variable the file lacks: the hint gives the forcing's own syntax (every surface
+    takes it: --forcing NAME=PATH:VARIABLE, sources={NAME: 'PATH:VARIABLE'}), not route's --variable."""
+    p = write(tmp_path / "p.nc", "precipitation", np.ones((3, 24)), "2020-01-01T00:00", 3600, "mm")
+    with pytest.raises(InputError) as info:
+        read_forcings({"rain": f"{p}:nosuch"}, net)
+    text = str(info.value)
+    assert "forcing 'rain': no variable nosuch (variables: precipitation" in text, text
+    assert f"as rain's source '{p}:VARIABLE'" in text and "--variable" not in text and "variable=" not in text
+    # the variable named after the path is read, and a forcing named like the file's variable needs no name
+    assert read_forcings({"rain": f"{p}:precipitation"}, net).names == ("rain",)
+    assert read_forcings({"precipitation": p}, net).names == ("precipitation",)

@@ -179,6 +179,37 @@ def test_chunks_follow_the_memory_budget(net, runoff_file, tmp_path):
         wants_stream(RouteSettings(**{**base, "runoff": "r.csv"}, stream="always"))
 
 
+def test_options_a_streamed_run_would_ignore_are_refused(runoff_file, tmp_path):
+    from thalweg.cli import build_parser, option_table
+    from thalweg.errors import option_names
+
+    base = dict(network="n.gpkg", runoff=str(runoff_file), out_dir=str(tmp_path), name="q")
+
+    def refused(match, **kw):
+        with option_names(option_table(build_parser())):  # the hints rendered as the CLI does
+            with pytest.raises(InputError) as err:
+                wants_stream(RouteSettings(**base, **kw))
+            text = str(err.value)
+        assert all(m in text for m in match), text
+
+    # --gpus routes in memory: never silently dropped by a streamed run
+    for kw, flag in ((dict(stream="always"), "--stream always"), (dict(resume=True), "--resume"),
+                     (dict(chunk_steps=20), "--chunk-steps 20")):
+        refused(["--gpus 2", flag, "cannot stream yet", "Leave out --gpus"], gpus=2, **kw)
+    refused(["--gpus 2", "--dask", "cannot be given together"], gpus=2, dask=True)
+    refused(["--gpus 2", "--scheduler"], gpus=2, scheduler="tcp://h:8786")
+    refused(["does not fit the memory budget", "--stream auto", "--gpus 2", "--stream never"], gpus=2, memory=0.001)
+    assert not wants_stream(RouteSettings(**base, gpus=2))  # fits: routed whole over the GPUs
+    # --chunk-steps asks for streaming: with --stream never it would be ignored
+    refused(["--chunk-steps 20", "--stream never"], chunk_steps=20, stream="never")
+    assert wants_stream(RouteSettings(**base, chunk_steps=20))
+    # rivers that split cannot stream yet: refused before anything starts, in the CLI's terms
+    refused(["--stream always", "split", "--stream never", "--bifurcations main"], stream="always", links="l.csv")
+    refused(["--dask", "--bifurcations main"], dask=True, bifurcations="split")
+    refused(["does not fit", "--bifurcations main"], memory=0.001, links="l.csv")
+    assert not wants_stream(RouteSettings(**base, links="l.csv"))  # fits: routed whole, splits and all
+
+
 def test_float64_stream_equals_one_pass_closely(net, runoff_file, tmp_path):
     params = _params(net)
     whole, runoff = _whole(net, runoff_file, params)
@@ -208,7 +239,10 @@ def test_thalweg_route_streams_over_the_budget_and_resumes(tmp_path):
     whole, _ = _whole(net, sample / "cance_runoff.nc", _params(net))
     streamed = read_discharge(tmp_path / "s.nc")
     np.testing.assert_allclose(streamed.values, whole.values, rtol=2e-6, atol=1e-5 * whole.values.max())
-    assert main(["route", *args, "-o", str(tmp_path / "s.zarr"), "--chunk-steps", "1000", "--resume"]) == 0
+    # --resume without a checkpoint starts over; the existing s.settings.json is replaced only with --overwrite
+    assert main(["route", *args, "-o", str(tmp_path / "s.zarr"), "--chunk-steps", "1000", "--resume"]) == 3
+    assert main(["route", *args, "-o", str(tmp_path / "s.zarr"), "--chunk-steps", "1000", "--resume",
+                 "--overwrite"]) == 0
     np.testing.assert_allclose(read_discharge(tmp_path / "s.zarr").values, whole.values, rtol=2e-6,
                                atol=1e-5 * whole.values.max())
 

@@ -63,14 +63,27 @@ def test_stats_job_matches_the_library(client, years):
     assert "GEV by L-moments" in done["result"]["method"]
 
 
-def test_stats_job_refuses_too_short_a_run_with_the_years(client, tmp_path):
+def test_stats_job_on_a_short_run_gives_what_it_allows_or_refuses_what_was_asked(client, tmp_path):
     routed = client.wait(client.route(str(SAMPLE / "cance_rivers.gpkg"), str(SAMPLE / "cance_runoff.nc"),
                                       write_gpkg=False)["id"], timeout=120, check=True)
-    job = client.submit({"kind": "stats", "network": str(SAMPLE / "cance_rivers.gpkg"), "layer": "rivers",
-                         "discharge": routed["outputs"]["q"]})
-    record = client.wait(job["id"], timeout=120)
-    assert record["state"] == "failed" and record["error"]["error"] == "InputError"
-    assert "complete water year" in record["error"]["message"] and "needs at least 10" in record["error"]["message"]
+    body = {"kind": "stats", "network": str(SAMPLE / "cance_rivers.gpkg"), "layer": "rivers",
+            "discharge": routed["outputs"]["q"]}
+    done = client.wait(client.submit(body)["id"], timeout=120, check=True)  # statistics 'auto', the default
+    got = _layer(done["outputs"]["gpkg"], "stats")
+    d = read_discharge(routed["outputs"]["q"])
+    np.testing.assert_allclose(got.loc[d.ids, "mean"], d.values.astype(np.float64).mean(axis=1), rtol=1e-9)
+    kinds = {s["kind"]: s["reason"] for s in done["result"]["skipped"]}
+    assert set(kinds) == {"annual", "frequency"} and "needs at least 10 complete water years" in kinds["frequency"]
+    assert "q2y" not in got.columns and done["result"]["years"] == []
+    for extra, words in (({"statistics": "all"}, '"statistics": "auto"'),
+                         ({"return_periods": [2, 10]}, "leave return_periods out")):
+        record = client.wait(client.submit({**body, **extra})["id"], timeout=120)
+        assert record["state"] == "failed" and record["error"]["error"] == "InputError"
+        message = record["error"]["message"] + " " + (record["error"].get("hint") or "")
+        assert "complete water year" in message and "needs at least 10" in message, message
+        assert words in message, message
+    expect_error(lambda: client.submit({**body, "confidence": 1.0}), 422, "confidence")
+    expect_error(lambda: client.submit({**body, "return_periods": [1.0]}), 422, "return_periods")
 
 
 def test_compare_job_changes_exactly_the_reach_and_lists_it_first(client, years):

@@ -59,6 +59,8 @@ def merge_links(found: Links | None, given: Links | None) -> Links | None:
     main = join(found.main, given.main, False)
     if main is not None and found.main is not None and given.main is None:
         main[n_found:] = False
+    given_rows = np.arange(given.from_ids.size) if given.row is None else np.asarray(given.row, np.int64)
     return Links(np.r_[found.from_ids[~drop], given.from_ids], np.r_[found.to_ids[~drop], given.to_ids],
                  join(found.fraction, given.fraction, np.nan), main=main,
-                 origin="links" if n_found == 0 else "mixed", where=given.where)
+                 origin="links" if n_found == 0 else "mixed", where=given.where,
+                 row=np.r_[np.full(n_found, -1, np.int64), given_rows])  # messages name rows of the given table

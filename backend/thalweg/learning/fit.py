@@ -27,7 +27,7 @@ from ..params.models import ParameterModel
 from .checkpoint import digest, load_checkpoint, save_checkpoint
 from .gauges import check_series
 from .losses import get_loss
-from .splits import Period, leave_one_out, period_mask
+from .splits import Period, check_held_out, leave_one_out, period_mask
 
 __all__ = ["fit", "FitResult", "OPTIMISERS", "leave_one_gauge_out", "MIN_OBSERVATIONS"]
 
@@ -169,9 +169,7 @@ def fit(model: ParameterModel, network: RiverNetwork, runoff: Any, *, dt: float,
         raise InputError(f"validation gauges {format_ids(unknown)} are not among the gauges.",
                          field="validation_gauges", ids=unknown.tolist(),
                          hint="Held-out gauges must be gauges with observations too.")
-    if held.all():
-        raise InputError("every gauge is held out, so nothing is left to train on.", field="validation_gauges",
-                         hint="Hold out fewer gauges (leave_one_gauge_out holds out one at a time).")
+    check_held_out(gauge_ids.size, int(held.sum()))
     runoff_t = runoff if isinstance(runoff, torch.Tensor) else torch.as_tensor(np.asarray(runoff))
     n_steps, obs_all = check_series(network, runoff_t, observed, gauge_ids.size, warmup, what="fitting",
                                     warmup_hint=f"E.g. {opt('fit.warmup', '48')}.")
@@ -182,8 +180,8 @@ def fit(model: ParameterModel, network: RiverNetwork, runoff: Any, *, dt: float,
         cal_end = val_period.start if val_period is not None and val_period.start > warmup else n_steps
         cal_period = Period(0, cal_end, "calibration")
     if val_period is not None and max(cal_period.start, val_period.start) < min(cal_period.end, val_period.end):
-        raise InputError(f"the calibration steps [{cal_period.start:,}, {cal_period.end:,}) and validation steps "
-                         f"[{val_period.start:,}, {val_period.end:,}) overlap, so validation would score trained "
+        raise InputError(f"the calibration period {cal_period.describe()} and validation period "
+                         f"{val_period.describe()} overlap, so validation would score trained "
                          f"steps.", field="validation", hint="Give disjoint periods.")
     has_validation = val_period is not None or bool(held.any())
     if early_stopping is not None:

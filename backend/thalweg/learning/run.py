@@ -75,6 +75,7 @@ def run_fit(network: RiverNetwork, runoff: Any, *, dt: float, time_end: np.ndarr
     out_dir, name, report_name : where :func:`write_fit_outputs` writes (``<name>_<report_name>.json``, ...).
     **fit_options : the rest of :func:`thalweg.learning.fit.fit`'s keywords (loss, optimiser, iterations, ...).
     """
+    from ..params.checks import check_celerity
     from ..params.models import build_model
     from .report import format_metrics
 
@@ -99,6 +100,8 @@ def run_fit(network: RiverNetwork, runoff: Any, *, dt: float, time_end: np.ndarr
     result = fit(make([g for g in gauge_reaches if g not in held]), network, runoff, gauges=gauge_reaches,
                  validation_gauges=held, checkpoint=checkpoint, should_stop=should_stop,
                  progress=lambda f, m: report(share * f, m), **options)
+    check_celerity(network, result.model.scheme, result.params, names=result.model.learned,
+                   prior={n: result.model.prior_of(n) for n in result.model.learned})
     logo = None
     if leave_one_out:
         logo = leave_one_gauge_out(make, network, runoff, gauges=gauge_reaches, should_stop=should_stop,

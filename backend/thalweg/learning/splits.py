@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError, opt
 
-__all__ = ["Period", "period_of", "leave_one_out", "period_mask"]
+__all__ = ["Period", "period_of", "leave_one_out", "period_mask", "check_held_out"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +23,9 @@ class Period:
     start: int
     end: int
     label: str = ""
+    # the step-end times it spans, when made from dates (period_of): messages show them rather than indices
+    first_time: str | None = dataclasses.field(default=None, compare=False)
+    last_time: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.start, (int, np.integer)) and isinstance(self.end, (int, np.integer))):
@@ -35,6 +38,12 @@ class Period:
     @property
     def steps(self) -> int:
         return int(self.end - self.start)
+
+    def describe(self) -> str:
+        """``2014-09-15T01:00 .. 2014-11-15T00:00 (step ends)`` when made from dates, else ``steps [0, 1,000)``."""
+        if self.first_time is not None and self.last_time is not None:
+            return f"{self.first_time} .. {self.last_time} (step ends)"
+        return f"steps [{self.start:,}, {self.end:,})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": int(self.start), "end": int(self.end), "label": self.label}
@@ -64,6 +73,10 @@ def period_of(time_end: np.ndarray, start: Any, end: Any, *, label: str = "", wh
         raise InputError(f"{what} '{start}/{end}' is not a pair of ISO dates.", field=label or what,
                          hint="Write it as START/END, e.g. "
                               f"{opt('fit.' + (label or 'calibration'), '2014-09-15/2014-11-14')}.") from None
+    if t0 > _instant(end, end=False):
+        raise InputError(f"{what} {start}/{end} starts after it ends ({start} is later than {end}).",
+                         field=label or what, hint="Give START before END, e.g. "
+                                                   f"{opt('fit.' + (label or 'calibration'), f'{end}/{start}')}.")
     # a step ending exactly at midnight of a first day covers the day before it
     after = times > t0 if len(str(start).strip()) == 10 else times >= t0
     inside = after & (times <= t1)
@@ -71,7 +84,14 @@ def period_of(time_end: np.ndarray, start: Any, end: Any, *, label: str = "", wh
     if steps.size == 0:
         raise InputError(f"{what} {start} .. {end} holds no step of the series ({times[0]} .. {times[-1]}, end of "
                          f"each step).", field=label or what, hint="Choose dates inside the runoff period.")
-    return Period(int(steps[0]), int(steps[-1]) + 1, label)
+    return Period(int(steps[0]), int(steps[-1]) + 1, label, first_time=_stamp(times[steps[0]]),
+                  last_time=_stamp(times[steps[-1]]))
+
+
+def _stamp(value: np.datetime64) -> str:
+    """``2014-09-15T01:00`` (minutes; seconds where they are not zero)."""
+    text = str(np.datetime64(value, "s"))
+    return text[:-3] if text.endswith(":00") else text
 
 
 def period_mask(observed: np.ndarray, period: Period | None, warmup: int = 0) -> np.ndarray:
@@ -83,6 +103,16 @@ def period_mask(observed: np.ndarray, period: Period | None, warmup: int = 0) ->
     keep[:warmup] = False
     obs[..., ~keep] = np.nan
     return obs
+
+
+def check_held_out(n_gauges: int, n_held: int, *, leave_one_out: bool = True) -> None:
+    """InputError when held-out gauges leave no gauge to train on (calibrate, train and the service alike);
+    ``leave_one_out``: the surface can score each gauge held out in turn (calibrate's, not train's)."""
+    if n_gauges and n_held >= n_gauges:
+        turn = f", or score every gauge held out in turn with {opt('run_fit.leave_one_out')}" if leave_one_out else ""
+        raise InputError(f"every gauge ({n_gauges}) is held out, so nothing is left to train on.",
+                         field="validation_gauges",
+                         hint=f"Hold out fewer gauges ({opt('fit.validation_gauges')}){turn}.")
 
 
 def leave_one_out(gauges: Sequence[Any]) -> list[tuple[list[Any], Any]]:

@@ -39,7 +39,7 @@ from .checkpoint import digest, load_checkpoint, save_checkpoint
 from .fit import _as_period, _metrics, fit
 from .gauges import check_series
 from .losses import get_loss
-from .splits import Period, period_mask
+from .splits import Period, check_held_out, period_mask
 
 __all__ = ["train", "TrainResult", "MODES", "depth_to_discharge"]
 
@@ -190,9 +190,7 @@ def _train(runoff_model: RunoffModel, network: RiverNetwork, forcings: Any, *, d
         raise InputError(f"validation gauges {format_ids(unknown)} are not among the gauges.",
                          field="validation_gauges", ids=unknown.tolist(), hint="Hold out gauges with observations.")
     held = np.isin(gauge_ids, held_ids)
-    if held.all():
-        raise InputError("every gauge is held out, so nothing is left to train on.", field="validation_gauges",
-                         hint="Hold out fewer gauges.")
+    check_held_out(gauge_ids.size, int(held.sum()), leave_one_out=False)
     n_steps, obs_all = check_series(network, f_all[..., 0], observed, gauge_ids.size, warmup, what="training")
     obs_all = np.where(np.isfinite(obs_all), obs_all, np.nan)
     val_period = _as_period(validation, n_steps, "validation")
@@ -201,8 +199,8 @@ def _train(runoff_model: RunoffModel, network: RiverNetwork, forcings: Any, *, d
         cal_period = Period(0, val_period.start if val_period is not None and val_period.start > warmup else n_steps,
                             "calibration")
     if val_period is not None and max(cal_period.start, val_period.start) < min(cal_period.end, val_period.end):
-        raise InputError(f"the calibration steps [{cal_period.start:,}, {cal_period.end:,}) and validation steps "
-                         f"[{val_period.start:,}, {val_period.end:,}) overlap.", field="validation",
+        raise InputError(f"the calibration period {cal_period.describe()} and validation period "
+                         f"{val_period.describe()} overlap.", field="validation",
                          hint="Give disjoint periods.")
     if window is not None:
         window = int(window)

@@ -81,6 +81,8 @@ def run_train(settings: TrainSettings, *, progress: Callable[[float, str], None]
     from ..runoff.models import build_runoff_model, save_runoff_model
     from .report import fit_record, format_metrics, plot_metrics, write_parameter_table
     from .train import train
+    from ..params.checks import check_celerity
+    from .splits import check_held_out
 
     report = progress or (lambda fraction, message: None)
     t0 = time.perf_counter()
@@ -103,6 +105,7 @@ def run_train(settings: TrainSettings, *, progress: Callable[[float, str], None]
                                input_stats=stats, **options)
     held = [gauges.reach_of(g) for g in settings.validate_gauges]
     train_ids = [int(r) for r in gauges.reach_ids if int(r) not in held]
+    check_held_out(len(gauges.reach_ids), len(gauges.reach_ids) - len(train_ids), leave_one_out=False)
     kind = "prior" if settings.mode == "runoff" else settings.routing_model
     routing = build_model(kind, network, settings.scheme, gauges=train_ids, attributes=("length", "area"),
                           seed=settings.seed)
@@ -117,6 +120,11 @@ def run_train(settings: TrainSettings, *, progress: Callable[[float, str], None]
                    threads=settings.threads,
                    progress=report, should_stop=should_stop, gauge_names=[str(g) for g in gauges.ids])
     timings["train"] = time.perf_counter() - t1
+    if kind != "prior":
+        check_celerity(network, routing.scheme, result.params, names=routing.learned, what="trained",
+                       prior={n: routing.prior_of(n) for n in routing.learned},
+                       bound_option=None, fix=f"Learn fewer routing parameters ({opt('train.routing_model', 'zones')}) "
+                                              f"or keep the routing prior ({opt('train.mode', 'runoff')}).")
     table = format_metrics(result)
     outputs: dict[str, Path] = {}
     if write:

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import NetworkError, ThalwegWarning, format_ids, opt, render_options
+from ..errors import count as counted
+from ..errors import CycleError, NetworkError, ThalwegWarning, format_ids, opt, render_options
 from .dag import Splits
 from .model import Source
 
@@ -48,6 +49,7 @@ class Links:
     main: np.ndarray | None = None
     origin: str = "field"
     where: str | None = None
+    row: np.ndarray | None = None  # int [M]: each link's data row in ``where`` (0-based; -1: not from it); None: M rows
 
 
 def _where(source: Source, links: Links) -> str:
@@ -61,6 +63,20 @@ def _shown(from_ids, to_ids, rows, limit: int = 3) -> str:
 
 def resolve_links(ids: np.ndarray, ds_ids: np.ndarray, links: Links, *, area: np.ndarray | None,
                   bifurcations: Bifurcations, source: Source, outlet_codes: np.ndarray) -> tuple[np.ndarray, Any]:
+    """``(downstream ids [N], link rows of the splits or None)`` from the layer's ``ds_ids`` and ``links``.
+
+    The split rows are ``(from_pos [E], to_pos [E], fraction [E], origin)`` in positions, main link first per
+    reach; :func:`thalweg.network.validate.check_splits` checks them. ``area`` (m^2, NaN unknown) gives
+    default fractions. A cycle closed by a row of the table is blamed on that row (CycleError).
+    """
+    downstream, rows = _resolve(ids, ds_ids, links, area=area, bifurcations=bifurcations, source=source,
+                                outlet_codes=outlet_codes)
+    _check_link_cycles(ids, downstream, rows, links, _where(source, links), source)
+    return downstream, rows
+
+
+def _resolve(ids: np.ndarray, ds_ids: np.ndarray, links: Links, *, area: np.ndarray | None,
+             bifurcations: Bifurcations, source: Source, outlet_codes: np.ndarray) -> tuple[np.ndarray, Any]:
     """``(downstream ids [N], link rows of the splits or None)`` from the layer's ``ds_ids`` and ``links``.
 
     The split rows are ``(from_pos [E], to_pos [E], fraction [E], origin)`` in positions, main link first per
@@ -190,15 +206,73 @@ def resolve_links(ids: np.ndarray, ds_ids: np.ndarray, links: Links, *, area: np
         n_equal = int(((partial == 0) & ~by_area).sum())
         how = []
         if n_area:
-            how.append(f"{n_area:,} by the receiving reaches' drainage area")
+            how.append(f"{'its' if n_area == 1 else 'their'} outflow is divided by the receiving reaches' drainage "
+                       f"area" if not n_equal else f"{counted(n_area, 'reach', 'reaches')} by drainage area")
         if n_equal:
-            how.append(f"{n_equal:,} in equal shares (no drainage area)")
-        text = (f"{where}: {int((partial == 0).sum()):,} split reaches have no split fractions in the data; their "
-                f"outflow is divided {' and '.join(how)}. Give fractions with {opt('read_network.links', 'FILE')} "
-                f"(from_id, to_id, fraction) to set them.")
+            how.append(f"{'its' if n_equal == 1 else 'their'} outflow is divided in equal shares (no drainage area)"
+                       if not n_area else f"{counted(n_equal, 'reach', 'reaches')} in equal shares (no drainage area)")
+        n_none = int((partial == 0).sum())
+        lead = f"{counted(n_none, 'split reach has', 'split reaches have')} no split fractions in the data"
+        how_text = how[0] if len(how) == 1 else f"their outflow is divided: {' and '.join(how)}"
+        text = (f"{where}: {lead} ({format_ids(ids[reaches[partial == 0]])}); {how_text}. Give fractions with "
+                f"{opt('read_network.links', 'FILE')} (from_id, to_id, fraction) to set them.")
         warnings.warn(render_options(text), ThalwegWarning, stacklevel=4)
         origin = ("area" if n_area else "equal") if not has_fractions else "mixed"
+    total = np.add.reduceat(fr, first)
+    off = np.abs(total - 1.0) > 1e-3
+    if off.any():  # here, where the rows are known (the network check would blame the layer)
+        shown = "; ".join(" + ".join(f"{f_ids[rows[i]]} -> {t_ids[rows[i]]}: {fr[i]:g}"
+                                     for i in range(first[k], first[k] + counts[k])) + f" = {total[k]:.4g}"
+                          for k in np.flatnonzero(off)[:3])
+        raise NetworkError(f"the split fractions of {counted(int(off.sum()), 'reach', 'reaches')} do not sum to 1 "
+                           f"({shown}{' and more' if off.sum() > 3 else ''}).", path=where,
+                           layer=source.layer if where == source.path else None, field="fraction",
+                           ids=ids[reaches[off]].tolist(),
+                           hint="Make the fractions of each reach's downstream links sum to 1, or leave them all "
+                                "empty to split by the receiving reaches' drainage area.")
     return downstream, (s, t, fr, origin)
+
+
+def _check_link_cycles(ids: np.ndarray, downstream_ids: np.ndarray, split_rows: Any, links: Links,
+                       where: str, source: Source) -> None:
+    """CycleError naming the link table's row that closes a cycle (the layer's downstream field is not to blame
+    when a row of the table made the cycle); a cycle of the layer's own is left to the network's checks."""
+    from .dag import dag_levels
+    from .validate import _chain, _dag_cycle
+
+    sort = np.argsort(ids, kind="stable")
+
+    def positions(values: np.ndarray) -> np.ndarray:
+        at = np.clip(np.searchsorted(ids[sort], values), 0, ids.size - 1)
+        return np.where(ids[sort][at] == values, sort[at], -1)
+
+    down = positions(np.asarray(downstream_ids, dtype=np.int64))
+    is_split = np.zeros(ids.size, dtype=bool)
+    s = t = np.zeros(0, dtype=np.int64)
+    if split_rows is not None:
+        s, t = np.asarray(split_rows[0], np.int64), np.asarray(split_rows[1], np.int64)
+        is_split[s] = True
+    tree = np.flatnonzero((down >= 0) & ~is_split)
+    src, dst = np.r_[tree, s], np.r_[down[tree], t]
+    _, stuck = dag_levels(ids.size, src, dst)
+    if not stuck.size:
+        return
+    cycle = _dag_cycle(ids.size, src, dst, stuck)
+    f_pos, t_pos = positions(np.asarray(links.from_ids, np.int64)), positions(np.asarray(links.to_ids, np.int64))
+    data_row = np.arange(f_pos.size) if links.row is None else np.asarray(links.row, np.int64)
+    row_of = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(f_pos.tolist(), t_pos.tolist()))
+              if a >= 0 <= b and data_row[i] >= 0}
+    rows = sorted((row_of[(a, b)] for a, b in zip(cycle, cycle[1:] + cycle[:1]) if (a, b) in row_of),
+                  key=lambda i: data_row[i])
+    if not rows:
+        return
+    shown = ", ".join(f"{links.from_ids[r]} -> {links.to_ids[r]} (data row {data_row[r] + 1})" for r in rows[:3])
+    raise CycleError(f"the link table's {'row' if len(rows) == 1 else 'rows'} {shown} "
+                     f"{'closes' if len(rows) == 1 else 'close'} a cycle: reaches {_chain(ids, cycle)}.",
+                     path=where, layer=source.layer if where == source.path else None,
+                     ids=[int(ids[i]) for i in cycle],
+                     hint=f"Correct or remove {'that row' if len(rows) == 1 else 'one of those rows'}; every "
+                          f"reach must drain to an outlet.")
 
 
 def splits_from_rows(n: int, rows: Any) -> Splits:

@@ -6,19 +6,26 @@ these, so one mistake gives one message wherever it is made. Bounds and positivi
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, format_ids, opt
+from ..errors import InputError, ThalwegWarning, format_ids, opt, render_options
 from ..irf import Parameter, Scheme, get_scheme
 
-__all__ = ["CALIBRATED_UNITS", "check_bounds", "check_calibrated", "check_constant", "check_missing", "check_names",
-           "check_values", "default_calibrated", "parameter"]
+__all__ = ["CALIBRATED_UNITS", "CELERITY_RANGE", "check_bounds", "check_celerity", "implied_celerity",
+           "check_calibrated", "check_constant", "check_missing", "check_names", "check_values", "default_calibrated",
+           "parameter"]
 
 # parameters that scale travel times: a multiplier on them is what calibration usually means
 CALIBRATED_UNITS = ("s", "m s-1")
+
+# the plausible celerity of a flood wave along a reach, m/s (docs/parameters.md "Plausible celerities"): fitted
+# travel times implying celerities outside it usually compensate for errors of the runoff or the observations
+CELERITY_RANGE = (0.05, 5.0)
 
 
 def parameter(scheme: str | Scheme, name: str) -> Parameter:
@@ -134,3 +141,95 @@ def check_bounds(scheme: str | Scheme, bounds: Any) -> dict[str, tuple[float, fl
                                                   ", or leave them out to keep the scheme's own.")
         out[name] = (lo, hi)
     return out
+
+
+def implied_celerity(network: Any, scheme: str | Scheme, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Parameter name -> the celerity [N] m/s that its per-reach values imply: length / travel time for the
+    parameters whose prior is a travel time (k, tau: times their ``prior_divisor``, e.g. Nash n), the values
+    themselves for velocity parameters (celerity). Parameters absent from ``params`` are left out."""
+    sch = get_scheme(scheme)
+    out: dict[str, np.ndarray] = {}
+    for p in sch.parameters:
+        if p.name not in params or p.prior not in ("travel_time", "velocity"):
+            continue
+        values = np.asarray(_numpy(params[p.name]), dtype=np.float64)
+        if p.prior == "velocity":
+            out[p.name] = values
+            continue
+        if network.length is None:
+            continue
+        travel = values * (np.asarray(_numpy(params[p.prior_divisor]), dtype=np.float64)
+                           if p.prior_divisor and p.prior_divisor in params else 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[p.name] = np.asarray(network.length, dtype=np.float64) / travel
+    return out
+
+
+def _round(value: float, up: bool = False) -> str:
+    """A bound as people write it: whole numbers from 10 up (rounded outwards), 3 significant digits below."""
+    if value >= 10:
+        return f"{math.ceil(value) if up else math.floor(value):.0f}"
+    return f"{value:.3g}"
+
+
+def _numpy(values: Any) -> Any:
+    if type(values).__module__.startswith("torch"):
+        return values.detach().cpu().double().numpy()
+    return values
+
+
+def check_celerity(network: Any, scheme: str | Scheme, params: Mapping[str, Any], *,
+                   names: Iterable[str] | None = None, what: str = "fitted",
+                   bound_option: str | None = "run_fit.bounds", fix: str | None = None,
+                   prior: Mapping[str, Any] | None = None) -> int:
+    """Warn (ThalwegWarning) when per-reach ``params`` imply celerities outside :data:`CELERITY_RANGE`: the one
+    plausibility rule of fitted parameters (calibrate, train, the service). Returns how many reaches are outside.
+
+    ``names``: the parameters to check (default: every travel-time or velocity parameter given); ``what``: how
+    the message calls them; ``bound_option``: the setting that narrows their bounds, suggested as the fix (None:
+    the surface has none); ``fix``: another fix to say (a surface without bounds); ``prior``: name -> the prior
+    [N] the fit started from, kept inside the suggested bounds (a model's bounds must hold its prior).
+    """
+    lo, hi = CELERITY_RANGE
+    sch = get_scheme(scheme)
+    wanted = None if names is None else set(names)
+    worst = 0
+    for name, celerity in implied_celerity(network, sch, params).items():
+        if wanted is not None and name not in wanted:
+            continue
+        bad = ~((celerity >= lo) & (celerity <= hi))
+        count = int(bad.sum())
+        worst = max(worst, count)
+        if not count:
+            continue
+        spec = parameter(sch, name)
+        ids = network.ids[bad]
+        values = np.asarray(_numpy(params[name]), dtype=np.float64)
+        finite = celerity[np.isfinite(celerity)]
+        span = f"{finite.min():.3g} to {finite.max():.3g} m/s" if finite.size else "none finite"
+        text = (f"{count:,} of {network.n_reaches:,} reaches have a {what} {name} implying a celerity outside the "
+                f"plausible {lo:g}-{hi:g} m/s ({span}; {name} from {values.min():.4g} to {values.max():.4g} "
+                f"{spec.unit}) at reaches {format_ids(ids)}. Such values usually compensate for errors in the "
+                f"runoff or the observations rather than describe the river.")
+        if bound_option is not None:
+            if spec.prior == "velocity":
+                low, high, why = lo, hi, "the plausible range"
+            else:  # travel times keeping every reach inside the range, when the lengths allow one bound for all
+                lengths = np.asarray(network.length, dtype=np.float64)
+                low, high = float(np.nanmax(lengths)) / hi, float(np.nanmin(lengths)) / lo
+                why = f"every reach's {name} at {lo:g}-{hi:g} m/s"
+                if not low < high:  # lengths spread over more than hi/lo: the median reach's range
+                    length = float(np.nanmedian(lengths))
+                    low, high, why = length / hi, length / lo, f"a median reach's {name} at {lo:g}-{hi:g} m/s"
+            if prior is not None and name in prior:  # the bounds must hold the prior the fit starts from
+                start = np.asarray(_numpy(prior[name]), dtype=np.float64)
+                if float(np.nanmin(start)) < low or float(np.nanmax(start)) > high:
+                    low, high = min(low, float(np.nanmin(start))), max(high, float(np.nanmax(start)))
+                    why += ", widened to hold the prior"
+            low, high = max(low, spec.lower), min(high, spec.upper)
+            example = f"{name}={_round(low)}:{_round(high, up=True)}"
+            text += f" Narrow {name}, e.g. {opt(bound_option, example)} ({why})."
+        if fix:
+            text += f" {fix}"
+        warnings.warn(render_options(text), ThalwegWarning, stacklevel=2)
+    return worst

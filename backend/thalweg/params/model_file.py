@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from .._files import atomic_write_text
-from ..errors import InputError, opt
+from ..errors import InputError, format_ids, opt
 from ..network import RiverNetwork
 from .models import RegressionModel, Standardisation, prior_params
 
-__all__ = ["save_model", "load_model", "apply_model", "MODEL_FORMAT", "MODEL_VERSION"]
+__all__ = ["save_model", "load_model", "apply_model", "read_parameter_table", "is_parameter_table", "MODEL_FORMAT",
+           "MODEL_VERSION"]
 
 MODEL_FORMAT = "thalweg-parameter-model"
 MODEL_VERSION = 1
@@ -64,7 +65,78 @@ def save_model(model: RegressionModel, path: str | Path) -> Path:
 
 def _bad(path: Path, what: str) -> InputError:
     return InputError(f"not a Thalweg parameter model file: {what}.", path=path,
-                      hint="Give a file written by save_model (thalweg calibrate --model regression).")
+                      hint="Give a <name>_model.json (calibrate --model regression) or a <name>_params.csv (a "
+                           "reach_id column and one column per parameter, as calibrate and train write).")
+
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def is_parameter_table(path: str | Path) -> bool:
+    """True when ``path`` is a per-reach parameter table (CSV or parquet) rather than a JSON model file: by its
+    suffix, else by a first line that is not JSON (``reach_id,k,x``)."""
+    path = Path(path)
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256).lstrip()
+    except OSError:
+        return False
+    return bool(head) and not head.startswith(b"{") and b"," in head.split(b"\n", 1)[0]
+
+
+def read_parameter_table(path: str | Path, network: RiverNetwork, scheme: str) -> dict[str, np.ndarray]:
+    """Every parameter of ``scheme`` per reach of ``network`` (name -> float64 [N], SI) from a table with a
+    ``reach_id`` column and one column per parameter: the ``<name>_params.csv`` that calibrate (any model) and
+    train write. Other columns (zone, zone_gauge) are ignored; every reach must have a row, with values inside the
+    parameter's bounds. InputError naming the file, the column or the reaches otherwise."""
+    import pandas as pd
+
+    from ..irf import get_scheme
+    from .checks import check_values
+
+    path = Path(path)
+    sch = get_scheme(scheme)
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    except (OSError, ValueError, ImportError) as exc:
+        raise InputError(f"cannot read the parameter table: {exc}.", path=path,
+                         hint="Give the <name>_params.csv that calibrate or train wrote.") from None
+    if "reach_id" not in frame.columns:
+        raise InputError(f"the parameter table has no reach_id column (columns: {', '.join(map(str, frame.columns))}).",
+                         path=path, hint="Give a table with a reach_id column and one column per parameter.")
+    missing = [p.name for p in sch.parameters if p.name not in frame.columns]
+    if missing:
+        raise InputError(f"the parameter table has no column {', '.join(missing)}, which the '{sch.name}' scheme "
+                         f"needs (columns: {', '.join(map(str, frame.columns))}).", path=path, field=missing[0],
+                         hint=f"Route with the scheme the table was fitted for ({opt('route.scheme')}).")
+    ids = pd.to_numeric(frame["reach_id"], errors="coerce")
+    if ids.isna().any() or ids.duplicated().any():
+        bad = frame["reach_id"][ids.isna() | ids.duplicated(keep=False)].astype(str).unique()[:3]
+        raise InputError(f"the parameter table's reach_id column has missing, non-numeric or repeated ids "
+                         f"({', '.join(bad)}).", path=path, field="reach_id", hint="Give one row per reach.")
+    ids = ids.to_numpy(np.int64)
+    extra = np.setdiff1d(ids, network.ids)
+    if extra.size:
+        raise InputError(f"the parameter table lists {extra.size:,} reaches the network does not have: "
+                         f"{format_ids(extra)}; it was written for another network.", path=path, field="reach_id",
+                         ids=extra.tolist(), hint="Give the table of this network's calibration.")
+    absent = np.setdiff1d(network.ids, ids)
+    if absent.size:
+        raise InputError(f"the parameter table has no row for {absent.size:,} of the network's reaches: "
+                         f"{format_ids(absent)}.", path=path, field="reach_id", ids=absent.tolist(),
+                         hint="Give a table with a row per reach of this network.")
+    order = pd.Series(np.arange(ids.size), index=ids).loc[network.ids].to_numpy()
+    out: dict[str, np.ndarray] = {}
+    for p in sch.parameters:
+        values = pd.to_numeric(frame[p.name], errors="coerce").to_numpy(np.float64)[order]
+        try:
+            check_values(network, p, values)
+        except InputError as exc:
+            raise InputError(exc.message, path=path, field=p.name, ids=exc.ids, hint=exc.hint) from None
+        out[p.name] = values
+    return out
 
 
 def load_model(path: str | Path, network: RiverNetwork, *, prior: Any = None) -> RegressionModel:

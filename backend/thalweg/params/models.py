@@ -326,7 +326,8 @@ def attribute_values(network: RiverNetwork, name: str) -> np.ndarray:
         have = [n for n, v in builtin.items() if v is not None] + sorted(network.attrs)
         raise InputError(f"the network has no reach attribute '{name}'.", path=network.source.path, field=name,
                          hint=f"Attributes available: {', '.join(have)}; e.g. "
-                              f"{opt('build_model.attributes', repr(list(DEFAULT_ATTRIBUTES)))}.")
+                              f"{' '.join(opt('build_model.attributes', a) for a in DEFAULT_ATTRIBUTES)} (the "
+                              f"default).")
     try:
         values = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from ..errors import InputError, format_ids, opt
+from ..errors import InputError, count, format_ids, opt
 from .discharge import Discharge
 
 __all__ = ["compare", "most_changed", "STATISTICS"]
@@ -24,9 +24,9 @@ def _aligned(baseline: Discharge, scenario: Discharge, names: tuple[str, str]) -
     if only_base.size or only_scen.size:
         parts = []
         if only_base.size:
-            parts.append(f"{only_base.size:,} reaches only in {a} ({format_ids(only_base)})")
+            parts.append(f"{count(only_base.size, 'reach', 'reaches')} only in {a} ({format_ids(only_base)})")
         if only_scen.size:
-            parts.append(f"{only_scen.size:,} only in {b} ({format_ids(only_scen)})")
+            parts.append(f"{count(only_scen.size, 'reach', 'reaches')} only in {b} ({format_ids(only_scen)})")
         raise InputError(f"the runs are on different networks: {'; '.join(parts)}.",
                          ids=np.concatenate([only_base, only_scen])[:100].tolist(),
                          hint="Compare runs routed on the same network.")
@@ -52,10 +52,17 @@ def _statistic(discharge: Discharge, statistic: str, options: dict) -> np.ndarra
     if statistic in ("mean", "max", "q05", "q50", "q95"):
         return summarize(discharge)[statistic].to_numpy(np.float64)
     match = _RETURN.match(statistic)
-    if statistic in ("mean_annual", "mam7", "min7") or match:
-        periods = (float(match.group(1)),) if match else (2,)
-        frame = flow_statistics(discharge, return_periods=periods, n_boot=0, **options)
-        return frame[f"q{periods[0]:g}y" if match else statistic].to_numpy(np.float64)
+    if match:
+        frame = flow_statistics(discharge, return_periods=(float(match.group(1)),), n_boot=0, **options)
+        return frame[f"q{float(match.group(1)):g}y"].to_numpy(np.float64)
+    if statistic in ("mean_annual", "mam7", "min7"):  # min7 needs no complete year: what the run allows
+        frame = flow_statistics(discharge, n_boot=0, statistics="auto", **options)
+        if statistic not in frame:
+            reason = next(s["reason"] for s in frame.attrs["skipped"] if statistic in s["columns"])
+            raise InputError(f"{statistic} cannot be compared: {reason}.",
+                             hint=f"Compare {opt('compare.statistic', 'mean')} (or max, q05, q50, q95, min7), "
+                                  f"which need no complete water year, or route a longer period.")
+        return frame[statistic].to_numpy(np.float64)
     raise InputError(f"unknown statistic '{statistic}'.",
                      hint=f"Pass {opt('compare.statistic', 'mean')}, one of {', '.join(STATISTICS)} "
                           "(q{T}y: the flow of return period T years, e.g. q100y).")

@@ -30,18 +30,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InputError, format_ids, opt
+from ..errors import InputError, count, format_ids, opt
 from .discharge import Discharge
-from .summary import exceedance_quantile
+from .summary import summarize
 
 __all__ = ["AnnualMaxima", "annual_maxima", "lmoments", "fit_gumbel", "fit_gev", "gumbel_quantile", "gev_quantile",
            "return_period_flows", "flow_statistics", "exceedance", "DISTRIBUTIONS", "MIN_YEARS",
-           "DEFAULT_RETURN_PERIODS"]
+           "DEFAULT_RETURN_PERIODS", "STATISTICS", "run_period"]
 
 DISTRIBUTIONS = ("gev", "gumbel")
 # fewest complete years for a fit: two parameters from 5 maxima is already loose; a shape parameter needs more
 MIN_YEARS = {"gumbel": 5, "gev": 10}
 DEFAULT_RETURN_PERIODS = (2, 5, 10, 20, 50, 100)
+# which statistics flow_statistics computes: all (refused when the run is too short for one of them), auto (what
+# the run allows, the others skipped and said so), duration (mean, max, flow-duration quantiles, min7: no years)
+STATISTICS = ("auto", "all", "duration")
 _EULER = 0.5772156649015329
 
 
@@ -170,13 +173,32 @@ def _check_distribution(distribution: str) -> None:
                          hint=f"Pass {opt('return_period_flows.distribution', 'gev')} or 'gumbel'.")
 
 
-def _check_years(n_years: int, distribution: str, what: str) -> None:
+def _check_years(n_years: int, distribution: str, what: str, more: str = "") -> None:
     need = MIN_YEARS[distribution]
     if n_years < need:
         raise InputError(
-            f"{what} has {n_years} complete water year(s); a {distribution.upper()} fit needs at least {need}.",
+            f"{what} has {count(n_years, 'complete water year')}; a {distribution.upper()} fit needs at least {need}.",
             hint=f"Route a longer period (at least {need} complete water years), or use "
-                 f"{opt('return_period_flows.distribution', 'gumbel')} (needs {MIN_YEARS['gumbel']}).")
+                 f"{opt('return_period_flows.distribution', 'gumbel')} (needs {MIN_YEARS['gumbel']}){more}.")
+
+
+def _stamp(t) -> str:
+    return np.datetime_as_string(np.datetime64(t, "m")).replace("T", " ")
+
+
+def run_period(discharge: Discharge) -> str:
+    """'steps ending 2014-09-15 00:00 .. 2015-01-15 00:00': the time stamps of the file (ends of steps)."""
+    if discharge.n_steps == 0:
+        return "no steps"
+    return f"steps ending {_stamp(discharge.time[0])} .. {_stamp(discharge.time[-1])}"
+
+
+def _water_year_words(start_month: int) -> str:
+    import calendar
+
+    if start_month == 1:
+        return "calendar years"
+    return f"{calendar.month_name[start_month]} to {calendar.month_name[start_month - 1]}"
 
 
 def return_period_flows(maxima: AnnualMaxima, return_periods: Sequence[float] = DEFAULT_RETURN_PERIODS, *,
@@ -260,53 +282,98 @@ def _seven_day_minima(discharge: Discharge, water_year: np.ndarray, years: np.nd
 
 def flow_statistics(discharge: Discharge, *, return_periods: Sequence[float] = DEFAULT_RETURN_PERIODS,
                     distribution: str = "gev", water_year_start: int = 10, n_boot: int = 200,
-                    confidence: float = 0.9, rng: np.random.Generator | None = None, min_coverage: float = 0.95):
-    """Per-reach statistics a planner asks for: mean annual flow, flow-duration quantiles, low flows, and the
-    flows of the given return periods with bootstrap intervals (see the module's conventions).
+                    confidence: float = 0.9, rng: np.random.Generator | None = None, min_coverage: float = 0.95,
+                    statistics: str | None = None):
+    """Per-reach statistics a planner asks for: the run's mean and maximum, flow-duration quantiles, low flows,
+    mean annual flow, and the flows of the given return periods with bootstrap intervals (see the module's
+    conventions).
+
+    Parameters
+    ----------
+    statistics : which to compute (:data:`STATISTICS`): ``'all'`` (the default when None), refused when the run
+        is too short for one of them; ``'auto'``: what the run allows, ``attrs['skipped']`` saying what was left
+        out and why (years needed and present); ``'duration'``: ``mean``, ``max``, ``q05``/``q50``/``q95`` and
+        ``min7`` only, which need no complete water year.
 
     Returns
     -------
-    pandas.DataFrame indexed by ``reach_id``, all m3/s: ``mean_annual`` (mean over complete water years),
-    ``q05``/``q50``/``q95``, ``mam7``, ``min7``, and for each return period T: ``q{T}y`` with ``q{T}y_lo`` and
-    ``q{T}y_hi``. ``attrs`` carries the method, the years used and the confidence level.
+    pandas.DataFrame indexed by ``reach_id``, all m3/s: ``mean`` and ``max`` (the whole run), ``q05``/``q50``/
+    ``q95``, ``min7`` (the run's lowest 7-day mean), ``mean_annual`` (mean over complete water years),
+    ``mam7``, and for each return period T: ``q{T}y`` with ``q{T}y_lo`` and ``q{T}y_hi``. ``attrs`` carries the
+    method, the years used, the confidence level and ``skipped`` (a list of ``{kind, columns, reason}``, kind
+    'annual', 'frequency' or 'low flows').
 
     Raises
     ------
-    InputError when the run holds fewer complete water years than the distribution needs (say how many it
-    has and needs), for steps longer than a day (low flows), or for bad options.
+    InputError when the run holds fewer complete water years than a statistic asked for needs (saying how many
+    it has and needs), for steps longer than a day (low flows), or for bad options.
     """
     import pandas as pd
 
+    mode = statistics or "all"
+    if mode not in STATISTICS:
+        raise InputError(f"unknown statistics '{mode}'.",
+                         hint=f"Pass {opt('flow_statistics.statistics', 'auto')}, 'all' or 'duration'.")
+    more = (f", or {opt('flow_statistics.statistics', 'auto')} for the statistics this run allows"
+            if statistics is not None else "")
     _check_distribution(distribution)
+    periods = np.asarray(return_periods, dtype=np.float64)
     maxima = annual_maxima(discharge, water_year_start=water_year_start, min_coverage=min_coverage)
-    _check_years(maxima.years.size, distribution, f"the run ({np.datetime_as_string(discharge.start_time[0], 'D')}"
-                                                  f" .. {np.datetime_as_string(discharge.time[-1], 'D')})")
-    rp = return_period_flows(maxima, return_periods, distribution=distribution, n_boot=n_boot,
-                             confidence=confidence, rng=rng)
+    n_years, need = int(maxima.years.size), MIN_YEARS[distribution]
+    what = f"the run ({run_period(discharge)})"
+    seasons = f"water years {_water_year_words(int(water_year_start))}"
+    skipped: list[dict[str, str]] = []
+    frequency_names = [f"q{p:g}y" for p in periods.tolist()]
+    annual = mode != "duration" and (mode == "all" or n_years >= 1)
+    frequency = mode != "duration" and (mode == "all" or n_years >= need)
+    if mode == "all":
+        _check_years(n_years, distribution, what, more)
+    elif mode == "auto":
+        if not annual:
+            skipped.append({"kind": "annual", "columns": "mean_annual, mam7",
+                            "reason": f"they need at least 1 complete water year ({seasons}); {what} has 0"})
+        if not frequency:
+            skipped.append({"kind": "frequency", "columns": f"{', '.join(frequency_names)} (flood frequency)",
+                            "reason": f"a {distribution.upper()} fit needs at least {need} complete water years "
+                                      f"({seasons}); {what} has {n_years}"})
+    rp = (return_period_flows(maxima, periods, distribution=distribution, n_boot=n_boot, confidence=confidence,
+                              rng=rng) if frequency else None)
     wy = _water_years(discharge.time, water_year_start)
     complete = np.isin(wy, maxima.years)
     q = discharge.values.astype(np.float64)
-    minima, lowest = _seven_day_minima(discharge, wy, maxima.years)
-    cols: dict[str, np.ndarray] = {
-        "mean_annual": q[:, complete].mean(axis=1),
-        "q05": exceedance_quantile(q, 5, axis=1),
-        "q50": exceedance_quantile(q, 50, axis=1),
-        "q95": exceedance_quantile(q, 95, axis=1),
-        "mam7": np.nanmean(minima, axis=1) if np.isfinite(minima).any() else np.full(q.shape[0], np.nan),
-        "min7": lowest,
-    }
-    for j, period in enumerate(np.asarray(return_periods, dtype=np.float64)):
-        name = f"q{period:g}y"
-        cols[name] = rp["flow"][:, j]
-        cols[f"{name}_lo"] = rp["lower"][:, j]
-        cols[f"{name}_hi"] = rp["upper"][:, j]
+    n = q.shape[0]
+    duration = summarize(discharge)  # the run's mean, max and flow-duration quantiles: the map summary's numbers
+    cols: dict[str, np.ndarray] = {name: duration[name].to_numpy(np.float64)
+                                   for name in ("mean", "max", "q05", "q50", "q95")}
+    low = mode == "all" or discharge.dt <= 86400.0
+    if low:
+        minima, lowest = _seven_day_minima(discharge, wy, maxima.years)
+        cols["min7"] = lowest
+    else:
+        skipped.append({"kind": "low flows", "columns": "min7, mam7" if annual else "min7",
+                        "reason": f"7-day low flows need steps of at most one day; this run's step is "
+                                  f"{discharge.dt:g} s"})
+    if annual:
+        cols["mean_annual"] = q[:, complete].mean(axis=1)
+        if low:
+            cols["mam7"] = np.nanmean(minima, axis=1) if np.isfinite(minima).any() else np.full(n, np.nan)
+    if rp is not None:
+        for j, name in enumerate(frequency_names):
+            cols[name] = rp["flow"][:, j]
+            cols[f"{name}_lo"] = rp["lower"][:, j]
+            cols[f"{name}_hi"] = rp["upper"][:, j]
     frame = pd.DataFrame(cols, index=pd.Index(discharge.ids, name="reach_id"))
+    method = (f"{distribution.upper()} by L-moments (Hosking & Wallis 1997); bootstrap percentile interval of "
+              f"{n_boot} resamples of the annual maxima at {confidence:.0%}" if rp is not None
+              else "flow duration of the whole run (no flood-frequency fit)")
     frame.attrs.update({
-        "method": f"{distribution.upper()} by L-moments (Hosking & Wallis 1997); bootstrap percentile interval "
-                  f"of {n_boot} resamples of the annual maxima at {confidence:.0%}",
+        "method": method,
         "water_year_start_month": int(water_year_start),
-        "years": [int(v) for v in maxima.years],
+        "years": [int(v) for v in maxima.years] if annual else [],
         "units": "m3 s-1",
+        "statistics": mode,
+        "period": run_period(discharge),
+        "skipped": skipped,
     })
     return frame
 

@@ -88,7 +88,8 @@ def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, ne
     id_name : the reach-id dimension of the discharge files ('rivid', 'riverId', 'river_id'); default per
         format (RAPID: rivid, river-route NetCDF: riverId, zarr: river_id).
     gpkg : write ``NAME.gpkg`` (reaches, and gauges with ``gauges``) when the network has geometry.
-    gauges : thalweg.learning.Gauges or None: their reaches' hydrographs go to the CSVs, their points to the map.
+    gauges : thalweg.learning.Gauges or None: their hydrographs go to the CSVs (headed by gauge id, with the
+        observed series when they carry observations), their points to the map (with NSE, KGE, PBIAS then).
     reaches : more reach ids whose hydrographs go to the CSVs.
     texts : kind -> (file name, text) of more files of the set (the settings record).
     progress : ``progress(fraction, message)`` as each file is written.
@@ -140,7 +141,7 @@ def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, ne
         if hydro:
             report(done / steps, "writing hydrographs")
             path = folder / f"{name}_hydrographs.csv"
-            write_hydrographs_csv(out.path(path), discharge, hydro)
+            write_hydrographs_csv(out.path(path), discharge, hydro, gauges=gauges)
             outputs["hydrographs"] = path
             path = folder / f"{name}_hydrographs_long.csv"
             write_hydrographs_long_csv(out.path(path), discharge, [int(r) for r in reaches], gauges=gauges)

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["LAYERS", "units_of", "stats_table", "compare_table", "exceedance_table", "gauge_hydrographs"]
+__all__ = ["LAYERS", "units_of", "stats_table", "compare_table", "exceedance_table", "gauge_hydrographs",
+           "run_names", "stats_summary"]
 
 # table -> GeoPackage layer name (the plugin opens these layers and styles them by name)
 LAYERS = {"stats": "stats", "compare": "change", "exceedance": "exceedance"}
@@ -35,19 +36,55 @@ def units_of(table: str, frame) -> dict[str, str]:
     raise AssertionError(f"unknown table {table!r}")
 
 
-def stats_table(discharge, *, return_periods: Sequence[float], distribution: str, water_year_start: int,
-                n_boot: int, confidence: float, seed: int):
+def stats_table(discharge, *, return_periods: Sequence[float] | None, distribution: str, water_year_start: int,
+                n_boot: int, confidence: float, seed: int, statistics: str = "all"):
     """:func:`~.frequency.flow_statistics` with a seeded bootstrap (the same numbers each run), and the columns
-    ``fit`` (distribution and water years, in words) and ``years`` (complete water years used)."""
-    from .frequency import flow_statistics
+    ``fit`` (distribution and water years, in words) and ``years`` (complete water years used).
 
-    frame = flow_statistics(discharge, return_periods=return_periods, n_boot=n_boot, confidence=confidence,
+    ``return_periods`` None: the default ones. Given with ``statistics='auto'``, their flows were asked for: a run
+    too short for them is refused (not skipped)."""
+    from ..errors import opt
+    from .frequency import DEFAULT_RETURN_PERIODS, flow_statistics
+
+    periods = DEFAULT_RETURN_PERIODS if return_periods is None else return_periods
+    frame = flow_statistics(discharge, return_periods=periods, n_boot=n_boot, confidence=confidence,
                             rng=np.random.default_rng(seed), distribution=distribution,
-                            water_year_start=water_year_start)
+                            water_year_start=water_year_start, statistics=statistics)
+    asked = [s for s in frame.attrs["skipped"] if s["kind"] == "frequency"] if return_periods is not None else []
+    if asked:
+        raise InputError(f"the return-period flows asked for cannot be fitted: {asked[0]['reason']}.",
+                         hint=f"Route a longer period, use {opt('return_period_flows.distribution', 'gumbel')} "
+                              f"(needs fewer years), or leave {opt('return_period_flows.return_periods')} out to "
+                              f"get the statistics this run allows.")
     years = frame.attrs["years"]
-    frame["fit"] = f"{distribution.upper()} by L-moments, water years {years[0]}-{years[-1]}"
+    fitted = any(c.endswith("y") and c.startswith("q") for c in frame.columns)
+    frame["fit"] = (f"{distribution.upper()} by L-moments, water years {years[0]}-{years[-1]}" if fitted
+                    else f"flow duration only ({frame.attrs['period']})")
     frame["years"] = len(years)
     return frame
+
+
+def stats_summary(frame) -> str:
+    """What a stats table holds, in words, with the statistics skipped and why (for the CLI and job results)."""
+    from ..errors import count
+
+    years = frame.attrs["years"]
+    span = f" ({years[0]}..{years[-1]})" if years else ""
+    lines = [f"{count(len(years), 'complete water year')}{span}: {frame.attrs['method']}"]
+    lines += [f"  skipped      {s['columns']}: {s['reason']}" for s in frame.attrs["skipped"]]
+    return "\n".join(lines)
+
+
+def run_names(baseline, scenario) -> tuple[str, str]:
+    """How messages call two runs' files: their names, or as many trailing folders as tell them apart
+    (``r1/Q.nc`` and ``y1/Q.nc``), or their full paths."""
+    from pathlib import Path
+
+    a, b = Path(baseline).absolute().parts, Path(scenario).absolute().parts
+    for n in range(1, max(len(a), len(b)) + 1):
+        if a[-n:] != b[-n:]:
+            return str(Path(*a[-n:])), str(Path(*b[-n:]))
+    return str(Path(baseline).absolute()), str(Path(scenario).absolute())
 
 
 def compare_table(baseline, scenario, *, statistic: str, names: tuple[str, str], distribution: str,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._paths import check_input
-from ..errors import InputError, SchemaError
+from ..errors import InputError, SchemaError, opt
 from ..names import REACH_ID_NAMES, TIME_NAMES, as_ids, find_name
 from ..runoff._time import cf_bounds, decode_cf_times, step_delta, step_starts
 from ..runoff._warn import warn
@@ -42,8 +42,11 @@ def read_discharge(path: str | Path, *, variable: str | None = None, dt: float |
     with opened as ds:
         name = variable or next((v for v in _VARIABLES if v in ds.data_vars), None)
         if name is None or name not in ds.data_vars:
-            raise SchemaError(f"no discharge variable (variables: {', '.join(map(str, ds.data_vars))}).", path=path,
-                              field=variable, hint="Pass variable= naming it.")
+            found = ", ".join(map(str, ds.data_vars)) or "none"
+            what = (f"no variable '{variable}'" if variable else
+                    f"no discharge variable of a known name ({', '.join(_VARIABLES)})")
+            raise SchemaError(f"{what}; its variables: {found}.", path=path, field=variable,
+                              hint=f"Name the discharge variable with {opt('read_discharge.variable', 'NAME')}.")
         da = ds[name]
         if da.ndim != 2:
             raise SchemaError(f"{name} has dimensions {da.dims}; expected (time, reach).", path=path, field=name)

@@ -65,6 +65,37 @@ _GAUGE_FIELDS = {
 }
 
 
+# the scores of the gauges layer when observations were given (thalweg.metrics)
+_SCORE_FIELDS = {
+    "nse": ("NSE", "Nash-Sutcliffe efficiency of the simulated discharge against the observed (1: perfect)"),
+    "kge": ("KGE", "Kling-Gupta efficiency (2009) against the observed (1: perfect)"),
+    "pbias": ("PBIAS [%]", "percent bias, 100 (sum obs - sum sim) / sum obs (positive: too little water, "
+                           "Moriasi et al. 2007)"),
+    "n_obs": ("Observations", "steps with an observation, the scores' sample"),
+}
+
+
+def gauge_scores(discharge: Discharge, gauges: Any) -> dict[str, np.ndarray] | None:
+    """NSE, KGE, PBIAS and the number of observed steps [G] of each gauge against its observations on the
+    discharge's step ends (:func:`thalweg.results.planning.gauge_hydrographs`, whose metrics are
+    :func:`thalweg.metrics.all_metrics`); NaN where a gauge has none; None without observations."""
+    from .planning import gauge_hydrographs
+
+    if gauges is None or gauges.observed is None:
+        return None
+    rows = gauge_hydrographs(discharge, gauges)
+    out = {k: np.full(len(rows), np.nan) for k in ("nse", "kge", "pbias")}
+    out["n_obs"] = np.zeros(len(rows), np.int64)
+    for i, row in enumerate(rows):
+        m = row["metrics"]
+        if m is None:
+            continue
+        for k in ("nse", "kge", "pbias"):
+            out[k][i] = np.nan if m.get(k) is None else m[k]
+        out["n_obs"][i] = int(m["n"])
+    return out
+
+
 def _version() -> str:
     from .. import __version__
 
@@ -466,8 +497,11 @@ def write_summary_gpkg(path: str | Path, network, discharge: Discharge, layer: s
             gcols = {"gauge_id": np.asarray(gauges.ids).astype(str), "gauge_name": np.asarray(gauges.names).astype(str),
                      "reach_id": network.ids[pos], "area_km2": network.area[pos] / 1e6,
                      **{c: at[c].to_numpy() for c in stats.columns}}
+            scores = gauge_scores(discharge, gauges)
+            if scores is not None:
+                gcols.update(scores)
             _write_layer(tmp, "gauges", gcols, reach_points(network, pos), network.crs, append=True)
-            described["gauges"] = _GAUGE_FIELDS
+            described["gauges"] = {**_GAUGE_FIELDS, **(_SCORE_FIELDS if scores is not None else {})}
         _describe_fields(tmp, described)
         if style:
             _embed_style(tmp, layer, summary_style(), "Thalweg mean discharge")
@@ -479,17 +513,37 @@ def _csv_rows(discharge: Discharge, reach_ids: Sequence[Any] | None) -> tuple[np
     return ids, discharge.index_of(ids)
 
 
-def write_hydrographs_csv(path: str | Path, discharge: Discharge, reach_ids: Sequence[Any] | None = None) -> Path:
-    """Wide CSV: ``time`` (ISO 8601 UTC with Z, the END of each step) and one column per reach, m3/s.
+def write_hydrographs_csv(path: str | Path, discharge: Discharge, reach_ids: Sequence[Any] | None = None, *,
+                          gauges: Any = None) -> Path:
+    """Wide CSV: ``time`` (ISO 8601 UTC with Z, the END of each step) and one column per series, m3/s.
 
-    Column headers say the reach and the unit: ``time,30 [m3/s],10 [m3/s]``.
+    Without gauges, one column per reach headed by its id and the unit: ``time,30 [m3/s],10 [m3/s]``.
+    With ``gauges`` (thalweg.learning.Gauges), each gauge's column is headed by its gauge id (``G1 [m3/s]``),
+    followed, when the gauges carry observations, by the observed series (``G1 observed [m3/s]``, empty where
+    none); the ``reach_ids`` not on a gauge follow as ``reach 10 [m3/s]`` (the long CSV has both ids).
     reach_ids : the reaches to write, in that order (all when None); NetworkError naming absent ids.
     """
     import pandas as pd
 
-    ids, rows = _csv_rows(discharge, reach_ids)
     frame = pd.DataFrame({"time": iso_utc(discharge.time)})
-    wide = pd.DataFrame(discharge.values[rows].T, columns=[f"{int(r)} [m3/s]" for r in ids])
+    if gauges is None:
+        ids, rows = _csv_rows(discharge, reach_ids)
+        wide = pd.DataFrame(discharge.values[rows].T, columns=[f"{int(r)} [m3/s]" for r in ids])
+    else:
+        on_gauge = {int(r) for r in gauges.reach_ids}
+        extra = [int(r) for r in dict.fromkeys(np.atleast_1d(np.asarray(
+            discharge.ids if reach_ids is None else reach_ids, dtype=np.int64)).tolist()) if int(r) not in on_gauge]
+        observed = gauges.observed_on(discharge.time)
+        g_rows = discharge.index_of([int(r) for r in gauges.reach_ids]) if len(gauges.ids) else []
+        columns: dict[str, np.ndarray] = {}
+        for i, gid in enumerate(gauges.ids):
+            columns[f"{gid} [m3/s]"] = discharge.values[g_rows[i]]
+            if observed is not None:
+                columns[f"{gid} observed [m3/s]"] = observed[i]
+        if extra:
+            for r, row in zip(extra, discharge.index_of(extra)):
+                columns[f"reach {r} [m3/s]"] = discharge.values[row]
+        wide = pd.DataFrame(columns)
     frame = pd.concat([frame, wide], axis=1)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
@@ -498,7 +552,8 @@ def write_hydrographs_csv(path: str | Path, discharge: Discharge, reach_ids: Seq
 
 def write_hydrographs_long_csv(path: str | Path, discharge: Discharge, reach_ids: Sequence[Any] | None = None, *,
                                gauges: Any = None) -> Path:
-    """Long ("tidy") CSV: one row per reach (or gauge) and step: reach_id, gauge_id, time_utc, q, units.
+    """Long ("tidy") CSV: one row per reach (or gauge) and step: reach_id, gauge_id, time_utc, q, units; with
+    gauges that carry observations, an ``observed`` column after ``q`` (m3/s; empty where none or off a gauge).
 
     Each gauge gets its reach's series under its gauge_id; ``reach_ids`` not on a gauge get an empty gauge_id.
     time_utc is the end of each step (ISO 8601 with Z), q the end-of-step discharge, units 'm3/s'.
@@ -517,7 +572,12 @@ def write_hydrographs_long_csv(path: str | Path, discharge: Discharge, reach_ids
     t = discharge.n_steps
     frame = pd.DataFrame({"reach_id": np.repeat(ids, t), "gauge_id": np.repeat([g for _, g in pairs], t),
                           "time_utc": np.tile(iso_utc(discharge.time), ids.size),
-                          "q": discharge.values[rows].reshape(-1), "units": "m3/s"})
+                          "q": discharge.values[rows].reshape(-1)})
+    observed = None if gauges is None else gauges.observed_on(discharge.time)
+    if observed is not None:
+        n_g = len(gauges.ids)
+        frame["observed"] = np.concatenate([observed.reshape(-1), np.full((ids.size - n_g) * t, np.nan)])
+    frame["units"] = "m3/s"
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return Path(path)

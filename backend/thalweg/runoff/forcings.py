@@ -171,12 +171,20 @@ def _read_one(read_runoff, path, network, variable, name, *, unit, nan, catchmen
 
     for var in ([variable] if variable is not None else [name, None]):
         try:
-            return read(var, None)
-        except RunoffError as exc:
-            if catchments is None or "catchment polygons" not in str(exc):
-                raise
-            return read(var, catchments)
-        except ThalwegError:
+            try:
+                return read(var, None)
+            except RunoffError as exc:
+                if catchments is None or "catchment polygons" not in str(exc):
+                    raise
+                return read(var, catchments)
+        except ThalwegError as exc:
+            if variable is not None and isinstance(exc, SchemaError) and exc.field == variable:
+                # the variable named after the path is absent: say it in the forcing's own syntax, which every
+                # surface takes (--forcing NAME=PATH:VARIABLE, sources={NAME: 'PATH:VARIABLE'}, a job body)
+                raise SchemaError(f"forcing '{name}': {exc.message}", path=exc.path, field=exc.field, ids=exc.ids,
+                                  hint=f"Name one of them after the file, as {name}'s source '{path}:VARIABLE' "
+                                       f"(or give the path alone when the file holds a variable named '{name}' "
+                                       f"or only one).") from None
             if var is None or variable is not None:
                 raise
     raise AssertionError("unreachable")

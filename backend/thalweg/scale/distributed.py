@@ -13,6 +13,7 @@ See docs/scale.md for why Dask.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import operator
 from collections.abc import Mapping
 from typing import Any
@@ -40,8 +41,15 @@ def dask_client(address: str | None = None, n_workers: int = 2, **cluster_option
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {address} ({exc}).",
                              hint="Check the address (tcp://HOST:8786) and that the scheduler runs.") from None
+    # the cluster's own INFO lines (scheduler, nanny, "still alive, killing" at close) are not the user's: kept
+    # for --debug (the root logger at DEBUG), else only errors
+    quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
+    if quiet:
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
+                     "distributed.core", "distributed.http.proxy"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     options = {"n_workers": int(n_workers), "threads_per_worker": 1, "processes": True, "dashboard_address": None,
-               **cluster_options}
+               **({"silence_logs": logging.ERROR} if quiet else {}), **cluster_options}
     cluster = LocalCluster(**options)
     client = Client(cluster)
     client.wait_for_workers(int(n_workers), timeout="120s")  # the partition is made for the workers there
@@ -50,15 +58,17 @@ def dask_client(address: str | None = None, n_workers: int = 2, **cluster_option
 
 def _route_group(static: tuple, runoff: np.ndarray, inflow: Any, state: Any, options: Mapping[str, Any]):
     """On a worker: route one merged piece for one time chunk; returns (Q rows, the piece's new state)."""
+    from ._warnings import muted
     from .partition import route_piece
 
     piece, subnet, params = static
     threads = options.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
-    return route_piece(piece, subnet, runoff, params, options["scheme"], dt=options["dt"], inflow=inflow,
-                       state=state, return_state=True, engine=options["engine"], dtype=options["dtype"],
-                       device=options["device"], kernel_length=options["kernel_length"])
+    with muted():  # the client said the scheme's warnings for the whole network (DaskRouter), in its own format
+        return route_piece(piece, subnet, runoff, params, options["scheme"], dt=options["dt"], inflow=inflow,
+                           state=state, return_state=True, engine=options["engine"], dtype=options["dtype"],
+                           device=options["device"], kernel_length=options["kernel_length"])
 
 
 @dataclasses.dataclass

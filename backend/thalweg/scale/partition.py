@@ -40,16 +40,16 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import InputError, ThalwegWarning
+from ..errors import InputError
 from ..irf import get_scheme
 from ..network import RiverNetwork
+from ._warnings import muted
 
 __all__ = ["Piece", "PieceState", "balance", "basins", "clusters", "history_length", "inflow_of", "merge",
            "piece_params", "route_partitioned", "route_piece", "stages", "transfer_kind"]
@@ -280,8 +280,7 @@ def transfer_kind(scheme: Any, engine: str = "auto", kernel_length: int | None =
     probe = {p.name: torch.full((1,), p.default, dtype=torch.float64) for p in sch.parameters}
     if sch.uses_length:
         probe["length"] = torch.full((1,), 1000.0, dtype=torch.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ThalwegWarning)
+    with muted():
         _h, g = sch.kernel(probe, 3600.0, 2)
     return "identity" if g is None else None
 
@@ -316,8 +315,7 @@ def _lateral_equivalent(piece: Piece, subnet: RiverNetwork, params: Mapping[str,
         return into, x, None, None
     receivers = subnet.take(into)
     p = scheme_params(receivers, sch, piece_params(params, _local(into)), dtype=torch.float64, device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ThalwegWarning)  # the routing of the piece says it
+    with muted():  # the routing of the piece says it
         rec = sch.recursion(p, float(dt))
     b0, b1, c0, c1 = (np.asarray(v.detach().cpu(), dtype=np.float64)[None, :] for v in (rec.b0, rec.b1, rec.c0,
                                                                                            rec.c1))
@@ -449,8 +447,7 @@ def route_partitioned(network: RiverNetwork, pieces: Sequence[Piece], runoff: An
         groups = [merge(g) for g in balance(stage, n_bins)]  # by reaches: the same bins every chunk
 
         def one(piece: Piece):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ThalwegWarning)
+            with muted():  # thread-safe: the pieces run in threads
                 return route_piece(piece, piece.subnetwork(network), piece.rows(values), piece_params(params, piece),
                                    sch, dt=dt, inflow=inflow_of(piece, out), state=(states or {}).get(piece.members),
                                    return_state=return_state, engine=engine, dtype=dtype, device=device,

@@ -14,11 +14,12 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, opt
+from ..errors import InputError, ThalwegWarning, opt, render_options
 
 __all__ = ["run_streaming", "wants_stream", "checkpoint_folder"]
 
@@ -50,46 +51,108 @@ def _header_shape(path: str) -> tuple[int, int] | None:
         return int(da.sizes[next(d for d in da.dims if d != tdim)]), int(da.sizes[tdim])
 
 
+def _asks(settings) -> list[str]:
+    """The flags of ``settings`` that ask for streaming (placeholders, in the order of the docs)."""
+    return [flag for flag, on in ((opt("route.stream", "always"), settings.stream == "always"),
+                                  (opt("route.resume"), settings.resume), (opt("route.dask"), settings.dask),
+                                  (opt("route.scheduler"), bool(settings.scheduler)),
+                                  (opt("route.chunk_steps", settings.chunk_steps), settings.chunk_steps > 0)) if on]
+
+
+def _may_split(settings) -> bool:
+    """Whether the settings make rivers split (known before the network is read)."""
+    return bool(settings.links) or settings.bifurcations == "split"
+
+
+_SPLIT_FIX = (f"Route it whole ({opt('route.stream', 'never')}, with {opt('route.memory', 'GB')} where it needs "
+              f"more memory than is free), or keep the main paths only ({opt('route.bifurcations', 'main')}).")
+
+
+def _refuse_splits(why: str) -> InputError:
+    return InputError(f"{why}, and streaming in time chunks cannot route a network whose rivers split yet "
+                      f"(a warm state across chunks).", hint=_SPLIT_FIX)
+
+
+def _check_splits(settings, network) -> None:
+    """Refuse a network with splits before anything starts (a Dask cluster, a checkpoint)."""
+    splits = getattr(network, "splits", None)
+    if splits is not None:
+        k = len(splits.reach)
+        raise _refuse_splits(f"{k:,} {'reach' if k == 1 else 'reaches'} of the network "
+                             f"{'splits' if k == 1 else 'split'} ({opt('route.links')} or "
+                             f"{opt('route.bifurcations', 'split')}, or fractions in the data)")
+
+
 def wants_stream(settings, *, auto: bool = True) -> bool:
-    """Whether the run of ``settings`` streams (module docstring); InputError where it must and cannot.
+    """Whether the run of ``settings`` streams (module docstring); InputError where it must and cannot, and
+    for options that would be ignored (``--gpus`` on a streamed run, ``--chunk-steps`` on one that is not).
 
     ``auto``: decide ``--stream auto`` by the memory estimate (the CLI does); without it only a run that asks
     for streaming streams (``run_route`` for the service, whose jobs need the discharge in memory)."""
     from .stream import budget_bytes, chunk_steps_for, streamable
 
-    forced = settings.stream == "always" or settings.resume or settings.dask or bool(settings.scheduler)
+    asks = _asks(settings)
+    gpus = getattr(settings, "gpus", 0)
+    if gpus and (settings.dask or settings.scheduler):
+        where = opt("route.dask") if settings.dask else opt("route.scheduler")
+        raise InputError(f"{opt('route.gpus', gpus)} and {where} cannot be given together: each says where the "
+                         f"run is routed (processes of this host, one per GPU, or Dask workers).",
+                         hint="Leave out one of them.")
+    if gpus and asks:
+        raise InputError(f"{opt('route.gpus', gpus)} routes the whole run in memory over several processes; it "
+                         f"cannot stream yet, so it cannot be given with {' or '.join(asks)} (docs/gpus.md).",
+                         hint=f"Leave out {opt('route.gpus')} to stream on one device, or leave out "
+                              f"{' and '.join(asks)} to route it whole over the GPUs.")
     if settings.stream == "never":
-        if forced:
-            raise InputError(f"{opt('route.resume')}, {opt('route.dask')} and {opt('route.scheduler')} stream the "
-                             f"run; they cannot be given with {opt('route.stream', 'never')}.",
-                             hint=f"Leave out {opt('route.stream', 'never')}.")
+        if asks:
+            raise InputError(f"{', '.join(asks)} {'stream' if len(asks) > 1 else 'streams'} the run; "
+                             f"{'they' if len(asks) > 1 else 'it'} cannot be given with "
+                             f"{opt('route.stream', 'never')}.",
+                             hint=f"Leave out {opt('route.stream', 'never')}, or {' and '.join(asks)}.")
         return False
     runoff = str(settings.runoff)
     if not streamable(runoff):
-        if forced:
+        if asks:
             raise InputError("only per-reach runoff in a NetCDF file or a zarr store can be streamed.",
                              path=runoff, hint=f"Convert the runoff to NetCDF, or route it whole "
                                                f"({opt('route.stream', 'never')}).")
         return False
-    if forced:
+    if asks:
+        if _may_split(settings):
+            raise _refuse_splits(f"{' and '.join(asks)} {'stream' if len(asks) > 1 else 'streams'} the run")
         return True
     if not auto:
         return False
     if Path(runoff).suffix.lower() == ".zarr" or Path(runoff).is_dir():
-        return True  # a store is read lazily only
-    shape = _header_shape(runoff)
-    if shape is None:
-        return False
-    from ..workflow import estimate_memory
+        why = "the runoff is a zarr store (read lazily, so streamed)"
+        stream = True
+    else:
+        shape = _header_shape(runoff)
+        if shape is None:
+            return False
+        from ..workflow import estimate_memory
 
-    budget = budget_bytes(settings.memory)
-    if budget is None or estimate_memory(settings, *shape) <= budget:
-        return False
-    try:
-        chunk_steps_for(*shape, budget)
-    except InputError:
-        return False  # not even one step fits: the memory guard refuses the run with its estimate and fixes
-    return True
+        budget = budget_bytes(settings.memory)
+        if budget is None or estimate_memory(settings, *shape) <= budget:
+            return False
+        try:
+            chunk_steps_for(*shape, budget)
+        except InputError:
+            return False  # not even one step fits: the memory guard refuses the run with its estimate and fixes
+        gib = 2.0**30
+        need = estimate_memory(settings, *shape) / gib
+        why = (f"the run ({shape[0]:,} reaches x {shape[1]:,} steps, about {need:,.2f} GiB) does not fit the "
+               f"memory budget ({budget / gib:,.2f} GiB), so {opt('route.stream', 'auto')} streams it")
+        stream = True
+    if stream and _may_split(settings):
+        raise _refuse_splits(why)
+    if stream and gpus:
+        raise InputError(f"{why}; {opt('route.gpus', gpus)} routes the whole run in memory and cannot stream yet "
+                         f"(docs/gpus.md).",
+                         hint=f"Give {opt('route.stream', 'never')} (with {opt('route.memory', 'GB')} if the "
+                              f"machine has the memory) to route it whole over the GPUs, or leave out "
+                              f"{opt('route.gpus')} to stream it on one device.")
+    return stream
 
 
 def _router(settings, network, params, dt: float):
@@ -132,7 +195,14 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
         report(0.0, f"reading network {Path(settings.network).name}")
         network = read_network(settings.network, **_reader(read_network, settings, "read_network"))
     timings["read_network"] = time.perf_counter() - t0
-    check_outputs(settings, network, overwrite=overwrite or settings.resume, settings_file=settings_file)
+    _check_splits(settings, network)
+    resuming = settings.resume and (checkpoint_folder(settings) / "journal.json").is_file()
+    if settings.resume and not resuming:
+        warnings.warn(render_options(f"{opt('route.resume')} found no checkpoint of an interrupted run "
+                                     f"({checkpoint_folder(settings).resolve()}); starting from the first step."),
+                      ThalwegWarning, stacklevel=1)
+    # a checkpoint's run replaces the outputs it was started to write; otherwise existing ones need --overwrite
+    check_outputs(settings, network, overwrite=overwrite or resuming, settings_file=settings_file)
     gauges = None
     if settings.gauges:
         from ..learning import read_gauges
@@ -149,8 +219,10 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
     else:
         used = {name: "given per reach" for name in params} | dict(params_used or {})
     if settings.write_gpkg and network.geometry is not None:
-        log.warning("a streamed run writes no GeoPackage summary (it needs every step of every reach at once); "
-                    "make one from the discharge file afterwards (thalweg stats)")
+        warnings.warn(render_options("a streamed run writes no GeoPackage summary (it needs every step of every "
+                                     "reach at once); make one from the discharge file afterwards (thalweg "
+                                     f"stats), or leave it out ({opt('route.write_gpkg')})."),
+                      ThalwegWarning, stacklevel=1)
     from ..results.writers import reach_lonlat
     from ..routing.engines import resolve
 
@@ -196,7 +268,7 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
 
                 series = _rows_of(out.staged[fmt_files[next(iter(fmt_files))][0]], fmt_files, hydro, result, attrs)
                 path = out_dir / f"{settings.name}_hydrographs.csv"
-                write_hydrographs_csv(out.path(path), series, hydro)
+                write_hydrographs_csv(out.path(path), series, hydro, gauges=gauges)
                 outputs["hydrographs"] = path
                 path = out_dir / f"{settings.name}_hydrographs_long.csv"
                 write_hydrographs_long_csv(out.path(path), series, [int(r) for r in settings.hydrograph_reaches],

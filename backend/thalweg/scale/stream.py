@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled, InputError, ThalwegWarning, opt
+from ._warnings import once
 
 __all__ = ["STREAM_MODES", "LocalRouter", "PartitionRouter", "StreamResult", "chunk_steps_for", "stream_route",
            "streamable", "budget_bytes"]
@@ -161,6 +162,7 @@ class PartitionRouter:
 class _Checkpoint:
     folder: Path
     key: str
+    parts: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # what the key is a digest of
 
     @property
     def journal(self) -> Path:
@@ -174,6 +176,17 @@ class _Checkpoint:
             return 0
         return int(data["done"]) if data.get("key") == self.key else -1
 
+    def differences(self) -> list[str]:
+        """What differs between the run that left this checkpoint and this one (``name X != Y``, the
+        checkpoint's value first); empty when the checkpoint does not say (written by an older version)."""
+        try:
+            theirs = json.loads(self.journal.read_text()).get("parts") or {}
+        except (OSError, ValueError, AttributeError):
+            return []
+        ours = json.loads(json.dumps(dict(self.parts), sort_keys=True, default=str))
+        return [f"{name} {theirs.get(name)!r} != {ours.get(name)!r}".replace("'", "")
+                for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)]
+
     def load_state(self) -> tuple[Any, np.ndarray | None]:
         blob = torch.load(self.folder / _STATE, weights_only=False)
         return blob["state"], blob["last"]
@@ -183,7 +196,7 @@ class _Checkpoint:
         torch.save({"state": _cpu_state(state), "last": last}, tmp)
         _fsync(tmp)
         os.replace(tmp, self.folder / _STATE)
-        text = json.dumps({"key": self.key, "done": int(done)})
+        text = json.dumps({"key": self.key, "done": int(done), "parts": dict(self.parts)}, default=str)
         tmp = self.folder / f".{_JOURNAL}.tmp"
         tmp.write_text(text)
         _fsync(tmp)
@@ -287,15 +300,18 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
             chunk_steps = chunk_steps_for(n, steps, budget_bytes(memory))
         chunk_steps = int(min(chunk_steps, steps))
         folder = Path(checkpoint)
-        ck = _Checkpoint(folder, run_key({**dict(key or {}), "chunk_steps": chunk_steps, "n_steps": steps,
-                                          "n_reaches": n, "dt": dt}))
+        parts = {**dict(key or {}), "chunk_steps": chunk_steps, "n_steps": steps, "n_reaches": n, "dt": dt}
+        ck = _Checkpoint(folder, run_key(parts), parts)
         partial = {kind: folder / path.name for kind, (path, _, _) in outputs.items()}
         done = ck.done() if resume else 0
         if resume and done < 0:
-            raise InputError("the checkpoint beside the outputs is of another run (other settings, inputs or "
-                             "chunking), so it cannot be resumed.", path=folder,
-                             hint=f"Run again without {opt('route.resume')} to start over (it replaces the "
-                                  f"checkpoint), or give the settings of the interrupted run.")
+            differ = ck.differences()
+            what = f" ({'; '.join(differ)}; the checkpoint's value first)" if differ else \
+                " (other settings, inputs or chunking)"
+            raise InputError(f"the checkpoint {folder.resolve()} is of another run{what}, so it cannot be resumed.",
+                             path=folder,
+                             hint=f"Give the settings of the interrupted run, or run again without "
+                                  f"{opt('route.resume')} to start over (it replaces the checkpoint).")
         if not resume or done <= 0:
             done = 0
             shutil.rmtree(folder, ignore_errors=True)
@@ -312,7 +328,10 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
             router.set_state(state)
             for w in writers.values():
                 w.truncate(done)
-            log.info("resuming at step %d of %d", done, steps)
+            when = getattr(source, "time", None)
+            when = f" ({str(np.asarray(when)[done - 1])[:16]})" if when is not None and len(when) >= done else ""
+            warnings.warn(f"resuming at step {done:,} of {steps:,}{when}: the checkpoint {folder.resolve()} "
+                          f"holds the steps before.", ThalwegWarning, stacklevel=1)
         bounds = [(a, min(a + chunk_steps, steps)) for a in range(done, steps, chunk_steps)]
         on_gpu = False
         if isinstance(router, LocalRouter):
@@ -329,14 +348,11 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
 
         def reader() -> None:
             try:
-                for k, (a, b) in enumerate(bounds):
+                for a, b in bounds:
                     if stop.is_set():
                         return
                     t0 = time.perf_counter()
-                    with warnings.catch_warnings():
-                        if k or done:  # each chunk would repeat the first one's warnings
-                            warnings.simplefilter("ignore", ThalwegWarning)
-                        chunk = source.read(a, b)
+                    chunk = source.read(a, b)  # a chunk's repeated warnings are shown once (once() below)
                     values: Any = chunk.values
                     event = None
                     if on_gpu and not (isinstance(values, torch.Tensor) and values.is_cuda):
@@ -377,10 +393,14 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
         errors: list[BaseException] = []
         threads = [threading.Thread(target=reader, name="thalweg-reader", daemon=True),
                    threading.Thread(target=writer, name="thalweg-writer", daemon=True)]
-        for t in threads:
-            t.start()
         routed = done
         t_start = time.perf_counter()
+        # every chunk (read in the reader thread, routed here) would repeat the first one's warnings: each text is
+        # shown once, without changing the process-wide filters while the threads run (thread-safe)
+        shown_once = once()
+        shown_once.__enter__()
+        for t in threads:
+            t.start()
         try:
             while True:
                 item = read_q.get()
@@ -394,9 +414,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                     raise Cancelled("routing")
                 a, b, chunk, values, event = item
                 t0 = time.perf_counter()
-                with torch.no_grad(), warnings.catch_warnings():
-                    if a != done:
-                        warnings.simplefilter("ignore", ThalwegWarning)
+                with torch.no_grad():
                     if event is not None:
                         torch.cuda.current_stream(dev).wait_event(event)
                         values.record_stream(torch.cuda.current_stream(dev))  # made on the copy stream
@@ -438,6 +456,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                 except queue.Empty:
                     pass
                 threads[0].join(0.05)
+            shown_once.__exit__(None, None, None)
         if errors:
             raise errors[0]
         timings = {**busy, "wall": time.perf_counter() - t_wall}

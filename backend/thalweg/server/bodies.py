@@ -18,7 +18,7 @@ import dataclasses
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from ..config import CalibrateSettings, RouteSettings, TrainSettings, kind_of, options
+from ..config import CalibrateSettings, PlanningSettings, RouteSettings, TrainSettings, kind_of, options
 
 __all__ = ["RouteJob", "CalibrateJob", "ExtractJob", "JobBody", "InlineNetwork", "InlineRunoff", "InlineGauge",
            "PackedArray", "JOB_KINDS", "SummarizeJob", "StatsJob", "CompareJob", "ExceedanceJob",
@@ -259,9 +259,12 @@ def _settings_field(name: str, f: dataclasses.Field, opt) -> tuple[Any, Any]:
         else:
             ann = Annotated[str, Field(max_length=200, pattern=opt.pattern)]
     elif base == "float":
-        ann = Annotated[float, Field(gt=opt.gt, ge=opt.ge, le=opt.le, allow_inf_nan=False)]
+        ann = Annotated[float, Field(gt=opt.gt, ge=opt.ge, le=opt.le, lt=opt.lt, allow_inf_nan=False)]
     elif base == "int":
-        ann = Annotated[int, Field(gt=opt.gt, ge=opt.ge, le=opt.le)]
+        ann = Annotated[int, Field(gt=opt.gt, ge=opt.ge, le=opt.le, lt=opt.lt)]
+    elif base == "list[float]":
+        item = Annotated[float, Field(gt=opt.gt, ge=opt.ge, le=opt.le, lt=opt.lt, allow_inf_nan=False)]
+        ann, extra["min_length"], extra["max_length"] = list[item], 1, 100
     elif base == "bool":
         ann = bool
     elif base == "list[int]":
@@ -462,37 +465,37 @@ class SummarizeJob(_NetworkReading):
 
 
 # ---- the planners' jobs: thalweg stats | compare | exceed (thalweg.results.planning), and a report's gauges ----
+# their options come from config.PlanningSettings, as the commands' flags do
 _YEARS = Annotated[float, Field(gt=1, le=10_000, allow_inf_nan=False)]
+_FrequencyBody = _derived("_FrequencyBody", _NetworkReading, PlanningSettings, {"discharge reading", "frequency"})
 
 
-class _PlanningBody(_NetworkReading):
+class _PlanningBody(_FrequencyBody):
     """Shared by the planners' jobs: the network to map on, and how annual statistics are fitted."""
 
     label: str | None = Field(None, max_length=200)
     network: PathStr | InlineNetwork = Field(description="hydrography file, or an inline network with geometry "
                                                          "(the table is written as a map layer of its lines)")
     name: str = Field("table", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="stem of the output")
-    distribution: Literal["gev", "gumbel"] = Field("gev", description="annual-maximum distribution, fitted by "
-                                                                      "L-moments (gumbel needs fewer years)")
-    water_year_start: int = Field(10, ge=1, le=12, description="month the water year starts in (1: calendar)")
 
     @field_validator("network")
     @classmethod
     def _network_path(cls, value: Any) -> Any:
         return _check_path(value) if isinstance(value, str) else value
 
+    def planning_settings(self) -> PlanningSettings:
+        """The :class:`thalweg.config.PlanningSettings` of this body (the options it does not take: defaults)."""
+        return PlanningSettings(**{name: getattr(self, name) for name in options(PlanningSettings)
+                                   if name in type(self).model_fields})
 
-class StatsJob(_PlanningBody):
+
+class StatsJob(_derived("_StatsBody", _PlanningBody, PlanningSettings, {"stats"})):  # type: ignore[misc]
     """Flood-frequency flows (with bootstrap intervals), flow-duration quantiles, mean annual and 7-day low
-    flows per reach of a discharge file (``thalweg stats``), as a map layer ``stats``."""
+    flows per reach of a discharge file (``thalweg stats``), as a map layer ``stats``; on a run too short for
+    some of them, ``statistics='auto'`` computes the others and the result says what was skipped and why."""
 
     kind: Literal["stats"]
     discharge: PathStr = Field(description="discharge NetCDF (Thalweg, RAPID Qout, river-route Q)")
-    return_periods: list[_YEARS] = Field([2, 5, 10, 20, 50, 100], min_length=1, max_length=20,
-                                         description="return periods, years")
-    bootstrap: int = Field(200, ge=0, le=10_000, description="bootstrap resamples of the intervals (0: none)")
-    confidence: float = Field(0.9, gt=0, lt=1, description="confidence level of the intervals")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the bootstrap")
 
     @field_validator("discharge")
     @classmethod
@@ -500,16 +503,13 @@ class StatsJob(_PlanningBody):
         return _check_path(value)
 
 
-class CompareJob(_PlanningBody):
+class CompareJob(_derived("_CompareBody", _PlanningBody, PlanningSettings, {"compare"})):  # type: ignore[misc]
     """Per-reach change of a statistic from a baseline run to a scenario run on the same network and period
     (``thalweg compare``): a map layer ``change`` (baseline, scenario, difference, relative)."""
 
     kind: Literal["compare"]
     baseline: PathStr = Field(description="discharge file of the baseline run")
     scenario: PathStr = Field(description="discharge file of the scenario run")
-    statistic: str = Field("mean", pattern=r"^(mean|max|q05|q50|q95|mean_annual|mam7|min7|q\d+(\.\d+)?y)$",
-                           description="mean, max, q05, q50, q95, mean_annual, mam7, min7 or q{T}y (e.g. q100y)")
-    top: int = Field(10, ge=0, le=1000, description="most changed reaches listed in the job's result")
 
     @field_validator("baseline", "scenario")
     @classmethod

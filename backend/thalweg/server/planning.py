@@ -37,13 +37,13 @@ def _network(body, ctx: JobContext, timings: dict[str, float], *, keep_geometry:
     return network
 
 
-def _discharge(path: str, ctx: JobContext, timings: dict[str, float], fraction: float):
+def _discharge(path: str, ctx: JobContext, timings: dict[str, float], fraction: float, variable: str | None):
     from ..results import read_discharge
 
     ctx.check("reading discharge")
     t0 = time.perf_counter()
     ctx.progress(fraction, f"reading {Path(path).name}")
-    d = read_discharge(path)
+    d = read_discharge(path, variable=variable)
     timings["read_discharge"] = timings.get("read_discharge", 0.0) + time.perf_counter() - t0
     return d
 
@@ -68,44 +68,67 @@ def _period(d) -> dict[str, Any]:
             "last_time": iso_time(d.time[-1])}
 
 
+def _in_body_terms(task):
+    """``task`` with its hints naming the job body's keys (``"return_periods": ...``), as the CLI names flags."""
+    import functools
+
+    @functools.wraps(task)
+    def run(body, ctx: JobContext) -> TaskResult:
+        from ..config import PlanningSettings, option_keys
+        from ..errors import ThalwegError, option_names, render_options
+
+        with option_names({**option_keys(), **option_keys(PlanningSettings)}, "json"):
+            try:
+                return task(body, ctx)
+            except ThalwegError as exc:
+                exc.message, exc.hint = render_options(exc.message), exc.hint and render_options(exc.hint)
+                raise
+    return run
+
+
+@_in_body_terms
 def stats_task(body: StatsJob, ctx: JobContext) -> TaskResult:
     """Flood frequency, flow-duration quantiles and low flows per reach
-    (:func:`~thalweg.results.planning.stats_table`)."""
+    (:func:`~thalweg.results.planning.stats_table`); ``result['skipped']``: what a short run could not give."""
     from ..results.planning import LAYERS, stats_table
 
+    settings = body.planning_settings()
     timings: dict[str, float] = {}
     network = _network(body, ctx, timings)
-    d = _discharge(body.discharge, ctx, timings, 0.2)
+    d = _discharge(body.discharge, ctx, timings, 0.2, settings.variable)
     ctx.check("fitting the annual maxima")
     t0 = time.perf_counter()
-    ctx.progress(0.4, f"fitting {body.distribution.upper()} to the annual maxima ({body.bootstrap} resamples)")
-    frame = stats_table(d, return_periods=body.return_periods, distribution=body.distribution,
-                        water_year_start=body.water_year_start, n_boot=body.bootstrap, confidence=body.confidence,
-                        seed=body.seed)
+    ctx.progress(0.4, f"fitting {settings.distribution.upper()} to the annual maxima ({settings.bootstrap} "
+                      f"resamples)")
+    frame = stats_table(d, return_periods=settings.return_periods, distribution=settings.distribution,
+                        water_year_start=settings.water_year_start, n_boot=settings.bootstrap,
+                        confidence=settings.confidence, seed=settings.seed, statistics=settings.statistics)
     timings["statistics"] = time.perf_counter() - t0
     gpkg = _write(frame, "stats", body, network, ctx, timings)
     result = _period(d) | {"layer": LAYERS["stats"], "method": frame.attrs["method"], "years": frame.attrs["years"],
-                           "columns": [str(c) for c in frame.columns]}
+                           "columns": [str(c) for c in frame.columns], "skipped": frame.attrs["skipped"]}
     return TaskResult(outputs={"gpkg": gpkg}, result=result, timings=timings)
 
 
+@_in_body_terms
 def compare_task(body: CompareJob, ctx: JobContext) -> TaskResult:
     """Scenario minus baseline of one statistic per reach (:func:`~thalweg.results.planning.compare_table`)."""
     import numpy as np
 
     from ..results.compare import most_changed
-    from ..results.planning import LAYERS, compare_table
+    from ..results.planning import LAYERS, compare_table, run_names
 
+    settings = body.planning_settings()
     timings: dict[str, float] = {}
     network = _network(body, ctx, timings)
-    base = _discharge(body.baseline, ctx, timings, 0.2)
-    scen = _discharge(body.scenario, ctx, timings, 0.3)
+    base = _discharge(body.baseline, ctx, timings, 0.2, settings.variable)
+    scen = _discharge(body.scenario, ctx, timings, 0.3, settings.variable)
     ctx.check("comparing")
     t0 = time.perf_counter()
-    ctx.progress(0.5, f"comparing {body.statistic}")
-    frame = compare_table(base, scen, statistic=body.statistic, distribution=body.distribution,
-                          water_year_start=body.water_year_start,
-                          names=(Path(body.baseline).name, Path(body.scenario).name))
+    ctx.progress(0.5, f"comparing {settings.statistic}")
+    names = run_names(body.baseline, body.scenario)
+    frame = compare_table(base, scen, statistic=settings.statistic, distribution=settings.distribution,
+                          water_year_start=settings.water_year_start, names=names)
     timings["compare"] = time.perf_counter() - t0
     gpkg = _write(frame, "compare", body, network, ctx, timings)
 
@@ -113,26 +136,28 @@ def compare_task(body: CompareJob, ctx: JobContext) -> TaskResult:
         return float(v) if np.isfinite(v) else None
 
     top = [{"reach_id": int(rid), **{k: plain(row[k]) for k in ("baseline", "scenario", "difference", "relative")}}
-           for rid, row in most_changed(frame, n=body.top).iterrows()]
-    result = _period(base) | {"layer": LAYERS["compare"], "statistic": body.statistic,
+           for rid, row in most_changed(frame, n=settings.top).iterrows()]
+    result = _period(base) | {"layer": LAYERS["compare"], "statistic": settings.statistic,
                               "changed": int((frame["difference"] != 0).sum()), "top": top,
-                              "baseline": Path(body.baseline).name, "scenario": Path(body.scenario).name}
+                              "baseline": names[0], "scenario": names[1]}
     return TaskResult(outputs={"gpkg": gpkg}, result=result, timings=timings)
 
 
+@_in_body_terms
 def exceedance_task(body: ExceedanceJob, ctx: JobContext) -> TaskResult:
     """Where and when discharge exceeds the threshold (:func:`~thalweg.results.planning.exceedance_table`)."""
     from ..results.planning import LAYERS, exceedance_table
 
+    settings = body.planning_settings()
     timings: dict[str, float] = {}
     network = _network(body, ctx, timings)
-    d = _discharge(body.discharge, ctx, timings, 0.2)
+    d = _discharge(body.discharge, ctx, timings, 0.2, settings.variable)
     ctx.check("finding exceedances")
     t0 = time.perf_counter()
     ctx.progress(0.5, "finding exceedances")
     frame, what = exceedance_table(d, network=network, threshold=body.threshold, field=body.threshold_field,
-                                   return_period=body.return_period, distribution=body.distribution,
-                                   water_year_start=body.water_year_start)
+                                   return_period=body.return_period, distribution=settings.distribution,
+                                   water_year_start=settings.water_year_start)
     timings["exceedance"] = time.perf_counter() - t0
     gpkg = _write(frame, "exceedance", body, network, ctx, timings)
     result = _period(d) | {"layer": LAYERS["exceedance"], "threshold": what,
@@ -151,7 +176,7 @@ def hydrographs_task(body: HydrographsJob, ctx: JobContext) -> TaskResult:
 
     timings: dict[str, float] = {}
     network = _network(body, ctx, timings)
-    d = _discharge(body.discharge, ctx, timings, 0.3)
+    d = _discharge(body.discharge, ctx, timings, 0.3, None)
     ctx.check("reading gauges")
     t0 = time.perf_counter()
     gauges = read_gauges(body.gauges, network, observed=body.observed)
