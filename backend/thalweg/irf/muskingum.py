@@ -162,7 +162,8 @@ def nonneg_substeps(params, dt: float) -> tuple[torch.Tensor, torch.Tensor, torc
         s = torch.where(keeps, s_keep, s_low)
     r_s = dt / (2.0 * k * s)  # with grad in k
     x_low = torch.clamp(torch.minimum(r_s, 1.0 - r_s), min=0.0)
-    return s, torch.where(keeps, x, torch.minimum(x, x_low)), ~keeps
+    # lowered: where the x used is below the reach's own (the best lowered x can equal it, e.g. x = 0.5 at r_s = 0.5)
+    return s, torch.where(keeps, x, torch.minimum(x, x_low)), ~keeps & (x_low.detach() < x.detach())
 
 
 def _nonneg_coefficients(params, dt: float):
