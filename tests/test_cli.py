@@ -233,7 +233,7 @@ def test_demo_runs_on_the_sample_basin(tmp_path, capsys):
     from thalweg.demo import sample_dir
 
     obs = pd.read_csv(sample_dir() / "cance_qobs.csv", index_col=0, parse_dates=True)
-    reach = {"V3524010": "101 [m3/s]", "V3515010": "37 [m3/s]", "V3517010": "19 [m3/s]"}
+    reach = {gid: f"{gid} [m3/s]" for gid in ("V3524010", "V3515010", "V3517010")}  # headed by gauge id
     for period, (lo, hi) in {"calibration": ("2014-09-15", "2014-11-14"),
                              "validation": ("2014-11-15", "2015-01-15")}.items():
         days = (sim.index - pd.Timedelta("1s")).normalize()  # a step belongs to the day it runs in

@@ -160,7 +160,10 @@ def test_regression_job_with_inline_gauges_periods_and_a_held_out_gauge(client, 
     np.testing.assert_allclose(apply_model(final["outputs"]["model"], network)["k"], table["k"], rtol=1e-9)
     assert checkpoint.is_file()
     messages = [r["progress"]["message"] for r in seen]
-    assert any("fit iteration" in m and "loss" in m for m in messages) or len(seen) < 3
+    # the fit's progress says its loss (polls may miss every fit step on a loaded machine: the format is checked)
+    assert all("loss" in m for m in messages if "fit iteration" in m)
+    fractions = [r["progress"]["fraction"] for r in seen if r["progress"].get("fraction") is not None]
+    assert fractions == sorted(fractions)
     # a second job of the same fit resumes the checkpoint (here: at its last iteration) to the same numbers
     again = client.wait(client.calibrate(inline_network(network), inline_runoff(setup["runoff"]),
                                          _inline_gauges(setup, obs), checkpoint=str(checkpoint), checkpoint_every=2,
