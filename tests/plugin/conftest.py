@@ -235,3 +235,21 @@ def qgis_process_env(tmp_path_factory, backend_settings):
                             text=True, timeout=300)
     assert enable.returncode == 0, enable.stdout + enable.stderr
     return {"env": env, "workspace": workspace}
+
+
+# ---------------------------------------------------------------- process exit
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without Python's interpreter teardown once pytest has reported: QGIS 3.22's Qt objects (print layouts,
+    layer registries) can crash in their destructors after ``exitQgis()`` (a segfault, rc 139, after every test
+    passed). The exit status is pytest's own."""
+    status = getattr(config, "_thalweg_exitstatus", None)
+    if status is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(status))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config._thalweg_exitstatus = exitstatus
