@@ -25,7 +25,7 @@ from ..errors import Cancelled, InputError, ThalwegError, ThalwegWarning, format
 from ..network import RiverNetwork
 from ..params.models import ParameterModel
 from .checkpoint import digest, load_checkpoint, save_checkpoint
-from .gauges import check_series
+from .gauges import check_series, gauge_roles
 from .losses import get_loss
 from .splits import Period, check_held_out, leave_one_out, period_mask
 
@@ -157,18 +157,8 @@ def fit(model: ParameterModel, network: RiverNetwork, runoff: Any, *, dt: float,
         raise InputError(f"the parameter model was built for {model.n_reaches:,} reaches; the network has "
                          f"{network.n_reaches:,}.", field="model",
                          hint="Build the model on this network (build_model(kind, network, ...)).")
-    gauge_ids = np.asarray(list(gauges), dtype=np.int64).ravel()
-    if gauge_ids.size == 0:
-        raise InputError("fitting needs at least one gauge; none was given.", field="gauges",
-                         hint=f"Give the gauged reaches' ids, e.g. {opt('fit.gauges', '[101]')}.")
-    network.index_of(gauge_ids, what="gauge reach ids")
-    labels = [str(g) for g in (gauge_names if gauge_names is not None else gauge_ids.tolist())]
-    held = np.isin(gauge_ids, np.asarray(list(validation_gauges), dtype=np.int64))
-    unknown = np.setdiff1d(np.asarray(list(validation_gauges), dtype=np.int64), gauge_ids)
-    if unknown.size:
-        raise InputError(f"validation gauges {format_ids(unknown)} are not among the gauges.",
-                         field="validation_gauges", ids=unknown.tolist(),
-                         hint="Held-out gauges must be gauges with observations too.")
+    gauge_ids, labels, held = gauge_roles(network, gauges, validation_gauges, gauge_names, what="fitting",
+                                          hint=f"Give the gauged reaches' ids, e.g. {opt('fit.gauges', '[101]')}.")
     check_held_out(gauge_ids.size, int(held.sum()))
     runoff_t = runoff if isinstance(runoff, torch.Tensor) else torch.as_tensor(np.asarray(runoff))
     n_steps, obs_all = check_series(network, runoff_t, observed, gauge_ids.size, warmup, what="fitting",

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InputError, SchemaError, format_ids
 from ..network import RiverNetwork
 
-__all__ = ["Gauges", "read_gauges", "gauges_from_arrays", "REACH_ID_COLUMNS", "check_series"]
+__all__ = ["Gauges", "read_gauges", "gauges_from_arrays", "REACH_ID_COLUMNS", "check_series", "gauge_roles"]
 
 REACH_ID_COLUMNS = ("reach_id", "LINKNO", "COMID", "HYRIV_ID", "riverId", "rivid", "link", "segId", "id")
 GAUGE_ID_COLUMNS = ("gauge_id", "code", "station", "site_no", "gauge")
@@ -136,6 +136,28 @@ def _read_observed(path: Path, gauge_ids: np.ndarray):
                          f"missing-data code).", path=path,
                          hint="Give observed discharge in m3/s, one column per gauge_id, with a time column.")
     return frame
+
+
+def gauge_roles(network: RiverNetwork, gauges: Any, validation_gauges: Any = (), gauge_names: Any = None, *,
+                what: str, hint: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The checks fitting and training share on their gauges: at least one, each a reach of the network, the
+    held-out ones among them. Returns ``(gauge reach ids, labels, held-out mask)``.
+
+    ``what`` names the caller in messages ('fitting', 'training'); ``hint`` is the way to give gauges in the
+    caller's terms.
+    """
+    gauge_ids = np.asarray(list(gauges), dtype=np.int64).ravel()
+    if gauge_ids.size == 0:
+        raise InputError(f"{what} needs at least one gauge; none was given.", field="gauges", hint=hint)
+    network.index_of(gauge_ids, what="gauge reach ids")
+    labels = [str(g) for g in (gauge_names if gauge_names is not None else gauge_ids.tolist())]
+    held_ids = np.asarray(list(validation_gauges), dtype=np.int64)
+    unknown = np.setdiff1d(held_ids, gauge_ids)
+    if unknown.size:
+        raise InputError(f"validation gauges {format_ids(unknown)} are not among the gauges.",
+                         field="validation_gauges", ids=unknown.tolist(),
+                         hint="Held-out gauges must be gauges with observations too.")
+    return gauge_ids, labels, np.isin(gauge_ids, held_ids)
 
 
 def check_series(network: RiverNetwork, runoff: Any, observed: Any, n_gauges: int, warmup: Any, *, what: str,

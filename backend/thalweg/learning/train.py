@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import Cancelled, InputError, ThalwegError, ThalwegWarning, format_ids, opt
+from ..errors import Cancelled, InputError, ThalwegError, ThalwegWarning, opt
 from ..network import RiverNetwork
 from ..params.models import ParameterModel, build_model
 from ..runoff.models import RunoffModel
 from .checkpoint import digest, load_checkpoint, save_checkpoint
 from .fit import _as_period, _metrics, fit
-from .gauges import check_series
+from .gauges import check_series, gauge_roles
 from .losses import get_loss
 from .splits import Period, check_held_out, period_mask
 
@@ -178,18 +178,8 @@ def _train(runoff_model: RunoffModel, network: RiverNetwork, forcings: Any, *, d
         raise InputError(f"the runoff model was built for {runoff_model.n_catchments:,} catchments; the network has "
                          f"{network.n_reaches:,} reaches.", field="runoff_model",
                          hint="Build the model on this network's catchments.")
-    gauge_ids = np.asarray(list(gauges), dtype=np.int64).ravel()
-    if gauge_ids.size == 0:
-        raise InputError("training needs at least one gauge; none was given.", field="gauges",
-                         hint=f"Give the gauged reaches' ids, e.g. {opt('train.gauges', '[101]')}.")
-    network.index_of(gauge_ids, what="gauge reach ids")
-    labels = [str(g) for g in (gauge_names if gauge_names is not None else gauge_ids.tolist())]
-    held_ids = np.asarray(list(validation_gauges), dtype=np.int64)
-    unknown = np.setdiff1d(held_ids, gauge_ids)
-    if unknown.size:
-        raise InputError(f"validation gauges {format_ids(unknown)} are not among the gauges.",
-                         field="validation_gauges", ids=unknown.tolist(), hint="Hold out gauges with observations.")
-    held = np.isin(gauge_ids, held_ids)
+    gauge_ids, labels, held = gauge_roles(network, gauges, validation_gauges, gauge_names, what="training",
+                                          hint=f"Give the gauged reaches' ids, e.g. {opt('train.gauges', '[101]')}.")
     check_held_out(gauge_ids.size, int(held.sum()), leave_one_out=False)
     n_steps, obs_all = check_series(network, f_all[..., 0], observed, gauge_ids.size, warmup, what="training")
     obs_all = np.where(np.isfinite(obs_all), obs_all, np.nan)
@@ -422,7 +412,7 @@ def _train(runoff_model: RunoffModel, network: RiverNetwork, forcings: Any, *, d
     routing_fit = None
     if mode == "two-step":
         routing_fit = fit(routing_model, network, runoff_best, dt=dt, gauges=gauge_ids.tolist(), observed=obs_all,
-                          calibration=cal_period, validation=val_period, validation_gauges=held_ids.tolist(),
+                          calibration=cal_period, validation=val_period, validation_gauges=gauge_ids[held].tolist(),
                           warmup=warmup, loss=loss, iterations=int(iterations if routing_iterations is None
                                                                    else routing_iterations),
                           learning_rate=routing_learning_rate, early_stopping=early_stopping,
