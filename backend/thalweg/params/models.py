@@ -31,7 +31,7 @@ from ..irf import Scheme, get_scheme
 from ..network import RiverNetwork
 
 __all__ = ["Bound", "ParameterModel", "PriorModel", "ZonesModel", "PerReachModel", "RegressionModel",
-           "MODELS", "build_model", "prior_params", "attribute_values", "DEFAULT_ATTRIBUTES"]
+           "MODELS", "build_model", "prior_params", "attribute_values", "DEFAULT_ATTRIBUTES", "zero_output_mlp"]
 
 MODELS = ("prior", "zones", "per-reach", "regression")
 DEFAULT_ATTRIBUTES = ("length", "area")
@@ -369,6 +369,28 @@ class Standardisation:
         return ((np.log(values) if self.log else values) - self.mean) / self.std
 
 
+def zero_output_mlp(widths: Sequence[int], seed: int) -> torch.nn.Sequential:
+    """A float64 MLP of ``widths`` with tanh between layers whose output is 0 for any input (last layer zeroed),
+    so that a model built on it starts at its prior; hidden layers get torch's default (Kaiming-uniform) range,
+    drawn from a generator seeded with ``seed``. Shared by the routing and the runoff parameter regressions."""
+    layers: list[torch.nn.Module] = []
+    generator = torch.Generator().manual_seed(int(seed))
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        lin = torch.nn.Linear(a, b, dtype=torch.float64)
+        with torch.no_grad():
+            if i == len(widths) - 2:
+                lin.weight.zero_()
+                lin.bias.zero_()
+            else:
+                bound = 1.0 / math.sqrt(a)
+                lin.weight.uniform_(-bound, bound, generator=generator)
+                lin.bias.uniform_(-bound, bound, generator=generator)
+        layers.append(lin)
+        if i < len(widths) - 2:
+            layers.append(torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)
+
+
 class RegressionModel(ParameterModel):
     """A small MLP of standardised reach attributes: ``z = z_prior + f(a)``, ``p = bound(z)``.
 
@@ -393,23 +415,7 @@ class RegressionModel(ParameterModel):
         self.standardisation = tuple(standardisation)
         self.hidden = tuple(int(h) for h in hidden)
         self.register_buffer("features", torch.as_tensor(features, dtype=torch.float64))
-        widths = [features.shape[1], *self.hidden, len(self.learned)]
-        layers: list[torch.nn.Module] = []
-        generator = torch.Generator().manual_seed(int(seed))
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            lin = torch.nn.Linear(a, b, dtype=torch.float64)
-            with torch.no_grad():
-                if i == len(widths) - 2:
-                    lin.weight.zero_()
-                    lin.bias.zero_()
-                else:  # torch's default (Kaiming-uniform) range, drawn from our own generator
-                    bound = 1.0 / math.sqrt(a)
-                    lin.weight.uniform_(-bound, bound, generator=generator)
-                    lin.bias.uniform_(-bound, bound, generator=generator)
-            layers.append(lin)
-            if i < len(widths) - 2:
-                layers.append(torch.nn.Tanh())
-        self.mlp = torch.nn.Sequential(*layers)
+        self.mlp = zero_output_mlp([features.shape[1], *self.hidden, len(self.learned)], seed)
 
     @classmethod
     def from_network(cls, network: RiverNetwork, scheme, prior, *, attributes: Sequence[str] = DEFAULT_ATTRIBUTES,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ...errors import InputError, opt
-from ...params.models import Bound
+from ...params.models import Bound, zero_output_mlp
 
 __all__ = ["ParameterSpec", "CatchmentParameters", "PARAMETER_MODELS"]
 
@@ -100,23 +100,7 @@ class CatchmentParameters(torch.nn.Module):
                 raise InputError("the 'regression' runoff parameter model needs static catchment attributes.",
                                  field="static", hint=f"Name some, e.g. {opt('train.static', '[slope, area]')}, "
                                                       "or use the 'uniform' model.")
-            widths = [int(static.shape[-1]), *self.hidden, n_par]
-            generator = torch.Generator().manual_seed(int(seed))
-            layers: list[torch.nn.Module] = []
-            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-                lin = torch.nn.Linear(a, b, dtype=torch.float64)
-                with torch.no_grad():
-                    if i == len(widths) - 2:
-                        lin.weight.zero_()
-                        lin.bias.zero_()
-                    else:
-                        r = 1.0 / math.sqrt(a)
-                        lin.weight.uniform_(-r, r, generator=generator)
-                        lin.bias.uniform_(-r, r, generator=generator)
-                layers.append(lin)
-                if i < len(widths) - 2:
-                    layers.append(torch.nn.Tanh())
-            self.mlp = torch.nn.Sequential(*layers)
+            self.mlp = zero_output_mlp([int(static.shape[-1]), *self.hidden, n_par], seed)
 
     def offsets(self, static: torch.Tensor | None) -> torch.Tensor:
         """Offsets [C, P] on the logit scale."""
