@@ -62,13 +62,10 @@ def _reader(function: Callable, settings: RouteSettings, name: str) -> dict[str,
     return kwargs
 
 
-def _read_inputs(settings: RouteSettings, network: RiverNetwork | None, runoff: Any, report: Progress,
-                 should_stop: Callable[[], bool] | None, timings: dict[str, float],
-                 before_runoff: Callable[[RiverNetwork], None] | None = None) -> tuple[RiverNetwork, Any]:
-    """The network and runoff named by ``settings`` (objects given replace reading), timed into ``timings``.
-
-    ``before_runoff(network)`` runs between the two (the output checks, which need the network's geometry)."""
-    out_dir = Path(settings.out_dir)
+def _read_network(settings: RouteSettings, network: RiverNetwork | None, report: Progress,
+                  timings: dict[str, float]) -> RiverNetwork:
+    """The network named by ``settings`` (a given one replaces reading), its time in ``timings['read_network']``;
+    shared by whole and streamed runs."""
     t0 = time.perf_counter()
     if network is None:
         from .hydrography import read_network
@@ -76,6 +73,17 @@ def _read_inputs(settings: RouteSettings, network: RiverNetwork | None, runoff: 
         report(0.0, f"reading network {Path(settings.network).name}")
         network = read_network(settings.network, **_reader(read_network, settings, "read_network"))
     timings["read_network"] = time.perf_counter() - t0
+    return network
+
+
+def _read_inputs(settings: RouteSettings, network: RiverNetwork | None, runoff: Any, report: Progress,
+                 should_stop: Callable[[], bool] | None, timings: dict[str, float],
+                 before_runoff: Callable[[RiverNetwork], None] | None = None) -> tuple[RiverNetwork, Any]:
+    """The network and runoff named by ``settings`` (objects given replace reading), timed into ``timings``.
+
+    ``before_runoff(network)`` runs between the two (the output checks, which need the network's geometry)."""
+    out_dir = Path(settings.out_dir)
+    network = _read_network(settings, network, report, timings)
     if before_runoff is not None:
         before_runoff(network)
     _check(should_stop, "reading runoff")

@@ -182,19 +182,13 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
     from ..results.outputs import _DEFAULT_ID, _possible_members
     from ..results.outputs import output_paths as discharge_paths
     from ..runoff.readers import open_runoff_chunks
-    from ..workflow import RouteResult, _reader, _write, check_outputs, model_params, resolve_params
+    from ..workflow import RouteResult, _read_network, _write, check_outputs, model_params, resolve_params
     from .stream import stream_route
 
     report = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
     out_dir = Path(settings.out_dir)
-    t0 = time.perf_counter()
-    if network is None:
-        from ..hydrography import read_network
-
-        report(0.0, f"reading network {Path(settings.network).name}")
-        network = read_network(settings.network, **_reader(read_network, settings, "read_network"))
-    timings["read_network"] = time.perf_counter() - t0
+    network = _read_network(settings, network, report, timings)
     _check_splits(settings, network)
     resuming = settings.resume and (checkpoint_folder(settings) / "journal.json").is_file()
     if settings.resume and not resuming:
