@@ -1,16 +1,19 @@
 """Triton kernels of the exact engine on GPU: first-order recursions over the tree, one launch per pass.
 
-Work items are (time chunk, reach, batch element), handed out by an atomic ticket counter in an order
-where every item comes after the items it needs (its upstream reaches' same chunk, its own previous
-chunk), so a program only ever waits on items that running programs hold: no deadlock, whatever the
-grid. A finished item publishes the number of chunks done for its (batch, reach) with a release
-store; a waiting item spins on it with acquire loads, then reads the upstream rows past L1 (``.cg``).
+Work items are handed out by an atomic ticket counter in an order where every item comes after the
+items it needs, so a program only ever waits on items that running programs hold: no deadlock,
+whatever the grid. Forward: an item is one (reach, batch element) over all its time chunks, reaches in
+level order; after each chunk it publishes the number of chunks done with a release store; a reach
+waits (acquire loads) for its upstream reaches' same chunk, then reads their rows past L1 (``.cg``).
 Time chunks pipeline the main stem: the outlet's first chunk runs while headwaters do their last.
+Backward: an item is one (time chunk, reach, batch element), last chunk first, outlets first (its
+adjoint ring below needs chunk-major tickets).
 
 Inside a chunk the recursion y[t] = r y[t-1] + x[t] is an associative scan on (r, x) pairs, in
 float64, carried across chunks through a per-item state.
 
-Forward: Q[t] = r Q[t-1] + b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1], U = sum of upstream Q.
+Forward: Q[t] = r Q[t-1] + b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1], U = sum of upstream Q (on a
+network whose rivers split, ``WEIGHTED``: U = sum over links u -> i of f_ui Q_u).
 Backward (reverse tickets: last chunk first, outlets first): lambda[t] = A[t] + r lambda[t+1] with
 A = dL/dQ + adjoint of the downstream reach's inflow; adj U = b0 lambda[t] + b1 lambda[t+1],
 dq = c0 lambda[t] + c1 lambda[t+1], and the coefficient gradients are sums of lambda times the
@@ -44,79 +47,81 @@ def _last(values, offs, where):
 
 
 @triton.jit
-def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr, child_idx, flag_ptr,
+def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr, child_idx, child_w, flag_ptr,
                        ticket_ptr, n_reach, n_batch, t_len, n_chunks,
-                       PREFETCH: tl.constexpr, BT: tl.constexpr):
-    n_items = n_chunks * n_reach * n_batch
+                       WARM: tl.constexpr, WEIGHTED: tl.constexpr, BT: tl.constexpr):
+    # A work item is one (reach, batch element) over all its time chunks: the filter state stays in
+    # registers from chunk to chunk, and an item only ever waits on its upstream reaches' chunks
+    # (smaller tickets: the smallest item in progress always has its inputs done).
+    n_items = n_reach * n_batch
     offs0 = tl.arange(0, BT)
     ticket = tl.atomic_add(ticket_ptr, 1)
     while ticket < n_items:
-        # take the next ticket now: its atomic's latency overlaps this item (still deadlock-free: the
-        # smallest item in progress always has its inputs done)
-        nxt = ticket
-        if PREFETCH:
-            nxt = tl.atomic_add(ticket_ptr, 1)
-        chunk = ticket // (n_reach * n_batch)
-        rest = ticket % (n_reach * n_batch)
-        i = tl.load(order_ptr + rest // n_batch)  # reaches in topological (level) order
-        b = rest % n_batch
-        row = (b.to(tl.int64) * n_reach + i) * t_len
-        t0 = chunk * BT
-        offs = t0 + offs0
-        mask = offs < t_len
-        # own previous chunk: its state
-        _wait(flag_ptr + b * n_reach + i, chunk)
-        sp = state_ptr + (b.to(tl.int64) * n_reach + i) * 3
-        y = tl.load(sp, cache_modifier=".cg")
-        u_before = tl.load(sp + 1, cache_modifier=".cg")
-        q_before = tl.load(sp + 2, cache_modifier=".cg")
+        nxt = tl.atomic_add(ticket_ptr, 1)  # its latency overlaps this item
+        i = tl.load(order_ptr + ticket // n_batch)  # reaches in topological (level) order
+        b = ticket % n_batch
+        bi = b.to(tl.int64) * n_reach + i
+        row = bi * t_len
         cp = coef_ptr + i * 5
         r = tl.load(cp)
         b0 = tl.load(cp + 1)
         b1 = tl.load(cp + 2)
         c0 = tl.load(cp + 3)
         c1 = tl.load(cp + 4)
-        qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
-        qp = tl.load(q_ptr + row + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
-        qp = tl.where(offs == t0, q_before, qp)
-        u = tl.zeros([BT], dtype=tl.float64)
-        up = tl.zeros([BT], dtype=tl.float64)
         e0 = tl.load(child_ptr + i)
         e1 = tl.load(child_ptr + i + 1)
-        e = e0
-        while e < e1:  # (a while loop: the interpreter cannot range() over loaded bounds)
-            c = tl.load(child_idx + e)
-            e += 1
-            _wait(flag_ptr + b * n_reach + c, chunk + 1)
-            crow = (b.to(tl.int64) * n_reach + c) * t_len
-            u += tl.load(out_ptr + crow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
-            up += tl.load(out_ptr + crow + offs - 1, mask=mask & (offs > 0), other=0.0,
-                          cache_modifier=".cg").to(tl.float64)
-        up = tl.where(offs == t0, u_before, up)
-        x = b0 * u + b1 * up + c0 * qv + c1 * qp
-        x = tl.where(mask, x, 0.0)
-        a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
-        pa, px = tl.associative_scan((a, x), 0, _affine)
-        yv = px + pa * y
-        tl.store(out_ptr + row + offs, yv.to(out_ptr.dtype.element_ty), mask=mask)
-        end = tl.minimum(t0 + BT, t_len) - 1
-        tl.store(sp, _last(yv, offs, end))
-        # U and q at the chunk's last step: scalar loads (cached) instead of two more block reductions
-        u_end = r * 0.0  # a float64 scalar
-        e = e0
-        while e < e1:
-            c = tl.load(child_idx + e)
-            e += 1
-            crow = (b.to(tl.int64) * n_reach + c) * t_len
-            u_end += tl.load(out_ptr + crow + end, cache_modifier=".cg").to(tl.float64)
-        tl.store(sp + 1, u_end)
-        tl.store(sp + 2, tl.load(q_ptr + row + end).to(tl.float64))
-        tl.debug_barrier()
-        tl.atomic_xchg(flag_ptr + b * n_reach + i, chunk + 1, sem="release")
-        if PREFETCH:
-            ticket = nxt
-        else:
-            ticket = tl.atomic_add(ticket_ptr, 1)
+        sp = state_ptr + bi * 3
+        y = r * 0.0  # float64 scalars: Q, U and q at the step before the chunk
+        u_before = r * 0.0
+        q_before = r * 0.0
+        if WARM:
+            y = tl.load(sp)
+            u_before = tl.load(sp + 1)
+            q_before = tl.load(sp + 2)
+        chunk = 0
+        while chunk < n_chunks:
+            t0 = chunk * BT
+            offs = t0 + offs0
+            mask = offs < t_len
+            prev = mask & (offs > 0)
+            qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+            qp = tl.load(q_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
+            u = tl.zeros([BT], dtype=tl.float64)
+            up = tl.zeros([BT], dtype=tl.float64)
+            e = e0
+            while e < e1:  # (a while loop: the interpreter cannot range() over loaded bounds)
+                c = tl.load(child_idx + e)
+                _wait(flag_ptr + b * n_reach + c, chunk + 1)
+                crow = (b.to(tl.int64) * n_reach + c) * t_len
+                uc = tl.load(out_ptr + crow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
+                ucp = tl.load(out_ptr + crow + offs - 1, mask=prev, other=0.0, cache_modifier=".cg").to(tl.float64)
+                if WEIGHTED:
+                    w = tl.load(child_w + e)
+                    uc = uc * w
+                    ucp = ucp * w
+                u += uc
+                up += ucp
+                e += 1
+            if WARM:
+                up = tl.where(offs == 0, u_before, up)
+                qp = tl.where(offs == 0, q_before, qp)
+            x = b0 * u + b1 * up + c0 * qv + c1 * qp
+            x = tl.where(mask, x, 0.0)
+            a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
+            pa, px = tl.associative_scan((a, x), 0, _affine)
+            yv = px + pa * y
+            tl.store(out_ptr + row + offs, yv.to(out_ptr.dtype.element_ty), mask=mask)
+            last = offs == tl.minimum(t0 + BT, t_len) - 1
+            y = tl.sum(tl.where(last, yv, 0.0), axis=0)
+            u_before = tl.sum(tl.where(last, u, 0.0), axis=0)
+            q_before = tl.sum(tl.where(last, qv, 0.0), axis=0)
+            tl.debug_barrier()
+            tl.atomic_xchg(flag_ptr + b * n_reach + i, chunk + 1, sem="release")
+            chunk += 1
+        tl.store(sp, y)
+        tl.store(sp + 1, u_before)
+        tl.store(sp + 2, q_before)
+        ticket = nxt
 
 
 @triton.jit
@@ -129,8 +134,12 @@ def _ring(bi, t, slots, BT: tl.constexpr):
 def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, adj_ptr, dcoef_ptr, coef_ptr, prev_ptr, lam_ptr,
                         order_ptr, down_ptr, child_ptr, child_idx, flag_ptr, ticket_ptr,
                         n_reach, n_batch, t_len, n_chunks, slots, gs_b, gs_n, gs_t,
+                        child_w, dn_ptr, dn_idx, dn_w, dn_link, dfrac_ptr, n_links,
                         HAS_PREV: tl.constexpr, HAS_DQ: tl.constexpr, PREFETCH: tl.constexpr,
-                        BT: tl.constexpr):
+                        WEIGHTED: tl.constexpr, BT: tl.constexpr):
+    # WEIGHTED (a network whose rivers split): a reach's outflow feeds several reaches with fractions;
+    # down_ptr is unused, the links out of each reach are the CSR dn_ptr/dn_idx (receivers), dn_w (fractions),
+    # dn_link (link number), and dL/df of each link, sum_t adjU_receiver[t] Q[t], adds into dfrac [B, M].
     n_items = n_chunks * n_reach * n_batch
     offs0 = tl.arange(0, BT)
     ticket = tl.atomic_add(ticket_ptr, 1)
@@ -160,14 +169,33 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, adj_ptr, dcoef_ptr, co
         grow = b.to(tl.int64) * gs_b + i.to(tl.int64) * gs_n  # dL/dQ by strides (a broadcast one stays so)
         av = tl.load(grad_ptr + grow + offs * gs_t, mask=mask, other=0.0).to(tl.float64)
         an = tl.load(grad_ptr + grow + (offs + 1) * gs_t, mask=mask_next, other=0.0).to(tl.float64)
-        d = tl.load(down_ptr + i)
-        if d >= 0:
-            _wait(flag_ptr + b * n_reach + d, k + 1)
-            bd = b.to(tl.int64) * n_reach + d
-            av += tl.load(adj_ptr + _ring(bd, offs, slots, BT), mask=mask, other=0.0,
-                          cache_modifier=".cg").to(tl.float64)
-            an += tl.load(adj_ptr + _ring(bd, offs + 1, slots, BT), mask=mask_next, other=0.0,
-                          cache_modifier=".cg").to(tl.float64)
+        if WEIGHTED:
+            ov = tl.load(out_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+            f = tl.load(dn_ptr + i)
+            f1 = tl.load(dn_ptr + i + 1)
+            while f < f1:
+                d = tl.load(dn_idx + f)
+                wd = tl.load(dn_w + f)
+                _wait(flag_ptr + b * n_reach + d, k + 1)
+                bd = b.to(tl.int64) * n_reach + d
+                ad = tl.load(adj_ptr + _ring(bd, offs, slots, BT), mask=mask, other=0.0,
+                             cache_modifier=".cg").to(tl.float64)
+                adn = tl.load(adj_ptr + _ring(bd, offs + 1, slots, BT), mask=mask_next, other=0.0,
+                              cache_modifier=".cg").to(tl.float64)
+                av += wd * ad
+                an += wd * adn
+                fp = dfrac_ptr + b.to(tl.int64) * n_links + tl.load(dn_link + f)
+                tl.store(fp, tl.load(fp) + tl.sum(ad * ov, axis=0))
+                f += 1
+        else:
+            d = tl.load(down_ptr + i)
+            if d >= 0:
+                _wait(flag_ptr + b * n_reach + d, k + 1)
+                bd = b.to(tl.int64) * n_reach + d
+                av += tl.load(adj_ptr + _ring(bd, offs, slots, BT), mask=mask, other=0.0,
+                              cache_modifier=".cg").to(tl.float64)
+                an += tl.load(adj_ptr + _ring(bd, offs + 1, slots, BT), mask=mask_next, other=0.0,
+                              cache_modifier=".cg").to(tl.float64)
         end = tl.minimum(t0 + BT, t_len) - 1
         a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
         # lambda[t] = sum_{j>=t} r^(j-t) A[j] + r^(end-t+1) lambda[end+1] (reverse scan, carried)
@@ -198,10 +226,16 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, adj_ptr, dcoef_ptr, co
         e = e0
         while e < e1:
             c = tl.load(child_idx + e)
-            e += 1
             crow = (b.to(tl.int64) * n_reach + c) * t_len
-            u += tl.load(out_ptr + crow + offs, mask=mask, other=0.0).to(tl.float64)
-            up += tl.load(out_ptr + crow + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
+            uc = tl.load(out_ptr + crow + offs, mask=mask, other=0.0).to(tl.float64)
+            ucp = tl.load(out_ptr + crow + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
+            if WEIGHTED:
+                wc = tl.load(child_w + e)
+                uc = uc * wc
+                ucp = ucp * wc
+            u += uc
+            up += ucp
+            e += 1
         if HAS_PREV and chunk == 0:
             pp = prev_ptr + bi * 3
             op = tl.where(offs == 0, tl.load(pp), op)
