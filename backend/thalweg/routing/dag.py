@@ -20,6 +20,10 @@ Gradients: autograd through the glue (index_select, the multiplication by f), ea
 own backward (the compiled and Triton recursions' adjoints run on the reversed forest), so gradients reach
 runoff, parameters and the fractions (learned fractions: ``network.dag.softmax_fractions`` of logits).
 
+On a GPU the exact engine skips the stages for recursive schemes: its Triton recursions take weighted links
+(``_gpu.iir_route_dag``: U_i = sum f_ui Q_u in the forward, the adjoint spread over the links with the same
+fractions in the backward, dL/df_ui = sum_t adjU_i[t] Q_u[t]), so the DAG routes in one launch each way.
+
 This is a separate path from the tree engines (``engines.run`` dispatches here when the network has
 splits); a tree never comes here, so trees route exactly as before. Warm states (time chunks) are not
 supported on DAGs yet.
@@ -279,6 +283,15 @@ def route_dag(engine: str, job, run_one):
     plan = dag_plan(network, sinks=engine == "exact" and dev.type == "cpu")
     frac = check_fractions(network, job.fractions, dev)
     _, _, link_frac = edges(network, frac)  # [M] tensor: 1 on tree links
+    if engine == "exact" and job.scheme.recursion is not None and job.kernel_length is None and dev.type == "cuda":
+        from . import _gpu
+
+        if _gpu.available(dev):  # the weighted Triton recursions: the whole DAG in one launch, no stages
+            coef = job.scheme.recursion(job.params, job.dt).stacked().to(dev)
+            out = _gpu.iir_route_dag(runoff, coef, network, link_frac)
+            if job.progress is not None:
+                job.progress(1, 1)
+            return out, None
     grad = torch.is_grad_enabled() and (runoff.requires_grad or frac.requires_grad
                                         or any(v.requires_grad for v in job.params.values()))
     b, _, t_len = runoff.shape
