@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Splits", "ORIGINS", "edges", "dag_levels", "softmax_fractions", "fraction_logits", "multipath_regions",
-           "split_summary"]
+           "split_summary", "minor_link_order"]
 
 # where a network's fractions came from: a field of the data, a --links table, drainage areas, equal shares,
 # or given in code
@@ -252,3 +252,135 @@ def split_summary(network: Any) -> dict[str, Any]:
     return {"splits": splits.n_splits, "split_links": splits.n_links,
             "largest_multipath_region": int(regions[0].size) if regions else 0,
             "split_fractions": splits.origin}
+
+
+def _lift(up: list[np.ndarray], x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The ancestor ``k`` main links below each reach of ``x`` (binary lifting tables ``up``)."""
+    x = x.copy()
+    for j, table in enumerate(up):
+        bit = ((k >> j) & 1).astype(bool)
+        x[bit] = table[x[bit]]
+    return x
+
+
+def _kahn(nodes: list[int], pairs: list[tuple[int, int]], rank: np.ndarray) -> list[int] | None:
+    """``nodes`` sorted so that a comes before b for every pair (a, b), ties by ``rank``; None on a cycle."""
+    import heapq
+
+    succ: dict[int, list[int]] = {x: [] for x in nodes}
+    need = dict.fromkeys(nodes, 0)
+    for a, b in pairs:
+        succ[a].append(b)
+        need[b] += 1
+    ready = [(int(rank[x]), x) for x in nodes if need[x] == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, x = heapq.heappop(ready)
+        out.append(x)
+        for y in succ[x]:
+            need[y] -= 1
+            if need[y] == 0:
+                heapq.heappush(ready, (int(rank[y]), y))
+    return out if len(out) == len(nodes) else None
+
+
+def minor_link_order(network: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """A subtree post-order of the main tree in which every minor link's source comes before its receiver.
+
+    The main links (``network.downstream``) form the tree; a minor link u -> v of a split reach is met in
+    post-order after u and before v when v is an ancestor of u (v's inflow is still open), and otherwise only if,
+    at the lowest common ancestor a of u and v, the child subtree of a holding u comes before the one holding
+    v (for reaches of different basins: u's basin before v's). Each reach's children, and the basins, are
+    sorted topologically by these sibling constraints (ties in index order, as ``subtree_postorder``); basins
+    joined by minor links are kept next to each other.
+
+    Returns ``(order, group_ptr)``: ``order`` int64 [N] the post-order, ``group_ptr`` int64 [G + 1] the
+    post-order segments of the groups of basins joined by minor links (a segment holds every minor link of its
+    reaches). None when the constraints are cyclic (possible in a valid DAG: two sibling subtrees that send
+    water into each other); the caller routes such a network in stages.
+    """
+    from .order import subtree_postorder
+
+    down = np.asarray(network.downstream, dtype=np.int64)
+    n = down.size
+    splits = network.splits
+    depth = np.asarray(network.depth, dtype=np.int64)
+    pos0 = np.empty(n, dtype=np.int64)
+    pos0[network.postorder] = np.arange(n)
+    size0 = np.asarray(network.n_upstream, dtype=np.int64)
+    if splits is None:
+        u = v = np.zeros(0, dtype=np.int64)
+    else:
+        minor = ~splits.is_main
+        u, v = splits.source[minor], splits.to[minor]
+    # v an ancestor of u (its upstream block holds u): always met in order
+    keep = ~((pos0[v] - size0[v] < pos0[u]) & (pos0[u] <= pos0[v]))
+    u, v = u[keep], v[keep]
+    up = [np.where(down >= 0, down, np.arange(n))]  # an outlet's "ancestor" is itself
+    while (1 << len(up)) <= int(depth.max(initial=0)):
+        up.append(up[-1][up[-1]])
+    # the children of the lowest common ancestor on the paths to u and v (the basins' outlets across basins)
+    d = np.minimum(depth[u], depth[v])
+    cu, cv = _lift(up, u, depth[u] - d), _lift(up, v, depth[v] - d)
+    if np.any(cu == cv):  # u upstream of v along main links and u -> v: a cycle, refused by the network checks
+        raise AssertionError("a minor link closes a cycle; build the network with from_arrays, which validates")
+    for table in reversed(up):
+        differ = table[cu] != table[cv]
+        cu[differ], cv[differ] = table[cu[differ]], table[cv[differ]]
+    parent = down[cu]
+    rank = np.arange(n, dtype=np.int64)
+    by_parent: dict[int, list[tuple[int, int]]] = {}
+    for a, x, y in zip(parent.tolist(), cu.tolist(), cv.tolist()):
+        by_parent.setdefault(a, []).append((x, y))
+    for a, pairs in by_parent.items():
+        if a < 0:
+            continue
+        nodes = sorted({x for p in pairs for x in p})
+        seq = _kahn(nodes, pairs, rank)
+        if seq is None:
+            return None
+        rank[seq] = np.sort(rank[nodes])
+    # basins: each group of basins joined by minor links in one run, in topological order
+    outlets = np.flatnonzero(down < 0)
+    pairs = by_parent.get(-1, [])
+    group = {int(o): int(o) for o in outlets.tolist()}
+
+    def find(x: int) -> int:
+        while group[x] != x:
+            group[x] = group[group[x]]
+            x = group[x]
+        return x
+
+    for x, y in pairs:
+        group[find(x)] = find(y)
+    members: dict[int, list[int]] = {}
+    for o in outlets.tolist():
+        members.setdefault(find(o), []).append(o)
+    pairs_of: dict[int, list[tuple[int, int]]] = {}
+    for x, y in pairs:
+        pairs_of.setdefault(find(x), []).append((x, y))
+    seq, ends = [], []
+    for o in outlets.tolist():  # groups in the order of their first basin
+        root = find(o)
+        if root not in members:
+            continue
+        nodes = members.pop(root)
+        part = _kahn(nodes, pairs_of.get(root, []), rank) if len(nodes) > 1 else nodes
+        if part is None:
+            return None
+        seq.extend(part)
+        ends.append(len(seq))
+    rank[seq] = np.sort(rank[outlets])
+    # the post-order with siblings by rank: relabel the reaches by rank, order, map back
+    perm = np.argsort(rank, kind="stable")
+    inv = np.empty(n, dtype=np.int64)
+    inv[perm] = np.arange(n)
+    down_r = np.where(down[perm] >= 0, inv[np.maximum(down[perm], 0)], -1)
+    order_r, _, _ = subtree_postorder(down_r, np.asarray(network.levels)[perm])
+    order = perm[order_r]
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n)
+    last = np.asarray(seq, dtype=np.int64)[np.asarray(ends, dtype=np.int64) - 1] if seq else np.zeros(0, np.int64)
+    group_ptr = np.r_[0, np.sort(pos[last]) + 1].astype(np.int64)
+    return order.astype(np.int64), group_ptr
