@@ -160,7 +160,7 @@ class _IIR(torch.autograd.Function):
         st = (torch.zeros(b, n, 3, dtype=torch.float64) if state is None
               else state.detach().to(torch.float64).clone().contiguous())
         prev = st.clone() if state is not None else None
-        fn = getattr(lib, f"iir_forward_{_suffix(q.dtype)}")
+        fn = getattr(lib, f"iir_forward_{'' if links is None else 'split_'}{_suffix(q.dtype)}")
         p = _native.ptr
         order, depth, down = topo.order, topo.depth, topo.downstream
         nt = n * t_len
@@ -196,10 +196,10 @@ class _IIR(torch.autograd.Function):
         grad = grad_out.contiguous().to(q.dtype)
         dq = empty(q.shape, q.dtype)
         dcoef = torch.zeros(b, n, 5, dtype=torch.float64)
-        fn = getattr(lib, f"iir_backward_{_suffix(q.dtype)}")
+        links: SplitLinks | None = ctx.links
+        fn = getattr(lib, f"iir_backward_{'' if links is None else 'split_'}{_suffix(q.dtype)}")
         p = _native.ptr
         nt, es = n * t_len, q.element_size()
-        links: SplitLinks | None = ctx.links
         frac64, in_frac = ctx.split
         n_side = 0 if links is None else links.n_side
         dfrac = None if links is None else np.zeros((b, frac64.size))

@@ -397,7 +397,10 @@ def route_dag(engine: str, job, run_one):
     dev, dtype = runoff.device, runoff.dtype
     frac = check_fractions(network, job.fractions, dev)
     if engine == "exact" and dev.type == "cpu":
-        done = _route_native(job, frac)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ThalwegWarning)
+            done = _route_native(job, frac)
+        _report_once(job, caught)  # said where the user called, as from the stages
         if done is not None:
             return done
     plan = dag_plan(network, sinks=engine == "exact" and dev.type == "cpu")

@@ -99,9 +99,12 @@ class SplitLinks(ctypes.Structure):
 
 def _declare(lib) -> None:
     for real in ("f32", "f64"):
-        getattr(lib, f"iir_forward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P]
-        getattr(lib, f"iir_backward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P,
-                                                         P]
+        for split in ("", "split_"):  # the trees' passes and those of networks whose rivers split
+            getattr(lib, f"iir_forward_{split}{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P]
+            getattr(lib, f"iir_backward_{split}{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P, P, P,
+                                                                    P, P, P, P, P]
+            for kind in ("iir_forward", "iir_backward"):
+                getattr(lib, f"{kind}_{split}{real}").restype = ctypes.c_int
         getattr(lib, f"fir_forward_{real}").argtypes = [I64, I64, I64, I64, P, P, P, P, P, ctypes.c_int, P, P, P, P, P,
                                                         P, P, P, P]
         getattr(lib, f"fir_backward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, ctypes.c_int, P, P, P, P,

@@ -42,7 +42,7 @@ typedef struct {
     double *dfrac;           /* [E] (backward): dL/df of each link is added here */
 } split_links;
 
-#define DEFINE_IIR_FORWARD(NAME, REAL)                                                               \
+#define DEFINE_IIR_FORWARD(NAME, REAL, SPLIT)                                                        \
 int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const i64 *down,            \
          const double *coef, const REAL *q, REAL *out, double *state, double *stack, double *xbuf,    \
          const split_links *sl)                                                                       \
@@ -65,7 +65,7 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
                     __builtin_prefetch(on + k, 1, 0);                                                 \
                 }                                                                                     \
             }                                                                                         \
-            if (sl && sl->side_of[i] >= 0) { /* water from minor links of reaches routed earlier */       \
+            if (SPLIT && sl->side_of[i] >= 0) { /* water of minor links from reaches routed earlier */  \
                 double *sr = sl->side + sl->side_of[i] * chunk;                                           \
                 for (i64 k = 0; k < m; ++k) { u[k] += sr[k]; sr[k] = 0.0; }                               \
             }                                                                                         \
@@ -92,7 +92,7 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
             }                                                                                         \
             st[0] = y; st[1] = u[m - 1]; st[2] = (double)qi[m - 1];                                   \
             i64 d = down[i];                                                                          \
-            if (sl && sl->link_ptr[i + 1] > sl->link_ptr[i]) { /* a split reach: f Q down each link */   \
+            if (SPLIT && sl->link_ptr[i + 1] > sl->link_ptr[i]) { /* a split reach: f Q down each link */ \
                 for (i64 e = sl->link_ptr[i]; e < sl->link_ptr[i + 1]; ++e) {                         \
                     i64 row = sl->link_row[e];                                                        \
                     double f = sl->link_frac[e];                                                      \
@@ -109,8 +109,11 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
     return 0;                                                                                         \
 }
 
-DEFINE_IIR_FORWARD(iir_forward_f32, float)
-DEFINE_IIR_FORWARD(iir_forward_f64, double)
+/* SPLIT = 0: a tree (sl unused, the split code compiled out); SPLIT = 1: a network whose rivers split */
+DEFINE_IIR_FORWARD(iir_forward_f32, float, 0)
+DEFINE_IIR_FORWARD(iir_forward_f64, double, 0)
+DEFINE_IIR_FORWARD(iir_forward_split_f32, float, 1)
+DEFINE_IIR_FORWARD(iir_forward_split_f64, double, 1)
 
 /* Reverse-mode of the IIR pass. grad: dL/dQ; out: the forward Q; q: the runoff; prev: the forward's
  * initial state (Q, U, q at t = -1) or NULL for a cold start. Writes dq, adds into dcoef [n, 5].
@@ -119,7 +122,7 @@ DEFINE_IIR_FORWARD(iir_forward_f64, double)
  * With split links (sl): child_ptr/child_idx list only the upstream reaches that do not split (the links of
  * split reaches are sl's in_* CSR); a split reach's A sums f times its receivers' inflow adjoints, and
  * dL/df = sum_t adjU_receiver[t] Q[t] is added into sl->dfrac. */
-#define DEFINE_IIR_BACKWARD(NAME, REAL)                                                              \
+#define DEFINE_IIR_BACKWARD(NAME, REAL, SPLIT)                                                       \
 int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const i64 *down,            \
          const i64 *child_ptr, const i64 *child_idx, const double *coef, const REAL *q,               \
          const REAL *out, const REAL *grad, const double *prev, REAL *dq, double *dcoef,              \
@@ -141,7 +144,7 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
             /* lambda, backwards in time; abuf[k] = lambda[t0 + k], abuf[m] = lambda[t0 + m] */       \
             double l = lam[i];                                                                        \
             abuf[m] = l;                                                                              \
-            if (sl && sl->link_ptr[i + 1] > sl->link_ptr[i]) { /* a split reach: A over its links */     \
+            if (SPLIT && sl->link_ptr[i + 1] > sl->link_ptr[i]) { /* a split reach: A over its links */   \
                 double *w = sl->wbuf;                                                                 \
                 for (i64 k = 0; k < m; ++k) w[k] = (double)gi[k];                                     \
                 for (i64 e = sl->link_ptr[i]; e < sl->link_ptr[i + 1]; ++e) {                         \
@@ -170,7 +173,7 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
                 for (i64 k = 0; k < m; ++k) ubuf[k + 1] += (double)oc[k];                             \
                 if (t0 > 0) ubuf[0] += (double)oc[-1];                                                \
             }                                                                                         \
-            if (sl) for (i64 e = sl->in_ptr[i]; e < sl->in_ptr[i + 1]; ++e) {                         \
+            if (SPLIT) for (i64 e = sl->in_ptr[i]; e < sl->in_ptr[i + 1]; ++e) {                      \
                 const REAL *os = out + sl->in_src[e] * t_len + t0;                                    \
                 double f = sl->in_frac[e];                                                            \
                 for (i64 k = 0; k < m; ++k) ubuf[k + 1] += f * (double)os[k];                         \
@@ -193,15 +196,17 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
             }                                                                                         \
             double *dc = dcoef + 5 * i;                                                               \
             dc[0] += dr; dc[1] += db0; dc[2] += db1; dc[3] += dc0; dc[4] += dc1;                      \
-            if (sl && sl->side_of[i] >= 0) /* for the sources of its minor links, visited later */    \
+            if (SPLIT && sl->side_of[i] >= 0) /* for the sources of its minor links, visited later */ \
                 memcpy(sl->side + sl->side_of[i] * chunk, adj_u, (size_t)m * sizeof(double));        \
         }                                                                                             \
     }                                                                                                 \
     return 0;                                                                                         \
 }
 
-DEFINE_IIR_BACKWARD(iir_backward_f32, float)
-DEFINE_IIR_BACKWARD(iir_backward_f64, double)
+DEFINE_IIR_BACKWARD(iir_backward_f32, float, 0)
+DEFINE_IIR_BACKWARD(iir_backward_f64, double, 0)
+DEFINE_IIR_BACKWARD(iir_backward_split_f32, float, 1)
+DEFINE_IIR_BACKWARD(iir_backward_split_f64, double, 1)
 
 /* FIR pass over whole rows. h, g: [n, klen] (g == h when same != 0); support [k0, k1) per reach
  * (taps outside it are zero). hist_u, hist_q: [n, hlen] the inputs before t = 0 (oldest first), or
