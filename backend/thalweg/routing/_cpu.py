@@ -166,7 +166,7 @@ class _IIR(torch.autograd.Function):
         nt = n * t_len
         frac64 = in_frac = None
         if links is not None:
-            frac64 = np.ascontiguousarray(fractions.detach().cpu().numpy(), dtype=np.float64)
+            frac64 = np.array(fractions.detach().cpu().numpy(), dtype=np.float64)  # a copy: the backward's too
             in_frac = np.ascontiguousarray(frac64[links.in_link])
         n_side = 0 if links is None else links.n_side
 

@@ -386,8 +386,9 @@ def _empty(shape, dtype, device) -> torch.Tensor:
 
 
 def route_dag(engine: str, job, run_one):
-    """Route ``job`` (``engines.Job``, a network with splits) with the tree engine ``engine`` stage by stage;
-    returns (Q [B, N, T], None). ``run_one(engine, job)`` routes one forest."""
+    """Route ``job`` (``engines.Job``, a network with splits) with ``engine``: in one compiled pass where the
+    module docstring's native path applies, else with the tree engine stage by stage; returns (Q [B, N, T],
+    None). ``run_one(engine, job)`` routes one forest."""
     if job.state is not None or job.want_state:
         raise InputError("routing in time chunks (a warm state) is not supported yet on a network whose rivers "
                          "split.", hint="Route the whole series in one pass (compute the runoff, not a dask array), "
@@ -400,7 +401,8 @@ def route_dag(engine: str, job, run_one):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ThalwegWarning)
             done = _route_native(job, frac)
-        _report_once(job, caught)  # said where the user called, as from the stages
+        for text, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+            warnings.warn(text, category, stacklevel=4)  # once each, where the user called (as the stages' are)
         if done is not None:
             return done
     plan = dag_plan(network, sinks=engine == "exact" and dev.type == "cpu")
