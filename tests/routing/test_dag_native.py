@@ -133,16 +133,26 @@ def test_threads_route_as_one(dag_net, native_only):
     rng = np.random.default_rng(10)
     params = scheme_params(SCHEMES["muskingum"], dag_net, rng)
     q = rng.gamma(2.0, 1.0, size=(3, dag_net.n_reaches, 90)).astype("float32")
+    w = torch.as_tensor(rng.normal(size=q.shape).astype("float32"))
+
+    def run():
+        f = torch.as_tensor(np.array(dag_net.splits.fraction)).requires_grad_(True)
+        qq = torch.as_tensor(q).requires_grad_(True)
+        out = route(dag_net, qq, params, "muskingum", dt=DT, engine="exact", fractions=f)
+        (out * w).sum().backward()
+        return out.detach().numpy(), qq.grad.numpy(), f.grad.numpy()
+
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = route(dag_net, q, params, "muskingum", dt=DT, engine="exact").numpy()
+        one = run()
         torch.set_num_threads(4)  # several work items per batch element, run in threads
         assert len(_cpu._items(dagmod.native_plan(dag_net).topo, 3)) > 3
-        many = route(dag_net, q, params, "muskingum", dt=DT, engine="exact").numpy()
+        many = run()
     finally:
         torch.set_num_threads(threads)
-    np.testing.assert_array_equal(one, many)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.fixture(scope="module")
