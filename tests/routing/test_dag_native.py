@@ -1,6 +1,6 @@
 """The CPU exact engine's one-pass DAG recursion (``routing.dag.native_plan``, ``_native/routing.c``): the float64
 DAG reference per reach, mass, gradients in runoff, parameters and fractions, the stage path, fractions 1/0 = the
-tree, the fallback where the minor links admit no order, threads."""
+tree, split reaches cut from the tree where the main tree admits no order, threads."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,6 +13,7 @@ from _routing_cases import DT, scheme_params
 from thalweg.irf import SCHEMES
 from thalweg.network import Links, from_arrays, scheidegger_dag, softmax_fractions
 from thalweg.network.dag import minor_link_order
+from thalweg.network.order import accumulate, kahn_levels
 from thalweg.routing import _cpu, route, route_reference
 from thalweg.routing import dag as dagmod
 
@@ -26,10 +27,9 @@ def _max_rel(got, want) -> float:
     return float((np.abs(got - want) / np.maximum(peak, 1e-12)).max())
 
 
-@pytest.fixture
-def stages_only(monkeypatch):
+def _stages_only(monkeypatch):
     """Route every DAG in stages (the path the native one replaces)."""
-    monkeypatch.setattr(dagmod, "native_plan", lambda network: None)
+    monkeypatch.setattr(dagmod, "_route_native", lambda job, frac: None)
 
 
 @pytest.fixture
@@ -47,19 +47,18 @@ def dag_net(request):
     reach's main path, others to a reach of another subtree or basin: both kinds of link in the kernel)."""
     net = scheidegger_dag(400, seed=request.param, split_share=0.05)
     plan = dagmod.native_plan(net)
-    assert plan is not None
     minor = ~net.splits.is_main
     rows = plan.links.link_row[minor]
     assert (rows >= 0).any() and (rows < 0).any()
     return net
 
 
-def _check_order(net, order):
+def _check_order(net, order, forest=None):
     pos = np.empty(net.n_reaches, dtype=np.int64)
     pos[order] = np.arange(net.n_reaches)
-    down = net.downstream
+    down = net.downstream if forest is None else forest
     has = down >= 0
-    size, d = net.n_upstream, down[has]
+    size, d = accumulate(down, np.ones(down.size, dtype=np.int64), kahn_levels(down)[0]), down[has]
     # a subtree post-order of the main tree: each reach's upstream block lies inside its downstream reach's
     assert (pos[has] < pos[d]).all() and (pos[has] - size[has] >= pos[d] - size[d]).all()
     s = net.splits
@@ -68,7 +67,8 @@ def _check_order(net, order):
 
 
 def test_order_meets_every_source_before_its_receiver_and_keeps_linked_basins_together(dag_net):
-    order, group_ptr = minor_link_order(dag_net)
+    order, group_ptr, forest = minor_link_order(dag_net)
+    np.testing.assert_array_equal(forest, dag_net.downstream)  # nothing cut: the main tree
     pos = _check_order(dag_net, order)
     group = np.searchsorted(group_ptr, pos, side="right") - 1
     s = dag_net.splits
@@ -112,7 +112,7 @@ def test_native_equals_the_stage_path(dag_net, monkeypatch):
     q = torch.as_tensor(rng.gamma(2.0, 1.0, size=(2, dag_net.n_reaches, 50)))
     f = softmax_fractions(dag_net, torch.as_tensor(rng.normal(size=dag_net.splits.n_links)))
     native = route(dag_net, q, params, "linear_storage", dt=DT, engine="exact", fractions=f, dtype=torch.float64)
-    monkeypatch.setattr(dagmod, "native_plan", lambda network: None)
+    _stages_only(monkeypatch)
     staged = route(dag_net, q, params, "linear_storage", dt=DT, engine="exact", fractions=f, dtype=torch.float64)
     np.testing.assert_allclose(native.numpy(), staged.numpy(), rtol=1e-11, atol=1e-11)
 
@@ -171,7 +171,6 @@ def small_dag():
 
 def test_small_dag_uses_both_kinds_of_link(small_dag):
     plan = dagmod.native_plan(small_dag)
-    assert plan is not None
     rows = plan.links.link_row[~small_dag.splits.is_main]
     assert (rows >= 0).sum() >= 3 and (rows < 0).sum() >= 1
     _check_order(small_dag, plan.topo.order)
@@ -179,7 +178,9 @@ def test_small_dag_uses_both_kinds_of_link(small_dag):
 
 @pytest.mark.parametrize("scheme", ["muskingum", "muskingum_substep"])
 @pytest.mark.parametrize("steps", [9, 150])
-def test_gradients_in_runoff_parameters_and_fractions(scheme, steps, small_dag, native_only, monkeypatch):
+@pytest.mark.parametrize("which", ["small_dag", "crossed_dag"])
+def test_gradients_in_runoff_parameters_and_fractions(scheme, steps, which, request, native_only, monkeypatch):
+    small_dag = request.getfixturevalue(which)
     monkeypatch.setattr(_cpu, "STACK_BYTES", 1)  # 150 steps: three time chunks
     rng = np.random.default_rng(11)
     sch = SCHEMES[scheme]
@@ -209,29 +210,58 @@ def test_fraction_gradients_equal_the_stage_paths(small_dag, monkeypatch):
         return f.grad.numpy()
 
     native = grads()
-    monkeypatch.setattr(dagmod, "native_plan", lambda network: None)
+    _stages_only(monkeypatch)
     np.testing.assert_allclose(native, grads(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.fixture(scope="module")
 def crossed_dag():
-    """Two sibling subtrees that send water into each other: 6 -> 4 -> 2 -> 1 and 7 -> 5 -> 3 -> 1, with 6 also
-    feeding 5 and 7 also feeding 4. A valid DAG with no post-order meeting both minor links' sources first."""
+    """Two anabranches that exchange water both ways: 6 -> 4 -> 2 -> 1 and 7 -> 5 -> 3 -> 1, with 6 also feeding 5
+    and 7 also feeding 4. A valid DAG whose main tree has no post-order meeting both minor links' sources first."""
     links = Links(np.array([6, 6, 7, 7]), np.array([4, 5, 5, 4]), np.array([0.7, 0.3, 0.6, 0.4]))
     return from_arrays(np.arange(1, 8), np.array([-1, 1, 1, 2, 3, 4, 5]), np.full(7, 2e3), links=links)
 
 
-def test_crossed_links_fall_back_to_stages_and_route_right(crossed_dag, caplog):
-    assert minor_link_order(crossed_dag) is None
+def test_crossed_links_cut_a_split_reach_from_the_tree_and_route_right(crossed_dag, native_only, caplog):
+    order, _, forest = minor_link_order(crossed_dag)
+    cut = np.flatnonzero(forest != crossed_dag.downstream)
+    assert cut.size == 1 and np.isin(cut, crossed_dag.splits.reach).all() and (forest[cut] == -1).all()
+    _check_order(crossed_dag, order, forest)
     rng = np.random.default_rng(13)
     params = scheme_params(SCHEMES["muskingum"], crossed_dag, rng)
-    q = rng.gamma(2.0, 1.0, size=(1, 7, 40))
+    q = rng.gamma(2.0, 1.0, size=(2, 7, 40))
+    dagmod._PLANS.pop(crossed_dag, None)
     with caplog.at_level(logging.DEBUG, logger="thalweg.routing.dag"):
         got = route(crossed_dag, q, params, "muskingum", dt=DT, engine="exact", dtype=torch.float64).numpy()
-    assert dagmod.native_plan(crossed_dag) is None
-    assert any("admit no single post-order" in r.getMessage() for r in caplog.records)
+    assert any("1 split reaches routed with all their links outside" in r.getMessage() for r in caplog.records)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("thalweg.routing")]
     assert _max_rel(got, route_reference(crossed_dag, q, params, "muskingum", dt=DT)) < 1e-10
+
+
+def test_anabranches_exchanging_water_many_times_route_right(native_only):
+    """Two parallel channels of 12 reaches joined at the outlet, with cross-links both ways all along (each
+    cross-link one reach downstream): most sibling constraints cyclic."""
+    m = 12
+    ids = np.arange(1, 2 * m + 2)  # 1: outlet; A: 2..m+1 (2 most downstream); B: m+2..2m+1
+    a, b = ids[1:m + 1], ids[m + 1:]
+    down = np.r_[-1, 1, a[:-1], 1, b[:-1]]
+    rng = np.random.default_rng(15)
+    f_ids, t_ids, fr = [], [], []
+    for k in range(m - 1, 1, -2):  # A's reach k feeds B's reach k - 1, B's reach k - 1 feeds A's reach k - 2
+        for s_, main, other in ((a[k], a[k - 1], b[k - 1]), (b[k - 1], b[k - 2], a[k - 2])):
+            w = rng.uniform(0.5, 0.9)
+            f_ids += [s_, s_]
+            t_ids += [main, other]
+            fr += [w, 1 - w]
+    net = from_arrays(ids, down, np.full(ids.size, 2e3),
+                      links=Links(np.array(f_ids), np.array(t_ids), np.array(fr)))
+    order, _, forest = minor_link_order(net)
+    assert (forest != net.downstream).sum() >= 2
+    _check_order(net, order, forest)
+    params = scheme_params(SCHEMES["linear_storage"], net, rng)
+    q = rng.gamma(2.0, 1.0, size=(1, net.n_reaches, 60))
+    got = route(net, q, params, "linear_storage", dt=DT, engine="exact", dtype=torch.float64).numpy()
+    assert _max_rel(got, route_reference(net, q, params, "linear_storage", dt=DT)) < 1e-10
 
 
 def test_convolution_schemes_route_in_stages(dag_net, native_only):
@@ -240,3 +270,30 @@ def test_convolution_schemes_route_in_stages(dag_net, native_only):
     q = rng.gamma(2.0, 1.0, size=(1, dag_net.n_reaches, 16)).astype("float32")
     with pytest.raises(AssertionError, match="the stage path ran"):  # no recursion: routed in stages
         route(dag_net, q, params, "nash_cascade", dt=DT, engine="exact")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_dense_dags_route_right(seed, native_only):
+    """Random DAGs where 40 % of the reaches split into up to 4 reaches anywhere downstream (many cyclic sibling
+    constraints, so many reaches cut from the tree), against the reference."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, 40))
+    down = np.array([int(rng.integers(i + 1, n)) if i < n - 1 and rng.random() > 0.1 else -1 for i in range(n)])
+    f_ids, t_ids, fr = [], [], []
+    for i in np.flatnonzero((down >= 0) & (rng.random(n) < 0.4)).tolist():
+        others = [j for j in range(i + 1, n) if j != down[i]]
+        if not others:
+            continue
+        tos = [int(down[i]), *rng.choice(others, int(rng.integers(1, min(3, len(others)) + 1)), replace=False)]
+        f_ids += [i + 1] * len(tos)
+        t_ids += [t + 1 for t in tos]
+        fr += rng.dirichlet(np.ones(len(tos))).tolist()
+    net = from_arrays(np.arange(1, n + 1), np.where(down >= 0, down + 1, -1), np.full(n, 2e3),
+                      links=Links(np.array(f_ids), np.array(t_ids), np.array(fr)))
+    assert net.splits.n_splits >= 2
+    order, _, forest = minor_link_order(net)
+    _check_order(net, order, forest)
+    params = {"k": rng.uniform(2e3, 3e4, n), "x": rng.uniform(0, 0.4, n)}
+    q = rng.gamma(2.0, 1.0, size=(2, n, 50))
+    got = route(net, q, params, "muskingum", dt=DT, engine="exact", dtype=torch.float64).numpy()
+    assert _max_rel(got, route_reference(net, q, params, "muskingum", dt=DT)) < 1e-12

@@ -27,8 +27,9 @@ Which path runs when:
   keeps each split reach's main link; its other (minor) links are routed in a post-order of the main tree in
   which every minor link's source comes before its receiver (``network.dag.minor_link_order``), the receiver
   taking their water from a small side buffer (``_native/routing.c``); the adjoint runs on the same links in
-  reverse, with the fractions' gradients. Where no such order exists (two sibling subtrees that send water
-  into each other; a debug log says so) the network routes in stages.
+  reverse, with the fractions' gradients. Where the main tree admits no such order (two anabranches that
+  exchange water both ways), the split reaches that close the cycle leave the tree (all their links go
+  through side rows; a debug log says how many), which always gives an order.
 - **stages** (everything else: the closure and fft engines, convolution schemes, GPUs): the stage cut below.
 
 This is a separate path from the tree engines (``engines.run`` dispatches here when the network has
@@ -222,29 +223,30 @@ def _side_rows(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, int]:
     return rows, n_rows
 
 
-def build_native(network: RiverNetwork) -> NativePlan | None:
-    """The :class:`NativePlan` of ``network``, or None when its minor links admit no order (see the module
-    docstring)."""
+def build_native(network: RiverNetwork) -> NativePlan:
+    """The :class:`NativePlan` of ``network`` (see the module docstring)."""
     from ._cpu import SplitLinks
+    from .topology import build
 
-    got = minor_link_order(network)
-    if got is None:
-        return None
-    order, group_ptr = got
-    base = topology(network)
+    order, group_ptr, forest = minor_link_order(network)
     n = network.n_reaches
+    cut = int(np.count_nonzero(forest != network.downstream))
+    if cut:
+        log.debug("thalweg: %d split reaches routed with all their links outside the main tree (their sibling "
+                  "subtrees send water into each other)", cut)
+    base = build(_forest(n, forest)) if cut else topology(network)
     down = base.downstream
     pos = np.empty(n, dtype=np.int64)
     pos[order] = np.arange(n)
     splits = network.splits
     src, to = splits.source, splits.to
-    if not np.array_equal(to[splits.is_main], down[splits.reach]):
+    if not np.array_equal(to[splits.is_main], network.downstream[splits.reach]):
         raise AssertionError("a split's first outlet is not the reach's downstream reach")
     counts = np.zeros(n, dtype=np.int64)
     counts[splits.reach] = np.diff(splits.ptr)
     link_ptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
-    # a receiver downstream on the source's main path (its main receiver among them) has its inflow open in
-    # the stack when the source is routed; the others take the water through a side row
+    # a receiver downstream on the source's path in the forest (its main receiver among them) has its inflow
+    # open in the stack when the source is routed; the others take the water through a side row
     ancestor = (pos[to] - base.size[to] < pos[src]) & (pos[src] <= pos[to])
     if np.any(pos[src] >= pos[to]):
         raise AssertionError("minor_link_order left a link whose source comes after its receiver")
@@ -268,28 +270,23 @@ def build_native(network: RiverNetwork) -> NativePlan | None:
     return NativePlan(topo=topo, links=links)
 
 
-def native_plan(network: RiverNetwork) -> NativePlan | None:
-    """The cached :class:`NativePlan` of ``network`` (None: route it in stages)."""
+def native_plan(network: RiverNetwork) -> NativePlan:
+    """The cached :class:`NativePlan` of ``network``."""
     plans = _PLANS.setdefault(network, {})
     if "native" not in plans:
         plans["native"] = build_native(network)
-        if plans["native"] is None:
-            log.debug("thalweg: the minor links of this network's splits admit no single post-order (sibling "
-                      "subtrees send water into each other); the exact engine routes it in stages")
     return plans["native"]
 
 
 def _route_native(job, frac: torch.Tensor):
-    """(Q, None) from the compiled one-pass DAG recursion, or None where it does not apply (see the module
-    docstring)."""
+    """(Q, None) from the compiled one-pass DAG recursion, or None where it does not apply (a scheme without a
+    recursion, no compiled kernels: see the module docstring)."""
     from . import _cpu
     from .exact import plan_exact
 
     if plan_exact(job.scheme, job.runoff.device, kernel_length=job.kernel_length, history=False) != "iir-native":
         return None
     plan = native_plan(job.network)
-    if plan is None:
-        return None
     coef = job.scheme.recursion(job.params, job.dt).stacked()
     out, _ = _cpu.iir_route(job.runoff, coef, plan.topo, None, plan.links, frac)
     if job.progress is not None:
