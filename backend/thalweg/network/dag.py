@@ -255,7 +255,7 @@ def split_summary(network: Any) -> dict[str, Any]:
 
 
 def _lift(up: list[np.ndarray], x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """The ancestor ``k`` main links below each reach of ``x`` (binary lifting tables ``up``)."""
+    """The reach ``k`` forest links below each reach of ``x`` (binary lifting tables ``up``)."""
     x = x.copy()
     for j, table in enumerate(up):
         bit = ((k >> j) & 1).astype(bool)
