@@ -12,6 +12,7 @@ float64 numpy reference). The issue's goal: the exact engine's ratio <= 1.3 at 1
 Examples::
 
     python scripts/bench_dag.py --device cpu --threads 1 --size 100000 --steps 366
+    python scripts/bench_dag.py --device cpu --threads 1 --size 100000 --steps 366 --backward
     python scripts/bench_dag.py --device cuda --size 100000 1000000 --steps 366 8784 --engines exact fft
 """
 from __future__ import annotations
@@ -65,8 +66,14 @@ def one(size: int, steps: int, args, device: torch.device) -> list[dict]:
             outs[name] = route(net, q, p, "muskingum", dt=DT, engine=engine)  # warm: plans, compilation
         for _ in range(args.reps):
             for name, (net, q, p) in cases.items():
-                t0 = now()
-                route(net, q, p, "muskingum", dt=DT, engine=engine)
+                if args.backward:  # forward and backward: gradients to the runoff and to k
+                    qq = q.clone().requires_grad_(True)
+                    pp = {**p, "k": torch.as_tensor(p["k"]).requires_grad_(True)}
+                    t0 = now()
+                    route(net, qq, pp, "muskingum", dt=DT, engine=engine).sum().backward()
+                else:
+                    t0 = now()
+                    route(net, q, p, "muskingum", dt=DT, engine=engine)
                 times[name].append(now() - t0)
         net, q, p = cases["dag"]
         want = route(net, q.double(), p, "muskingum", dt=DT, engine=engine, dtype=torch.float64)
@@ -80,7 +87,8 @@ def one(size: int, steps: int, args, device: torch.device) -> list[dict]:
             plan = dag_plan(dag, sinks=engine == "exact" and device.type == "cpu")
             how = {"path": "stages", "stages": len(plan.stages), "virtual_sources": plan.n_virtual}
         med = {k: float(np.median(v)) for k, v in times.items()}
-        rows.append({"engine": engine, "device": str(device), "reaches_tree": tree.n_reaches,
+        rows.append({"engine": engine, "device": str(device), "backward": bool(args.backward),
+                     "reaches_tree": tree.n_reaches,
                      "reaches_dag": dag.n_reaches, "splits": dag.splits.n_splits, "steps": steps,
                      "batch": args.batch, **how,
                      "tree_ms": 1e3 * med["tree"], "dag_ms": 1e3 * med["dag"],
@@ -101,6 +109,7 @@ def main() -> None:
     ap.add_argument("--split-share", type=float, default=0.01)
     ap.add_argument("--engines", nargs="+", default=["exact"], choices=["exact", "fft", "closure"])
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--backward", action="store_true", help="time forward + backward (gradients to runoff and k)")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args()
