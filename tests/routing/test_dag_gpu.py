@@ -23,7 +23,7 @@ _CHECK = textwrap.dedent("""
     dev = torch.device(sys.argv[1])
     n_req, t_len = 40, 37
     if dev.type == "cpu":
-        _gpu.FWD_BT, _gpu.BT = 16, 16  # several time chunks and a reused adjoint ring in a tiny case
+        _gpu.FWD_BT, _gpu.BWD_BT = 16, 16  # several time chunks in a tiny case
     else:
         t_len = 1100  # two backward chunks of 1024, three forward chunks of 512
 

@@ -24,11 +24,11 @@ __all__ = ["BT", "MAX_TAPS", "DagLinks", "available", "compact_kernels", "dag_li
 # SM) keep the most in flight: 8.7 ms against 10.7 (512 steps) and 14.7 (four warps). Backward items are
 # (chunk, reach): longer chunks.
 FWD_BT, FWD_WARPS, FWD_PROGRAMS_PER_SM = 256, 1, 32
-BT = 1024  # time steps per backward work item: long items amortise the per-item latency chain (atomics, loads)
+BWD_BT, BWD_WARPS, BWD_PROGRAMS_PER_SM = 256, 1, 32  # the recursions' backward: the same item shape
+# the convolution kernels (_triton/fir.py): items (time chunk, reach), long chunks amortise the per-item latency
+BT = 1024
 NUM_WARPS = 4
 PROGRAMS_PER_SM = 16
-PREFETCH = True  # take the next ticket while working on the current one
-ADJ_SLOTS = 2  # time chunks of the backward's adjoint-inflow ring per (batch, reach): memory B x N x 2 x BT
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,30 +84,42 @@ class _IIR(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out, _grad_state):
-        from ._triton.iir import iir_backward_kernel
-
         q, c, out, prev = ctx.saved_tensors
-        topo: Topology = ctx.topo
-        b, n, t_len = q.shape
-        dev = q.device
-        idx = topo.on(dev)
-        grad = grad_out if grad_out.dtype == q.dtype else grad_out.to(q.dtype)  # read by strides: no copy
-        n_chunks = -(-t_len // BT)
-        slots = min(n_chunks, ADJ_SLOTS)
-        want_dq = ctx.needs_input_grad[0]
-        dq = torch.empty_like(q) if want_dq else None
-        adj = torch.empty(b * n * slots * BT, dtype=q.dtype, device=dev)  # the adjoint inflow ring
-        dcoef = torch.zeros(b, n, 5, dtype=torch.float64, device=dev)
-        lam = torch.zeros(b * n, dtype=torch.float64, device=dev)
-        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
-        items = n_chunks * n * b
-        iir_backward_kernel[(_grid(items, dev),)](
-            q, out, grad, dq if want_dq else adj, adj, dcoef, c, prev if ctx.has_prev else c, lam, idx["level_order"],
-            idx["downstream"], idx["child_ptr"], idx["child_idx"], flags, ticket, n, b, t_len, n_chunks, slots,
-            *grad.stride(), c, c, c, c, c, c, 0,
-            HAS_PREV=ctx.has_prev, HAS_DQ=want_dq, PREFETCH=PREFETCH, WEIGHTED=False, BT=BT, num_warps=NUM_WARPS)
-        return dq, dcoef.sum(0), None, None
+        idx = ctx.topo.on(q.device)
+        dq, dcoef, _ = _backward(q, c, out, prev if ctx.has_prev else None, grad_out, ctx.needs_input_grad[0],
+                                 idx["level_order"], idx["child_ptr"], idx["child_idx"], down=idx["downstream"])
+        return dq, dcoef, None, None
+
+
+def _backward(q, c, out, prev, grad_out, want_dq: bool, order, child_ptr, child_idx, *, down=None, links=None):
+    """The recursions' reverse pass: (dL/dq or None, dL/dcoef [N, 5], dL/dfractions [M] or None). ``links``:
+    (child_w, out_ptr, out_dst, out_w, out_link, n_links) for a network whose rivers split, else ``down``."""
+    from ._triton.iir import iir_backward_kernel, lam_to_dq_kernel
+
+    b, n, t_len = q.shape
+    dev = q.device
+    grad = grad_out if grad_out.dtype == q.dtype else grad_out.to(q.dtype)  # read by strides: no copy
+    n_chunks = -(-t_len // BWD_BT)
+    lam = torch.empty_like(q)  # lambda of every reach, then (in place) dL/dq
+    dcoef = torch.empty(b, n, 5, dtype=torch.float64, device=dev)
+    weighted = links is not None
+    if weighted:
+        child_w, dn_ptr, dn_idx, dn_w, dn_link, n_links = links
+        dfrac = torch.zeros(b, n_links, dtype=torch.float64, device=dev)
+    else:
+        child_w = dn_ptr = dn_idx = dn_w = dn_link = dfrac = c
+        n_links = 0
+    flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
+    ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+    iir_backward_kernel[(_grid(n * b, dev, BWD_PROGRAMS_PER_SM),)](
+        q, out, grad, lam, dcoef, c, c if prev is None else prev, order, c if down is None else down, child_ptr,
+        child_idx, child_w, dn_ptr, dn_idx, dn_w, dn_link, dfrac, n_links, flags, ticket, n, b, t_len, n_chunks,
+        *grad.stride(), HAS_PREV=prev is not None, WEIGHTED=weighted, BT=BWD_BT, num_warps=BWD_WARPS)
+    dq = None
+    if want_dq:
+        lam_to_dq_kernel[(b * n,)](lam, c, n, t_len, n_chunks, BT=BWD_BT, num_warps=BWD_WARPS)
+        dq = lam
+    return dq, dcoef.sum(0), (dfrac.sum(0) if weighted else None)
 
 
 def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: torch.Tensor | None = None):
@@ -287,33 +299,15 @@ class _IIRDag(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        from ._triton.iir import iir_backward_kernel
-
         q, c, out, f = ctx.saved_tensors
-        links: DagLinks = ctx.links
-        b, n, t_len = q.shape
-        dev = q.device
-        idx = links.on(dev)
-        grad = grad_out if grad_out.dtype == q.dtype else grad_out.to(q.dtype)
-        n_chunks = -(-t_len // BT)
-        slots = min(n_chunks, ADJ_SLOTS)
-        want_dq = ctx.needs_input_grad[0]
-        dq = torch.empty_like(q) if want_dq else None
-        adj = torch.empty(b * n * slots * BT, dtype=q.dtype, device=dev)
-        dcoef = torch.zeros(b, n, 5, dtype=torch.float64, device=dev)
-        dfrac = torch.zeros(b, links.n_links, dtype=torch.float64, device=dev)
-        lam = torch.zeros(b * n, dtype=torch.float64, device=dev)
-        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        idx = ctx.links.on(q.device)
         w_in = f.index_select(0, idx["in_link"]).contiguous()
         w_out = f.index_select(0, idx["out_link"]).contiguous()
-        iir_backward_kernel[(_grid(n_chunks * n * b, dev),)](
-            q, out, grad, dq if want_dq else adj, adj, dcoef, c, c, lam, idx["level_order"],
-            idx["level_order"], idx["in_ptr"], idx["in_src"], flags, ticket, n, b, t_len, n_chunks, slots,
-            *grad.stride(), w_in, idx["out_ptr"], idx["out_dst"], w_out, idx["out_link"], dfrac, links.n_links,
-            HAS_PREV=False, HAS_DQ=want_dq, PREFETCH=PREFETCH, WEIGHTED=True, BT=BT, num_warps=NUM_WARPS)
-        dlink = dfrac.sum(0).to(ctx.frac_dtype) if ctx.needs_input_grad[2] else None
-        return dq, dcoef.sum(0), dlink, None
+        dq, dcoef, dfrac = _backward(q, c, out, None, grad_out, ctx.needs_input_grad[0], idx["level_order"],
+                                     idx["in_ptr"], idx["in_src"],
+                                     links=(w_in, idx["out_ptr"], idx["out_dst"], w_out, idx["out_link"],
+                                            ctx.links.n_links))
+        return dq, dcoef, (dfrac.to(ctx.frac_dtype) if ctx.needs_input_grad[2] else None), None
 
 
 def iir_route_dag(runoff: torch.Tensor, coef: torch.Tensor, network, link_frac: torch.Tensor) -> torch.Tensor:
