@@ -55,12 +55,13 @@ _CHECK = textwrap.dedent("""
         r = rng.uniform(0.1, 0.9, n)
         coef = torch.as_tensor(np.stack([r, 0.3 * (1 - r), 0.2 * (1 - r), 0.4 * (1 - r), 0.1 * (1 - r)], 1))
         q = torch.as_tensor(rng.gamma(2.0, 1.0, (n, t_len)))
-        frac = torch.as_tensor(f0, dtype=torch.float64)
+        frac = torch.as_tensor(np.array(net.splits.fraction), dtype=torch.float64)  # the split links'
+        n_tree = src.size - frac.numel()
+        assert np.allclose(f0[n_tree:], frac.numpy()) and (frac < 1).any(), "edges(): tree links, then split links"
         w = torch.as_tensor(rng.standard_normal((n, t_len)))
-        assert (frac < 1).any(), "the case must split"
         # the oracle, its gradients
         qa, ca, fa = (x.clone().requires_grad_(True) for x in (q, coef, frac))
-        ref = oracle(qa, ca, fa, src, dst, n)
+        ref = oracle(qa, ca, torch.cat([torch.ones(n_tree, dtype=torch.float64), fa]), src, dst, n)
         (ref * w).sum().backward()
         # the kernels, float64 and float32
         for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):

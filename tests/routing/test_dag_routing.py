@@ -40,7 +40,7 @@ def test_engine_matches_reference_on_a_dag(scheme, engine, dag_net):
     params = scheme_params(SCHEMES[scheme], dag_net, rng)
     q = rng.gamma(2.0, 1.0, size=(2, dag_net.n_reaches, 64))
     want = route_reference(dag_net, q, params, scheme, dt=DT)
-    got = route(dag_net, q.astype("float32"), params, scheme, dt=DT, engine=engine).numpy()
+    got = route(dag_net, q.astype("float32"), params, scheme, dt=DT, engine=engine).cpu().numpy()
     assert _max_rel(got, want) < 1e-5
 
 
@@ -82,7 +82,7 @@ def test_mass_is_conserved_at_every_split(engine, dag_net):
     q = np.zeros((1, dag_net.n_reaches, 300))
     q[..., :30] = rng.gamma(2.0, 1.0, size=(1, dag_net.n_reaches, 30))
     out = route(dag_net, torch.as_tensor(q), params, "muskingum_nonneg", dt=DT, engine=engine,
-                dtype=torch.float64).numpy()
+                dtype=torch.float64).cpu().numpy()
     leaving = out[:, dag_net.outlets].sum()
     assert abs(leaving - q.sum()) <= 1e-6 * q.sum()
 
@@ -93,9 +93,9 @@ def test_fractions_one_and_zero_route_the_tree(engine, dag_net):
     params = scheme_params(SCHEMES["muskingum"], dag_net, rng)
     q = rng.gamma(2.0, 1.0, size=(1, dag_net.n_reaches, 40)).astype("float32")
     main_only = dag_net.splits.is_main.astype(np.float64)
-    got = route(dag_net, q, params, "muskingum", dt=DT, engine=engine, fractions=main_only).numpy()
+    got = route(dag_net, q, params, "muskingum", dt=DT, engine=engine, fractions=main_only).cpu().numpy()
     tree = dataclasses.replace(dag_net, splits=None)
-    want = route(tree, q, params, "muskingum", dt=DT, engine=engine).numpy()
+    want = route(tree, q, params, "muskingum", dt=DT, engine=engine).cpu().numpy()
     assert _max_rel(got, want) < 1e-6
 
 
@@ -106,7 +106,7 @@ def test_fractions_given_to_route_replace_the_networks(dag_net):
     logits = torch.as_tensor(rng.normal(size=dag_net.splits.n_links))
     f = softmax_fractions(dag_net, logits)
     want = route_reference(dag_net, q, params, "linear_storage", dt=DT, fractions=f.numpy())
-    got = route(dag_net, q.astype("float32"), params, "linear_storage", dt=DT, fractions=f).numpy()
+    got = route(dag_net, q.astype("float32"), params, "linear_storage", dt=DT, fractions=f).cpu().numpy()
     assert _max_rel(got, want) < 1e-5
     assert _max_rel(route_reference(dag_net, q, params, "linear_storage", dt=DT), want) > 1e-3  # they matter
 

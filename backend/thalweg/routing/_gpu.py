@@ -229,6 +229,7 @@ class DagLinks:
 
     n: int
     n_links: int
+    n_tree_links: int
     level_order: np.ndarray
     in_ptr: np.ndarray
     in_src: np.ndarray
@@ -257,14 +258,16 @@ def dag_links(network) -> DagLinks:
     from ..network.dag import dag_levels, edges
 
     n = network.n_reaches
-    src, dst, _ = edges(network)
+    src, dst, _ = edges(network)  # tree links first, then the split reaches' links (network.splits.to order)
     levels, stuck = dag_levels(n, src, dst)
     if stuck.size:
         raise ValueError(f"the links of {stuck.size} reaches form a cycle")
     link = np.arange(src.size, dtype=np.int64)
     by_dst = np.lexsort((src, dst))
     by_src = np.lexsort((dst, src))
-    got = DagLinks(n=n, n_links=int(src.size), level_order=np.argsort(levels, kind="stable").astype(np.int64),
+    n_split = 0 if network.splits is None else int(network.splits.n_links)
+    got = DagLinks(n=n, n_links=int(src.size), n_tree_links=int(src.size) - n_split,
+                   level_order=np.argsort(levels, kind="stable").astype(np.int64),
                    in_ptr=np.r_[0, np.cumsum(np.bincount(dst, minlength=n))].astype(np.int64),
                    in_src=src[by_dst].astype(np.int64), in_link=link[by_dst],
                    out_ptr=np.r_[0, np.cumsum(np.bincount(src, minlength=n))].astype(np.int64),
@@ -310,10 +313,12 @@ class _IIRDag(torch.autograd.Function):
         return dq, dcoef, (dfrac.to(ctx.frac_dtype) if ctx.needs_input_grad[2] else None), None
 
 
-def iir_route_dag(runoff: torch.Tensor, coef: torch.Tensor, network, link_frac: torch.Tensor) -> torch.Tensor:
+def iir_route_dag(runoff: torch.Tensor, coef: torch.Tensor, network, fractions: torch.Tensor) -> torch.Tensor:
     """Q [B, N, T] of a network whose rivers split, by the recursion over all its links in one launch.
 
-    coef : [N, 5] recursion coefficients; link_frac : [M] the fraction of each link of
-    ``network.dag.edges(network)`` (1 on tree links), differentiable like runoff and coef. Cold start only.
+    coef : [N, 5] recursion coefficients; fractions : [E] the split reaches' link fractions
+    (``network.splits.to`` order; ``dag.check_fractions``), differentiable like runoff and coef. Cold start only.
     """
-    return _IIRDag.apply(runoff, coef, link_frac, dag_links(network))
+    links = dag_links(network)
+    ones = torch.ones(links.n_tree_links, dtype=fractions.dtype, device=fractions.device)
+    return _IIRDag.apply(runoff, coef, torch.cat([ones, fractions]), links)

@@ -405,16 +405,16 @@ def route_dag(engine: str, job, run_one):
             warnings.warn(text, category, stacklevel=4)  # once each, where the user called (as the stages' are)
         if done is not None:
             return done
-    _, _, link_frac = edges(network, frac)  # [M] tensor: 1 on tree links
     if engine == "exact" and job.scheme.recursion is not None and job.kernel_length is None and dev.type == "cuda":
         from . import _gpu
 
         if _gpu.available(dev):  # the weighted Triton recursions: the whole DAG in one launch, no stages
             coef = job.scheme.recursion(job.params, job.dt).stacked().to(dev)
-            out = _gpu.iir_route_dag(runoff, coef, network, link_frac)
+            out = _gpu.iir_route_dag(runoff, coef, network, frac)
             if job.progress is not None:
                 job.progress(1, 1)
             return out, None
+    _, _, link_frac = edges(network, frac)  # [M] tensor: 1 on tree links
     plan = dag_plan(network, sinks=engine == "exact" and dev.type == "cpu")
     grad = torch.is_grad_enabled() and (runoff.requires_grad or frac.requires_grad
                                         or any(v.requires_grad for v in job.params.values()))
