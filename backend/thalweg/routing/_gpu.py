@@ -87,13 +87,13 @@ class _IIR(torch.autograd.Function):
         q, c, out, prev = ctx.saved_tensors
         idx = ctx.topo.on(q.device)
         dq, dcoef, _ = _backward(q, c, out, prev if ctx.has_prev else None, grad_out, ctx.needs_input_grad[0],
-                                 idx["level_order"], idx["child_ptr"], idx["child_idx"], down=idx["downstream"])
+                                 idx["level_order"], down=idx["downstream"])
         return dq, dcoef, None, None
 
 
-def _backward(q, c, out, prev, grad_out, want_dq: bool, order, child_ptr, child_idx, *, down=None, links=None):
+def _backward(q, c, out, prev, grad_out, want_dq: bool, order, *, down=None, links=None):
     """The recursions' reverse pass: (dL/dq or None, dL/dcoef [N, 5], dL/dfractions [M] or None). ``links``:
-    (child_w, out_ptr, out_dst, out_w, out_link, n_links) for a network whose rivers split, else ``down``."""
+    (out_ptr, out_dst, out_w, out_link, n_links) for a network whose rivers split, else ``down``."""
     from ._triton.iir import iir_backward_kernel, lam_to_dq_kernel
 
     b, n, t_len = q.shape
@@ -101,19 +101,19 @@ def _backward(q, c, out, prev, grad_out, want_dq: bool, order, child_ptr, child_
     grad = grad_out if grad_out.dtype == q.dtype else grad_out.to(q.dtype)  # read by strides: no copy
     n_chunks = -(-t_len // BWD_BT)
     lam = torch.empty_like(q)  # lambda of every reach, then (in place) dL/dq
-    dcoef = torch.empty(b, n, 5, dtype=torch.float64, device=dev)
+    dcoef = torch.zeros(b, n, 5, dtype=torch.float64, device=dev)
     weighted = links is not None
     if weighted:
-        child_w, dn_ptr, dn_idx, dn_w, dn_link, n_links = links
+        dn_ptr, dn_idx, dn_w, dn_link, n_links = links
         dfrac = torch.zeros(b, n_links, dtype=torch.float64, device=dev)
     else:
-        child_w = dn_ptr = dn_idx = dn_w = dn_link = dfrac = c
+        dn_ptr = dn_idx = dn_w = dn_link = dfrac = c
         n_links = 0
     flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
     ticket = torch.zeros(1, dtype=torch.int32, device=dev)
     iir_backward_kernel[(_grid(n * b, dev, BWD_PROGRAMS_PER_SM),)](
-        q, out, grad, lam, dcoef, c, c if prev is None else prev, order, c if down is None else down, child_ptr,
-        child_idx, child_w, dn_ptr, dn_idx, dn_w, dn_link, dfrac, n_links, flags, ticket, n, b, t_len, n_chunks,
+        q, out, grad, lam, dcoef, c, c if prev is None else prev, order, c if down is None else down,
+        dn_ptr, dn_idx, dn_w, dn_link, dfrac, n_links, flags, ticket, n, b, t_len, n_chunks,
         *grad.stride(), HAS_PREV=prev is not None, WEIGHTED=weighted, BT=BWD_BT, num_warps=BWD_WARPS)
     dq = None
     if want_dq:
@@ -304,12 +304,9 @@ class _IIRDag(torch.autograd.Function):
     def backward(ctx, grad_out):
         q, c, out, f = ctx.saved_tensors
         idx = ctx.links.on(q.device)
-        w_in = f.index_select(0, idx["in_link"]).contiguous()
         w_out = f.index_select(0, idx["out_link"]).contiguous()
         dq, dcoef, dfrac = _backward(q, c, out, None, grad_out, ctx.needs_input_grad[0], idx["level_order"],
-                                     idx["in_ptr"], idx["in_src"],
-                                     links=(w_in, idx["out_ptr"], idx["out_dst"], w_out, idx["out_link"],
-                                            ctx.links.n_links))
+                                     links=(idx["out_ptr"], idx["out_dst"], w_out, idx["out_link"], ctx.links.n_links))
         return dq, dcoef, (dfrac.to(ctx.frac_dtype) if ctx.needs_input_grad[2] else None), None
 
 

@@ -16,8 +16,10 @@ network whose rivers split, ``WEIGHTED``: U = sum over links u -> i of f_ui Q_u)
 Backward (reverse tickets): lambda[t] = A[t] + r lambda[t+1] with A = dL/dQ + adjoint of the downstream
 reach's inflow, b0_d lambda_d[t] + b1_d lambda_d[t+1]; each item stores its lambda in the dL/dq buffer, where its
 upstream reaches read it, and one pass after turns it into dL/dq = c0 lambda[t] + c1 lambda[t+1]. The
-coefficient gradients are sums of lambda times the forward signals, kept in registers over the chunks. Memory
-beyond input, output and dL/dQ: the dL/dq buffer (allocated even when the runoff needs no gradient) whatever T.
+coefficient gradients are sums of lambda times the forward signals, kept in registers over the chunks, except
+the inflow terms, which each upstream reach adds for its downstream one (float64 atomics), so no item reads
+its upstream rows. Memory beyond input, output and dL/dQ: the dL/dq buffer (allocated even when the runoff
+needs no gradient) whatever T.
 """
 from __future__ import annotations
 
@@ -124,7 +126,7 @@ def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr
 
 @triton.jit
 def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, prev_ptr, order_ptr, down_ptr,
-                        child_ptr, child_idx, child_w, dn_ptr, dn_idx, dn_w, dn_link, dfrac_ptr, n_links,
+                        dn_ptr, dn_idx, dn_w, dn_link, dfrac_ptr, n_links,
                         flag_ptr, ticket_ptr, n_reach, n_batch, t_len, n_chunks, gs_b, gs_n, gs_t,
                         HAS_PREV: tl.constexpr, WEIGHTED: tl.constexpr, BT: tl.constexpr):
     # An item is one (reach, batch element) over all its chunks, last chunk first, outlets first; it waits only
@@ -134,6 +136,9 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
     # WEIGHTED (rivers that split): the links out of each reach are the CSR dn_ptr/dn_idx (receivers), dn_w
     # (fractions), dn_link (link numbers); A sums f times each receiver's adjoint inflow, and
     # dL/df = sum_t adjU_receiver[t] Q[t] adds into dfrac [B, M]. down_ptr is unused then.
+    # The inflow terms of the downstream reach's coefficient gradients, sum_t lambda_d[t] U_d[t] and
+    # sum_t lambda_d[t] U_d[t-1], are each upstream reach's share (f) sum_t lambda_d Q[t] and lambda_d Q[t-1],
+    # added here by float64 atomics into dcoef [B, N, 5] (zeroed): no reach reads its upstream rows.
     n_items = n_reach * n_batch
     offs0 = tl.arange(0, BT)
     ticket = tl.atomic_add(ticket_ptr, 1)
@@ -145,8 +150,6 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
         row = bi * t_len
         cp = coef_ptr + i * 5
         r = tl.load(cp)
-        e0 = tl.load(child_ptr + i)
-        e1 = tl.load(child_ptr + i + 1)
         grow = b.to(tl.int64) * gs_b + i.to(tl.int64) * gs_n  # dL/dQ by strides (a broadcast one stays so)
         d = i * 0 - 1
         bd0 = r * 0.0
@@ -158,10 +161,9 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                 bd1 = tl.load(coef_ptr + d * 5 + 2)
         lam_after = r * 0.0  # lambda just past the chunk (0 past the end)
         dr = r * 0.0
-        db0 = r * 0.0
-        db1 = r * 0.0
         dc0 = r * 0.0
         dc1 = r * 0.0
+        dpd = dcoef_ptr + (b.to(tl.int64) * n_reach + d) * 5  # the downstream reach's (tree)
         k = 0
         while k < n_chunks:
             chunk = n_chunks - 1 - k
@@ -171,33 +173,18 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
             mnext = (offs + 1) < t_len
             prev = mask & (offs > 0)
             av = tl.load(grad_ptr + grow + offs * gs_t, mask=mask, other=0.0).to(tl.float64)
-            # forward signals: Q[t-1], q[t], q[t-1], U[t], U[t-1] (the forward is complete: no waits)
+            # forward signals: Q[t], Q[t-1], q[t], q[t-1] (the forward is complete: no waits)
             qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
             qp = tl.load(q_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
+            ov = tl.load(out_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
             op = tl.load(out_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
-            u = tl.zeros([BT], dtype=tl.float64)
-            up = tl.zeros([BT], dtype=tl.float64)
-            e = e0
-            while e < e1:
-                c = tl.load(child_idx + e)
-                crow = (b.to(tl.int64) * n_reach + c) * t_len
-                uc = tl.load(out_ptr + crow + offs, mask=mask, other=0.0).to(tl.float64)
-                ucp = tl.load(out_ptr + crow + offs - 1, mask=prev, other=0.0).to(tl.float64)
-                if WEIGHTED:
-                    wc = tl.load(child_w + e)
-                    uc = uc * wc
-                    ucp = ucp * wc
-                u += uc
-                up += ucp
-                e += 1
+            op_in = op  # Q[t-1] as the downstream reach's U[t-1] (its t = 0 term is its own, from its state)
             if HAS_PREV:
                 if chunk == 0:
                     pp = prev_ptr + bi * 3
                     op = tl.where(offs == 0, tl.load(pp), op)
-                    up = tl.where(offs == 0, tl.load(pp + 1), up)
                     qp = tl.where(offs == 0, tl.load(pp + 2), qp)
             if WEIGHTED:
-                ov = tl.load(out_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
                 f = tl.load(dn_ptr + i)
                 f1 = tl.load(dn_ptr + i + 1)
                 while f < f1:
@@ -212,6 +199,9 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                     av += wd * adj
                     fp = dfrac_ptr + b.to(tl.int64) * n_links + tl.load(dn_link + f)
                     tl.store(fp, tl.load(fp) + tl.sum(adj * ov, axis=0))
+                    dpw = dcoef_ptr + (b.to(tl.int64) * n_reach + dd) * 5
+                    tl.atomic_add(dpw + 1, wd * tl.sum(ld * ov, axis=0), sem="relaxed")
+                    tl.atomic_add(dpw + 2, wd * tl.sum(ld * op_in, axis=0), sem="relaxed")
                     f += 1
             else:
                 if d >= 0:
@@ -221,24 +211,26 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                     ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
                                   cache_modifier=".cg").to(tl.float64)
                     av += bd0 * ld + bd1 * ldn
+                    tl.atomic_add(dpd + 1, tl.sum(ld * ov, axis=0), sem="relaxed")
+                    tl.atomic_add(dpd + 2, tl.sum(ld * op_in, axis=0), sem="relaxed")
             a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
             # lambda[t] = sum_{j>=t} r^(j-t) A[j] + r^(end-t+1) lambda[end+1] (reverse scan, carried)
             pa, px = tl.associative_scan((a, tl.where(mask, av, 0.0)), 0, _affine, reverse=True)
             lam = px + pa * lam_after
             tl.store(lam_ptr + row + offs, lam.to(lam_ptr.dtype.element_ty), mask=mask)
             dr += tl.sum(lam * op, axis=0)
-            db0 += tl.sum(lam * u, axis=0)
-            db1 += tl.sum(lam * up, axis=0)
+            if HAS_PREV:
+                if chunk == 0:  # U[-1] from the state: this reach's own term of dL/db1
+                    u0 = tl.sum(tl.where(offs == 0, lam, 0.0), axis=0) * tl.load(prev_ptr + bi * 3 + 1)
+                    tl.atomic_add(dcoef_ptr + bi * 5 + 2, u0, sem="relaxed")
             dc0 += tl.sum(lam * qv, axis=0)
             dc1 += tl.sum(lam * qp, axis=0)
             lam_after = tl.sum(tl.where(offs == t0, lam, 0.0), axis=0)
             tl.debug_barrier()
             tl.atomic_xchg(flag_ptr + b * n_reach + i, k + 1, sem="release")
             k += 1
-        dp = dcoef_ptr + bi * 5
+        dp = dcoef_ptr + bi * 5  # slots 1 and 2 are the upstream reaches' (atomics)
         tl.store(dp, dr)
-        tl.store(dp + 1, db0)
-        tl.store(dp + 2, db1)
         tl.store(dp + 3, dc0)
         tl.store(dp + 4, dc1)
         ticket = nxt
