@@ -155,8 +155,12 @@ def _apply_torch(stage: Stage, w: torch.Tensor, x: torch.Tensor, block: int, *, 
     per_pair = block * block * nf * 16
     for jb in range(stage.bp_ptr.size - 1):
         a, z = int(stage.bp_ptr[jb]), int(stage.bp_ptr[jb + 1])
-        lo = int(stage.bp_src[a]) * block
         hi = (jb + 1) * block
+        if z == a:  # no sources (plans always hold the diagonal block; kept for direct callers)
+            if not adjoint:
+                res[:, jb * block:hi] = 0.0
+            continue
+        lo = int(stage.bp_src[a]) * block
         wj = w[a:z]  # [nb, src, tgt, L]; sources lo..hi are contiguous
         k_sup = _block_support(wj)
         if not _uses_fft(k_sup):
@@ -318,6 +322,9 @@ class _Closure(torch.autograd.Function):
                 gq[..., h_len:].index_add_(1, reach.index_select(0, virt), adj.index_select(1, virt)[..., h_len:])
             a_t = adj.index_select(1, tgt)
             del adj
+            # a warm start's history outflow is the state's, a constant (as for the other engines): no adjoint
+            # there, so no kernel gradient from it (A at t >= h_len is unchanged: its paths never pass t < h_len)
+            a_t[..., :h_len] = 0.0
             # per reach, in slices that keep the spectra near 256 MiB
             nfft = fft_size(total + length - 1)
             step = max(1, (1 << 28) // max(1, b * (nfft // 2 + 1) * 16 * 3))
