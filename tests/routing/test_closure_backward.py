@@ -152,6 +152,7 @@ _INTERPRETED = textwrap.dedent("""
     from _routing_cases import DT, runoff
     from thalweg.irf import SCHEMES
     from thalweg.network import scheidegger_network
+    from thalweg.routing import closure
     from thalweg.routing.closure import _Closure, _Run, _apply_torch, _transposed, closure_plan_for, path_kernels
     from thalweg.routing._triton.closure import block_conv_adjoint
     from thalweg.routing.params import scheme_params as per_reach
@@ -175,22 +176,25 @@ _INTERPRETED = textwrap.dedent("""
     d_r = _apply_torch(stage, wk, dy, 16, adjoint=True)
     err = float((d_t - d_r).abs().max() / d_r.abs().max())
     assert err < 1e-6, ("adjoint", err)
-    # the whole backward with the Triton kernels (float32) against the torch path (float64)
+    # the whole backward with the Triton kernels (float32) against the torch path (float64): Triton for every
+    # block, FFT for every block, and the two mixed by the blocks' supports
     q = torch.as_tensor(runoff(net, rng, batch=2, steps=steps))
     wt = torch.randn_like(q)
     res = []
-    for triton in (True, False):
+    for triton, taps in ((True, None), (True, 1), (True, 8), (False, None)):
+        closure.GPU_FFT_MIN_TAPS = taps
         dtype = torch.float32 if triton else torch.float64
         run = _Run(plan=plan, topo=topo, length=length, block=16, precision="ieee", h_len=0, triton=triton)
         qq = q.to(dtype).requires_grad_(True)
         hh = k.h[:, :length].clone().requires_grad_(True)
         gg = k.g[:, :length].clone().requires_grad_(True)
-        out = _Closure.apply(qq, hh, gg, torch.zeros_like(qq), run)
+        out = _Closure.apply(qq, hh, gg, None, run)
         (out * wt.to(dtype)).sum().backward()
         res.append((out.detach().double(), qq.grad.double(), hh.grad, gg.grad))
-    for a, b, name in zip(*res, ("Q", "dq", "dh", "dg")):
-        err = float((a - b).abs().max() / b.abs().max())
-        assert err < 1e-5, (name, err)
+    for got, taps in zip(res[:-1], (None, 1, 8)):
+        for a, b, name in zip(got, res[-1], ("Q", "dq", "dh", "dg")):
+            err = float((a - b).abs().max() / b.abs().max())
+            assert err < 1e-5, (name, taps, err)
     print("OK")
 """)
 

@@ -156,7 +156,6 @@ def _apply_torch(stage: Stage, w: torch.Tensor, x: torch.Tensor, block: int, *, 
     x : [B, n_pad, T] stage inputs; returns [B, n_pad, T]. ``adjoint``: the transposed operator (x is then
     dL/dy and the result dL/dx): the same blocks, transposed, applied on reversed time (a correlation)."""
     b, n_pad, t_len = x.shape
-    length = w.shape[-1]
     out_dtype = x.dtype
     dev = x.device
     # float64 throughout: a float32 convolution summing (sources x taps) terms per output drifts by ~1e-5
@@ -184,47 +183,97 @@ def _apply_torch(stage: Stage, w: torch.Tensor, x: torch.Tensor, block: int, *, 
         else:
             res[:, jb * block:hi] = F.conv1d(F.pad(x[:, lo:hi], (k_sup - 1, 0)), weight)
     if fft_blocks.any():
-        rows, src, tgt = _written_rows(stage, block)
-        pick = fft_blocks[tgt // block]
-        rows, src, tgt = (torch.as_tensor(a[pick], device=dev) for a in (rows, src, tgt))
-        if adjoint:
-            src, tgt = tgt, src  # dX[i] += conj(W_ij) dY[j]
-        nfft = fft_size(t_len + k_fft - 1)
-        nf = nfft // 2 + 1
-        x_hat = torch.fft.rfft(x, n=nfft)
-        y_hat = torch.zeros(b, n_pad, nf, dtype=x_hat.dtype, device=dev)
-        flat = w.reshape(-1, length)
-        step = max(1, _FFT_CHUNK_BYTES // (nf * 16 * max(1, b)))
-        for c0 in range(0, rows.numel(), step):
-            w_hat = torch.fft.rfft(flat.index_select(0, rows[c0:c0 + step])[:, :k_fft], n=nfft)
-            if adjoint:
-                w_hat = w_hat.conj()
-            y_hat.index_add_(1, tgt[c0:c0 + step], w_hat[None] * x_hat.index_select(1, src[c0:c0 + step]))
-        del x_hat
-        res += torch.fft.irfft(y_hat, n=nfft)[..., :t_len]
+        res += _fft_rows(stage, w, x, block, fft_blocks, k_fft, adjoint=adjoint)
     return res.to(out_dtype)
+
+
+def _fft_rows(stage: Stage, w: torch.Tensor, x: torch.Tensor, block: int, fft_blocks: np.ndarray, k_fft: int, *,
+              adjoint: bool = False) -> torch.Tensor:
+    """The target blocks marked in ``fft_blocks`` by FFT (float64), over the path kernels that exist: y_j +=
+    K_ij * x_i per kernel (``adjoint``: x_i += K_ij (*) y_j). Returns [B, n_pad, T] (zero elsewhere)."""
+    b, n_pad, t_len = x.shape
+    dev = x.device
+    length = w.shape[-1]
+    rows, src, tgt = _written_rows(stage, block)
+    pick = fft_blocks[tgt // block]
+    rows, src, tgt = (torch.as_tensor(a[pick], device=dev) for a in (rows, src, tgt))
+    if adjoint:
+        src, tgt = tgt, src  # dX[i] += conj(W_ij) dY[j]
+    nfft = fft_size(t_len + k_fft - 1)
+    nf = nfft // 2 + 1
+    x_hat = torch.fft.rfft(x.to(torch.float64), n=nfft)
+    y_hat = torch.zeros(b, n_pad, nf, dtype=x_hat.dtype, device=dev)
+    flat = w.reshape(-1, length)
+    step = max(1, _FFT_CHUNK_BYTES // (nf * 16 * max(1, b)))
+    for c0 in range(0, rows.numel(), step):
+        w_hat = torch.fft.rfft(flat.index_select(0, rows[c0:c0 + step])[:, :k_fft].to(torch.float64), n=nfft)
+        if adjoint:
+            w_hat = w_hat.conj()
+        y_hat.index_add_(1, tgt[c0:c0 + step], w_hat[None] * x_hat.index_select(1, src[c0:c0 + step]))
+    del x_hat
+    return torch.fft.irfft(y_hat, n=nfft)[..., :t_len]
+
+
+def _block_supports(stage: Stage, w: torch.Tensor) -> np.ndarray:
+    """Per target block, the support ``_block_support`` gives (vectorised over block pairs, in slices)."""
+    n_bp, length = w.shape[0], w.shape[-1]
+    per_pair = torch.empty(n_bp, dtype=torch.int64, device=w.device)
+    step = max(1, (1 << 27) // (w[0].numel() * 8))
+    k = torch.arange(1, length + 1, device=w.device)
+    for c0 in range(0, n_bp, step):
+        a = w[c0:c0 + step].abs().to(torch.float64)
+        tail = torch.flip(torch.cumsum(torch.flip(a, [-1]), -1), [-1])
+        keep = (tail > SUPPORT_TOL * tail[..., :1]).flatten(1, -2).any(1)  # [p, L]
+        per_pair[c0:c0 + step] = (keep * k).amax(-1).clamp(min=1)
+    tgt_block = torch.as_tensor(np.repeat(np.arange(stage.bp_ptr.size - 1), np.diff(stage.bp_ptr)), device=w.device)
+    out = torch.ones(stage.bp_ptr.size - 1, dtype=torch.int64, device=w.device)
+    return out.scatter_reduce_(0, tgt_block, per_pair, "amax").cpu().numpy()
+
+
+# GPU: target blocks whose kernel support reaches this many taps go by FFT (torch, float64) instead of the
+# Triton direct convolution; None (the default): Triton for every block. Not measured on a GPU yet
+# (scripts/bench_routing.py --closure-gpu-fft-taps sets it for a run).
+GPU_FFT_MIN_TAPS: int | None = None
 
 
 def _apply_triton(stage: Stage, w: torch.Tensor, x: torch.Tensor, block: int, precision: str, *,
                   adjoint: bool = False) -> torch.Tensor:
     from ._triton.closure import block_conv, block_conv_adjoint
 
+    fft_blocks = None
+    if GPU_FFT_MIN_TAPS is not None:
+        sup = _block_supports(stage, w)
+        fft_blocks = sup >= GPU_FFT_MIN_TAPS
+        if not fft_blocks.any():
+            fft_blocks = None
+    w32 = w.to(torch.float32)  # (no copy when the caller converted already)
     if adjoint:
-        t_ptr, t_bp, t_tgt = _transposed(stage, x.device)
-        return block_conv_adjoint(x, w, t_ptr, t_bp, t_tgt, block=block, precision=precision)
-    return block_conv(x, w, stage.on("bp_ptr", x.device), stage.on("bp_src", x.device), block=block,
-                      precision=precision)
+        y = block_conv_adjoint(x, w32, *_transposed(stage, x.device, fft_blocks), block=block, precision=precision)
+    else:
+        end = None if fft_blocks is None else np.where(fft_blocks, stage.bp_ptr[:-1], stage.bp_ptr[1:])
+        y = block_conv(x, w32, stage.on("bp_ptr", x.device), stage.on("bp_src", x.device), block=block,
+                       precision=precision, bp_end=end)
+    del w32
+    if fft_blocks is not None:
+        y += _fft_rows(stage, w, x, block, fft_blocks, int(sup[fft_blocks].max()), adjoint=adjoint).to(y.dtype)
+    return y
 
 
-def _transposed(stage: Stage, device):
-    """The block pairs source-block-major: (ptr [n_blocks + 1], pair index, target block), for the adjoint."""
+def _transposed(stage: Stage, device, skip: np.ndarray | None = None):
+    """The block pairs source-block-major: (ptr [n_blocks + 1], pair index, target block), for the adjoint;
+    pairs of the target blocks in ``skip`` left out."""
     key = ("transposed", str(device))
-    if key not in stage.cache:
+    if key not in stage.cache or skip is not None:
         n_blocks = stage.bp_ptr.size - 1
         tgt = np.repeat(np.arange(n_blocks, dtype=np.int64), np.diff(stage.bp_ptr))
-        order = np.argsort(stage.bp_src, kind="stable")
-        ptr = np.r_[0, np.cumsum(np.bincount(stage.bp_src, minlength=n_blocks))].astype(np.int64)
-        stage.cache[key] = tuple(torch.as_tensor(a, device=device) for a in (ptr, order.astype(np.int64), tgt[order]))
+        keep = np.ones(tgt.size, dtype=bool) if skip is None else ~skip[tgt]
+        pairs = np.flatnonzero(keep)
+        order = pairs[np.argsort(stage.bp_src[pairs], kind="stable")]
+        ptr = np.r_[0, np.cumsum(np.bincount(stage.bp_src[pairs], minlength=n_blocks))].astype(np.int64)
+        value = tuple(torch.as_tensor(a, device=device) for a in (ptr, order.astype(np.int64), tgt[order]))
+        if skip is not None:
+            return value
+        stage.cache[key] = value
     return stage.cache[key]
 
 
@@ -249,9 +298,15 @@ def _stage_inputs(stage: Stage, x_all: torch.Tensor, out: torch.Tensor) -> torch
     return F.pad(x, (0, 0, 0, stage.n_pad - stage.n))
 
 
+def _kernels_for(run: _Run, w: torch.Tensor) -> torch.Tensor:
+    """The block storage as the convolution reads it: float32 for an all-Triton GPU run (the float64 storage is
+    then freed by the caller), else as built."""
+    return w.to(torch.float32) if run.triton and GPU_FFT_MIN_TAPS is None else w
+
+
 def _convolve(run: _Run, stage: Stage, w: torch.Tensor, x: torch.Tensor, *, adjoint: bool = False) -> torch.Tensor:
     if run.triton:
-        return _apply_triton(stage, w.to(torch.float32), x, run.block, run.precision, adjoint=adjoint)
+        return _apply_triton(stage, w, x, run.block, run.precision, adjoint=adjoint)
     return _apply_torch(stage, w, x, run.block, adjoint=adjoint)
 
 
@@ -261,7 +316,7 @@ def _forward(run: _Run, x_all: torch.Tensor, h: torch.Tensor, g: torch.Tensor | 
     dev, h_len = x_all.device, run.h_len
     for stage in run.plan.stages:
         x = _stage_inputs(stage, x_all, out)
-        w = path_kernels(stage, h, h if g is None else g, run.length, run.block)
+        w = _kernels_for(run, path_kernels(stage, h, h if g is None else g, run.length, run.block))
         y = _convolve(run, stage, w, x)
         del w, x
         tgt = stage.on("targets", dev)
@@ -285,13 +340,16 @@ def _reach_correlations(a: torch.Tensor, kern: torch.Tensor | None, series: list
 
 
 class _Closure(torch.autograd.Function):
-    """Q [B, N, total] from x_all [B, N, total], h, g ([N, L_c]; g None when it is h) and the warm-start
-    histories in ``out0``; the backward of the module docstring (item 4)."""
+    """Q [B, N, total] from x_all [B, N, total], h, g ([N, L_c]; g None when it is h) and the warm start's
+    outflow history hist_q [B, N, h_len] (or None); the backward of the module docstring (item 4)."""
 
     @staticmethod
-    def forward(ctx, x_all, h, g, out0, run):
+    def forward(ctx, x_all, h, g, hist_q, run):
+        out = torch.zeros_like(x_all)
+        if hist_q is not None:
+            out[..., :run.h_len] = hist_q
         with torch.no_grad():
-            out = _forward(run, x_all, h, g, out0.clone())
+            out = _forward(run, x_all, h, g, out)
         ctx.run = run
         ctx.save_for_backward(x_all, h, g, out)
         return out
@@ -323,7 +381,7 @@ class _Closure(torch.autograd.Function):
             dy = torch.zeros(b, stage.n_pad, total, dtype=work, device=dev)
             dy.index_copy_(1, tgt, gq.index_select(1, t_reach))
             with torch.no_grad():
-                w = path_kernels(stage, h, None, length, run.block)
+                w = _kernels_for(run, path_kernels(stage, h, None, length, run.block))
                 adj = _convolve(run, stage, w, dy, adjoint=True)[:, :stage.n]  # [B, n, total]
             del w, dy
             virt = torch.nonzero(stage.on("is_virtual", dev)).flatten()
@@ -406,15 +464,14 @@ def route_closure(job, *, kernel_length: int | None, history=None) -> torch.Tens
     plan = closure_plan_for(job.network, job.topo, h, g, length=length, block=block, tol=tol, max_pairs=max_pairs)
     log.info("closure: %d clusters in %d stages, L_c = %d, %d pairs, %.3g block elements", plan.n_clusters,
              len(plan.stages), length, plan.pairs, plan.block_elements)
-    x_all = runoff
-    out = torch.zeros(b, n, total, dtype=dtype, device=dev)
+    x_all, hist_q = runoff, None
     if history is not None:
         # warm start: the runoff of the last h_len steps leads each series, and a virtual source's
         # inputs before t = 0 are its cut reach's outflow then (from the state)
         x_all = torch.cat([history[1].to(device=dev, dtype=dtype), runoff], -1)
-        out = torch.cat([history[2].to(device=dev, dtype=dtype), out[..., h_len:]], -1)
+        hist_q = history[2].to(device=dev, dtype=dtype)
     run = _Run(plan=plan, topo=job.topo, length=length, block=block, precision=precision, h_len=h_len,
                triton=dev.type == "cuda" and dtype == torch.float32)
     hc = h[:, :length]
     gc = None if g is h else g[:, :length]
-    return _Closure.apply(x_all, hc, gc, out, run)[..., h_len:]
+    return _Closure.apply(x_all, hc, gc, hist_q, run)[..., h_len:]

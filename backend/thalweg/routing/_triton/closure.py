@@ -24,7 +24,7 @@ __all__ = ["block_conv", "block_conv_adjoint"]
 
 
 @triton.jit
-def _block_conv_kernel(x_ptr, w_ptr, y_ptr, bp_ptr, bp_src, n_pad, t_len, length,
+def _block_conv_kernel(x_ptr, w_ptr, y_ptr, bp_lo, bp_hi, bp_src, n_pad, t_len, length,
                        BS: tl.constexpr, BT: tl.constexpr, KT: tl.constexpr, PREC: tl.constexpr):
     jb = tl.program_id(0)
     t0 = tl.program_id(1) * BT
@@ -35,8 +35,8 @@ def _block_conv_kernel(x_ptr, w_ptr, y_ptr, bp_ptr, bp_src, n_pad, t_len, length
     i_of = ik // KT
     kk_of = ik % KT
     acc = tl.zeros([BS, BT], dtype=tl.float64)
-    bp = tl.load(bp_ptr + jb)
-    bp_end = tl.load(bp_ptr + jb + 1)
+    bp = tl.load(bp_lo + jb)
+    bp_end = tl.load(bp_hi + jb)
     while bp < bp_end:
         ib = tl.load(bp_src + bp)
         src_row = (b * n_pad + ib * BS + i_of).to(tl.int64) * t_len
@@ -90,19 +90,25 @@ def _block_conv_adj_kernel(dy_ptr, w_ptr, dx_ptr, t_ptr, t_bp, t_tgt, n_pad, t_l
     tl.store(dx_ptr + x_off, acc.to(dx_ptr.dtype.element_ty), mask=(cols_t < t_len)[None, :])
 
 
-def block_conv(x: torch.Tensor, w: torch.Tensor, bp_ptr: np.ndarray, bp_src: np.ndarray, *, block: int,
-               precision: str = "ieee", bt: int = 64, kt: int = 16) -> torch.Tensor:
-    """y [B, n_pad, T] from x [B, n_pad, T] (float32) and blocks w [n_bp, block, block, L] (float32)."""
+def block_conv(x: torch.Tensor, w: torch.Tensor, bp_ptr, bp_src, *, block: int, precision: str = "ieee",
+               bt: int = 64, kt: int = 16, bp_end=None) -> torch.Tensor:
+    """y [B, n_pad, T] from x [B, n_pad, T] (float32) and blocks w [n_bp, block, block, L] (float32).
+
+    Target block J sums block pairs bp_ptr[J] <= p < bp_end[J] (default bp_ptr[J + 1]; an empty range
+    leaves J zero), of source block bp_src[p]."""
     b, n_pad, t_len = x.shape
     length = w.shape[-1]
     x = x.contiguous().to(torch.float32)
     w = w.contiguous().to(torch.float32)
     y = torch.empty(b, n_pad, t_len, dtype=torch.float32, device=x.device)
-    ptr = bp_ptr if torch.is_tensor(bp_ptr) else torch.as_tensor(bp_ptr, device=x.device)
-    src = bp_src if torch.is_tensor(bp_src) else torch.as_tensor(bp_src, device=x.device)
+    ptr, src = (a if torch.is_tensor(a) else torch.as_tensor(np.ascontiguousarray(a), device=x.device)
+                for a in (bp_ptr, bp_src))
+    lo, hi = ptr[:-1], ptr[1:]
+    if bp_end is not None:
+        hi = bp_end if torch.is_tensor(bp_end) else torch.as_tensor(np.ascontiguousarray(bp_end), device=x.device)
     n_blocks = n_pad // block
     grid = (n_blocks, -(-t_len // bt), b)
-    _block_conv_kernel[grid](x, w, y, ptr, src, n_pad, t_len, length, BS=block, BT=bt, KT=kt, PREC=precision,
+    _block_conv_kernel[grid](x, w, y, lo, hi, src, n_pad, t_len, length, BS=block, BT=bt, KT=kt, PREC=precision,
                              num_warps=4)
     return y
 
