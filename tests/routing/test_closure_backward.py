@@ -134,14 +134,15 @@ def test_fft_blocks_equal_direct_blocks(g_delta, basin, rng, monkeypatch):
     assert abs(lhs - rhs) < 1e-12 * abs(lhs)
 
 
-def test_block_support_cuts_only_negligible_taps(rng):
-    """The per-block support keeps every tap above SUPPORT_TOL of each kernel's mass, and no more."""
-    w = torch.zeros(3, 16, 16, 50, dtype=torch.float64)
-    w[..., :7] = torch.as_tensor(rng.random((3, 16, 16, 7)))
-    w[1, 4, 9, 30] = 1e-3  # one long kernel makes the block long
-    assert closure_mod._block_support(w) == 31
-    w[1, 4, 9, 30] = 1e-18  # below the tolerance of its kernel's mass: cut
-    assert closure_mod._block_support(w) == 7
+def test_kernel_supports_cut_only_negligible_taps(rng):
+    """A kernel's support keeps every tap above SUPPORT_TOL of its mass; past the cap it is the full length."""
+    w = torch.zeros(4, 50, dtype=torch.float64)
+    w[:, :7] = torch.as_tensor(rng.random((4, 7)))
+    w[1, 12] = 1e-3
+    w[2, 12] = 1e-18  # below the tolerance of its kernel's mass: cut
+    w[3, 40] = 1e-3  # past the cap: a long kernel
+    assert closure_mod._row_supports(w, 24).tolist() == [7, 13, 7, 50]
+    assert closure_mod._row_supports(torch.zeros(1, 50, dtype=torch.float64), 24).tolist() == [1]
 
 
 _INTERPRETED = textwrap.dedent("""
@@ -165,7 +166,7 @@ _INTERPRETED = textwrap.dedent("""
     n = net.n_reaches
     p = per_reach(net, s, {"k": rng.uniform(1800.0, 5400.0, n), "x": rng.uniform(0.1, 0.4, n)},
                   dtype=torch.float64, device="cpu")
-    steps, length = 70, 20
+    steps, length = 70, 40
     k = s.kernels(p, DT, steps)
     plan = closure_plan_for(net, topo, k.h, k.g, length=length, block=16)
     assert len(plan.stages) > 1, len(plan.stages)
@@ -181,7 +182,7 @@ _INTERPRETED = textwrap.dedent("""
     q = torch.as_tensor(runoff(net, rng, batch=2, steps=steps))
     wt = torch.randn_like(q)
     res = []
-    for triton, taps in ((True, None), (True, 1), (True, 8), (False, None)):
+    for triton, taps in ((True, None), (True, 1), (True, 30), (False, None)):
         closure.GPU_FFT_MIN_TAPS = taps
         dtype = torch.float32 if triton else torch.float64
         run = _Run(plan=plan, topo=topo, length=length, block=16, precision="ieee", h_len=0, triton=triton)
@@ -191,7 +192,7 @@ _INTERPRETED = textwrap.dedent("""
         out = _Closure.apply(qq, hh, gg, None, run)
         (out * wt.to(dtype)).sum().backward()
         res.append((out.detach().double(), qq.grad.double(), hh.grad, gg.grad))
-    for got, taps in zip(res[:-1], (None, 1, 8)):
+    for got, taps in zip(res[:-1], (None, 1, 30)):
         for a, b, name in zip(got, res[-1], ("Q", "dq", "dh", "dg")):
             err = float((a - b).abs().max() / b.abs().max())
             assert err < 1e-5, (name, taps, err)

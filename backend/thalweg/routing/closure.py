@@ -118,19 +118,37 @@ SUPPORT_TOL = 1e-15  # a kernel's taps past the block support hold at most this 
 _FFT_CHUNK_BYTES = 1 << 26  # block spectra per FFT product (complex128)
 
 
-def _uses_fft(support: int) -> bool:
+def _uses_fft(support):
     """The per-block rule: FFT when the block's kernel support is at least FFT_MIN_TAPS taps."""
     return support >= FFT_MIN_TAPS
 
 
-def _block_support(wj: torch.Tensor) -> int:
-    """Taps [0, K) of a target block's kernels [nb, src, tgt, L] that hold all but SUPPORT_TOL of the absolute
-    mass of every kernel in it."""
-    a = wj.abs()
-    tail = torch.flip(torch.cumsum(torch.flip(a, [-1]), -1), [-1])  # tail[k] = sum_{m >= k} |w[m]|
-    keep = (tail > SUPPORT_TOL * tail[..., :1]).flatten(0, -2).any(0)
-    nz = torch.nonzero(keep)
-    return int(nz[-1]) + 1 if nz.numel() else 1
+def _row_supports(rows: torch.Tensor, cap: int) -> torch.Tensor:
+    """Per kernel [r, L] -> [r]: the taps [0, K) holding all but SUPPORT_TOL of its absolute mass when K <= cap,
+    else L (``cap`` + 1 or more: a long kernel, whose exact support no rule needs). Zero kernels: 1."""
+    a = rows.abs().to(torch.float64)
+    length = a.shape[-1]
+    cap = min(cap, length)
+    mass = a.sum(-1, keepdim=True)
+    rest = a[:, cap:].sum(-1, keepdim=True)
+    tail = torch.flip(torch.cumsum(torch.flip(a[:, :cap], [-1]), -1), [-1]) + rest
+    k = torch.arange(1, cap + 1, device=a.device)
+    sup = ((tail > SUPPORT_TOL * mass) * k).amax(-1).clamp(min=1)
+    return torch.where(rest[:, 0] > SUPPORT_TOL * mass[:, 0], torch.full_like(sup, length), sup)
+
+
+def _target_supports(stage: Stage, w: torch.Tensor, block: int, cap: int) -> np.ndarray:
+    """Per target block, the largest ``_row_supports`` of its path kernels (the rows that exist), in slices."""
+    rows, _, tgt = _written_rows(stage, block)
+    flat = w.reshape(-1, w.shape[-1])
+    dev = w.device
+    out = torch.ones(stage.bp_ptr.size - 1, dtype=torch.int64, device=dev)
+    step = max(1, (1 << 26) // (flat.shape[-1] * 8))
+    for c0 in range(0, rows.size, step):
+        r = torch.as_tensor(rows[c0:c0 + step], device=dev)
+        t = torch.as_tensor(tgt[c0:c0 + step] // block, device=dev)
+        out.scatter_reduce_(0, t, _row_supports(flat.index_select(0, r), cap), "amax")
+    return out.cpu().numpy()
 
 
 def _written_rows(stage: Stage, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,20 +181,19 @@ def _apply_torch(stage: Stage, w: torch.Tensor, x: torch.Tensor, block: int, *, 
     w = w.to(torch.float64)
     res = torch.zeros(b, n_pad, t_len, dtype=torch.float64, device=dev)
     n_blocks = stage.bp_ptr.size - 1
-    fft_blocks = np.zeros(n_blocks, dtype=bool)
-    k_fft = 1
+    support = _target_supports(stage, w, block, FFT_MIN_TAPS)
+    fft_blocks = _uses_fft(support)
+    k_fft = int(support[fft_blocks].max()) if fft_blocks.any() else 1
     for jb in range(n_blocks):
         a, z = int(stage.bp_ptr[jb]), int(stage.bp_ptr[jb + 1])
         hi = (jb + 1) * block
         if z == a:  # no sources (plans always hold the diagonal block; kept for direct callers)
             continue
+        if fft_blocks[jb]:
+            continue
         lo = int(stage.bp_src[a]) * block
         wj = w[a:z]  # [nb, src, tgt, L]; sources lo..hi are contiguous
-        k_sup = _block_support(wj)
-        if _uses_fft(k_sup):
-            fft_blocks[jb] = True
-            k_fft = max(k_fft, k_sup)
-            continue
+        k_sup = int(support[jb])
         weight = wj[..., :k_sup].permute(2, 0, 1, 3).reshape(block, (z - a) * block, k_sup).flip(-1)
         if adjoint:  # dL/dx over [lo, hi) from dL/dy of block jb: conv1d's transpose
             res[:, lo:hi] += F.conv_transpose1d(x[:, jb * block:hi], weight)[..., k_sup - 1:]
@@ -214,22 +231,6 @@ def _fft_rows(stage: Stage, w: torch.Tensor, x: torch.Tensor, block: int, fft_bl
     return torch.fft.irfft(y_hat, n=nfft)[..., :t_len]
 
 
-def _block_supports(stage: Stage, w: torch.Tensor) -> np.ndarray:
-    """Per target block, the support ``_block_support`` gives (vectorised over block pairs, in slices)."""
-    n_bp, length = w.shape[0], w.shape[-1]
-    per_pair = torch.empty(n_bp, dtype=torch.int64, device=w.device)
-    step = max(1, (1 << 27) // (w[0].numel() * 8))
-    k = torch.arange(1, length + 1, device=w.device)
-    for c0 in range(0, n_bp, step):
-        a = w[c0:c0 + step].abs().to(torch.float64)
-        tail = torch.flip(torch.cumsum(torch.flip(a, [-1]), -1), [-1])
-        keep = (tail > SUPPORT_TOL * tail[..., :1]).flatten(1, -2).any(1)  # [p, L]
-        per_pair[c0:c0 + step] = (keep * k).amax(-1).clamp(min=1)
-    tgt_block = torch.as_tensor(np.repeat(np.arange(stage.bp_ptr.size - 1), np.diff(stage.bp_ptr)), device=w.device)
-    out = torch.ones(stage.bp_ptr.size - 1, dtype=torch.int64, device=w.device)
-    return out.scatter_reduce_(0, tgt_block, per_pair, "amax").cpu().numpy()
-
-
 # GPU: target blocks whose kernel support reaches this many taps go by FFT (torch, float64) instead of the
 # Triton direct convolution; None (the default): Triton for every block. Not measured on a GPU yet
 # (scripts/bench_routing.py --closure-gpu-fft-taps sets it for a run).
@@ -242,7 +243,7 @@ def _apply_triton(stage: Stage, w: torch.Tensor, x: torch.Tensor, block: int, pr
 
     fft_blocks = None
     if GPU_FFT_MIN_TAPS is not None:
-        sup = _block_supports(stage, w)
+        sup = _target_supports(stage, w, block, GPU_FFT_MIN_TAPS)
         fft_blocks = sup >= GPU_FFT_MIN_TAPS
         if not fft_blocks.any():
             fft_blocks = None
