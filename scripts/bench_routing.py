@@ -249,6 +249,8 @@ def main(argv=None):
                          "x = 0.25; e.g. --deep --sizes 3500 --steps 2000 --engines closure exact")
     ap.add_argument("--deep-celerity", type=float, default=0.3, help="m/s, with --deep")
     ap.add_argument("--forward-only", action="store_true", help="time the forward only (no backward runs)")
+    ap.add_argument("--closure-gpu-fft-taps", type=int, default=None,
+                    help="closure on GPU: target blocks with kernels this long go by FFT (closure.GPU_FFT_MIN_TAPS)")
     ap.add_argument("--out", default=None, help="write the records as JSON lines here")
     ap.add_argument("--diffroute-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -256,6 +258,10 @@ def main(argv=None):
     DT = args.dt
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.closure_gpu_fft_taps is not None:
+        from thalweg.routing import closure
+
+        closure.GPU_FFT_MIN_TAPS = args.closure_gpu_fft_taps
     device = torch.device(args.device)
     records = []
 
