@@ -9,11 +9,12 @@
    on the path, computed level by level in the Fourier domain with zero padding to 2 L_c (a linear,
    not circular, convolution) and cut to the first L_c taps, which a causal convolution's first L_c
    taps depend on alone. No relu, no renormalisation: the kernels are the exact path kernels.
-   Built in float64, differentiable in every kernel parameter.
+   Built in float64, without autograd (item 4 differentiates in every kernel parameter).
 3. Block-sparse causal convolution of each stage's inputs (runoff; upstream stages' discharge for
    virtual sources): Triton on GPU in true float32 (``precision='ieee'``; 'tf32x3' and 'tf32' on
-   request); in torch (CPU, float64 runs) per target block, by direct convolution over the block's
-   kernel support when it is short and by FFT when it is long (``_uses_fft``).
+   request; long blocks by FFT when GPU_FFT_MIN_TAPS is set); in torch (CPU, float64 runs) per target
+   block, by direct convolution over the block's kernel support when it is short and by FFT over the
+   path kernels that exist when it is long (``_uses_fft``: support >= FFT_MIN_TAPS).
 4. Backward (``_Closure``, a custom autograd function; nothing of the forward's per-block work is kept):
    with A_j the adjoint of reach j's outflow (dL/dQ_j plus what flows back from downstream),
    A_i = sum over j downstream of i (i included) of H_ij (*) dL/dQ_j, H_ij = h_d(i) * ... * h_j the path
