@@ -53,6 +53,19 @@ def _rel(a, b):
     return float((a - b).abs().max() / b.abs().max())
 
 
+def _plan(net, scheme, params, steps, length):
+    sch = SCHEMES[scheme]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        k = sch.kernels(per_reach(net, sch, params, dtype=torch.float64, device="cpu"), DT, steps)
+    return closure_plan_for(net, topology(net), k.h, k.g, length=length, block=16), k
+
+
+def _stage(net, scheme, params, steps, length):
+    plan, k = _plan(net, scheme, params, steps, length)
+    return max(plan.stages, key=lambda s: s.n_bp), k
+
+
 @pytest.mark.parametrize("scheme, cluster_length", [("muskingum", 32), ("muskingum", None), ("hayami", 40),
                                                     ("linear_storage", 40)])
 def test_gradients_equal_the_exact_engines(scheme, cluster_length, basin, rng):
@@ -62,11 +75,7 @@ def test_gradients_equal_the_exact_engines(scheme, cluster_length, basin, rng):
     weight = torch.as_tensor(rng.standard_normal(q.shape))
     opts = {"cluster_length": cluster_length} if cluster_length else {}
     if cluster_length:  # the case is staged, so virtual sources carry adjoints back
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ThalwegWarning)
-            sch = SCHEMES[scheme]
-            k = sch.kernels(per_reach(basin, sch, params, dtype=torch.float64, device="cpu"), DT, 60)
-        assert len(closure_plan_for(basin, topology(basin), k.h, k.g, length=cluster_length, block=16).stages) > 1
+        assert len(_plan(basin, scheme, params, 60, cluster_length)[0].stages) > 1
     ref = _grads(basin, q, params, scheme, "exact", weight)
     got = _grads(basin, q, params, scheme, "closure", weight, **opts)
     for a, b, name in zip(got, ref, ["Q", "dq"] + sorted(params)):
@@ -89,12 +98,15 @@ def test_warm_started_gradients_equal_the_fft_engines(basin, rng):
 
 
 def test_gradcheck_tiny_tree():
-    """gradcheck through route() on the nine-reach tree: runoff and both Muskingum parameters, two stages."""
+    """gradcheck (fast mode: random directions) through route() on the nine-reach tree: runoff and both
+    Muskingum parameters, over several stages."""
     net = small_tree()
     rng = np.random.default_rng(3)
     q = torch.as_tensor(runoff(net, rng, batch=1, steps=12)).requires_grad_(True)
     k = torch.linspace(1800.0, 5000.0, 9, dtype=torch.float64).requires_grad_(True)
     x = torch.linspace(0.1, 0.4, 9, dtype=torch.float64).requires_grad_(True)
+    plan, _ = _plan(net, "muskingum", {"k": k.detach().numpy(), "x": x.detach().numpy()}, 12, 12)
+    assert len(plan.stages) > 1
 
     def f(q, k, x):
         with warnings.catch_warnings():
@@ -102,16 +114,9 @@ def test_gradcheck_tiny_tree():
             return route(net, q, {"k": k, "x": x}, "muskingum", dt=DT, engine="closure", dtype=torch.float64,
                          cluster_length=12)
 
-    assert torch.autograd.gradcheck(f, (q, k, x), eps=1e-6, atol=1e-7, rtol=1e-5)
+    assert torch.autograd.gradcheck(f, (q, k, x), eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
 
 
-def _stage(net, scheme, params, steps, length):
-    sch = SCHEMES[scheme]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ThalwegWarning)
-        k = sch.kernels(per_reach(net, sch, params, dtype=torch.float64, device="cpu"), DT, steps)
-    plan = closure_plan_for(net, topology(net), k.h, k.g, length=length, block=16)
-    return max(plan.stages, key=lambda s: s.n_bp), k
 
 
 @pytest.mark.parametrize("g_delta", [False, True])
