@@ -72,6 +72,13 @@ def scheme_params(net, scheme: str) -> dict:
     raise SystemExit(f"no benchmark parameters for scheme {scheme}")
 
 
+def deep_params(net, scheme: str, celerity: float) -> dict:
+    """The deep slow case (closure engine): every reach's time scale is its length over ``celerity``."""
+    if scheme != "muskingum":
+        raise SystemExit("--deep is a Muskingum case")
+    return {"k": np.asarray(net.length, dtype=np.float64) / celerity, "x": np.full(net.n_reaches, 0.25)}
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -101,7 +108,7 @@ def peak_bytes(device):
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # process peak RSS
 
 
-def bench_engine(net, runoff, params, engine, device, reps, opts, scheme="muskingum", ref=None):
+def bench_engine(net, runoff, params, engine, device, reps, opts, scheme="muskingum", ref=None, forward_only=False):
     """Times and peaks of one engine; the error against ``ref`` is taken before the backward runs, so the
     forward's output is freed first (1M x 8,784 forward+backward fits on one H200 only so)."""
     rec = {"engine": engine}
@@ -127,6 +134,8 @@ def bench_engine(net, runoff, params, engine, device, reps, opts, scheme="muskin
         if ref is not None:
             rec["max_rel_error"] = float(max_relative_error(out.cpu(), ref).max())
         del out
+        if forward_only:
+            return rec
         try:
             first_name = SCHEMES[scheme].parameter_names[0]
             k = torch.as_tensor(params[first_name], device=device).clone().requires_grad_(True)
@@ -233,6 +242,15 @@ def main(argv=None):
     ap.add_argument("--diffroute-max", type=int, default=150_000)
     ap.add_argument("--diffroute-delays", type=int, nargs="+", default=[48, 256, 1024])
     ap.add_argument("--precision", default="ieee", help="closure engine: ieee, tf32x3 or tf32")
+    # closure engine: the deep slow case of issue 13 (one deep basin, slow water: long path kernels)
+    ap.add_argument("--deep", action="store_true",
+                    help="one deep basin per size (scheidegger_network(size, seed=1, single_basin=True): "
+                         "--sizes 3500 gives 4,999 reaches, 127 levels), Muskingum k = length / --deep-celerity, "
+                         "x = 0.25; e.g. --deep --sizes 3500 --steps 2000 --engines closure exact")
+    ap.add_argument("--deep-celerity", type=float, default=0.3, help="m/s, with --deep")
+    ap.add_argument("--forward-only", action="store_true", help="time the forward only (no backward runs)")
+    ap.add_argument("--closure-gpu-fft-taps", type=int, default=None,
+                    help="closure on GPU: target blocks with kernels this long go by FFT (closure.GPU_FFT_MIN_TAPS)")
     ap.add_argument("--out", default=None, help="write the records as JSON lines here")
     ap.add_argument("--diffroute-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -240,6 +258,10 @@ def main(argv=None):
     DT = args.dt
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.closure_gpu_fft_taps is not None:
+        from thalweg.routing import closure
+
+        closure.GPU_FFT_MIN_TAPS = args.closure_gpu_fft_taps
     device = torch.device(args.device)
     records = []
 
@@ -265,12 +287,12 @@ def main(argv=None):
         return []
     for size in args.sizes:
         t0 = time.perf_counter()
-        net = scheidegger_network(size, seed=1)
+        net = scheidegger_network(size, seed=1, single_basin=args.deep)
         t_net = time.perf_counter() - t0
         t0 = time.perf_counter()
         build_topology(net)
         t_topo = time.perf_counter() - t0
-        params = scheme_params(net, args.scheme)
+        params = deep_params(net, args.scheme, args.deep_celerity) if args.deep else scheme_params(net, args.scheme)
         for steps in args.steps:
             torch.manual_seed(0)
             try:  # sampled on the device: 1M x 8,784 gamma draws on the host take minutes
@@ -303,7 +325,8 @@ def main(argv=None):
                     continue
                 opts = {"precision": args.precision} if engine == "closure" else {}
                 try:
-                    rec = bench_engine(net, runoff, params, engine, device, args.reps, opts, args.scheme, ref)
+                    rec = bench_engine(net, runoff, params, engine, device, args.reps, opts, args.scheme, ref,
+                                       forward_only=args.forward_only)
                     rec["scheme"] = args.scheme
                     if ref is not None:
                         rec["judge_nonfinite"] = int((~torch.isfinite(ref)).sum())

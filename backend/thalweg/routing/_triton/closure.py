@@ -7,6 +7,11 @@ B [block x KT, BT] (the source series, shifted per tap). Products are float32 in
 ('ieee' by default: true float32 arithmetic; 'tf32x3' or 'tf32' on request); they accumulate in
 float64 across source blocks and tap chunks, so long closures keep float32 accuracy. Offsets are
 64-bit: kernel storage passes 2^31 elements on large stages.
+
+The adjoint (``block_conv_adjoint``, the closure engine's backward): dx[i, t] = sum over target blocks J
+holding source block I, targets j in J, taps k of w[I, J][i, j, k] dy[j, t + k], the same blocks
+transposed on reversed time, one program per (source block, time tile, batch element), the pairs of a
+source block listed source-major (``t_ptr``, ``t_bp``, ``t_tgt``); no transposed copy of the blocks.
 """
 from __future__ import annotations
 
@@ -15,11 +20,11 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["block_conv"]
+__all__ = ["block_conv", "block_conv_adjoint"]
 
 
 @triton.jit
-def _block_conv_kernel(x_ptr, w_ptr, y_ptr, bp_ptr, bp_src, n_pad, t_len, length,
+def _block_conv_kernel(x_ptr, w_ptr, y_ptr, bp_lo, bp_hi, bp_src, n_pad, t_len, length,
                        BS: tl.constexpr, BT: tl.constexpr, KT: tl.constexpr, PREC: tl.constexpr):
     jb = tl.program_id(0)
     t0 = tl.program_id(1) * BT
@@ -30,8 +35,8 @@ def _block_conv_kernel(x_ptr, w_ptr, y_ptr, bp_ptr, bp_src, n_pad, t_len, length
     i_of = ik // KT
     kk_of = ik % KT
     acc = tl.zeros([BS, BT], dtype=tl.float64)
-    bp = tl.load(bp_ptr + jb)
-    bp_end = tl.load(bp_ptr + jb + 1)
+    bp = tl.load(bp_lo + jb)
+    bp_end = tl.load(bp_hi + jb)
     while bp < bp_end:
         ib = tl.load(bp_src + bp)
         src_row = (b * n_pad + ib * BS + i_of).to(tl.int64) * t_len
@@ -51,18 +56,74 @@ def _block_conv_kernel(x_ptr, w_ptr, y_ptr, bp_ptr, bp_src, n_pad, t_len, length
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=(cols_t < t_len)[None, :])
 
 
-def block_conv(x: torch.Tensor, w: torch.Tensor, bp_ptr: np.ndarray, bp_src: np.ndarray, *, block: int,
-               precision: str = "ieee", bt: int = 64, kt: int = 16) -> torch.Tensor:
-    """y [B, n_pad, T] from x [B, n_pad, T] (float32) and blocks w [n_bp, block, block, L] (float32)."""
+@triton.jit
+def _block_conv_adj_kernel(dy_ptr, w_ptr, dx_ptr, t_ptr, t_bp, t_tgt, n_pad, t_len, length,
+                           BS: tl.constexpr, BT: tl.constexpr, KT: tl.constexpr, PREC: tl.constexpr):
+    ib = tl.program_id(0)
+    t0 = tl.program_id(1) * BT
+    b = tl.program_id(2).to(tl.int64)
+    rows_i = tl.arange(0, BS)
+    cols_t = t0 + tl.arange(0, BT)
+    jk = tl.arange(0, BS * KT)
+    j_of = jk // KT
+    kk_of = jk % KT
+    acc = tl.zeros([BS, BT], dtype=tl.float64)
+    p = tl.load(t_ptr + ib)
+    p_end = tl.load(t_ptr + ib + 1)
+    while p < p_end:
+        bp = tl.load(t_bp + p)
+        jb = tl.load(t_tgt + p)
+        tgt_row = (b * n_pad + jb * BS + j_of).to(tl.int64) * t_len
+        w_base = bp.to(tl.int64) * BS * BS * length
+        k0 = 0
+        while k0 < length:
+            kk = k0 + kk_of
+            a_off = w_base + (rows_i[:, None] * BS + j_of[None, :]).to(tl.int64) * length + kk[None, :]
+            a = tl.load(w_ptr + a_off, mask=(kk < length)[None, :], other=0.0)
+            tsrc = cols_t[None, :] + kk[:, None]
+            b_mask = (tsrc < t_len) & (kk < length)[:, None]
+            yb = tl.load(dy_ptr + tgt_row[:, None] + tsrc, mask=b_mask, other=0.0)
+            acc += tl.dot(a, yb, input_precision=PREC).to(tl.float64)
+            k0 += KT
+        p += 1
+    x_off = (b * n_pad + ib * BS + rows_i).to(tl.int64)[:, None] * t_len + cols_t[None, :]
+    tl.store(dx_ptr + x_off, acc.to(dx_ptr.dtype.element_ty), mask=(cols_t < t_len)[None, :])
+
+
+def block_conv(x: torch.Tensor, w: torch.Tensor, bp_ptr, bp_src, *, block: int, precision: str = "ieee",
+               bt: int = 64, kt: int = 16, bp_end=None) -> torch.Tensor:
+    """y [B, n_pad, T] from x [B, n_pad, T] (float32) and blocks w [n_bp, block, block, L] (float32).
+
+    Target block J sums block pairs bp_ptr[J] <= p < bp_end[J] (default bp_ptr[J + 1]; an empty range
+    leaves J zero), of source block bp_src[p]."""
     b, n_pad, t_len = x.shape
     length = w.shape[-1]
     x = x.contiguous().to(torch.float32)
     w = w.contiguous().to(torch.float32)
     y = torch.empty(b, n_pad, t_len, dtype=torch.float32, device=x.device)
-    ptr = bp_ptr if torch.is_tensor(bp_ptr) else torch.as_tensor(bp_ptr, device=x.device)
-    src = bp_src if torch.is_tensor(bp_src) else torch.as_tensor(bp_src, device=x.device)
+    ptr, src = (a if torch.is_tensor(a) else torch.as_tensor(np.ascontiguousarray(a), device=x.device)
+                for a in (bp_ptr, bp_src))
+    lo, hi = ptr[:-1], ptr[1:]
+    if bp_end is not None:
+        hi = bp_end if torch.is_tensor(bp_end) else torch.as_tensor(np.ascontiguousarray(bp_end), device=x.device)
     n_blocks = n_pad // block
     grid = (n_blocks, -(-t_len // bt), b)
-    _block_conv_kernel[grid](x, w, y, ptr, src, n_pad, t_len, length, BS=block, BT=bt, KT=kt, PREC=precision,
+    _block_conv_kernel[grid](x, w, y, lo, hi, src, n_pad, t_len, length, BS=block, BT=bt, KT=kt, PREC=precision,
                              num_warps=4)
     return y
+
+
+def block_conv_adjoint(dy: torch.Tensor, w: torch.Tensor, t_ptr: torch.Tensor, t_bp: torch.Tensor,
+                       t_tgt: torch.Tensor, *, block: int, precision: str = "ieee", bt: int = 64,
+                       kt: int = 16) -> torch.Tensor:
+    """dx [B, n_pad, T] from dy [B, n_pad, T] and the forward's blocks w [n_bp, block, block, L] (float32):
+    the transpose of ``block_conv``. t_ptr [n_blocks + 1], t_bp, t_tgt: the pairs source-block-major."""
+    b, n_pad, t_len = dy.shape
+    length = w.shape[-1]
+    dy = dy.contiguous().to(torch.float32)
+    w = w.contiguous().to(torch.float32)
+    dx = torch.empty(b, n_pad, t_len, dtype=torch.float32, device=dy.device)
+    grid = (n_pad // block, -(-t_len // bt), b)
+    _block_conv_adj_kernel[grid](dy, w, dx, t_ptr, t_bp, t_tgt, n_pad, t_len, length, BS=block, BT=bt, KT=kt,
+                                 PREC=precision, num_warps=4)
+    return dx
