@@ -192,6 +192,9 @@ def test_levels_postorder_depth_basins_equal_the_references(case, path):
     assert len(order.level_groups(levels)) == len(ref_level_groups(ref_levels))
     for a, b in zip(order.children(down), ref_children(down)):
         np.testing.assert_array_equal(a, b)
+    offsets = np.random.default_rng(1).integers(0, 1000, down.size)
+    for a, b in zip(order.path_sum(down, offsets, levels), ref_path_sum(down, offsets)):
+        np.testing.assert_array_equal(a, b)
     # accumulation in the same order: float sums equal to the last bit
     values = np.random.default_rng(0).gamma(1.0, 1.0, down.size)
     np.testing.assert_array_equal(order.accumulate(down, values, levels), ref_accumulate(down, values, levels))

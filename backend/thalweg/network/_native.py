@@ -46,7 +46,7 @@ def load():
         lib.children.restype = None
         lib.counting_sort.argtypes = [I64, P, I64, P, P]
         lib.counting_sort.restype = None
-        lib.postorder.argtypes = [I64, P, P, P, P, P, P, P, P, P, P]
+        lib.postorder.argtypes = [I64, P, P, P, P, P, P, P, P, P]
         lib.postorder.restype = I64
         _LIB = lib
     except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
@@ -93,8 +93,9 @@ def postorder(lib, downstream: np.ndarray) -> tuple[np.ndarray, ...]:
     down = _i64(downstream)
     n = down.size
     ptr, idx = children(lib, down)
-    out = [np.empty(n, dtype=np.int64) for _ in range(7)]
-    placed = lib.postorder(n, _p(down), _p(ptr), _p(idx), *(_p(a) for a in out))
+    out = [np.empty(n, dtype=np.int64) for _ in range(5)]
+    stack = np.empty(3 * n, dtype=np.int64)
+    placed = lib.postorder(n, _p(down), _p(ptr), _p(idx), *(_p(a) for a in out), _p(stack))
     if placed != n:
         raise AssertionError(f"post-order placed {placed} of {n} reaches: the network holds a cycle")
-    return tuple(out[:5])
+    return tuple(out)

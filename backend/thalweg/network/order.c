@@ -88,34 +88,35 @@ void counting_sort(i64 n, const i64 *key, i64 n_keys, i64 *ptr, i64 *order)
 /* Subtree post-order of an acyclic network: outlets in ascending position, each reach's upstream reaches in
  * ascending position, each reach right after its whole upstream. From the CSR of ``children``: ``order``,
  * ``position``, ``size`` (reaches upstream, itself included), ``depth`` (links to the outlet) and ``basin``
- * (the outlet) [n]; ``stack`` and ``cursor`` [n] are work space. Returns the number of reaches placed (n for a
- * valid network). */
+ * (the outlet) [n]. ``stack`` [3 n] is work space: the open reaches from the outlet down to the current one,
+ * each with its next child and its block's first position (the stack's height is the depth), so each reach's
+ * outputs are written once, when it is placed. Returns the number of reaches placed (n for a valid network). */
 i64 postorder(i64 n, const i64 *down, const i64 *ptr, const i64 *idx, i64 *order, i64 *position, i64 *size,
-              i64 *depth, i64 *basin, i64 *stack, i64 *cursor)
+              i64 *depth, i64 *basin, i64 *stack)
 {
+    i64 *node = stack, *next = stack + n, *first = stack + 2 * n;
     i64 pos = 0;
     for (i64 r = 0; r < n; r++) {
         if (down[r] >= 0)
             continue;
         i64 top = 0;
-        stack[0] = r;
-        cursor[r] = ptr[r];
-        depth[r] = 0;
-        basin[r] = r;
-        size[r] = pos;  /* the block's first position until the reach is placed */
+        node[0] = r;
+        next[0] = ptr[r];
+        first[0] = pos;
         while (top >= 0) {
-            i64 u = stack[top];
-            if (cursor[u] < ptr[u + 1]) {
-                i64 c = idx[cursor[u]++];
-                cursor[c] = ptr[c];
-                depth[c] = depth[u] + 1;
-                basin[c] = r;
-                size[c] = pos;
-                stack[++top] = c;
+            i64 u = node[top];
+            if (next[top] < ptr[u + 1]) {
+                i64 c = idx[next[top]++];
+                top++;
+                node[top] = c;
+                next[top] = ptr[c];
+                first[top] = pos;
             } else {
                 order[pos] = u;
                 position[u] = pos;
-                size[u] = pos + 1 - size[u];
+                size[u] = pos + 1 - first[top];
+                depth[u] = top;
+                basin[u] = r;
                 pos++;
                 top--;
             }

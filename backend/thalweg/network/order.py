@@ -134,7 +134,10 @@ def accumulate(downstream: np.ndarray, values: np.ndarray, levels: np.ndarray) -
     out = np.array(values, dtype=np.result_type(values, np.float64) if np.asarray(values).dtype.kind == "f"
                    else np.int64, copy=True)
     downstream = np.asarray(downstream, dtype=np.int64)
-    order, bounds = level_sort(levels)
+    return _accumulate(out, downstream, *level_sort(levels))
+
+
+def _accumulate(out: np.ndarray, downstream: np.ndarray, order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     ds_sorted = downstream[order]
     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         group, ds = order[a:b], ds_sorted[a:b]
@@ -152,18 +155,27 @@ def path_sum(downstream: np.ndarray, values: np.ndarray,
     computed when not given). The network must be acyclic.
     """
     downstream = np.asarray(downstream, dtype=np.int64)
+    if levels is None:
+        levels = kahn_levels(downstream)[0]
+    return _path_sum(downstream, values, *level_sort(levels))
+
+
+def _path_sum(downstream: np.ndarray, values: np.ndarray, order: np.ndarray,
+              bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`path_sum` with the level sort given (:func:`level_sort`)."""
     values = np.asarray(values)
     if values.dtype.kind not in "iub":
         raise TypeError(f"path_sum sums integers (got {values.dtype}); a float sum along paths depends on order")
     n = downstream.size
     acc = values.astype(np.int64, copy=True)
     root = np.arange(n, dtype=np.int64)
-    if levels is None:
-        levels = kahn_levels(downstream)[0]
-    inner = np.flatnonzero(downstream >= 0)
-    # the reaches that have a downstream reach, grouped by level (only the grouping matters here)
-    order, bounds = level_sort(np.asarray(levels)[inner])
-    reaches = inner[order]
+    if not n:
+        return acc, root
+    # the reaches that have a downstream reach, still grouped by level (every level holds a reach)
+    inner = downstream[order] >= 0
+    counts = np.add.reduceat(inner.astype(np.int64), bounds[:-1])
+    reaches = order[inner]
+    bounds = np.r_[0, np.cumsum(counts)]
     ds_sorted = downstream[reaches]
     for a, b in zip(bounds[-2::-1].tolist(), bounds[:0:-1].tolist()):
         group, ds = reaches[a:b], ds_sorted[a:b]
@@ -182,7 +194,8 @@ def _numpy_postorder(downstream: np.ndarray, levels: np.ndarray) -> tuple[np.nda
     """
     downstream = np.asarray(downstream, dtype=np.int64)
     n = downstream.size
-    size = accumulate(downstream, np.ones(n, dtype=np.int64), levels)
+    by_level = level_sort(levels)  # one sort for the two passes
+    size = _accumulate(np.ones(n, dtype=np.int64), downstream, *by_level)
     # offset of each reach inside its parent's block (outlets: inside the whole network)
     key = downstream
     perm = stable_argsort(key)  # by downstream reach, then position
@@ -193,7 +206,7 @@ def _numpy_postorder(downstream: np.ndarray, levels: np.ndarray) -> tuple[np.nda
     first_index = np.maximum.accumulate(np.where(first, np.arange(n), 0))
     offset = np.empty(n, dtype=np.int64)
     offset[perm] = csum - csum[first_index]
-    start, _ = path_sum(downstream, offset, levels)
+    start, _ = _path_sum(downstream, offset, *by_level)
     position = start + size - 1
     order = np.empty(n, dtype=np.int64)
     order[position] = np.arange(n)
