@@ -49,34 +49,35 @@ def _subbasin(net, target: int):
 
 
 def _fill(net, target: int, seed: int):
-    """Whole basins of ``net`` drawn in a seeded random order, each kept while the total stays within ``target``:
-    the lattice's mix of tiny to large basins, about ``target`` reaches (short of it by less than the smallest
-    basin left out)."""
+    """``net`` less whole basins drawn in a seeded random order, each dropped while at least ``target`` reaches
+    stay: about ``target`` reaches (over it by less than the smallest basin left in), the lattice's mix of tiny to
+    large basins kept (a basin larger than the surplus is never dropped)."""
     if net.n_reaches <= target:
         return net
     order = np.asarray(net.postorder)
     basin_of = np.asarray(net.basin)[order]
     bounds = np.flatnonzero(np.r_[True, basin_of[1:] != basin_of[:-1], True])
     sizes = np.diff(bounds)
-    keep = np.zeros(sizes.size, dtype=bool)
-    total = 0
+    keep = np.ones(sizes.size, dtype=bool)
+    total = net.n_reaches
     for j in np.random.default_rng(seed).permutation(sizes.size).tolist():  # per basin, not per reach
-        if total + sizes[j] <= target:
-            keep[j] = True
-            total += int(sizes[j])
+        if total - sizes[j] >= target:
+            keep[j] = False
+            total -= int(sizes[j])
             if total == target:
                 break
     return net.take(np.sort(order[np.repeat(keep, sizes)]))
 
 
 def forest(n_reaches: int, seed: int = 0):
-    """A forest of ``n_reaches`` (to within 1 %; exact but for a few reaches): four single deep basins (tall
+    """A forest of ``n_reaches`` (within 1 % from 10,000 up; exact but for a few reaches): four single deep basins (tall
     lattices, 15, 8, 5 and 2 % of all reaches: the deepest an Amazon), and the rest, about 70 %, whole basins of a
     wide lattice (many basins, tiny to large).
 
     A tall lattice's largest basin comes out about 1.5 times the size asked for, so each deep basin is asked at
     1/1.5 of its share and, when still too large, cut to the sub-basin nearest its share; the wide lattice is made
-    3 % larger than what remains and whole basins drawn from it fill the remainder (:func:`_fill`)."""
+    3 % larger than what remains and whole basins, drawn at random among those smaller than the surplus, are
+    dropped from it (:func:`_fill`)."""
     from thalweg.network import from_arrays, scheidegger_network
 
     parts = []
