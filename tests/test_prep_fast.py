@@ -257,13 +257,14 @@ def test_a_chain_of_100k_reaches_has_no_recursion_limit(path):
     np.testing.assert_array_equal(idx, np.arange(n - 1))
 
 
-@pytest.mark.parametrize("case", ["one cycle", "cycle with a tail", "two cycles and a tree"])
+@pytest.mark.parametrize("case", ["one cycle", "cycle with a tail", "two cycles and a tree", "a reach into itself"])
 def test_cycles_leave_the_same_reaches_stuck(case, path):
     tree = random_forest(50, 8)
     down = {"one cycle": np.array([1, 2, 0]),
             "cycle with a tail": np.array([1, 2, 0, 0, 3, -1, 5]),  # 3, 4 drain into the cycle; 5, 6 a tree
             # 0 <-> 1 and 2 <-> 3, with 4 and 5 draining into them, then a tree of 50
             "two cycles and a tree": np.r_[1, 0, 3, 2, 1, 3, np.where(tree >= 0, tree + 6, -1)],
+            "a reach into itself": np.array([-1, 0, 2, 2, 3]),
             }[case]
     levels, stuck = order.kahn_levels(down)
     ref_levels, ref_stuck = ref_kahn_levels(down)
@@ -272,6 +273,14 @@ def test_cycles_leave_the_same_reaches_stuck(case, path):
     ids = np.arange(1, down.size + 1)
     with pytest.raises(CycleError):
         from_arrays(ids, np.where(down >= 0, ids[np.maximum(down, 0)], -1))
+
+
+@pytest.mark.skipif(_native.load() is None, reason="no C compiler here")
+def test_the_c_walks_refuse_positions_past_the_end():
+    down = np.array([1, 5, -1])  # 5: past the end (a RiverNetwork built without from_arrays); never written through
+    for fn in (order.kahn_levels, order.children, lambda d: order.tree_order(d, np.array([0, 1, 2]))):
+        with pytest.raises(IndexError):
+            fn(down)
 
 
 @pytest.mark.parametrize("kind", ["dense", "sparse", "dense from zero", "huge"])

@@ -60,12 +60,17 @@ def _p(a: np.ndarray):
     return a.ctypes.data
 
 
-def _i64(a) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.int64)
+def _down(a) -> np.ndarray:
+    """``a`` as contiguous int64 downstream positions; IndexError (as numpy indexing gives) for one past the end,
+    which the C would write through."""
+    down = np.ascontiguousarray(a, dtype=np.int64)
+    if down.size and int(down.max()) >= down.size:
+        raise IndexError(f"downstream position {int(down.max())} is out of bounds for {down.size} reaches")
+    return down
 
 
 def kahn_levels(lib, downstream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    down = _i64(downstream)
+    down = _down(downstream)
     n = down.size
     levels, rem = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     lib.kahn_levels(n, _p(down), _p(levels), _p(rem))
@@ -73,7 +78,7 @@ def kahn_levels(lib, downstream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def children(lib, downstream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    down = _i64(downstream)
+    down = _down(downstream)
     n = down.size
     ptr = np.empty(n + 1, dtype=np.int64)
     idx = np.empty(int(np.count_nonzero(down >= 0)), dtype=np.int64)
@@ -82,7 +87,7 @@ def children(lib, downstream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def counting_sort(lib, key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
-    key = _i64(key)
+    key = np.ascontiguousarray(key, dtype=np.int64)
     order, ptr = np.empty(key.size, dtype=np.int64), np.empty(n_keys + 1, dtype=np.int64)
     lib.counting_sort(key.size, _p(key), int(n_keys), _p(ptr), _p(order))
     return order, ptr
@@ -90,7 +95,7 @@ def counting_sort(lib, key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.nda
 
 def postorder(lib, downstream: np.ndarray) -> tuple[np.ndarray, ...]:
     """(order, position, size, depth, basin) of an acyclic network."""
-    down = _i64(downstream)
+    down = _down(downstream)
     n = down.size
     ptr, idx = children(lib, down)
     out = [np.empty(n, dtype=np.int64) for _ in range(5)]
