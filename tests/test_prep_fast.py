@@ -270,6 +270,10 @@ def test_cycles_leave_the_same_reaches_stuck(case, path):
     ref_levels, ref_stuck = ref_kahn_levels(down)
     np.testing.assert_array_equal(levels, ref_levels)
     np.testing.assert_array_equal(stuck, ref_stuck)
+    groups, ref_groups = order.level_groups(levels), ref_level_groups(ref_levels)  # the stuck reaches in none
+    assert len(groups) == len(ref_groups)
+    for a, b in zip(groups, ref_groups):
+        np.testing.assert_array_equal(a, b)
     ids = np.arange(1, down.size + 1)
     with pytest.raises(CycleError):
         from_arrays(ids, np.where(down >= 0, ids[np.maximum(down, 0)], -1))

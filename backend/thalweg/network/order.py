@@ -50,15 +50,15 @@ def stable_argsort(key: np.ndarray) -> np.ndarray:
 
 def level_sort(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(order, ptr)``: reaches sorted by level (ascending position within a level), and ``ptr`` [n_levels + 1]
-    with level ``k``'s reaches at ``order[ptr[k]:ptr[k + 1]]``."""
+    with level ``k``'s reaches at ``order[ptr[k]:ptr[k + 1]]`` (``np.argsort(levels, kind="stable")`` and its
+    ``searchsorted`` bounds)."""
     levels = np.asarray(levels)
     lib = _native_lib()
     if lib is not None and levels.size and levels.dtype.kind in "iu" and int(levels.min()) >= 0:
         return _native.counting_sort(lib, levels, int(levels.max()) + 1)
     order = stable_argsort(levels)
-    counts = np.bincount(levels, minlength=0) if levels.size else np.zeros(0, dtype=np.int64)
-    ptr = np.zeros(counts.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
+    # reaches of level -1 (on or below a cycle) come first and belong to no level
+    ptr = np.searchsorted(levels[order], np.arange(int(levels.max(initial=-1)) + 2)).astype(np.int64)
     return order, ptr
 
 
