@@ -159,7 +159,7 @@ NATIVE = [False] + ([True] if _native.load() is not None else [])
 def path(request, monkeypatch):
     """Both implementations: the compiled walks (where a C compiler is here) and numpy."""
     if not request.param:
-        monkeypatch.setattr(order, "_native_lib", lambda: None)
+        monkeypatch.setattr(_native, "load", lambda: None)
     return "c" if request.param else "numpy"
 
 
@@ -228,18 +228,67 @@ def test_topology_and_partitions_equal_the_references(case, path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_clusters_are_the_same_by_both_paths(monkeypatch):
-    net_c = scheidegger_network(3000, seed=7)
-    fast = clusters(net_c, 150)
-    monkeypatch.setattr(order, "_native_lib", lambda: None)
-    net_np = scheidegger_network(3000, seed=7)
-    slow = clusters(net_np, 150)
-    assert len(fast) == len(slow) > 1
-    for a, b in zip(fast, slow):
-        np.testing.assert_array_equal(a.reaches, b.reaches)
-        np.testing.assert_array_equal(a.inflow_from, b.inflow_from)
-        np.testing.assert_array_equal(a.inflow_into, b.inflow_into)
-        assert (a.upstream, a.stage) == (b.upstream, b.stage)
+def ref_clusters(network, max_reaches):
+    """scale.partition.clusters before this change (tree networks)."""
+    from thalweg.scale.partition import _piece
+
+    n = network.n_reaches
+    ds = np.asarray(network.downstream, dtype=np.int64)
+    levels = ref_kahn_levels(ds)[0]
+    groups = ref_level_groups(levels)
+    open_size = np.ones(n, dtype=np.int64)
+    cut = np.zeros(n, dtype=bool)
+    for group in groups:
+        d = ds[group]
+        inner = d >= 0
+        cut[group] = (open_size[group] >= max_reaches) & inner
+        carry = np.where(cut[group], 0, open_size[group])
+        np.add.at(open_size, d[inner], carry[inner])
+    root = np.where(cut | (ds < 0), np.arange(n), -1)
+    for group in reversed(groups):
+        free = group[root[group] < 0]
+        root[free] = root[ds[free]]
+    o = ref_postorder(ds, levels)[0]
+    by_root = np.argsort(root[o], kind="stable")
+    members = o[by_root]
+    roots, starts = np.unique(root[members], return_index=True)
+    bounds = np.r_[starts, n]
+    cuts = np.flatnonzero(cut)
+    target_root = root[ds[cuts]]
+    stage_of_root = np.zeros(n, dtype=np.int64)
+    by_target = np.argsort(target_root, kind="stable")
+    tr_sorted, src_sorted = target_root[by_target], cuts[by_target]
+    for r in roots[np.argsort(levels[roots], kind="stable")]:
+        a, b = np.searchsorted(tr_sorted, [r, r + 1])
+        if b > a:
+            stage_of_root[r] = 1 + int(stage_of_root[src_sorted[a:b]].max())
+    sizes = np.diff(bounds)
+    rank = np.lexsort((-sizes, stage_of_root[roots]))
+    number = np.empty(roots.size, dtype=np.int64)
+    number[rank] = np.arange(roots.size)
+    piece_of_root = np.full(n, -1, dtype=np.int64)
+    piece_of_root[roots] = number
+    pieces = []
+    for j in rank:
+        r = roots[j]
+        a, b = np.searchsorted(tr_sorted, [r, r + 1])
+        src = src_sorted[a:b]
+        pieces.append(_piece(int(number[j]), members[bounds[j]:bounds[j + 1]], src, ds[src],
+                             sorted(set(piece_of_root[src].tolist())), int(stage_of_root[r])))
+    return pieces
+
+
+@pytest.mark.parametrize("case", ["scheidegger shuffled", "scheidegger deep basin", "random forest", "star",
+                                  "chain upward", "one reach"])
+@pytest.mark.parametrize("max_reaches", [1, 40, 400])
+def test_clusters_equal_the_reference(case, max_reaches, path):
+    net = _net(np.asarray(CASES[case](), dtype=np.int64))
+    got, want = clusters(net, max_reaches), ref_clusters(net, max_reaches)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        for name in ("reaches", "inflow_from", "inflow_into"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        assert (a.index, a.upstream, a.stage, a.members) == (b.index, b.upstream, b.stage, b.members)
 
 
 def test_a_chain_of_100k_reaches_has_no_recursion_limit(path):

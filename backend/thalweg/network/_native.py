@@ -17,7 +17,7 @@ import numpy as np
 
 from .._cbuild import build
 
-__all__ = ["children", "counting_sort", "kahn_levels", "load", "postorder"]
+__all__ = ["children", "counting_sort", "cut_clusters", "kahn_levels", "load", "postorder"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def load():
         lib.counting_sort.restype = None
         lib.postorder.argtypes = [I64, P, P, P, P, P, P, P, P, P]
         lib.postorder.restype = I64
+        lib.cut_clusters.argtypes = [I64, P, P, I64, P, P, P]
+        lib.cut_clusters.restype = None
         _LIB = lib
     except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
         log.debug("thalweg: the compiled network-order kernels are unavailable (%s: %s); numpy does their work",
@@ -104,3 +106,14 @@ def postorder(lib, downstream: np.ndarray) -> tuple[np.ndarray, ...]:
     if placed != n:
         raise AssertionError(f"post-order placed {placed} of {n} reaches: the network holds a cycle")
     return tuple(out)
+
+
+def cut_clusters(lib, downstream: np.ndarray, level_order: np.ndarray, max_reaches: int) -> tuple[np.ndarray, ...]:
+    """(cut bool [n], root int64 [n]) of :func:`thalweg.scale.partition.clusters`."""
+    down = _down(downstream)
+    n = down.size
+    level_order = np.ascontiguousarray(level_order, dtype=np.int64)
+    assert level_order.size == n
+    cut, root, work = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    lib.cut_clusters(n, _p(down), _p(level_order), int(max_reaches), cut.ctypes.data, _p(root), _p(work))
+    return cut.view(bool), root

@@ -124,3 +124,24 @@ i64 postorder(i64 n, const i64 *down, const i64 *ptr, const i64 *idx, i64 *order
     }
     return pos;
 }
+
+/* Cluster outlets of scale/partition.py's ``clusters``: walking ``level_order`` (headwaters first), a reach
+ * with a downstream reach whose uncut upstream holds at least ``max_reaches`` reaches is cut (``cut`` [n], 0/1),
+ * else its uncut upstream count joins its downstream reach's (``open_size`` [n], work space). Then, walking
+ * back (outlets' levels first), ``root`` [n] is the first cut reach or outlet at or below each reach. */
+void cut_clusters(i64 n, const i64 *down, const i64 *level_order, i64 max_reaches, int8_t *cut, i64 *root,
+                  i64 *open_size)
+{
+    for (i64 i = 0; i < n; i++)
+        open_size[i] = 1;
+    for (i64 k = 0; k < n; k++) {
+        i64 u = level_order[k], d = down[u];
+        cut[u] = d >= 0 && open_size[u] >= max_reaches;
+        if (d >= 0 && !cut[u])
+            open_size[d] += open_size[u];
+    }
+    for (i64 k = n - 1; k >= 0; k--) {
+        i64 u = level_order[k], d = down[u];
+        root[u] = (cut[u] || d < 0) ? u : root[d];
+    }
+}
