@@ -4,13 +4,15 @@ A Scheidegger tree of --size reaches (``scheidegger_network``) and the same tree
 reaches split (``scheidegger_dag``: deltas near the outlets, braids mid-network), Muskingum with GEOGloWS
 parameters (x = 0.25), dt = 86400 s, gamma runoff [--batch, N, --steps] float32. For each engine: the median
 and minimum of --reps forward calls (interleaved tree / DAG, after one warm call each; process CPU time on the
-CPU, CUDA-synchronised wall time on a GPU), the DAG / tree ratio, the DAG's stages and virtual sources, and
-the DAG's max relative error per reach against the float64 run of the same engine (which the tests hold to
-the float64 numpy reference). The issue's goal: the exact engine's ratio <= 1.3 at 100,000 reaches, 1 % split.
+CPU, CUDA-synchronised wall time on a GPU), the DAG / tree ratio, the path the DAG took ('native': the CPU
+exact engine's one compiled pass, with its side rows; 'stages': its stages and virtual sources), and the
+DAG's max relative error per reach against the float64 run of the same engine (which the tests hold to the
+float64 numpy reference). The issue's goal: the exact engine's ratio <= 1.3 at 100,000 reaches, 1 % split.
 
 Examples::
 
     python scripts/bench_dag.py --device cpu --threads 1 --size 100000 --steps 366
+    python scripts/bench_dag.py --device cpu --threads 1 --size 100000 --steps 366 --backward
     python scripts/bench_dag.py --device cuda --size 100000 1000000 --steps 366 8784 --engines exact fft
 """
 from __future__ import annotations
@@ -26,7 +28,8 @@ from thalweg.errors import ThalwegWarning
 from thalweg.network import scheidegger_dag, scheidegger_network
 from thalweg.params import geoglows_muskingum
 from thalweg.routing import route
-from thalweg.routing.dag import dag_plan
+from thalweg.routing import _cpu
+from thalweg.routing.dag import dag_plan, native_plan
 
 DT = 86400.0
 
@@ -63,19 +66,31 @@ def one(size: int, steps: int, args, device: torch.device) -> list[dict]:
             outs[name] = route(net, q, p, "muskingum", dt=DT, engine=engine)  # warm: plans, compilation
         for _ in range(args.reps):
             for name, (net, q, p) in cases.items():
-                t0 = now()
-                route(net, q, p, "muskingum", dt=DT, engine=engine)
+                if args.backward:  # forward and backward: gradients to the runoff and to k
+                    qq = q.clone().requires_grad_(True)
+                    pp = {**p, "k": torch.as_tensor(p["k"]).requires_grad_(True)}
+                    t0 = now()
+                    route(net, qq, pp, "muskingum", dt=DT, engine=engine).sum().backward()
+                else:
+                    t0 = now()
+                    route(net, q, p, "muskingum", dt=DT, engine=engine)
                 times[name].append(now() - t0)
         net, q, p = cases["dag"]
         want = route(net, q.double(), p, "muskingum", dt=DT, engine=engine, dtype=torch.float64)
         got = outs["dag"].double()
         peak = want.abs().amax(-1, keepdim=True).clamp(min=1e-12)
         err = float(((got - want).abs() / peak).max())
-        plan = dag_plan(dag, sinks=engine == "exact" and device.type == "cpu")
+        native = native_plan(dag) if engine == "exact" and device.type == "cpu" and _cpu.available() else None
+        if native is not None:
+            how = {"path": "native", "side_rows": native.links.n_side}
+        else:
+            plan = dag_plan(dag, sinks=engine == "exact" and device.type == "cpu")
+            how = {"path": "stages", "stages": len(plan.stages), "virtual_sources": plan.n_virtual}
         med = {k: float(np.median(v)) for k, v in times.items()}
-        rows.append({"engine": engine, "device": str(device), "reaches_tree": tree.n_reaches,
+        rows.append({"engine": engine, "device": str(device), "backward": bool(args.backward),
+                     "reaches_tree": tree.n_reaches,
                      "reaches_dag": dag.n_reaches, "splits": dag.splits.n_splits, "steps": steps,
-                     "batch": args.batch, "stages": len(plan.stages), "virtual_sources": plan.n_virtual,
+                     "batch": args.batch, **how,
                      "tree_ms": 1e3 * med["tree"], "dag_ms": 1e3 * med["dag"],
                      "tree_min_ms": 1e3 * min(times["tree"]), "dag_min_ms": 1e3 * min(times["dag"]),
                      "ratio_median": med["dag"] / med["tree"],
@@ -94,6 +109,7 @@ def main() -> None:
     ap.add_argument("--split-share", type=float, default=0.01)
     ap.add_argument("--engines", nargs="+", default=["exact"], choices=["exact", "fft", "closure"])
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--backward", action="store_true", help="time forward + backward (gradients to runoff and k)")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args()

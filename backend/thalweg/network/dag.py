@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Splits", "ORIGINS", "edges", "dag_levels", "softmax_fractions", "fraction_logits", "multipath_regions",
-           "split_summary"]
+           "split_summary", "minor_link_order"]
 
 # where a network's fractions came from: a field of the data, a --links table, drainage areas, equal shares,
 # or given in code
@@ -252,3 +252,176 @@ def split_summary(network: Any) -> dict[str, Any]:
     return {"splits": splits.n_splits, "split_links": splits.n_links,
             "largest_multipath_region": int(regions[0].size) if regions else 0,
             "split_fractions": splits.origin}
+
+
+def _lift(up: list[np.ndarray], x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The reach ``k`` forest links below each reach of ``x`` (binary lifting tables ``up``)."""
+    x = x.copy()
+    for j, table in enumerate(up):
+        bit = ((k >> j) & 1).astype(bool)
+        x[bit] = table[x[bit]]
+    return x
+
+
+def _kahn(nodes: list[int], pairs: list[tuple[int, int]], rank: np.ndarray) -> tuple[list[int], set[int]]:
+    """``nodes`` sorted so that a comes before b for every pair (a, b), ties by ``rank``; and the nodes left
+    unsorted, on or below a cycle of the pairs (empty when there is none)."""
+    import heapq
+
+    succ: dict[int, list[int]] = {x: [] for x in nodes}
+    need = dict.fromkeys(nodes, 0)
+    for a, b in pairs:
+        succ[a].append(b)
+        need[b] += 1
+    ready = [(int(rank[x]), x) for x in nodes if need[x] == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, x = heapq.heappop(ready)
+        out.append(x)
+        for y in succ[x]:
+            need[y] -= 1
+            if need[y] == 0:
+                heapq.heappush(ready, (int(rank[y]), y))
+    return out, {x for x in nodes if need[x] > 0}
+
+
+def _forest_order(down: np.ndarray, u: np.ndarray, v: np.ndarray, cached: tuple | None):
+    """``minor_link_order`` for the forest ``down`` and the links u -> v outside it: (order, group_ptr, None),
+    or (None, None, per cyclic group of siblings the indices of the links among its children on or below a
+    cycle)."""
+    from .order import kahn_levels, path_sum, subtree_postorder
+
+    n = down.size
+    if cached is not None:
+        levels, order0, size, depth = cached
+    else:
+        levels, _ = kahn_levels(down)
+        order0, _, size = subtree_postorder(down, levels)
+        depth, _ = path_sum(down, (down >= 0).astype(np.int64))
+    pos0 = np.empty(n, dtype=np.int64)
+    pos0[order0] = np.arange(n)
+    links = np.arange(u.size)
+    # v an ancestor of u (its upstream block holds u): always met in order
+    keep = ~((pos0[v] - size[v] < pos0[u]) & (pos0[u] <= pos0[v]))
+    u, v, links = u[keep], v[keep], links[keep]
+    up = [np.where(down >= 0, down, np.arange(n))]  # an outlet's "ancestor" is itself
+    while (1 << len(up)) <= int(depth.max(initial=0)):
+        up.append(up[-1][up[-1]])
+    # the children of the lowest common ancestor on the paths to u and v (the basins' outlets across basins)
+    d = np.minimum(depth[u], depth[v])
+    cu, cv = _lift(up, u, depth[u] - d), _lift(up, v, depth[v] - d)
+    if np.any(cu == cv):  # u upstream of v along the forest and u -> v: a cycle, refused by the network checks
+        raise AssertionError("a link closes a cycle; build the network with from_arrays, which validates")
+    for table in reversed(up):
+        differ = table[cu] != table[cv]
+        cu[differ], cv[differ] = table[cu[differ]], table[cv[differ]]
+    parent = down[cu]
+    rank = np.arange(n, dtype=np.int64)
+    by_parent: dict[int, list[tuple[int, int, int]]] = {}
+    for a, x, y, e in zip(parent.tolist(), cu.tolist(), cv.tolist(), links.tolist()):
+        by_parent.setdefault(a, []).append((x, y, e))
+    on_cycle: list[list[int]] = []  # per cyclic group of siblings, the links among its stuck children
+
+    def sort(nodes: list[int], triples: list[tuple[int, int, int]]) -> list[int]:
+        seq, stuck = _kahn(nodes, [(x, y) for x, y, _ in triples], rank)
+        if stuck:
+            on_cycle.append([e for x, y, e in triples if x in stuck and y in stuck])
+        return seq
+
+    for a, triples in by_parent.items():
+        if a >= 0:
+            nodes = sorted({x for t in triples for x in t[:2]})
+            seq = sort(nodes, triples)
+            rank[seq] = np.sort(rank[seq])
+    # basins: each group of basins joined by links in one run, in topological order
+    outlets = np.flatnonzero(down < 0)
+    triples = by_parent.get(-1, [])
+    group = {int(o): int(o) for o in outlets.tolist()}
+
+    def find(x: int) -> int:
+        while group[x] != x:
+            group[x] = group[group[x]]
+            x = group[x]
+        return x
+
+    for x, y, _ in triples:
+        group[find(x)] = find(y)
+    members: dict[int, list[int]] = {}
+    for o in outlets.tolist():
+        members.setdefault(find(o), []).append(o)
+    triples_of: dict[int, list[tuple[int, int, int]]] = {}
+    for t in triples:
+        triples_of.setdefault(find(t[0]), []).append(t)
+    seq, ends = [], []
+    for o in outlets.tolist():  # groups in the order of their first basin
+        root = find(o)
+        if root not in members:
+            continue
+        nodes = members.pop(root)
+        seq.extend(sort(nodes, triples_of.get(root, [])) if len(nodes) > 1 else nodes)
+        ends.append(len(seq))
+    if on_cycle:
+        return None, None, on_cycle
+    rank[seq] = np.sort(rank[outlets])
+    # the post-order with siblings by rank: relabel the reaches by rank, order, map back
+    perm = np.argsort(rank, kind="stable")
+    inv = np.empty(n, dtype=np.int64)
+    inv[perm] = np.arange(n)
+    down_r = np.where(down[perm] >= 0, inv[np.maximum(down[perm], 0)], -1)
+    order_r, _, _ = subtree_postorder(down_r, levels[perm])
+    order = perm[order_r]
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n)
+    last = np.asarray(seq, dtype=np.int64)[np.asarray(ends, dtype=np.int64) - 1]
+    group_ptr = np.r_[0, np.sort(pos[last]) + 1].astype(np.int64)
+    return order.astype(np.int64), group_ptr, None
+
+
+def minor_link_order(network: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A forest of the network's links and a subtree post-order of it in which every other link's source comes
+    before its receiver: how the compiled recursions route a DAG in one pass.
+
+    The forest starts as the main tree (``network.downstream``). A link u -> v outside it is met in post-order
+    after u and before v when v is an ancestor of u (v's inflow is still open), and otherwise only if, at the
+    lowest common ancestor a of u and v, the child subtree of a holding u comes before the one holding v (for
+    reaches of different basins: u's basin before v's). Each reach's children, and the basins, are sorted
+    topologically by these sibling constraints (ties in index order, as ``subtree_postorder``); basins joined by
+    links are kept next to each other. Where the constraints are cyclic (possible in a valid DAG: two
+    anabranches that exchange water both ways), a split reach with a link on the cycle is cut from the forest
+    (all its links become outside links, its upstream a basin of its own), one per cyclic group of siblings,
+    and the order is sought again. That always ends: with every split reach cut, a constraint runs from the
+    basin of a split reach to the basin it sends water into, and a cycle of those would be a cycle of the DAG.
+
+    Returns ``(order, group_ptr, forest)``: ``order`` int64 [N] the post-order, ``group_ptr`` int64 [G + 1] the
+    post-order segments of the groups of basins joined by links (each segment holds all links of its reaches),
+    ``forest`` int64 [N] the downstream index of the forest (``network.downstream`` where nothing was cut).
+    """
+    down = np.array(network.downstream, dtype=np.int64)
+    n = down.size
+    splits = network.splits
+    if splits is None:
+        src = to = np.zeros(0, dtype=np.int64)
+        main = np.zeros(0, dtype=bool)
+    else:
+        src, to, main = splits.source, splits.to, splits.is_main
+    cut = np.zeros(n, dtype=bool)
+    cached = (np.asarray(network.levels), np.asarray(network.postorder), np.asarray(network.n_upstream),
+              np.asarray(network.depth))
+    while True:
+        outside = np.flatnonzero(~main | cut[src])
+        order, group_ptr, on_cycle = _forest_order(down, src[outside], to[outside], cached)
+        if order is not None:
+            return order, group_ptr, down
+        # one split reach per cyclic group (cutting one at a time keeps the most in the tree); every cycle has a
+        # link from a reach still in the tree (a cycle of cut reaches' links would be a cycle of the DAG)
+        new = []
+        for group in on_cycle:
+            sources = [int(r) for r in src[outside[group]].tolist() if not cut[r]]
+            if sources:
+                new.append(sources[0])
+        if not new:
+            raise AssertionError("the links' order constraints are cyclic with every split reach on the cycle cut")
+        cut[new] = True
+        down[new] = -1
+        cached = None

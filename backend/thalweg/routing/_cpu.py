@@ -3,9 +3,16 @@
 Work items are (batch element, basin): basins are contiguous post-order segments, so items touch
 disjoint reaches and run in threads (ctypes releases the GIL) when torch allows several threads.
 The backward pass is routing on the reversed tree in reversed time (see ``routing.c``).
+
+The recursions also route a network whose rivers split in one pass (``SplitLinks``, built by
+``routing.dag.native_plan``): the topology is then the main tree in an order where every minor link's
+source comes before its receiver, and its ``basin_ptr`` holds the groups of basins joined by minor links,
+so work items never split a link; the fractions are an input with a gradient.
 """
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import mmap
 import sys
 from concurrent import futures
@@ -16,7 +23,7 @@ import torch
 from . import _native
 from .topology import Topology
 
-__all__ = ["available", "fir_route", "iir_route", "kernel_support", "kernel_support_on"]
+__all__ = ["SplitLinks", "available", "fir_route", "iir_route", "kernel_support", "kernel_support_on"]
 
 STACK_BYTES = 2 << 20  # the depth-indexed inflow stack of one pass over the tree stays in L2/L3
 
@@ -106,9 +113,45 @@ def _check(rc: int, what: str) -> None:
         raise RuntimeError(f"native {what} returned {rc}")
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class SplitLinks:
+    """The links of split reaches for the compiled recursions (``split_links`` in routing.c), int64 arrays.
+
+    link_ptr : [N + 1] CSR over reaches of the E links out of each split reach (``network.splits`` order).
+    link_row : [E] where each link's water goes: >= 0 a side row, < 0 the stack row -row - 1 (an ancestor's).
+    side_of : [N] the side row each reach reads its minor inflow from, -1 for none.
+    in_ptr, in_src, in_link : [N + 1], [E], [E] CSR over receivers: source reach and link of each link.
+    n_side : number of side rows.
+    """
+
+    link_ptr: np.ndarray
+    link_row: np.ndarray
+    side_of: np.ndarray
+    in_ptr: np.ndarray
+    in_src: np.ndarray
+    in_link: np.ndarray
+    n_side: int
+
+    def native(self, frac: np.ndarray, in_frac: np.ndarray, side, wbuf=None, dfrac=None) -> ctypes.Structure:
+        p = _native.ptr
+        return _native.SplitLinks(p(self.link_ptr), p(self.link_row), p(frac), p(self.side_of), p(self.in_ptr),
+                                  p(self.in_src), p(in_frac), p(side), p(wbuf), p(dfrac))
+
+
+def _split_arg(links: SplitLinks | None, frac64: np.ndarray | None, in_frac: np.ndarray | None, chunk: int,
+               backward: bool = False, dfrac: np.ndarray | None = None):
+    """(the ``split_links`` argument of one work item or None for a tree, the buffers it points to)."""
+    if links is None:
+        return None, None
+    side = np.zeros(max(links.n_side, 1) * chunk)
+    wbuf = np.empty(chunk) if backward else None
+    struct = links.native(frac64, in_frac, side, wbuf, dfrac)
+    return ctypes.addressof(struct), (struct, side, wbuf)
+
+
 class _IIR(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, runoff, coef, topo: Topology, state):
+    def forward(ctx, runoff, coef, topo: Topology, state, links: SplitLinks | None = None, fractions=None):
         lib = _native.load()
         b, n, t_len = runoff.shape
         q = runoff.detach().contiguous()
@@ -117,22 +160,28 @@ class _IIR(torch.autograd.Function):
         st = (torch.zeros(b, n, 3, dtype=torch.float64) if state is None
               else state.detach().to(torch.float64).clone().contiguous())
         prev = st.clone() if state is not None else None
-        fn = getattr(lib, f"iir_forward_{_suffix(q.dtype)}")
+        fn = getattr(lib, f"iir_forward_{'' if links is None else 'split_'}{_suffix(q.dtype)}")
         p = _native.ptr
         order, depth, down = topo.order, topo.depth, topo.downstream
         nt = n * t_len
+        frac64 = in_frac = None
+        if links is not None:
+            frac64 = np.array(fractions.detach().cpu().numpy(), dtype=np.float64)  # a copy: the backward's too
+            in_frac = np.ascontiguousarray(frac64[links.in_link])
+        n_side = 0 if links is None else links.n_side
 
         def work(item):
             k, start, count, seg_depth = item
-            chunk = _chunk(t_len, seg_depth)
+            chunk = _chunk(t_len, seg_depth + n_side)
             stack = np.zeros(seg_depth * chunk)
             xbuf = np.empty(chunk)
+            sl, _keep = _split_arg(links, frac64, in_frac, chunk)
             _check(fn(count, t_len, chunk, order.ctypes.data + 8 * start, p(depth), p(down), p(coef64),
                       q.data_ptr() + k * nt * q.element_size(), out.data_ptr() + k * nt * out.element_size(),
-                      st.data_ptr() + k * n * 3 * 8, p(stack), p(xbuf)), "iir_forward")
+                      st.data_ptr() + k * n * 3 * 8, p(stack), p(xbuf), sl), "iir_forward")
 
         _run(_items(topo, b), work)
-        ctx.topo = topo
+        ctx.topo, ctx.links, ctx.split = topo, links, (frac64, in_frac)
         ctx.save_for_backward(q, coef64, out, prev if prev is not None else torch.empty(0))
         ctx.has_prev = prev is not None
         ctx.mark_non_differentiable(st)
@@ -147,35 +196,47 @@ class _IIR(torch.autograd.Function):
         grad = grad_out.contiguous().to(q.dtype)
         dq = empty(q.shape, q.dtype)
         dcoef = torch.zeros(b, n, 5, dtype=torch.float64)
-        fn = getattr(lib, f"iir_backward_{_suffix(q.dtype)}")
+        links: SplitLinks | None = ctx.links
+        fn = getattr(lib, f"iir_backward_{'' if links is None else 'split_'}{_suffix(q.dtype)}")
         p = _native.ptr
         nt, es = n * t_len, q.element_size()
+        frac64, in_frac = ctx.split
+        n_side = 0 if links is None else links.n_side
+        dfrac = None if links is None else np.zeros((b, frac64.size))
 
         def work(item):
             k, start, count, seg_depth = item
-            chunk = _chunk(t_len, seg_depth)
+            chunk = _chunk(t_len, seg_depth + n_side)
             stack = np.zeros(seg_depth * chunk)
             lam = np.zeros(n)
             abuf = np.empty(chunk + 1)
             ubuf = np.empty(chunk + 1)
             prev_ptr = prev.data_ptr() + k * n * 3 * 8 if ctx.has_prev else None
+            sl, _keep = _split_arg(links, frac64, in_frac, chunk, backward=True,
+                                   dfrac=None if dfrac is None else dfrac[k])
             _check(fn(count, t_len, chunk, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
                       p(topo.child_ptr), p(topo.child_idx), p(coef64), q.data_ptr() + k * nt * es,
                       out.data_ptr() + k * nt * es, grad.data_ptr() + k * nt * es, prev_ptr,
                       dq.data_ptr() + k * nt * es, dcoef.data_ptr() + k * n * 5 * 8, p(lam), p(stack), p(abuf),
-                      p(ubuf)), "iir_backward")
+                      p(ubuf), sl), "iir_backward")
 
         _run(_items(topo, b), work)
-        return dq, dcoef.sum(0), None, None
+        dfr = None if dfrac is None else torch.from_numpy(dfrac.sum(0))
+        return dq, dcoef.sum(0), None, None, None, dfr
 
 
-def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: torch.Tensor | None = None):
+def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: torch.Tensor | None = None,
+              links: SplitLinks | None = None, fractions: torch.Tensor | None = None):
     """Q [B, N, T] and the final filter state [B, N, 3] (Q, U, q at the last step, float64).
 
     runoff : [B, N, T] float32 or float64 on CPU. coef : [N, 5] (r, b0, b1, c0, c1), differentiable.
     state : optional [B, N, 3], the state after the previous chunk (warm start).
+    links, fractions : a network whose rivers split: its ``SplitLinks`` (with ``topo`` the matching order,
+    ``routing.dag.native_plan``) and the split fractions [E] (``network.splits`` order), differentiable.
     """
-    return _IIR.apply(runoff, coef, topo, state)
+    if links is None:
+        return _IIR.apply(runoff, coef, topo, state)
+    return _IIR.apply(runoff, coef, topo, state, links, fractions)
 
 
 def _support_torch(h: torch.Tensor, g: torch.Tensor | None, tol: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,22 +6,29 @@ on CPU tensors).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+import weakref
 
+import numpy as np
 import torch
 
 from .topology import Topology
 
-__all__ = ["BT", "MAX_TAPS", "available", "compact_kernels", "fir_route", "iir_route"]
+__all__ = ["BT", "MAX_TAPS", "DagLinks", "available", "compact_kernels", "dag_links", "fir_route", "iir_route",
+           "iir_route_dag"]
 
-# measured on an H100, 1M reaches x 1000 steps (ms): BT 512 / 4 warps 21.1; 1024 / 8 warps 26.3;
-# 1024 / 4 warps / prefetch / 16 programs per SM 19.3; 2048 / 8 warps 50.7. Items are latency-bound.
-BT = 1024  # time steps per work item: long items amortise the per-item latency chain (atomics, loads)
+# Launch shapes, swept on an H200 at 1M reaches x 1000 steps (docs/routing-engines.md has the table). Forward
+# items are latency-bound chains of memory round trips: many small programs (one warp, 256-step chunks, 32 per
+# SM) keep the most in flight: 8.7 ms against 10.7 (512 steps) and 14.7 (four warps). Backward items are
+# (chunk, reach): longer chunks.
+FWD_BT, FWD_WARPS, FWD_PROGRAMS_PER_SM = 256, 1, 32
+BWD_BT, BWD_WARPS, BWD_PROGRAMS_PER_SM = 256, 1, 32  # the recursions' backward: the same item shape
+# the convolution kernels (_triton/fir.py): items (time chunk, reach), long chunks amortise the per-item latency
+BT = 1024
 NUM_WARPS = 4
 PROGRAMS_PER_SM = 16
-PREFETCH = True  # take the next ticket while working on the current one
-ADJ_SLOTS = 2  # time chunks of the backward's adjoint-inflow ring per (batch, reach): memory B x N x 2 x BT
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,11 +49,11 @@ def available(device: torch.device) -> bool:
     return device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _grid(items: int, device: torch.device) -> int:
+def _grid(items: int, device: torch.device, per_sm: int = PROGRAMS_PER_SM) -> int:
     if device.type != "cuda":
         return 1  # the interpreter runs programs one after the other: one program takes every ticket
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, min(items, sms * PROGRAMS_PER_SM))
+    return max(1, min(items, sms * per_sm))
 
 
 class _IIR(torch.autograd.Function):
@@ -63,13 +70,12 @@ class _IIR(torch.autograd.Function):
               else state.detach().to(device=dev, dtype=torch.float64).clone().contiguous())
         prev = st.clone() if state is not None else None
         out = torch.empty_like(q)
-        n_chunks = -(-t_len // BT)
+        n_chunks = -(-t_len // FWD_BT)
         flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
         ticket = torch.zeros(1, dtype=torch.int32, device=dev)
-        items = n_chunks * n * b
-        iir_forward_kernel[(_grid(items, dev),)](
-            q, out, c, st, idx["level_order"], idx["child_ptr"], idx["child_idx"], flags, ticket,
-            n, b, t_len, n_chunks, PREFETCH=PREFETCH, BT=BT, num_warps=NUM_WARPS)
+        iir_forward_kernel[(_grid(n * b, dev, FWD_PROGRAMS_PER_SM),)](
+            q, out, c, st, idx["level_order"], idx["child_ptr"], idx["child_idx"], c, flags, ticket,
+            n, b, t_len, n_chunks, WARM=state is not None, WEIGHTED=False, BT=FWD_BT, num_warps=FWD_WARPS)
         ctx.topo = topo
         ctx.has_prev = prev is not None
         ctx.save_for_backward(q, c, out, prev if prev is not None else torch.empty(0, device=dev))
@@ -78,29 +84,42 @@ class _IIR(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out, _grad_state):
-        from ._triton.iir import iir_backward_kernel
-
         q, c, out, prev = ctx.saved_tensors
-        topo: Topology = ctx.topo
-        b, n, t_len = q.shape
-        dev = q.device
-        idx = topo.on(dev)
-        grad = grad_out if grad_out.dtype == q.dtype else grad_out.to(q.dtype)  # read by strides: no copy
-        n_chunks = -(-t_len // BT)
-        slots = min(n_chunks, ADJ_SLOTS)
-        want_dq = ctx.needs_input_grad[0]
-        dq = torch.empty_like(q) if want_dq else None
-        adj = torch.empty(b * n * slots * BT, dtype=q.dtype, device=dev)  # the adjoint inflow ring
-        dcoef = torch.zeros(b, n, 5, dtype=torch.float64, device=dev)
-        lam = torch.zeros(b * n, dtype=torch.float64, device=dev)
-        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
-        items = n_chunks * n * b
-        iir_backward_kernel[(_grid(items, dev),)](
-            q, out, grad, dq if want_dq else adj, adj, dcoef, c, prev if ctx.has_prev else c, lam, idx["level_order"],
-            idx["downstream"], idx["child_ptr"], idx["child_idx"], flags, ticket, n, b, t_len, n_chunks, slots,
-            *grad.stride(), HAS_PREV=ctx.has_prev, HAS_DQ=want_dq, PREFETCH=PREFETCH, BT=BT, num_warps=NUM_WARPS)
-        return dq, dcoef.sum(0), None, None
+        idx = ctx.topo.on(q.device)
+        dq, dcoef, _ = _backward(q, c, out, prev if ctx.has_prev else None, grad_out, ctx.needs_input_grad[0],
+                                 idx["level_order"], idx["child_ptr"], idx["child_idx"], down=idx["downstream"])
+        return dq, dcoef, None, None
+
+
+def _backward(q, c, out, prev, grad_out, want_dq: bool, order, child_ptr, child_idx, *, down=None, links=None):
+    """The recursions' reverse pass: (dL/dq or None, dL/dcoef [N, 5], dL/dfractions [M] or None). ``links``:
+    (child_w, out_ptr, out_dst, out_w, out_link, n_links) for a network whose rivers split, else ``down``."""
+    from ._triton.iir import iir_backward_kernel, lam_to_dq_kernel
+
+    b, n, t_len = q.shape
+    dev = q.device
+    grad = grad_out if grad_out.dtype == q.dtype else grad_out.to(q.dtype)  # read by strides: no copy
+    n_chunks = -(-t_len // BWD_BT)
+    lam = torch.empty_like(q)  # lambda of every reach, then (in place) dL/dq
+    dcoef = torch.empty(b, n, 5, dtype=torch.float64, device=dev)
+    weighted = links is not None
+    if weighted:
+        child_w, dn_ptr, dn_idx, dn_w, dn_link, n_links = links
+        dfrac = torch.zeros(b, n_links, dtype=torch.float64, device=dev)
+    else:
+        child_w = dn_ptr = dn_idx = dn_w = dn_link = dfrac = c
+        n_links = 0
+    flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
+    ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+    iir_backward_kernel[(_grid(n * b, dev, BWD_PROGRAMS_PER_SM),)](
+        q, out, grad, lam, dcoef, c, c if prev is None else prev, order, c if down is None else down, child_ptr,
+        child_idx, child_w, dn_ptr, dn_idx, dn_w, dn_link, dfrac, n_links, flags, ticket, n, b, t_len, n_chunks,
+        *grad.stride(), HAS_PREV=prev is not None, WEIGHTED=weighted, BT=BWD_BT, num_warps=BWD_WARPS)
+    dq = None
+    if want_dq:
+        lam_to_dq_kernel[(b * n,)](lam, c, n, t_len, n_chunks, BT=BWD_BT, num_warps=BWD_WARPS)
+        dq = lam
+    return dq, dcoef.sum(0), (dfrac.sum(0) if weighted else None)
 
 
 def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: torch.Tensor | None = None):
@@ -195,3 +214,106 @@ def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, top
     kn = (k1 - k0).clamp(min=1)
     hc, gc = compact_kernels(h, g, k0, kn, dtype=runoff.dtype)  # taps in the run's precision
     return _FIR.apply(runoff, hc, gc, topo, k0.contiguous(), kn.contiguous())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Networks whose rivers split (a DAG): the same kernels with weighted links, in one launch each way.
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DagLinks:
+    """Index arrays of a DAG for the weighted kernels (``network.dag.edges``'s links, M of them).
+
+    level_order : reaches by topological level over all links. in_ptr, in_src, in_link : the links into each
+    reach (CSR: sources, link numbers). out_ptr, out_dst, out_link : the links out of each reach.
+    """
+
+    n: int
+    n_links: int
+    level_order: np.ndarray
+    in_ptr: np.ndarray
+    in_src: np.ndarray
+    in_link: np.ndarray
+    out_ptr: np.ndarray
+    out_dst: np.ndarray
+    out_link: np.ndarray
+    cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def on(self, device: torch.device) -> dict[str, torch.Tensor]:
+        key = str(device)
+        if key not in self.cache:
+            names = ("level_order", "in_ptr", "in_src", "in_link", "out_ptr", "out_dst", "out_link")
+            self.cache[key] = {k: torch.as_tensor(getattr(self, k), device=device) for k in names}
+        return self.cache[key]
+
+
+_DAGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def dag_links(network) -> DagLinks:
+    """The cached :class:`DagLinks` of a network with splits."""
+    got = _DAGS.get(network)
+    if got is not None:
+        return got
+    from ..network.dag import dag_levels, edges
+
+    n = network.n_reaches
+    src, dst, _ = edges(network)
+    levels, stuck = dag_levels(n, src, dst)
+    if stuck.size:
+        raise ValueError(f"the links of {stuck.size} reaches form a cycle")
+    link = np.arange(src.size, dtype=np.int64)
+    by_dst = np.lexsort((src, dst))
+    by_src = np.lexsort((dst, src))
+    got = DagLinks(n=n, n_links=int(src.size), level_order=np.argsort(levels, kind="stable").astype(np.int64),
+                   in_ptr=np.r_[0, np.cumsum(np.bincount(dst, minlength=n))].astype(np.int64),
+                   in_src=src[by_dst].astype(np.int64), in_link=link[by_dst],
+                   out_ptr=np.r_[0, np.cumsum(np.bincount(src, minlength=n))].astype(np.int64),
+                   out_dst=dst[by_src].astype(np.int64), out_link=link[by_src])
+    _DAGS[network] = got
+    return got
+
+
+class _IIRDag(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, runoff, coef, link_frac, links: DagLinks):
+        from ._triton.iir import iir_forward_kernel
+
+        b, n, t_len = runoff.shape
+        dev = runoff.device
+        q = runoff.detach().contiguous()
+        c = coef.detach().to(torch.float64).contiguous()
+        f = link_frac.detach().to(device=dev, dtype=torch.float64)
+        idx = links.on(dev)
+        w_in = f.index_select(0, idx["in_link"]).contiguous()
+        st = torch.zeros(b, n, 3, dtype=torch.float64, device=dev)
+        out = torch.empty_like(q)
+        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
+        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        iir_forward_kernel[(_grid(n * b, dev, FWD_PROGRAMS_PER_SM),)](
+            q, out, c, st, idx["level_order"], idx["in_ptr"], idx["in_src"], w_in, flags, ticket,
+            n, b, t_len, -(-t_len // FWD_BT), WARM=False, WEIGHTED=True, BT=FWD_BT, num_warps=FWD_WARPS)
+        ctx.links = links
+        ctx.frac_dtype = link_frac.dtype
+        ctx.save_for_backward(q, c, out, f)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, c, out, f = ctx.saved_tensors
+        idx = ctx.links.on(q.device)
+        w_in = f.index_select(0, idx["in_link"]).contiguous()
+        w_out = f.index_select(0, idx["out_link"]).contiguous()
+        dq, dcoef, dfrac = _backward(q, c, out, None, grad_out, ctx.needs_input_grad[0], idx["level_order"],
+                                     idx["in_ptr"], idx["in_src"],
+                                     links=(w_in, idx["out_ptr"], idx["out_dst"], w_out, idx["out_link"],
+                                            ctx.links.n_links))
+        return dq, dcoef, (dfrac.to(ctx.frac_dtype) if ctx.needs_input_grad[2] else None), None
+
+
+def iir_route_dag(runoff: torch.Tensor, coef: torch.Tensor, network, link_frac: torch.Tensor) -> torch.Tensor:
+    """Q [B, N, T] of a network whose rivers split, by the recursion over all its links in one launch.
+
+    coef : [N, 5] recursion coefficients; link_frac : [M] the fraction of each link of
+    ``network.dag.edges(network)`` (1 on tree links), differentiable like runoff and coef. Cold start only.
+    """
+    return _IIRDag.apply(runoff, coef, link_frac, dag_links(network))

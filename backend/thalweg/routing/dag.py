@@ -20,6 +20,21 @@ Gradients: autograd through the glue (index_select, the multiplication by f), ea
 own backward (the compiled and Triton recursions' adjoints run on the reversed forest), so gradients reach
 runoff, parameters and the fractions (learned fractions: ``network.dag.softmax_fractions`` of logits).
 
+Which path runs when:
+
+- **native** (the exact engine on the CPU with the compiled kernels, for a scheme with a recursion: Muskingum,
+  linear storage, sub-stepped Muskingum): the whole DAG in one compiled pass (``native_plan``). The main tree
+  keeps each split reach's main link; its other (minor) links are routed in a post-order of the main tree in
+  which every minor link's source comes before its receiver (``network.dag.minor_link_order``), the receiver
+  taking their water from a small side buffer (``_native/routing.c``); the adjoint runs on the same links in
+  reverse, with the fractions' gradients. Where the main tree admits no such order (two anabranches that
+  exchange water both ways), the split reaches that close the cycle leave the tree (all their links go
+  through side rows; a debug log says how many), which always gives an order.
+- **triton** (the exact engine on a GPU, same schemes): the Triton recursions take weighted links
+  (``_gpu.iir_route_dag``: U_i = sum f_ui Q_u in the forward over the DAG's topological levels, the adjoint
+  spread over the same links in the backward, dL/df_ui = sum_t adjU_i[t] Q_u[t]): one launch each way.
+- **stages** (everything else: the closure and fft engines, convolution schemes): the stage cut below.
+
 This is a separate path from the tree engines (``engines.run`` dispatches here when the network has
 splits); a tree never comes here, so trees route exactly as before. Warm states (time chunks) are not
 supported on DAGs yet.
@@ -27,6 +42,8 @@ supported on DAGs yet.
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import logging
 import re
 import warnings
 import weakref
@@ -37,10 +54,12 @@ import torch
 from ..errors import InputError, ThalwegWarning
 from ..irf import Recursion, Scheme
 from ..network import RiverNetwork
-from ..network.dag import dag_levels, edges
-from .topology import Topology, topology
+from ..network.dag import dag_levels, edges, minor_link_order
+from .topology import Topology, _children, topology
 
-__all__ = ["DagPlan", "dag_plan", "route_dag", "check_fractions"]
+__all__ = ["DagPlan", "NativePlan", "dag_plan", "native_plan", "route_dag", "check_fractions"]
+
+log = logging.getLogger(__name__)
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 SINKS = 16  # work items per stage at most (basins gathered under sink rows)
@@ -178,6 +197,106 @@ def dag_plan(network: RiverNetwork, *, sinks: bool = False) -> DagPlan:
     return plans[sinks]
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class NativePlan:
+    """The DAG for the compiled recursions: the main tree in an order that meets every minor link's source
+    before its receiver (``topo``: that order, the groups of basins joined by minor links as its basins, the
+    upstream CSR of reaches that do not split) and the links of the split reaches (``links``)."""
+
+    topo: Topology
+    links: object  # _cpu.SplitLinks
+
+
+def _side_rows(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, int]:
+    """A row for each [start, end] span, spans that overlap on different rows, as few rows as the largest
+    overlap (greedy in order of start)."""
+    rows = np.empty(start.size, dtype=np.int64)
+    free: list[int] = []
+    busy: list[tuple[int, int]] = []
+    n_rows = 0
+    for k in np.argsort(start, kind="stable").tolist():
+        while busy and busy[0][0] < start[k]:
+            free.append(heapq.heappop(busy)[1])
+        if free:
+            rows[k] = free.pop()
+        else:
+            rows[k] = n_rows
+            n_rows += 1
+        heapq.heappush(busy, (int(end[k]), int(rows[k])))
+    return rows, n_rows
+
+
+def build_native(network: RiverNetwork) -> NativePlan:
+    """The :class:`NativePlan` of ``network`` (see the module docstring)."""
+    from ._cpu import SplitLinks
+    from .topology import build
+
+    order, group_ptr, forest = minor_link_order(network)
+    n = network.n_reaches
+    cut = int(np.count_nonzero(forest != network.downstream))
+    if cut:
+        log.debug("thalweg: %d split reaches routed with all their links outside the main tree (their sibling "
+                  "subtrees send water into each other)", cut)
+    base = build(_forest(n, forest)) if cut else topology(network)
+    down = base.downstream
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n)
+    splits = network.splits
+    src, to = splits.source, splits.to
+    if not np.array_equal(to[splits.is_main], network.downstream[splits.reach]):
+        raise AssertionError("a split's first outlet is not the reach's downstream reach")
+    counts = np.zeros(n, dtype=np.int64)
+    counts[splits.reach] = np.diff(splits.ptr)
+    link_ptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    # a receiver downstream on the source's path in the forest (its main receiver among them) has its inflow
+    # open in the stack when the source is routed; the others take the water through a side row
+    ancestor = (pos[to] - base.size[to] < pos[src]) & (pos[src] <= pos[to])
+    if np.any(pos[src] >= pos[to]):
+        raise AssertionError("minor_link_order left a link whose source comes after its receiver")
+    side = ~ancestor
+    receivers, inverse = np.unique(to[side], return_inverse=True)
+    first = np.full(receivers.size, n, dtype=np.int64)
+    np.minimum.at(first, inverse, pos[src[side]])
+    rows, n_side = _side_rows(first, pos[receivers])
+    side_of = np.full(n, -1, dtype=np.int64)
+    side_of[receivers] = rows
+    link_row = np.where(ancestor, -base.depth[to] - 1, side_of[to]).astype(np.int64)
+    in_link = np.argsort(to, kind="stable").astype(np.int64)
+    in_ptr = np.searchsorted(to[in_link], np.arange(n + 1)).astype(np.int64)
+    tree_down = down.copy()
+    tree_down[splits.reach] = -1  # the links of split reaches come through in_*
+    child_ptr, child_idx = _children(tree_down)
+    topo = dataclasses.replace(base, order=order, position=pos, basin_ptr=group_ptr, child_ptr=child_ptr,
+                               child_idx=child_idx, _device_cache={})
+    links = SplitLinks(link_ptr=link_ptr, link_row=link_row, side_of=side_of, in_ptr=in_ptr,
+                       in_src=np.ascontiguousarray(src[in_link]), in_link=in_link, n_side=int(n_side))
+    return NativePlan(topo=topo, links=links)
+
+
+def native_plan(network: RiverNetwork) -> NativePlan:
+    """The cached :class:`NativePlan` of ``network``."""
+    plans = _PLANS.setdefault(network, {})
+    if "native" not in plans:
+        plans["native"] = build_native(network)
+    return plans["native"]
+
+
+def _route_native(job, frac: torch.Tensor):
+    """(Q, None) from the compiled one-pass DAG recursion, or None where it does not apply (a scheme without a
+    recursion, no compiled kernels: see the module docstring)."""
+    from . import _cpu
+    from .exact import plan_exact
+
+    if plan_exact(job.scheme, job.runoff.device, kernel_length=job.kernel_length, history=False) != "iir-native":
+        return None
+    plan = native_plan(job.network)
+    coef = job.scheme.recursion(job.params, job.dt).stacked()
+    out, _ = _cpu.iir_route(job.runoff, coef, plan.topo, None, plan.links, frac)
+    if job.progress is not None:
+        job.progress(1, 1)
+    return out, None
+
+
 def with_virtual(scheme: Scheme, n_virtual: int) -> Scheme:
     """``scheme`` whose kernels and recursion gain ``n_virtual`` identity rows (h = g = delta; Q = q) after the
     rows of the parameters given."""
@@ -267,8 +386,9 @@ def _empty(shape, dtype, device) -> torch.Tensor:
 
 
 def route_dag(engine: str, job, run_one):
-    """Route ``job`` (``engines.Job``, a network with splits) with the tree engine ``engine`` stage by stage;
-    returns (Q [B, N, T], None). ``run_one(engine, job)`` routes one forest."""
+    """Route ``job`` (``engines.Job``, a network with splits) with ``engine``: in one compiled pass where the
+    module docstring's native path applies, else with the tree engine stage by stage; returns (Q [B, N, T],
+    None). ``run_one(engine, job)`` routes one forest."""
     if job.state is not None or job.want_state:
         raise InputError("routing in time chunks (a warm state) is not supported yet on a network whose rivers "
                          "split.", hint="Route the whole series in one pass (compute the runoff, not a dask array), "
@@ -276,9 +396,26 @@ def route_dag(engine: str, job, run_one):
     network = job.network
     runoff = job.runoff
     dev, dtype = runoff.device, runoff.dtype
-    plan = dag_plan(network, sinks=engine == "exact" and dev.type == "cpu")
     frac = check_fractions(network, job.fractions, dev)
+    if engine == "exact" and dev.type == "cpu":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ThalwegWarning)
+            done = _route_native(job, frac)
+        for text, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+            warnings.warn(text, category, stacklevel=4)  # once each, where the user called (as the stages' are)
+        if done is not None:
+            return done
     _, _, link_frac = edges(network, frac)  # [M] tensor: 1 on tree links
+    if engine == "exact" and job.scheme.recursion is not None and job.kernel_length is None and dev.type == "cuda":
+        from . import _gpu
+
+        if _gpu.available(dev):  # the weighted Triton recursions: the whole DAG in one launch, no stages
+            coef = job.scheme.recursion(job.params, job.dt).stacked().to(dev)
+            out = _gpu.iir_route_dag(runoff, coef, network, link_frac)
+            if job.progress is not None:
+                job.progress(1, 1)
+            return out, None
+    plan = dag_plan(network, sinks=engine == "exact" and dev.type == "cpu")
     grad = torch.is_grad_enabled() and (runoff.requires_grad or frac.requires_grad
                                         or any(v.requires_grad for v in job.params.values()))
     b, _, t_len = runoff.shape

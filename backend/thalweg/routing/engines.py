@@ -229,7 +229,8 @@ def resolve(engine: str) -> str:
 
 def run(engine: str, job: Job):
     """Route ``job`` with ``engine`` ('auto' resolved here); returns (Q [B, N, T], RoutingState or None).
-    A network whose rivers split is routed stage by stage by the same engine (``dag.py``)."""
+    A network whose rivers split is routed by ``dag.py``: in one compiled pass (the exact engine on the CPU,
+    recursive schemes) or stage by stage by the same engine."""
     if job.network.splits is not None:
         from .dag import route_dag
 

@@ -23,7 +23,7 @@ import torch
 
 from ..._cbuild import build
 
-__all__ = ["load", "ptr", "unavailable_reason"]
+__all__ = ["SplitLinks", "load", "ptr", "unavailable_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,21 @@ def _build() -> Path:
     return target
 
 
+class SplitLinks(ctypes.Structure):
+    """``split_links`` of routing.c: the links of a network whose rivers split, for the IIR passes."""
+
+    _fields_ = [(name, P) for name in ("link_ptr", "link_row", "link_frac", "side_of", "in_ptr", "in_src", "in_frac",
+                                       "side", "wbuf", "dfrac")]
+
+
 def _declare(lib) -> None:
     for real in ("f32", "f64"):
-        getattr(lib, f"iir_forward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P]
-        getattr(lib, f"iir_backward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P]
+        for split in ("", "split_"):  # the trees' passes and those of networks whose rivers split
+            getattr(lib, f"iir_forward_{split}{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P]
+            getattr(lib, f"iir_backward_{split}{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P, P, P,
+                                                                    P, P, P, P, P]
+            for kind in ("iir_forward", "iir_backward"):
+                getattr(lib, f"{kind}_{split}{real}").restype = ctypes.c_int
         getattr(lib, f"fir_forward_{real}").argtypes = [I64, I64, I64, I64, P, P, P, P, P, ctypes.c_int, P, P, P, P, P,
                                                         P, P, P, P]
         getattr(lib, f"fir_backward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, ctypes.c_int, P, P, P, P,

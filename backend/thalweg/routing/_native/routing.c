@@ -22,9 +22,30 @@ typedef int64_t i64;
 #define PF 4
 #endif
 
-#define DEFINE_IIR_FORWARD(NAME, REAL)                                                               \
+/* The links of a network whose rivers split (routing/dag.py's native plan), NULL for a tree. The main tree
+ * keeps each split reach's main link; the order is a post-order of it in which every minor link's source
+ * comes before its receiver. A split reach sends f Q down each of its links: into the stack row of an
+ * ancestor (its main receiver, or a minor receiver downstream on its main path, whose inflow is still open)
+ * or into a side row, which its receiver adds to its inflow when it is routed. Side rows are shared by
+ * receivers whose [first source, receiver] spans of the order do not overlap. The backward pass reads the
+ * receivers' inflow adjoints from the same rows (a receiver copies its adjoint into its side row). */
+typedef struct {
+    const i64 *link_ptr;     /* [n + 1] CSR over reaches: the links out of each split reach (none elsewhere) */
+    const i64 *link_row;     /* [E] >= 0: the side row the link's water goes to; < 0: stack row -row - 1 */
+    const double *link_frac; /* [E] the links' fractions */
+    const i64 *side_of;      /* [n] the side row each reach takes inflow from, -1 for none */
+    const i64 *in_ptr;       /* [n + 1] CSR over reaches: the links of split reaches into each reach */
+    const i64 *in_src;       /* their source reaches (backward: rebuilding U) */
+    const double *in_frac;   /* their fractions */
+    double *side;            /* side rows x chunk doubles, zero on entry */
+    double *wbuf;            /* chunk doubles (backward) */
+    double *dfrac;           /* [E] (backward): dL/df of each link is added here */
+} split_links;
+
+#define DEFINE_IIR_FORWARD(NAME, REAL, SPLIT)                                                        \
 int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const i64 *down,            \
-         const double *coef, const REAL *q, REAL *out, double *state, double *stack, double *xbuf)    \
+         const double *coef, const REAL *q, REAL *out, double *state, double *stack, double *xbuf,    \
+         const split_links *sl)                                                                       \
 {                                                                                                     \
     for (i64 t0 = 0; t0 < t_len; t0 += chunk) {                                                       \
         i64 m = (t_len - t0 < chunk) ? (t_len - t0) : chunk;                                          \
@@ -43,6 +64,10 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
                     __builtin_prefetch(qn + k, 0, 0);                                                 \
                     __builtin_prefetch(on + k, 1, 0);                                                 \
                 }                                                                                     \
+            }                                                                                         \
+            if (SPLIT && sl->side_of[i] >= 0) { /* water of minor links from reaches routed earlier */  \
+                double *sr = sl->side + sl->side_of[i] * chunk;                                           \
+                for (i64 k = 0; k < m; ++k) { u[k] += sr[k]; sr[k] = 0.0; }                               \
             }                                                                                         \
             double y = st[0], up = st[1], qp = st[2];                                                 \
             /* inputs first (vectorisable), then the recursion four steps at a time: */               \
@@ -67,7 +92,14 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
             }                                                                                         \
             st[0] = y; st[1] = u[m - 1]; st[2] = (double)qi[m - 1];                                   \
             i64 d = down[i];                                                                          \
-            if (d >= 0) {                                                                             \
+            if (SPLIT && sl->link_ptr[i + 1] > sl->link_ptr[i]) { /* a split reach: f Q down each link */ \
+                for (i64 e = sl->link_ptr[i]; e < sl->link_ptr[i + 1]; ++e) {                         \
+                    i64 row = sl->link_row[e];                                                        \
+                    double f = sl->link_frac[e];                                                      \
+                    double *ud = row >= 0 ? sl->side + row * chunk : stack + (-row - 1) * chunk;      \
+                    for (i64 k = 0; k < m; ++k) ud[k] += f * (double)oi[k];                           \
+                }                                                                                     \
+            } else if (d >= 0) {                                                                      \
                 double *ud = u - chunk;                                                               \
                 for (i64 k = 0; k < m; ++k) ud[k] += (double)oi[k];                                   \
             }                                                                                         \
@@ -77,18 +109,24 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
     return 0;                                                                                         \
 }
 
-DEFINE_IIR_FORWARD(iir_forward_f32, float)
-DEFINE_IIR_FORWARD(iir_forward_f64, double)
+/* SPLIT = 0: a tree (sl unused, the split code compiled out); SPLIT = 1: a network whose rivers split */
+DEFINE_IIR_FORWARD(iir_forward_f32, float, 0)
+DEFINE_IIR_FORWARD(iir_forward_f64, double, 0)
+DEFINE_IIR_FORWARD(iir_forward_split_f32, float, 1)
+DEFINE_IIR_FORWARD(iir_forward_split_f64, double, 1)
 
 /* Reverse-mode of the IIR pass. grad: dL/dQ; out: the forward Q; q: the runoff; prev: the forward's
  * initial state (Q, U, q at t = -1) or NULL for a cold start. Writes dq, adds into dcoef [n, 5].
  * Time runs backwards in chunks; lam[i] carries lambda at the first step of the later chunk, where
- * lambda[t] = A[t] + r lambda[t+1] and A = dL/dQ plus the adjoint of the downstream reach's inflow. */
-#define DEFINE_IIR_BACKWARD(NAME, REAL)                                                              \
+ * lambda[t] = A[t] + r lambda[t+1] and A = dL/dQ plus the adjoint of the downstream reach's inflow.
+ * With split links (sl): child_ptr/child_idx list only the upstream reaches that do not split (the links of
+ * split reaches are sl's in_* CSR); a split reach's A sums f times its receivers' inflow adjoints, and
+ * dL/df = sum_t adjU_receiver[t] Q[t] is added into sl->dfrac. */
+#define DEFINE_IIR_BACKWARD(NAME, REAL, SPLIT)                                                       \
 int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const i64 *down,            \
          const i64 *child_ptr, const i64 *child_idx, const double *coef, const REAL *q,               \
          const REAL *out, const REAL *grad, const double *prev, REAL *dq, double *dcoef,              \
-         double *lam, double *stack, double *abuf, double *ubuf)                                      \
+         double *lam, double *stack, double *abuf, double *ubuf, const split_links *sl)               \
 {                                                                                                     \
     i64 n_chunks = (t_len + chunk - 1) / chunk;                                                       \
     for (i64 ci = n_chunks - 1; ci >= 0; --ci) {                                                      \
@@ -106,10 +144,26 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
             /* lambda, backwards in time; abuf[k] = lambda[t0 + k], abuf[m] = lambda[t0 + m] */       \
             double l = lam[i];                                                                        \
             abuf[m] = l;                                                                              \
-            for (i64 k = m - 1; k >= 0; --k) {                                                        \
-                double a = (double)gi[k] + (adj_down ? adj_down[k] : 0.0);                            \
-                l = a + r * l;                                                                        \
-                abuf[k] = l;                                                                          \
+            if (SPLIT && sl->link_ptr[i + 1] > sl->link_ptr[i]) { /* a split reach: A over its links */   \
+                double *w = sl->wbuf;                                                                 \
+                for (i64 k = 0; k < m; ++k) w[k] = (double)gi[k];                                     \
+                for (i64 e = sl->link_ptr[i]; e < sl->link_ptr[i + 1]; ++e) {                         \
+                    i64 row = sl->link_row[e];                                                        \
+                    double f = sl->link_frac[e], s = 0.0;                                             \
+                    const double *ad = row >= 0 ? sl->side + row * chunk : stack + (-row - 1) * chunk; \
+                    for (i64 k = 0; k < m; ++k) { w[k] += f * ad[k]; s += ad[k] * (double)oi[k]; }    \
+                    sl->dfrac[e] += s;                                                                \
+                }                                                                                     \
+                for (i64 k = m - 1; k >= 0; --k) {                                                    \
+                    l = w[k] + r * l;                                                                 \
+                    abuf[k] = l;                                                                      \
+                }                                                                                     \
+            } else {                                                                                  \
+                for (i64 k = m - 1; k >= 0; --k) {                                                    \
+                    double a = (double)gi[k] + (adj_down ? adj_down[k] : 0.0);                        \
+                    l = a + r * l;                                                                    \
+                    abuf[k] = l;                                                                      \
+                }                                                                                     \
             }                                                                                         \
             lam[i] = l;                                                                               \
             /* U of this reach over [t0 - 1, t0 + m): the sum of its upstream reaches' outflow */     \
@@ -118,6 +172,12 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
                 const REAL *oc = out + child_idx[e] * t_len + t0;                                     \
                 for (i64 k = 0; k < m; ++k) ubuf[k + 1] += (double)oc[k];                             \
                 if (t0 > 0) ubuf[0] += (double)oc[-1];                                                \
+            }                                                                                         \
+            if (SPLIT) for (i64 e = sl->in_ptr[i]; e < sl->in_ptr[i + 1]; ++e) {                      \
+                const REAL *os = out + sl->in_src[e] * t_len + t0;                                    \
+                double f = sl->in_frac[e];                                                            \
+                for (i64 k = 0; k < m; ++k) ubuf[k + 1] += f * (double)os[k];                         \
+                if (t0 > 0) ubuf[0] += f * (double)os[-1];                                            \
             }                                                                                         \
             double q_before, o_before;                                                                \
             if (t0 > 0) { q_before = (double)qi[-1]; o_before = (double)oi[-1]; }                    \
@@ -136,13 +196,17 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
             }                                                                                         \
             double *dc = dcoef + 5 * i;                                                               \
             dc[0] += dr; dc[1] += db0; dc[2] += db1; dc[3] += dc0; dc[4] += dc1;                      \
+            if (SPLIT && sl->side_of[i] >= 0) /* for the sources of its minor links, visited later */ \
+                memcpy(sl->side + sl->side_of[i] * chunk, adj_u, (size_t)m * sizeof(double));        \
         }                                                                                             \
     }                                                                                                 \
     return 0;                                                                                         \
 }
 
-DEFINE_IIR_BACKWARD(iir_backward_f32, float)
-DEFINE_IIR_BACKWARD(iir_backward_f64, double)
+DEFINE_IIR_BACKWARD(iir_backward_f32, float, 0)
+DEFINE_IIR_BACKWARD(iir_backward_f64, double, 0)
+DEFINE_IIR_BACKWARD(iir_backward_split_f32, float, 1)
+DEFINE_IIR_BACKWARD(iir_backward_split_f64, double, 1)
 
 /* FIR pass over whole rows. h, g: [n, klen] (g == h when same != 0); support [k0, k1) per reach
  * (taps outside it are zero). hist_u, hist_q: [n, hlen] the inputs before t = 0 (oldest first), or

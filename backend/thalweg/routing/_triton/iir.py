@@ -1,29 +1,30 @@
 """Triton kernels of the exact engine on GPU: first-order recursions over the tree, one launch per pass.
 
-Work items are (time chunk, reach, batch element), handed out by an atomic ticket counter in an order
-where every item comes after the items it needs (its upstream reaches' same chunk, its own previous
-chunk), so a program only ever waits on items that running programs hold: no deadlock, whatever the
-grid. A finished item publishes the number of chunks done for its (batch, reach) with a release
-store; a waiting item spins on it with acquire loads, then reads the upstream rows past L1 (``.cg``).
+Work items are handed out by an atomic ticket counter in an order where every item comes after the
+items it needs, so a program only ever waits on items that running programs hold: no deadlock,
+whatever the grid. Forward: an item is one (reach, batch element) over all its time chunks, reaches in
+level order; after each chunk it publishes the number of chunks done with a release store; a reach
+waits (acquire loads) for its upstream reaches' same chunk, then reads their rows past L1 (``.cg``).
 Time chunks pipeline the main stem: the outlet's first chunk runs while headwaters do their last.
+Backward: the same item shape in reverse (outlets first, last chunk first).
 
 Inside a chunk the recursion y[t] = r y[t-1] + x[t] is an associative scan on (r, x) pairs, in
 float64, carried across chunks through a per-item state.
 
-Forward: Q[t] = r Q[t-1] + b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1], U = sum of upstream Q.
-Backward (reverse tickets: last chunk first, outlets first): lambda[t] = A[t] + r lambda[t+1] with
-A = dL/dQ + adjoint of the downstream reach's inflow; adj U = b0 lambda[t] + b1 lambda[t+1],
-dq = c0 lambda[t] + c1 lambda[t+1], and the coefficient gradients are sums of lambda times the
-forward signals. The adjoint inflow lives in a ring of ``slots`` chunks per (batch, reach), not a
-[B, N, T] array: before a reach overwrites a slot it waits until its upstream reaches have read it, so
-the backward's memory beyond dL/dQ and dL/dq is B x N x slots x BT whatever T.
+Forward: Q[t] = r Q[t-1] + b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1], U = sum of upstream Q (on a
+network whose rivers split, ``WEIGHTED``: U = sum over links u -> i of f_ui Q_u).
+Backward (reverse tickets): lambda[t] = A[t] + r lambda[t+1] with A = dL/dQ + adjoint of the downstream
+reach's inflow, b0_d lambda_d[t] + b1_d lambda_d[t+1]; each item stores its lambda in the dL/dq buffer, where its
+upstream reaches read it, and one pass after turns it into dL/dq = c0 lambda[t] + c1 lambda[t+1]. The
+coefficient gradients are sums of lambda times the forward signals, kept in registers over the chunks. Memory
+beyond input, output and dL/dQ: the dL/dq buffer (allocated even when the runoff needs no gradient) whatever T.
 """
 from __future__ import annotations
 
 import triton
 import triton.language as tl
 
-__all__ = ["iir_backward_kernel", "iir_forward_kernel"]
+__all__ = ["iir_backward_kernel", "iir_forward_kernel", "lam_to_dq_kernel"]
 
 
 @triton.jit
@@ -44,179 +45,219 @@ def _last(values, offs, where):
 
 
 @triton.jit
-def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr, child_idx, flag_ptr,
+def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr, child_idx, child_w, flag_ptr,
                        ticket_ptr, n_reach, n_batch, t_len, n_chunks,
-                       PREFETCH: tl.constexpr, BT: tl.constexpr):
-    n_items = n_chunks * n_reach * n_batch
+                       WARM: tl.constexpr, WEIGHTED: tl.constexpr, BT: tl.constexpr):
+    # A work item is one (reach, batch element) over all its time chunks: the filter state stays in
+    # registers from chunk to chunk, and an item only ever waits on its upstream reaches' chunks
+    # (smaller tickets: the smallest item in progress always has its inputs done).
+    n_items = n_reach * n_batch
     offs0 = tl.arange(0, BT)
     ticket = tl.atomic_add(ticket_ptr, 1)
     while ticket < n_items:
-        # take the next ticket now: its atomic's latency overlaps this item (still deadlock-free: the
-        # smallest item in progress always has its inputs done)
-        nxt = ticket
-        if PREFETCH:
-            nxt = tl.atomic_add(ticket_ptr, 1)
-        chunk = ticket // (n_reach * n_batch)
-        rest = ticket % (n_reach * n_batch)
-        i = tl.load(order_ptr + rest // n_batch)  # reaches in topological (level) order
-        b = rest % n_batch
-        row = (b.to(tl.int64) * n_reach + i) * t_len
-        t0 = chunk * BT
-        offs = t0 + offs0
-        mask = offs < t_len
-        # own previous chunk: its state
-        _wait(flag_ptr + b * n_reach + i, chunk)
-        sp = state_ptr + (b.to(tl.int64) * n_reach + i) * 3
-        y = tl.load(sp, cache_modifier=".cg")
-        u_before = tl.load(sp + 1, cache_modifier=".cg")
-        q_before = tl.load(sp + 2, cache_modifier=".cg")
-        cp = coef_ptr + i * 5
-        r = tl.load(cp)
-        b0 = tl.load(cp + 1)
-        b1 = tl.load(cp + 2)
-        c0 = tl.load(cp + 3)
-        c1 = tl.load(cp + 4)
-        qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
-        qp = tl.load(q_ptr + row + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
-        qp = tl.where(offs == t0, q_before, qp)
-        u = tl.zeros([BT], dtype=tl.float64)
-        up = tl.zeros([BT], dtype=tl.float64)
-        e0 = tl.load(child_ptr + i)
-        e1 = tl.load(child_ptr + i + 1)
-        e = e0
-        while e < e1:  # (a while loop: the interpreter cannot range() over loaded bounds)
-            c = tl.load(child_idx + e)
-            e += 1
-            _wait(flag_ptr + b * n_reach + c, chunk + 1)
-            crow = (b.to(tl.int64) * n_reach + c) * t_len
-            u += tl.load(out_ptr + crow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
-            up += tl.load(out_ptr + crow + offs - 1, mask=mask & (offs > 0), other=0.0,
-                          cache_modifier=".cg").to(tl.float64)
-        up = tl.where(offs == t0, u_before, up)
-        x = b0 * u + b1 * up + c0 * qv + c1 * qp
-        x = tl.where(mask, x, 0.0)
-        a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
-        pa, px = tl.associative_scan((a, x), 0, _affine)
-        yv = px + pa * y
-        tl.store(out_ptr + row + offs, yv.to(out_ptr.dtype.element_ty), mask=mask)
-        end = tl.minimum(t0 + BT, t_len) - 1
-        tl.store(sp, _last(yv, offs, end))
-        # U and q at the chunk's last step: scalar loads (cached) instead of two more block reductions
-        u_end = r * 0.0  # a float64 scalar
-        e = e0
-        while e < e1:
-            c = tl.load(child_idx + e)
-            e += 1
-            crow = (b.to(tl.int64) * n_reach + c) * t_len
-            u_end += tl.load(out_ptr + crow + end, cache_modifier=".cg").to(tl.float64)
-        tl.store(sp + 1, u_end)
-        tl.store(sp + 2, tl.load(q_ptr + row + end).to(tl.float64))
-        tl.debug_barrier()
-        tl.atomic_xchg(flag_ptr + b * n_reach + i, chunk + 1, sem="release")
-        if PREFETCH:
-            ticket = nxt
-        else:
-            ticket = tl.atomic_add(ticket_ptr, 1)
-
-
-@triton.jit
-def _ring(bi, t, slots, BT: tl.constexpr):
-    # element t of row bi in the adjoint ring: chunk t // BT lives in slot (t // BT) % slots
-    return (bi * slots + (t // BT) % slots) * BT + t % BT
-
-
-@triton.jit
-def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, adj_ptr, dcoef_ptr, coef_ptr, prev_ptr, lam_ptr,
-                        order_ptr, down_ptr, child_ptr, child_idx, flag_ptr, ticket_ptr,
-                        n_reach, n_batch, t_len, n_chunks, slots, gs_b, gs_n, gs_t,
-                        HAS_PREV: tl.constexpr, HAS_DQ: tl.constexpr, PREFETCH: tl.constexpr,
-                        BT: tl.constexpr):
-    n_items = n_chunks * n_reach * n_batch
-    offs0 = tl.arange(0, BT)
-    ticket = tl.atomic_add(ticket_ptr, 1)
-    while ticket < n_items:
-        nxt = ticket
-        if PREFETCH:
-            nxt = tl.atomic_add(ticket_ptr, 1)
-        k = ticket // (n_reach * n_batch)
-        chunk = n_chunks - 1 - k  # last chunk first
-        rest = ticket % (n_reach * n_batch)
-        i = tl.load(order_ptr + (n_reach - 1 - rest // n_batch))  # outlets first
-        b = rest % n_batch
+        nxt = tl.atomic_add(ticket_ptr, 1)  # its latency overlaps this item
+        i = tl.load(order_ptr + ticket // n_batch)  # reaches in topological (level) order
+        b = ticket % n_batch
         bi = b.to(tl.int64) * n_reach + i
         row = bi * t_len
-        t0 = chunk * BT
-        offs = t0 + offs0
-        mask = offs < t_len
-        mask_next = (offs + 1) < t_len
-        _wait(flag_ptr + b * n_reach + i, k)  # own later chunk: lambda carry
-        lam_after = tl.load(lam_ptr + bi, cache_modifier=".cg")
         cp = coef_ptr + i * 5
         r = tl.load(cp)
         b0 = tl.load(cp + 1)
         b1 = tl.load(cp + 2)
         c0 = tl.load(cp + 3)
         c1 = tl.load(cp + 4)
-        grow = b.to(tl.int64) * gs_b + i.to(tl.int64) * gs_n  # dL/dQ by strides (a broadcast one stays so)
-        av = tl.load(grad_ptr + grow + offs * gs_t, mask=mask, other=0.0).to(tl.float64)
-        an = tl.load(grad_ptr + grow + (offs + 1) * gs_t, mask=mask_next, other=0.0).to(tl.float64)
-        d = tl.load(down_ptr + i)
-        if d >= 0:
-            _wait(flag_ptr + b * n_reach + d, k + 1)
-            bd = b.to(tl.int64) * n_reach + d
-            av += tl.load(adj_ptr + _ring(bd, offs, slots, BT), mask=mask, other=0.0,
-                          cache_modifier=".cg").to(tl.float64)
-            an += tl.load(adj_ptr + _ring(bd, offs + 1, slots, BT), mask=mask_next, other=0.0,
-                          cache_modifier=".cg").to(tl.float64)
-        end = tl.minimum(t0 + BT, t_len) - 1
-        a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
-        # lambda[t] = sum_{j>=t} r^(j-t) A[j] + r^(end-t+1) lambda[end+1] (reverse scan, carried)
-        pa, px = tl.associative_scan((a, tl.where(mask, av, 0.0)), 0, _affine, reverse=True)
-        lam = px + pa * lam_after
-        # lambda[t+1]: the same scan over A[t+1], with lambda[end+1] as the last element
-        an = tl.where(offs < end, an, tl.where(offs == end, lam_after, 0.0))
-        _, lam_next = tl.associative_scan((a, an), 0, _affine, reverse=True)
         e0 = tl.load(child_ptr + i)
         e1 = tl.load(child_ptr + i + 1)
-        if k >= slots:
-            # this slot still holds chunk + slots: wait until every upstream reach has read it (its items
-            # chunk + slots and chunk + slots - 1, which peeks at the first step); smaller tickets
+        sp = state_ptr + bi * 3
+        y = r * 0.0  # float64 scalars: Q, U and q at the step before the chunk
+        u_before = r * 0.0
+        q_before = r * 0.0
+        if WARM:
+            y = tl.load(sp)
+            u_before = tl.load(sp + 1)
+            q_before = tl.load(sp + 2)
+        chunk = 0
+        while chunk < n_chunks:
+            t0 = chunk * BT
+            offs = t0 + offs0
+            mask = offs < t_len
+            prev = mask & (offs > 0)
+            qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+            qp = tl.load(q_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
+            u = tl.zeros([BT], dtype=tl.float64)
+            up = tl.zeros([BT], dtype=tl.float64)
+            e = e0
+            while e < e1:  # (a while loop: the interpreter cannot range() over loaded bounds)
+                c = tl.load(child_idx + e)
+                _wait(flag_ptr + b * n_reach + c, chunk + 1)
+                crow = (b.to(tl.int64) * n_reach + c) * t_len
+                uc = tl.load(out_ptr + crow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
+                ucp = tl.load(out_ptr + crow + offs - 1, mask=prev, other=0.0, cache_modifier=".cg").to(tl.float64)
+                if WEIGHTED:
+                    w = tl.load(child_w + e)
+                    uc = uc * w
+                    ucp = ucp * w
+                u += uc
+                up += ucp
+                e += 1
+            if WARM:
+                up = tl.where(offs == 0, u_before, up)
+                qp = tl.where(offs == 0, q_before, qp)
+            x = b0 * u + b1 * up + c0 * qv + c1 * qp
+            x = tl.where(mask, x, 0.0)
+            a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
+            pa, px = tl.associative_scan((a, x), 0, _affine)
+            yv = px + pa * y
+            tl.store(out_ptr + row + offs, yv.to(out_ptr.dtype.element_ty), mask=mask)
+            last = offs == tl.minimum(t0 + BT, t_len) - 1
+            y = tl.sum(tl.where(last, yv, 0.0), axis=0)
+            u_before = tl.sum(tl.where(last, u, 0.0), axis=0)
+            q_before = tl.sum(tl.where(last, qv, 0.0), axis=0)
+            tl.debug_barrier()
+            tl.atomic_xchg(flag_ptr + b * n_reach + i, chunk + 1, sem="release")
+            chunk += 1
+        tl.store(sp, y)
+        tl.store(sp + 1, u_before)
+        tl.store(sp + 2, q_before)
+        ticket = nxt
+
+
+@triton.jit
+def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, prev_ptr, order_ptr, down_ptr,
+                        child_ptr, child_idx, child_w, dn_ptr, dn_idx, dn_w, dn_link, dfrac_ptr, n_links,
+                        flag_ptr, ticket_ptr, n_reach, n_batch, t_len, n_chunks, gs_b, gs_n, gs_t,
+                        HAS_PREV: tl.constexpr, WEIGHTED: tl.constexpr, BT: tl.constexpr):
+    # An item is one (reach, batch element) over all its chunks, last chunk first, outlets first; it waits only
+    # on its downstream reach's chunks (smaller tickets). lambda[t] = A[t] + r lambda[t+1], A = dL/dQ + the
+    # downstream reach's adjoint inflow b0_d lambda_d[t] + b1_d lambda_d[t+1], computed here from lambda_d, which
+    # each item stores (lam_ptr, [B, N, T]: the dL/dq buffer, turned into dL/dq by lam_to_dq_kernel after).
+    # WEIGHTED (rivers that split): the links out of each reach are the CSR dn_ptr/dn_idx (receivers), dn_w
+    # (fractions), dn_link (link numbers); A sums f times each receiver's adjoint inflow, and
+    # dL/df = sum_t adjU_receiver[t] Q[t] adds into dfrac [B, M]. down_ptr is unused then.
+    n_items = n_reach * n_batch
+    offs0 = tl.arange(0, BT)
+    ticket = tl.atomic_add(ticket_ptr, 1)
+    while ticket < n_items:
+        nxt = tl.atomic_add(ticket_ptr, 1)
+        i = tl.load(order_ptr + (n_reach - 1 - ticket // n_batch))  # outlets first
+        b = ticket % n_batch
+        bi = b.to(tl.int64) * n_reach + i
+        row = bi * t_len
+        cp = coef_ptr + i * 5
+        r = tl.load(cp)
+        e0 = tl.load(child_ptr + i)
+        e1 = tl.load(child_ptr + i + 1)
+        grow = b.to(tl.int64) * gs_b + i.to(tl.int64) * gs_n  # dL/dQ by strides (a broadcast one stays so)
+        d = i * 0 - 1
+        bd0 = r * 0.0
+        bd1 = r * 0.0
+        if not WEIGHTED:
+            d = tl.load(down_ptr + i)
+            if d >= 0:
+                bd0 = tl.load(coef_ptr + d * 5 + 1)
+                bd1 = tl.load(coef_ptr + d * 5 + 2)
+        lam_after = r * 0.0  # lambda just past the chunk (0 past the end)
+        dr = r * 0.0
+        db0 = r * 0.0
+        db1 = r * 0.0
+        dc0 = r * 0.0
+        dc1 = r * 0.0
+        k = 0
+        while k < n_chunks:
+            chunk = n_chunks - 1 - k
+            t0 = chunk * BT
+            offs = t0 + offs0
+            mask = offs < t_len
+            mnext = (offs + 1) < t_len
+            prev = mask & (offs > 0)
+            av = tl.load(grad_ptr + grow + offs * gs_t, mask=mask, other=0.0).to(tl.float64)
+            # forward signals: Q[t-1], q[t], q[t-1], U[t], U[t-1] (the forward is complete: no waits)
+            qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+            qp = tl.load(q_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
+            op = tl.load(out_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
+            u = tl.zeros([BT], dtype=tl.float64)
+            up = tl.zeros([BT], dtype=tl.float64)
             e = e0
             while e < e1:
-                _wait(flag_ptr + b * n_reach + tl.load(child_idx + e), k - slots + 2)
+                c = tl.load(child_idx + e)
+                crow = (b.to(tl.int64) * n_reach + c) * t_len
+                uc = tl.load(out_ptr + crow + offs, mask=mask, other=0.0).to(tl.float64)
+                ucp = tl.load(out_ptr + crow + offs - 1, mask=prev, other=0.0).to(tl.float64)
+                if WEIGHTED:
+                    wc = tl.load(child_w + e)
+                    uc = uc * wc
+                    ucp = ucp * wc
+                u += uc
+                up += ucp
                 e += 1
-        tl.store(adj_ptr + _ring(bi, offs, slots, BT), (b0 * lam + b1 * lam_next).to(adj_ptr.dtype.element_ty),
-                 mask=mask)
-        if HAS_DQ:
-            tl.store(dq_ptr + row + offs, (c0 * lam + c1 * lam_next).to(dq_ptr.dtype.element_ty), mask=mask)
-        # forward signals: Q[t-1], U[t], U[t-1], q[t], q[t-1]
-        qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
-        qp = tl.load(q_ptr + row + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
-        op = tl.load(out_ptr + row + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
-        u = tl.zeros([BT], dtype=tl.float64)
-        up = tl.zeros([BT], dtype=tl.float64)
-        e = e0
-        while e < e1:
-            c = tl.load(child_idx + e)
-            e += 1
-            crow = (b.to(tl.int64) * n_reach + c) * t_len
-            u += tl.load(out_ptr + crow + offs, mask=mask, other=0.0).to(tl.float64)
-            up += tl.load(out_ptr + crow + offs - 1, mask=mask & (offs > 0), other=0.0).to(tl.float64)
-        if HAS_PREV and chunk == 0:
-            pp = prev_ptr + bi * 3
-            op = tl.where(offs == 0, tl.load(pp), op)
-            up = tl.where(offs == 0, tl.load(pp + 1), up)
-            qp = tl.where(offs == 0, tl.load(pp + 2), qp)
+            if HAS_PREV:
+                if chunk == 0:
+                    pp = prev_ptr + bi * 3
+                    op = tl.where(offs == 0, tl.load(pp), op)
+                    up = tl.where(offs == 0, tl.load(pp + 1), up)
+                    qp = tl.where(offs == 0, tl.load(pp + 2), qp)
+            if WEIGHTED:
+                ov = tl.load(out_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+                f = tl.load(dn_ptr + i)
+                f1 = tl.load(dn_ptr + i + 1)
+                while f < f1:
+                    dd = tl.load(dn_idx + f)
+                    wd = tl.load(dn_w + f)
+                    _wait(flag_ptr + b * n_reach + dd, k + 1)
+                    drow = (b.to(tl.int64) * n_reach + dd) * t_len
+                    ld = tl.load(lam_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
+                    ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
+                                  cache_modifier=".cg").to(tl.float64)
+                    adj = tl.load(coef_ptr + dd * 5 + 1) * ld + tl.load(coef_ptr + dd * 5 + 2) * ldn
+                    av += wd * adj
+                    fp = dfrac_ptr + b.to(tl.int64) * n_links + tl.load(dn_link + f)
+                    tl.store(fp, tl.load(fp) + tl.sum(adj * ov, axis=0))
+                    f += 1
+            else:
+                if d >= 0:
+                    _wait(flag_ptr + b * n_reach + d, k + 1)
+                    drow = (b.to(tl.int64) * n_reach + d) * t_len
+                    ld = tl.load(lam_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
+                    ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
+                                  cache_modifier=".cg").to(tl.float64)
+                    av += bd0 * ld + bd1 * ldn
+            a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
+            # lambda[t] = sum_{j>=t} r^(j-t) A[j] + r^(end-t+1) lambda[end+1] (reverse scan, carried)
+            pa, px = tl.associative_scan((a, tl.where(mask, av, 0.0)), 0, _affine, reverse=True)
+            lam = px + pa * lam_after
+            tl.store(lam_ptr + row + offs, lam.to(lam_ptr.dtype.element_ty), mask=mask)
+            dr += tl.sum(lam * op, axis=0)
+            db0 += tl.sum(lam * u, axis=0)
+            db1 += tl.sum(lam * up, axis=0)
+            dc0 += tl.sum(lam * qv, axis=0)
+            dc1 += tl.sum(lam * qp, axis=0)
+            lam_after = tl.sum(tl.where(offs == t0, lam, 0.0), axis=0)
+            tl.debug_barrier()
+            tl.atomic_xchg(flag_ptr + b * n_reach + i, k + 1, sem="release")
+            k += 1
         dp = dcoef_ptr + bi * 5
-        tl.store(dp, tl.load(dp, cache_modifier=".cg") + tl.sum(lam * op, axis=0))
-        tl.store(dp + 1, tl.load(dp + 1, cache_modifier=".cg") + tl.sum(lam * u, axis=0))
-        tl.store(dp + 2, tl.load(dp + 2, cache_modifier=".cg") + tl.sum(lam * up, axis=0))
-        tl.store(dp + 3, tl.load(dp + 3, cache_modifier=".cg") + tl.sum(lam * qv, axis=0))
-        tl.store(dp + 4, tl.load(dp + 4, cache_modifier=".cg") + tl.sum(lam * qp, axis=0))
-        tl.store(lam_ptr + bi, _last(lam, offs, t0))
-        tl.debug_barrier()
-        tl.atomic_xchg(flag_ptr + b * n_reach + i, k + 1, sem="release")
-        if PREFETCH:
-            ticket = nxt
-        else:
-            ticket = tl.atomic_add(ticket_ptr, 1)
+        tl.store(dp, dr)
+        tl.store(dp + 1, db0)
+        tl.store(dp + 2, db1)
+        tl.store(dp + 3, dc0)
+        tl.store(dp + 4, dc1)
+        ticket = nxt
+
+
+@triton.jit
+def lam_to_dq_kernel(lam_ptr, coef_ptr, n_reach, t_len, n_chunks, BT: tl.constexpr):
+    # in place, one (batch, reach) row per program, chunks in time order: dL/dq[t] = c0 lambda[t] + c1 lambda[t+1]
+    bi = tl.program_id(0).to(tl.int64)
+    i = bi % n_reach
+    c0 = tl.load(coef_ptr + i * 5 + 3)
+    c1 = tl.load(coef_ptr + i * 5 + 4)
+    row = lam_ptr + bi * t_len
+    offs0 = tl.arange(0, BT)
+    chunk = 0
+    while chunk < n_chunks:
+        offs = chunk * BT + offs0
+        lv = tl.load(row + offs, mask=offs < t_len, other=0.0).to(tl.float64)
+        ln = tl.load(row + offs + 1, mask=(offs + 1) < t_len, other=0.0).to(tl.float64)
+        tl.debug_barrier()  # every lane has read lambda[t + 1] before any overwrites it
+        tl.store(row + offs, (c0 * lv + c1 * ln).to(lam_ptr.dtype.element_ty), mask=offs < t_len)
+        chunk += 1
