@@ -73,6 +73,7 @@ def _writable(arr: np.ndarray) -> np.ndarray:
 
 
 _CACHE: weakref.WeakKeyDictionary[RiverNetwork, Topology] = weakref.WeakKeyDictionary()
+_children = children  # the upstream CSR under the name routing/dag.py imports
 
 
 def build(network: RiverNetwork) -> Topology:
