@@ -364,6 +364,7 @@ def test_duplicate_ids_are_named_the_same(dense):
 @pytest.mark.parametrize("values", [
     np.array([3, 1, 2, 3, 1, 0]), np.arange(70_000)[::-1] % 65_537, np.array([-5, 2**40, 7, -5, 2**40]),
     np.array([2**63 - 1, -(2**63), 0]), np.arange(100, dtype=np.uint32)[::-1], np.zeros(0, dtype=np.int64),
-    np.random.default_rng(1).integers(-1, 3_000_000, 50_000)])
+    np.random.default_rng(1).integers(-1, 3_000_000, 50_000), np.repeat(np.arange(0, 10**6, 97), 3)[::-1].copy(),
+    np.r_[np.arange(200_000), np.arange(100_000)]])
 def test_stable_argsort_is_numpys(values):
     np.testing.assert_array_equal(order.stable_argsort(values), np.argsort(values, kind="stable"))

@@ -28,16 +28,19 @@ def _scatter_add(target: np.ndarray, index: np.ndarray, values: np.ndarray) -> N
 
 def stable_argsort(key: np.ndarray) -> np.ndarray:
     """``np.argsort(key, kind="stable")`` of an integer array, as int64, fast for the keys networks sort by
-    (levels, downstream positions, ids): numpy sorts 16-bit integers by radix (linear time) but larger ones by
-    timsort, so a key spanning fewer than 2**16 values is sorted as uint16, and one spanning fewer than 2**32 as
-    two stable uint16 passes (low half, then high half: least significant digit first). The permutation is the
-    same: a stable sort's is unique."""
+    (levels, downstream positions, cluster roots). The permutation is the same whichever way (a stable sort's is
+    unique): numpy sorts 16-bit integers by radix (linear time) and larger ones by timsort, which is quick on
+    keys already in long runs (cluster roots along the post-order: 0.06 s for 6.8 M) but slow on shuffled ones
+    (2.2 s); so a key spanning fewer than 2**16 values is sorted as uint16, and a shuffled one (more than 40 % of
+    neighbours descending) spanning fewer than 2**32 by two stable uint16 passes (low half, then high half: least
+    significant digit first, 0.6 s)."""
     key = np.asarray(key)
     if key.size == 0:
         return np.zeros(0, dtype=np.int64)
     lo = int(key.min())
     span = int(key.max()) - lo
-    if key.dtype.kind not in "iu" or span >= 2**32:
+    if key.dtype.kind not in "iu" or span >= 2**32 or (
+            span >= 2**16 and np.count_nonzero(key[1:] < key[:-1]) <= 0.4 * key.size):
         return np.argsort(key, kind="stable").astype(np.int64, copy=False)
     shifted = key - lo if lo else key
     if span < 2**16:
