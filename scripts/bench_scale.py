@@ -34,14 +34,66 @@ from pathlib import Path
 import numpy as np
 
 
+def _subbasin(net, target: int):
+    """The basin upstream of the reach whose upstream count is nearest ``target`` (a smaller deep basin of the
+    same lattice: same Hack's-law shape), renumbered from 1; ``net`` itself when it is not larger."""
+    if net.n_reaches <= target:
+        return net
+    size = np.asarray(net.n_upstream)
+    best = int(np.argmin(np.abs(size - target)))
+    sub = net.upstream(int(net.ids[best]))
+    down = np.where(sub.downstream >= 0, sub.downstream + 1, -1)
+    from thalweg.network import from_arrays
+
+    return from_arrays(np.arange(1, sub.n_reaches + 1), down, sub.length, sub.area, catchment_area=sub.catchment_area)
+
+
+def _fill(net, target: int, seed: int):
+    """``net`` less whole basins drawn in a seeded random order, each dropped while at least ``target`` reaches
+    stay: about ``target`` reaches (over it by less than the smallest basin left in), the lattice's mix of tiny to
+    large basins kept (a basin larger than the surplus is never dropped)."""
+    if net.n_reaches <= target:
+        return net
+    order = np.asarray(net.postorder)
+    basin_of = np.asarray(net.basin)[order]
+    bounds = np.flatnonzero(np.r_[True, basin_of[1:] != basin_of[:-1], True])
+    sizes = np.diff(bounds)
+    keep = np.ones(sizes.size, dtype=bool)
+    total = net.n_reaches
+    for j in np.random.default_rng(seed).permutation(sizes.size).tolist():  # per basin, not per reach
+        if total - sizes[j] >= target:
+            keep[j] = False
+            total -= int(sizes[j])
+            if total == target:
+                break
+    return net.take(np.sort(order[np.repeat(keep, sizes)]))
+
+
 def forest(n_reaches: int, seed: int = 0):
-    """A forest of about ``n_reaches``: 70 % in a wide lattice (many basins, tiny to large), the rest in four
-    single deep basins (tall lattices, the deepest about 15 % of all reaches: an Amazon)."""
+    """A forest of ``n_reaches`` (within 1 % from 10,000 up; exact but for a few reaches): four single deep basins (tall
+    lattices, 15, 8, 5 and 2 % of all reaches: the deepest an Amazon), and the rest, about 70 %, whole basins of a
+    wide lattice (many basins, tiny to large).
+
+    A tall lattice's largest basin comes out about 1.5 times the size asked for, so each deep basin is asked at
+    1/1.5 of its share and, when still too large, cut to the sub-basin nearest its share; the wide lattice is made
+    3 % larger than what remains and whole basins, drawn at random among those smaller than the surplus, are
+    dropped from it (:func:`_fill`)."""
     from thalweg.network import from_arrays, scheidegger_network
 
-    parts = [scheidegger_network(int(0.7 * n_reaches), seed=seed)]
+    parts = []
     for k, share in enumerate((0.15, 0.08, 0.05, 0.02)):
-        parts.append(scheidegger_network(max(50, int(share * n_reaches)), seed=seed + 1 + k, single_basin=True))
+        want = max(50, int(share * n_reaches))
+        deep = scheidegger_network(max(50, int(want / 1.5)), seed=seed + 1 + k, single_basin=True)
+        parts.append(_subbasin(deep, want))
+    rest = n_reaches - sum(p.n_reaches for p in parts)
+    scale = 1.03
+    while rest > 0:  # the lattice's count is known only once it is made (within a few %: one try in practice)
+        wide = scheidegger_network(max(8, int(scale * rest)), seed=seed)
+        if wide.n_reaches >= rest:
+            break
+        scale *= 1.1 * rest / max(wide.n_reaches, 1)
+    if rest > 0:
+        parts.insert(0, _fill(wide, rest, seed))
     ids, down, length, area = [], [], [], []
     offset = 0
     for net in parts:
@@ -99,51 +151,84 @@ def _peak_host_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def case_global(args) -> dict:
+def _timed(timings: dict, name: str, fn, *fn_args):
+    t0 = time.perf_counter()
+    value = fn(*fn_args)
+    timings[name] = time.perf_counter() - t0
+    return value
+
+
+def prepare(args, net_arrays) -> tuple[dict, dict]:
+    """The network preparation of the global case, step by step: (timings in s, what was made)."""
     import torch
     from thalweg.params import resolve_params
-    from thalweg.results.outputs import output_paths
-    from thalweg.routing.topology import build as build_topology
+    from thalweg.routing.topology import topology
     from thalweg.scale import basins, clusters
-    from thalweg.scale.stream import LocalRouter, stream_route
+    from thalweg.scale.stream import LocalRouter
 
-    t0 = time.perf_counter()
-    ids, down, length, area, from_arrays = forest(args.reaches, args.seed)
-    generate = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    net = from_arrays(ids, down, length, area)  # validation: ids, links, cycles
-    t_validate = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    build_topology(net)  # levels, post-order, depth, upstream CSR, basin segments
-    t_topology = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    pieces = clusters(net, args.max_reaches) if args.max_reaches else basins(net)
-    t_partition = time.perf_counter() - t0
+    ids, down, length, area, from_arrays = net_arrays
+    t: dict[str, float] = {}
+    net = _timed(t, "validate", from_arrays, ids, down, length, area)  # ids, links, cycles (levels)
+    # post-order, depth, upstream CSR, level groups, basin segments; cached on the network, as the route looks it up
+    _timed(t, "topology", topology, net)
+    pieces = _timed(t, "partition", lambda: clusters(net, args.max_reaches) if args.max_reaches else basins(net))
+    dt = 86400.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        params, _ = resolve_params(net, args.scheme)
-        t_params = time.perf_counter() - t0
-    dt = 86400.0
+        params, _ = _timed(t, "parameters", resolve_params, net, args.scheme)
+        source = GeneratedRunoff(net, int(args.days), dt, args.device)
+
+        def route_parameters():
+            router = LocalRouter(net, params, args.scheme, dt=dt, device=args.device)
+            router.prepare()  # parameters checked and put on the device once per stream (else in the first chunk)
+            return router
+
+        router = _timed(t, "route_parameters", route_parameters)
+
+        def warmup():  # two steps (state in and out): the first launch compiles the GPU kernels (once per machine)
+            if args.warmup:
+                router.prepared(source.read(0, min(2, int(args.days))).values, None, return_state=True)
+                if torch.cuda.is_available() and str(args.device).startswith("cuda"):
+                    torch.cuda.synchronize()
+
+        _timed(t, "warmup", warmup)
+    t["total"] = sum(t.values())
+    return t, {"net": net, "pieces": pieces, "params": params, "source": source, "router": router, "dt": dt}
+
+
+def case_global(args) -> dict:
+    import torch
+    from thalweg.results.outputs import output_paths
+    from thalweg.scale.stream import stream_route
+
+    t0 = time.perf_counter()
+    arrays = forest(args.reaches, args.seed)
+    generate = time.perf_counter() - t0
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        timings, made = profiler.runcall(prepare, args, arrays)
+        profiler.dump_stats(args.profile)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+    else:
+        timings, made = prepare(args, arrays)
+    net, pieces, params, source, router, dt = (made[k] for k in ("net", "pieces", "params", "source", "router",
+                                                                  "dt"))
+    out = {"case": "global", "reaches": net.n_reaches, "basins": int(net.outlets.size),
+           "deepest_basin_depth": int(net.depth.max()), "levels": net.n_levels, "pieces": len(pieces),
+           "device": args.device, "generate_network_s": round(generate, 2),
+           "prepare_s": {k: round(v, 2) for k, v in timings.items()}}
+    if args.prep_only:
+        out["host_peak_gib"] = round(_peak_host_gib(), 2)
+        return out
     steps = int(args.days)
-    source = GeneratedRunoff(net, steps, dt, args.device)
     folder = Path(args.out or tempfile.mkdtemp(prefix="bench_scale_"))
     fmt = {"nc": "river-route", "zarr": "zarr"}.get(args.write)
     outs = output_paths(folder, "Q", fmt, "end") if fmt else {}
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    router = LocalRouter(net, params, args.scheme, dt=dt, device=args.device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        router.prepare()  # parameters checked and put on the device once per stream (else in the first chunk)
-        t_route_prepare = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if args.warmup:  # two steps (state in and out): the first launch compiles the GPU kernels (once per machine)
-            router.prepared(source.read(0, min(2, steps)).values, None, return_state=True)
-            if torch.cuda.is_available() and str(args.device).startswith("cuda"):
-                torch.cuda.synchronize()
-        t_warmup = time.perf_counter() - t0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = stream_route(net, source, params, args.scheme, outputs=outs, checkpoint=folder / ".Q.stream",
@@ -151,19 +236,11 @@ def case_global(args) -> dict:
                            id_names={k: "river_id" if fmt == "zarr" else "riverId" for k in outs})
     wall = res.timings["wall"]
     years = steps * dt / (365.25 * 86400)
-    out = {"case": "global", "reaches": net.n_reaches, "basins": int(net.outlets.size),
-           "deepest_basin_depth": int(net.depth.max()), "pieces": len(pieces), "steps": steps,
-           "chunk_steps": res.chunk_steps, "device": args.device, "write": args.write,
-           "generate_network_s": round(generate, 2),
-           "prepare_s": {"validate": round(t_validate, 2), "topology": round(t_topology, 2),
-                         "partition": round(t_partition, 2), "parameters": round(t_params, 2),
-                         "route_parameters": round(t_route_prepare, 2), "warmup": round(t_warmup, 2),
-                         "total": round(sum((t_validate, t_topology, t_partition, t_params, t_route_prepare,
-                                             t_warmup)), 2)},
-           "stream_s": {k: round(v, 3) for k, v in res.timings.items()},
-           "seconds_per_simulated_year": round(wall / years, 4),
-           "extrapolated_85_years_s": round(85 * wall / years, 1),
-           "host_peak_gib": round(_peak_host_gib(), 2)}
+    out.update({"steps": steps, "chunk_steps": res.chunk_steps, "write": args.write,
+                "stream_s": {k: round(v, 3) for k, v in res.timings.items()},
+                "seconds_per_simulated_year": round(wall / years, 4),
+                "extrapolated_85_years_s": round(85 * wall / years, 1),
+                "host_peak_gib": round(_peak_host_gib(), 2)})
     if torch.cuda.is_available() and str(args.device).startswith("cuda"):
         out["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out["gpu"] = torch.cuda.get_device_name()
@@ -260,6 +337,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="global case: leave the kernels' first launch (compilation) inside the streamed run")
+    p.add_argument("--prep-only", action="store_true",
+                   help="global case: time the network preparation only (no streamed routing)")
+    p.add_argument("--profile", metavar="FILE",
+                   help="global case: cProfile the preparation into FILE (top 30 by cumulative time on stderr)")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args()
     if args.case == "global" and args.device.startswith("cuda"):

@@ -41,6 +41,23 @@ def _as_ids(values: Any, role: str, source: Source) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Position of each ``wanted`` id among the (unique, non-negative) ``ids``, -1 where it is not one: an
+    array over the id range when the ids are dense (:func:`validate.dense_span`), else a sorted search."""
+    n = ids.size
+    span = validate.dense_span(ids)
+    if span is not None:
+        lo = ids.min()
+        slot = np.full(span, -1, dtype=np.int64)
+        slot[ids - lo] = np.arange(n)
+        q = wanted - lo  # no wrap into [0, span): ids >= 0, and any int64 id minus lo stays out of range or exact
+        inside = (q >= 0) & (q < span)
+        return np.where(inside, slot[np.where(inside, q, 0)], -1)
+    sort = np.argsort(ids, kind="stable")
+    where = np.clip(np.searchsorted(ids[sort], wanted), 0, n - 1)
+    return np.where(ids[sort][where] == wanted, sort[where], -1).astype(np.int64)
+
+
 def _optional(values: Any, n: int, name: str) -> np.ndarray | None:
     if values is None:
         return None
@@ -122,10 +139,8 @@ def from_arrays(
                            layer=source.layer, field=source.field("downstream"), ids=bad.tolist(),
                            hint=f"Give outlets the downstream id -1, or renumber reach {bad[0]}.")
 
-    sort = np.argsort(ids, kind="stable")
-    where = np.clip(np.searchsorted(ids[sort], ds_ids), 0, n - 1)
-    found = ids[sort][where] == ds_ids
-    downstream = np.where(found, sort[where], -1).astype(np.int64)
+    downstream = _positions(ids, ds_ids)
+    found = downstream >= 0
     is_code = np.isin(ds_ids, codes) | (ds_ids < 0)
     dangling = ~found & ~is_code
     if dangling.any():

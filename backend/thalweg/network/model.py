@@ -134,32 +134,32 @@ class RiverNetwork:
         return _order.level_groups(self.levels)
 
     @cached_property
+    def _tree(self) -> tuple[np.ndarray, ...]:
+        return _order.tree_order(self.downstream, self.levels)
+
+    @property
     def _postorder(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _order.subtree_postorder(self.downstream, self.levels)
+        return self._tree[:3]
 
     @property
     def postorder(self) -> np.ndarray:
         """Reach positions in DFS post-order: each reach right after its whole upstream block."""
-        return self._postorder[0]
+        return self._tree[0]
 
     @property
     def n_upstream(self) -> np.ndarray:
         """Number of reaches upstream of each reach, itself included."""
-        return self._postorder[2]
-
-    @cached_property
-    def _paths(self) -> tuple[np.ndarray, np.ndarray]:
-        return _order.path_sum(self.downstream, (self.downstream >= 0).astype(np.int64))
+        return self._tree[2]
 
     @property
     def depth(self) -> np.ndarray:
         """Number of links from each reach to its outlet (0 at an outlet)."""
-        return self._paths[0]
+        return self._tree[3]
 
     @property
     def basin(self) -> np.ndarray:
         """Position of the outlet each reach drains to."""
-        return self._paths[1]
+        return self._tree[4]
 
     @cached_property
     def outlets(self) -> np.ndarray:

@@ -10,7 +10,7 @@ from ..errors import CycleError, DuplicateIdError, NetworkError, ThalwegWarning,
 from . import order as _order
 from .model import Source
 
-__all__ = ["check_unique_ids", "check_acyclic", "check_lengths", "check_areas", "check_splits",
+__all__ = ["check_unique_ids", "dense_span", "check_acyclic", "check_lengths", "check_areas", "check_splits",
            "resolve_bifurcations", "Policy"]
 
 Policy = Literal["error", "warn", "ignore"]
@@ -20,9 +20,24 @@ def _where(source: Source) -> str:
     return source.path or "network"
 
 
+def dense_span(ids: np.ndarray) -> int | None:
+    """``max - min + 1`` of integer ids when they are dense enough (at most 4 values per id, plus 1,024) that an
+    array over their range is cheaper than sorting them; else None."""
+    if ids.size == 0 or ids.dtype.kind not in "iu":
+        return None
+    lo, hi = int(ids.min()), int(ids.max())
+    span = hi - lo + 1
+    return span if span <= 4 * ids.size + 1024 else None
+
+
 def check_unique_ids(ids: np.ndarray, source: Source) -> None:
-    values, counts = np.unique(ids, return_counts=True)
-    dup = values[counts > 1]
+    span = dense_span(ids)
+    if span is not None:  # counting, in linear time (the same duplicates, ascending)
+        lo = ids.min()
+        dup = np.flatnonzero(np.bincount((ids - lo).astype(np.int64), minlength=span) > 1) + lo
+    else:
+        values, counts = np.unique(ids, return_counts=True)
+        dup = values[counts > 1]
     if dup.size:
         raise DuplicateIdError(
             f"{dup.size:,} reach ids appear more than once: {format_ids(dup)}.",

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..network import RiverNetwork
+from ..network.order import children, level_sort
 
 __all__ = ["Topology", "topology"]
 
@@ -72,17 +73,7 @@ def _writable(arr: np.ndarray) -> np.ndarray:
 
 
 _CACHE: weakref.WeakKeyDictionary[RiverNetwork, Topology] = weakref.WeakKeyDictionary()
-
-
-def _children(downstream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = downstream.size
-    has = downstream >= 0
-    src = np.flatnonzero(has)
-    dst = downstream[has]
-    perm = np.lexsort((src, dst))
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(ptr, dst + 1, 1)
-    return np.cumsum(ptr), src[perm].astype(np.int64)
+_children = children  # the upstream CSR under the name routing/dag.py imports
 
 
 def build(network: RiverNetwork) -> Topology:
@@ -93,9 +84,8 @@ def build(network: RiverNetwork) -> Topology:
     position = np.empty(n, dtype=np.int64)
     position[order] = np.arange(n)
     levels = np.ascontiguousarray(network.levels, dtype=np.int64)
-    level_order = np.argsort(levels, kind="stable").astype(np.int64)
-    level_ptr = np.searchsorted(levels[level_order], np.arange(int(levels.max(initial=-1)) + 2)).astype(np.int64)
-    child_ptr, child_idx = _children(downstream)
+    level_order, level_ptr = level_sort(levels)
+    child_ptr, child_idx = children(downstream)
     basin_ends = position[downstream < 0]  # each outlet closes its basin's post-order segment
     basin_ptr = np.r_[0, np.sort(basin_ends) + 1].astype(np.int64)
     return Topology(n=n, downstream=downstream, order=order, position=position,

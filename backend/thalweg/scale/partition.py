@@ -48,7 +48,8 @@ import torch
 
 from ..errors import InputError
 from ..irf import get_scheme
-from ..network import RiverNetwork
+from ..network import RiverNetwork, _native
+from ..network.order import level_sort, stable_argsort
 from ._warnings import muted
 
 __all__ = ["Piece", "PieceState", "balance", "basins", "clusters", "history_length", "inflow_of", "merge",
@@ -151,24 +152,14 @@ def clusters(network: RiverNetwork, max_reaches: int) -> list[Piece]:
         return whole
     n = network.n_reaches
     ds = np.asarray(network.downstream, dtype=np.int64)
-    groups = network.level_groups
-    open_size = np.ones(n, dtype=np.int64)
-    cut = np.zeros(n, dtype=bool)
-    for group in groups:  # headwaters first: a reach's upstream is final when its level comes
-        d = ds[group]
-        inner = d >= 0
-        cut[group] = (open_size[group] >= max_reaches) & inner
-        carry = np.where(cut[group], 0, open_size[group])
-        np.add.at(open_size, d[inner], carry[inner])
-    root = np.where(cut | (ds < 0), np.arange(n), -1)
-    for group in reversed(groups):  # a reach belongs to the first cluster outlet at or below it
-        free = group[root[group] < 0]
-        root[free] = root[ds[free]]
+    cut, root = _cut(network, ds, max_reaches)
 
     order = np.asarray(network.postorder, dtype=np.int64)
-    by_root = np.argsort(root[order], kind="stable")  # post-order kept within each cluster
+    by_root = stable_argsort(root[order])  # post-order kept within each cluster
     members = order[by_root]
-    roots, starts = np.unique(root[members], return_index=True)
+    root_of = root[members]
+    starts = np.flatnonzero(np.r_[True, root_of[1:] != root_of[:-1]])
+    roots = root_of[starts]
     bounds = np.r_[starts, n]
     cuts = np.flatnonzero(cut)
     target_root = root[ds[cuts]]  # the cluster each cut outlet's outflow enters
@@ -195,6 +186,29 @@ def clusters(network: RiverNetwork, max_reaches: int) -> list[Piece]:
         pieces.append(_piece(int(number[j]), members[bounds[j]:bounds[j + 1]], src, ds[src],
                              sorted(set(piece_of_root[src].tolist())), int(stage_of_root[r])))
     return pieces
+
+
+def _cut(network: RiverNetwork, ds: np.ndarray, max_reaches: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cut [n] bool, root [n]): the reaches whose uncut upstream reaches ``max_reaches`` (not outlets), and the
+    first cut reach or outlet at or below each reach. One C walk each way where the network kernels load."""
+    lib = _native.load()
+    if lib is not None:
+        return _native.cut_clusters(lib, ds, level_sort(network.levels)[0], max_reaches)
+    n = ds.size
+    groups = network.level_groups
+    open_size = np.ones(n, dtype=np.int64)
+    cut = np.zeros(n, dtype=bool)
+    for group in groups:  # headwaters first: a reach's upstream is final when its level comes
+        d = ds[group]
+        inner = d >= 0
+        cut[group] = (open_size[group] >= max_reaches) & inner
+        carry = np.where(cut[group], 0, open_size[group])
+        np.add.at(open_size, d[inner], carry[inner])
+    root = np.where(cut | (ds < 0), np.arange(n), -1)
+    for group in reversed(groups):  # a reach belongs to the first cluster outlet at or below it
+        free = group[root[group] < 0]
+        root[free] = root[ds[free]]
+    return cut, root
 
 
 def stages(pieces: Sequence[Piece]) -> list[list[Piece]]:

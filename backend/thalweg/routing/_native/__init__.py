@@ -13,18 +13,15 @@ covering the source, the compiler, its flags and the CPU's feature flags (the bu
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import platform
-import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..._cbuild import build
 
 __all__ = ["SplitLinks", "load", "ptr", "unavailable_reason"]
 
@@ -40,53 +37,8 @@ P = ctypes.c_void_p
 I64 = ctypes.c_int64
 
 
-def _cpu_tag() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return line
-    except OSError:
-        pass
-    return platform.processor() + platform.machine()
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("THALWEG_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "thalweg"
-
-
 def _build() -> Path:
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
-    if sys.platform == "win32":
-        raise RuntimeError("building the C kernels is not set up on Windows")
-    source = _SOURCE.read_bytes()
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
-    key = hashlib.sha256(source + version.encode() + " ".join(_FLAGS).encode() + _cpu_tag().encode()).hexdigest()
-    target = _cache_dir() / "native" / key[:16] / "libthalweg_routing.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        res = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE), "-lm"], capture_output=True, text=True,
-                             timeout=300, check=False)
-        if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {res.stderr.strip()[:2000]}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    target = build(_SOURCE, "libthalweg_routing.so", _FLAGS)
     return target
 
 
