@@ -244,13 +244,11 @@ class _FIR(torch.autograd.Function):
         def work(item):
             k, start, count, seg_depth = item
             stack = np.zeros(seg_depth * t_len)
-            ext = np.empty(2 * (hlen + t_len))
-            acc = np.empty(t_len)
             hu_p = None if hu is None else hu.data_ptr() + k * n * hlen * 8
             hq_p = None if hq is None else hq.data_ptr() + k * n * hlen * 8
             _check(fn(count, t_len, klen, hlen, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
                       p(h64), p(g64), int(same), p(k0), p(k1), q.data_ptr() + k * nt * es,
-                      out.data_ptr() + k * nt * es, hu_p, hq_p, p(stack), p(ext), p(acc)), "fir_forward")
+                      out.data_ptr() + k * nt * es, hu_p, hq_p, p(stack)), "fir_forward")
 
         _run(_items(topo, b), work)
         ctx.topo, ctx.same, ctx.support, ctx.warm = topo, same, support, history is not None
@@ -281,12 +279,11 @@ class _FIR(torch.autograd.Function):
         def work(item):
             k, start, count, seg_depth = item
             stack = np.zeros(seg_depth * t_len)
-            abuf, ubuf, acc = np.empty(t_len), np.empty(t_len), np.empty(t_len)
             _check(fn(count, t_len, klen, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
                       p(topo.child_ptr), p(topo.child_idx), p(h64), p(g64), int(ctx.same), p(k0), p(k1),
                       q.data_ptr() + k * nt * es, out.data_ptr() + k * nt * es, grad.data_ptr() + k * nt * es,
                       dq.data_ptr() + k * nt * es, dh.data_ptr() + k * n * klen * 8,
-                      dg.data_ptr() + k * n * klen * 8, p(stack), p(abuf), p(ubuf), p(acc)), "fir_backward")
+                      dg.data_ptr() + k * n * klen * 8, p(stack)), "fir_backward")
 
         _run(_items(topo, b), work)
         dh_total = dh.sum(0)
