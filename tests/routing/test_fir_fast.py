@@ -84,13 +84,13 @@ def test_warm_start_in_chunks_equals_one_pass(net, two):
 
 @pytest.mark.parametrize("two", [False, True])
 def test_backward_gradcheck_float64(two):
-    small = scheidegger_network(12, seed=5)
+    small = scheidegger_network(7, seed=5)
     rng = np.random.default_rng(6)
     topo = topology(small)
-    t_len, length = 23, 14  # kernel supports crossing 8-tap groups; taps past the series end
+    t_len, length = 19, 14  # kernel supports crossing 8-tap groups; taps past the series end
     h = torch.as_tensor(_kernels(small.n_reaches, length, rng, signed=True)).requires_grad_(True)
     g = torch.as_tensor(_kernels(small.n_reaches, length, rng, signed=True)).requires_grad_(True) if two else None
-    q = torch.as_tensor(runoff(small, rng, batch=2, steps=t_len)).requires_grad_(True)
+    q = torch.as_tensor(runoff(small, rng, batch=1, steps=t_len)).requires_grad_(True)
     support = _cpu.kernel_support(h, g)
 
     def fn(q, h, *g):

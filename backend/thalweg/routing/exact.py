@@ -96,7 +96,7 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
             out = _gpu.fir_route(runoff, kern.h, g, topo, (k0.to(device), k1.to(device)))
             return out, None, "fir-triton"
     if path == "fir-native":
-        k0, k1 = _cpu.kernel_support(kern.h, None if kern.g is kern.h else kern.g)
+        k0, k1 = _cpu.kernel_support(kern.h, None if kern.g is kern.h else kern.g, _cpu.support_tol(runoff.dtype))
         direct_cost = float((k1 - k0).sum())
         fft_cost = topo.n * 6.0 * math.log2(2 * (t_len + length))
         if direct_cost <= fft_cost or history:

@@ -146,77 +146,126 @@ DEFINE_IIR_BACKWARD(iir_backward_f64, double)
 
 /* FIR passes (ROUTING.md section 2): Q[t] = sum_k h[k] U[t-k] + g[k] q[t-k] over each reach's support
  * [k0, k1) (taps outside it are zero). One reach at a time, whole rows, in time tiles of FIR_TILE steps
- * so that the tile's accumulator and inputs stay in L1 whatever the series length. Taps go 8 (or, for
- * the last few, 4) per pass: each pass forms the sum of its taps' products in the storage type (float32
- * runs: at most 8 terms, relative error ~4 ulp) and adds it to a double accumulator, so the loads per
- * multiply-add stay near one and the loops vectorise (gcc -O3 -march=native: 16 float lanes on
- * AVX-512) while the long sums over the support stay in double. Inputs are padded with zeros before
- * t = 0 (and the adjoints after t = T) so no loop needs a bounds test.
- * Work buffers are allocated here, per call (one call routes a whole work item); -1 if that fails. */
+ * so that a tile's accumulator and inputs stay in L1 whatever the series length. Taps go 16 per pass
+ * (8 or 4 for the last few): a pass forms the sum of its taps' products in the storage type (float32
+ * runs: at most 16 terms summed pairwise, a few ulp) and adds it to a double accumulator, so there is
+ * about one load per multiply-add, the loops vectorise (gcc -O3 -march=native: 16 float lanes on
+ * AVX-512) and the long sums over the support stay in double. Rows are padded (zeros before t = 0,
+ * and after T for the adjoints) and passes run over whole vectors (T rounded up to FIR_VL), so no
+ * loop needs a bounds test or a scalar tail. Rows are visited in post-order, not in memory order, so
+ * the rows of the reach PF places ahead are prefetched.
+ * Work buffers are allocated here, once per call (a call routes a whole work item); -1 if that fails. */
 #include <stdlib.h>
 
 #define FIR_TILE 512
-#define FIR_GROUP 8
+#define FIR_VL 16
 
-static i64 fir_round8(i64 a) { return (a + 7) & ~(i64)7; }
+static i64 fir_round(i64 a) { return (a + FIR_VL - 1) & ~(i64)(FIR_VL - 1); }
 
-/* The taps of reach i, [k0, k1) of h (and of g), as the storage type, zero-padded to whole groups. */
+/* Statements, not a function: gcc deletes calls of a function that only prefetches. */
+#define FIR_PREFETCH(rows, j, lines_of, hrow, grow, a_, b_)                                          \
+    do {                                                                                              \
+        for (i64 b2_ = 0; b2_ < (lines_of); b2_ += 64) {                                              \
+            for (int r_ = 0; r_ < (int)(sizeof(rows) / sizeof(rows[0])); ++r_)                       \
+                if (rows[r_]) __builtin_prefetch((const char *)rows[r_] + b2_, r_ == 0, 1);           \
+        }                                                                                             \
+        for (i64 k_ = (a_); k_ < (b_); k_ += 8) {                                                     \
+            __builtin_prefetch((hrow) + k_, 0, 1);                                                    \
+            if (grow) __builtin_prefetch((grow) + k_, 0, 1);                                          \
+        }                                                                                             \
+    } while (0)
+
+/* The taps [a, b) of one kernel row as the storage type, zero-padded to whole vectors. */
 #define DEFINE_FIR_TAPS(SUF, REAL)                                                                   \
-static i64 fir_taps_##SUF(const double *hi, i64 a, i64 b, REAL *dst)                                  \
+static void fir_taps_##SUF(const double *hi, i64 a, i64 b, REAL *dst)                                 \
 {                                                                                                     \
-    i64 len = fir_round8(b - a);                                                                      \
+    i64 len = fir_round(b - a);                                                                       \
     for (i64 k = 0; k < len; ++k) dst[k] = (a + k < b) ? (REAL)hi[a + k] : (REAL)0;                   \
-    return len;                                                                                       \
 }
 
-/* acc[t] += sum_{j < 8} w[j] x[t - j] (forward, x already shifted by the group's first tap) or
- * sum_j w[j] x[t + j] (adjoint), t in [0, m); the 4-tap variants for the last group. */
+/* acc[t] += sum_{j < 16} w[j] x[t - j] (conv: forward, x shifted by the pass's first tap) or
+ * sum_j w[j] x[t + j] (corr: adjoint), t in [0, m); 8- and 4-tap variants for the last taps. */
 #define DEFINE_FIR_PASSES(SUF, REAL)                                                                 \
-static void fir_conv8_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w) \
+static void fir_conv16_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
 {                                                                                                     \
     const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];\
-    for (i64 t = 0; t < m; ++t)                                                                       \
-        acc[t] += (double)(w0 * x[t] + w1 * x[t - 1] + w2 * x[t - 2] + w3 * x[t - 3]                  \
-                           + w4 * x[t - 4] + w5 * x[t - 5] + w6 * x[t - 6] + w7 * x[t - 7]);          \
+    const REAL w8 = w[8], w9 = w[9], w10 = w[10], w11 = w[11], w12 = w[12], w13 = w[13], w14 = w[14], w15 = w[15];\
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t - 1]) + (w2 * x[t - 2] + w3 * x[t - 3]));                    \
+        REAL s1 = ((w4 * x[t - 4] + w5 * x[t - 5]) + (w6 * x[t - 6] + w7 * x[t - 7]));                \
+        REAL s2 = ((w8 * x[t - 8] + w9 * x[t - 9]) + (w10 * x[t - 10] + w11 * x[t - 11]));            \
+        REAL s3 = ((w12 * x[t - 12] + w13 * x[t - 13]) + (w14 * x[t - 14] + w15 * x[t - 15]));        \
+        acc[t] += (double)((s0 + s1) + (s2 + s3));                                                    \
+    }                                                                                                 \
 }                                                                                                     \
-static void fir_conv4_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w) \
-{                                                                                                     \
-    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];                                            \
-    for (i64 t = 0; t < m; ++t)                                                                       \
-        acc[t] += (double)(w0 * x[t] + w1 * x[t - 1] + w2 * x[t - 2] + w3 * x[t - 3]);                \
-}                                                                                                     \
-static void fir_corr8_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w) \
+static void fir_conv8_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
 {                                                                                                     \
     const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];\
-    for (i64 t = 0; t < m; ++t)                                                                       \
-        acc[t] += (double)(w0 * x[t] + w1 * x[t + 1] + w2 * x[t + 2] + w3 * x[t + 3]                  \
-                           + w4 * x[t + 4] + w5 * x[t + 5] + w6 * x[t + 6] + w7 * x[t + 7]);          \
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t - 1]) + (w2 * x[t - 2] + w3 * x[t - 3]));                    \
+        REAL s1 = ((w4 * x[t - 4] + w5 * x[t - 5]) + (w6 * x[t - 6] + w7 * x[t - 7]));                \
+        acc[t] += (double)(s0 + s1);                                                                  \
+    }                                                                                                 \
 }                                                                                                     \
-static void fir_corr4_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w) \
+static void fir_conv4_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
 {                                                                                                     \
     const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];                                            \
-    for (i64 t = 0; t < m; ++t)                                                                       \
-        acc[t] += (double)(w0 * x[t] + w1 * x[t + 1] + w2 * x[t + 2] + w3 * x[t + 3]);                \
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t - 1]) + (w2 * x[t - 2] + w3 * x[t - 3]));                    \
+        acc[t] += (double)s0;                                                                         \
+    }                                                                                                 \
 }                                                                                                     \
-/* acc[t0..t0+m) += the convolution (fwd) or correlation of x with the cnt taps w[] (zero-padded to */ \
-/* a multiple of 8) of which the first is tap a: forward x index t - a - j, adjoint t + a + j */      \
+static void fir_corr16_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
+{                                                                                                     \
+    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];\
+    const REAL w8 = w[8], w9 = w[9], w10 = w[10], w11 = w[11], w12 = w[12], w13 = w[13], w14 = w[14], w15 = w[15];\
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t + 1]) + (w2 * x[t + 2] + w3 * x[t + 3]));                    \
+        REAL s1 = ((w4 * x[t + 4] + w5 * x[t + 5]) + (w6 * x[t + 6] + w7 * x[t + 7]));                \
+        REAL s2 = ((w8 * x[t + 8] + w9 * x[t + 9]) + (w10 * x[t + 10] + w11 * x[t + 11]));            \
+        REAL s3 = ((w12 * x[t + 12] + w13 * x[t + 13]) + (w14 * x[t + 14] + w15 * x[t + 15]));        \
+        acc[t] += (double)((s0 + s1) + (s2 + s3));                                                    \
+    }                                                                                                 \
+}                                                                                                     \
+static void fir_corr8_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
+{                                                                                                     \
+    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];\
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t + 1]) + (w2 * x[t + 2] + w3 * x[t + 3]));                    \
+        REAL s1 = ((w4 * x[t + 4] + w5 * x[t + 5]) + (w6 * x[t + 6] + w7 * x[t + 7]));                \
+        acc[t] += (double)(s0 + s1);                                                                  \
+    }                                                                                                 \
+}                                                                                                     \
+static void fir_corr4_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
+{                                                                                                     \
+    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];                                            \
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t + 1]) + (w2 * x[t + 2] + w3 * x[t + 3]));                    \
+        acc[t] += (double)s0;                                                                         \
+    }                                                                                                 \
+}                                                                                                     \
+/* acc[t0..t0+m) += the convolution (fwd) or correlation of x with the cnt taps w[] of which the first */ \
+/* is tap a: forward x index t - a - j, adjoint t + a + j */                                            \
 static void fir_apply_##SUF(double *acc, const REAL *x, i64 t0, i64 m, const REAL *w, i64 a, i64 cnt, int fwd) \
 {                                                                                                     \
     for (i64 j = 0; j < cnt; ) {                                                                      \
-        int four = cnt - j <= 4;                                                                      \
+        i64 left = cnt - j, step = left > 8 ? 16 : (left > 4 ? 8 : 4);                                \
+        const REAL *src = fwd ? x + t0 - a - j : x + t0 + a + j;                                      \
         if (fwd) {                                                                                    \
-            const REAL *src = x + t0 - a - j;                                                         \
-            if (four) fir_conv4_##SUF(acc + t0, src, m, w + j); else fir_conv8_##SUF(acc + t0, src, m, w + j); \
+            if (step == 16) fir_conv16_##SUF(acc + t0, src, m, w + j);                                \
+            else if (step == 8) fir_conv8_##SUF(acc + t0, src, m, w + j);                             \
+            else fir_conv4_##SUF(acc + t0, src, m, w + j);                                            \
         } else {                                                                                      \
-            const REAL *src = x + t0 + a + j;                                                         \
-            if (four) fir_corr4_##SUF(acc + t0, src, m, w + j); else fir_corr8_##SUF(acc + t0, src, m, w + j); \
+            if (step == 16) fir_corr16_##SUF(acc + t0, src, m, w + j);                                \
+            else if (step == 8) fir_corr8_##SUF(acc + t0, src, m, w + j);                             \
+            else fir_corr4_##SUF(acc + t0, src, m, w + j);                                            \
         }                                                                                             \
-        j += four ? 4 : 8;                                                                            \
+        j += step;                                                                                    \
     }                                                                                                 \
 }
 
-/* dh[a + j] += sum_t ad[t + a + j] u[t], j < 8, t in [0, m) with m a multiple of 8 (u zero-padded):   \
- * eight lanes per tap so the sums vectorise without reassociation (no -ffast-math). */
+/* dh[j] += sum_t ad[t + j] u[t], j < 8, t in [0, m) with m a multiple of 8 (u zero-padded): eight
+ * lanes per tap so the sums vectorise without reassociation (no -ffast-math). */
 static void fir_dot8(double *restrict dh, const double *restrict ad, const double *restrict u, i64 m)
 {
     double s[8][8] = {{0}};
@@ -245,13 +294,19 @@ int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, co
                       const i64 *k1, const REAL *q, REAL *out, double *hist_u, double *hist_q,        \
                       double *stack)                                                                  \
 {                                                                                                     \
-    i64 pad = fir_round8(klen) + FIR_GROUP, w = pad + hlen + t_len, wl = fir_round8(klen) + FIR_GROUP; \
+    i64 tl = fir_round(t_len), pad = fir_round(klen) + FIR_VL, w = pad + hlen + tl + FIR_VL;          \
+    i64 wl = fir_round(klen) + FIR_VL;                                                                \
     REAL *xbuf = calloc((size_t)(2 * w + 2 * wl), sizeof(REAL));                                      \
-    double *acc = malloc((size_t)t_len * sizeof(double));                                            \
+    double *acc = malloc((size_t)tl * sizeof(double));                                               \
     if (!xbuf || !acc) { free(xbuf); free(acc); return -1; }                                         \
     REAL *xu = xbuf + pad, *xq = xbuf + w + pad, *wh = xbuf + 2 * w, *wg = wh + wl;                   \
     for (i64 p = 0; p < n; ++p) {                                                                     \
         i64 i = order[p];                                                                             \
+        if (p + PF < n) {                                                                             \
+            i64 j = order[p + PF];                                                                    \
+            const void *rows[2] = {out + j * t_len, q + j * t_len};                                   \
+            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j], k1[j]); \
+        }                                                                                             \
         double *u = stack + depth[i] * t_len;                                                         \
         const REAL *qi = q + i * t_len;                                                               \
         REAL *oi = out + i * t_len;                                                                   \
@@ -268,9 +323,9 @@ int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, co
         i64 a = k0[i], b = k1[i] < hlen + t_len ? k1[i] : hlen + t_len, cnt = b > a ? b - a : 0;      \
         fir_taps_##SUF(h + i * klen, a, a + cnt, wh);                                                 \
         if (!same) fir_taps_##SUF(g + i * klen, a, a + cnt, wg);                                      \
-        memset(acc, 0, (size_t)t_len * sizeof(double));                                              \
-        for (i64 t0 = 0; t0 < t_len; t0 += FIR_TILE) {                                                \
-            i64 m = (t_len - t0 < FIR_TILE) ? t_len - t0 : FIR_TILE;                                  \
+        memset(acc, 0, (size_t)tl * sizeof(double));                                                 \
+        for (i64 t0 = 0; t0 < tl; t0 += FIR_TILE) {                                                   \
+            i64 m = (tl - t0 < FIR_TILE) ? tl - t0 : FIR_TILE;                                        \
             fir_apply_##SUF(acc, ux, t0, m, wh, a, cnt, 1);                                           \
             if (!same) fir_apply_##SUF(acc, qx, t0, m, wg, a, cnt, 1);                                \
         }                                                                                             \
@@ -306,16 +361,20 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
                        int same, const i64 *k0, const i64 *k1, const REAL *q, const REAL *out,        \
                        const REAL *grad, REAL *dq, double *dh, double *dg, double *stack)             \
 {                                                                                                     \
-    i64 tail = fir_round8(klen) + FIR_GROUP, wl = fir_round8(klen) + FIR_GROUP;                       \
-    i64 tr = fir_round8(t_len);                                                                       \
-    REAL *abuf = calloc((size_t)(t_len + tail + 2 * wl), sizeof(REAL));                              \
-    double *dbuf = calloc((size_t)(t_len + tail + 2 * tr), sizeof(double));                          \
-    double *acc = malloc((size_t)t_len * sizeof(double));                                            \
-    if (!abuf || !dbuf || !acc) { free(abuf); free(dbuf); free(acc); return -1; }                    \
-    REAL *wh = abuf + t_len + tail, *wg = wh + wl;                                                    \
-    double *ad = dbuf, *ub = dbuf + t_len + tail, *qb = ub + tr; /* zero beyond t_len */              \
+    i64 tl = fir_round(t_len), tail = fir_round(klen) + 2 * FIR_VL, wl = fir_round(klen) + FIR_VL;     \
+    REAL *abuf = calloc((size_t)(tl + tail + 2 * wl), sizeof(REAL));                                 \
+    double *dbuf = calloc((size_t)(tl + tail + 4 * tl), sizeof(double));                             \
+    if (!abuf || !dbuf) { free(abuf); free(dbuf); return -1; }                                       \
+    REAL *wh = abuf + tl + tail, *wg = wh + wl;                                                       \
+    /* zero past t_len: ad (the adjoint, double), ub, qb (the inputs), au, ag (the correlations) */   \
+    double *ad = dbuf, *ub = dbuf + tl + tail, *qb = ub + tl, *au = qb + tl, *ag = au + tl;           \
     for (i64 p = n - 1; p >= 0; --p) {                                                                \
         i64 i = order[p];                                                                             \
+        if (p - PF >= 0) {                                                                            \
+            i64 j = order[p - PF];                                                                    \
+            const void *rows[3] = {dq + j * t_len, grad + j * t_len, q + j * t_len};                  \
+            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j], k1[j]); \
+        }                                                                                             \
         double *adj_u = stack + depth[i] * t_len;                                                     \
         const double *adj_down = (down[i] >= 0) ? adj_u - t_len : 0;                                 \
         const REAL *gi = grad + i * t_len, *qi = q + i * t_len;                                       \
@@ -329,36 +388,36 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
         }                                                                                             \
         if (same) for (i64 t = 0; t < t_len; ++t) ub[t] += (double)qi[t];                             \
         else for (i64 t = 0; t < t_len; ++t) qb[t] = (double)qi[t];                                   \
-        i64 a = k0[i], b = k1[i] < t_len ? k1[i] : t_len;                                             \
-        if (b <= a) b = a; /* support entirely past the series: nothing reaches the outflow */       \
-        i64 cnt = b - a;                                                                              \
-        fir_taps_##SUF(h + i * klen, a, b, wh);                                                       \
-        if (!same) fir_taps_##SUF(g + i * klen, a, b, wg);                                            \
+        /* taps at or past t_len reach no output of this call */                                      \
+        i64 a = k0[i], b = k1[i] < t_len ? k1[i] : t_len, cnt = b > a ? b - a : 0;                    \
+        fir_taps_##SUF(h + i * klen, a, a + cnt, wh);                                                 \
+        if (!same) fir_taps_##SUF(g + i * klen, a, a + cnt, wg);                                      \
         /* inflow adjoint (and dq) */                                                                 \
-        memset(adj_u, 0, (size_t)t_len * sizeof(double));                                            \
-        if (!same) memset(acc, 0, (size_t)t_len * sizeof(double));                                   \
-        for (i64 t0 = 0; cnt > 0 && t0 < t_len; t0 += FIR_TILE) {                                     \
-            i64 m = (t_len - t0 < FIR_TILE) ? t_len - t0 : FIR_TILE;                                  \
-            fir_apply_##SUF(adj_u, abuf, t0, m, wh, a, cnt, 0);                                       \
-            if (!same) fir_apply_##SUF(acc, abuf, t0, m, wg, a, cnt, 0);                              \
+        memset(au, 0, (size_t)tl * sizeof(double));                                                  \
+        if (!same) memset(ag, 0, (size_t)tl * sizeof(double));                                       \
+        for (i64 t0 = 0; t0 < tl; t0 += FIR_TILE) {                                                   \
+            i64 m = (tl - t0 < FIR_TILE) ? tl - t0 : FIR_TILE;                                        \
+            fir_apply_##SUF(au, abuf, t0, m, wh, a, cnt, 0);                                          \
+            if (!same) fir_apply_##SUF(ag, abuf, t0, m, wg, a, cnt, 0);                               \
         }                                                                                             \
+        memcpy(adj_u, au, (size_t)t_len * sizeof(double));                                           \
         REAL *dqi = dq + i * t_len;                                                                   \
-        const double *dsrc = same ? adj_u : acc;                                                      \
+        const double *dsrc = same ? au : ag;                                                          \
         for (i64 t = 0; t < t_len; ++t) dqi[t] = (REAL)dsrc[t];                                       \
         /* kernel gradients: 8 taps per pass over t in [0, t_len - a) */                             \
         double *dhi = dh + i * klen, *dgi = dg + i * klen;                                            \
-        for (i64 j = 0; a + j < b; j += 8) {                                                          \
-            i64 m = fir_round8(t_len - a - j);                                                        \
+        for (i64 j = 0; j < cnt; j += 8) {                                                            \
+            i64 m = (t_len - a - j + 7) & ~(i64)7;                                                    \
             double part[8] = {0}, partg[8] = {0};                                                     \
             fir_dot8(part, ad + a + j, ub, m);                                                        \
             if (!same) fir_dot8(partg, ad + a + j, qb, m);                                            \
-            for (i64 l = 0; l < 8 && a + j + l < b; ++l) {                                            \
+            for (i64 l = 0; l < 8 && j + l < cnt; ++l) {                                              \
                 dhi[a + j + l] += part[l];                                                            \
                 if (!same) dgi[a + j + l] += partg[l];                                                \
             }                                                                                         \
         }                                                                                             \
     }                                                                                                 \
-    free(abuf); free(dbuf); free(acc);                                                                \
+    free(abuf); free(dbuf);                                                                           \
     return 0;                                                                                         \
 }
 
