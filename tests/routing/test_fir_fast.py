@@ -124,3 +124,61 @@ def test_convolution_schemes_float32_match_the_reference(net, scheme):
         ref = route_reference(net, q, params, scheme, dt=DT)
         out = route(net, torch.as_tensor(q, dtype=torch.float32), params, scheme, dt=DT, engine="exact")
     assert_discharge_close(out.double(), ref, rtol=1e-5, ids=net.ids)
+
+
+def _nash_params(net, rng, n_values):
+    return {"tau": rng.uniform(600.0, 20 * 3600.0, net.n_reaches), "n": rng.choice(n_values, net.n_reaches)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_whole_nash_cascade_routes_as_recursions_exactly(net, dtype):
+    rng = np.random.default_rng(9)
+    params = _nash_params(net, rng, [1.0, 2.0, 3.0, 5.0, 10.0])
+    q = runoff(net, rng, batch=2, steps=300)
+    from thalweg.irf import nash
+    from thalweg.routing import exact
+
+    p = {k: torch.as_tensor(v) for k, v in params.items()}
+    assert nash.whole_cascade(p, DT) is not None
+    ref = route_reference(net, q, params, "nash_cascade", dt=DT)
+    out = route(net, torch.as_tensor(q, dtype=dtype), params, "nash_cascade", dt=DT, engine="exact", dtype=dtype)
+    assert_discharge_close(out.double(), ref, rtol=1e-5 if dtype == torch.float32 else 1e-12, ids=net.ids)
+    _, _, path = exact.route_exact(topology(net), torch.as_tensor(q), SCHEMES["nash_cascade"], p, DT,
+                                   kernels_fn=None, kernel_length=None)
+    assert path == "cascade-native"  # never asked for kernels (kernels_fn None would fail)
+
+
+def test_cascade_only_for_whole_n_without_its_gradient():
+    from thalweg.irf import nash
+
+    tau = torch.full((4,), 3600.0)
+    assert nash.whole_cascade({"tau": tau, "n": torch.tensor([1.0, 2.0, 2.5, 3.0])}, DT) is None
+    assert nash.whole_cascade({"tau": tau, "n": torch.full((4,), 3.0, requires_grad=True)}, DT) is None
+    a, n = nash.whole_cascade({"tau": tau, "n": torch.full((4,), 3.0)}, DT)
+    assert n.tolist() == [3, 3, 3, 3] and float(a[0]) == DT / (3600.0 + DT)
+
+
+def test_cascade_gradcheck_float64():
+    small = scheidegger_network(7, seed=5)
+    rng = np.random.default_rng(10)
+    topo = topology(small)
+    nres = rng.integers(1, 4, small.n_reaches)
+    a = torch.as_tensor(rng.uniform(0.05, 0.9, small.n_reaches)).requires_grad_(True)
+    q = torch.as_tensor(runoff(small, rng, batch=1, steps=17)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda q, a: _cpu.cascade_route(q, a, nres, topo), (q, a), eps=1e-6, atol=1e-8)
+
+
+def test_cascade_tau_gradient_matches_the_convolution(net):
+    """d/dtau through the cascade's own backward equals d/dtau through the kernels and the FIR backward."""
+    rng = np.random.default_rng(12)
+    params = _nash_params(net, rng, [2.0, 3.0])
+    q = torch.as_tensor(runoff(net, rng, batch=1, steps=200))
+    w = torch.as_tensor(rng.normal(size=q.shape))
+    grads = []
+    for n_grad in (False, True):  # n requiring a gradient sends the route through the kernels
+        tau = torch.as_tensor(params["tau"]).clone().requires_grad_(True)
+        n = torch.as_tensor(params["n"]).clone().requires_grad_(n_grad)
+        out = route(net, q, {"tau": tau, "n": n}, "nash_cascade", dt=DT, engine="exact", dtype=torch.float64)
+        (out * w).sum().backward()
+        grads.append(tau.grad)
+    assert float((grads[0] - grads[1]).abs().max()) <= 1e-9 * float(grads[1].abs().max())

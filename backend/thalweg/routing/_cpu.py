@@ -16,7 +16,8 @@ import torch
 from . import _native
 from .topology import Topology
 
-__all__ = ["available", "fir_route", "iir_route", "kernel_support", "kernel_support_on", "support_tol"]
+__all__ = ["available", "cascade_route", "fir_route", "iir_route", "kernel_support", "kernel_support_on",
+           "support_tol"]
 
 STACK_BYTES = 2 << 20  # the depth-indexed inflow stack of one pass over the tree stays in L2/L3
 
@@ -311,3 +312,65 @@ def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, top
     if support is None:
         support = kernel_support(h, g)
     return _FIR.apply(runoff, h, g, topo, support, history)
+
+
+class _Cascade(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, runoff, a, nres: np.ndarray, topo: Topology):
+        lib = _native.load()
+        b, n, t_len = runoff.shape
+        q = runoff.detach().contiguous()
+        a64 = a.detach().to(torch.float64).contiguous()
+        out = empty(q.shape, q.dtype)
+        fn = getattr(lib, f"cascade_forward_{_suffix(q.dtype)}")
+        p = _native.ptr
+        nt, es = n * t_len, q.element_size()
+
+        def work(item):
+            k, start, count, seg_depth = item
+            stack = np.zeros(seg_depth * t_len)
+            xbuf = np.empty(t_len)
+            _check(fn(count, t_len, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream), p(a64),
+                      p(nres), q.data_ptr() + k * nt * es, out.data_ptr() + k * nt * es, p(stack), p(xbuf)),
+                   "cascade_forward")
+
+        _run(_items(topo, b), work)
+        ctx.topo, ctx.nres = topo, nres
+        ctx.save_for_backward(q, a64, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, a64, out = ctx.saved_tensors
+        topo: Topology = ctx.topo
+        lib = _native.load()
+        b, n, t_len = q.shape
+        grad = grad_out.contiguous().to(q.dtype)
+        dq = empty(q.shape, q.dtype)
+        da = torch.zeros(b, n, dtype=torch.float64)
+        fn = getattr(lib, f"cascade_backward_{_suffix(q.dtype)}")
+        p = _native.ptr
+        nt, es = n * t_len, q.element_size()
+        stages = int(ctx.nres.max(initial=1)) + 1
+
+        def work(item):
+            k, start, count, seg_depth = item
+            stack = np.zeros(seg_depth * t_len)
+            xs, lam = np.empty(stages * t_len), np.empty(t_len)
+            _check(fn(count, t_len, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
+                      p(topo.child_ptr), p(topo.child_idx), p(a64), p(ctx.nres), q.data_ptr() + k * nt * es,
+                      out.data_ptr() + k * nt * es, grad.data_ptr() + k * nt * es, dq.data_ptr() + k * nt * es,
+                      da.data_ptr() + k * n * 8, p(stack), p(xs), p(lam)), "cascade_backward")
+
+        _run(_items(topo, b), work)
+        return dq, da.sum(0), None, None
+
+
+def cascade_route(runoff: torch.Tensor, a: torch.Tensor, nres: np.ndarray, topo: Topology) -> torch.Tensor:
+    """Q [B, N, T] through ``nres[i]`` equal linear reservoirs per reach (cold start; g = h).
+
+    a : [N] the reservoirs' a = dt / (tau + dt), differentiable. nres : [N] int64, >= 1.
+    The kernel is the Nash cascade's for a whole number of reservoirs (``irf.nash``), exactly.
+    """
+    nres = np.ascontiguousarray(nres, dtype=np.int64)
+    return _Cascade.apply(runoff, a, nres, topo)

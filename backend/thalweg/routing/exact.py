@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ..irf import Kernels, Scheme
+from ..irf import Kernels, Scheme, nash
 from . import _cpu, _gpu
 from .fft import route_fft
 from .topology import Topology
@@ -85,6 +85,11 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
         coef = scheme.recursion(p, dt).stacked().to(device) if state is not None or want else None
         out, _ = route_fft(topo, runoff, kern, coef=coef, filter_state=state, progress=progress)
         return out, None, path
+    if path == "fir-native" and kernel_length is None and not history and scheme.kernel is nash.kernel:
+        cascade = nash.whole_cascade(p, dt)
+        if cascade is not None:  # n reservoirs per reach, n recursions per step: no kernels to build or convolve
+            _once(f"thalweg: exact engine on {device.type}: cascade-native")
+            return _cpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-native"
     length = kernel_length or t_len
     kern: Kernels = kernels_fn(length)
     if path == "fft" and _gpu.available(device) and not isinstance(state, tuple):

@@ -424,6 +424,93 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
 DEFINE_FIR_BACKWARD(f32, float)
 DEFINE_FIR_BACKWARD(f64, double)
 
+/* Nash cascade with a whole number of reservoirs (ROUTING.md section 3): reach i's kernel
+ * a^n C(k+n-1, k) (1-a)^k is the n-fold convolution of the linear-storage kernel a (1-a)^k, so
+ * Q = n passes of y[t] = (1 - a) y[t-1] + a x[t] over x = U + q (g = h), cold start, in double.
+ * Cost per step: n recursions whatever the kernel's length. av: [n] a = dt / (tau + dt); nres: [n]
+ * reservoirs per reach (>= 1). xbuf: t_len doubles; stack: (max depth + 1) x t_len doubles. */
+#define DEFINE_CASCADE_FORWARD(SUF, REAL)                                                            \
+int cascade_forward_##SUF(i64 n, i64 t_len, const i64 *order, const i64 *depth, const i64 *down,      \
+                          const double *av, const i64 *nres, const REAL *q, REAL *out, double *stack, \
+                          double *xbuf)                                                               \
+{                                                                                                     \
+    for (i64 p = 0; p < n; ++p) {                                                                     \
+        i64 i = order[p];                                                                             \
+        if (p + PF < n) {                                                                             \
+            i64 j = order[p + PF];                                                                    \
+            const void *rows[2] = {out + j * t_len, q + j * t_len};                                   \
+            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), av, (const double *)0, 0, 0);            \
+        }                                                                                             \
+        double *u = stack + depth[i] * t_len;                                                         \
+        const REAL *qi = q + i * t_len;                                                               \
+        REAL *oi = out + i * t_len;                                                                   \
+        double a = av[i], r = 1.0 - a;                                                                \
+        for (i64 t = 0; t < t_len; ++t) xbuf[t] = u[t] + (double)qi[t];                               \
+        for (i64 s = 0; s < nres[i]; ++s) {                                                           \
+            double y = 0.0;                                                                           \
+            for (i64 t = 0; t < t_len; ++t) { y = r * y + a * xbuf[t]; xbuf[t] = y; }                 \
+        }                                                                                             \
+        double *ud = down[i] >= 0 ? u - t_len : 0;                                                    \
+        if (ud) for (i64 t = 0; t < t_len; ++t) { REAL o = (REAL)xbuf[t]; oi[t] = o; ud[t] += (double)o; } \
+        else for (i64 t = 0; t < t_len; ++t) oi[t] = (REAL)xbuf[t];                                   \
+        memset(u, 0, (size_t)t_len * sizeof(double));                                                \
+    }                                                                                                 \
+    return 0;                                                                                         \
+}
+
+DEFINE_CASCADE_FORWARD(f32, float)
+DEFINE_CASCADE_FORWARD(f64, double)
+
+/* Reverse-mode of the cascade. Writes dq, adds dL/da into da [n]. The stage inputs are recomputed
+ * from the upstream outflow and q (xs: (max nres + 1) x t_len doubles); through each stage, backwards
+ * in time: lambda[t] = A[t] + (1 - a) lambda[t+1], the stage input's adjoint is a lambda[t] and
+ * dL/da += lambda[t] (x[t] - y[t-1]). */
+#define DEFINE_CASCADE_BACKWARD(SUF, REAL)                                                           \
+int cascade_backward_##SUF(i64 n, i64 t_len, const i64 *order, const i64 *depth, const i64 *down,     \
+                           const i64 *child_ptr, const i64 *child_idx, const double *av,              \
+                           const i64 *nres, const REAL *q, const REAL *out, const REAL *grad,         \
+                           REAL *dq, double *da, double *stack, double *xs, double *lam)              \
+{                                                                                                     \
+    for (i64 p = n - 1; p >= 0; --p) {                                                                \
+        i64 i = order[p];                                                                             \
+        double *adj_u = stack + depth[i] * t_len;                                                     \
+        const double *adj_down = (down[i] >= 0) ? adj_u - t_len : 0;                                 \
+        const REAL *gi = grad + i * t_len, *qi = q + i * t_len;                                       \
+        double a = av[i], r = 1.0 - a;                                                                \
+        i64 m = nres[i];                                                                              \
+        double *x0 = xs;                                                                              \
+        for (i64 t = 0; t < t_len; ++t) x0[t] = (double)qi[t];                                        \
+        for (i64 e = child_ptr[i]; e < child_ptr[i + 1]; ++e) {                                       \
+            const REAL *oc = out + child_idx[e] * t_len;                                              \
+            for (i64 t = 0; t < t_len; ++t) x0[t] += (double)oc[t];                                   \
+        }                                                                                             \
+        for (i64 s = 0; s < m; ++s) { /* xs row s + 1: stage s's output */                           \
+            const double *xi = xs + s * t_len;                                                        \
+            double *yo = xs + (s + 1) * t_len, y = 0.0;                                               \
+            for (i64 t = 0; t < t_len; ++t) { y = r * y + a * xi[t]; yo[t] = y; }                     \
+        }                                                                                             \
+        if (adj_down) for (i64 t = 0; t < t_len; ++t) lam[t] = (double)gi[t] + adj_down[t];           \
+        else for (i64 t = 0; t < t_len; ++t) lam[t] = (double)gi[t];                                  \
+        double dsum = 0.0;                                                                            \
+        for (i64 s = m - 1; s >= 0; --s) { /* lam holds the adjoint of stage s's output */           \
+            const double *xi = xs + s * t_len, *yo = xs + (s + 1) * t_len;                            \
+            double l = 0.0;                                                                           \
+            for (i64 t = t_len - 1; t >= 0; --t) {                                                    \
+                l = lam[t] + r * l;                                                                   \
+                dsum += l * (xi[t] - (t > 0 ? yo[t - 1] : 0.0));                                      \
+                lam[t] = a * l;                                                                       \
+            }                                                                                         \
+        }                                                                                             \
+        da[i] += dsum;                                                                                \
+        REAL *dqi = dq + i * t_len;                                                                   \
+        for (i64 t = 0; t < t_len; ++t) { adj_u[t] = lam[t]; dqi[t] = (REAL)lam[t]; }                 \
+    }                                                                                                 \
+    return 0;                                                                                         \
+}
+
+DEFINE_CASCADE_BACKWARD(f32, float)
+DEFINE_CASCADE_BACKWARD(f64, double)
+
 /* Per-reach support [k0, k1) of kernels h (and g unless NULL), [n, klen]: the taps holding all but
  * tol of the absolute mass at either end (one pass per row; the torch version costs seconds at 1e5 x 1e3). */
 int kernel_support(i64 n, i64 klen, const double *h, const double *g, double tol, i64 *k0, i64 *k1)
