@@ -182,3 +182,53 @@ def test_cascade_tau_gradient_matches_the_convolution(net):
         (out * w).sum().backward()
         grads.append(tau.grad)
     assert float((grads[0] - grads[1]).abs().max()) <= 1e-9 * float(grads[1].abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pure_lag_routes_its_two_taps(net, dtype):
+    from thalweg.routing import exact
+
+    rng = np.random.default_rng(13)
+    lag = rng.uniform(0.0, 30 * DT, net.n_reaches)
+    lag[::5] = DT * rng.integers(0, 30, lag[::5].size)  # whole steps: a shift
+    q = runoff(net, rng, batch=2, steps=250)
+    ref = route_reference(net, q, {"lag": lag}, "pure_lag", dt=DT)
+    out = route(net, torch.as_tensor(q, dtype=dtype), {"lag": lag}, "pure_lag", dt=DT, engine="exact", dtype=dtype)
+    assert_discharge_close(out.double(), ref, rtol=1e-5 if dtype == torch.float32 else 1e-12, ids=net.ids)
+    _, _, path = exact.route_exact(topology(net), torch.as_tensor(q), SCHEMES["pure_lag"],
+                                   {"lag": torch.as_tensor(lag)}, DT, kernels_fn=None, kernel_length=None)
+    assert path == "lag-native"
+
+
+def test_pure_lag_gradient_matches_the_kernel_path(net):
+    """d/dlag and d/dq through the two taps equal those through the full kernels (fractional lags)."""
+    rng = np.random.default_rng(14)
+    lag = (rng.integers(0, 20, net.n_reaches) + rng.uniform(0.05, 0.95, net.n_reaches)) * DT
+    q0 = torch.as_tensor(runoff(net, rng, batch=1, steps=120))
+    w = torch.as_tensor(rng.normal(size=q0.shape))
+    grads = []
+    for length in (None, 120):  # a given kernel length sends the route through the kernels
+        lag_t = torch.as_tensor(lag).clone().requires_grad_(True)
+        q = q0.clone().requires_grad_(True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ThalwegWarning)
+            out = route(net, q, {"lag": lag_t}, "pure_lag", dt=DT, engine="exact", dtype=torch.float64,
+                        kernel_length=length)
+        (out * w).sum().backward()
+        grads.append((lag_t.grad, q.grad))
+    for a, b in zip(*grads):
+        assert float((a - b).abs().max()) <= 1e-10 * float(b.abs().max())
+
+
+def test_offset_rows_gradcheck_float64():
+    small = scheidegger_network(7, seed=5)
+    rng = np.random.default_rng(15)
+    topo = topology(small)
+    first = rng.integers(0, 25, small.n_reaches)  # some past the series (19 steps)
+    w = torch.as_tensor(rng.uniform(0.1, 1.0, (small.n_reaches, 2))).requires_grad_(True)
+    q = torch.as_tensor(runoff(small, rng, batch=1, steps=19)).requires_grad_(True)
+
+    def fn(q, w):
+        return _cpu.fir_route(q, w, None, topo, support=(first, first + 2), offset=first)[0]
+
+    assert torch.autograd.gradcheck(fn, (q, w), eps=1e-6, atol=1e-8)

@@ -232,7 +232,7 @@ def kernel_support_on(h: torch.Tensor, g: torch.Tensor | None, tol: float = 1e-1
 
 class _FIR(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, runoff, h, g, topo: Topology, support, history):
+    def forward(ctx, runoff, h, g, topo: Topology, support, history, offset):
         lib = _native.load()
         b, n, t_len = runoff.shape
         q = runoff.detach().contiguous()
@@ -259,11 +259,11 @@ class _FIR(torch.autograd.Function):
             hu_p = None if hu is None else hu.data_ptr() + k * n * hlen * 8
             hq_p = None if hq is None else hq.data_ptr() + k * n * hlen * 8
             _check(fn(count, t_len, klen, hlen, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
-                      p(h64), p(g64), int(same), p(k0), p(k1), q.data_ptr() + k * nt * es,
+                      p(h64), p(g64), int(same), p(k0), p(k1), p(offset), q.data_ptr() + k * nt * es,
                       out.data_ptr() + k * nt * es, hu_p, hq_p, p(stack)), "fir_forward")
 
         _run(_items(topo, b), work)
-        ctx.topo, ctx.same, ctx.support, ctx.warm = topo, same, support, history is not None
+        ctx.topo, ctx.same, ctx.support, ctx.warm, ctx.offset = topo, same, support, history is not None, offset
         ctx.save_for_backward(q, h64, g64, out)
         new_hist = (hu, hq) if history is not None else (torch.empty(0), torch.empty(0))
         ctx.mark_non_differentiable(*new_hist)
@@ -293,25 +293,32 @@ class _FIR(torch.autograd.Function):
             stack = np.zeros(seg_depth * t_len)
             _check(fn(count, t_len, klen, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
                       p(topo.child_ptr), p(topo.child_idx), p(h64), p(g64), int(ctx.same), p(k0), p(k1),
-                      q.data_ptr() + k * nt * es, out.data_ptr() + k * nt * es, grad.data_ptr() + k * nt * es,
-                      dq.data_ptr() + k * nt * es, dh.data_ptr() + k * n * klen * 8,
+                      p(ctx.offset), q.data_ptr() + k * nt * es, out.data_ptr() + k * nt * es,
+                      grad.data_ptr() + k * nt * es, dq.data_ptr() + k * nt * es, dh.data_ptr() + k * n * klen * 8,
                       dg.data_ptr() + k * n * klen * 8, p(stack)), "fir_backward")
 
         _run(_items(topo, b), work)
         dh_total = dh.sum(0)
-        return dq, dh_total, (None if ctx.same else dg.sum(0)), None, None, None
+        return dq, dh_total, (None if ctx.same else dg.sum(0)), None, None, None, None
 
 
 def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, topo: Topology,
-              history: tuple[torch.Tensor, torch.Tensor] | None = None, support=None):
+              history: tuple[torch.Tensor, torch.Tensor] | None = None, support=None, offset: np.ndarray | None = None):
     """Q [B, N, T] by direct convolution with each reach's kernels over their support.
 
     h, g : [N, L] kernels (g None when g = h), differentiable. history : optional (U, q) inputs of the
     last H steps [B, N, H] (warm start); returns (Q, U_hist, q_hist), the histories empty when cold.
+    offset : optional [N] int64, the tap index of each row's first column (column c is tap offset + c:
+    short rows for kernels far from tap 0); ``support`` is then required, in tap indices, within
+    [offset, offset + L).
     """
+    if offset is not None:
+        if support is None:
+            raise ValueError("fir_route: a kernel offset needs the support in tap indices")
+        offset = np.ascontiguousarray(offset, dtype=np.int64)
     if support is None:
         support = kernel_support(h, g)
-    return _FIR.apply(runoff, h, g, topo, support, history)
+    return _FIR.apply(runoff, h, g, topo, support, history, offset)
 
 
 class _Cascade(torch.autograd.Function):

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ..irf import Kernels, Scheme, nash
+from ..irf import Kernels, Scheme, lag, nash
 from . import _cpu, _gpu
 from .fft import route_fft
 from .topology import Topology
@@ -90,6 +90,12 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
         if cascade is not None:  # n reservoirs per reach, n recursions per step: no kernels to build or convolve
             _once(f"thalweg: exact engine on {device.type}: cascade-native")
             return _cpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-native"
+    if path == "fir-native" and kernel_length is None and not history and scheme.kernel is lag.kernel:
+        # a pure lag's kernel is two taps at floor(d): convolve those, without building [N, T] kernels
+        first, w = lag.two_taps(p, dt)
+        _once(f"thalweg: exact engine on {device.type}: lag-native")
+        out, _, _ = _cpu.fir_route(runoff, w, None, topo, support=(first, first + 2), offset=first)
+        return out, None, "lag-native"
     length = kernel_length or t_len
     kern: Kernels = kernels_fn(length)
     if path == "fft" and _gpu.available(device) and not isinstance(state, tuple):

@@ -95,9 +95,9 @@ def _declare(lib) -> None:
         getattr(lib, f"iir_forward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P]
         getattr(lib, f"iir_backward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P]
         getattr(lib, f"fir_forward_{real}").argtypes = [I64, I64, I64, I64, P, P, P, P, P, ctypes.c_int, P, P, P, P, P,
-                                                        P, P]
+                                                        P, P, P]
         getattr(lib, f"fir_backward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, ctypes.c_int, P, P, P, P,
-                                                         P, P, P, P, P]
+                                                         P, P, P, P, P, P]
         getattr(lib, f"cascade_forward_{real}").argtypes = [I64, I64, P, P, P, P, P, P, P, P, P]
         getattr(lib, f"cascade_backward_{real}").argtypes = [I64, I64, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P]
         for kind in ("iir_forward", "iir_backward", "fir_forward", "fir_backward", "cascade_forward",

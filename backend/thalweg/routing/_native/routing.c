@@ -283,7 +283,19 @@ static void fir_dot8(double *restrict dh, const double *restrict ad, const doubl
     }
 }
 
-/* Forward. h, g: [n, klen] (g == h when same != 0); support [k0, k1) per reach. hist_u, hist_q:
+/* The largest tap index + 1 the passes meet: klen, or more where kernel rows start at an offset. */
+static i64 fir_span(i64 n, i64 klen, const i64 *order, const i64 *k1, const i64 *hoff)
+{
+    i64 ks = klen;
+    if (hoff)
+        for (i64 p = 0; p < n; ++p)
+            if (k1[order[p]] > ks) ks = k1[order[p]];
+    return ks;
+}
+
+/* Forward. h, g: [n, klen] (g == h when same != 0); support [k0, k1) per reach; hoff: NULL, or [n]
+ * the tap index of each kernel row's first column (short rows for kernels far from tap 0: a lag's
+ * two taps). hist_u, hist_q:
  * [n, hlen] the inputs before t = 0 (oldest first), or NULL for a cold start; on return they hold the
  * last hlen inputs (the warm state for the next call). stack: (max depth + 1) x t_len doubles. */
 #define DEFINE_FIR_FORWARD(SUF, REAL)                                                                \
@@ -291,11 +303,12 @@ DEFINE_FIR_TAPS(SUF, REAL)                                                      
 DEFINE_FIR_PASSES(SUF, REAL)                                                                          \
 int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, const i64 *depth,       \
                       const i64 *down, const double *h, const double *g, int same, const i64 *k0,     \
-                      const i64 *k1, const REAL *q, REAL *out, double *hist_u, double *hist_q,        \
-                      double *stack)                                                                  \
+                      const i64 *k1, const i64 *hoff, const REAL *q, REAL *out, double *hist_u,       \
+                      double *hist_q, double *stack)                                                  \
 {                                                                                                     \
-    i64 tl = fir_round(t_len), pad = fir_round(klen) + FIR_VL, w = pad + hlen + tl + FIR_VL;          \
-    i64 wl = fir_round(klen) + FIR_VL;                                                                \
+    i64 ks = fir_span(n, klen, order, k1, hoff);                                                      \
+    i64 tl = fir_round(t_len), pad = fir_round(ks) + FIR_VL, w = pad + hlen + tl + FIR_VL;            \
+    i64 wl = fir_round(ks) + FIR_VL;                                                                  \
     REAL *xbuf = calloc((size_t)(2 * w + 2 * wl), sizeof(REAL));                                      \
     double *acc = malloc((size_t)tl * sizeof(double));                                               \
     if (!xbuf || !acc) { free(xbuf); free(acc); return -1; }                                         \
@@ -305,7 +318,8 @@ int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, co
         if (p + PF < n) {                                                                             \
             i64 j = order[p + PF];                                                                    \
             const void *rows[2] = {out + j * t_len, q + j * t_len};                                   \
-            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j], k1[j]); \
+            i64 o = hoff ? hoff[j] : 0;                                                               \
+            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j] - o, k1[j] - o); \
         }                                                                                             \
         double *u = stack + depth[i] * t_len;                                                         \
         const REAL *qi = q + i * t_len;                                                               \
@@ -321,8 +335,9 @@ int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, co
         }                                                                                             \
         /* taps past hlen + t_len meet only the zero padding */                                       \
         i64 a = k0[i], b = k1[i] < hlen + t_len ? k1[i] : hlen + t_len, cnt = b > a ? b - a : 0;      \
-        fir_taps_##SUF(h + i * klen, a, a + cnt, wh);                                                 \
-        if (!same) fir_taps_##SUF(g + i * klen, a, a + cnt, wg);                                      \
+        i64 off = hoff ? hoff[i] : 0; /* tap k is at column k - off of the kernel rows */            \
+        fir_taps_##SUF(h + i * klen, a - off, a - off + cnt, wh);                                     \
+        if (!same) fir_taps_##SUF(g + i * klen, a - off, a - off + cnt, wg);                          \
         memset(acc, 0, (size_t)tl * sizeof(double));                                                 \
         for (i64 t0 = 0; t0 < tl; t0 += FIR_TILE) {                                                   \
             i64 m = (tl - t0 < FIR_TILE) ? tl - t0 : FIR_TILE;                                        \
@@ -358,10 +373,12 @@ DEFINE_FIR_FORWARD(f64, double)
 #define DEFINE_FIR_BACKWARD(SUF, REAL)                                                               \
 int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *depth, const i64 *down, \
                        const i64 *child_ptr, const i64 *child_idx, const double *h, const double *g,  \
-                       int same, const i64 *k0, const i64 *k1, const REAL *q, const REAL *out,        \
-                       const REAL *grad, REAL *dq, double *dh, double *dg, double *stack)             \
+                       int same, const i64 *k0, const i64 *k1, const i64 *hoff, const REAL *q,        \
+                       const REAL *out, const REAL *grad, REAL *dq, double *dh, double *dg,           \
+                       double *stack)                                                                 \
 {                                                                                                     \
-    i64 tl = fir_round(t_len), tail = fir_round(klen) + 2 * FIR_VL, wl = fir_round(klen) + FIR_VL;     \
+    i64 ks = fir_span(n, klen, order, k1, hoff);                                                      \
+    i64 tl = fir_round(t_len), tail = fir_round(ks) + 2 * FIR_VL, wl = fir_round(ks) + FIR_VL;         \
     REAL *abuf = calloc((size_t)(tl + tail + 2 * wl), sizeof(REAL));                                 \
     double *dbuf = calloc((size_t)(tl + tail + 4 * tl), sizeof(double));                             \
     if (!abuf || !dbuf) { free(abuf); free(dbuf); return -1; }                                       \
@@ -373,7 +390,8 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
         if (p - PF >= 0) {                                                                            \
             i64 j = order[p - PF];                                                                    \
             const void *rows[3] = {dq + j * t_len, grad + j * t_len, q + j * t_len};                  \
-            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j], k1[j]); \
+            i64 o = hoff ? hoff[j] : 0;                                                               \
+            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j] - o, k1[j] - o); \
         }                                                                                             \
         double *adj_u = stack + depth[i] * t_len;                                                     \
         const double *adj_down = (down[i] >= 0) ? adj_u - t_len : 0;                                 \
@@ -390,8 +408,9 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
         else for (i64 t = 0; t < t_len; ++t) qb[t] = (double)qi[t];                                   \
         /* taps at or past t_len reach no output of this call */                                      \
         i64 a = k0[i], b = k1[i] < t_len ? k1[i] : t_len, cnt = b > a ? b - a : 0;                    \
-        fir_taps_##SUF(h + i * klen, a, a + cnt, wh);                                                 \
-        if (!same) fir_taps_##SUF(g + i * klen, a, a + cnt, wg);                                      \
+        i64 off = hoff ? hoff[i] : 0; /* tap k is at column k - off of the kernel rows */            \
+        fir_taps_##SUF(h + i * klen, a - off, a - off + cnt, wh);                                     \
+        if (!same) fir_taps_##SUF(g + i * klen, a - off, a - off + cnt, wg);                          \
         /* inflow adjoint (and dq) */                                                                 \
         memset(au, 0, (size_t)tl * sizeof(double));                                                  \
         if (!same) memset(ag, 0, (size_t)tl * sizeof(double));                                       \
@@ -412,8 +431,8 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
             fir_dot8(part, ad + a + j, ub, m);                                                        \
             if (!same) fir_dot8(partg, ad + a + j, qb, m);                                            \
             for (i64 l = 0; l < 8 && j + l < cnt; ++l) {                                              \
-                dhi[a + j + l] += part[l];                                                            \
-                if (!same) dgi[a + j + l] += partg[l];                                                \
+                dhi[a - off + j + l] += part[l];                                                      \
+                if (!same) dgi[a - off + j + l] += partg[l];                                          \
             }                                                                                         \
         }                                                                                             \
     }                                                                                                 \
