@@ -448,6 +448,32 @@ DEFINE_FIR_BACKWARD(f64, double)
  * Q = n passes of y[t] = (1 - a) y[t-1] + a x[t] over x = U + q (g = h), cold start, in double.
  * Cost per step: n recursions whatever the kernel's length. av: [n] a = dt / (tau + dt); nres: [n]
  * reservoirs per reach (>= 1). xbuf: t_len doubles; stack: (max depth + 1) x t_len doubles. */
+/* Up to four reservoirs in one pass over x (in place): y_s[t] = r y_s[t-1] + a y_{s-1}[t]. Each stage's
+ * chain is one fused multiply-add per step and the stages overlap, so a pass costs about one stage's
+ * latency per step, not four. */
+static void cascade_stages(double *x, i64 t_len, double a, double r, i64 stages)
+{
+    double y0 = 0.0, y1 = 0.0, y2 = 0.0, y3 = 0.0;
+    switch (stages) {
+    case 1:
+        for (i64 t = 0; t < t_len; ++t) { y0 = fma(r, y0, a * x[t]); x[t] = y0; }
+        break;
+    case 2:
+        for (i64 t = 0; t < t_len; ++t) { y0 = fma(r, y0, a * x[t]); y1 = fma(r, y1, a * y0); x[t] = y1; }
+        break;
+    case 3:
+        for (i64 t = 0; t < t_len; ++t) {
+            y0 = fma(r, y0, a * x[t]); y1 = fma(r, y1, a * y0); y2 = fma(r, y2, a * y1); x[t] = y2;
+        }
+        break;
+    default:
+        for (i64 t = 0; t < t_len; ++t) {
+            y0 = fma(r, y0, a * x[t]); y1 = fma(r, y1, a * y0); y2 = fma(r, y2, a * y1);
+            y3 = fma(r, y3, a * y2); x[t] = y3;
+        }
+    }
+}
+
 #define DEFINE_CASCADE_FORWARD(SUF, REAL)                                                            \
 int cascade_forward_##SUF(i64 n, i64 t_len, const i64 *order, const i64 *depth, const i64 *down,      \
                           const double *av, const i64 *nres, const REAL *q, REAL *out, double *stack, \
@@ -465,10 +491,7 @@ int cascade_forward_##SUF(i64 n, i64 t_len, const i64 *order, const i64 *depth, 
         REAL *oi = out + i * t_len;                                                                   \
         double a = av[i], r = 1.0 - a;                                                                \
         for (i64 t = 0; t < t_len; ++t) xbuf[t] = u[t] + (double)qi[t];                               \
-        for (i64 s = 0; s < nres[i]; ++s) {                                                           \
-            double y = 0.0;                                                                           \
-            for (i64 t = 0; t < t_len; ++t) { y = r * y + a * xbuf[t]; xbuf[t] = y; }                 \
-        }                                                                                             \
+        for (i64 s = 0; s < nres[i]; s += 4) cascade_stages(xbuf, t_len, a, r, nres[i] - s);          \
         double *ud = down[i] >= 0 ? u - t_len : 0;                                                    \
         if (ud) for (i64 t = 0; t < t_len; ++t) { REAL o = (REAL)xbuf[t]; oi[t] = o; ud[t] += (double)o; } \
         else for (i64 t = 0; t < t_len; ++t) oi[t] = (REAL)xbuf[t];                                   \
