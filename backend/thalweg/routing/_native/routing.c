@@ -162,10 +162,11 @@ DEFINE_IIR_BACKWARD(iir_backward_f64, double)
 
 static i64 fir_round(i64 a) { return (a + FIR_VL - 1) & ~(i64)(FIR_VL - 1); }
 
-/* Statements, not a function: gcc deletes calls of a function that only prefetches. */
-#define FIR_PREFETCH(rows, j, lines_of, hrow, grow, a_, b_)                                          \
+/* Prefetch the first `bytes` of each row in rows[] (rows[0] for writing) and taps [a_, b_) of the kernel
+ * rows. Statements, not a function: gcc deletes calls of a function that only prefetches. */
+#define FIR_PREFETCH(rows, bytes, hrow, grow, a_, b_)                                          \
     do {                                                                                              \
-        for (i64 b2_ = 0; b2_ < (lines_of); b2_ += 64) {                                              \
+        for (i64 b2_ = 0; b2_ < (bytes); b2_ += 64) {                                              \
             for (int r_ = 0; r_ < (int)(sizeof(rows) / sizeof(rows[0])); ++r_)                       \
                 if (rows[r_]) __builtin_prefetch((const char *)rows[r_] + b2_, r_ == 0, 1);           \
         }                                                                                             \
@@ -319,7 +320,7 @@ int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, co
             i64 j = order[p + PF];                                                                    \
             const void *rows[2] = {out + j * t_len, q + j * t_len};                                   \
             i64 o = hoff ? hoff[j] : 0;                                                               \
-            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j] - o, k1[j] - o); \
+            FIR_PREFETCH(rows, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j] - o, k1[j] - o); \
         }                                                                                             \
         double *u = stack + depth[i] * t_len;                                                         \
         const REAL *qi = q + i * t_len;                                                               \
@@ -391,7 +392,7 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
             i64 j = order[p - PF];                                                                    \
             const void *rows[3] = {dq + j * t_len, grad + j * t_len, q + j * t_len};                  \
             i64 o = hoff ? hoff[j] : 0;                                                               \
-            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j] - o, k1[j] - o); \
+            FIR_PREFETCH(rows, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j] - o, k1[j] - o); \
         }                                                                                             \
         double *adj_u = stack + depth[i] * t_len;                                                     \
         const double *adj_down = (down[i] >= 0) ? adj_u - t_len : 0;                                 \
@@ -484,7 +485,7 @@ int cascade_forward_##SUF(i64 n, i64 t_len, const i64 *order, const i64 *depth, 
         if (p + PF < n) {                                                                             \
             i64 j = order[p + PF];                                                                    \
             const void *rows[2] = {out + j * t_len, q + j * t_len};                                   \
-            FIR_PREFETCH(rows, j, t_len * (i64)sizeof(REAL), av, (const double *)0, 0, 0);            \
+            FIR_PREFETCH(rows, t_len * (i64)sizeof(REAL), av, (const double *)0, 0, 0);            \
         }                                                                                             \
         double *u = stack + depth[i] * t_len;                                                         \
         const REAL *qi = q + i * t_len;                                                               \
