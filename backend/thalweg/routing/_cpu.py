@@ -16,8 +16,7 @@ import torch
 from . import _native
 from .topology import Topology
 
-__all__ = ["available", "cascade_route", "fir_route", "iir_route", "kernel_support", "kernel_support_on",
-           "support_tol"]
+__all__ = ["available", "fir_route", "iir_route", "kernel_support", "kernel_support_on"]
 
 STACK_BYTES = 2 << 20  # the depth-indexed inflow stack of one pass over the tree stays in L2/L3
 
@@ -191,6 +190,8 @@ def _support_torch(h: torch.Tensor, g: torch.Tensor | None, tol: float) -> tuple
     k1 = torch.maximum(((total - head + a) > cut).sum(-1), k0 + 1)
     return k0, k1
 
+
+__all__ += ["cascade_route", "support_tol"]  # the convolution schemes' paths (below)
 
 # the kernel mass a convolution may leave out at either end, by storage type: 1e-9 is 60x below a float32
 # ulp (6e-8, the rounding of every stored value), so float32 results do not change; it cuts Hayami's daily
