@@ -232,3 +232,19 @@ def test_offset_rows_gradcheck_float64():
         return _cpu.fir_route(q, w, None, topo, support=(first, first + 2), offset=first)[0]
 
     assert torch.autograd.gradcheck(fn, (q, w), eps=1e-6, atol=1e-8)
+
+
+def test_hundred_tap_supports_take_the_direct_convolution(net):
+    """Supports of ~100 taps (Hayami at daily steps) are convolved directly, not by the far slower FFT path."""
+    from thalweg.routing import exact
+
+    rng = np.random.default_rng(16)
+    h = torch.as_tensor(_kernels(net.n_reaches, 400, rng))
+    h[:, :120] += 1e-3  # every support about 120 taps
+    h = h / h.sum(-1, keepdim=True)
+    q = torch.as_tensor(runoff(net, rng, batch=1, steps=366))
+    from thalweg.irf import Kernels
+
+    _, _, path = exact.route_exact(topology(net), q, SCHEMES["hayami"], {}, DT,
+                                   kernels_fn=lambda L: Kernels(h[:, :L], h[:, :L]), kernel_length=None)
+    assert path == "fir-native"
