@@ -12,6 +12,16 @@ def kernel(params, dt: float, n_steps: int):
     return torch.clamp(1.0 - torch.abs(k - d), min=0.0), None
 
 
+def two_taps(params, dt: float):
+    """The kernel's only nonzero taps: ``(first [N] int64 numpy, w [N, 2])`` with h[first] = w[:, 0] = 1 - f
+    and h[first + 1] = w[:, 1] = f, first = floor(d), f = d - first (differentiable in the lag): the same
+    kernel as ``kernel`` (a shift when d is whole, a two-tap filter otherwise)."""
+    d = params["lag"] / dt
+    first = torch.floor(d.detach())
+    f = d - first
+    return first.to(torch.int64).cpu().numpy(), torch.stack([1.0 - f, f], dim=-1)
+
+
 SCHEME = Scheme(
     name="pure_lag",
     parameters=(Parameter("lag", "s", "travel time through the reach", 0.0, 30 * 86400.0, 3600.0,

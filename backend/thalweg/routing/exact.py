@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ..irf import Kernels, Scheme
+from ..irf import Kernels, Scheme, lag, nash
 from . import _cpu, _gpu
 from .fft import route_fft
 from .topology import Topology
@@ -28,6 +28,11 @@ from .topology import Topology
 __all__ = ["plan_exact", "route_exact"]
 
 log = logging.getLogger(__name__)
+
+# how many taps of the compiled direct convolution cost one of the FFT path's 6 log2(2 (T + L)) operations per
+# reach-step: measured 2026-12-02 on the 2-core VM at 100k x 366, Hayami (88 taps): direct 0.25 s, torch FFT
+# by level 57 s (break-even near 20,000 taps); 64 keeps the FFT for supports over ~4,000 taps at T = 366
+FIR_OVER_FFT = 64.0
 _LOGGED: set[str] = set()
 
 
@@ -85,6 +90,17 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
         coef = scheme.recursion(p, dt).stacked().to(device) if state is not None or want else None
         out, _ = route_fft(topo, runoff, kern, coef=coef, filter_state=state, progress=progress)
         return out, None, path
+    if path == "fir-native" and kernel_length is None and not history and scheme.kernel is nash.kernel:
+        cascade = nash.whole_cascade(p, dt)
+        if cascade is not None:  # n reservoirs per reach, n recursions per step: no kernels to build or convolve
+            _once(f"thalweg: exact engine on {device.type}: cascade-native")
+            return _cpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-native"
+    if path == "fir-native" and kernel_length is None and not history and scheme.kernel is lag.kernel:
+        # a pure lag's kernel is two taps at floor(d): convolve those, without building [N, T] kernels
+        first, w = lag.two_taps(p, dt)
+        _once(f"thalweg: exact engine on {device.type}: lag-native")
+        out, _, _ = _cpu.fir_route(runoff, w, None, topo, support=(first, first + 2), offset=first)
+        return out, None, "lag-native"
     length = kernel_length or t_len
     kern: Kernels = kernels_fn(length)
     if path == "fft" and _gpu.available(device) and not isinstance(state, tuple):
@@ -96,9 +112,9 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
             out = _gpu.fir_route(runoff, kern.h, g, topo, (k0.to(device), k1.to(device)))
             return out, None, "fir-triton"
     if path == "fir-native":
-        k0, k1 = _cpu.kernel_support(kern.h, None if kern.g is kern.h else kern.g)
+        k0, k1 = _cpu.kernel_support(kern.h, None if kern.g is kern.h else kern.g, _cpu.support_tol(runoff.dtype))
         direct_cost = float((k1 - k0).sum())
-        fft_cost = topo.n * 6.0 * math.log2(2 * (t_len + length))
+        fft_cost = FIR_OVER_FFT * topo.n * 6.0 * math.log2(2 * (t_len + length))
         if direct_cost <= fft_cost or history:
             hist = state if isinstance(state, tuple) else None
             out, _, _ = _cpu.fir_route(runoff, kern.h, None if kern.g is kern.h else kern.g, topo, hist,

@@ -58,10 +58,13 @@ def _declare(lib) -> None:
             for kind in ("iir_forward", "iir_backward"):
                 getattr(lib, f"{kind}_{split}{real}").restype = ctypes.c_int
         getattr(lib, f"fir_forward_{real}").argtypes = [I64, I64, I64, I64, P, P, P, P, P, ctypes.c_int, P, P, P, P, P,
-                                                        P, P, P, P]
+                                                        P, P, P]
         getattr(lib, f"fir_backward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, ctypes.c_int, P, P, P, P,
-                                                         P, P, P, P, P, P, P, P]
-        for kind in ("iir_forward", "iir_backward", "fir_forward", "fir_backward"):
+                                                         P, P, P, P, P, P]
+        getattr(lib, f"cascade_forward_{real}").argtypes = [I64, I64, P, P, P, P, P, P, P, P, P]
+        getattr(lib, f"cascade_backward_{real}").argtypes = [I64, I64, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P]
+        for kind in ("iir_forward", "iir_backward", "fir_forward", "fir_backward", "cascade_forward",
+                     "cascade_backward"):
             getattr(lib, f"{kind}_{real}").restype = ctypes.c_int
     lib.kernel_support.argtypes = [I64, I64, P, P, ctypes.c_double, P, P]
     lib.kernel_support.restype = ctypes.c_int

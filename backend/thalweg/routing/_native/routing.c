@@ -208,105 +208,415 @@ DEFINE_IIR_BACKWARD(iir_backward_f64, double, 0)
 DEFINE_IIR_BACKWARD(iir_backward_split_f32, float, 1)
 DEFINE_IIR_BACKWARD(iir_backward_split_f64, double, 1)
 
-/* FIR pass over whole rows. h, g: [n, klen] (g == h when same != 0); support [k0, k1) per reach
- * (taps outside it are zero). hist_u, hist_q: [n, hlen] the inputs before t = 0 (oldest first), or
- * NULL for a cold start; on return they hold the last hlen inputs (the warm state for the next call).
- * ext: 2 x (hlen + t_len) doubles; acc: t_len doubles; stack: (max depth + 1) x t_len doubles. */
-#define DEFINE_FIR_FORWARD(NAME, REAL)                                                               \
-int NAME(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, const i64 *depth, const i64 *down,   \
-         const double *h, const double *g, int same, const i64 *k0, const i64 *k1, const REAL *q,     \
-         REAL *out, double *hist_u, double *hist_q, double *stack, double *ext, double *acc)          \
+/* FIR passes (ROUTING.md section 2): Q[t] = sum_k h[k] U[t-k] + g[k] q[t-k] over each reach's support
+ * [k0, k1) (taps outside it are zero). One reach at a time, whole rows, in time tiles of FIR_TILE steps
+ * so that a tile's accumulator and inputs stay in L1 whatever the series length. Taps go 16 per pass
+ * (8 or 4 for the last few): a pass forms the sum of its taps' products in the storage type (float32
+ * runs: at most 16 terms summed pairwise, a few ulp) and adds it to a double accumulator, so there is
+ * about one load per multiply-add, the loops vectorise (gcc -O3 -march=native: 16 float lanes on
+ * AVX-512) and the long sums over the support stay in double. Rows are padded (zeros before t = 0,
+ * and after T for the adjoints) and passes run over whole vectors (T rounded up to FIR_VL), so no
+ * loop needs a bounds test or a scalar tail. Rows are visited in post-order, not in memory order, so
+ * the rows of the reach PF places ahead are prefetched.
+ * Work buffers are allocated here, once per call (a call routes a whole work item); -1 if that fails. */
+#include <stdlib.h>
+
+#define FIR_TILE 512
+#define FIR_VL 16
+
+static i64 fir_round(i64 a) { return (a + FIR_VL - 1) & ~(i64)(FIR_VL - 1); }
+
+/* Prefetch the first `bytes` of each row in rows[] (rows[0] for writing) and taps [a_, b_) of the kernel
+ * rows. Statements, not a function: gcc deletes calls of a function that only prefetches. */
+#define FIR_PREFETCH(rows, bytes, hrow, grow, a_, b_)                                          \
+    do {                                                                                              \
+        for (i64 b2_ = 0; b2_ < (bytes); b2_ += 64) {                                              \
+            for (int r_ = 0; r_ < (int)(sizeof(rows) / sizeof(rows[0])); ++r_)                       \
+                if (rows[r_]) __builtin_prefetch((const char *)rows[r_] + b2_, r_ == 0, 1);           \
+        }                                                                                             \
+        for (i64 k_ = (a_); k_ < (b_); k_ += 8) {                                                     \
+            __builtin_prefetch((hrow) + k_, 0, 1);                                                    \
+            if (grow) __builtin_prefetch((grow) + k_, 0, 1);                                          \
+        }                                                                                             \
+    } while (0)
+
+/* The taps [a, b) of one kernel row as the storage type, zero-padded to whole vectors. */
+#define DEFINE_FIR_TAPS(SUF, REAL)                                                                   \
+static void fir_taps_##SUF(const double *hi, i64 a, i64 b, REAL *dst)                                 \
 {                                                                                                     \
-    i64 w = hlen + t_len;                                                                             \
-    double *xu = ext, *xq = ext + w;                                                                  \
+    i64 len = fir_round(b - a);                                                                       \
+    for (i64 k = 0; k < len; ++k) dst[k] = (a + k < b) ? (REAL)hi[a + k] : (REAL)0;                   \
+}
+
+/* acc[t] += sum_{j < 16} w[j] x[t - j] (conv: forward, x shifted by the pass's first tap) or
+ * sum_j w[j] x[t + j] (corr: adjoint), t in [0, m); 8- and 4-tap variants for the last taps. */
+#define DEFINE_FIR_PASSES(SUF, REAL)                                                                 \
+static void fir_conv16_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
+{                                                                                                     \
+    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];\
+    const REAL w8 = w[8], w9 = w[9], w10 = w[10], w11 = w[11], w12 = w[12], w13 = w[13], w14 = w[14], w15 = w[15];\
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t - 1]) + (w2 * x[t - 2] + w3 * x[t - 3]));                    \
+        REAL s1 = ((w4 * x[t - 4] + w5 * x[t - 5]) + (w6 * x[t - 6] + w7 * x[t - 7]));                \
+        REAL s2 = ((w8 * x[t - 8] + w9 * x[t - 9]) + (w10 * x[t - 10] + w11 * x[t - 11]));            \
+        REAL s3 = ((w12 * x[t - 12] + w13 * x[t - 13]) + (w14 * x[t - 14] + w15 * x[t - 15]));        \
+        acc[t] += (double)((s0 + s1) + (s2 + s3));                                                    \
+    }                                                                                                 \
+}                                                                                                     \
+static void fir_conv8_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
+{                                                                                                     \
+    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];\
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t - 1]) + (w2 * x[t - 2] + w3 * x[t - 3]));                    \
+        REAL s1 = ((w4 * x[t - 4] + w5 * x[t - 5]) + (w6 * x[t - 6] + w7 * x[t - 7]));                \
+        acc[t] += (double)(s0 + s1);                                                                  \
+    }                                                                                                 \
+}                                                                                                     \
+static void fir_conv4_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
+{                                                                                                     \
+    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];                                            \
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t - 1]) + (w2 * x[t - 2] + w3 * x[t - 3]));                    \
+        acc[t] += (double)s0;                                                                         \
+    }                                                                                                 \
+}                                                                                                     \
+static void fir_corr16_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
+{                                                                                                     \
+    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];\
+    const REAL w8 = w[8], w9 = w[9], w10 = w[10], w11 = w[11], w12 = w[12], w13 = w[13], w14 = w[14], w15 = w[15];\
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t + 1]) + (w2 * x[t + 2] + w3 * x[t + 3]));                    \
+        REAL s1 = ((w4 * x[t + 4] + w5 * x[t + 5]) + (w6 * x[t + 6] + w7 * x[t + 7]));                \
+        REAL s2 = ((w8 * x[t + 8] + w9 * x[t + 9]) + (w10 * x[t + 10] + w11 * x[t + 11]));            \
+        REAL s3 = ((w12 * x[t + 12] + w13 * x[t + 13]) + (w14 * x[t + 14] + w15 * x[t + 15]));        \
+        acc[t] += (double)((s0 + s1) + (s2 + s3));                                                    \
+    }                                                                                                 \
+}                                                                                                     \
+static void fir_corr8_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
+{                                                                                                     \
+    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];\
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t + 1]) + (w2 * x[t + 2] + w3 * x[t + 3]));                    \
+        REAL s1 = ((w4 * x[t + 4] + w5 * x[t + 5]) + (w6 * x[t + 6] + w7 * x[t + 7]));                \
+        acc[t] += (double)(s0 + s1);                                                                  \
+    }                                                                                                 \
+}                                                                                                     \
+static void fir_corr4_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
+{                                                                                                     \
+    const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];                                            \
+    for (i64 t = 0; t < m; ++t) {                                                                     \
+        REAL s0 = ((w0 * x[t] + w1 * x[t + 1]) + (w2 * x[t + 2] + w3 * x[t + 3]));                    \
+        acc[t] += (double)s0;                                                                         \
+    }                                                                                                 \
+}                                                                                                     \
+/* acc[t0..t0+m) += the convolution (fwd) or correlation of x with the cnt taps w[] of which the first */ \
+/* is tap a: forward x index t - a - j, adjoint t + a + j */                                            \
+static void fir_apply_##SUF(double *acc, const REAL *x, i64 t0, i64 m, const REAL *w, i64 a, i64 cnt, int fwd) \
+{                                                                                                     \
+    for (i64 j = 0; j < cnt; ) {                                                                      \
+        i64 left = cnt - j, step = left > 8 ? 16 : (left > 4 ? 8 : 4);                                \
+        const REAL *src = fwd ? x + t0 - a - j : x + t0 + a + j;                                      \
+        if (fwd) {                                                                                    \
+            if (step == 16) fir_conv16_##SUF(acc + t0, src, m, w + j);                                \
+            else if (step == 8) fir_conv8_##SUF(acc + t0, src, m, w + j);                             \
+            else fir_conv4_##SUF(acc + t0, src, m, w + j);                                            \
+        } else {                                                                                      \
+            if (step == 16) fir_corr16_##SUF(acc + t0, src, m, w + j);                                \
+            else if (step == 8) fir_corr8_##SUF(acc + t0, src, m, w + j);                             \
+            else fir_corr4_##SUF(acc + t0, src, m, w + j);                                            \
+        }                                                                                             \
+        j += step;                                                                                    \
+    }                                                                                                 \
+}
+
+/* dh[j] += sum_t ad[t + j] u[t], j < 8, t in [0, m) with m a multiple of 8 (u zero-padded): eight
+ * lanes per tap so the sums vectorise without reassociation (no -ffast-math). */
+static void fir_dot8(double *restrict dh, const double *restrict ad, const double *restrict u, i64 m)
+{
+    double s[8][8] = {{0}};
+    for (i64 t = 0; t < m; t += 8)
+        for (int l = 0; l < 8; ++l) {
+            double uv = u[t + l];
+            const double *av = ad + t + l;
+            s[0][l] += av[0] * uv; s[1][l] += av[1] * uv; s[2][l] += av[2] * uv; s[3][l] += av[3] * uv;
+            s[4][l] += av[4] * uv; s[5][l] += av[5] * uv; s[6][l] += av[6] * uv; s[7][l] += av[7] * uv;
+        }
+    for (int j = 0; j < 8; ++j) {
+        double v = 0.0;
+        for (int l = 0; l < 8; ++l) v += s[j][l];
+        dh[j] += v;
+    }
+}
+
+/* The largest tap index + 1 the passes meet: klen, or more where kernel rows start at an offset. */
+static i64 fir_span(i64 n, i64 klen, const i64 *order, const i64 *k1, const i64 *hoff)
+{
+    i64 ks = klen;
+    if (hoff)
+        for (i64 p = 0; p < n; ++p)
+            if (k1[order[p]] > ks) ks = k1[order[p]];
+    return ks;
+}
+
+/* Forward. h, g: [n, klen] (g == h when same != 0); support [k0, k1) per reach; hoff: NULL, or [n]
+ * the tap index of each kernel row's first column (short rows for kernels far from tap 0: a lag's
+ * two taps). hist_u, hist_q:
+ * [n, hlen] the inputs before t = 0 (oldest first), or NULL for a cold start; on return they hold the
+ * last hlen inputs (the warm state for the next call). stack: (max depth + 1) x t_len doubles. */
+#define DEFINE_FIR_FORWARD(SUF, REAL)                                                                \
+DEFINE_FIR_TAPS(SUF, REAL)                                                                            \
+DEFINE_FIR_PASSES(SUF, REAL)                                                                          \
+int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, const i64 *depth,       \
+                      const i64 *down, const double *h, const double *g, int same, const i64 *k0,     \
+                      const i64 *k1, const i64 *hoff, const REAL *q, REAL *out, double *hist_u,       \
+                      double *hist_q, double *stack)                                                  \
+{                                                                                                     \
+    i64 ks = fir_span(n, klen, order, k1, hoff);                                                      \
+    i64 tl = fir_round(t_len), pad = fir_round(ks) + FIR_VL, w = pad + hlen + tl + FIR_VL;            \
+    i64 wl = fir_round(ks) + FIR_VL;                                                                  \
+    REAL *xbuf = calloc((size_t)(2 * w + 2 * wl), sizeof(REAL));                                      \
+    double *acc = malloc((size_t)tl * sizeof(double));                                               \
+    if (!xbuf || !acc) { free(xbuf); free(acc); return -1; }                                         \
+    REAL *xu = xbuf + pad, *xq = xbuf + w + pad, *wh = xbuf + 2 * w, *wg = wh + wl;                   \
     for (i64 p = 0; p < n; ++p) {                                                                     \
         i64 i = order[p];                                                                             \
+        if (p + PF < n) {                                                                             \
+            i64 j = order[p + PF];                                                                    \
+            const void *rows[2] = {out + j * t_len, q + j * t_len};                                   \
+            i64 o = hoff ? hoff[j] : 0;                                                               \
+            FIR_PREFETCH(rows, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j] - o, k1[j] - o); \
+        }                                                                                             \
         double *u = stack + depth[i] * t_len;                                                         \
         const REAL *qi = q + i * t_len;                                                               \
-        for (i64 k = 0; k < hlen; ++k) {                                                              \
-            xu[k] = hist_u ? hist_u[i * hlen + k] : 0.0;                                              \
-            xq[k] = hist_q ? hist_q[i * hlen + k] : 0.0;                                              \
-        }                                                                                             \
-        for (i64 t = 0; t < t_len; ++t) { xu[hlen + t] = u[t]; xq[hlen + t] = (double)qi[t]; }         \
-        if (same) for (i64 t = 0; t < w; ++t) xu[t] += xq[t];                                         \
-        for (i64 t = 0; t < t_len; ++t) acc[t] = 0.0;                                                 \
-        const double *hi = h + i * klen, *gi = g + i * klen;                                          \
-        for (i64 k = k0[i]; k < k1[i]; ++k) {                                                         \
-            double hk = hi[k];                                                                        \
-            const double *src = xu + hlen - k;                                                        \
-            i64 t = (k > hlen) ? k - hlen : 0;                                                        \
-            if (same) { for (; t < t_len; ++t) acc[t] += hk * src[t]; }                               \
-            else {                                                                                    \
-                double gk = gi[k];                                                                    \
-                const double *srq = xq + hlen - k;                                                    \
-                for (; t < t_len; ++t) acc[t] += hk * src[t] + gk * srq[t];                           \
-            }                                                                                         \
-        }                                                                                             \
         REAL *oi = out + i * t_len;                                                                   \
-        for (i64 t = 0; t < t_len; ++t) oi[t] = (REAL)acc[t];                                         \
-        if (hist_u) {                                                                                 \
-            if (same) for (i64 t = 0; t < w; ++t) xu[t] -= xq[t];                                     \
-            for (i64 k = 0; k < hlen; ++k) {                                                          \
-                hist_u[i * hlen + k] = xu[t_len + k];                                                 \
-                hist_q[i * hlen + k] = xq[t_len + k];                                                 \
+        double *hu = hist_u ? hist_u + i * hlen : 0, *hq = hist_q ? hist_q + i * hlen : 0;             \
+        REAL *ux = xu + hlen, *qx = xq + hlen; /* step t of this call at index t */                   \
+        if (same) {                                                                                   \
+            for (i64 k = 0; k < hlen; ++k) xu[k] = hu ? (REAL)(hu[k] + hq[k]) : (REAL)0;               \
+            for (i64 t = 0; t < t_len; ++t) ux[t] = (REAL)(u[t] + (double)qi[t]);                     \
+        } else {                                                                                      \
+            for (i64 k = 0; k < hlen; ++k) { xu[k] = hu ? (REAL)hu[k] : (REAL)0; xq[k] = hq ? (REAL)hq[k] : (REAL)0; } \
+            for (i64 t = 0; t < t_len; ++t) { ux[t] = (REAL)u[t]; qx[t] = qi[t]; }                    \
+        }                                                                                             \
+        /* taps past hlen + t_len meet only the zero padding */                                       \
+        i64 a = k0[i], b = k1[i] < hlen + t_len ? k1[i] : hlen + t_len, cnt = b > a ? b - a : 0;      \
+        i64 off = hoff ? hoff[i] : 0; /* tap k is at column k - off of the kernel rows */            \
+        fir_taps_##SUF(h + i * klen, a - off, a - off + cnt, wh);                                     \
+        if (!same) fir_taps_##SUF(g + i * klen, a - off, a - off + cnt, wg);                          \
+        memset(acc, 0, (size_t)tl * sizeof(double));                                                 \
+        for (i64 t0 = 0; t0 < tl; t0 += FIR_TILE) {                                                   \
+            i64 m = (tl - t0 < FIR_TILE) ? tl - t0 : FIR_TILE;                                        \
+            fir_apply_##SUF(acc, ux, t0, m, wh, a, cnt, 1);                                           \
+            if (!same) fir_apply_##SUF(acc, qx, t0, m, wg, a, cnt, 1);                                \
+        }                                                                                             \
+        double *ud = down[i] >= 0 ? u - t_len : 0;                                                    \
+        if (ud) for (i64 t = 0; t < t_len; ++t) { REAL o = (REAL)acc[t]; oi[t] = o; ud[t] += (double)o; } \
+        else for (i64 t = 0; t < t_len; ++t) oi[t] = (REAL)acc[t];                                    \
+        if (hu) { /* the last hlen inputs of [history, this call] (u and q apart) */                 \
+            i64 keep = hlen > t_len ? hlen - t_len : 0;                                               \
+            memmove(hu, hu + (hlen - keep), (size_t)keep * sizeof(double));                          \
+            memmove(hq, hq + (hlen - keep), (size_t)keep * sizeof(double));                          \
+            for (i64 k = keep; k < hlen; ++k) {                                                       \
+                i64 t = t_len - hlen + k;                                                             \
+                hu[k] = u[t]; hq[k] = (double)qi[t];                                                  \
             }                                                                                         \
         }                                                                                             \
-        if (down[i] >= 0) {                                                                           \
-            double *ud = u - t_len;                                                                   \
-            for (i64 t = 0; t < t_len; ++t) ud[t] += (double)oi[t];                                   \
+        memset(u, 0, (size_t)t_len * sizeof(double));                                                \
+    }                                                                                                 \
+    free(xbuf); free(acc);                                                                            \
+    return 0;                                                                                         \
+}
+
+DEFINE_FIR_FORWARD(f32, float)
+DEFINE_FIR_FORWARD(f64, double)
+
+/* Reverse-mode of the FIR pass (cold start). Adds dL/dh and dL/dg into dh, dg [n, klen] (dg unused
+ * when same), writes dq. The adjoint A of each reach's outflow (dL/dQ plus its downstream reach's
+ * inflow adjoint) gives: inflow adjoint sum_k h[k] A[t+k] (into the stack, for the upstream reaches),
+ * dq[t] = sum_k g[k] A[t+k], dh[k] = sum_t A[t+k] U[t] (U + q when same), dg[k] = sum_t A[t+k] q[t];
+ * U is rebuilt from the upstream outflow. */
+#define DEFINE_FIR_BACKWARD(SUF, REAL)                                                               \
+int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *depth, const i64 *down, \
+                       const i64 *child_ptr, const i64 *child_idx, const double *h, const double *g,  \
+                       int same, const i64 *k0, const i64 *k1, const i64 *hoff, const REAL *q,        \
+                       const REAL *out, const REAL *grad, REAL *dq, double *dh, double *dg,           \
+                       double *stack)                                                                 \
+{                                                                                                     \
+    i64 ks = fir_span(n, klen, order, k1, hoff);                                                      \
+    i64 tl = fir_round(t_len), tail = fir_round(ks) + 2 * FIR_VL, wl = fir_round(ks) + FIR_VL;         \
+    REAL *abuf = calloc((size_t)(tl + tail + 2 * wl), sizeof(REAL));                                 \
+    double *dbuf = calloc((size_t)(tl + tail + 4 * tl), sizeof(double));                             \
+    if (!abuf || !dbuf) { free(abuf); free(dbuf); return -1; }                                       \
+    REAL *wh = abuf + tl + tail, *wg = wh + wl;                                                       \
+    /* zero past t_len: ad (the adjoint, double), ub, qb (the inputs), au, ag (the correlations) */   \
+    double *ad = dbuf, *ub = dbuf + tl + tail, *qb = ub + tl, *au = qb + tl, *ag = au + tl;           \
+    for (i64 p = n - 1; p >= 0; --p) {                                                                \
+        i64 i = order[p];                                                                             \
+        if (p - PF >= 0) {                                                                            \
+            i64 j = order[p - PF];                                                                    \
+            const void *rows[3] = {dq + j * t_len, grad + j * t_len, q + j * t_len};                  \
+            i64 o = hoff ? hoff[j] : 0;                                                               \
+            FIR_PREFETCH(rows, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, k0[j] - o, k1[j] - o); \
         }                                                                                             \
+        double *adj_u = stack + depth[i] * t_len;                                                     \
+        const double *adj_down = (down[i] >= 0) ? adj_u - t_len : 0;                                 \
+        const REAL *gi = grad + i * t_len, *qi = q + i * t_len;                                       \
+        if (adj_down) for (i64 t = 0; t < t_len; ++t) ad[t] = (double)gi[t] + adj_down[t];            \
+        else for (i64 t = 0; t < t_len; ++t) ad[t] = (double)gi[t];                                   \
+        for (i64 t = 0; t < t_len; ++t) abuf[t] = (REAL)ad[t];                                        \
+        for (i64 t = 0; t < t_len; ++t) ub[t] = 0.0;                                                  \
+        for (i64 e = child_ptr[i]; e < child_ptr[i + 1]; ++e) {                                       \
+            const REAL *oc = out + child_idx[e] * t_len;                                              \
+            for (i64 t = 0; t < t_len; ++t) ub[t] += (double)oc[t];                                   \
+        }                                                                                             \
+        if (same) for (i64 t = 0; t < t_len; ++t) ub[t] += (double)qi[t];                             \
+        else for (i64 t = 0; t < t_len; ++t) qb[t] = (double)qi[t];                                   \
+        /* taps at or past t_len reach no output of this call */                                      \
+        i64 a = k0[i], b = k1[i] < t_len ? k1[i] : t_len, cnt = b > a ? b - a : 0;                    \
+        i64 off = hoff ? hoff[i] : 0; /* tap k is at column k - off of the kernel rows */            \
+        fir_taps_##SUF(h + i * klen, a - off, a - off + cnt, wh);                                     \
+        if (!same) fir_taps_##SUF(g + i * klen, a - off, a - off + cnt, wg);                          \
+        /* inflow adjoint (and dq) */                                                                 \
+        memset(au, 0, (size_t)tl * sizeof(double));                                                  \
+        if (!same) memset(ag, 0, (size_t)tl * sizeof(double));                                       \
+        for (i64 t0 = 0; t0 < tl; t0 += FIR_TILE) {                                                   \
+            i64 m = (tl - t0 < FIR_TILE) ? tl - t0 : FIR_TILE;                                        \
+            fir_apply_##SUF(au, abuf, t0, m, wh, a, cnt, 0);                                          \
+            if (!same) fir_apply_##SUF(ag, abuf, t0, m, wg, a, cnt, 0);                               \
+        }                                                                                             \
+        memcpy(adj_u, au, (size_t)t_len * sizeof(double));                                           \
+        REAL *dqi = dq + i * t_len;                                                                   \
+        const double *dsrc = same ? au : ag;                                                          \
+        for (i64 t = 0; t < t_len; ++t) dqi[t] = (REAL)dsrc[t];                                       \
+        /* kernel gradients: 8 taps per pass over t in [0, t_len - a) */                             \
+        double *dhi = dh + i * klen, *dgi = dg + i * klen;                                            \
+        for (i64 j = 0; j < cnt; j += 8) {                                                            \
+            i64 m = (t_len - a - j + 7) & ~(i64)7;                                                    \
+            double part[8] = {0}, partg[8] = {0};                                                     \
+            fir_dot8(part, ad + a + j, ub, m);                                                        \
+            if (!same) fir_dot8(partg, ad + a + j, qb, m);                                            \
+            for (i64 l = 0; l < 8 && j + l < cnt; ++l) {                                              \
+                dhi[a - off + j + l] += part[l];                                                      \
+                if (!same) dgi[a - off + j + l] += partg[l];                                          \
+            }                                                                                         \
+        }                                                                                             \
+    }                                                                                                 \
+    free(abuf); free(dbuf);                                                                           \
+    return 0;                                                                                         \
+}
+
+DEFINE_FIR_BACKWARD(f32, float)
+DEFINE_FIR_BACKWARD(f64, double)
+
+/* Nash cascade with a whole number of reservoirs (ROUTING.md section 3): reach i's kernel
+ * a^n C(k+n-1, k) (1-a)^k is the n-fold convolution of the linear-storage kernel a (1-a)^k, so
+ * Q = n passes of y[t] = (1 - a) y[t-1] + a x[t] over x = U + q (g = h), cold start, in double.
+ * Cost per step: n recursions whatever the kernel's length. av: [n] a = dt / (tau + dt); nres: [n]
+ * reservoirs per reach (>= 1). xbuf: t_len doubles; stack: (max depth + 1) x t_len doubles. */
+/* Up to four reservoirs in one pass over x (in place): y_s[t] = r y_s[t-1] + a y_{s-1}[t]. Each stage's
+ * chain is one fused multiply-add per step and the stages overlap, so a pass costs about one stage's
+ * latency per step, not four. */
+static void cascade_stages(double *x, i64 t_len, double a, double r, i64 stages)
+{
+    double y0 = 0.0, y1 = 0.0, y2 = 0.0, y3 = 0.0;
+    switch (stages) {
+    case 1:
+        for (i64 t = 0; t < t_len; ++t) { y0 = fma(r, y0, a * x[t]); x[t] = y0; }
+        break;
+    case 2:
+        for (i64 t = 0; t < t_len; ++t) { y0 = fma(r, y0, a * x[t]); y1 = fma(r, y1, a * y0); x[t] = y1; }
+        break;
+    case 3:
+        for (i64 t = 0; t < t_len; ++t) {
+            y0 = fma(r, y0, a * x[t]); y1 = fma(r, y1, a * y0); y2 = fma(r, y2, a * y1); x[t] = y2;
+        }
+        break;
+    default:
+        for (i64 t = 0; t < t_len; ++t) {
+            y0 = fma(r, y0, a * x[t]); y1 = fma(r, y1, a * y0); y2 = fma(r, y2, a * y1);
+            y3 = fma(r, y3, a * y2); x[t] = y3;
+        }
+    }
+}
+
+#define DEFINE_CASCADE_FORWARD(SUF, REAL)                                                            \
+int cascade_forward_##SUF(i64 n, i64 t_len, const i64 *order, const i64 *depth, const i64 *down,      \
+                          const double *av, const i64 *nres, const REAL *q, REAL *out, double *stack, \
+                          double *xbuf)                                                               \
+{                                                                                                     \
+    for (i64 p = 0; p < n; ++p) {                                                                     \
+        i64 i = order[p];                                                                             \
+        if (p + PF < n) {                                                                             \
+            i64 j = order[p + PF];                                                                    \
+            const void *rows[2] = {out + j * t_len, q + j * t_len};                                   \
+            FIR_PREFETCH(rows, t_len * (i64)sizeof(REAL), av, (const double *)0, 0, 0);            \
+        }                                                                                             \
+        double *u = stack + depth[i] * t_len;                                                         \
+        const REAL *qi = q + i * t_len;                                                               \
+        REAL *oi = out + i * t_len;                                                                   \
+        double a = av[i], r = 1.0 - a;                                                                \
+        for (i64 t = 0; t < t_len; ++t) xbuf[t] = u[t] + (double)qi[t];                               \
+        for (i64 s = 0; s < nres[i]; s += 4) cascade_stages(xbuf, t_len, a, r, nres[i] - s);          \
+        double *ud = down[i] >= 0 ? u - t_len : 0;                                                    \
+        if (ud) for (i64 t = 0; t < t_len; ++t) { REAL o = (REAL)xbuf[t]; oi[t] = o; ud[t] += (double)o; } \
+        else for (i64 t = 0; t < t_len; ++t) oi[t] = (REAL)xbuf[t];                                   \
         memset(u, 0, (size_t)t_len * sizeof(double));                                                \
     }                                                                                                 \
     return 0;                                                                                         \
 }
 
-DEFINE_FIR_FORWARD(fir_forward_f32, float)
-DEFINE_FIR_FORWARD(fir_forward_f64, double)
+DEFINE_CASCADE_FORWARD(f32, float)
+DEFINE_CASCADE_FORWARD(f64, double)
 
-/* Reverse-mode of the FIR pass (cold start). Adds dL/dh and dL/dg into dh, dg [n, klen] (dg unused
- * when same), writes dq. ubuf: t_len doubles (the reach's inflow, rebuilt from its upstream outflow);
- * abuf: t_len doubles. */
-#define DEFINE_FIR_BACKWARD(NAME, REAL)                                                              \
-int NAME(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *depth, const i64 *down,             \
-         const i64 *child_ptr, const i64 *child_idx, const double *h, const double *g, int same,      \
-         const i64 *k0, const i64 *k1, const REAL *q, const REAL *out, const REAL *grad, REAL *dq,    \
-         double *dh, double *dg, double *stack, double *abuf, double *ubuf, double *acc)              \
+/* Reverse-mode of the cascade. Writes dq, adds dL/da into da [n]. The stage inputs are recomputed
+ * from the upstream outflow and q (xs: (max nres + 1) x t_len doubles); through each stage, backwards
+ * in time: lambda[t] = A[t] + (1 - a) lambda[t+1], the stage input's adjoint is a lambda[t] and
+ * dL/da += lambda[t] (x[t] - y[t-1]). */
+#define DEFINE_CASCADE_BACKWARD(SUF, REAL)                                                           \
+int cascade_backward_##SUF(i64 n, i64 t_len, const i64 *order, const i64 *depth, const i64 *down,     \
+                           const i64 *child_ptr, const i64 *child_idx, const double *av,              \
+                           const i64 *nres, const REAL *q, const REAL *out, const REAL *grad,         \
+                           REAL *dq, double *da, double *stack, double *xs, double *lam)              \
 {                                                                                                     \
     for (i64 p = n - 1; p >= 0; --p) {                                                                \
         i64 i = order[p];                                                                             \
         double *adj_u = stack + depth[i] * t_len;                                                     \
         const double *adj_down = (down[i] >= 0) ? adj_u - t_len : 0;                                 \
         const REAL *gi = grad + i * t_len, *qi = q + i * t_len;                                       \
-        for (i64 t = 0; t < t_len; ++t) abuf[t] = (double)gi[t] + (adj_down ? adj_down[t] : 0.0);    \
-        for (i64 t = 0; t < t_len; ++t) ubuf[t] = 0.0;                                                \
+        double a = av[i], r = 1.0 - a;                                                                \
+        i64 m = nres[i];                                                                              \
+        double *x0 = xs;                                                                              \
+        for (i64 t = 0; t < t_len; ++t) x0[t] = (double)qi[t];                                        \
         for (i64 e = child_ptr[i]; e < child_ptr[i + 1]; ++e) {                                       \
             const REAL *oc = out + child_idx[e] * t_len;                                              \
-            for (i64 t = 0; t < t_len; ++t) ubuf[t] += (double)oc[t];                                 \
+            for (i64 t = 0; t < t_len; ++t) x0[t] += (double)oc[t];                                   \
         }                                                                                             \
-        if (same) for (i64 t = 0; t < t_len; ++t) ubuf[t] += (double)qi[t];                           \
-        const double *hi = h + i * klen, *gg = g + i * klen;                                          \
-        double *dhi = dh + i * klen, *dgi = dg + i * klen;                                            \
-        for (i64 t = 0; t < t_len; ++t) { adj_u[t] = 0.0; acc[t] = 0.0; }                             \
-        for (i64 k = k0[i]; k < k1[i] && k < t_len; ++k) {                                            \
-            double hk = hi[k], gk = same ? 0.0 : gg[k], sh = 0.0, sg = 0.0;                           \
-            for (i64 t = 0; t + k < t_len; ++t) {                                                     \
-                double a = abuf[t + k];                                                               \
-                adj_u[t] += hk * a;                                                                   \
-                acc[t] += gk * a;                                                                     \
-                sh += a * ubuf[t];                                                                    \
-                if (!same) sg += a * (double)qi[t];                                                   \
+        for (i64 s = 0; s < m; ++s) { /* xs row s + 1: stage s's output */                           \
+            const double *xi = xs + s * t_len;                                                        \
+            double *yo = xs + (s + 1) * t_len, y = 0.0;                                               \
+            for (i64 t = 0; t < t_len; ++t) { y = r * y + a * xi[t]; yo[t] = y; }                     \
+        }                                                                                             \
+        if (adj_down) for (i64 t = 0; t < t_len; ++t) lam[t] = (double)gi[t] + adj_down[t];           \
+        else for (i64 t = 0; t < t_len; ++t) lam[t] = (double)gi[t];                                  \
+        double dsum = 0.0;                                                                            \
+        for (i64 s = m - 1; s >= 0; --s) { /* lam holds the adjoint of stage s's output */           \
+            const double *xi = xs + s * t_len, *yo = xs + (s + 1) * t_len;                            \
+            double l = 0.0;                                                                           \
+            for (i64 t = t_len - 1; t >= 0; --t) {                                                    \
+                l = lam[t] + r * l;                                                                   \
+                dsum += l * (xi[t] - (t > 0 ? yo[t - 1] : 0.0));                                      \
+                lam[t] = a * l;                                                                       \
             }                                                                                         \
-            dhi[k] += sh;                                                                             \
-            if (!same) dgi[k] += sg;                                                                  \
         }                                                                                             \
+        da[i] += dsum;                                                                                \
         REAL *dqi = dq + i * t_len;                                                                   \
-        for (i64 t = 0; t < t_len; ++t) dqi[t] = (REAL)(same ? adj_u[t] : acc[t]);                    \
+        for (i64 t = 0; t < t_len; ++t) { adj_u[t] = lam[t]; dqi[t] = (REAL)lam[t]; }                 \
     }                                                                                                 \
     return 0;                                                                                         \
 }
 
-DEFINE_FIR_BACKWARD(fir_backward_f32, float)
-DEFINE_FIR_BACKWARD(fir_backward_f64, double)
+DEFINE_CASCADE_BACKWARD(f32, float)
+DEFINE_CASCADE_BACKWARD(f64, double)
 
 /* Per-reach support [k0, k1) of kernels h (and g unless NULL), [n, klen]: the taps holding all but
  * tol of the absolute mass at either end (one pass per row; the torch version costs seconds at 1e5 x 1e3). */
