@@ -44,7 +44,8 @@ __all__ = ["STREAM_MODES", "LocalRouter", "PartitionRouter", "StreamResult", "ch
 log = logging.getLogger(__name__)
 
 STREAM_MODES = ("auto", "always", "never")
-_PER_STEP_FACTOR = 10.0  # float32 runoff arrays per chunk in flight: read (3), queued (2), routing (2.5), writing (2)
+_PER_STEP_FACTOR = 10.0  # float32 chunk arrays budgeted: six in flight (being read, read, routed in and out, to
+# write, being written), the rest for the engine's temporaries and the file libraries' buffers
 _FIXED = 300 * 2**20
 _JOURNAL = "journal.json"
 _STATE = "state.pt"
