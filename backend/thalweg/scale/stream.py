@@ -395,6 +395,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                             event.record(copy_stream)
                     busy["read"] += time.perf_counter() - t0
                     read_q.put((a, b, chunk, values, event))
+                    chunk = values = None  # not held here: its array is reused once routed
                 read_q.put(None)
             except BaseException as exc:  # handed to the main thread
                 read_q.put(_Failed(exc))
