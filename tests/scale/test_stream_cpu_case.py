@@ -99,7 +99,7 @@ def test_streamed_output_has_the_bits_of_the_same_chunks_routed_in_one_thread(ne
     params = _params(net)
     n = net.n_reaches  # chunk_steps_for: fixed part 80 n, state 48 n, then the steps (room for 50: 48 kept)
     monkeypatch.setattr(stream_mod, "budget_bytes",
-                        lambda memory: int(80 * n + 48 * n + 4 * n * stream_mod._PER_STEP_FACTOR * 50.5))
+                        lambda memory, gpu=False: int(80 * n + 48 * n + 4 * n * stream_mod._PER_STEP_FACTOR * 50.5))
     outs = output_paths(tmp_path / "out", "q", "river-route", "end")
     (tmp_path / "out").mkdir()
     with warnings.catch_warnings():
@@ -132,11 +132,12 @@ def test_default_budget_is_a_quarter_of_the_memory_and_streams_the_cpu_case(monk
     monkeypatch.setattr(workflow, "_available_memory", lambda: 12 * gib)
     assert stream_mod.budget_bytes(None) == int(0.25 * 23 * gib)
     assert stream_mod.budget_bytes(2.0) == 2 * 10**9  # --memory decides when given
+    assert stream_mod.budget_bytes(None, gpu=True) == 12 * gib  # a GPU run keeps the memory available
     monkeypatch.setattr(workflow, "_available_memory", lambda: 3 * gib)
     assert stream_mod.budget_bytes(None) == 3 * gib  # less available than the quarter
     monkeypatch.setattr(workflow, "_available_memory", lambda: 12 * gib)
     monkeypatch.setattr(run, "_header_shape", lambda path: (100_663, 8_784))
-    settings = RouteSettings(network="net.parquet", runoff="runoff.nc", write_gpkg=False)
+    settings = RouteSettings(network="net.parquet", runoff="runoff.nc", write_gpkg=False, device="cpu")
     assert run.wants_stream(settings)
     steps = stream_mod.chunk_steps_for(100_663, 8_784, stream_mod.budget_bytes(None))
     assert 256 <= steps < 8_784

@@ -51,17 +51,27 @@ _JOURNAL = "journal.json"
 _STATE = "state.pt"
 
 
-def budget_bytes(memory_gb: float | None) -> int | None:
+def budget_bytes(memory_gb: float | None, *, gpu: bool = False) -> int | None:
     """The memory budget: ``memory_gb`` (``--memory``), else ``config.DEFAULT_MEMORY_FRACTION`` of the physical
-    memory, or the memory available now when that is less (None when neither is known)."""
+    memory, or the memory available now when that is less (None when neither is known). A run on a GPU keeps the
+    memory available (its chunks are bounded by the device, and every chunk costs launches: fewer is faster)."""
     if memory_gb is not None:
         return int(memory_gb * 1e9)
     from ..config import DEFAULT_MEMORY_FRACTION
     from ..workflow import _available_memory
 
+    if gpu:
+        return _available_memory()
     physical = _physical_memory()
     known = [m for m in (_available_memory(), physical and int(DEFAULT_MEMORY_FRACTION * physical)) if m]
     return min(known) if known else None
+
+
+def routes_on_gpu(device: Any) -> bool:
+    """Whether ``device`` (a device setting; None and 'auto' included) routes on a GPU."""
+    if device is None or device == "auto":
+        return torch.cuda.is_available()
+    return torch.device(device).type == "cuda" and torch.cuda.is_available()
 
 
 def _physical_memory() -> int | None:
@@ -323,7 +333,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
     try:
         n, steps, dt = network.n_reaches, source.n_steps, float(source.dt)
         if chunk_steps is None or chunk_steps <= 0:
-            chunk_steps = chunk_steps_for(n, steps, budget_bytes(memory))
+            where = getattr(router, "device", device) if router is not None else device
+            chunk_steps = chunk_steps_for(n, steps, budget_bytes(memory, gpu=routes_on_gpu(where)))
             on_disk = getattr(source, "time_chunk", None)  # whole on-disk chunks: each is read once, by one read
             if on_disk and chunk_steps > on_disk:
                 chunk_steps -= chunk_steps % on_disk
