@@ -38,9 +38,10 @@ LAYOUTS = ("wide", "long")
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]{1,2})?)$"
 BIFURCATIONS = ("main", "split")  # thalweg.network.links.BIFURCATIONS (not imported: this module stays light)
 # ---- memory budget of a run without --memory (thalweg.scale.stream.budget_bytes) ----
-# A quarter of the machine's physical memory (the JVM's default heap rule), or the memory available when that is
-# less: ``--stream auto`` streams a run whose estimated whole-run peak exceeds it, and a streamed run's chunks fit
-# it (larger chunks only cost memory: 100,000 reaches x 8,784 steps stream at the same speed in 1,536-step chunks).
+# On the CPU a quarter of the machine's physical memory (the JVM's default heap rule), or the memory available when
+# that is less (a GPU run keeps the memory available): ``--stream auto`` streams a run whose estimated whole-run peak
+# exceeds it, and a streamed run's chunks fit it (larger chunks only cost memory: 100,000 reaches x 8,784 steps
+# streamed faster in 1,536-step chunks than in 2,928-step ones).
 DEFAULT_MEMORY_FRACTION = 0.25
 # ---- end of the memory budget ----
 
