@@ -99,7 +99,7 @@ class Discharge(ReachSeries):
         end = np.asarray(runoff.time).astype(TIME_DTYPE) + step_delta(runoff.dt)
         meta = {"runoff": runoff.source} if runoff.source else {}
         meta.update(attrs or {})
-        return cls(q.astype(np.float32), rows.copy(), end, runoff.dt, meta)
+        return cls(q.astype(np.float32, copy=False), rows.copy(), end, runoff.dt, meta)  # routed Q is not reused
 
     def __repr__(self) -> str:
         span = f"{self.time[0]} .. {self.time[-1]}" if self.n_steps else "empty"

@@ -669,6 +669,9 @@ class DischargeAppender:
         b = a + chunk.n_steps
         q = np.asarray(chunk.values, np.float32)
         with self._lock(), netCDF4.Dataset(self.path, "a") as ds:
+            # a chunk covers whole HDF5 chunks (its steps are the file's time chunk): without a chunk cache they go
+            # from the array to the file, not through the cache first (a third less time; the same bytes)
+            ds["Qout" if self.fmt == "rapid" else "Q"].set_var_chunk_cache(size=0, nelems=0, preemption=0.75)
             units = ds["time"].units
             ends, starts = chunk.time, chunk.start_time
             if self.fmt == "rapid" and self.convention == "mean":

@@ -104,10 +104,14 @@ def classify_unit(unit: Any, *, variable: str | None, path: Any = None, allowed:
 
 def to_m3s(values: np.ndarray, info: UnitInfo, dt: float, area: np.ndarray | None, *, ids: np.ndarray,
            path: Any = None, variable: str | None = None) -> np.ndarray:
-    """File numbers [M, T] in ``info``'s unit -> m3/s float64 (step means).
+    """File numbers [M, T] in ``info``'s unit -> m3/s float64 (step means); float32 numbers already in m3/s are
+    returned as they are (no copy: float64 and back would give the same numbers).
 
     area : m^2 [M] catchment area of each row, needed for depths; NaN where unknown (an error for those rows).
     """
+    if (getattr(values, "dtype", None) == np.float32 and info.factor == 1.0 and not info.per_step
+            and not info.needs_area):
+        return values
     out = np.asarray(values, dtype=np.float64) * info.factor  # one copy, then in place
     if info.per_step:
         out /= dt
@@ -189,15 +193,19 @@ class Aligner:
         self._in_order = self.rows.size == n and bool(np.array_equal(self.rows, np.arange(n)))
 
     def put(self, t0: int, block: np.ndarray) -> None:
-        """Rows of the file (all M of them, m3/s) for steps t0 .. t0 + block.shape[1]."""
-        part = np.asarray(block, dtype=np.float64)  # judged before the float32 cast
+        """Rows of the file (all M of them, m3/s) for steps t0 .. t0 + block.shape[1] (a transposed view of the
+        file's [time, reach] block is placed without a copy of its own)."""
+        part = np.asarray(block)
+        if part.dtype != np.float32:  # judged in float64, before the float32 cast (float32 is judged exactly as is)
+            part = np.asarray(part, dtype=np.float64)
         if not self.known.all():
             part = part[self.known]
-        # fast path first: one pass finds whether anything is odd (NaN, inf, too large: the comparison is False for
-        # NaN, so test its negation), one more whether anything is negative
-        with np.errstate(invalid="ignore"):
-            odd = not bool((np.abs(part) <= self.limit).all())
+        # fast path first: the largest and the smallest value (two reductions, no temporary) tell whether anything
+        # is odd (NaN, inf, too large: NaN propagates and fails the comparison) or negative
+        hi, lo = (float(part.max()), float(part.min())) if part.size else (0.0, 0.0)
+        odd = not (max(hi, -lo) <= self.limit)
         if odd:
+            part = np.asarray(part, dtype=np.float64)  # the rare path, in float64 as ever
             nan = np.isnan(part)
             if nan.any():
                 self._nan_rows[self.rows[nan.any(axis=1)]] = True
@@ -211,7 +219,7 @@ class Aligner:
                     steps[t0 + np.flatnonzero(bad.any(axis=0))] = True
                     count[0] += int(bad.sum())
                     peak[0] = max(peak[0], float(np.abs(part[bad]).max()))
-        low = float(part.min()) if part.size else 0.0
+        low = (float(part.min()) if part.size else 0.0) if odd else lo
         if low < 0:
             neg = part < 0
             self._neg_rows[self.rows[neg.any(axis=1)]] = True

@@ -312,7 +312,7 @@ def _read_reach_variable(ds, path: Path | None, network, name: str, *, nan, miss
             area, area_from = _network_area(network, ids), "network.catchment_area"
     aligner = Aligner(ids, network, starts.size, path=path, field=name, nan=nan, missing=missing)
     time_first = da.dims[0] == tdim
-    chunk = max(1, int(BLOCK_VALUES // max(ids.size, 1)))  # time blocks keep memory near the result's size
+    chunk = _block_steps(da, tdim, ids.size)
     for t0 in range(0, starts.size, chunk):
         # slice in the file's own order, transpose in memory: a lazily transposed slice makes xarray build a
         # vectorised index of every value (20 s for 2e7 values); computes one block of a dask array, no more
@@ -324,6 +324,26 @@ def _read_reach_variable(ds, path: Path | None, network, name: str, *, nan, miss
     if area_from:
         attrs["catchment_area"] = area_from
     return Runoff(out, network.ids, starts, step, source=str(path) if path else None, attrs=attrs)
+
+
+def _block_steps(da, tdim, n_rows: int) -> int:
+    """Steps read at a time: about BLOCK_VALUES values (memory near the result's size), in whole time chunks of
+    the file where it is chunked in time (an HDF5 or zarr chunk is then read once, not cut across two blocks)."""
+    steps = max(1, int(BLOCK_VALUES // max(n_rows, 1)))
+    on_disk = time_chunk(da, tdim)
+    return max(on_disk, steps // on_disk * on_disk) if on_disk else steps
+
+
+def time_chunk(da, tdim) -> int | None:
+    """Steps per on-disk chunk of a file's (NetCDF/HDF5 or zarr) variable; None when it is not chunked in time."""
+    sizes = da.encoding.get("chunksizes") or da.encoding.get("chunks") or da.encoding.get("preferred_chunks")
+    if isinstance(sizes, dict):
+        on_disk = sizes.get(tdim)
+    elif sizes is not None and len(sizes) == da.ndim:
+        on_disk = sizes[da.dims.index(tdim)]
+    else:
+        on_disk = None
+    return int(on_disk) if isinstance(on_disk, (int, np.integer)) and 0 < on_disk < da.sizes[tdim] else None
 
 
 def _network_area(network, ids: np.ndarray) -> np.ndarray | None:
@@ -531,7 +551,8 @@ class RunoffChunks:
     ``read(a, b)`` is the :class:`Runoff` of steps a..b-1 as :func:`read_runoff` reads them (the same units,
     alignment, time and missing-value rules: it reads a time slice of the dataset through them), so a run in
     chunks sees exactly the values of one read. ``n_steps``, ``dt`` and ``time`` (step starts) describe the
-    whole file; ``shape`` is (rows of the file's reach dimension, steps), from the header alone.
+    whole file; ``shape`` is (rows of the file's reach dimension, steps), from the header alone; ``time_chunk``
+    the steps of one on-disk chunk (None when the file is not chunked in time).
     """
 
     def __init__(self, path: Any, network, **kwargs: Any) -> None:
@@ -545,6 +566,7 @@ class RunoffChunks:
                               f"variables.", path=self.path, field=self.variable)
         self.shape = (int(da.sizes[next(d for d in da.dims if d != self.tdim)]), int(da.sizes[self.tdim]))
         self.n_steps = self.shape[1]
+        self.time_chunk = time_chunk(da, self.tdim)  # chunks of whole on-disk chunks are read once each
         self.dt = float(self.kwargs.get("dt") or 0.0) or None
         self.time = None
 

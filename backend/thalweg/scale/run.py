@@ -89,7 +89,7 @@ def wants_stream(settings, *, auto: bool = True) -> bool:
 
     ``auto``: decide ``--stream auto`` by the memory estimate (the CLI does); without it only a run that asks
     for streaming streams (``run_route`` for the service, whose jobs need the discharge in memory)."""
-    from .stream import budget_bytes, chunk_steps_for, streamable
+    from .stream import budget_bytes, chunk_steps_for, routes_on_gpu, streamable
 
     asks = _asks(settings)
     gpus = getattr(settings, "gpus", 0)
@@ -132,7 +132,8 @@ def wants_stream(settings, *, auto: bool = True) -> bool:
             return False
         from ..workflow import estimate_memory
 
-        budget = budget_bytes(settings.memory)
+        budget = budget_bytes(settings.memory, gpu=not (settings.dask or settings.scheduler)
+                              and routes_on_gpu(settings.device))
         if budget is None or estimate_memory(settings, *shape) <= budget:
             return False
         try:

@@ -44,19 +44,41 @@ __all__ = ["STREAM_MODES", "LocalRouter", "PartitionRouter", "StreamResult", "ch
 log = logging.getLogger(__name__)
 
 STREAM_MODES = ("auto", "always", "never")
-_PER_STEP_FACTOR = 10.0  # float32 runoff arrays per chunk in flight: read (3), queued (2), routing (2.5), writing (2)
+_PER_STEP_FACTOR = 10.0  # float32 chunk arrays budgeted: six in flight (being read, read, routed in and out, to
+# write, being written), the rest for the engine's temporaries and the file libraries' buffers
 _FIXED = 300 * 2**20
 _JOURNAL = "journal.json"
 _STATE = "state.pt"
 
 
-def budget_bytes(memory_gb: float | None) -> int | None:
-    """The memory budget: ``memory_gb`` (``--memory``), else the memory available now (None when unknown)."""
+def budget_bytes(memory_gb: float | None, *, gpu: bool = False) -> int | None:
+    """The memory budget: ``memory_gb`` (``--memory``), else ``config.DEFAULT_MEMORY_FRACTION`` of the physical
+    memory, or the memory available now when that is less (None when neither is known). A run on a GPU keeps the
+    memory available (its chunks are bounded by the device, and every chunk costs launches: fewer is faster)."""
     if memory_gb is not None:
         return int(memory_gb * 1e9)
+    from ..config import DEFAULT_MEMORY_FRACTION
     from ..workflow import _available_memory
 
-    return _available_memory()
+    if gpu:
+        return _available_memory()
+    physical = _physical_memory()
+    known = [m for m in (_available_memory(), physical and int(DEFAULT_MEMORY_FRACTION * physical)) if m]
+    return min(known) if known else None
+
+
+def routes_on_gpu(device: Any) -> bool:
+    """Whether ``device`` (a device setting; None and 'auto' included) routes on a GPU."""
+    if device is None or device == "auto":
+        return torch.cuda.is_available()
+    return torch.device(device).type == "cuda" and torch.cuda.is_available()
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def chunk_steps_for(n_reaches: int, n_steps: int, budget: int | None, *, minimum: int = 1) -> int:
@@ -248,6 +270,20 @@ class StreamResult:
         return self.n_steps * self.dt / max(self.timings.get("wall", 0.0), 1e-9)
 
 
+@dataclasses.dataclass
+class _Labels:
+    """What the writer needs of a runoff chunk (``Discharge.from_routing``): its reaches and times, no values."""
+
+    ids: np.ndarray
+    time: np.ndarray
+    dt: float
+    source: str | None = None
+
+    @property
+    def n_steps(self) -> int:
+        return int(np.asarray(self.time).size)
+
+
 class _Failed:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -297,7 +333,11 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
     try:
         n, steps, dt = network.n_reaches, source.n_steps, float(source.dt)
         if chunk_steps is None or chunk_steps <= 0:
-            chunk_steps = chunk_steps_for(n, steps, budget_bytes(memory))
+            where = getattr(router, "device", device) if router is not None else device
+            chunk_steps = chunk_steps_for(n, steps, budget_bytes(memory, gpu=routes_on_gpu(where)))
+            on_disk = getattr(source, "time_chunk", None)  # whole on-disk chunks: each is read once, by one read
+            if on_disk and chunk_steps > on_disk:
+                chunk_steps -= chunk_steps % on_disk
         chunk_steps = int(min(chunk_steps, steps))
         folder = Path(checkpoint)
         parts = {**dict(key or {}), "chunk_steps": chunk_steps, "n_steps": steps, "n_reaches": n, "dt": dt}
@@ -340,8 +380,10 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
             dev = resolve_device(router.device)
             on_gpu = dev.type == "cuda"  # else the CPU path: the same threads, plain arrays
         busy = {"read": 0.0, "route": 0.0, "write": 0.0}
-        read_q: queue.Queue = queue.Queue(maxsize=2)
-        write_q: queue.Queue = queue.Queue(maxsize=2)
+        # one chunk waits in each queue: the reader reads chunk k+1 while k is routed and k-1 written (the memory in
+        # flight: the chunk being read, one read, the one routed and its discharge, one routed, the one written)
+        read_q: queue.Queue = queue.Queue(maxsize=1)
+        write_q: queue.Queue = queue.Queue(maxsize=1)
         stop = threading.Event()
         copy_stream = torch.cuda.Stream(dev) if on_gpu else None
         back_stream = torch.cuda.Stream(dev) if on_gpu else None
@@ -364,6 +406,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                             event.record(copy_stream)
                     busy["read"] += time.perf_counter() - t0
                     read_q.put((a, b, chunk, values, event))
+                    chunk = values = None  # not held here: its array is reused once routed
                 read_q.put(None)
             except BaseException as exc:  # handed to the main thread
                 read_q.put(_Failed(exc))
@@ -383,6 +426,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                     for w in writers.values():
                         w.write(a, d, initial)
                     ck.commit(b, state, d.values[:, -1].copy())
+                    item = q = values = d = None  # not held while waiting for the next chunk
                     busy["write"] += time.perf_counter() - t0
             except BaseException as exc:
                 errors.append(exc)
@@ -436,11 +480,16 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                         q = q.detach().cpu().numpy() if isinstance(q, torch.Tensor) else np.asarray(q)
                         end = q[..., -1].copy()
                 state = router.get_state()
+                # the runoff is not held any longer: not while the discharge waits to be written, nor while the next
+                # chunk is awaited (the writer needs the chunk's reach ids and times only)
+                chunk = _Labels(chunk.ids, chunk.time, chunk.dt, getattr(chunk, "source", None))
+                item = values = None
                 if not writers and b == steps and on_gpu:
                     torch.cuda.synchronize(dev)  # the last chunk's routing done (nothing else waits for it)
                 busy["route"] += time.perf_counter() - t0
                 if writers:
                     write_q.put((a, b, chunk, q, back, state, last))
+                    q = None
                 last = end
                 routed = b
                 elapsed = max(time.perf_counter() - t_start, 1e-9)
