@@ -11,7 +11,8 @@
  * Filters (ROUTING.md sections 2, 3):
  *   IIR:  Q[t] = r Q[t-1] + b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1]   (coef rows r b0 b1 c0 c1)
  *   FIR:  Q[t] = sum_k h[k] U[t-k] + g[k] q[t-k], k in each reach's support [k0, k1)
- * Accumulation is in double whatever the storage type.
+ * Accumulation is in double whatever the storage type (the FIR passes sum each pass of 16 taps in float32
+ * pairwise before adding it to the double accumulator; see fir_forward).
  */
 #include <stdint.h>
 #include <string.h>
