@@ -15,10 +15,17 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "OutputSet", "sweep_parts"]
+__all__ = ["HDF5_IO", "atomic_path", "atomic_write_text", "OutputSet", "sweep_parts"]
+
+# The HDF5 library under netCDF4 is not thread-safe, and xarray's own netCDF4 lock does not cover every call a
+# lazily opened dataset makes: a streamed run's reader thread (runoff slices) and writer thread (discharge
+# chunks) take this lock around their HDF5 reads and writes (a streamed test once failed with "NetCDF: HDF
+# error" without it). Re-entrant; the work around the I/O (transposes, unit checks) stays outside.
+HDF5_IO = threading.RLock()
 
 _SIDE_FILES = ("-journal", "-wal", "-shm")  # SQLite (GeoPackage) companions of a file being written
 

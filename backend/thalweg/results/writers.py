@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_path
+from .._files import HDF5_IO, atomic_path
 from ..errors import GeometryError, InputError, NetworkError, format_ids, opt
 from ._cftime import encode_times, iso_utc
 from .discharge import Discharge
@@ -202,7 +202,7 @@ def _encoding(ds, data: Sequence[str], compression: int) -> dict[str, dict[str, 
 
 def _write_netcdf(path: Any, ds, data: Sequence[str], compression: int) -> Path:
     encoding = _encoding(ds, data, compression)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, HDF5_IO:
         ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding, unlimited_dims=["time"])
     return Path(path)
 
@@ -617,7 +617,7 @@ class DischargeAppender:
             return int(zarr.open_group(str(self.path), mode="r")["time"].shape[0])
         import netCDF4
 
-        with self._lock(), netCDF4.Dataset(self.path) as ds:
+        with HDF5_IO, self._lock(), netCDF4.Dataset(self.path) as ds:
             return len(ds.dimensions["time"])
 
     @staticmethod
@@ -668,7 +668,7 @@ class DischargeAppender:
 
         b = a + chunk.n_steps
         q = np.asarray(chunk.values, np.float32)
-        with self._lock(), netCDF4.Dataset(self.path, "a") as ds:
+        with HDF5_IO, self._lock(), netCDF4.Dataset(self.path, "a") as ds:
             # a chunk covers whole HDF5 chunks (its steps are the file's time chunk): without a chunk cache they go
             # from the array to the file, not through the cache first (a third less time; the same bytes)
             ds["Qout" if self.fmt == "rapid" else "Q"].set_var_chunk_cache(size=0, nelems=0, preemption=0.75)

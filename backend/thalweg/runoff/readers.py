@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import HDF5_IO
 from .._paths import check_input, describe_content, sniff
 from ..errors import RunoffError, SchemaError, UnitError, format_ids, opt, render_options
 from ..names import REACH_ID_NAMES, TIME_NAMES, as_ids, find_name
@@ -316,7 +317,8 @@ def _read_reach_variable(ds, path: Path | None, network, name: str, *, nan, miss
     for t0 in range(0, starts.size, chunk):
         # slice in the file's own order, transpose in memory: a lazily transposed slice makes xarray build a
         # vectorised index of every value (20 s for 2e7 values); computes one block of a dask array, no more
-        raw = np.asarray(da.isel({tdim: slice(t0, t0 + chunk)}).values)
+        with HDF5_IO:
+            raw = np.asarray(da.isel({tdim: slice(t0, t0 + chunk)}).values)
         aligner.put(t0, to_m3s(raw.T if time_first else raw, info, step, area, ids=ids, path=path, variable=name))
     out, record = aligner.finish(starts)
     attrs = {"format": _FORMATS.get(name.lower(), "netcdf_reach"), "variable": name, "units": info.unit,
