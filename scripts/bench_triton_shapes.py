@@ -1,0 +1,95 @@
+"""Launch shapes of the exact engine's Triton recursions on a GPU (not a test).
+
+A 1M-reach Scheidegger tree x 1000 hourly steps and the same reaches as independent rows (every reach its own
+basin: no waits), Muskingum with GEOGloWS parameters; kernel time by CUDA events, median of 7. Each argument is
+BT,WARPS,PROGRAMS_PER_SM; ``MODE=bwd`` times forward+backward with those backward shapes (tree only). The
+figures in docs/routing-engines.md came from::
+
+    python3 scripts/bench_triton_shapes.py 256,1,16 256,1,32 256,2,32 256,4,32 512,1,32 512,2,32 1024,2,32
+    MODE=bwd python3 scripts/bench_triton_shapes.py 128,1,32 256,1,32 512,1,32 256,2,32 256,1,16
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_routing as br  # noqa: E402  (this folder's benchmark: its parameter rule)
+from thalweg.irf import SCHEMES  # noqa: E402
+from thalweg.network import from_arrays, scheidegger_network  # noqa: E402
+from thalweg.routing import _gpu  # noqa: E402
+from thalweg.routing.params import scheme_params as per_reach  # noqa: E402
+from thalweg.routing.topology import topology  # noqa: E402
+
+DEV = torch.device("cuda")
+
+
+def case(net, t_len: int):
+    s = SCHEMES["muskingum"]
+    p = per_reach(net, s, br.scheme_params(net, "muskingum"), dtype=torch.float64, device=DEV)
+    coef = s.recursion(p, 3600.0).stacked().contiguous()
+    q = torch.distributions.Gamma(torch.full((1, net.n_reaches, t_len), 2.0, device=DEV), 1.0).sample()
+    return topology(net), coef, q
+
+
+def median_ms(fn, reps: int = 7) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b))
+    return float(np.median(times))
+
+
+def forward(topo, coef, q):
+    return lambda: _gpu.iir_route(q, coef, topo)
+
+
+def forward_backward(topo, coef, q):
+    cc, qq = coef.clone().requires_grad_(True), q.clone().requires_grad_(True)
+
+    def step():
+        qq.grad = cc.grad = None
+        out, _ = _gpu.iir_route(qq, cc, topo)
+        out.backward(torch.ones_like(out))
+    return step
+
+
+def main(argv: list[str]) -> None:
+    warnings.simplefilter("ignore")
+    mode = os.environ.get("MODE", "fwd")
+    shapes = [tuple(int(v) for v in a.split(",")) for a in argv]
+    n, t_len = 1_000_000, 1000
+    cases = [("tree 1M x 1000", scheidegger_network(n, seed=1))]
+    if mode != "bwd":
+        cases.append(("independent rows 1M x 1000", from_arrays(np.arange(1, n + 1), np.full(n, -1),
+                                                                length=np.full(n, 5000.0), area=np.full(n, 100.0))))
+    for name, net in cases:
+        topo, coef, q = case(net, t_len)
+        for bt, warps, per_sm in shapes:
+            if mode == "bwd":
+                _gpu.BWD_BT, _gpu.BWD_WARPS, _gpu.BWD_PROGRAMS_PER_SM = bt, warps, per_sm
+                ms = median_ms(forward_backward(topo, coef, q), 5)
+            else:
+                _gpu.FWD_BT, _gpu.FWD_WARPS, _gpu.FWD_PROGRAMS_PER_SM = bt, warps, per_sm
+                ms = median_ms(forward(topo, coef, q))
+            print(json.dumps({"case": name, "mode": mode, "BT": bt, "warps": warps, "programs_per_sm": per_sm,
+                              "ms": round(ms, 3), "reach_steps_per_s": f"{net.n_reaches * t_len / ms * 1e3:.3g}"}),
+                  flush=True)
+        del q
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
