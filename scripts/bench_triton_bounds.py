@@ -2,10 +2,15 @@
 one program per row with the float64 (and float32) scan and no tickets, then the ticket, release-flag and
 acquire-wait protocol added step by step. ``python3 scripts/bench_triton_bounds.py`` on a CUDA GPU; the H200
 figures are in docs/routing-engines.md."""
-import numpy as np
+import sys
+from pathlib import Path
+
 import torch
 import triton
 import triton.language as tl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_triton_shapes import median_ms as bench  # noqa: E402  (the same CUDA-event timer)
 
 
 @triton.jit
@@ -63,20 +68,6 @@ def k_ticket(q_ptr, out_ptr, r_ptr, flag_ptr, ticket_ptr, n, t_len, MODE: tl.con
             tl.debug_barrier()
             tl.atomic_xchg(flag_ptr + row, 1, sem="release")
         ticket = nxt
-
-
-def bench(fn, reps=7):
-    fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        ts.append(a.elapsed_time(b))
-    return float(np.median(ts))
 
 
 n, T = 1_000_000, 1000

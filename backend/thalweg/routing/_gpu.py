@@ -56,12 +56,27 @@ def _grid(items: int, device: torch.device, per_sm: int = PROGRAMS_PER_SM) -> in
     return max(1, min(items, sms * per_sm))
 
 
+def _forward(q, c, st, order, child_ptr, child_idx, child_w=None, *, warm: bool) -> torch.Tensor:
+    """The recursions' forward pass: Q [B, N, T] of the contiguous runoff ``q``; ``st`` [B, N, 3] float64 holds the
+    warm state when ``warm`` and receives the final one. ``child_w``: the link fractions of a network whose rivers
+    split (CSR order of ``child_idx``), else None."""
+    from ._triton.iir import iir_forward_kernel
+
+    b, n, t_len = q.shape
+    dev = q.device
+    out = torch.empty_like(q)
+    flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
+    ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+    iir_forward_kernel[(_grid(n * b, dev, FWD_PROGRAMS_PER_SM),)](
+        q, out, c, st, order, child_ptr, child_idx, c if child_w is None else child_w, flags, ticket,
+        n, b, t_len, -(-t_len // FWD_BT), WARM=warm, WEIGHTED=child_w is not None, BT=FWD_BT, num_warps=FWD_WARPS)
+    return out
+
+
 class _IIR(torch.autograd.Function):
     @staticmethod
     def forward(ctx, runoff, coef, topo: Topology, state):
-        from ._triton.iir import iir_forward_kernel
-
-        b, n, t_len = runoff.shape
+        b, n, _ = runoff.shape
         dev = runoff.device
         q = runoff.detach().contiguous()
         c = coef.detach().to(torch.float64).contiguous()
@@ -69,13 +84,7 @@ class _IIR(torch.autograd.Function):
         st = (torch.zeros(b, n, 3, dtype=torch.float64, device=dev) if state is None
               else state.detach().to(device=dev, dtype=torch.float64).clone().contiguous())
         prev = st.clone() if state is not None else None
-        out = torch.empty_like(q)
-        n_chunks = -(-t_len // FWD_BT)
-        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
-        iir_forward_kernel[(_grid(n * b, dev, FWD_PROGRAMS_PER_SM),)](
-            q, out, c, st, idx["level_order"], idx["child_ptr"], idx["child_idx"], c, flags, ticket,
-            n, b, t_len, n_chunks, WARM=state is not None, WEIGHTED=False, BT=FWD_BT, num_warps=FWD_WARPS)
+        out = _forward(q, c, st, idx["level_order"], idx["child_ptr"], idx["child_idx"], warm=state is not None)
         ctx.topo = topo
         ctx.has_prev = prev is not None
         ctx.save_for_backward(q, c, out, prev if prev is not None else torch.empty(0, device=dev))
@@ -279,22 +288,15 @@ def dag_links(network) -> DagLinks:
 class _IIRDag(torch.autograd.Function):
     @staticmethod
     def forward(ctx, runoff, coef, link_frac, links: DagLinks):
-        from ._triton.iir import iir_forward_kernel
-
-        b, n, t_len = runoff.shape
+        b, n, _ = runoff.shape
         dev = runoff.device
         q = runoff.detach().contiguous()
         c = coef.detach().to(torch.float64).contiguous()
         f = link_frac.detach().to(device=dev, dtype=torch.float64)
         idx = links.on(dev)
-        w_in = f.index_select(0, idx["in_link"]).contiguous()
         st = torch.zeros(b, n, 3, dtype=torch.float64, device=dev)
-        out = torch.empty_like(q)
-        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
-        iir_forward_kernel[(_grid(n * b, dev, FWD_PROGRAMS_PER_SM),)](
-            q, out, c, st, idx["level_order"], idx["in_ptr"], idx["in_src"], w_in, flags, ticket,
-            n, b, t_len, -(-t_len // FWD_BT), WARM=False, WEIGHTED=True, BT=FWD_BT, num_warps=FWD_WARPS)
+        out = _forward(q, c, st, idx["level_order"], idx["in_ptr"], idx["in_src"],
+                       f.index_select(0, idx["in_link"]).contiguous(), warm=False)
         ctx.links = links
         ctx.frac_dtype = link_frac.dtype
         ctx.save_for_backward(q, c, out, f)

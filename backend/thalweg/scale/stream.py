@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled, InputError, ThalwegWarning, opt
+from ..routing._inputs import Labels
 from ._warnings import once
 
 __all__ = ["STREAM_MODES", "LocalRouter", "PartitionRouter", "StreamResult", "chunk_steps_for", "stream_route",
@@ -270,20 +271,6 @@ class StreamResult:
         return self.n_steps * self.dt / max(self.timings.get("wall", 0.0), 1e-9)
 
 
-@dataclasses.dataclass
-class _Labels:
-    """What the writer needs of a runoff chunk (``Discharge.from_routing``): its reaches and times, no values."""
-
-    ids: np.ndarray
-    time: np.ndarray
-    dt: float
-    source: str | None = None
-
-    @property
-    def n_steps(self) -> int:
-        return int(np.asarray(self.time).size)
-
-
 class _Failed:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -482,7 +469,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                 state = router.get_state()
                 # the runoff is not held any longer: not while the discharge waits to be written, nor while the next
                 # chunk is awaited (the writer needs the chunk's reach ids and times only)
-                chunk = _Labels(chunk.ids, chunk.time, chunk.dt, getattr(chunk, "source", None))
+                chunk = Labels(chunk.ids, np.asarray(chunk.time), chunk.dt, getattr(chunk, "source", None))
                 item = values = None
                 if not writers and b == steps and on_gpu:
                     torch.cuda.synchronize(dev)  # the last chunk's routing done (nothing else waits for it)

@@ -42,11 +42,6 @@ def _wait(flag_ptr, need):
 
 
 @triton.jit
-def _last(values, offs, where):
-    return tl.sum(tl.where(offs == where, values, 0.0), axis=0)
-
-
-@triton.jit
 def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr, child_idx, child_w, flag_ptr,
                        ticket_ptr, n_reach, n_batch, t_len, n_chunks,
                        WARM: tl.constexpr, WEIGHTED: tl.constexpr, BT: tl.constexpr):
