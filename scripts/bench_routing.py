@@ -7,7 +7,8 @@ max relative error per reach against a float64 run of the exact engine (itself t
 float64 numpy recursion; on sizes <= --reference-max it is also checked against that recursion).
 
 DiffRoute routes with g = h (one kernel for runoff and inflow), so its error is judged against
-Thalweg's float64 routing of the same kernels (scheme 'muskingum_gh', registered here). Its
+Thalweg's float64 routing of the same kernels (for Muskingum the scheme 'muskingum_gh', registered here;
+pure lag, Nash and Hayami have g = h already: ``--scheme`` picks DiffRoute's IRF too, ``diffroute_case``). Its
 reach order is the subtree post-order (``nodes_idx``), its parameters come through ``param_df``, and
 ``max_delay`` is the first of --diffroute-delays that fits in memory.
 
@@ -32,7 +33,7 @@ from thalweg.irf import SCHEMES, Recursion, Scheme, register_scheme
 from thalweg.irf import muskingum as _musk
 from thalweg.network import scheidegger_network
 from thalweg.params import geoglows_muskingum
-from thalweg.routing import route, route_reference
+from thalweg.routing import PreparedRoute, route, route_reference
 from thalweg.routing.topology import build as build_topology
 from thalweg.testing import max_relative_error
 
@@ -70,6 +71,25 @@ def scheme_params(net, scheme: str) -> dict:
     if scheme == "hayami":
         return {"celerity": np.clip(net.length / k, 0.05, 10.0), "diffusivity": np.full(k.size, 1e4)}
     raise SystemExit(f"no benchmark parameters for scheme {scheme}")
+
+
+def diffroute_case(net, scheme: str):
+    """(Thalweg's scheme of the same kernel with g = h, its parameters, DiffRoute's IRF name, DiffRoute's parameter
+    columns) for the benchmark's scheme. DiffRoute's unit of time is the step (its dt = 1); its Nash cascade has
+    n = 3 (the benchmark's n); its Hayami kernel is the density at each step's end normalised to its window, not
+    the step-integrated inverse Gaussian (ROUTING.md section 3), so that error measures the kernel, not the routing."""
+    if scheme in ("muskingum", "muskingum_gh"):
+        p = scheme_params(net, "muskingum_gh")
+        return "muskingum_gh", p, "muskingum", {"x": np.asarray(p["x"], float), "k": np.asarray(p["k"], float) / DT}
+    p = scheme_params(net, scheme)
+    if scheme == "pure_lag":
+        return scheme, p, "pure_lag", {"delay": p["lag"] / DT}
+    if scheme == "nash_cascade":
+        return scheme, p, "nash_cascade", {"tau": p["tau"] / DT}
+    if scheme == "hayami":
+        return scheme, p, "hayami", {"L": np.asarray(net.length, float), "D": p["diffusivity"] * DT,
+                                     "c": p["celerity"] * DT}
+    raise SystemExit(f"DiffRoute has no counterpart of scheme {scheme}")
 
 
 def deep_params(net, scheme: str, celerity: float) -> dict:
@@ -134,6 +154,13 @@ def bench_engine(net, runoff, params, engine, device, reps, opts, scheme="muskin
         if ref is not None:
             rec["max_rel_error"] = float(max_relative_error(out.cpu(), ref).max())
         del out
+        # the same forward through a PreparedRoute (parameters to coefficients once, as calibration and streaming
+        # call it): the routing itself, without route()'s per-call preparation
+        prepared = PreparedRoute(net, params, scheme, dt=DT, engine=engine, device=device, **opts)
+        prepared(runoff)
+        rec["prepared_forward_s"], res = timed(lambda p=prepared: p(runoff), device, reps)
+        rec["prepared_reach_steps_per_s"] = n * t_len * runoff.shape[0] / rec["prepared_forward_s"]
+        del prepared, res
         if forward_only:
             return rec
         try:
@@ -160,8 +187,9 @@ def bench_engine(net, runoff, params, engine, device, reps, opts, scheme="muskin
     return rec
 
 
-def run_diffroute(net, runoff, params, ref_gh, device, delays, reps):
-    """DiffRoute 0.1.0 on the same network and parameters; returns a record (or the reason it did not run)."""
+def run_diffroute(net, runoff, irf, columns, ref_gh, device, delays, reps):
+    """DiffRoute 0.1.0 on the same network and parameters (``irf``, ``columns``: ``diffroute_case``); returns a
+    record (or the reason it did not run)."""
     rec = {}
     try:
         import networkx as nx
@@ -178,9 +206,8 @@ def run_diffroute(net, runoff, params, ref_gh, device, delays, reps):
     has = net.downstream >= 0
     g.add_edges_from(zip(np.flatnonzero(has).tolist(), net.downstream[has].tolist()))
     nodes_idx = pd.Series(np.arange(n), index=topo.order)  # subtree post-order
-    df = pd.DataFrame({"x": np.asarray(params["x"], float), "k": np.asarray(params["k"], float) / DT},
-                      index=np.arange(n))
-    tree = RivTree(g, irf_fn="muskingum", param_df=df, nodes_idx=nodes_idx).to(device)
+    df = pd.DataFrame(columns, index=np.arange(n))
+    tree = RivTree(g, irf_fn=irf, param_df=df, nodes_idx=nodes_idx).to(device)
     rec["prep_s"] = time.perf_counter() - t0
     x = runoff[:, topo.order].contiguous()  # DiffRoute's channel order is nodes_idx
     runs = []
@@ -236,7 +263,7 @@ def main(argv=None):
     ap.add_argument("--judge-max", type=int, default=2_000_000_000,
                     help="largest B x N x T judged by a float64 run (it needs 16 bytes per reach-step on the device)")
     ap.add_argument("--closure-max", type=int, default=150_000, help="largest reach count for the closure engine")
-    ap.add_argument("--scheme", default="muskingum", help="scheme of the engine runs (DiffRoute: always Muskingum)")
+    ap.add_argument("--scheme", default="muskingum", help="scheme of the runs (DiffRoute too)")
     ap.add_argument("--dt", type=float, default=3600.0, help="step, s")
     ap.add_argument("--diffroute", action="store_true", help="also run DiffRoute 0.1.0 (GPU)")
     ap.add_argument("--diffroute-max", type=int, default=150_000)
@@ -277,12 +304,12 @@ def main(argv=None):
         net = scheidegger_network(size, seed=1)
         torch.manual_seed(0)
         runoff = torch.distributions.Gamma(2.0, 1.0).sample((args.batch, net.n_reaches, steps)).to(device)
-        gh_params = scheme_params(net, "muskingum_gh")
+        gh_scheme, gh_params, irf, columns = diffroute_case(net, args.scheme)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ThalwegWarning)
-            ref_gh = route(net, runoff.double(), gh_params, "muskingum_gh", dt=DT, engine="exact", device=device,
+            ref_gh = route(net, runoff.double(), gh_params, gh_scheme, dt=DT, engine="exact", device=device,
                            dtype=torch.float64).cpu()
-        for rec in run_diffroute(net, runoff, gh_params, ref_gh, device, args.diffroute_delays, args.reps):
+        for rec in run_diffroute(net, runoff, irf, columns, ref_gh, device, args.diffroute_delays, args.reps):
             print("DIFFROUTE " + json.dumps(rec), flush=True)
         return []
     for size in args.sizes:
@@ -338,11 +365,12 @@ def main(argv=None):
             if args.diffroute and device.type == "cuda" and net.n_reaches <= args.diffroute_max:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ThalwegWarning)
-                    gh_params = scheme_params(net, "muskingum_gh")
-                    ref_gh = route(net, runoff.double(), gh_params, "muskingum_gh", dt=DT, engine="exact",
+                    gh_scheme, gh_params, _, _ = diffroute_case(net, args.scheme)
+                    ref_gh = route(net, runoff.double(), gh_params, gh_scheme, dt=DT, engine="exact",
                                    device=device, dtype=torch.float64).cpu()
-                    mine = bench_engine(net, runoff, gh_params, "exact", device, args.reps, {}, "muskingum_gh", ref_gh)
+                    mine = bench_engine(net, runoff, gh_params, "exact", device, args.reps, {}, gh_scheme, ref_gh)
                     mine["engine"] = "exact (g = h)"
+                    mine["scheme"] = gh_scheme
                 emit({**base, **mine})
                 for rec in _diffroute_isolated(args, net.n_reaches, size, steps):
                     emit({**base, **rec})
@@ -360,7 +388,7 @@ def _diffroute_isolated(args, n_reaches, size, steps):
     for delay in args.diffroute_delays:
         cmd = [sys.executable, __file__, "--diffroute-child", "--device", args.device, "--sizes", str(size),
                "--steps", str(steps), "--diffroute-delays", str(delay), "--reps", str(args.reps), "--batch",
-               str(args.batch), "--dt", str(args.dt)]
+               str(args.batch), "--dt", str(args.dt), "--scheme", args.scheme]
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
             recs = [json.loads(line[10:]) for line in res.stdout.splitlines() if line.startswith("DIFFROUTE ")]
@@ -384,8 +412,8 @@ def _fmt(v, unit=""):
 
 
 def _table(records):
-    cols = [("size", ""), ("steps", ""), ("engine", ""), ("forward_s", ""), ("forward_backward_s", ""),
-            ("reach_steps_per_s", ""), ("peak_fwd_bytes", "B"), ("peak_fwd_bwd_bytes", "B"),
+    cols = [("size", ""), ("steps", ""), ("engine", ""), ("forward_s", ""), ("prepared_forward_s", ""),
+            ("forward_backward_s", ""), ("reach_steps_per_s", ""), ("peak_fwd_bytes", "B"), ("peak_fwd_bwd_bytes", "B"),
             ("max_rel_error", ""), ("first_call_s", "")]
     print("\n" + " | ".join(c for c, _ in cols))
     for r in records:

@@ -2,7 +2,8 @@
 
 A 1M-reach Scheidegger tree x 1000 hourly steps and the same reaches as independent rows (every reach its own
 basin: no waits), Muskingum with GEOGloWS parameters; kernel time by CUDA events, median of 7. Each argument is
-BT,WARPS,PROGRAMS_PER_SM; ``MODE=bwd`` times forward+backward with those backward shapes (tree only). The
+BT,WARPS,PROGRAMS_PER_SM; ``MODE=bwd`` times forward+backward with those backward shapes (tree only). At the
+end, each compiled variant's registers per thread, spills and the resident programs per SM they allow. The
 figures in docs/routing-engines.md came from::
 
     python3 scripts/bench_triton_shapes.py 256,1,16 256,1,32 256,2,32 256,4,32 512,1,32 512,2,32 1024,2,32
@@ -66,6 +67,39 @@ def forward_backward(topo, coef, q):
     return step
 
 
+def compiled_stats(jit_fn) -> list[dict]:
+    """Registers, spills and the resident programs per SM those allow, for every variant of ``jit_fn`` compiled
+    in this process (Triton's per-device caches: walked defensively, their layout is not a public API)."""
+    found, seen = [], set()
+
+    def walk(obj, depth=0):
+        if depth > 4 or id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if hasattr(obj, "n_regs") and hasattr(obj, "metadata"):
+            found.append(obj)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v, depth + 1)
+        elif isinstance(obj, (tuple, list)):
+            for v in obj:
+                walk(v, depth + 1)
+
+    walk(getattr(jit_fn, "device_caches", {}))
+    walk(getattr(jit_fn, "cache", {}))
+    props = torch.cuda.get_device_properties(DEV)
+    regs_per_sm = getattr(props, "regs_per_multiprocessor", 65536)
+    out = []
+    for k in found:
+        warps = int(getattr(k.metadata, "num_warps", 1))
+        regs = int(k.n_regs)
+        by_regs = regs_per_sm // max(1, regs * 32 * warps)
+        out.append({"kernel": jit_fn.__name__, "num_warps": warps, "n_regs": regs, "n_spills": int(k.n_spills),
+                    "shared_bytes": int(getattr(k.metadata, "shared", 0)),
+                    "resident_programs_per_sm": int(min(by_regs, 64 // warps))})
+    return out
+
+
 def main(argv: list[str]) -> None:
     warnings.simplefilter("ignore")
     mode = os.environ.get("MODE", "fwd")
@@ -89,6 +123,11 @@ def main(argv: list[str]) -> None:
                   flush=True)
         del q
         torch.cuda.empty_cache()
+    from thalweg.routing._triton import iir
+
+    for kern in (iir.iir_forward_kernel, iir.iir_backward_kernel):
+        for rec in compiled_stats(kern):
+            print(json.dumps(rec), flush=True)
 
 
 if __name__ == "__main__":

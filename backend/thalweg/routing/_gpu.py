@@ -16,8 +16,8 @@ import torch
 
 from .topology import Topology
 
-__all__ = ["BT", "MAX_TAPS", "DagLinks", "available", "compact_kernels", "dag_links", "fir_route", "iir_route",
-           "iir_route_dag"]
+__all__ = ["BT", "MAX_TAPS", "DagLinks", "available", "cascade_route", "compact_kernels", "dag_links", "fir_route",
+           "fir_route_taps", "iir_route", "iir_route_dag"]
 
 # Launch shapes, swept on an H200 at 1M reaches x 1000 steps (docs/routing-engines.md has the table). Forward
 # items are latency-bound chains of memory round trips: many small programs (one warp, 256-step chunks, 32 per
@@ -136,6 +136,64 @@ def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: t
     return _IIR.apply(runoff, coef, topo, state)
 
 
+class _Cascade(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, runoff, a, nres, topo: Topology):
+        from ._triton.cascade import cascade_forward_kernel
+
+        b, n, t_len = runoff.shape
+        dev = runoff.device
+        q = runoff.detach().contiguous()
+        a64 = a.detach().to(torch.float64).contiguous()
+        nmax = int(nres.max()) if n else 1
+        n_chunks = -(-t_len // FWD_BT)
+        save = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        idx = topo.on(dev)
+        out = torch.empty_like(q)
+        st = torch.zeros(b * n * nmax, dtype=torch.float64, device=dev)
+        ck = torch.empty(b * n * n_chunks * nmax if save else 1, dtype=torch.float64, device=dev)
+        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
+        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        cascade_forward_kernel[(_grid(n * b, dev, FWD_PROGRAMS_PER_SM),)](
+            q, out, a64, nres, st, ck, idx["level_order"], idx["child_ptr"], idx["child_idx"], flags, ticket,
+            n, b, t_len, n_chunks, NMAX=nmax, SAVE=save, BT=FWD_BT, num_warps=FWD_WARPS)
+        ctx.topo, ctx.nmax = topo, nmax
+        ctx.save_for_backward(q, a64, nres, out, ck)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from ._triton.cascade import cascade_backward_kernel
+
+        q, a64, nres, out, ck = ctx.saved_tensors
+        b, n, t_len = q.shape
+        dev = q.device
+        nmax = ctx.nmax
+        idx = ctx.topo.on(dev)
+        grad = grad_out if grad_out.dtype == q.dtype else grad_out.to(q.dtype)  # read by strides: no copy
+        dq = torch.empty_like(q)  # every reach's dL/dq, which is its upstream reaches' adjoint inflow
+        da = torch.empty(b, n, dtype=torch.float64, device=dev)
+        grid = _grid(n * b, dev, BWD_PROGRAMS_PER_SM)
+        scratch = torch.empty(grid * ((nmax + 1) * FWD_BT + nmax), dtype=torch.float64, device=dev)
+        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
+        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        cascade_backward_kernel[(grid,)](
+            q, out, grad, dq, da, a64, nres, ck, idx["level_order"], idx["downstream"], idx["child_ptr"],
+            idx["child_idx"], flags, ticket, scratch, n, b, t_len, -(-t_len // FWD_BT), *grad.stride(),
+            NMAX=nmax, BT=FWD_BT, num_warps=BWD_WARPS)
+        return dq, da.sum(0), None, None
+
+
+def cascade_route(runoff: torch.Tensor, a: torch.Tensor, nres, topo: Topology) -> torch.Tensor:
+    """Q [B, N, T] through ``nres[i]`` equal linear reservoirs per reach, cold start, g = h (``_cpu.cascade_route``
+    on GPU): a [N] the reservoirs' a = dt / (tau + dt), differentiable like the runoff; nres [N] whole numbers >= 1
+    (int32 on the device, the kernels' stage counters' type)."""
+    nres = torch.as_tensor(nres).to(device=runoff.device, dtype=torch.int32).contiguous()
+    if nres.numel() and int(nres.min()) < 1:
+        raise ValueError("cascade_route: every reach needs at least one reservoir (nres >= 1)")
+    return _Cascade.apply(runoff, a, nres, topo)
+
+
 MAX_TAPS = 8192  # longest kernel support the direct GPU convolution takes; longer ones go by FFT
 
 
@@ -223,6 +281,18 @@ def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, top
     kn = (k1 - k0).clamp(min=1)
     hc, gc = compact_kernels(h, g, k0, kn, dtype=runoff.dtype)  # taps in the run's precision
     return _FIR.apply(runoff, hc, gc, topo, k0.contiguous(), kn.contiguous())
+
+
+def fir_route_taps(runoff: torch.Tensor, first: torch.Tensor, taps: torch.Tensor, topo: Topology) -> torch.Tensor:
+    """Q [B, N, T] by direct convolution with compact kernels, cold start, g = h: reach i's kernel is ``taps[i, j]``
+    at tap ``first[i] + j`` and zero elsewhere (a pure lag's two taps: ``irf.lag.two_taps``). taps [N, K] is
+    differentiable; no [N, T] kernel is built or scanned."""
+    n, k = taps.shape
+    kmax = -(-max(k, 1) // 4) * 4
+    hc = torch.nn.functional.pad(taps, (0, kmax - k)).to(runoff.dtype)
+    k0 = torch.as_tensor(first, dtype=torch.int64).to(runoff.device).contiguous()
+    kn = torch.full((n,), k, dtype=torch.int64, device=runoff.device)
+    return _FIR.apply(runoff, hc.contiguous(), None, topo, k0, kn)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ support when that is short, by FFT per level otherwise.
 
 Where it runs:
 - CPU: compiled C (``_native``), post-order with a depth-indexed inflow stack; torch FFT fallback.
-- CUDA: one Triton launch for the whole tree, for recursions (``_triton/iir.py``) and for direct
-  convolutions over each kernel's support (``_triton/fir.py``, cold starts); torch FFT by level for
-  supports over ``_gpu.MAX_TAPS`` taps and warm-started convolutions.
+- CUDA: one Triton launch for the whole tree, for recursions (``_triton/iir.py``), for the Nash cascade
+  with whole n as n recursions (``_triton/cascade.py``) and for direct convolutions over each kernel's
+  support (``_triton/fir.py``, cold starts; a pure lag as its two taps); torch FFT by level for supports
+  over ``_gpu.MAX_TAPS`` taps and warm-started convolutions.
 Gradients: custom backward passes (routing on the reversed tree in reversed time) for the compiled
 and Triton recursions and convolutions; autograd through the torch FFT path.
 """
@@ -101,12 +102,23 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
         _once(f"thalweg: exact engine on {device.type}: lag-native")
         out, _, _ = _cpu.fir_route(runoff, w, None, topo, support=(first, first + 2), offset=first)
         return out, None, "lag-native"
+    if path == "fft" and _gpu.available(device) and kernel_length is None and not history:
+        # GPU, cold start, the two schemes whose kernels need not be built (as on the CPU, below)
+        if scheme.kernel is nash.kernel:
+            cascade = nash.whole_cascade(p, dt)
+            if cascade is not None:
+                _once(f"thalweg: exact engine on {device.type}: cascade-triton")
+                return _gpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-triton"
+        if scheme.kernel is lag.kernel:
+            first, w = lag.two_taps(p, dt)
+            _once(f"thalweg: exact engine on {device.type}: lag-triton")
+            return _gpu.fir_route_taps(runoff, torch.as_tensor(first), w, topo), None, "lag-triton"
     length = kernel_length or t_len
     kern: Kernels = kernels_fn(length)
     if path == "fft" and _gpu.available(device) and not isinstance(state, tuple):
         # GPU, cold start: direct convolution over each kernel's support in one Triton launch
         g = None if kern.g is kern.h else kern.g
-        k0, k1 = _cpu.kernel_support_on(kern.h, g)
+        k0, k1 = _cpu.kernel_support_on(kern.h, g, _cpu.support_tol(runoff.dtype))
         if int((k1 - k0).max()) <= _gpu.MAX_TAPS:
             _once(f"thalweg: exact engine on {device.type}: fir-triton")
             out = _gpu.fir_route(runoff, kern.h, g, topo, (k0.to(device), k1.to(device)))

@@ -73,16 +73,16 @@ def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr
             y = tl.load(sp)
             u_before = tl.load(sp + 1)
             q_before = tl.load(sp + 2)
+        # x = b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1] is summed as each row arrives: one float64 array live
+        # besides the scan's (registers bound the resident programs: docs/routing-engines.md)
         chunk = 0
         while chunk < n_chunks:
             t0 = chunk * BT
             offs = t0 + offs0
             mask = offs < t_len
             prev = mask & (offs > 0)
-            qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
-            qp = tl.load(q_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
-            u = tl.zeros([BT], dtype=tl.float64)
-            up = tl.zeros([BT], dtype=tl.float64)
+            x = c0 * tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+            x += c1 * tl.load(q_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
             e = e0
             while e < e1:  # (a while loop: the interpreter cannot range() over loaded bounds)
                 c = tl.load(child_idx + e)
@@ -92,27 +92,35 @@ def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr
                 ucp = tl.load(out_ptr + crow + offs - 1, mask=prev, other=0.0, cache_modifier=".cg").to(tl.float64)
                 if WEIGHTED:
                     w = tl.load(child_w + e)
-                    uc = uc * w
-                    ucp = ucp * w
-                u += uc
-                up += ucp
+                    x += w * (b0 * uc + b1 * ucp)
+                else:
+                    x += b0 * uc + b1 * ucp
                 e += 1
-            if WARM:
-                up = tl.where(offs == 0, u_before, up)
-                qp = tl.where(offs == 0, q_before, qp)
-            x = b0 * u + b1 * up + c0 * qv + c1 * qp
-            x = tl.where(mask, x, 0.0)
-            a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
+            if WARM:  # t = 0: U[-1] and q[-1] from the state (the shifted loads gave 0 there)
+                x = tl.where(offs == 0, x + b1 * u_before + c1 * q_before, x)
+            # past t_len (x = 0) the scan only decays the last value, which is read at t_len - 1, before them
+            a = r + tl.zeros([BT], dtype=tl.float64)
             pa, px = tl.associative_scan((a, x), 0, _affine)
             yv = px + pa * y
             tl.store(out_ptr + row + offs, yv.to(out_ptr.dtype.element_ty), mask=mask)
             last = offs == tl.minimum(t0 + BT, t_len) - 1
-            y = tl.sum(tl.where(last, yv, 0.0), axis=0)
-            u_before = tl.sum(tl.where(last, u, 0.0), axis=0)
-            q_before = tl.sum(tl.where(last, qv, 0.0), axis=0)
+            y = tl.sum(tl.where(last, yv, 0.0), axis=0)  # the carry: on the chain to the next chunk
             tl.debug_barrier()
             tl.atomic_xchg(flag_ptr + b * n_reach + i, chunk + 1, sem="release")
             chunk += 1
+        if n_chunks > 0:  # the final state's U and q: the last step's, read once (every upstream row is done)
+            t_end = t_len - 1
+            q_before = tl.load(q_ptr + row + t_end).to(tl.float64)
+            u_before = r * 0.0
+            e = e0
+            while e < e1:
+                c = tl.load(child_idx + e)
+                uc = tl.load(out_ptr + (b.to(tl.int64) * n_reach + c) * t_len + t_end,
+                             cache_modifier=".cg").to(tl.float64)
+                if WEIGHTED:
+                    uc = uc * tl.load(child_w + e)
+                u_before += uc
+                e += 1
         tl.store(sp, y)
         tl.store(sp + 1, u_before)
         tl.store(sp + 2, q_before)
@@ -167,36 +175,20 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
             mask = offs < t_len
             mnext = (offs + 1) < t_len
             prev = mask & (offs > 0)
+            # A = dL/dQ + the downstream reaches' adjoint inflow: all that the chain to the upstream reaches needs
             av = tl.load(grad_ptr + grow + offs * gs_t, mask=mask, other=0.0).to(tl.float64)
-            # forward signals: Q[t], Q[t-1], q[t], q[t-1] (the forward is complete: no waits)
-            qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
-            qp = tl.load(q_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
-            ov = tl.load(out_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
-            op = tl.load(out_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
-            op_in = op  # Q[t-1] as the downstream reach's U[t-1] (its t = 0 term is its own, from its state)
-            if HAS_PREV:
-                if chunk == 0:
-                    pp = prev_ptr + bi * 3
-                    op = tl.where(offs == 0, tl.load(pp), op)
-                    qp = tl.where(offs == 0, tl.load(pp + 2), qp)
             if WEIGHTED:
                 f = tl.load(dn_ptr + i)
                 f1 = tl.load(dn_ptr + i + 1)
                 while f < f1:
                     dd = tl.load(dn_idx + f)
-                    wd = tl.load(dn_w + f)
                     _wait(flag_ptr + b * n_reach + dd, k + 1)
                     drow = (b.to(tl.int64) * n_reach + dd) * t_len
                     ld = tl.load(lam_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
                     ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
                                   cache_modifier=".cg").to(tl.float64)
                     adj = tl.load(coef_ptr + dd * 5 + 1) * ld + tl.load(coef_ptr + dd * 5 + 2) * ldn
-                    av += wd * adj
-                    fp = dfrac_ptr + b.to(tl.int64) * n_links + tl.load(dn_link + f)
-                    tl.store(fp, tl.load(fp) + tl.sum(adj * ov, axis=0))
-                    dpw = dcoef_ptr + (b.to(tl.int64) * n_reach + dd) * 5
-                    tl.atomic_add(dpw + 1, wd * tl.sum(ld * ov, axis=0), sem="relaxed")
-                    tl.atomic_add(dpw + 2, wd * tl.sum(ld * op_in, axis=0), sem="relaxed")
+                    av += tl.load(dn_w + f) * adj
                     f += 1
             else:
                 if d >= 0:
@@ -206,23 +198,56 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                     ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
                                   cache_modifier=".cg").to(tl.float64)
                     av += bd0 * ld + bd1 * ldn
-                    tl.atomic_add(dpd + 1, tl.sum(ld * ov, axis=0), sem="relaxed")
-                    tl.atomic_add(dpd + 2, tl.sum(ld * op_in, axis=0), sem="relaxed")
             a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
             # lambda[t] = sum_{j>=t} r^(j-t) A[j] + r^(end-t+1) lambda[end+1] (reverse scan, carried)
             pa, px = tl.associative_scan((a, tl.where(mask, av, 0.0)), 0, _affine, reverse=True)
             lam = px + pa * lam_after
             tl.store(lam_ptr + row + offs, lam.to(lam_ptr.dtype.element_ty), mask=mask)
-            dr += tl.sum(lam * op, axis=0)
+            tl.debug_barrier()
+            tl.atomic_xchg(flag_ptr + b * n_reach + i, k + 1, sem="release")
+            # the gradient sums, off the chain (the upstream reaches have this chunk's lambda already); the
+            # forward signals and the downstream lambda are read again here rather than kept live over the scan
+            ov = tl.load(out_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+            op_in = tl.load(out_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)  # as U[t-1] downstream
+            if WEIGHTED:
+                f = tl.load(dn_ptr + i)
+                f1 = tl.load(dn_ptr + i + 1)
+                while f < f1:
+                    dd = tl.load(dn_idx + f)
+                    wd = tl.load(dn_w + f)
+                    drow = (b.to(tl.int64) * n_reach + dd) * t_len
+                    ld = tl.load(lam_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
+                    ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
+                                  cache_modifier=".cg").to(tl.float64)
+                    adj = tl.load(coef_ptr + dd * 5 + 1) * ld + tl.load(coef_ptr + dd * 5 + 2) * ldn
+                    fp = dfrac_ptr + b.to(tl.int64) * n_links + tl.load(dn_link + f)
+                    tl.store(fp, tl.load(fp) + tl.sum(adj * ov, axis=0))
+                    dpw = dcoef_ptr + (b.to(tl.int64) * n_reach + dd) * 5
+                    tl.atomic_add(dpw + 1, wd * tl.sum(ld * ov, axis=0), sem="relaxed")
+                    tl.atomic_add(dpw + 2, wd * tl.sum(ld * op_in, axis=0), sem="relaxed")
+                    f += 1
+            else:
+                if d >= 0:
+                    drow = (b.to(tl.int64) * n_reach + d) * t_len
+                    ld = tl.load(lam_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
+                    tl.atomic_add(dpd + 1, tl.sum(ld * ov, axis=0), sem="relaxed")
+                    tl.atomic_add(dpd + 2, tl.sum(ld * op_in, axis=0), sem="relaxed")
+            # this reach's own coefficient gradients: Q[t-1], q[t], q[t-1] (t = 0 from the warm state)
+            op = op_in
+            qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
+            qp = tl.load(q_ptr + row + offs - 1, mask=prev, other=0.0).to(tl.float64)
             if HAS_PREV:
-                if chunk == 0:  # U[-1] from the state: this reach's own term of dL/db1
-                    u0 = tl.sum(tl.where(offs == 0, lam, 0.0), axis=0) * tl.load(prev_ptr + bi * 3 + 1)
+                if chunk == 0:
+                    pp = prev_ptr + bi * 3
+                    op = tl.where(offs == 0, tl.load(pp), op)
+                    qp = tl.where(offs == 0, tl.load(pp + 2), qp)
+                    # U[-1] from the state: this reach's own term of dL/db1
+                    u0 = tl.sum(tl.where(offs == 0, lam, 0.0), axis=0) * tl.load(pp + 1)
                     tl.atomic_add(dcoef_ptr + bi * 5 + 2, u0, sem="relaxed")
+            dr += tl.sum(lam * op, axis=0)
             dc0 += tl.sum(lam * qv, axis=0)
             dc1 += tl.sum(lam * qp, axis=0)
             lam_after = tl.sum(tl.where(offs == t0, lam, 0.0), axis=0)
-            tl.debug_barrier()
-            tl.atomic_xchg(flag_ptr + b * n_reach + i, k + 1, sem="release")
             k += 1
         dp = dcoef_ptr + bi * 5  # slots 1 and 2 are the upstream reaches' (atomics)
         tl.store(dp, dr)
