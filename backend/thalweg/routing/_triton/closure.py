@@ -11,7 +11,8 @@ float64 across source blocks and tap chunks, so long closures keep float32 accur
 The adjoint (``block_conv_adjoint``, the closure engine's backward): dx[i, t] = sum over target blocks J
 holding source block I, targets j in J, taps k of w[I, J][i, j, k] dy[j, t + k], the same blocks
 transposed on reversed time, one program per (source block, time tile, batch element), the pairs of a
-source block listed source-major (``t_ptr``, ``t_bp``, ``t_tgt``); no transposed copy of the blocks.
+source block listed source-major (``t_ptr``, ``t_bp``, ``t_tgt``); no transposed copy of the blocks. Both
+directions are one kernel (``ADJ`` picks the pair list, the block's orientation and the time direction).
 """
 from __future__ import annotations
 
@@ -24,70 +25,48 @@ __all__ = ["block_conv", "block_conv_adjoint"]
 
 
 @triton.jit
-def _block_conv_kernel(x_ptr, w_ptr, y_ptr, bp_lo, bp_hi, bp_src, n_pad, t_len, length,
-                       BS: tl.constexpr, BT: tl.constexpr, KT: tl.constexpr, PREC: tl.constexpr):
-    jb = tl.program_id(0)
+def _block_conv_kernel(x_ptr, w_ptr, y_ptr, p_lo, p_hi, p_bp, p_blk, n_pad, t_len, length,
+                       BS: tl.constexpr, BT: tl.constexpr, KT: tl.constexpr, PREC: tl.constexpr,
+                       ADJ: tl.constexpr):
+    # One output block per program: forward, the target block J over its pairs p_lo[J] <= p < p_hi[J] (pair p,
+    # source block p_blk[p]); ADJ, the source block I over its pairs listed source-major (pair p_bp[p], target
+    # block p_blk[p]), the block transposed and time reversed: y[t] += w x[t + k] instead of w x[t - k].
+    ob = tl.program_id(0)
     t0 = tl.program_id(1) * BT
     b = tl.program_id(2).to(tl.int64)
-    rows_j = tl.arange(0, BS)
+    rows_o = tl.arange(0, BS)
     cols_t = t0 + tl.arange(0, BT)
     ik = tl.arange(0, BS * KT)
-    i_of = ik // KT
+    i_of = ik // KT  # the input block's row of each (row, tap) column
     kk_of = ik % KT
     acc = tl.zeros([BS, BT], dtype=tl.float64)
-    bp = tl.load(bp_lo + jb)
-    bp_end = tl.load(bp_hi + jb)
-    while bp < bp_end:
-        ib = tl.load(bp_src + bp)
-        src_row = (b * n_pad + ib * BS + i_of).to(tl.int64) * t_len
+    p = tl.load(p_lo + ob)
+    p_end = tl.load(p_hi + ob)
+    while p < p_end:
+        bp = p
+        if ADJ:
+            bp = tl.load(p_bp + p)
+        ib = tl.load(p_blk + p)
+        in_row = (b * n_pad + ib * BS + i_of).to(tl.int64) * t_len
         w_base = bp.to(tl.int64) * BS * BS * length
         k0 = 0
         while k0 < length:
             kk = k0 + kk_of
-            a_off = w_base + (i_of[None, :] * BS + rows_j[:, None]).to(tl.int64) * length + kk[None, :]
+            if ADJ:  # w[bp][i, j, k] with i this block's row (output), j the input's
+                a_off = w_base + (rows_o[:, None] * BS + i_of[None, :]).to(tl.int64) * length + kk[None, :]
+                tsrc = cols_t[None, :] + kk[:, None]
+                b_mask = (tsrc < t_len) & (kk < length)[:, None]
+            else:  # w[bp][i, j, k] with i the input's row (source), j this block's (target)
+                a_off = w_base + (i_of[None, :] * BS + rows_o[:, None]).to(tl.int64) * length + kk[None, :]
+                tsrc = cols_t[None, :] - kk[:, None]
+                b_mask = (tsrc >= 0) & (tsrc < t_len) & (kk < length)[:, None]
             a = tl.load(w_ptr + a_off, mask=(kk < length)[None, :], other=0.0)
-            tsrc = cols_t[None, :] - kk[:, None]
-            b_mask = (tsrc >= 0) & (tsrc < t_len) & (kk < length)[:, None]
-            xb = tl.load(x_ptr + src_row[:, None] + tsrc, mask=b_mask, other=0.0)
+            xb = tl.load(x_ptr + in_row[:, None] + tsrc, mask=b_mask, other=0.0)
             acc += tl.dot(a, xb, input_precision=PREC).to(tl.float64)
             k0 += KT
-        bp += 1
-    y_off = (b * n_pad + jb * BS + rows_j).to(tl.int64)[:, None] * t_len + cols_t[None, :]
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=(cols_t < t_len)[None, :])
-
-
-@triton.jit
-def _block_conv_adj_kernel(dy_ptr, w_ptr, dx_ptr, t_ptr, t_bp, t_tgt, n_pad, t_len, length,
-                           BS: tl.constexpr, BT: tl.constexpr, KT: tl.constexpr, PREC: tl.constexpr):
-    ib = tl.program_id(0)
-    t0 = tl.program_id(1) * BT
-    b = tl.program_id(2).to(tl.int64)
-    rows_i = tl.arange(0, BS)
-    cols_t = t0 + tl.arange(0, BT)
-    jk = tl.arange(0, BS * KT)
-    j_of = jk // KT
-    kk_of = jk % KT
-    acc = tl.zeros([BS, BT], dtype=tl.float64)
-    p = tl.load(t_ptr + ib)
-    p_end = tl.load(t_ptr + ib + 1)
-    while p < p_end:
-        bp = tl.load(t_bp + p)
-        jb = tl.load(t_tgt + p)
-        tgt_row = (b * n_pad + jb * BS + j_of).to(tl.int64) * t_len
-        w_base = bp.to(tl.int64) * BS * BS * length
-        k0 = 0
-        while k0 < length:
-            kk = k0 + kk_of
-            a_off = w_base + (rows_i[:, None] * BS + j_of[None, :]).to(tl.int64) * length + kk[None, :]
-            a = tl.load(w_ptr + a_off, mask=(kk < length)[None, :], other=0.0)
-            tsrc = cols_t[None, :] + kk[:, None]
-            b_mask = (tsrc < t_len) & (kk < length)[:, None]
-            yb = tl.load(dy_ptr + tgt_row[:, None] + tsrc, mask=b_mask, other=0.0)
-            acc += tl.dot(a, yb, input_precision=PREC).to(tl.float64)
-            k0 += KT
         p += 1
-    x_off = (b * n_pad + ib * BS + rows_i).to(tl.int64)[:, None] * t_len + cols_t[None, :]
-    tl.store(dx_ptr + x_off, acc.to(dx_ptr.dtype.element_ty), mask=(cols_t < t_len)[None, :])
+    y_off = (b * n_pad + ob * BS + rows_o).to(tl.int64)[:, None] * t_len + cols_t[None, :]
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=(cols_t < t_len)[None, :])
 
 
 def block_conv(x: torch.Tensor, w: torch.Tensor, bp_ptr, bp_src, *, block: int, precision: str = "ieee",
@@ -108,8 +87,8 @@ def block_conv(x: torch.Tensor, w: torch.Tensor, bp_ptr, bp_src, *, block: int, 
         hi = bp_end if torch.is_tensor(bp_end) else torch.as_tensor(np.ascontiguousarray(bp_end), device=x.device)
     n_blocks = n_pad // block
     grid = (n_blocks, -(-t_len // bt), b)
-    _block_conv_kernel[grid](x, w, y, lo, hi, src, n_pad, t_len, length, BS=block, BT=bt, KT=kt, PREC=precision,
-                             num_warps=4)
+    _block_conv_kernel[grid](x, w, y, lo, hi, src, src, n_pad, t_len, length, BS=block, BT=bt, KT=kt,
+                             PREC=precision, ADJ=False, num_warps=4)
     return y
 
 
@@ -124,6 +103,6 @@ def block_conv_adjoint(dy: torch.Tensor, w: torch.Tensor, t_ptr: torch.Tensor, t
     w = w.contiguous().to(torch.float32)
     dx = torch.empty(b, n_pad, t_len, dtype=torch.float32, device=dy.device)
     grid = (n_pad // block, -(-t_len // bt), b)
-    _block_conv_adj_kernel[grid](dy, w, dx, t_ptr, t_bp, t_tgt, n_pad, t_len, length, BS=block, BT=bt, KT=kt,
-                                 PREC=precision, num_warps=4)
+    _block_conv_kernel[grid](dy, w, dx, t_ptr[:-1], t_ptr[1:], t_bp, t_tgt, n_pad, t_len, length, BS=block, BT=bt,
+                             KT=kt, PREC=precision, ADJ=True, num_warps=4)
     return dx
