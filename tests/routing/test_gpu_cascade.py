@@ -107,6 +107,22 @@ _CHECK = textwrap.dedent("""
             for gname, g, r in zip(("dq", "dparam"), grads, refs[1:]):
                 e = float((g.double().cpu() - r).abs().max() / r.abs().max())
                 assert e < gtol, (name, gname, dtype, e)
+    # Hayami's compact kernels (per-reach first tap and count) through the same GPU kernel, against the CPU's
+    # compiled convolution of the same taps (itself tested against the numpy reference in tests/irf)
+    from thalweg.irf import SCHEMES
+    from thalweg.routing import _cpu
+    hp = {"celerity": torch.as_tensor(rng.uniform(0.3, 3.0, n)),
+          "diffusivity": torch.as_tensor(rng.uniform(1e2, 1e5, n)),
+          "length": torch.as_tensor(np.asarray(net.length, dtype=np.float64))}
+    dt_h = 3600.0
+    comp = SCHEMES["hayami"].compact(hp, dt_h, t_len, 1e-13)
+    assert int(comp.count.min()) < int(comp.count.max()), "a spread of supports"
+    ref, _, _ = _cpu.fir_route(q, comp.taps, None, topo, support=comp.support, offset=comp.first.numpy())
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        out = _gpu.fir_route_taps(q.to(dtype).to(dev), comp.first, comp.taps.to(dev), topo,
+                                  counts=comp.count).double().cpu()
+        e = float((out - ref).abs().max() / ref.abs().max())
+        assert e < tol, ("hayami compact", dtype, e)
     # mass: every unit of runoff leaves through the outlet (sum over a long horizon, fast reservoirs)
     qm = torch.zeros(1, n, 400 if small else t_len, dtype=torch.float64)
     qm[..., :5] = 1.0

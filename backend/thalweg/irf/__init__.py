@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from ..errors import InputError
 from . import hayami, lag, linear_storage, muskingum, nash
-from .base import Kernels, Parameter, Recursion, Scheme, truncate
+from .base import Compact, Kernels, Parameter, Recursion, Scheme, truncate
 
-__all__ = ["SCHEMES", "Kernels", "Parameter", "Recursion", "Scheme", "get_scheme", "register_scheme", "truncate"]
+__all__ = ["SCHEMES", "Compact", "Kernels", "Parameter", "Recursion", "Scheme", "get_scheme", "register_scheme",
+           "truncate"]
 
 SCHEMES: dict[str, Scheme] = {}
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import torch
 
-__all__ = ["PRIORS", "Kernels", "Parameter", "Recursion", "Scheme", "steps_index", "truncate"]
+__all__ = ["PRIORS", "SUPPORT_TOL", "Compact", "Kernels", "Parameter", "Recursion", "Scheme", "cdf_support",
+           "steps_index", "support_tol", "taps_support", "truncate"]
 
 Params = Mapping[str, torch.Tensor]
 
@@ -96,6 +97,27 @@ class Kernels:
 
 
 @dataclasses.dataclass(frozen=True)
+class Compact:
+    """Every reach's kernel over its support only: ``h[first + j] = taps[:, j]`` for ``j < count``, h = 0 elsewhere
+    (beyond the taps kept by the support rule, :func:`taps_support`); ``g = h``.
+
+    first, count : [N] int64, the support ``[first, first + count)`` of each reach, count >= 1 (taps at or past
+        the horizon may be given, a lag longer than it: they meet no input).
+    taps : [N, K] float64, K >= every count; zero past each reach's count (no gradient there); differentiable in
+        the parameters.
+    """
+
+    first: torch.Tensor
+    count: torch.Tensor
+    taps: torch.Tensor
+
+    @property
+    def support(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(k0, k1)``, int64 [N]: the taps [k0, k1) of each reach (``_cpu.fir_route``'s ``support``)."""
+        return self.first, self.first + self.count
+
+
+@dataclasses.dataclass(frozen=True)
 class Recursion:
     """A first-order recursive form of a reach's two kernels, each coefficient a tensor [N]:
 
@@ -133,6 +155,9 @@ class Scheme:
     description : one line for ``thalweg schemes`` and ``GET /schemes``.
     recursion : optional ``recursion(params, dt) -> Recursion``, the same kernels as a first-order
         recursion (exact, differentiable in params); lets engines skip convolutions.
+    compact : optional ``compact(params, dt, n_steps, tol) -> Compact``, the kernel ``h`` (with g = h) of
+        ``n_steps`` taps cut to each reach's support by the support rule at ``tol`` (:func:`taps_support`),
+        without building the [N, n_steps] kernels; the same taps as ``kernel`` over the support.
     adjusted : optional ``adjusted(params, dt) -> (bool tensor [N], text)``: the reaches where the scheme
         routes with other values than the parameters given (``muskingum_nonneg`` lowering x) and a sentence
         saying what it does; ``route`` reports them once, with their ids.
@@ -146,6 +171,7 @@ class Scheme:
     uses_length: bool = False
     recursion: Callable[[Params, float], Recursion] | None = None
     adjusted: Callable[[Params, float], tuple[torch.Tensor, str]] | None = None
+    compact: Callable[[Params, float, int, float], Compact] | None = None
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -194,3 +220,66 @@ def truncate(kernel: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Ten
     part = kept.sum(-1)
     tail = (total - part) / total
     return kept * (total / part)[..., None], tail
+
+
+# The support rule, in this one place: a kernel h of L taps is convolved over [k0, k1), where
+# k0 is the number of leading taps whose running mass stays <= tol * M and k1 the end after which the trailing
+# taps' mass is <= tol * M, M = sum |h| over the L taps (at least 1e-300); k0 <= L - 1 and k1 >= k0 + 1 (one
+# tap at least). Statements of it: taps_support (torch, whole kernels), routing.c's kernel_support (compiled,
+# whole kernels, behind routing._cpu.kernel_support), cdf_support (torch, from a scheme's CDF by bisection) and
+# routing.c's hayami_support (compiled, the inverse-Gaussian CDF); tests/irf/test_compact.py holds them together.
+# tol by the routing's storage type: 1e-9 is 60x below a float32 ulp (6e-8, the rounding of every stored value),
+# so float32 results do not change; it cuts Hayami's daily supports by 40 % (147 -> 88 taps at 100k x 366).
+# float64 keeps 1e-13.
+SUPPORT_TOL = {torch.float32: 1e-9, torch.float64: 1e-13}
+
+
+def support_tol(dtype: torch.dtype) -> float:
+    """The support tolerance for routing in ``dtype`` (``SUPPORT_TOL``; 1e-13 for other types)."""
+    return SUPPORT_TOL.get(dtype, 1e-13)
+
+
+def taps_support(h: torch.Tensor, g: torch.Tensor | None, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The support rule on whole kernels h (and g: both kernels' absolute mass together) [N, L], in torch on
+    their own device: ``(k0, k1)`` int64 [N]."""
+    hh = h.detach().to(torch.float64)
+    a = hh.abs() if g is None else hh.abs() + g.detach().to(torch.float64).abs()
+    klen = a.shape[-1]
+    head = torch.cumsum(a, -1)  # one scan: the mass from tap k on is total - head[k] + a[k]
+    total = head[..., -1:]
+    cut = tol * total.clamp(min=1e-300)
+    k0 = (head <= cut).sum(-1).clamp(max=klen - 1)
+    k1 = torch.maximum(((total - head + a) > cut).sum(-1), k0 + 1)
+    return k0, k1
+
+
+def cdf_support(cdf_at: Callable[[torch.Tensor], torch.Tensor], n_steps: int, tol: float,
+                like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The support rule for a kernel that is a CDF's increments, h[k] = F(k + 1) - F(k) with F(0) = 0 and F
+    monotone, from F alone: ``(first, count)`` int64 [N] on ``like``'s device.
+
+    ``cdf_at(m)`` gives F at whole steps ``m`` (a float64 tensor [N] of step counts) for every reach. The running
+    mass of the taps before k is F(k), the mass from k on F(n_steps) - F(k), so both ends come by bisection on
+    whole steps: 2 ceil(log2 n_steps) + 1 evaluations of F per reach, none of them [N, n_steps].
+    """
+    if n_steps < 1:
+        raise ValueError(f"cdf_support: n_steps must be >= 1, not {n_steps}")
+    steps = float(n_steps)
+    iters = max(0, math.ceil(math.log2(n_steps)))
+    with torch.no_grad():
+        full = torch.full(like.shape, steps, dtype=torch.float64, device=like.device)
+        total = cdf_at(full)
+        cut = tol * total.clamp(min=1e-300)
+        lo, hi = torch.zeros_like(full), full.clone()  # F(lo) <= cut < F(hi): the head's first kept tap is hi - 1
+        for _ in range(iters):
+            mid = torch.floor(0.5 * (lo + hi))
+            above = cdf_at(mid) > cut
+            hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
+        k0 = hi - 1.0  # n_steps - 1 when even F(n_steps) <= cut
+        lo, hi = k0.clone(), full.clone()  # the tail: the smallest k with F(n_steps) - F(k) <= cut, k = hi
+        for _ in range(iters):
+            mid = torch.floor(0.5 * (lo + hi))
+            done = total - cdf_at(mid) <= cut
+            hi, lo = torch.where(done, mid, hi), torch.where(done, lo, mid)
+        first = k0.to(torch.int64)
+        return first, torch.clamp(hi.to(torch.int64) - first, min=1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Parameter, Scheme, steps_index
+from .base import Compact, Parameter, Scheme, steps_index
 
 
 def kernel(params, dt: float, n_steps: int):
@@ -22,6 +22,14 @@ def two_taps(params, dt: float):
     return first.to(torch.int64).cpu().numpy(), torch.stack([1.0 - f, f], dim=-1)
 
 
+def compact(params, dt: float, n_steps: int, tol: float) -> Compact:
+    """``Scheme.compact``: the two taps of :func:`two_taps` (all of the mass, so ``tol`` and ``n_steps`` change
+    nothing; count 2 also where the second tap is 0, a whole lag, so the lag's gradient keeps both taps)."""
+    first, w = two_taps(params, dt)
+    first = torch.from_numpy(first).to(w.device)
+    return Compact(first, torch.full_like(first, 2), w.to(torch.float64))
+
+
 SCHEME = Scheme(
     name="pure_lag",
     parameters=(Parameter("lag", "s", "travel time through the reach", 0.0, 30 * 86400.0, 3600.0,
@@ -29,4 +37,5 @@ SCHEME = Scheme(
     kernel=kernel,
     travel_time=lambda p, dt: p["lag"],
     description="pure translation by a (fractional) lag, linear interpolation between steps",
+    compact=compact,
 )

@@ -20,6 +20,7 @@ from concurrent import futures
 import numpy as np
 import torch
 
+from ..irf.base import SUPPORT_TOL, support_tol, taps_support
 from . import _native
 from .topology import Topology
 
@@ -239,35 +240,15 @@ def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: t
     return _IIR.apply(runoff, coef, topo, state, links, fractions)
 
 
-def _support_torch(h: torch.Tensor, g: torch.Tensor | None, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``kernel_support``'s rule in torch, on the kernels' own device (int64 tensors [N])."""
-    hh = h.detach().to(torch.float64)
-    a = hh.abs() if g is None else hh.abs() + g.detach().to(torch.float64).abs()
-    klen = a.shape[-1]
-    head = torch.cumsum(a, -1)  # one scan: the mass from tap k on is total - head[k] + a[k]
-    total = head[..., -1:]
-    cut = tol * total.clamp(min=1e-300)
-    k0 = (head <= cut).sum(-1).clamp(max=klen - 1)
-    k1 = torch.maximum(((total - head + a) > cut).sum(-1), k0 + 1)
-    return k0, k1
+__all__ += ["SUPPORT_TOL", "cascade_route", "support_tol"]  # the convolution schemes' paths (below)
 
-
-__all__ += ["cascade_route", "support_tol"]  # the convolution schemes' paths (below)
-
-# the kernel mass a convolution may leave out at either end, by storage type: 1e-9 is 60x below a float32
-# ulp (6e-8, the rounding of every stored value), so float32 results do not change; it cuts Hayami's daily
-# supports by 40 % (147 -> 88 taps at 100k x 366). float64 keeps 1e-13.
-SUPPORT_TOL = {torch.float32: 1e-9, torch.float64: 1e-13}
-
-
-def support_tol(dtype: torch.dtype) -> float:
-    """The support tolerance for routing in ``dtype`` (``SUPPORT_TOL``; 1e-13 for other types)."""
-    return SUPPORT_TOL.get(dtype, 1e-13)
+# the support rule and its tolerances by storage type live in irf/base.py (one place); here the compiled statement
+_support_torch = taps_support
 
 
 def kernel_support(h: torch.Tensor, g: torch.Tensor | None, tol: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
-    """Per-reach [k0, k1): the taps holding all but ``tol`` of each kernel's absolute mass at either end
-    (both kernels together when ``g`` is given)."""
+    """Per-reach [k0, k1): the support rule (``irf.base``: the taps holding all but ``tol`` of each kernel's
+    absolute mass at either end, both kernels together when ``g`` is given), compiled (torch without it)."""
     hh = h.detach().to(device="cpu", dtype=torch.float64).contiguous()
     gg = None if g is None else g.detach().to(device="cpu", dtype=torch.float64).contiguous()
     n, klen = hh.shape

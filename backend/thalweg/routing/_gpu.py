@@ -283,15 +283,18 @@ def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, top
     return _FIR.apply(runoff, hc, gc, topo, k0.contiguous(), kn.contiguous())
 
 
-def fir_route_taps(runoff: torch.Tensor, first: torch.Tensor, taps: torch.Tensor, topo: Topology) -> torch.Tensor:
+def fir_route_taps(runoff: torch.Tensor, first, taps: torch.Tensor, topo: Topology, counts=None) -> torch.Tensor:
     """Q [B, N, T] by direct convolution with compact kernels, cold start, g = h: reach i's kernel is ``taps[i, j]``
-    at tap ``first[i] + j`` and zero elsewhere (a pure lag's two taps: ``irf.lag.two_taps``). taps [N, K] is
-    differentiable; no [N, T] kernel is built or scanned."""
+    at tap ``first[i] + j`` for ``j < counts[i]`` (default: every column) and zero elsewhere (``irf.base.Compact``;
+    a pure lag's two taps). taps [N, K] is differentiable; no [N, T] kernel is built or scanned."""
     n, k = taps.shape
     kmax = -(-max(k, 1) // 4) * 4
     hc = torch.nn.functional.pad(taps, (0, kmax - k)).to(runoff.dtype)
     k0 = torch.as_tensor(first, dtype=torch.int64).to(runoff.device).contiguous()
-    kn = torch.full((n,), k, dtype=torch.int64, device=runoff.device)
+    if counts is None:
+        kn = torch.full((n,), k, dtype=torch.int64, device=runoff.device)
+    else:
+        kn = torch.as_tensor(counts, dtype=torch.int64).to(runoff.device).clamp(min=1).contiguous()
     return _FIR.apply(runoff, hc.contiguous(), None, topo, k0, kn)
 
 

@@ -6,11 +6,12 @@ independent of the kernel length, exact over any horizon, and a compact warm sta
 support when that is short, by FFT per level otherwise.
 
 Where it runs:
-- CPU: compiled C (``_native``), post-order with a depth-indexed inflow stack; torch FFT fallback.
+- CPU: compiled C (``_native``), post-order with a depth-indexed inflow stack; torch FFT fallback. Schemes with
+  ``Scheme.compact`` (pure lag, Hayami) hand over their kernels over each reach's support only.
 - CUDA: one Triton launch for the whole tree, for recursions (``_triton/iir.py``), for the Nash cascade
   with whole n as n recursions (``_triton/cascade.py``) and for direct convolutions over each kernel's
-  support (``_triton/fir.py``, cold starts; a pure lag as its two taps); torch FFT by level for supports
-  over ``_gpu.MAX_TAPS`` taps and warm-started convolutions.
+  support (``_triton/fir.py``, cold starts; ``Scheme.compact`` kernels as they come); torch FFT by level for
+  supports over ``_gpu.MAX_TAPS`` taps and warm-started convolutions.
 Gradients: custom backward passes (routing on the reversed tree in reversed time) for the compiled
 and Triton recursions and convolutions; autograd through the torch FFT path.
 """
@@ -41,6 +42,12 @@ def _once(msg: str) -> None:
     if msg not in _LOGGED:
         _LOGGED.add(msg)
         log.info(msg)
+
+
+def _direct_pays(taps: float, n: int, t_len: int, length: int) -> bool:
+    """Whether the compiled direct convolution over supports of ``taps`` taps in all costs less than the FFT path
+    with kernels of ``length`` steps (``FIR_OVER_FFT``)."""
+    return taps <= FIR_OVER_FFT * n * 6.0 * math.log2(2 * (t_len + length))
 
 
 def plan_exact(scheme: Scheme, device: torch.device, *, kernel_length: int | None, history: bool) -> str:
@@ -96,23 +103,32 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
         if cascade is not None:  # n reservoirs per reach, n recursions per step: no kernels to build or convolve
             _once(f"thalweg: exact engine on {device.type}: cascade-native")
             return _cpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-native"
-    if path == "fir-native" and kernel_length is None and not history and scheme.kernel is lag.kernel:
-        # a pure lag's kernel is two taps at floor(d): convolve those, without building [N, T] kernels
-        first, w = lag.two_taps(p, dt)
-        _once(f"thalweg: exact engine on {device.type}: lag-native")
-        out, _, _ = _cpu.fir_route(runoff, w, None, topo, support=(first, first + 2), offset=first)
-        return out, None, "lag-native"
+    if path == "fir-native" and kernel_length is None and not history and scheme.compact is not None:
+        # the kernels over their supports only (pure lag: two taps; Hayami: the CDF over each support), placed at
+        # a per-reach tap offset: no [N, T] kernels built or scanned
+        comp = scheme.compact(p, dt, t_len, _cpu.support_tol(runoff.dtype))
+        first = comp.first.cpu().numpy()
+        last = first + comp.count.cpu().numpy()
+        # a wrapper that changes the kernel's rows but keeps the hook (routing.dag.with_virtual adds identity rows
+        # to ``kernel`` only) gives other rows than the network's: the full kernels then
+        if first.shape[0] == topo.n and _direct_pays(float((last - first).sum()), topo.n, t_len, t_len):
+            name = "lag-native" if scheme.kernel is lag.kernel else "fir-compact"
+            _once(f"thalweg: exact engine on {device.type}: {name}")
+            out, _, _ = _cpu.fir_route(runoff, comp.taps, None, topo, support=(first, last), offset=first)
+            return out, None, name
     if path == "fft" and _gpu.available(device) and kernel_length is None and not history:
-        # GPU, cold start, the two schemes whose kernels need not be built (as on the CPU, below)
+        # GPU, cold start: the schemes whose kernels need not be built (as on the CPU, above)
         if scheme.kernel is nash.kernel:
             cascade = nash.whole_cascade(p, dt)
             if cascade is not None:
                 _once(f"thalweg: exact engine on {device.type}: cascade-triton")
                 return _gpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-triton"
-        if scheme.kernel is lag.kernel:
-            first, w = lag.two_taps(p, dt)
-            _once(f"thalweg: exact engine on {device.type}: lag-triton")
-            return _gpu.fir_route_taps(runoff, torch.as_tensor(first), w, topo), None, "lag-triton"
+        if scheme.compact is not None:
+            comp = scheme.compact(p, dt, t_len, _cpu.support_tol(runoff.dtype))
+            if comp.first.shape[0] == topo.n and int(comp.count.max()) <= _gpu.MAX_TAPS:
+                name = "lag-triton" if scheme.kernel is lag.kernel else "fir-compact-triton"
+                _once(f"thalweg: exact engine on {device.type}: {name}")
+                return _gpu.fir_route_taps(runoff, comp.first, comp.taps, topo, counts=comp.count), None, name
     length = kernel_length or t_len
     kern: Kernels = kernels_fn(length)
     if path == "fft" and _gpu.available(device) and not isinstance(state, tuple):
@@ -125,9 +141,7 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
             return out, None, "fir-triton"
     if path == "fir-native":
         k0, k1 = _cpu.kernel_support(kern.h, None if kern.g is kern.h else kern.g, _cpu.support_tol(runoff.dtype))
-        direct_cost = float((k1 - k0).sum())
-        fft_cost = FIR_OVER_FFT * topo.n * 6.0 * math.log2(2 * (t_len + length))
-        if direct_cost <= fft_cost or history:
+        if _direct_pays(float((k1 - k0).sum()), topo.n, t_len, length) or history:
             hist = state if isinstance(state, tuple) else None
             out, _, _ = _cpu.fir_route(runoff, kern.h, None if kern.g is kern.h else kern.g, topo, hist,
                                        support=(k0, k1))
