@@ -53,6 +53,7 @@ import torch
 
 from ..errors import InputError, ThalwegWarning
 from ..irf import Recursion, Scheme
+from ..irf.base import Compact
 from ..network import RiverNetwork
 from ..network.dag import dag_levels, edges, minor_link_order
 from .topology import Topology, _children, topology
@@ -320,8 +321,16 @@ def with_virtual(scheme: Scheme, n_virtual: int) -> Scheme:
         tt = scheme.travel_time(p, dt)
         return torch.cat([tt, torch.zeros(n_virtual, dtype=tt.dtype, device=tt.device)])
 
+    def compact(p, dt, n_steps, tol):  # the identity rows: one tap, 1 at lag 0
+        c = scheme.compact(p, dt, n_steps, tol)
+        zero = torch.zeros(n_virtual, dtype=c.first.dtype, device=c.first.device)
+        delta = torch.zeros(n_virtual, c.taps.shape[-1], dtype=c.taps.dtype, device=c.taps.device)
+        delta[:, 0] = 1.0
+        return Compact(torch.cat([c.first, zero]), torch.cat([c.count, zero + 1]), torch.cat([c.taps, delta]))
+
     return dataclasses.replace(scheme, kernel=kernel, travel_time=travel_time, adjusted=None,
-                               recursion=None if scheme.recursion is None else recursion)
+                               recursion=None if scheme.recursion is None else recursion,
+                               compact=None if scheme.compact is None else compact)
 
 
 def check_fractions(network: RiverNetwork, fractions, device) -> torch.Tensor:
