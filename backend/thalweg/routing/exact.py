@@ -10,7 +10,7 @@ Where it runs:
   ``Scheme.compact`` (pure lag, Hayami) hand over their kernels over each reach's support only.
 - CUDA: one Triton launch for the whole tree, for recursions (``_triton/iir.py``), for the Nash cascade
   with whole n as n recursions (``_triton/cascade.py``) and for direct convolutions over each kernel's
-  support (``_triton/fir.py``, cold starts; ``Scheme.compact`` kernels as they come); torch FFT by level for
+  support (``_triton/fir.py``, cold starts; a pure lag's two taps as they come); torch FFT by level for
   supports over ``_gpu.MAX_TAPS`` taps and warm-started convolutions.
 Gradients: custom backward passes (routing on the reversed tree in reversed time) for the compiled
 and Triton recursions and convolutions; autograd through the torch FFT path.
@@ -123,12 +123,14 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
             if cascade is not None:
                 _once(f"thalweg: exact engine on {device.type}: cascade-triton")
                 return _gpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-triton"
-        if scheme.compact is not None:
+        # compact kernels on the GPU for the pure lag only: Hayami's (a bisection per reach in torch there) took
+        # 20 ms at 100k x 1,000 hourly against 14 ms for building its full kernels and scanning them (H200,
+        # docs/routing-engines.md), its supports being nearly the horizon at D = 1e4 m2/s
+        if scheme.compact is not None and scheme.kernel is lag.kernel:
             comp = scheme.compact(p, dt, t_len, _cpu.support_tol(runoff.dtype))
-            if comp.first.shape[0] == topo.n and int(comp.count.max()) <= _gpu.MAX_TAPS:
-                name = "lag-triton" if scheme.kernel is lag.kernel else "fir-compact-triton"
-                _once(f"thalweg: exact engine on {device.type}: {name}")
-                return _gpu.fir_route_taps(runoff, comp.first, comp.taps, topo, counts=comp.count), None, name
+            if comp.first.shape[0] == topo.n:
+                _once(f"thalweg: exact engine on {device.type}: lag-triton")
+                return _gpu.fir_route_taps(runoff, comp.first, comp.taps, topo, counts=comp.count), None, "lag-triton"
     length = kernel_length or t_len
     kern: Kernels = kernels_fn(length)
     if path == "fft" and _gpu.available(device) and not isinstance(state, tuple):
