@@ -3,16 +3,19 @@
 Cases:
 
 - ``--case global``: a synthetic global-like forest (Scheidegger basins from tiny coastal ones to a few
-  Amazon-deep ones, ``--reaches`` in all) x ``--days`` daily steps, runoff generated on the fly (on the device:
-  no 0.8 TB file), streamed in ``--chunk-steps`` chunks through :func:`thalweg.scale.stream.stream_route` with
-  the discharge written (``--write nc|zarr|none``). Reports network preparation (validation, topology, partition),
-  the forward time per simulated year with streaming and writing included, GPU and host peak memory, and the
-  extrapolation to 85 years.
+  Amazon-deep ones, ``--reaches`` in all) x ``--years`` simulated years of daily steps (or ``--days`` steps),
+  runoff generated on the fly chunk by chunk (on the device: no 0.8 TB file), streamed in ``--chunk-steps``
+  chunks (a year each by default) through :func:`thalweg.scale.stream.stream_route`, once per ``--write`` mode
+  (``none``: routing alone; ``zarr``, ``nc``: the discharge written). Reports network preparation (validation,
+  topology, partition), and per mode the first chunk (the stream's first call: allocations, first launches) apart
+  from the steady state (the chunks after it: seconds per simulated year), the write throughput (GB/s of
+  discharge), GPU and host peak memory, and the 85-year extrapolation (first chunk + the rest at the steady
+  rate).
 - ``--case cpu``: ``thalweg route`` itself, NetCDF in -> NetCDF out, for ``--reaches`` x ``--steps`` hourly
   steps (the issue's target: 100,000 x 8,784 in <= 13 s and <= 5 GiB on 2 cores), as a subprocess: wall and
   peak resident memory (getrusage of the child); ``--dask`` also times it on a LocalCluster of 2 workers.
 
-    .venv/bin/python scripts/bench_scale.py --case global --reaches 6800000 --days 365 --device cuda
+    .venv/bin/python scripts/bench_scale.py --case global --reaches 6800000 --years 4 --device cuda
     .venv/bin/python scripts/bench_scale.py --case cpu --reaches 100000 --steps 8784 --dask
 
 Prints one JSON object (``--json FILE`` also writes it).
@@ -24,6 +27,7 @@ import dataclasses
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -176,7 +180,7 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         params, _ = _timed(t, "parameters", resolve_params, net, args.scheme)
-        source = GeneratedRunoff(net, int(args.days), dt, args.device)
+        source = GeneratedRunoff(net, _steps(args), dt, args.device)
 
         def route_parameters():
             router = LocalRouter(net, params, args.scheme, dt=dt, device=args.device)
@@ -187,7 +191,7 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
 
         def warmup():  # two steps (state in and out): the first launch compiles the GPU kernels (once per machine)
             if args.warmup:
-                router.prepared(source.read(0, min(2, int(args.days))).values, None, return_state=True)
+                router.prepared(source.read(0, min(2, source.n_steps)).values, None, return_state=True)
                 if torch.cuda.is_available() and str(args.device).startswith("cuda"):
                     torch.cuda.synchronize()
 
@@ -196,10 +200,13 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
     return t, {"net": net, "pieces": pieces, "params": params, "source": source, "router": router, "dt": dt}
 
 
+def _steps(args) -> int:
+    """Daily steps of the global case: ``--years`` of 365 days, else ``--days``."""
+    return int(round(args.years * 365)) if args.years else int(args.days)
+
+
 def case_global(args) -> dict:
     import torch
-    from thalweg.results.outputs import output_paths
-    from thalweg.scale.stream import stream_route
 
     t0 = time.perf_counter()
     arrays = forest(args.reaches, args.seed)
@@ -225,26 +232,66 @@ def case_global(args) -> dict:
     if args.prep_only:
         out["host_peak_gib"] = round(_peak_host_gib(), 2)
         return out
-    steps = int(args.days)
+    steps = _steps(args)
+    chunk = args.chunk_steps or (365 if args.years else 0)
     folder = Path(args.out or tempfile.mkdtemp(prefix="bench_scale_"))
-    fmt = {"nc": "river-route", "zarr": "zarr"}.get(args.write)
-    outs = output_paths(folder, "Q", fmt, "end") if fmt else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = stream_route(net, source, params, args.scheme, outputs=outs, checkpoint=folder / ".Q.stream",
-                           chunk_steps=args.chunk_steps, router=router, compression=0,
-                           id_names={k: "river_id" if fmt == "zarr" else "riverId" for k in outs})
-    wall = res.timings["wall"]
-    years = steps * dt / (365.25 * 86400)
-    out.update({"steps": steps, "chunk_steps": res.chunk_steps, "write": args.write,
-                "stream_s": {k: round(v, 3) for k, v in res.timings.items()},
-                "seconds_per_simulated_year": round(wall / years, 4),
-                "extrapolated_85_years_s": round(85 * wall / years, 1),
-                "host_peak_gib": round(_peak_host_gib(), 2)})
+    out.update({"steps": steps, "simulated_years": round(steps * dt / _YEAR, 3), "streams": {}})
+    for mode in args.write.split(","):
+        router.set_state(None)  # each mode routes the same run from a cold start
+        out["streams"][mode] = _stream(args, net, source, params, router, steps, chunk, dt, mode, folder / mode)
+    out["host_peak_gib"] = round(_peak_host_gib(), 2)
     if torch.cuda.is_available() and str(args.device).startswith("cuda"):
         out["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out["gpu"] = torch.cuda.get_device_name()
+    if not args.keep and not args.out:
+        shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+_YEAR = 365.25 * 86400.0
+
+
+def _stream(args, net, source, params, router, steps: int, chunk: int, dt: float, mode: str, folder: Path) -> dict:
+    """One streamed run of ``steps`` in ``chunk``-step chunks, writing ``mode`` (none, zarr, nc): the first chunk
+    apart from the steady state (the chunks after it), per simulated year."""
+    import torch
+    from thalweg.results.outputs import output_paths
+    from thalweg.scale.stream import stream_route
+
+    fmt = {"nc": "river-route", "zarr": "zarr", "none": None}[mode]
+    folder.mkdir(parents=True, exist_ok=True)
+    outs = output_paths(folder, "Q", fmt, "end") if fmt else {}
+    on_gpu = torch.cuda.is_available() and str(args.device).startswith("cuda")
+
+    def wait(fraction, message):  # routing alone: a chunk is done when its kernels are, not when launched
+        if on_gpu and not outs:
+            torch.cuda.synchronize()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stream_route(net, source, params, args.scheme, outputs=outs, checkpoint=folder / ".Q.stream",
+                           chunk_steps=chunk or None, router=router, compression=0, progress=wait,
+                           id_names={k: "river_id" if fmt == "zarr" else "riverId" for k in outs})
+    done = [t for _, _, t in res.finished]
+    years = [(b - a) * dt / _YEAR for a, b, _ in res.finished]
+    per_chunk = np.diff([0.0, *done])  # the first from the call (opening, allocations), then chunk to chunk
+    steady = float(np.sum(per_chunk[1:]) / max(np.sum(years[1:]), 1e-12)) if len(done) > 1 else None
+    bytes_per_year = 4.0 * net.n_reaches * _YEAR / dt  # float32 discharge
+    result = {"chunk_steps": res.chunk_steps, "chunks": len(done), "wall_s": round(res.timings["wall"], 3),
+              "busy_s": {k: round(v, 3) for k, v in res.timings.items() if k != "wall"},
+              "first_chunk_s": round(float(per_chunk[0]), 3),
+              "chunk_s": [round(float(x), 3) for x in per_chunk],
+              "steady_s_per_simulated_year": None if steady is None else round(steady, 4)}
+    if steady is not None:
+        rest = 85.0 - years[0]
+        result["extrapolated_85_years_s"] = round(float(per_chunk[0]) + rest * steady, 1)
+        if outs:
+            result["write_gb_per_s"] = round(bytes_per_year / steady / 1e9, 3)  # discharge written, steady state
+    if outs:
+        result["bytes_per_simulated_year_gb"] = round(bytes_per_year / 1e9, 3)
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return result
 
 
 def _write_runoff(net, steps: int, path: Path) -> None:
@@ -324,16 +371,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", choices=("global", "cpu"), default="global")
     p.add_argument("--reaches", type=int, default=200_000)
-    p.add_argument("--days", type=int, default=365, help="global case: daily steps")
+    p.add_argument("--days", type=int, default=365, help="global case: daily steps (without --years)")
+    p.add_argument("--years", type=float, default=0,
+                   help="global case: simulated years of daily steps, streamed a year per chunk by default")
     p.add_argument("--steps", type=int, default=8784, help="cpu case: hourly steps")
     p.add_argument("--chunk-steps", type=int, default=0, help="0: as many as the memory budget holds")
     p.add_argument("--max-reaches", type=int, default=0, help="global case: cut basins larger than this")
     p.add_argument("--scheme", default="muskingum_nonneg")
     p.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" else "cpu")
-    p.add_argument("--write", choices=("nc", "zarr", "none"), default="nc")
+    p.add_argument("--write", default="none,zarr,nc",
+                   help="global case: comma-separated modes, each a streamed run: none (routing alone), zarr, nc")
     p.add_argument("--dask", action="store_true", help="cpu case: also on a LocalCluster of 2 workers")
     p.add_argument("--out", help="folder for the files (default: a temporary folder)")
-    p.add_argument("--keep", action="store_true", help="cpu case: keep the files")
+    p.add_argument("--keep", action="store_true", help="keep the files written")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="global case: leave the kernels' first launch (compilation) inside the streamed run")
@@ -343,6 +393,9 @@ def main() -> None:
                    help="global case: cProfile the preparation into FILE (top 30 by cumulative time on stderr)")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args()
+    unknown = set(args.write.split(",")) - {"none", "zarr", "nc"}
+    if unknown:
+        p.error(f"--write takes none, zarr and nc (comma-separated), not {', '.join(sorted(unknown))}")
     if args.case == "global" and args.device.startswith("cuda"):
         import torch
 
