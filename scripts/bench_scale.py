@@ -12,11 +12,15 @@ Cases:
   discharge), GPU and host peak memory, and the 85-year extrapolation (first chunk + the rest at the steady
   rate).
 - ``--case cpu``: ``thalweg route`` itself, NetCDF in -> NetCDF out, for ``--reaches`` x ``--steps`` hourly
-  steps (the issue's target: 100,000 x 8,784 in <= 13 s and <= 5 GiB on 2 cores), as a subprocess: wall and
-  peak resident memory (getrusage of the child); ``--dask`` also times it on a LocalCluster of 2 workers.
+  steps (the issue's target: 100,000 x 8,784 in <= 13 s and <= 5 GiB on 2 cores), as a subprocess: wall, the
+  command's own time (the rest is the interpreter's start and exit), CPU seconds, peak resident memory
+  (getrusage of the child) and the load average before it; ``--runs`` picks the runs (whole, streamed,
+  default, dask_2_workers; ``--dask`` adds the last), ``--repeat`` repeats each (ranges reported), and ``--out``
+  with ``--keep`` keeps the input for the next call, which reuses it.
 
     .venv/bin/python scripts/bench_scale.py --case global --reaches 6800000 --years 4 --device cuda
     .venv/bin/python scripts/bench_scale.py --case cpu --reaches 100000 --steps 8784 --dask
+    .venv/bin/python scripts/bench_scale.py --case cpu --reaches 100000 --runs default --repeat 3 --out /tmp/c --keep
 
 Prints one JSON object (``--json FILE`` also writes it).
 """
@@ -314,25 +318,55 @@ def _write_runoff(net, steps: int, path: Path) -> None:
 
 
 _CHILD = (
-    "import json, resource, sys\n"
+    "import json, resource, sys, time\n"
+    "t0 = time.perf_counter()\n"
     "from thalweg.cli import main\n"
     "rc = main(sys.argv[2:])\n"
-    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "open(sys.argv[1], 'w').write(json.dumps({'rc': rc, 'peak_kib': peak}))\n"
+    "run = time.perf_counter() - t0\n"
+    "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "open(sys.argv[1], 'w').write(json.dumps({'rc': rc, 'peak_kib': usage.ru_maxrss, 'run_s': run,\n"
+    "                                         'cpu_s': usage.ru_utime + usage.ru_stime}))\n"
     "sys.exit(rc)\n")
 
 
 def _cli(args_list: list[str]) -> dict:
-    """``thalweg ARGS`` in a child process: wall, and the child's own peak resident memory."""
+    """``thalweg ARGS`` in a child process: wall; inside it, the time from importing the CLI to the command's end
+    (``run_s``: the rest of the wall is the interpreter's start and exit), CPU seconds and peak resident memory."""
     report = Path(tempfile.mktemp(suffix=".json"))
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(report), *args_list], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(proc.stderr)
-    peak = json.loads(report.read_text())["peak_kib"]
+    child = json.loads(report.read_text())
     report.unlink()
-    return {"wall_s": round(wall, 2), "peak_gib": round(peak / 2**20, 2)}
+    return {"wall_s": round(wall, 2), "run_s": round(child["run_s"], 2), "cpu_s": round(child["cpu_s"], 1),
+            "peak_gib": round(child["peak_kib"] / 2**20, 2), "load_1min": round(load, 2)}
+
+
+def _repeated(args_list: list[str], times: int, output: Path) -> dict:
+    """:func:`_cli` ``times`` times (the output removed before each, outside the timing): every run, and the
+    range of the wall."""
+    runs = []
+    for _ in range(times):
+        output.unlink(missing_ok=True)
+        runs.append(_cli(args_list))
+    walls = [r["wall_s"] for r in runs]
+    return {"wall_range_s": [min(walls), max(walls)], "runs": runs}
+
+
+def _input_matches(runoff: Path, network: Path, n_reaches: int, steps: int) -> bool:
+    """Whether ``--out`` already holds this case's input (kept by an earlier ``--keep`` run)."""
+    if not (runoff.is_file() and network.is_file()):
+        return False
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(runoff) as ds:
+            return ds["qlateral"].shape == (steps, n_reaches)
+    except (OSError, KeyError, IndexError):
+        return False
 
 
 def case_cpu(args) -> dict:
@@ -342,27 +376,34 @@ def case_cpu(args) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     net = scheidegger_network(args.reaches, seed=args.seed)
     network = folder / "net.parquet"
-    import pandas as pd
-
-    down = np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], -1)
-    pd.DataFrame({"reach_id": net.ids, "downstream_id": down, "length_m": net.length, "area_m2": net.area}
-                 ).to_parquet(network)
     runoff = folder / "runoff.nc"
-    t0 = time.perf_counter()
-    _write_runoff(net, args.steps, runoff)
-    made = time.perf_counter() - t0
+    out = {"case": "cpu", "reaches": net.n_reaches, "steps": args.steps}
+    if _input_matches(runoff, network, net.n_reaches, args.steps):
+        out["input"] = "reused"
+    else:
+        import pandas as pd
+
+        down = np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], -1)
+        pd.DataFrame({"reach_id": net.ids, "downstream_id": down, "length_m": net.length, "area_m2": net.area}
+                     ).to_parquet(network)
+        t0 = time.perf_counter()
+        _write_runoff(net, args.steps, runoff)
+        out["write_input_s"] = round(time.perf_counter() - t0, 1)
+    out["runoff_gib"] = round(runoff.stat().st_size / 2**30, 2)
     base = [str(network), str(runoff), "--no-gpkg", "--compression", "0", "--overwrite"]
-    out = {"case": "cpu", "reaches": net.n_reaches, "steps": args.steps, "write_input_s": round(made, 1),
-           "runoff_gib": round(runoff.stat().st_size / 2**30, 2)}
-    out["whole"] = _cli(["route", *base, "-o", str(folder / "whole.nc"), "--stream", "never"])
-    stream = ["--stream", "always"] + (["--chunk-steps", str(args.chunk_steps)] if args.chunk_steps else [])
-    out["streamed"] = _cli(["route", *base, "-o", str(folder / "streamed.nc"), *stream])
-    if args.dask:
-        out["dask_2_workers"] = _cli(["route", *base, "-o", str(folder / "dask.nc"), *stream, "--dask",
-                                      "--dask-workers", "2"])
-        out["dask_overhead_s"] = round(out["dask_2_workers"]["wall_s"] - out["streamed"]["wall_s"], 2)
+    chunk = ["--chunk-steps", str(args.chunk_steps)] if args.chunk_steps else []
+    flags = {"default": chunk, "whole": ["--stream", "never"], "streamed": ["--stream", "always", *chunk],
+             "dask_2_workers": ["--stream", "always", *chunk, "--dask", "--dask-workers", "2"]}
+    runs = args.runs.split(",") + (["dask_2_workers"] if args.dask and "dask_2_workers" not in args.runs else [])
+    for name in runs:
+        output = folder / f"{name}.nc"
+        out[name] = _repeated(["route", *base, "-o", str(output), *flags[name]], args.repeat, output)
+    if "dask_2_workers" in out and "streamed" in out:
+        out["dask_overhead_s"] = round(min(r["wall_s"] for r in out["dask_2_workers"]["runs"])
+                                       - min(r["wall_s"] for r in out["streamed"]["runs"]), 2)
     if not args.keep:
-        for name in ("runoff.nc", "whole.nc", "streamed.nc", "dask.nc"):
+        outputs = [f"{name}{ext}" for name in flags for ext in (".nc", ".settings.json")]
+        for name in ("runoff.nc", "net.parquet", *outputs):
             (folder / name).unlink(missing_ok=True)
     return out
 
@@ -382,6 +423,10 @@ def main() -> None:
     p.add_argument("--write", default="none,zarr,nc",
                    help="global case: comma-separated modes, each a streamed run: none (routing alone), zarr, nc")
     p.add_argument("--dask", action="store_true", help="cpu case: also on a LocalCluster of 2 workers")
+    p.add_argument("--runs", default="whole,streamed",
+                   help="cpu case: comma-separated runs of thalweg route: default (no flags: streams by itself when "
+                        "the run does not fit), whole (--stream never), streamed (--stream always), dask_2_workers")
+    p.add_argument("--repeat", type=int, default=1, help="cpu case: times each run is repeated (ranges reported)")
     p.add_argument("--out", help="folder for the files (default: a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the files written")
     p.add_argument("--seed", type=int, default=0)
@@ -396,6 +441,9 @@ def main() -> None:
     unknown = set(args.write.split(",")) - {"none", "zarr", "nc"}
     if unknown:
         p.error(f"--write takes none, zarr and nc (comma-separated), not {', '.join(sorted(unknown))}")
+    unknown = set(args.runs.split(",")) - {"default", "whole", "streamed", "dask_2_workers"}
+    if unknown:
+        p.error(f"--runs takes default, whole, streamed and dask_2_workers, not {', '.join(sorted(unknown))}")
     if args.case == "global" and args.device.startswith("cuda"):
         import torch
 
