@@ -3,17 +3,24 @@
 Cases:
 
 - ``--case global``: a synthetic global-like forest (Scheidegger basins from tiny coastal ones to a few
-  Amazon-deep ones, ``--reaches`` in all) x ``--days`` daily steps, runoff generated on the fly (on the device:
-  no 0.8 TB file), streamed in ``--chunk-steps`` chunks through :func:`thalweg.scale.stream.stream_route` with
-  the discharge written (``--write nc|zarr|none``). Reports network preparation (validation, topology, partition),
-  the forward time per simulated year with streaming and writing included, GPU and host peak memory, and the
-  extrapolation to 85 years.
+  Amazon-deep ones, ``--reaches`` in all) x ``--years`` simulated years of daily steps (or ``--days`` steps),
+  runoff generated on the fly chunk by chunk (on the device: no 0.8 TB file), streamed in ``--chunk-steps``
+  chunks (a year each by default) through :func:`thalweg.scale.stream.stream_route`, once per ``--write`` mode
+  (``none``: routing alone; ``zarr``, ``nc``: the discharge written). Reports network preparation (validation,
+  topology, partition), and per mode the first chunk (the stream's first call: allocations, first launches) apart
+  from the steady state (the chunks after it: seconds per simulated year), the write throughput (GB/s of
+  discharge), GPU and host peak memory, and the 85-year extrapolation (first chunk + the rest at the steady
+  rate).
 - ``--case cpu``: ``thalweg route`` itself, NetCDF in -> NetCDF out, for ``--reaches`` x ``--steps`` hourly
-  steps (the issue's target: 100,000 x 8,784 in <= 13 s and <= 5 GiB on 2 cores), as a subprocess: wall and
-  peak resident memory (getrusage of the child); ``--dask`` also times it on a LocalCluster of 2 workers.
+  steps (the issue's target: 100,000 x 8,784 in <= 13 s and <= 5 GiB on 2 cores), as a subprocess: wall, the
+  command's own time (the rest is the interpreter's start and exit), CPU seconds, peak resident memory
+  (getrusage of the child) and the load average before it; ``--runs`` picks the runs (whole, streamed,
+  default, dask_2_workers; ``--dask`` adds the last), ``--repeat`` repeats each (ranges reported), and ``--out``
+  with ``--keep`` keeps the input for the next call, which reuses it.
 
-    .venv/bin/python scripts/bench_scale.py --case global --reaches 6800000 --days 365 --device cuda
+    .venv/bin/python scripts/bench_scale.py --case global --reaches 6800000 --years 4 --device cuda
     .venv/bin/python scripts/bench_scale.py --case cpu --reaches 100000 --steps 8784 --dask
+    .venv/bin/python scripts/bench_scale.py --case cpu --reaches 100000 --runs default --repeat 3 --out /tmp/c --keep
 
 Prints one JSON object (``--json FILE`` also writes it).
 """
@@ -24,6 +31,7 @@ import dataclasses
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -176,7 +184,7 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         params, _ = _timed(t, "parameters", resolve_params, net, args.scheme)
-        source = GeneratedRunoff(net, int(args.days), dt, args.device)
+        source = GeneratedRunoff(net, _steps(args), dt, args.device)
 
         def route_parameters():
             router = LocalRouter(net, params, args.scheme, dt=dt, device=args.device)
@@ -187,7 +195,7 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
 
         def warmup():  # two steps (state in and out): the first launch compiles the GPU kernels (once per machine)
             if args.warmup:
-                router.prepared(source.read(0, min(2, int(args.days))).values, None, return_state=True)
+                router.prepared(source.read(0, min(2, source.n_steps)).values, None, return_state=True)
                 if torch.cuda.is_available() and str(args.device).startswith("cuda"):
                     torch.cuda.synchronize()
 
@@ -196,10 +204,13 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
     return t, {"net": net, "pieces": pieces, "params": params, "source": source, "router": router, "dt": dt}
 
 
+def _steps(args) -> int:
+    """Daily steps of the global case: ``--years`` of 365 days, else ``--days``."""
+    return int(round(args.years * 365)) if args.years else int(args.days)
+
+
 def case_global(args) -> dict:
     import torch
-    from thalweg.results.outputs import output_paths
-    from thalweg.scale.stream import stream_route
 
     t0 = time.perf_counter()
     arrays = forest(args.reaches, args.seed)
@@ -225,26 +236,66 @@ def case_global(args) -> dict:
     if args.prep_only:
         out["host_peak_gib"] = round(_peak_host_gib(), 2)
         return out
-    steps = int(args.days)
+    steps = _steps(args)
+    chunk = args.chunk_steps or (365 if args.years else 0)
     folder = Path(args.out or tempfile.mkdtemp(prefix="bench_scale_"))
-    fmt = {"nc": "river-route", "zarr": "zarr"}.get(args.write)
-    outs = output_paths(folder, "Q", fmt, "end") if fmt else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = stream_route(net, source, params, args.scheme, outputs=outs, checkpoint=folder / ".Q.stream",
-                           chunk_steps=args.chunk_steps, router=router, compression=0,
-                           id_names={k: "river_id" if fmt == "zarr" else "riverId" for k in outs})
-    wall = res.timings["wall"]
-    years = steps * dt / (365.25 * 86400)
-    out.update({"steps": steps, "chunk_steps": res.chunk_steps, "write": args.write,
-                "stream_s": {k: round(v, 3) for k, v in res.timings.items()},
-                "seconds_per_simulated_year": round(wall / years, 4),
-                "extrapolated_85_years_s": round(85 * wall / years, 1),
-                "host_peak_gib": round(_peak_host_gib(), 2)})
+    out.update({"steps": steps, "simulated_years": round(steps * dt / _YEAR, 3), "streams": {}})
+    for mode in args.write.split(","):
+        router.set_state(None)  # each mode routes the same run from a cold start
+        out["streams"][mode] = _stream(args, net, source, params, router, steps, chunk, dt, mode, folder / mode)
+    out["host_peak_gib"] = round(_peak_host_gib(), 2)
     if torch.cuda.is_available() and str(args.device).startswith("cuda"):
         out["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out["gpu"] = torch.cuda.get_device_name()
+    if not args.keep and not args.out:
+        shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+_YEAR = 365.25 * 86400.0
+
+
+def _stream(args, net, source, params, router, steps: int, chunk: int, dt: float, mode: str, folder: Path) -> dict:
+    """One streamed run of ``steps`` in ``chunk``-step chunks, writing ``mode`` (none, zarr, nc): the first chunk
+    apart from the steady state (the chunks after it), per simulated year."""
+    import torch
+    from thalweg.results.outputs import output_paths
+    from thalweg.scale.stream import stream_route
+
+    fmt = {"nc": "river-route", "zarr": "zarr", "none": None}[mode]
+    folder.mkdir(parents=True, exist_ok=True)
+    outs = output_paths(folder, "Q", fmt, "end") if fmt else {}
+    on_gpu = torch.cuda.is_available() and str(args.device).startswith("cuda")
+
+    def wait(fraction, message):  # routing alone: a chunk is done when its kernels are, not when launched
+        if on_gpu and not outs:
+            torch.cuda.synchronize()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stream_route(net, source, params, args.scheme, outputs=outs, checkpoint=folder / ".Q.stream",
+                           chunk_steps=chunk or None, router=router, compression=0, progress=wait,
+                           id_names={k: "river_id" if fmt == "zarr" else "riverId" for k in outs})
+    done = [t for _, _, t in res.finished]
+    years = [(b - a) * dt / _YEAR for a, b, _ in res.finished]
+    per_chunk = np.diff([0.0, *done])  # the first from the call (opening, allocations), then chunk to chunk
+    steady = float(np.sum(per_chunk[1:]) / max(np.sum(years[1:]), 1e-12)) if len(done) > 1 else None
+    bytes_per_year = 4.0 * net.n_reaches * _YEAR / dt  # float32 discharge
+    result = {"chunk_steps": res.chunk_steps, "chunks": len(done), "wall_s": round(res.timings["wall"], 3),
+              "busy_s": {k: round(v, 3) for k, v in res.timings.items() if k != "wall"},
+              "first_chunk_s": round(float(per_chunk[0]), 3),
+              "chunk_s": [round(float(x), 3) for x in per_chunk],
+              "steady_s_per_simulated_year": None if steady is None else round(steady, 4)}
+    if steady is not None:
+        rest = 85.0 - years[0]
+        result["extrapolated_85_years_s"] = round(float(per_chunk[0]) + rest * steady, 1)
+        if outs:
+            result["write_gb_per_s"] = round(bytes_per_year / steady / 1e9, 3)  # discharge written, steady state
+    if outs:
+        result["bytes_per_simulated_year_gb"] = round(bytes_per_year / 1e9, 3)
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return result
 
 
 def _write_runoff(net, steps: int, path: Path) -> None:
@@ -267,25 +318,55 @@ def _write_runoff(net, steps: int, path: Path) -> None:
 
 
 _CHILD = (
-    "import json, resource, sys\n"
+    "import json, resource, sys, time\n"
+    "t0 = time.perf_counter()\n"
     "from thalweg.cli import main\n"
     "rc = main(sys.argv[2:])\n"
-    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "open(sys.argv[1], 'w').write(json.dumps({'rc': rc, 'peak_kib': peak}))\n"
+    "run = time.perf_counter() - t0\n"
+    "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "open(sys.argv[1], 'w').write(json.dumps({'rc': rc, 'peak_kib': usage.ru_maxrss, 'run_s': run,\n"
+    "                                         'cpu_s': usage.ru_utime + usage.ru_stime}))\n"
     "sys.exit(rc)\n")
 
 
 def _cli(args_list: list[str]) -> dict:
-    """``thalweg ARGS`` in a child process: wall, and the child's own peak resident memory."""
+    """``thalweg ARGS`` in a child process: wall; inside it, the time from importing the CLI to the command's end
+    (``run_s``: the rest of the wall is the interpreter's start and exit), CPU seconds and peak resident memory."""
     report = Path(tempfile.mktemp(suffix=".json"))
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(report), *args_list], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(proc.stderr)
-    peak = json.loads(report.read_text())["peak_kib"]
+    child = json.loads(report.read_text())
     report.unlink()
-    return {"wall_s": round(wall, 2), "peak_gib": round(peak / 2**20, 2)}
+    return {"wall_s": round(wall, 2), "run_s": round(child["run_s"], 2), "cpu_s": round(child["cpu_s"], 1),
+            "peak_gib": round(child["peak_kib"] / 2**20, 2), "load_1min": round(load, 2)}
+
+
+def _repeated(args_list: list[str], times: int, output: Path) -> dict:
+    """:func:`_cli` ``times`` times (the output removed before each, outside the timing): every run, and the
+    range of the wall."""
+    runs = []
+    for _ in range(times):
+        output.unlink(missing_ok=True)
+        runs.append(_cli(args_list))
+    walls = [r["wall_s"] for r in runs]
+    return {"wall_range_s": [min(walls), max(walls)], "runs": runs}
+
+
+def _input_matches(runoff: Path, network: Path, n_reaches: int, steps: int) -> bool:
+    """Whether ``--out`` already holds this case's input (kept by an earlier ``--keep`` run)."""
+    if not (runoff.is_file() and network.is_file()):
+        return False
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(runoff) as ds:
+            return ds["qlateral"].shape == (steps, n_reaches)
+    except (OSError, KeyError, IndexError):
+        return False
 
 
 def case_cpu(args) -> dict:
@@ -295,27 +376,34 @@ def case_cpu(args) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     net = scheidegger_network(args.reaches, seed=args.seed)
     network = folder / "net.parquet"
-    import pandas as pd
-
-    down = np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], -1)
-    pd.DataFrame({"reach_id": net.ids, "downstream_id": down, "length_m": net.length, "area_m2": net.area}
-                 ).to_parquet(network)
     runoff = folder / "runoff.nc"
-    t0 = time.perf_counter()
-    _write_runoff(net, args.steps, runoff)
-    made = time.perf_counter() - t0
+    out = {"case": "cpu", "reaches": net.n_reaches, "steps": args.steps}
+    if _input_matches(runoff, network, net.n_reaches, args.steps):
+        out["input"] = "reused"
+    else:
+        import pandas as pd
+
+        down = np.where(net.downstream >= 0, net.ids[np.maximum(net.downstream, 0)], -1)
+        pd.DataFrame({"reach_id": net.ids, "downstream_id": down, "length_m": net.length, "area_m2": net.area}
+                     ).to_parquet(network)
+        t0 = time.perf_counter()
+        _write_runoff(net, args.steps, runoff)
+        out["write_input_s"] = round(time.perf_counter() - t0, 1)
+    out["runoff_gib"] = round(runoff.stat().st_size / 2**30, 2)
     base = [str(network), str(runoff), "--no-gpkg", "--compression", "0", "--overwrite"]
-    out = {"case": "cpu", "reaches": net.n_reaches, "steps": args.steps, "write_input_s": round(made, 1),
-           "runoff_gib": round(runoff.stat().st_size / 2**30, 2)}
-    out["whole"] = _cli(["route", *base, "-o", str(folder / "whole.nc"), "--stream", "never"])
-    stream = ["--stream", "always"] + (["--chunk-steps", str(args.chunk_steps)] if args.chunk_steps else [])
-    out["streamed"] = _cli(["route", *base, "-o", str(folder / "streamed.nc"), *stream])
-    if args.dask:
-        out["dask_2_workers"] = _cli(["route", *base, "-o", str(folder / "dask.nc"), *stream, "--dask",
-                                      "--dask-workers", "2"])
-        out["dask_overhead_s"] = round(out["dask_2_workers"]["wall_s"] - out["streamed"]["wall_s"], 2)
+    chunk = ["--chunk-steps", str(args.chunk_steps)] if args.chunk_steps else []
+    flags = {"default": chunk, "whole": ["--stream", "never"], "streamed": ["--stream", "always", *chunk],
+             "dask_2_workers": ["--stream", "always", *chunk, "--dask", "--dask-workers", "2"]}
+    runs = args.runs.split(",") + (["dask_2_workers"] if args.dask and "dask_2_workers" not in args.runs else [])
+    for name in runs:
+        output = folder / f"{name}.nc"
+        out[name] = _repeated(["route", *base, "-o", str(output), *flags[name]], args.repeat, output)
+    if "dask_2_workers" in out and "streamed" in out:
+        out["dask_overhead_s"] = round(min(r["wall_s"] for r in out["dask_2_workers"]["runs"])
+                                       - min(r["wall_s"] for r in out["streamed"]["runs"]), 2)
     if not args.keep:
-        for name in ("runoff.nc", "whole.nc", "streamed.nc", "dask.nc"):
+        outputs = [f"{name}{ext}" for name in flags for ext in (".nc", ".settings.json")]
+        for name in ("runoff.nc", "net.parquet", *outputs):
             (folder / name).unlink(missing_ok=True)
     return out
 
@@ -324,16 +412,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", choices=("global", "cpu"), default="global")
     p.add_argument("--reaches", type=int, default=200_000)
-    p.add_argument("--days", type=int, default=365, help="global case: daily steps")
+    p.add_argument("--days", type=int, default=365, help="global case: daily steps (without --years)")
+    p.add_argument("--years", type=float, default=0,
+                   help="global case: simulated years of daily steps, streamed a year per chunk by default")
     p.add_argument("--steps", type=int, default=8784, help="cpu case: hourly steps")
     p.add_argument("--chunk-steps", type=int, default=0, help="0: as many as the memory budget holds")
     p.add_argument("--max-reaches", type=int, default=0, help="global case: cut basins larger than this")
     p.add_argument("--scheme", default="muskingum_nonneg")
     p.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" else "cpu")
-    p.add_argument("--write", choices=("nc", "zarr", "none"), default="nc")
+    p.add_argument("--write", default="none,zarr,nc",
+                   help="global case: comma-separated modes, each a streamed run: none (routing alone), zarr, nc")
     p.add_argument("--dask", action="store_true", help="cpu case: also on a LocalCluster of 2 workers")
+    p.add_argument("--runs", default="whole,streamed",
+                   help="cpu case: comma-separated runs of thalweg route: default (no flags: streams by itself when "
+                        "the run does not fit), whole (--stream never), streamed (--stream always), dask_2_workers")
+    p.add_argument("--repeat", type=int, default=1, help="cpu case: times each run is repeated (ranges reported)")
     p.add_argument("--out", help="folder for the files (default: a temporary folder)")
-    p.add_argument("--keep", action="store_true", help="cpu case: keep the files")
+    p.add_argument("--keep", action="store_true", help="keep the files written")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="global case: leave the kernels' first launch (compilation) inside the streamed run")
@@ -343,6 +438,12 @@ def main() -> None:
                    help="global case: cProfile the preparation into FILE (top 30 by cumulative time on stderr)")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args()
+    unknown = set(args.write.split(",")) - {"none", "zarr", "nc"}
+    if unknown:
+        p.error(f"--write takes none, zarr and nc (comma-separated), not {', '.join(sorted(unknown))}")
+    unknown = set(args.runs.split(",")) - {"default", "whole", "streamed", "dask_2_workers"}
+    if unknown:
+        p.error(f"--runs takes default, whole, streamed and dask_2_workers, not {', '.join(sorted(unknown))}")
     if args.case == "global" and args.device.startswith("cuda"):
         import torch
 

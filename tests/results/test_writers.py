@@ -158,13 +158,13 @@ def test_hydrographs_csv(tmp_path, discharge):
 
 
 def test_failing_writes_leave_nothing(tmp_path, discharge, monkeypatch):
-    import xarray as xr
+    import netCDF4
 
-    def half_then_fail(self, path, *args, **kwargs):
+    def half_then_fail(path, *args, **kwargs):  # the NetCDF writers write through netCDF4.Dataset
         open(path, "wb").write(b"CDF partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", half_then_fail)
+    monkeypatch.setattr(netCDF4, "Dataset", half_then_fail)
     for writer in (lambda p: write_qout(p, discharge), lambda p: write_q(p, discharge)):
         with pytest.raises(OSError, match="disk full"):
             writer(tmp_path / "out.nc")
@@ -190,7 +190,7 @@ def test_failing_writes_leave_nothing(tmp_path, discharge, monkeypatch):
     monkeypatch.undo()
     good = write_q(tmp_path / "keep.nc", discharge)
     before = good.read_bytes()
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", half_then_fail)
+    monkeypatch.setattr(netCDF4, "Dataset", half_then_fail)
     with pytest.raises(OSError):
         write_q(good, discharge)
     assert good.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["keep.nc"]

@@ -70,6 +70,10 @@ def test_streamed_equals_one_pass(net, runoff_file, tmp_path, fmt, convention):
     whole, runoff = _whole(net, runoff_file, params)
     res = _stream(net, runoff_file, params, tmp_path, fmt, convention, chunk_steps=37)  # uneven last chunk
     assert res.n_steps == STEPS and res.chunk_steps == 37 and res.simulated_per_second > 0
+    # each chunk once, in order, when written: within the call, in time order
+    assert [(a, b) for a, b, _ in res.finished] == [(a, min(a + 37, STEPS)) for a in range(0, STEPS, 37)]
+    done = [t for _, _, t in res.finished]
+    assert done == sorted(done) and 0 < done[0] and done[-1] <= res.timings["wall"]
     for kind, path in res.files.items():
         got = read_discharge(path)
         assert np.array_equal(got.ids, whole.ids) and np.array_equal(got.time, whole.time), kind
@@ -86,6 +90,16 @@ def test_streamed_equals_one_pass(net, runoff_file, tmp_path, fmt, convention):
                 np.testing.assert_array_equal(a["time_bnds"].values, b["time_bnds"].values)
                 assert a["time"].attrs == b["time"].attrs
                 assert {k for k in a.attrs if k != "history"} == {k for k in b.attrs if k != "history"}
+
+
+def test_stream_without_outputs_routes_every_chunk(net, runoff_file, tmp_path):
+    """Nothing to write (the bench's routing alone): every chunk routed, none written, no file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        res = stream_route(net, runoff_file, _params(net), outputs={}, checkpoint=tmp_path / ".q.stream",
+                           chunk_steps=100)
+    assert res.files == {} and res.timings["write"] == 0.0
+    assert [(a, b) for a, b, _ in res.finished] == [(0, 100), (100, 200), (200, STEPS)]
 
 
 def test_partition_router_equals_local(net, runoff_file, tmp_path):

@@ -17,6 +17,7 @@ discharge, an unlimited time dimension, chunked and zlib-compressed (level 1, sh
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 from collections.abc import Sequence
@@ -144,22 +145,39 @@ def _check_id_name(id_name: str, where: str) -> str:
     return id_name
 
 
-def _time_vars(stamps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict[str, Any]:
-    import xarray as xr
+@dataclasses.dataclass
+class _Var:
+    """One variable of a result file (dimensions, values, attributes): the layout, written to NetCDF by netCDF4
+    (:func:`_write_netcdf`, no xarray: building xarray objects imports dask and distributed where they are
+    installed, a second of a streamed run's start) and to zarr through xarray (:func:`_to_xarray`)."""
 
+    dims: tuple[str, ...]
+    data: np.ndarray
+    attrs: dict[str, Any]
+
+
+@dataclasses.dataclass
+class _Layout:
+    """A result file: its variables in file order, which of them are auxiliary coordinates (lat, lon: named by
+    the ``coordinates`` attribute of the variables along their dimension), and the global attributes."""
+
+    variables: dict[str, _Var]
+    coords: list[str]
+    attrs: dict[str, Any]
+
+
+def _time_vars(stamps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict[str, _Var]:
     n = stamps.size
     t, cf = encode_times(np.concatenate([stamps.astype(ends.dtype), starts.astype(ends.dtype), ends]))
-    time = xr.Variable(("time",), t[:n], {"standard_name": "time", "long_name": "time", "axis": "T",
-                                          "bounds": "time_bnds", **cf})
+    time = _Var(("time",), t[:n], {"standard_name": "time", "long_name": "time", "axis": "T", "bounds": "time_bnds",
+                                   **cf})
     # CF: bounds inherit the time variable's units and calendar and carry no attributes of their own
-    bnds = xr.Variable(("time", "nv"), np.stack([t[n:2 * n], t[2 * n:]], axis=1))
+    bnds = _Var(("time", "nv"), np.stack([t[n:2 * n], t[2 * n:]], axis=1), {})
     return {"time": time, "time_bnds": bnds}
 
 
-def _locations(lat: Sequence[float] | None, lon: Sequence[float] | None, n: int, dim: str) -> dict[str, Any]:
+def _locations(lat: Sequence[float] | None, lon: Sequence[float] | None, n: int, dim: str) -> dict[str, _Var]:
     """lat/lon of each reach (WGS 84 degrees) and the CF grid mapping that names the datum."""
-    import xarray as xr
-
     if lat is None and lon is None:
         return {}
     if lat is None or lon is None:
@@ -169,11 +187,11 @@ def _locations(lat: Sequence[float] | None, lon: Sequence[float] | None, n: int,
     if la.shape != (n,) or lo.shape != (n,):
         raise AssertionError(f"lat {la.shape} / lon {lo.shape} do not match {n} reaches")
     return {
-        "lat": xr.Variable((dim,), la, {"standard_name": "latitude", "long_name": "latitude of the reach outlet",
+        "lat": _Var((dim,), la, {"standard_name": "latitude", "long_name": "latitude of the reach outlet",
                                         "units": "degrees_north", "axis": "Y"}),
-        "lon": xr.Variable((dim,), lo, {"standard_name": "longitude", "long_name": "longitude of the reach outlet",
+        "lon": _Var((dim,), lo, {"standard_name": "longitude", "long_name": "longitude of the reach outlet",
                                         "units": "degrees_east", "axis": "X"}),
-        "crs": xr.Variable((), np.int32(0), {
+        "crs": _Var((), np.asarray(np.int32(0)), {
             "grid_mapping_name": "latitude_longitude", "semi_major_axis": 6378137.0,
             "inverse_flattening": 298.257223563, "longitude_of_prime_meridian": 0.0, "epsg_code": "EPSG:4326",
             "long_name": "WGS 84 (lat and lon)"}),
@@ -187,24 +205,67 @@ def _chunk(size: int, most: int) -> int:
     return max(1, -(-size // count))
 
 
-def _encoding(ds, data: Sequence[str], compression: int) -> dict[str, dict[str, Any]]:
+def _encoding(layout: _Layout, data: Sequence[str], compression: int) -> dict[str, dict[str, Any]]:
+    """netCDF4 ``createVariable`` options: the discharge float32, NaN-filled, chunked (and compressed); the
+    others with no fill value, stored as netCDF's defaults store them."""
     if not (isinstance(compression, int) and 0 <= compression <= 9):
         raise ValueError(f"compression must be a zlib level 0..9, not {compression!r}")
-    encoding: dict[str, dict[str, Any]] = {name: {"_FillValue": None} for name in ds.variables}
+    encoding: dict[str, dict[str, Any]] = {name: {"fill_value": None} for name in layout.variables}
     for name in data:
-        var = ds[name]
+        var = layout.variables[name]
         chunks = tuple(_chunk(size, _CHUNK_STEPS if dim == "time" else _CHUNK_REACHES)
-                       for dim, size in zip(var.dims, var.shape))
-        encoding[name] = {"_FillValue": _FILL, "dtype": "float32", "chunksizes": chunks,
+                       for dim, size in zip(var.dims, var.data.shape))
+        encoding[name] = {"fill_value": _FILL, "chunksizes": chunks,
                           **({"zlib": True, "complevel": compression, "shuffle": True} if compression else {})}
     return encoding
 
 
-def _write_netcdf(path: Any, ds, data: Sequence[str], compression: int) -> Path:
-    encoding = _encoding(ds, data, compression)
-    with atomic_path(path) as tmp, HDF5_IO:
-        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding, unlimited_dims=["time"])
+def _write_netcdf(path: Any, layout: _Layout, data: Sequence[str], compression: int) -> Path:
+    """A NETCDF4 file of ``layout`` through netCDF4, as xarray's ``to_netcdf`` lays it out: the unlimited time
+    dimension first, then the others in order of appearance; variables in order, the discharge (``data``)
+    float32 with a NaN ``_FillValue``, chunked and optionally zlib-compressed; ``coordinates`` naming lat and
+    lon on the variables along their dimension; the global attributes."""
+    import netCDF4
+
+    encoding = _encoding(layout, data, compression)
+    dims: dict[str, int | None] = {"time": None}
+    for var in layout.variables.values():
+        for dim, size in zip(var.dims, var.data.shape):
+            dims.setdefault(dim, int(size))
+    along = {layout.variables[c].dims for c in layout.coords}
+    with atomic_path(path) as tmp, HDF5_IO, DischargeAppender._lock():
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+            for dim, size in dims.items():
+                ds.createDimension(dim, size)
+            for name, var in layout.variables.items():
+                data_array = np.asarray(var.data)
+                nc = ds.createVariable(name, data_array.dtype, var.dims, **encoding[name])
+                nc.set_auto_maskandscale(False)
+                if name in data:  # whole chunks, written once: straight to the file, not through a chunk cache
+                    nc.set_var_chunk_cache(size=0, nelems=0, preemption=0.75)
+                attrs = dict(var.attrs)
+                if name not in layout.coords and name not in dims and any(
+                        set(d) <= set(var.dims) for d in along):
+                    attrs["coordinates"] = " ".join(layout.coords)
+                for key, value in attrs.items():
+                    nc.setncattr(key, value)
+                if data_array.ndim == 0:
+                    nc.assignValue(data_array)
+                elif data_array.size:
+                    nc[tuple(slice(0, size) for size in data_array.shape)] = data_array
+            ds.setncatts(layout.attrs)
     return Path(path)
+
+
+def _to_xarray(layout: _Layout):
+    """The layout as an xarray Dataset (the zarr writers)."""
+    import xarray as xr
+
+    variables = {name: xr.Variable(v.dims, v.data, v.attrs) for name, v in layout.variables.items()
+                 if name not in layout.coords}
+    coords = {name: xr.Variable(layout.variables[name].dims, layout.variables[name].data,
+                                layout.variables[name].attrs) for name in layout.coords}
+    return xr.Dataset(variables, coords=coords, attrs=layout.attrs)
 
 
 def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean", *,
@@ -223,8 +284,6 @@ def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean",
     compression : zlib level of the discharge (0: none). Level 1 with shuffling saves ~20-30 % on discharge
         (float mantissas compress little) and costs ~10x the write time of an uncompressed file.
     """
-    import xarray as xr
-
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
     rid = _check_id_name(id_name, "write_qout")
@@ -245,7 +304,7 @@ def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean",
             values[1:] = q[:, :-1].T
         stamps, cell = starts, "time: mean"
         long_name = "average river water discharge downstream of each river reach"
-        variables["Qfinal"] = xr.Variable(
+        variables["Qfinal"] = _Var(
             (rid,), (q[:, -1] if discharge.n_steps else first).astype(np.float32),
             {"long_name": "instantaneous river water discharge downstream of each river reach at the end of the "
                           "last step", "standard_name": "water_volume_transport_in_river_channel", "units": UNITS,
@@ -254,42 +313,42 @@ def write_qout(path: str | Path, discharge: Discharge, convention: str = "mean",
     else:
         values, stamps, cell = np.ascontiguousarray(q.T, dtype=np.float32), ends, "time: point"
         long_name = "instantaneous river water discharge downstream of each river reach at the end of each step"
-    variables["Qout"] = xr.Variable(("time", rid), values,
-                                    {"long_name": long_name, "standard_name": "water_volume_transport_in_river_channel",
-                                     "units": UNITS, "cell_methods": cell, **extra})
-    variables[rid] = xr.Variable((rid,), _id_array(discharge.ids),
-                                 {"long_name": "unique identifier for each river reach", "units": "1",
-                                  "cf_role": "timeseries_id"})
+    variables["Qout"] = _Var(("time", rid), values,
+                             {"long_name": long_name, "standard_name": "water_volume_transport_in_river_channel",
+                              "units": UNITS, "cell_methods": cell, **extra})
+    variables[rid] = _Var((rid,), _id_array(discharge.ids),
+                          {"long_name": "unique identifier for each river reach", "units": "1",
+                           "cf_role": "timeseries_id"})
     variables.update(_time_vars(stamps, starts, ends))
-    coords = {name: located[name] for name in ("lat", "lon") if name in located}
-    variables.update({k: v for k, v in located.items() if k == "crs"})
-    ds = xr.Dataset(variables, coords=coords,
-                    attrs=_global_attrs(discharge, convention, "Thalweg routed discharge (RAPID Qout)",
-                                        located=bool(located)))
-    return _write_netcdf(path, ds, data, compression)
+    layout = _with_locations(variables, located, _global_attrs(discharge, convention,
+                                                               "Thalweg routed discharge (RAPID Qout)",
+                                                               located=bool(located)))
+    return _write_netcdf(path, layout, data, compression)
 
 
-def _q_dataset(discharge: Discharge, rid: str, lat=None, lon=None, *, cf_ids: bool = True):
-    import xarray as xr
+def _with_locations(variables: dict[str, _Var], located: dict[str, _Var], attrs: dict[str, Any]) -> _Layout:
+    """The file's layout: ``variables``, then the grid mapping and the lat/lon coordinates where given."""
+    coords = [name for name in ("lat", "lon") if name in located]
+    variables = {**variables, **{k: v for k, v in located.items() if k == "crs"},
+                 **{name: located[name] for name in coords}}
+    return _Layout(variables, coords, attrs)
 
+
+def _q_layout(discharge: Discharge, rid: str, lat=None, lon=None, *, cf_ids: bool = True) -> _Layout:
     located = _locations(lat, lon, discharge.n_reaches, rid)
     extra = {"grid_mapping": "crs"} if located else {}
-    variables: dict[str, Any] = {
-        "Q": xr.Variable((rid, "time"), np.asarray(discharge.values, np.float32),  # no copy
-                         {"long_name": "discharge at the downstream end of each river at the end of each step",
-                          "standard_name": "water_volume_transport_in_river_channel", "units": UNITS,
-                          "cell_methods": "time: point", **extra}),
-        rid: xr.Variable((rid,), discharge.ids if not cf_ids else _id_array(discharge.ids),
-                         {"long_name": "unique identifier for each river", "units": "1",
-                          "cf_role": "timeseries_id"}),
+    variables: dict[str, _Var] = {
+        "Q": _Var((rid, "time"), np.asarray(discharge.values, np.float32),  # no copy
+                  {"long_name": "discharge at the downstream end of each river at the end of each step",
+                   "standard_name": "water_volume_transport_in_river_channel", "units": UNITS,
+                   "cell_methods": "time: point", **extra}),
+        rid: _Var((rid,), discharge.ids if not cf_ids else _id_array(discharge.ids),
+                  {"long_name": "unique identifier for each river", "units": "1", "cf_role": "timeseries_id"}),
     }
     variables.update(_time_vars(discharge.time, discharge.start_time, discharge.time))
-    coords = {name: located[name] for name in ("lat", "lon") if name in located}
-    if "crs" in located:
-        variables["crs"] = located["crs"]
-    return xr.Dataset(variables, coords=coords,
-                      attrs=_global_attrs(discharge, "end", "Thalweg routed discharge (river-route Q)",
-                                          located=bool(located)))
+    return _with_locations(variables, located, _global_attrs(discharge, "end",
+                                                             "Thalweg routed discharge (river-route Q)",
+                                                             located=bool(located)))
 
 
 def write_q(path: str | Path, discharge: Discharge, *, id_name: str = "riverId", lat: Sequence[float] | None = None,
@@ -301,8 +360,8 @@ def write_q(path: str | Path, discharge: Discharge, *, id_name: str = "riverId",
     lat, lon : [N] optional reach outlet coordinates, degrees (WGS 84).
     compression : zlib level (0: none), as :func:`write_qout`.
     """
-    ds = _q_dataset(discharge, _check_id_name(id_name, "write_q"), lat, lon)
-    return _write_netcdf(path, ds, ["Q"], compression)
+    layout = _q_layout(discharge, _check_id_name(id_name, "write_q"), lat, lon)
+    return _write_netcdf(path, layout, ["Q"], compression)
 
 
 def write_zarr(path: str | Path, discharge: Discharge, *, id_name: str = "river_id",
@@ -313,7 +372,7 @@ def write_zarr(path: str | Path, discharge: Discharge, *, id_name: str = "river_
     rivers over the whole period, ``river_id`` (int64) and numeric CF ``time``, consolidated metadata
     (``xarray.open_zarr`` opens it). The store is a folder, replaced as a whole (atomically).
     """
-    ds = _q_dataset(discharge, _check_id_name(id_name, "write_zarr"), lat, lon, cf_ids=False)
+    ds = _to_xarray(_q_layout(discharge, _check_id_name(id_name, "write_zarr"), lat, lon, cf_ids=False))
     n, t = discharge.values.shape
     encoding = {name: {} for name in ds.variables}
     encoding["Q"] = {"chunks": (max(1, min(n, 500)), max(1, t)), "_FillValue": _FILL}
@@ -701,7 +760,7 @@ class DischargeAppender:
             raise AssertionError(f"zarr store holds {have} steps; the chunk starts at {a}")
         group = zarr.open_group(str(self.path), mode="r")
         units = group["time"].attrs["units"]
-        ds = _q_dataset(chunk, self.id_name, self.lat, self.lon, cf_ids=False)
+        ds = _to_xarray(_q_layout(chunk, self.id_name, self.lat, self.lon, cf_ids=False))
         ds = ds[["Q", "time_bnds"]].drop_vars([c for c in ("lat", "lon") if c in ds.coords])
         ds = ds.assign_coords(time=("time", _cf_offsets(chunk.time, units), ds["time"].attrs))
         ds["time_bnds"] = (("time", "nv"), np.stack([_cf_offsets(chunk.start_time, units),

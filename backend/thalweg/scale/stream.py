@@ -254,7 +254,9 @@ def run_key(parts: Mapping[str, Any]) -> str:
 @dataclasses.dataclass
 class StreamResult:
     """What :func:`stream_route` did: the files written (final name -> partial path until published), steps,
-    chunks, where it resumed, and timings (read, route, write: busy seconds of each thread; wall)."""
+    chunks, where it resumed, timings (read, route, write: busy seconds of each thread; wall) and ``finished``:
+    (first step, end step, seconds since the call) of each chunk when it was done (written and checkpointed;
+    without outputs, routed: on a GPU its kernels launched, unless ``progress`` waits for them)."""
 
     files: dict[str, Path]
     n_reaches: int
@@ -265,6 +267,7 @@ class StreamResult:
     timings: dict[str, float]
     checkpoint: Path
     start: np.ndarray | None = None  # datetime64: the start of the first step
+    finished: list[tuple[int, int, float]] = dataclasses.field(default_factory=list)
 
     @property
     def simulated_per_second(self) -> float:
@@ -367,6 +370,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
             dev = resolve_device(router.device)
             on_gpu = dev.type == "cuda"  # else the CPU path: the same threads, plain arrays
         busy = {"read": 0.0, "route": 0.0, "write": 0.0}
+        finished: list[tuple[int, int, float]] = []
         # one chunk waits in each queue: the reader reads chunk k+1 while k is routed and k-1 written (the memory in
         # flight: the chunk being read, one read, the one routed and its discharge, one routed, the one written)
         read_q: queue.Queue = queue.Queue(maxsize=1)
@@ -413,6 +417,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                     for w in writers.values():
                         w.write(a, d, initial)
                     ck.commit(b, state, d.values[:, -1].copy())
+                    finished.append((a, b, time.perf_counter() - t_wall))
                     item = q = values = d = None  # not held while waiting for the next chunk
                     busy["write"] += time.perf_counter() - t0
             except BaseException as exc:
@@ -482,6 +487,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                 elapsed = max(time.perf_counter() - t_start, 1e-9)
                 rate = (routed - done) * dt / elapsed
                 report(routed / steps, f"routed to {str(chunk.time[-1])[:16]} ({_rate(rate)})")
+                if not writers:
+                    finished.append((a, b, time.perf_counter() - t_wall))
         finally:
             stop.set()
             write_q.put(None)
@@ -498,7 +505,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
         timings = {**busy, "wall": time.perf_counter() - t_wall}
         return StreamResult(files={kind: partial[kind] for kind in outputs}, n_reaches=n, n_steps=steps, dt=dt,
                             chunk_steps=chunk_steps, resumed_at=done, timings=timings, checkpoint=folder,
-                            start=np.asarray(source.time[0]) if getattr(source, "time", None) is not None else None)
+                            start=np.asarray(source.time[0]) if getattr(source, "time", None) is not None else None,
+                            finished=finished)
     finally:
         if not given:
             source.close()
