@@ -251,3 +251,64 @@ def test_hundred_tap_supports_take_the_direct_convolution(net):
     _, _, path = exact.route_exact(topology(net), q, full, {}, DT,
                                    kernels_fn=lambda L: Kernels(h[:, :L], h[:, :L]), kernel_length=None)
     assert path == "fir-native"
+
+
+def _long_kernels(n, rng, *, shape):
+    """Kernels of 40 to 200 taps that the blocked pass splits into head, body and tail groups.
+
+    front: the peak at the support's first tap, a geometric fall over 16 taps, then a long flat tail of taps near
+    3e-8 of the peak (below half a float32 ulp of it: summed onto the peak one by one they would all be lost).
+    middle: a small head and tail around a body in the middle (a gamma-like bump).
+    """
+    h = np.zeros((n, 260))
+    for i in range(n):
+        a = int(rng.integers(0, 20))
+        w = int(rng.integers(40, 200))
+        if shape == "front":
+            taps = np.concatenate([0.5 ** np.arange(16) * 2.0, np.full(w - 16, 3e-8)]) * rng.uniform(0.5, 1.5, w)
+        else:
+            k = np.arange(w, dtype=float)
+            taps = (k + 1.0) ** 6 * np.exp(-(k + 1.0) / (w / 14.0))
+        h[i, a:a + w] = taps / taps.sum()
+    return h
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", ["front", "middle"])
+@pytest.mark.parametrize("t_len", [37, 366, 1000])
+def test_long_supports_match_brute_force(net, dtype, shape, t_len):
+    """Supports longer than a block of taps, series of every remainder of the output blocks (64 / 192 steps)."""
+    rng = np.random.default_rng(17)
+    h = _long_kernels(net.n_reaches, rng, shape=shape)
+    q = runoff(net, rng, batch=1, steps=t_len)
+    ref = _brute(net, q, h, h)
+    out, _, _ = _cpu.fir_route(torch.as_tensor(q, dtype=dtype), torch.as_tensor(h), None, topology(net))
+    assert_discharge_close(out.double(), ref, rtol=1e-5 if dtype == torch.float32 else 1e-12, ids=net.ids)
+
+
+def test_float32_keeps_the_mass_of_long_small_tails(net):
+    """The tail taps (3e-8 of the peak each, ~1e-5 of the mass together) reach the float32 outflow: the blocked
+    pass sums them apart from the peak (added one by one to the peak's sum they vanish: total outflow ~5e-6 low)."""
+    rng = np.random.default_rng(18)
+    h = _long_kernels(net.n_reaches, rng, shape="front")
+    q = runoff(net, rng, batch=1, steps=366)
+    ref = _brute(net, q, h, h)
+    out, _, _ = _cpu.fir_route(torch.as_tensor(q, dtype=torch.float32), torch.as_tensor(h), None, topology(net))
+    bias = (out.double().sum() - ref.sum()) / ref.sum()
+    assert abs(float(bias)) < 5e-7
+
+
+@pytest.mark.parametrize("shape", ["front", "middle"])
+def test_long_support_gradients_float32_match_float64(net, shape):
+    rng = np.random.default_rng(19)
+    h = torch.as_tensor(_long_kernels(net.n_reaches, rng, shape=shape))
+    q = runoff(net, rng, batch=1, steps=366)
+    w = torch.as_tensor(rng.normal(size=q.shape))
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        hh = h.clone().requires_grad_(True)
+        qq = torch.as_tensor(q, dtype=dtype).requires_grad_(True)
+        (_cpu.fir_route(qq, hh, None, topology(net))[0].double() * w).sum().backward()
+        grads.append((qq.grad.double(), hh.grad))
+    for a, b in zip(*grads):
+        assert float((a - b).abs().max()) <= 1e-5 * float(b.abs().max())
