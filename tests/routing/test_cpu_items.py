@@ -29,7 +29,16 @@ def test_segments_cover_every_reach_once_at_basin_ends(many_basins, parts):
     assert seg[0][0] == 0 and seg[-1][1] == topo.n
     assert all(a1 == b0 for (_, a1), (b0, _) in zip(seg, seg[1:]))
     assert set(b for _, b in seg) <= set(int(x) for x in topo.basin_ptr)
-    assert len(seg) <= max(parts, 1) + 1
+    # none past the target unless it is a single basin; none that could take in its successor's first basin
+    # (so at most 2 parts + 1 segments)
+    target = -(-topo.n // parts)
+    bp = np.asarray(topo.basin_ptr)
+    for i, (a, b) in enumerate(seg):
+        single = bp[np.searchsorted(bp, a) + 1] == b
+        assert b - a <= target or single
+        if i + 1 < len(seg):
+            assert bp[np.searchsorted(bp, b) + 1] - a > target
+    assert len(seg) <= 2 * max(parts, 1) + 1
 
 
 @pytest.mark.parametrize("scheme", ["muskingum", "hayami"])

@@ -66,7 +66,7 @@ ITEMS_PER_THREAD = 4  # work items per thread: enough to balance, few enough tha
 
 
 def _segments(topo: Topology, parts: int) -> list[tuple[int, int]]:
-    """Consecutive basins packed into about ``parts`` post-order segments [a, b) of similar size.
+    """Consecutive basins packed into post-order segments [a, b) of at most n / ``parts`` reaches (or one basin).
 
     A run of whole basins is itself a valid post-order segment (every reach's upstream lies in it), so the
     compiled passes route it in one call: one call per segment instead of one per basin (a 100k-reach
@@ -76,10 +76,12 @@ def _segments(topo: Topology, parts: int) -> list[tuple[int, int]]:
     n = int(bp[-1]) if bp.size else 0
     target = max(1, -(-n // max(1, parts)))
     out, start = [], int(bp[0]) if bp.size else 0
-    for end in bp[1:]:
-        if int(end) - start >= target:
-            out.append((start, int(end)))
-            start = int(end)
+    for begin, end in zip(bp[:-1].tolist(), bp[1:].tolist()):
+        # a segment ends before the basin that would take it past the target (not after it: the segment holding
+        # the biggest basin and its neighbours was 21 % of the 100k lattice, two threads' shares 47 / 53 %)
+        if begin > start and end - start > target:
+            out.append((start, begin))
+            start = begin
     if bp.size and start < n:
         out.append((start, n))
     return out
