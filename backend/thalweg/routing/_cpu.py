@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import mmap
+import os
 import sys
 import threading
 from concurrent import futures
@@ -101,20 +102,23 @@ def _items(topo: Topology, batch: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
-_POOL: tuple[int, futures.ThreadPoolExecutor] | None = None  # (threads, pool)
+_POOLS: dict[int, futures.ThreadPoolExecutor] = {}  # by thread count
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(threads: int) -> futures.ThreadPoolExecutor:
-    """One pool for the process, resized when torch's thread count changes: starting threads per call cost
-    ~0.1 ms each, a few % of a 100k x 366 recursion."""
-    global _POOL
+    """One pool per thread count for the process (starting threads per call cost ~0.1 ms each, a few % of a
+    100k x 366 recursion); a pool is never shut down under a caller that may still submit to it, and a forked
+    child starts without the parent's (its threads are not there)."""
     with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != threads:
-            if _POOL is not None:
-                _POOL[1].shutdown(wait=False)
-            _POOL = (threads, futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="thalweg-cpu"))
-        return _POOL[1]
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="thalweg-cpu")
+        return pool
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def _run(items, fn) -> None:
