@@ -7,10 +7,10 @@ Cases:
   runoff generated on the fly chunk by chunk (on the device: no 0.8 TB file), streamed in ``--chunk-steps``
   chunks (a year each by default) through :func:`thalweg.scale.stream.stream_route`, once per ``--write`` mode
   (``none``: routing alone; ``zarr``, ``nc``: the discharge written). Reports network preparation (validation,
-  topology, partition), and per mode the first chunk (the stream's first call: allocations, first launches) apart
-  from the steady state (the chunks after it: seconds per simulated year), the write throughput (GB/s of
-  discharge), GPU and host peak memory, and the 85-year extrapolation (first chunk + the rest at the steady
-  rate).
+  topology, partition), and per mode the first chunk (the stream's first call: allocations, first launches, the
+  writer's first file and imports) apart from the steady state (the chunks after it: seconds per simulated
+  year), the write throughput (GB/s of discharge), GPU and host peak memory, and the 85-year extrapolation
+  (first chunk + the rest at the steady rate).
 - ``--case cpu``: ``thalweg route`` itself, NetCDF in -> NetCDF out, for ``--reaches`` x ``--steps`` hourly
   steps (the issue's target: 100,000 x 8,784 in <= 13 s and <= 5 GiB on 2 cores), as a subprocess: wall, the
   command's own time (the rest is the interpreter's start and exit), CPU seconds, peak resident memory
@@ -346,11 +346,13 @@ def _cli(args_list: list[str]) -> dict:
 
 
 def _repeated(args_list: list[str], times: int, output: Path) -> dict:
-    """:func:`_cli` ``times`` times (the output removed before each, outside the timing): every run, and the
-    range of the wall."""
+    """:func:`_cli` ``times`` times: every run, and the range of the wall. Before each, outside the timing, the
+    output is removed and the dirty page cache written back (``sync``), so that no run waits for the disk to
+    write an earlier run's gigabytes."""
     runs = []
     for _ in range(times):
         output.unlink(missing_ok=True)
+        os.sync()
         runs.append(_cli(args_list))
     walls = [r["wall_s"] for r in runs]
     return {"wall_range_s": [min(walls), max(walls)], "runs": runs}

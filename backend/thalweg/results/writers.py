@@ -402,10 +402,10 @@ def reach_points(network, positions: np.ndarray | None = None) -> np.ndarray:
 
 def reach_lonlat(network, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """WGS 84 latitude and longitude [N] of the downstream end of the reaches ``ids``; None without geometry/CRS."""
+    if network.geometry is None or network.crs is None:
+        return None  # (before importing shapely: a network read without geometry never needs it)
     import shapely
 
-    if network.geometry is None or network.crs is None:
-        return None
     points = reach_points(network, network.index_of(ids))
     xy = shapely.get_coordinates(points)
     if xy.shape[0] != points.size:

@@ -438,6 +438,9 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
         for t in threads:
             t.start()
         try:
+            if isinstance(router, LocalRouter):  # parameters and coefficients while the first chunk is read
+                with torch.no_grad():
+                    router.prepare(dev)
             while True:
                 item = read_q.get()
                 if item is None:
