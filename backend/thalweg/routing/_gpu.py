@@ -56,6 +56,18 @@ def _grid(items: int, device: torch.device, per_sm: int = PROGRAMS_PER_SM) -> in
     return max(1, min(items, sms * per_sm))
 
 
+def _sync_buffers(items: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ticket design's counters for one launch: a finished-chunk count per (batch, reach) item and the ticket
+    counter, int32 zeros."""
+    return (torch.zeros(items, dtype=torch.int32, device=device), torch.zeros(1, dtype=torch.int32, device=device))
+
+
+def _tap_width(k: int) -> int:
+    """Columns of a compact kernel array for ``_triton/fir.py``: at least ``k``, a multiple of 4 (taps four at a
+    time per loop trip, zero past each reach's count)."""
+    return -(-max(k, 1) // 4) * 4
+
+
 def _forward(q, c, st, order, child_ptr, child_idx, child_w=None, *, warm: bool) -> torch.Tensor:
     """The recursions' forward pass: Q [B, N, T] of the contiguous runoff ``q``; ``st`` [B, N, 3] float64 holds the
     warm state when ``warm`` and receives the final one. ``child_w``: the link fractions of a network whose rivers
@@ -65,8 +77,7 @@ def _forward(q, c, st, order, child_ptr, child_idx, child_w=None, *, warm: bool)
     b, n, t_len = q.shape
     dev = q.device
     out = torch.empty_like(q)
-    flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-    ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+    flags, ticket = _sync_buffers(b * n, dev)
     iir_forward_kernel[(_grid(n * b, dev, FWD_PROGRAMS_PER_SM),)](
         q, out, c, st, order, child_ptr, child_idx, c if child_w is None else child_w, flags, ticket,
         n, b, t_len, -(-t_len // FWD_BT), WARM=warm, WEIGHTED=child_w is not None, BT=FWD_BT, num_warps=FWD_WARPS)
@@ -118,8 +129,7 @@ def _backward(q, c, out, prev, grad_out, want_dq: bool, order, *, down=None, lin
     else:
         dn_ptr = dn_idx = dn_w = dn_link = dfrac = c
         n_links = 0
-    flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-    ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+    flags, ticket = _sync_buffers(b * n, dev)
     iir_backward_kernel[(_grid(n * b, dev, BWD_PROGRAMS_PER_SM),)](
         q, out, grad, lam, dcoef, c, c if prev is None else prev, order, c if down is None else down,
         dn_ptr, dn_idx, dn_w, dn_link, dfrac, n_links, flags, ticket, n, b, t_len, n_chunks,
@@ -152,8 +162,7 @@ class _Cascade(torch.autograd.Function):
         out = torch.empty_like(q)
         st = torch.zeros(b * n * nmax, dtype=torch.float64, device=dev)
         ck = torch.empty(b * n * n_chunks * nmax if save else 1, dtype=torch.float64, device=dev)
-        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        flags, ticket = _sync_buffers(b * n, dev)
         cascade_forward_kernel[(_grid(n * b, dev, FWD_PROGRAMS_PER_SM),)](
             q, out, a64, nres, st, ck, idx["level_order"], idx["child_ptr"], idx["child_idx"], flags, ticket,
             n, b, t_len, n_chunks, NMAX=nmax, SAVE=save, BT=FWD_BT, num_warps=FWD_WARPS)
@@ -175,8 +184,7 @@ class _Cascade(torch.autograd.Function):
         da = torch.empty(b, n, dtype=torch.float64, device=dev)
         grid = _grid(n * b, dev, BWD_PROGRAMS_PER_SM)
         scratch = torch.empty(grid * ((nmax + 1) * FWD_BT + nmax), dtype=torch.float64, device=dev)
-        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        flags, ticket = _sync_buffers(b * n, dev)
         cascade_backward_kernel[(grid,)](
             q, out, grad, dq, da, a64, nres, ck, idx["level_order"], idx["downstream"], idx["child_ptr"],
             idx["child_idx"], flags, ticket, scratch, n, b, t_len, -(-t_len // FWD_BT), *grad.stride(),
@@ -201,7 +209,7 @@ def compact_kernels(h: torch.Tensor, g: torch.Tensor | None, k0: torch.Tensor, k
                     dtype: torch.dtype = torch.float64):
     """Kernels cut to their support, [N, KMAX] of ``dtype``: tap j of a reach is its kernel's tap k0 + j
     (zero past kn; KMAX a multiple of 4); differentiable in h and g (a gather)."""
-    kmax = -(-(int(kn.max()) if kn.numel() else 1) // 4) * 4
+    kmax = _tap_width(int(kn.max()) if kn.numel() else 1)
     j = torch.arange(kmax, device=h.device)
     idx = (k0[:, None] + j[None, :]).clamp(max=h.shape[-1] - 1)
     valid = j[None, :] < kn[:, None]
@@ -231,8 +239,7 @@ class _FIR(torch.autograd.Function):
         grid = _grid(items, dev)
         sw = BT + kmax
         scratch = torch.empty(grid * 2 * sw, dtype=h64.dtype, device=dev)  # the taps' compute type
-        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        flags, ticket = _sync_buffers(b * n, dev)
         fir_forward_kernel[(grid,)](
             q, out, h64, g64, k0, kn, idx["level_order"], idx["child_ptr"], idx["child_idx"], flags, ticket,
             scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT, num_warps=NUM_WARPS)
@@ -261,8 +268,7 @@ class _FIR(torch.autograd.Function):
         grid = _grid(items, dev)
         sw = BT + kmax
         scratch = torch.empty(grid * 3 * sw, dtype=h64.dtype, device=dev)
-        flags = torch.zeros(b * n, dtype=torch.int32, device=dev)
-        ticket = torch.zeros(1, dtype=torch.int32, device=dev)
+        flags, ticket = _sync_buffers(b * n, dev)
         fir_backward_kernel[(grid,)](
             q, out, grad, adj, dq, h64, g64, dh, dg, k0, kn, idx["level_order"], idx["downstream"],
             idx["child_ptr"], idx["child_idx"], flags, ticket, scratch, n, b, t_len, n_chunks, kmax, sw,
@@ -288,7 +294,7 @@ def fir_route_taps(runoff: torch.Tensor, first, taps: torch.Tensor, topo: Topolo
     at tap ``first[i] + j`` for ``j < counts[i]`` (default: every column) and zero elsewhere (``irf.base.Compact``;
     a pure lag's two taps). taps [N, K] is differentiable; no [N, T] kernel is built or scanned."""
     n, k = taps.shape
-    kmax = -(-max(k, 1) // 4) * 4
+    kmax = _tap_width(k)
     hc = torch.nn.functional.pad(taps, (0, kmax - k)).to(runoff.dtype)
     k0 = torch.as_tensor(first, dtype=torch.int64).to(runoff.device).contiguous()
     if counts is None:

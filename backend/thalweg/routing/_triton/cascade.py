@@ -24,19 +24,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .common import affine, wait
+
 __all__ = ["cascade_backward_kernel", "cascade_forward_kernel"]
-
-
-@triton.jit
-def _affine(a1, b1, a2, b2):
-    return a1 * a2, b1 * a2 + b2
-
-
-@triton.jit
-def _wait(flag_ptr, need):
-    seen = tl.atomic_add(flag_ptr, 0, sem="acquire")
-    while seen < need:
-        seen = tl.atomic_add(flag_ptr, 0, sem="acquire")
 
 
 @triton.jit
@@ -66,7 +56,7 @@ def cascade_forward_kernel(q_ptr, out_ptr, a_ptr, nres_ptr, st_ptr, ck_ptr, orde
             e = e0
             while e < e1:
                 c = tl.load(child_idx + e)
-                _wait(flag_ptr + b * n_reach + c, chunk + 1)
+                wait(flag_ptr + b * n_reach + c, chunk + 1)
                 crow = (b.to(tl.int64) * n_reach + c) * t_len
                 x += tl.load(out_ptr + crow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
                 e += 1
@@ -77,7 +67,7 @@ def cascade_forward_kernel(q_ptr, out_ptr, a_ptr, nres_ptr, st_ptr, ck_ptr, orde
                 y0 = tl.load(sp + s)
                 if SAVE:
                     tl.store(ck_ptr + (bi * n_chunks + chunk) * NMAX + s, y0)
-                pa, px = tl.associative_scan((ra, tl.where(mask, a * x, 0.0)), 0, _affine)
+                pa, px = tl.associative_scan((ra, tl.where(mask, a * x, 0.0)), 0, affine)
                 x = px + pa * y0
                 tl.store(sp + s, tl.sum(tl.where(last, x, 0.0), axis=0))
                 s += 1
@@ -134,14 +124,14 @@ def cascade_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, da_ptr, a_ptr, nre
             ck = ck_ptr + (bi * n_chunks + chunk) * NMAX
             s = 0
             while s < m:
-                pa, px = tl.associative_scan((ra, tl.where(mask, a * x, 0.0)), 0, _affine)
+                pa, px = tl.associative_scan((ra, tl.where(mask, a * x, 0.0)), 0, affine)
                 x = px + pa * tl.load(ck + s)
                 tl.store(scr + (s + 1) * BT + offs0, x)
                 s += 1
             # A = dL/dQ + the downstream reach's dL/dq
             lam = tl.load(grad_ptr + grow + offs * gs_t, mask=mask, other=0.0).to(tl.float64)
             if d >= 0:
-                _wait(flag_ptr + b * n_reach + d, k + 1)
+                wait(flag_ptr + b * n_reach + d, k + 1)
                 lam += tl.load(dq_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
             tl.debug_barrier()  # the stage rows stored before any lane reads its neighbour's
             s = m - 1
@@ -149,7 +139,7 @@ def cascade_backward_kernel(q_ptr, out_ptr, grad_ptr, dq_ptr, da_ptr, a_ptr, nre
                 xs = tl.load(scr + s * BT + offs0)
                 yp = tl.load(scr + (s + 1) * BT + offs0 - 1, mask=offs0 > 0, other=0.0)
                 yp = tl.where(offs0 == 0, tl.load(ck + s), yp)  # y_s[t0 - 1]: the chunk's saved state
-                pa, px = tl.associative_scan((ra, tl.where(mask, lam, 0.0)), 0, _affine, reverse=True)
+                pa, px = tl.associative_scan((ra, tl.where(mask, lam, 0.0)), 0, affine, reverse=True)
                 lv = px + pa * tl.load(lc + s)
                 dsum += tl.sum(tl.where(mask, lv * (xs - yp), 0.0), axis=0)
                 tl.store(lc + s, tl.sum(tl.where(offs0 == 0, lv, 0.0), axis=0))

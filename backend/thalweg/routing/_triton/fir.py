@@ -28,14 +28,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .common import wait
+
 __all__ = ["fir_backward_kernel", "fir_forward_kernel"]
-
-
-@triton.jit
-def _wait(flag_ptr, need):
-    seen = tl.atomic_add(flag_ptr, 0, sem="acquire")
-    while seen < need:
-        seen = tl.atomic_add(flag_ptr, 0, sem="acquire")
 
 
 @triton.jit
@@ -86,14 +81,14 @@ def fir_forward_kernel(q_ptr, out_ptr, hc_ptr, gc_ptr, k0_ptr, kn_ptr, order_ptr
         t0 = chunk * BT
         offs = t0 + offs0
         mask = offs < t_len
-        _wait(flag_ptr + b * n_reach + i, chunk)  # keeps the published counts monotone
+        wait(flag_ptr + b * n_reach + i, chunk)  # keeps the published counts monotone
         e0 = tl.load(child_ptr + i)
         e1 = tl.load(child_ptr + i + 1)
         e = e0
         while e < e1:
             c = tl.load(child_idx + e)
             e += 1
-            _wait(flag_ptr + b * n_reach + c, chunk + 1)
+            wait(flag_ptr + b * n_reach + c, chunk + 1)
         k0 = tl.load(k0_ptr + i)
         kn = (tl.load(kn_ptr + i) + 3) // 4 * 4  # taps four at a time (zero past the support)
         _inflow_window(q_ptr, out_ptr, child_ptr, child_idx, scr, scr_q, i, b, n_reach, t_len,
@@ -142,10 +137,10 @@ def fir_backward_kernel(q_ptr, out_ptr, grad_ptr, adj_ptr, dq_ptr, hc_ptr, gc_pt
         t0 = chunk * BT
         offs = t0 + offs0
         mask = offs < t_len
-        _wait(flag_ptr + b * n_reach + i, k)  # own later chunk: keeps the published counts monotone
+        wait(flag_ptr + b * n_reach + i, k)  # own later chunk: keeps the published counts monotone
         d = tl.load(down_ptr + i)
         if d >= 0:
-            _wait(flag_ptr + b * n_reach + d, k + 1)  # downstream: this chunk and every later one
+            wait(flag_ptr + b * n_reach + d, k + 1)  # downstream: this chunk and every later one
         drow = (b.to(tl.int64) * n_reach + d) * t_len
         k0 = tl.load(k0_ptr + i)
         kn = (tl.load(kn_ptr + i) + 3) // 4 * 4

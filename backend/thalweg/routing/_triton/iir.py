@@ -26,19 +26,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .common import affine, wait
+
 __all__ = ["iir_backward_kernel", "iir_forward_kernel", "lam_to_dq_kernel"]
-
-
-@triton.jit
-def _affine(a1, b1, a2, b2):
-    return a1 * a2, b1 * a2 + b2
-
-
-@triton.jit
-def _wait(flag_ptr, need):
-    seen = tl.atomic_add(flag_ptr, 0, sem="acquire")
-    while seen < need:
-        seen = tl.atomic_add(flag_ptr, 0, sem="acquire")
 
 
 @triton.jit
@@ -86,7 +76,7 @@ def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr
             e = e0
             while e < e1:  # (a while loop: the interpreter cannot range() over loaded bounds)
                 c = tl.load(child_idx + e)
-                _wait(flag_ptr + b * n_reach + c, chunk + 1)
+                wait(flag_ptr + b * n_reach + c, chunk + 1)
                 crow = (b.to(tl.int64) * n_reach + c) * t_len
                 uc = tl.load(out_ptr + crow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
                 ucp = tl.load(out_ptr + crow + offs - 1, mask=prev, other=0.0, cache_modifier=".cg").to(tl.float64)
@@ -100,7 +90,7 @@ def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr
                 x = tl.where(offs == 0, x + b1 * u_before + c1 * q_before, x)
             # past t_len (x = 0) the scan only decays the last value, which is read at t_len - 1, before them
             a = r + tl.zeros([BT], dtype=tl.float64)
-            pa, px = tl.associative_scan((a, x), 0, _affine)
+            pa, px = tl.associative_scan((a, x), 0, affine)
             yv = px + pa * y
             tl.store(out_ptr + row + offs, yv.to(out_ptr.dtype.element_ty), mask=mask)
             last = offs == tl.minimum(t0 + BT, t_len) - 1
@@ -182,7 +172,7 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                 f1 = tl.load(dn_ptr + i + 1)
                 while f < f1:
                     dd = tl.load(dn_idx + f)
-                    _wait(flag_ptr + b * n_reach + dd, k + 1)
+                    wait(flag_ptr + b * n_reach + dd, k + 1)
                     drow = (b.to(tl.int64) * n_reach + dd) * t_len
                     ld = tl.load(lam_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
                     ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
@@ -192,7 +182,7 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                     f += 1
             else:
                 if d >= 0:
-                    _wait(flag_ptr + b * n_reach + d, k + 1)
+                    wait(flag_ptr + b * n_reach + d, k + 1)
                     drow = (b.to(tl.int64) * n_reach + d) * t_len
                     ld = tl.load(lam_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
                     ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
@@ -200,7 +190,7 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                     av += bd0 * ld + bd1 * ldn
             a = tl.where(mask, r, 1.0) + tl.zeros([BT], dtype=tl.float64)
             # lambda[t] = sum_{j>=t} r^(j-t) A[j] + r^(end-t+1) lambda[end+1] (reverse scan, carried)
-            pa, px = tl.associative_scan((a, tl.where(mask, av, 0.0)), 0, _affine, reverse=True)
+            pa, px = tl.associative_scan((a, tl.where(mask, av, 0.0)), 0, affine, reverse=True)
             lam = px + pa * lam_after
             tl.store(lam_ptr + row + offs, lam.to(lam_ptr.dtype.element_ty), mask=mask)
             tl.debug_barrier()
