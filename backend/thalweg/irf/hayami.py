@@ -10,7 +10,6 @@ library builds, torch (:func:`cdf` and autograd) elsewhere.
 from __future__ import annotations
 
 import ctypes
-from concurrent import futures
 
 import torch
 
@@ -87,8 +86,9 @@ def _by_chunks(n: int, call) -> None:
     if len(spans) == 1:
         codes = [call(*spans[0])]
     else:
-        with futures.ThreadPoolExecutor(max_workers=min(threads, len(spans))) as pool:
-            codes = list(pool.map(lambda ab: call(*ab), spans))
+        from ..routing import _cpu  # the routing's per-process pool; here, not at import: routing imports irf
+
+        codes = list(_cpu._pool(threads).map(lambda ab: call(*ab), spans))
     bad = [c for c in codes if c != 0]
     if bad:
         raise RuntimeError(f"irf.hayami: a compiled Hayami call returned {bad[0]}")

@@ -266,7 +266,6 @@ def iir_route(runoff: torch.Tensor, coef: torch.Tensor, topo: Topology, state: t
 __all__ += ["SUPPORT_TOL", "cascade_route", "support_tol"]  # the convolution schemes' paths (below)
 
 # the support rule and its tolerances by storage type live in irf/base.py (one place); here the compiled statement
-_support_torch = taps_support
 
 
 def kernel_support(h: torch.Tensor, g: torch.Tensor | None, tol: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +281,7 @@ def kernel_support(h: torch.Tensor, g: torch.Tensor | None, tol: float = 1e-13) 
         _check(lib.kernel_support(n, klen, hh.data_ptr(), None if gg is None else gg.data_ptr(), float(tol),
                                   k0.ctypes.data, k1.ctypes.data), "kernel_support")
         return k0, k1
-    t0, t1 = _support_torch(hh, gg, tol)
+    t0, t1 = taps_support(hh, gg, tol)
     k0[:] = t0.numpy()
     k1[:] = t1.numpy()
     return k0, k1
@@ -293,7 +292,7 @@ def kernel_support_on(h: torch.Tensor, g: torch.Tensor | None, tol: float = 1e-1
     if h.device.type == "cpu":
         k0, k1 = kernel_support(h, g, tol)
         return torch.from_numpy(k0), torch.from_numpy(k1)
-    return _support_torch(h, g, tol)
+    return taps_support(h, g, tol)
 
 
 class _FIR(torch.autograd.Function):

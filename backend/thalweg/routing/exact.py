@@ -109,8 +109,8 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
         comp = scheme.compact(p, dt, t_len, _cpu.support_tol(runoff.dtype))
         first = comp.first.cpu().numpy()
         last = first + comp.count.cpu().numpy()
-        # a wrapper that changes the kernel's rows but keeps the hook (routing.dag.with_virtual adds identity rows
-        # to ``kernel`` only) gives other rows than the network's: the full kernels then
+        # a scheme wrapper that adds kernel rows without adding them to its compact hook (routing.dag.with_virtual
+        # adds them to both) would give other rows than the network's: the full kernels then
         if first.shape[0] == topo.n and _direct_pays(float((last - first).sum()), topo.n, t_len, t_len):
             name = "lag-native" if scheme.kernel is lag.kernel else "fir-compact"
             _once(f"thalweg: exact engine on {device.type}: {name}")
