@@ -149,3 +149,16 @@ def test_gpu_cascade_and_lag_on_cuda():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     _run("cuda")
+
+
+def test_cascade_route_refuses_a_reach_without_reservoirs():
+    torch = pytest.importorskip("torch")
+    from thalweg.network import scheidegger_network
+    from thalweg.routing import _gpu
+    from thalweg.routing.topology import topology
+
+    net = scheidegger_network(10, seed=1, single_basin=True)
+    n = net.n_reaches
+    with pytest.raises(ValueError, match=r"every reach needs at least one reservoir \(nres >= 1\)"):
+        _gpu.cascade_route(torch.ones(1, n, 5), torch.full((n,), 0.5, dtype=torch.float64), [0] + [1] * (n - 1),
+                           topology(net))
