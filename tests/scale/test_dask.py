@@ -1,19 +1,27 @@
 """Dask: basin partitions and time chunks on a LocalCluster of 2 workers give the one-process results (to float32
-rounding)."""
+rounding); workers reading their own rows of a runoff file give the numbers, messages and checkpoints of rows sent
+by the client."""
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from thalweg.errors import InputError, ThalwegWarning
+import xarray as xr
+from thalweg.errors import InputError, MissingValueError, RunoffError, ThalwegWarning
 from thalweg.network import scheidegger_network
 from thalweg.params import resolve_params
+from thalweg.results.outputs import output_paths
+from thalweg.results.reader import read_discharge
 from thalweg.routing import route
+from thalweg.runoff.readers import RunoffChunks
 from thalweg.scale import basins, clusters, route_partitioned, route_piece
+from thalweg.scale.stream import LocalRouter, stream_route
 
 distributed = pytest.importorskip("distributed")
 
@@ -107,3 +115,208 @@ def test_thalweg_route_on_a_scheduler_equals_one_process(cluster, tmp_path):
     local, dask = read_discharge(tmp_path / "local.nc"), read_discharge(tmp_path / "dask.nc")
     np.testing.assert_allclose(dask.values, local.values, rtol=2e-6, atol=1e-6 * local.values.max())
     assert json.loads((tmp_path / "dask.settings.json").read_text())["scheduler"] == cluster.scheduler_address
+
+
+# ---- workers reading their own rows of the runoff file ------------------------------------------------------
+STEPS, CHUNK = 210, 70
+
+
+@pytest.fixture(scope="module")
+def workers():
+    """Two worker PROCESSES: each opens the runoff file itself, and the file's description (ReachRows), the
+    checks' findings and the errors travel by pickle, as on a real cluster."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as c, distributed.Client(c) as client:
+        client.wait_for_workers(2, timeout="120s")
+        yield client
+
+
+def _runoff(net, seed=3):
+    """[time, reach] in the network's order."""
+    return np.random.default_rng(seed).gamma(1.5, 2.0, size=(STEPS, net.n_reaches)).astype(np.float32)
+
+
+def _write(path, net, values, fmt="nc"):
+    """A qlateral(time, river_id) file of ``values`` [time, reach] (m3/s), its reaches in another order than the
+    network's; zarr: depths in mm per step with catchment_area (the unit conversion and areas per row)."""
+    order = np.random.default_rng(0).permutation(net.n_reaches)
+    time = np.datetime64("2020-01-01T01:00", "ns") + np.arange(STEPS) * np.timedelta64(3600, "s")
+    area = np.random.default_rng(1).uniform(1e6, 5e7, net.n_reaches)
+    if fmt == "zarr":  # mm per step of the catchment area: m3/s = mm / 1000 * area / dt
+        data = (values[:, order] * DT / area[order] * 1000.0).astype(np.float64)
+        ds = xr.Dataset({"qlateral": (("time", "river_id"), data, {"units": "mm"}),
+                         "catchment_area": (("river_id",), area[order], {"units": "m2"})},
+                        coords={"time": time, "river_id": net.ids[order]})
+        ds.to_zarr(path, mode="w")
+    else:  # chunked on disk 35 steps x all reaches (the stream's chunks are whole on-disk chunks)
+        ds = xr.Dataset({"qlateral": (("time", "river_id"), values[:, order], {"units": "m3 s-1"})},
+                        coords={"time": time, "river_id": net.ids[order]})
+        ds.to_netcdf(path, encoding={"qlateral": {"chunksizes": (35, net.n_reaches)}})
+    return path
+
+
+def _dask(net, params, client, **kw):
+    return _quiet(DaskRouter, net, params, "muskingum_nonneg", dt=DT, client=client, **kw)
+
+
+def _local(net, params):
+    router = LocalRouter(net, params, "muskingum_nonneg", dt=DT)
+    _quiet(router.prepare)  # the scheme's warnings now, so that a run says only the runoff's
+    return router
+
+
+def _stream(net, path, params, folder, router, **kw):
+    """The streamed discharge [N, T] and the ThalwegWarnings the run said."""
+    outs = output_paths(folder, "q", "river-route", "end")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", ThalwegWarning)
+        res = stream_route(net, path, params, outputs=outs, checkpoint=folder / ".q.stream", chunk_steps=CHUNK,
+                           router=router, key={"case": "dask"}, reading=kw.pop("reading", None), **kw)
+    return read_discharge(res.files["q"]).values, [str(w.message) for w in said if w.category is ThalwegWarning]
+
+
+@pytest.mark.parametrize("fmt", ["nc", "zarr"])
+def test_workers_read_their_rows_as_the_client_would(workers, net, tmp_path, monkeypatch, fmt):
+    params = _params(net)
+    path = _write(tmp_path / f"runoff.{fmt}", net, _runoff(net), fmt)
+    one, _ = _stream(net, path, params, tmp_path / "one", _local(net, params))
+    sent, _ = _stream(net, path, params, tmp_path / "sent", _dask(net, params, workers, read_on_workers=False))
+    reads = []
+    real = RunoffChunks.read
+
+    def spy(self, a, b, **kw):
+        reads.append((a, b))
+        return real(self, a, b, **kw)
+
+    monkeypatch.setattr(RunoffChunks, "read", spy)
+    router = _dask(net, params, workers)
+    read, _ = _stream(net, path, params, tmp_path / "read", router)
+    assert reads == [(0, 2)]  # the client read the first two steps (the time axis and the checks), no chunk
+    assert router.rows is not None and len(router.stages[0]) == 2
+    assert np.array_equal(read, sent)  # bit for bit the rows the client sent
+    # one process: equal but for torch's last bits with another thread count (module docstring)
+    np.testing.assert_allclose(read, one, rtol=1e-6, atol=1e-7 * one.max())
+
+
+def _bad(net, router, case):
+    """Runoff with bad values in a reach of each worker's piece (chunk 1), a negative one in chunk 2; the ids."""
+    values = _runoff(net)
+    (first, second) = router.stages[0]
+    assert first.worker != second.worker
+    r1, r2 = int(first.piece.reaches[3]), int(second.piece.reaches[5])
+    values[10, r1] = np.nan
+    values[12:14, r2] = np.inf if case == "nan and inf" else np.nan
+    values[100, r2] = -0.5
+    return values, int(net.ids[r1]), int(net.ids[r2])
+
+
+@pytest.mark.parametrize("case, nan", [("nan", "error"), ("nan and inf", "error"), ("nan", "zero")])
+def test_bad_values_read_on_workers_are_said_as_one_process_says_them(workers, net, tmp_path, case, nan):
+    """The workers' findings are worded once, for the whole network, by the client: one message naming the
+    reaches of both workers, the same text, class and attributes as a run in one process (an infinite value on
+    one worker fails the chunk before a NaN on the other, as one read does)."""
+    params = _params(net)
+    router = _dask(net, params, workers)
+    values, id1, id2 = _bad(net, router, case)
+    ids = sorted([id1, id2]) if case == "nan" else [id2]  # what the message names: every NaN, or the inf
+    path = _write(tmp_path / "bad.nc", net, values)
+    reading = {"nan": nan}
+    if nan == "error":
+        errors = []
+        for name, r in (("one", _local(net, params)), ("dask", router)):
+            with pytest.raises(RunoffError) as err:
+                _stream(net, path, params, tmp_path / name, r, reading=reading)
+            errors.append(err.value)
+        one, dask = errors
+        assert type(dask) is type(one) is (MissingValueError if case == "nan" else RunoffError)
+        assert str(dask) == str(one) and dask.ids == one.ids == ids and dask.path == one.path == str(path)
+        assert ("3 runoff values are missing" if case == "nan" else "2 runoff values are infinite") in str(dask)
+        return
+    q_one, said_one = _stream(net, path, params, tmp_path / "one", _local(net, params), reading=reading)
+    q_dask, said_dask = _stream(net, path, params, tmp_path / "dask", router, reading=reading)
+    assert said_dask == said_one and max(Counter(said_dask).values()) == 1
+    nan_said = [w for w in said_dask if "missing (NaN)" in w]
+    assert len(nan_said) == 1 and "3 missing (NaN) runoff values in 2 reaches" in nan_said[0]
+    assert f"({ids[0]}, {ids[1]})" in nan_said[0]
+    assert sum("negative" in w for w in said_dask) == 1
+    np.testing.assert_allclose(q_dask, q_one, rtol=1e-6, atol=1e-7 * q_one.max())
+
+
+def test_a_run_read_on_workers_resumes_bit_for_bit(workers, net, tmp_path):
+    params = _params(net)
+    path = _write(tmp_path / "runoff.nc", net, _runoff(net, seed=8))
+    full, _ = _stream(net, path, params, tmp_path / "full", _dask(net, params, workers))
+    calls = []
+
+    def progress(fraction, message):
+        calls.append(fraction)
+        if len(calls) == 2:  # after the second chunk was routed
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _stream(net, path, params, tmp_path / "cut", _dask(net, params, workers), progress=progress)
+    done = json.loads((tmp_path / "cut" / ".q.stream" / "journal.json").read_text())["done"]
+    assert 0 < done < STEPS
+    again, said = _stream(net, path, params, tmp_path / "cut", _dask(net, params, workers), resume=True)
+    assert any(f"resuming at step {done:,}" in w for w in said)
+    assert np.array_equal(again, full)
+
+
+def test_workers_that_cannot_open_the_file_get_its_rows(client, net, tmp_path, monkeypatch):
+    """A cluster without the file at the client's path (no shared file system): warned, the rows are sent."""
+    from thalweg.scale import distributed as dist
+
+    params = _params(net)
+    path = _write(tmp_path / "runoff.nc", net, _runoff(net))
+    monkeypatch.setattr(dist, "_can_read", lambda p, v: "runoff file not found")
+    router = _dask(net, params, client)
+    q, said = _stream(net, path, params, tmp_path / "q", router)
+    assert router.rows is None
+    assert any("2 of the 2 Dask workers cannot read the runoff" in w and "runoff file not found" in w for w in said)
+    one, _ = _stream(net, path, params, tmp_path / "one", _local(net, params))
+    np.testing.assert_allclose(q, one, rtol=1e-6, atol=1e-7 * one.max())
+
+
+def test_a_worker_that_finds_another_file_says_so(workers, net, tmp_path):
+    """An error raised on a worker is worded by the client, naming the file, with what the workers need."""
+    import dataclasses
+
+    from thalweg.runoff.readers import open_runoff_chunks
+
+    params = _params(net)
+    path = _write(tmp_path / "runoff.nc", net, _runoff(net))
+    router = _dask(net, params, workers)
+    source = open_runoff_chunks(path, net)
+    try:
+        chunks = router.chunk_source(source)
+        router.rows = workers.scatter(dataclasses.replace(source.rows(), shape=(5, 7)), broadcast=True)
+        described = "not the one described: variable qlateral is 1,514 reaches x 210 steps here, 5 x 7 there"
+        with pytest.raises(RunoffError, match=described) as err:
+            router(chunks.read(0, CHUNK).values)
+    finally:
+        source.close()
+    assert err.value.path == str(path) and err.value.field == "qlateral" and "same path" in err.value.hint
+
+
+@pytest.mark.parametrize("nan", ["error", "zero"])
+def test_thalweg_route_on_a_scheduler_says_a_bad_value_as_one_process(cluster, tmp_path, capsys, nan):
+    """The CLI's words (its flags, its warning format) for a NaN the workers found, once: as in one process (whose
+    reader thread once said nan='zero' in the CLI: the threads now run in the caller's context)."""
+    from thalweg.cli import main
+
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
+    with xr.open_dataset(sample / "cance_runoff.nc", decode_times=False) as ds:
+        ds = ds.load()
+    ds["catchment_runoff"][[4, 90], 1500] = np.nan  # (riverId, time): two reaches, a reach-first layout
+    ds.to_netcdf(tmp_path / "bad.nc")
+    args = [str(sample / "cance_rivers.gpkg"), str(tmp_path / "bad.nc"), "--quiet", "--chunk-steps", "1000",
+            "--no-gpkg", "--nan", nan]
+    lines = {}
+    for name, how in (("one", ["--stream", "always"]), ("dask", ["--scheduler", cluster.scheduler_address])):
+        capsys.readouterr()
+        rc = main(["route", *args, "-o", str(tmp_path / f"{name}.nc"), *how])
+        lines[name] = ([x for x in capsys.readouterr().err.splitlines() if "NaN" in x], rc)
+    assert lines["dask"] == lines["one"]
+    said, rc = lines["dask"]
+    assert len(said) == 1 and "2 reaches (5, 91)" in said[0] and "--nan zero" in said[0]  # the CLI's flag
+    assert (rc == 0) == (nan == "zero")

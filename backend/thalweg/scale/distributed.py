@@ -3,11 +3,16 @@
 
 Each merged piece of the partition (:mod:`.partition`: basins, or clusters of huge basins, balanced into one
 group per worker thread and stage) lives on one worker for the whole run: its sub-network and parameters are
-sent once, and its warm state stays there between time chunks (a future), so a chunk sends only the piece's
-runoff rows and brings back its discharge. Stages run in order (a stage's inflow is gathered from the earlier
-stages' discharge); the pieces of a stage run at once. Results equal :func:`.partition.route_partitioned` in
-one process with the same pieces, and :func:`thalweg.route` of the whole network, to float rounding (torch's
-vectorised elementwise math can differ in the last bit with the number of threads a worker runs).
+sent once, and its warm state stays there between time chunks (a future). A chunk of a runoff file is read by
+the workers: each is sent the chunk's step range, reads its piece's rows from the file itself
+(:meth:`thalweg.runoff.readers.RunoffChunks.rows`: the client's reader, its unit conversion and checks) and
+sends back the discharge and what the checks found, which the client words once for the whole network
+(``RunoffChunks.judge``: the messages of a read on the client). Other runoff (arrays, chunks made on the fly, or
+a file the workers cannot open: warned) goes as each piece's rows from the client; the numbers are the same
+either way. Stages run in order (a stage's inflow is gathered from the earlier stages' discharge); the pieces of
+a stage run at once. Results equal :func:`.partition.route_partitioned` in one process with the same pieces, and
+:func:`thalweg.route` of the whole network, to float rounding (torch's vectorised elementwise math can differ in
+the last bit with the number of threads a worker runs).
 See docs/scale.md for why Dask.
 """
 from __future__ import annotations
@@ -15,13 +20,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import operator
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import InputError, opt
+from ..errors import InputError, ThalwegError, ThalwegWarning, opt
 
 __all__ = ["DaskRouter", "dask_client"]
 
@@ -71,6 +77,105 @@ def _route_group(static: tuple, runoff: np.ndarray, inflow: Any, state: Any, opt
                            device=options["device"], kernel_length=options["kernel_length"])
 
 
+def _read_group(static: tuple, rows: Any, steps: tuple[int, int, float]):
+    """On a worker: the piece's runoff rows of steps a..b-1 read from the file (``rows``: a ``ReachRows``); returns
+    (the rows, or None where the checks will fail the chunk, the checks' judgement, a ThalwegError to raise)."""
+    piece, subnet, _ = static
+    try:
+        runoff, aligner = rows.read(piece.reaches, subnet, *steps)
+    except ThalwegError as exc:  # raised again by the client, worded there (its option names)
+        return None, None, _Raised.of(exc)
+    return (None if aligner.fails() else runoff), aligner.judgement(), None
+
+
+def _route_read(static: tuple, read: tuple, inflow: Any, state: Any, options: Mapping[str, Any]):
+    """On a worker: route the rows :func:`_read_group` read there; returns (Q rows or None, the new state, the
+    judgement, the error). Nothing is routed where the read failed (the client raises its error)."""
+    runoff, judgement, raised = read
+    if runoff is None:
+        return None, state, judgement, raised
+    q, new = _route_group(static, runoff, inflow, state, options)
+    return q, new, judgement, None
+
+
+def _reported(result: tuple):
+    """(Q rows, judgement, error) of :func:`_route_read`'s result: what comes back to the client."""
+    return result[0], result[2], result[3]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Raised:
+    """A ThalwegError of a worker, kept unworded: the client words it (``opt`` placeholders in its own names)."""
+
+    kind: type
+    message: str
+    facts: dict
+
+    @classmethod
+    def of(cls, exc: ThalwegError) -> _Raised:
+        return cls(type(exc), exc.message, {"path": exc.path, "field": exc.field, "ids": exc.ids, "hint": exc.hint,
+                                             "layer": exc.layer})
+
+    def error(self) -> ThalwegError:
+        return self.kind(self.message, **self.facts)
+
+
+def _can_read(path: str, variable: str) -> tuple[int, ...] | str:
+    """On each worker: the (reach, time) sizes of ``variable`` in the runoff at ``path``, or why it cannot open it."""
+    from ..runoff.readers import open_lazy
+
+    try:
+        with open_lazy(path) as ds:
+            return tuple(int(n) for n in ds[variable].shape) if variable in ds.data_vars else f"no variable {variable}"
+    except Exception as exc:  # any failure means: this worker reads no rows itself
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Steps:
+    """The values of a chunk read on the workers: its step range, step length (s), step starts, and the futures
+    of each piece's rows being read (:func:`_read_group`, one per group in stage order)."""
+
+    a: int
+    b: int
+    step: float
+    time: np.ndarray
+    reads: tuple
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Chunk:
+    """What the stream's reader hands on for a chunk read on the workers: its labels, and ``values`` saying which."""
+
+    ids: np.ndarray
+    time: np.ndarray
+    dt: float
+    source: str
+    values: _Steps
+
+
+class _WorkerReads:
+    """A ``RunoffChunks`` whose chunks the stream takes without their values: reading a chunk asks the router's
+    workers to read their rows of it, so that they read chunk k+1 while the client gathers chunk k."""
+
+    def __init__(self, source, router) -> None:
+        self.source, self.router, self.network = source, router, router.network
+
+    n_steps = property(lambda self: self.source.n_steps)
+    dt = property(lambda self: self.source.dt)
+    time = property(lambda self: self.source.time)
+    time_chunk = property(lambda self: self.source.time_chunk)
+    shape = property(lambda self: self.source.shape)
+
+    def read(self, a: int, b: int) -> _Chunk:
+        time, step = self.source.steps(a, b)
+        reads = self.router._read(int(a), int(b), step)
+        return _Chunk(self.network.ids, time, step, str(self.source.path), _Steps(int(a), int(b), step, time, reads))
+
+    def close(self) -> None:
+        self.source.close()
+
+
 @dataclasses.dataclass
 class _Group:
     piece: Any
@@ -89,15 +194,19 @@ class DaskRouter:
     client : a ``distributed.Client``; default: one for ``address``, else a LocalCluster of ``n_workers``.
     pieces : a partition (:func:`.partition.basins` by default; :func:`.partition.clusters` cuts huge basins).
     groups_per_worker : merged pieces per worker and stage (more: finer balance, more tasks).
+    read_on_workers : let the workers read a runoff file's chunks themselves (:meth:`chunk_source`); False: the
+        client reads them and sends each piece its rows.
     """
 
     def __init__(self, network, params, scheme, *, dt: float, client=None, address: str | None = None,
                  n_workers: int = 2, pieces=None, groups_per_worker: int = 1, engine: str = "auto",
-                 device: Any = "cpu", dtype: torch.dtype = torch.float32, kernel_length: int | None = None) -> None:
+                 device: Any = "cpu", dtype: torch.dtype = torch.float32, kernel_length: int | None = None,
+                 read_on_workers: bool = True) -> None:
         from ..irf import get_scheme
         from .partition import _whole_checks, balance, basins, history_length, merge, piece_params, stages
 
         self.network, self.dt, self.engine, self.dtype = network, float(dt), engine, dtype
+        self.read_on_workers, self.source, self.rows = bool(read_on_workers), None, None
         self.device = "cpu" if device in (None, "auto") else device
         sch = get_scheme(scheme)
         _whole_checks(network, params, sch, self.dt)  # parameter errors and scheme warnings name the whole network
@@ -123,7 +232,33 @@ class DaskRouter:
             self.stages.append(placed)
         self.threads = {w: threads.get(w, 1) for w in workers}
 
+    def chunk_source(self, source):
+        """The chunk source a stream reads through (:func:`.stream.stream_route` asks): for a runoff file that every
+        worker opens, one whose chunks carry only their times and step range (the workers read the values); any
+        other source as it is (each piece's rows then go from the client)."""
+        from ..runoff.readers import RunoffChunks
+
+        if not (self.read_on_workers and isinstance(source, RunoffChunks)):
+            return source
+        rows = source.rows()
+        found = self.client.run(_can_read, rows.path, rows.variable)
+        want = tuple(source.ds[rows.variable].shape)
+        cannot = {w: got for w, got in sorted(found.items()) if got != want}
+        if cannot:
+            worker, why = next(iter(cannot.items()))
+            why = why if isinstance(why, str) else f"variable {rows.variable} there has the shape {why}, not {want}"
+            warnings.warn(f"{len(cannot):,} of the {len(found):,} Dask workers cannot read the runoff "
+                          f"{source.path} ({worker}: {why}); the client reads it and sends each worker its rows "
+                          f"(slower). Give the workers the file at the same path (a shared file system) to "
+                          f"silence this.", ThalwegWarning, stacklevel=2)
+            return source
+        self.source = source
+        self.rows = self.client.scatter(rows, broadcast=True, hash=False)
+        return _WorkerReads(source, self)
+
     def __call__(self, values: Any) -> np.ndarray:
+        if isinstance(values, _Steps):
+            return self._read_and_route(values)
         arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         if arr.ndim != 2 or arr.shape[0] != self.network.n_reaches:
             raise InputError(f"runoff has shape {arr.shape}; expected [{self.network.n_reaches:,} reaches, time].")
@@ -140,6 +275,43 @@ class DaskRouter:
                 futures.append(self.client.submit(operator.itemgetter(0), both, workers=[g.worker], pure=False))
             for g, q in zip(stage, self.client.gather(futures)):
                 out[g.piece.reaches] = q
+        return out
+
+    def _read(self, a: int, b: int, step: float) -> tuple:
+        """Ask each group's worker to read its rows of steps a..b-1 (futures, in stage order); an earlier chunk's
+        reads first (the scheduler does not keep the order of tasks of equal priority)."""
+        return tuple(self.client.submit(_read_group, g.static, self.rows, (a, b, step), workers=[g.worker],
+                                        allow_other_workers=False, pure=False, priority=-int(a))
+                     for stage in self.stages for g in stage)
+
+    def _read_and_route(self, steps: _Steps) -> np.ndarray:
+        """Route a chunk whose runoff the workers read (:meth:`chunk_source`); the client words their checks."""
+        from .partition import inflow_of
+
+        n = steps.b - steps.a
+        out = np.zeros((self.network.n_reaches, n), dtype=np.float64 if self.dtype == torch.float64 else np.float32)
+        reads = iter(steps.reads)
+        found, skipped = [], 0
+        for stage in self.stages:
+            futures = []
+            for g in stage:
+                opts = {**self.options, "threads": self.threads[g.worker]}
+                # routing before any read queued on the worker (reads have priority -a): its discharge is awaited
+                both = self.client.submit(_route_read, g.static, next(reads), inflow_of(g.piece, out), g.state, opts,
+                                          workers=[g.worker], allow_other_workers=False, pure=False, priority=1)
+                g.state = self.client.submit(operator.itemgetter(1), both, workers=[g.worker], pure=False, priority=1)
+                futures.append(self.client.submit(_reported, both, workers=[g.worker], pure=False, priority=1))
+            for g, (q, judgement, raised) in zip(stage, self.client.gather(futures)):
+                if raised is not None:
+                    raise raised.error()
+                if q is None:
+                    skipped += 1
+                else:
+                    out[g.piece.reaches] = q
+                found.append((g.piece.reaches, judgement))
+        self.source.judge(steps.a, steps.b, steps.time, found)  # the warnings, or the error, of a whole read
+        if skipped:
+            raise AssertionError(f"{skipped} pieces were not routed for failing checks that judge() did not fail")
         return out
 
     def get_state(self) -> dict | None:
@@ -163,6 +335,7 @@ class DaskRouter:
             g.state = None if value is None else self.client.scatter([value], workers=[g.worker], hash=False)[0]
 
     def close(self) -> None:
+        self.rows = self.source = None  # released: each worker's copy closes its file
         if self._own:
             self.client.close()
             if self.cluster is not None:
