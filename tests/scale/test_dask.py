@@ -320,3 +320,30 @@ def test_thalweg_route_on_a_scheduler_says_a_bad_value_as_one_process(cluster, t
     said, rc = lines["dask"]
     assert len(said) == 1 and "2 reaches (5, 91)" in said[0] and "--nan zero" in said[0]  # the CLI's flag
     assert (rc == 0) == (nan == "zero")
+
+
+def test_thalweg_route_on_a_scheduler_resumes_bit_for_bit(cluster, tmp_path, monkeypatch):
+    """``--scheduler ... --resume`` after an interruption (the second chunk's checkpoint never written) writes the
+    file of an uninterrupted run on the same cluster."""
+    from thalweg.cli import main
+    from thalweg.scale import stream as stream_mod
+
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
+    args = ["route", str(sample / "cance_rivers.gpkg"), str(sample / "cance_runoff.nc"), "--quiet", "--no-gpkg",
+            "--chunk-steps", "1000", "--scheduler", cluster.scheduler_address]
+    assert main([*args, "-o", str(tmp_path / "full" / "q.nc")]) == 0
+    real, calls = stream_mod._Checkpoint.commit, []
+
+    def interrupted(self, done, state, last):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(self, done, state, last)
+
+    monkeypatch.setattr(stream_mod._Checkpoint, "commit", interrupted)
+    assert main([*args, "-o", str(tmp_path / "cut" / "q.nc")]) != 0
+    monkeypatch.setattr(stream_mod._Checkpoint, "commit", real)
+    assert json.loads((tmp_path / "cut" / ".q.stream" / "journal.json").read_text())["done"] == 1000
+    assert main([*args, "-o", str(tmp_path / "cut" / "q.nc"), "--resume"]) == 0
+    full, cut = read_discharge(tmp_path / "full" / "q.nc"), read_discharge(tmp_path / "cut" / "q.nc")
+    assert np.array_equal(cut.values, full.values) and np.array_equal(cut.time, full.time)

@@ -301,6 +301,8 @@ class _ReachLayout:
 
 
 def _reach_layout(ds, path: Path | None, network, name: str, *, units, dt, label) -> _ReachLayout:
+    """The layout of the per-reach variable ``name`` of ``ds``, its numbers unread; SchemaError, UnitError and
+    RunoffError (times) naming the variable."""
     da = ds[name]
     if da.ndim != 2:
         raise SchemaError(f"variable {name} has dimensions {da.dims}; expected (time, reach id).", path=path,
