@@ -77,29 +77,24 @@ def _route_group(static: tuple, runoff: np.ndarray, inflow: Any, state: Any, opt
                            device=options["device"], kernel_length=options["kernel_length"])
 
 
-def _read_group(static: tuple, rows: Any, steps: tuple[int, int, float]):
-    """On a worker: the piece's runoff rows of steps a..b-1 read from the file (``rows``: a ``ReachRows``); returns
-    (the rows, or None where the checks will fail the chunk, the checks' judgement, a ThalwegError to raise)."""
+def _read_route_group(static: tuple, rows: Any, steps: tuple[int, int, float], inflow: Any, state: Any,
+                      options: Mapping[str, Any]):
+    """On a worker: read the piece's runoff rows of steps a..b-1 from the file (``rows``: a ``ReachRows``) and
+    route them; returns (Q rows or None, the new state, the checks' judgement, a ThalwegError to raise or None).
+    Nothing is routed where the checks will fail the chunk (the client raises their error)."""
     piece, subnet, _ = static
     try:
         runoff, aligner = rows.read(piece.reaches, subnet, *steps)
     except ThalwegError as exc:  # raised again by the client, worded there (its option names)
-        return None, None, _Raised.of(exc)
-    return (None if aligner.fails() else runoff), aligner.judgement(), None
-
-
-def _route_read(static: tuple, read: tuple, inflow: Any, state: Any, options: Mapping[str, Any]):
-    """On a worker: route the rows :func:`_read_group` read there; returns (Q rows or None, the new state, the
-    judgement, the error). Nothing is routed where the read failed (the client raises its error)."""
-    runoff, judgement, raised = read
-    if runoff is None:
-        return None, state, judgement, raised
+        return None, state, None, _Raised.of(exc)
+    if aligner.fails():
+        return None, state, aligner.judgement(), None
     q, new = _route_group(static, runoff, inflow, state, options)
-    return q, new, judgement, None
+    return q, new, aligner.judgement(), None
 
 
 def _reported(result: tuple):
-    """(Q rows, judgement, error) of :func:`_route_read`'s result: what comes back to the client."""
+    """(Q rows, judgement, error) of :func:`_read_route_group`'s result: what comes back to the client."""
     return result[0], result[2], result[3]
 
 
@@ -133,14 +128,12 @@ def _can_read(path: str, variable: str) -> tuple[int, ...] | str:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Steps:
-    """The values of a chunk read on the workers: its step range, step length (s), step starts, and the futures
-    of each piece's rows being read (:func:`_read_group`, one per group in stage order)."""
+    """The values of a chunk read on the workers: its step range, step length (s) and step starts."""
 
     a: int
     b: int
     step: float
     time: np.ndarray
-    reads: tuple
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -155,11 +148,10 @@ class _Chunk:
 
 
 class _WorkerReads:
-    """A ``RunoffChunks`` whose chunks the stream takes without their values: reading a chunk asks the router's
-    workers to read their rows of it, so that they read chunk k+1 while the client gathers chunk k."""
+    """A ``RunoffChunks`` whose chunks the stream takes without their values: the router's workers read them."""
 
-    def __init__(self, source, router) -> None:
-        self.source, self.router, self.network = source, router, router.network
+    def __init__(self, source, network) -> None:
+        self.source, self.network = source, network
 
     n_steps = property(lambda self: self.source.n_steps)
     dt = property(lambda self: self.source.dt)
@@ -169,8 +161,7 @@ class _WorkerReads:
 
     def read(self, a: int, b: int) -> _Chunk:
         time, step = self.source.steps(a, b)
-        reads = self.router._read(int(a), int(b), step)
-        return _Chunk(self.network.ids, time, step, str(self.source.path), _Steps(int(a), int(b), step, time, reads))
+        return _Chunk(self.network.ids, time, step, str(self.source.path), _Steps(int(a), int(b), step, time))
 
     def close(self) -> None:
         self.source.close()
@@ -254,7 +245,7 @@ class DaskRouter:
             return source
         self.source = source
         self.rows = self.client.scatter(rows, broadcast=True, hash=False)
-        return _WorkerReads(source, self)
+        return _WorkerReads(source, self.network)
 
     def __call__(self, values: Any) -> np.ndarray:
         if isinstance(values, _Steps):
@@ -277,30 +268,22 @@ class DaskRouter:
                 out[g.piece.reaches] = q
         return out
 
-    def _read(self, a: int, b: int, step: float) -> tuple:
-        """Ask each group's worker to read its rows of steps a..b-1 (futures, in stage order); an earlier chunk's
-        reads first (the scheduler does not keep the order of tasks of equal priority)."""
-        return tuple(self.client.submit(_read_group, g.static, self.rows, (a, b, step), workers=[g.worker],
-                                        allow_other_workers=False, pure=False, priority=-int(a))
-                     for stage in self.stages for g in stage)
-
     def _read_and_route(self, steps: _Steps) -> np.ndarray:
         """Route a chunk whose runoff the workers read (:meth:`chunk_source`); the client words their checks."""
         from .partition import inflow_of
 
         n = steps.b - steps.a
         out = np.zeros((self.network.n_reaches, n), dtype=np.float64 if self.dtype == torch.float64 else np.float32)
-        reads = iter(steps.reads)
+        span = (steps.a, steps.b, steps.step)
         found, skipped = [], 0
         for stage in self.stages:
             futures = []
             for g in stage:
                 opts = {**self.options, "threads": self.threads[g.worker]}
-                # routing before any read queued on the worker (reads have priority -a): its discharge is awaited
-                both = self.client.submit(_route_read, g.static, next(reads), inflow_of(g.piece, out), g.state, opts,
-                                          workers=[g.worker], allow_other_workers=False, pure=False, priority=1)
-                g.state = self.client.submit(operator.itemgetter(1), both, workers=[g.worker], pure=False, priority=1)
-                futures.append(self.client.submit(_reported, both, workers=[g.worker], pure=False, priority=1))
+                both = self.client.submit(_read_route_group, g.static, self.rows, span, inflow_of(g.piece, out),
+                                          g.state, opts, workers=[g.worker], allow_other_workers=False, pure=False)
+                g.state = self.client.submit(operator.itemgetter(1), both, workers=[g.worker], pure=False)
+                futures.append(self.client.submit(_reported, both, workers=[g.worker], pure=False))
             for g, (q, judgement, raised) in zip(stage, self.client.gather(futures)):
                 if raised is not None:
                     raise raised.error()
