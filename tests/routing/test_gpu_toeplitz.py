@@ -7,13 +7,10 @@ blocks (in a subprocess: TRITON_INTERPRET must be set before triton is imported)
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from importlib.util import find_spec
 
 import pytest
+from _routing_cases import requires_cuda, requires_triton, run_check
 
 _CHECK = textwrap.dedent("""
     import sys, warnings
@@ -95,18 +92,12 @@ _CHECK = textwrap.dedent("""
 """)
 
 
-def _run(device: str, env=None):
-    proc = subprocess.run([sys.executable, "-c", _CHECK, device], capture_output=True, text=True, env=env,
-                          timeout=1800)
-    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
-
-
-@pytest.mark.skipif(find_spec("triton") is None, reason="needs triton")
+@requires_triton
 def test_toeplitz_convolution_in_the_interpreter():
-    _run("cpu", dict(os.environ, TRITON_INTERPRET="1"))
+    run_check(_CHECK, "cpu", interpreter=True)
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 def test_toeplitz_convolution_on_cuda():
-    _run("cuda")
+    run_check(_CHECK, "cuda")
