@@ -23,8 +23,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .common import wait
-from .fir import _inflow_window
+from .fir import _adjoint_window, _backward_item, _forward_item, _inflow_window
 
 __all__ = ["toeplitz_backward_kernel", "toeplitz_forward_kernel"]
 
@@ -62,20 +61,9 @@ def toeplitz_forward_kernel(q_ptr, out_ptr, hc_ptr, gc_ptr, k0_ptr, kn_ptr, orde
     ticket = tl.atomic_add(ticket_ptr, 1)
     while ticket < n_items:
         nxt = tl.atomic_add(ticket_ptr, 1)
-        chunk = ticket // (n_reach * n_batch)
-        rest = ticket % (n_reach * n_batch)
-        i = tl.load(order_ptr + rest // n_batch)
-        b = rest % n_batch
+        chunk, i, b = _forward_item(ticket, order_ptr, child_ptr, child_idx, flag_ptr, n_reach, n_batch)
         row = (b.to(tl.int64) * n_reach + i) * t_len
         t0 = chunk * BT
-        wait(flag_ptr + b * n_reach + i, chunk)
-        e0 = tl.load(child_ptr + i)
-        e1 = tl.load(child_ptr + i + 1)
-        e = e0
-        while e < e1:
-            ch = tl.load(child_idx + e)
-            e += 1
-            wait(flag_ptr + b * n_reach + ch, chunk + 1)
         k0 = tl.load(k0_ptr + i)
         kn = tl.load(kn_ptr + i)
         nm = (kn + 2 * R - 2) // R  # tap blocks: ceil((K + R - 1) / R)
@@ -129,7 +117,6 @@ def toeplitz_backward_kernel(q_ptr, out_ptr, grad_ptr, adj_ptr, dq_ptr, hc_ptr, 
                              UB: tl.constexpr, PREC: tl.constexpr):
     C: tl.constexpr = BT // R
     n_items = n_chunks * n_reach * n_batch
-    offs0 = tl.arange(0, BT)
     r = tl.arange(0, R)
     c = tl.arange(0, C)
     tile = c[None, :] * R + r[:, None]
@@ -140,40 +127,18 @@ def toeplitz_backward_kernel(q_ptr, out_ptr, grad_ptr, adj_ptr, dq_ptr, hc_ptr, 
     ticket = tl.atomic_add(ticket_ptr, 1)
     while ticket < n_items:
         nxt = tl.atomic_add(ticket_ptr, 1)
-        k = ticket // (n_reach * n_batch)
-        chunk = n_chunks - 1 - k
-        rest = ticket % (n_reach * n_batch)
-        i = tl.load(order_ptr + (n_reach - 1 - rest // n_batch))
-        b = rest % n_batch
+        k, chunk, i, b, d = _backward_item(ticket, order_ptr, down_ptr, flag_ptr, n_reach, n_batch, n_chunks)
         bi = b.to(tl.int64) * n_reach + i
         row = bi * t_len
         t0 = chunk * BT
-        wait(flag_ptr + b * n_reach + i, k)
-        d = tl.load(down_ptr + i)
-        if d >= 0:
-            wait(flag_ptr + b * n_reach + d, k + 1)
         drow = (b.to(tl.int64) * n_reach + d) * t_len
         k0 = tl.load(k0_ptr + i)
         kn = tl.load(kn_ptr + i)
         nm = (kn + 2 * R - 2) // R
         wl = BT + (nm - 1) * R
-        # A over [t0 + k0, t0 + k0 + wl) (zero past the end), and over the chunk itself
-        s = 0
-        while s < wl:
-            so = s + offs0
-            t = t0 + k0 + so
-            m = (so < wl) & (t < t_len)
-            a = tl.load(grad_ptr + row + t, mask=m, other=0.0).to(tl.float64)
-            if d >= 0:
-                a += tl.load(adj_ptr + drow + t, mask=m, other=0.0, cache_modifier=".cg").to(tl.float64)
-            tl.store(scr_a + so, a.to(scr_a.dtype.element_ty), mask=so < wl)
-            s += BT
-        t = t0 + offs0
-        m = t < t_len
-        a = tl.load(grad_ptr + row + t, mask=m, other=0.0).to(tl.float64)
-        if d >= 0:
-            a += tl.load(adj_ptr + drow + t, mask=m, other=0.0, cache_modifier=".cg").to(tl.float64)
-        tl.store(scr_v + offs0, a.to(scr_v.dtype.element_ty))
+        # A over [t0 + k0, t0 + k0 + wl), and over the chunk itself
+        _adjoint_window(grad_ptr, adj_ptr, scr_a, row, drow, d, t0 + k0, wl, t_len, BT)
+        _adjoint_window(grad_ptr, adj_ptr, scr_v, row, drow, d, t0, BT, t_len, BT)
         _inflow_window(q_ptr, out_ptr, child_ptr, child_idx, scr, scr_q, i, b, n_reach, t_len,
                        t0 - k0 - (nm - 1) * R, wl, SAME, BT)
         tl.debug_barrier()
