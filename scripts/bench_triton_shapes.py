@@ -8,6 +8,14 @@ figures in docs/routing-engines.md came from::
 
     python3 scripts/bench_triton_shapes.py 256,1,16 256,1,32 256,2,32 256,4,32 512,1,32 512,2,32 1024,2,32
     MODE=bwd python3 scripts/bench_triton_shapes.py 128,1,32 256,1,32 512,1,32 256,2,32 256,1,16
+
+``MODE=conv``: the convolution kernels on Hayami, 100k reaches x 1000 hourly steps (bench_routing's
+parameters: supports of about 1000 taps). Each argument is BT,R,WARPS,PROGRAMS_PER_SM of the tensor-core
+kernels (``_triton/toeplitz.py``), optionally then the precision (tf32x3, tf32, ieee); ``0,0,W,P`` the
+shifted-row kernels (``_triton/fir.py``). Each line: the kernel alone (tree; the same kernels on independent
+rows, no waits; forward+backward) and route() (kernels built per call, as users call it)::
+
+    MODE=conv python3 scripts/bench_triton_shapes.py 0,0,4,16 1024,32,4,16 1024,32,2,16 1024,16,4,16 1024,32,4,16,tf32
 """
 from __future__ import annotations
 
@@ -100,9 +108,71 @@ def compiled_stats(jit_fn) -> list[dict]:
     return out
 
 
+def convolution(argv: list[str]) -> None:
+    from thalweg import route
+    from thalweg.routing import _cpu
+
+    n, t_len = 100_000, 1000
+    net = scheidegger_network(n, seed=1)
+    rows = from_arrays(np.arange(1, net.n_reaches + 1), np.full(net.n_reaches, -1), length=np.asarray(net.length),
+                       area=np.full(net.n_reaches, 100.0))
+    params = br.scheme_params(net, "hayami")
+    s = SCHEMES["hayami"]
+    q = torch.distributions.Gamma(torch.full((1, net.n_reaches, t_len), 2.0, device=DEV), 1.0).sample()
+    kern = s.kernels(per_reach(net, s, params, dtype=torch.float64, device=DEV), 3600.0, t_len)
+    k0, k1 = _cpu.kernel_support_on(kern.h, None, _cpu.support_tol(torch.float32))
+    kn = (k1 - k0).clamp(min=1)
+    hc, _ = _gpu.compact_kernels(kern.h, None, k0, kn, dtype=torch.float32)
+    print(json.dumps({"taps_mean": float(kn.double().mean()), "taps_max": int(kn.max())}), flush=True)
+    topo, topo_rows = topology(net), topology(rows)
+    ref = route(net, q, params, "hayami", dt=3600.0, engine="exact", dtype=torch.float64)  # the float64 run
+    for arg in argv:
+        vals = arg.split(",")
+        bt, r, warps, per_sm = (int(v) for v in vals[:4])
+        prec = vals[4] if len(vals) > 4 else "tf32x3"
+        _gpu.NUM_WARPS, _gpu.TOEPLITZ_WARPS, _gpu.PROGRAMS_PER_SM = warps, warps, per_sm
+        _gpu.TOEPLITZ_PRECISION = prec
+        if r:
+            _gpu.BT, _gpu.TOEPLITZ_R, _gpu.TOEPLITZ_MIN_TAPS = bt, r, 1
+        else:
+            _gpu.BT, _gpu.TOEPLITZ_MIN_TAPS = 1024, 1 << 30
+        rec = {"case": "hayami 100k x 1000", "BT": bt, "R": r, "warps": warps, "programs_per_sm": per_sm,
+               "precision": prec}
+        rec["kernel_ms"] = round(median_ms(lambda: _gpu._FIR.apply(q, hc, None, topo, k0, kn)), 3)
+        rec["kernel_rows_ms"] = round(median_ms(lambda: _gpu._FIR.apply(q, hc, None, topo_rows, k0, kn)), 3)
+        hg = hc.clone().requires_grad_(True)
+
+        def kstep(hg=hg):
+            hg.grad = None
+            o = _gpu._FIR.apply(q, hg, None, topo, k0, kn)
+            o.backward(torch.ones_like(o))
+        rec["kernel_fwd_bwd_ms"] = round(median_ms(kstep, 5), 3)
+        rec["route_ms"] = round(median_ms(lambda: route(net, q, params, "hayami", dt=3600.0, engine="exact")), 3)
+        out = route(net, q, params, "hayami", dt=3600.0, engine="exact")
+        err = float(((out.double() - ref).abs().amax(-1) / ref.abs().amax(-1).clamp(min=1e-30)).max())
+        del out
+        qq = q.clone().requires_grad_(True)
+
+        def step(qq=qq):
+            qq.grad = None
+            o = route(net, qq, params, "hayami", dt=3600.0, engine="exact")
+            o.backward(torch.ones_like(o))
+        rec["route_fwd_bwd_ms"] = round(median_ms(step, 5), 3)
+        rec["max_rel_error_vs_float64"] = f"{err:.2e}"
+        print(json.dumps(rec), flush=True)
+    from thalweg.routing._triton import fir, toeplitz
+
+    for kern in (fir.fir_forward_kernel, fir.fir_backward_kernel, toeplitz.toeplitz_forward_kernel,
+                 toeplitz.toeplitz_backward_kernel):
+        for rec in compiled_stats(kern):
+            print(json.dumps(rec), flush=True)
+
+
 def main(argv: list[str]) -> None:
     warnings.simplefilter("ignore")
     mode = os.environ.get("MODE", "fwd")
+    if mode == "conv":
+        return convolution(argv)
     shapes = [tuple(int(v) for v in a.split(",")) for a in argv]
     n, t_len = 1_000_000, 1000
     cases = [("tree 1M x 1000", scheidegger_network(n, seed=1))]

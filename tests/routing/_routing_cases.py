@@ -1,6 +1,11 @@
 """Shared cases for the routing tests: parameters per scheme, runoff, a small hand-made tree."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from importlib.util import find_spec
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +15,16 @@ from thalweg.network import from_arrays
 DT = 3600.0
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+requires_triton = pytest.mark.skipif(find_spec("triton") is None, reason="needs triton")
+
+
+def run_check(script: str, *args: str, interpreter: bool = False, timeout: int = 1800) -> None:
+    """Run a check script in a fresh Python (TRITON_INTERPRET must be set before triton is imported, so
+    interpreted runs cannot share this process) and assert that it exited cleanly and printed OK."""
+    env = dict(os.environ, TRITON_INTERPRET="1") if interpreter else None
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, check=False)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
 
 
 def scheme_params(scheme: Scheme, network, rng: np.random.Generator, *, max_travel: float = 6 * DT) -> dict:

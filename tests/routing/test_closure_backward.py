@@ -3,18 +3,14 @@ gradients) and its FFT blocks, against independent oracles: the exact engine's g
 adjoint recursion), the fft engine's autograd, gradcheck, and the direct convolution."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _routing_cases import DT, requires_cuda, runoff, scheme_params, small_tree
+from _routing_cases import DT, requires_cuda, requires_triton, run_check, runoff, scheme_params, small_tree
 from thalweg.errors import ThalwegWarning
 from thalweg.irf import SCHEMES
 from thalweg.network import scheidegger_network
@@ -23,8 +19,6 @@ from thalweg.routing import route
 from thalweg.routing.closure import _apply_torch, closure_plan_for, path_kernels
 from thalweg.routing.params import scheme_params as per_reach
 from thalweg.routing.topology import topology
-
-requires_triton = pytest.mark.skipif(find_spec("triton") is None, reason="needs triton")
 
 
 @pytest.fixture(scope="module")
@@ -209,11 +203,7 @@ _INTERPRETED = textwrap.dedent("""
 def test_triton_adjoint_and_backward_in_the_interpreter():
     """The Triton adjoint kernel against the torch adjoint, and the whole backward through it (float32 with
     float64 sums) against the float64 torch backward, in Triton's interpreter on CPU."""
-    here = Path(__file__).parent
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    res = subprocess.run([sys.executable, "-c", _INTERPRETED, str(here)], capture_output=True, text=True, env=env,
-                         timeout=600, check=False)
-    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+    run_check(_INTERPRETED, str(Path(__file__).parent), interpreter=True, timeout=600)
 
 
 @pytest.mark.gpu

@@ -5,13 +5,10 @@ subprocess: TRITON_INTERPRET must be set before triton is imported); skipped wit
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from importlib.util import find_spec
 
 import pytest
+from _routing_cases import requires_triton, run_check
 
 _CHECK = textwrap.dedent("""
     import sys, warnings
@@ -85,20 +82,15 @@ _CHECK = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(find_spec("triton") is None, reason="needs triton")
+@requires_triton
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_weighted_recursions_match_the_float64_oracle(device):
     """Q, dL/dq, dL/dcoef and dL/dfractions on two random DAGs, float64 and float32; mass at the outlets."""
     import torch
 
-    env = dict(os.environ)
     if device == "cuda":
         if not torch.cuda.is_available():
             pytest.skip("needs CUDA")
-    else:
-        if torch.cuda.is_available():
-            pytest.skip("the interpreted run is for machines without CUDA (the cuda case runs there)")
-        env["TRITON_INTERPRET"] = "1"
-    res = subprocess.run([sys.executable, "-c", _CHECK, device], capture_output=True, text=True, env=env,
-                         timeout=900, check=False)
-    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+    elif torch.cuda.is_available():
+        pytest.skip("the interpreted run is for machines without CUDA (the cuda case runs there)")
+    run_check(_CHECK, device, interpreter=device == "cpu", timeout=900)

@@ -8,13 +8,10 @@ imported); skipped without triton.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from importlib.util import find_spec
 
 import pytest
+from _routing_cases import requires_cuda, requires_triton, run_check
 
 _CHECK = textwrap.dedent("""
     import math, sys, warnings
@@ -133,22 +130,14 @@ _CHECK = textwrap.dedent("""
 """)
 
 
-def _run(device: str, env=None):
-    proc = subprocess.run([sys.executable, "-c", _CHECK, device], capture_output=True, text=True, env=env,
-                          timeout=1800)
-    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
-
-
-@pytest.mark.skipif(find_spec("triton") is None, reason="needs triton")
+@requires_triton
 def test_gpu_cascade_and_lag_in_the_interpreter():
-    _run("cpu", dict(os.environ, TRITON_INTERPRET="1"))
+    run_check(_CHECK, "cpu", interpreter=True)
 
 
+@requires_cuda
 def test_gpu_cascade_and_lag_on_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    _run("cuda")
+    run_check(_CHECK, "cuda")
 
 
 def test_cascade_route_refuses_a_reach_without_reservoirs():

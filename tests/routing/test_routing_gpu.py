@@ -6,24 +6,18 @@ before triton is imported), when triton is installed; otherwise these tests skip
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _routing_cases import DT, requires_cuda, runoff, scheme_params
+from _routing_cases import DT, requires_cuda, requires_triton, run_check, runoff, scheme_params
 from thalweg.errors import ThalwegWarning
 from thalweg.irf import SCHEMES
 from thalweg.routing import route, route_reference
 from thalweg.testing import assert_discharge_close
-
-requires_triton = pytest.mark.skipif(find_spec("triton") is None, reason="needs triton")
 
 _INTERPRETED = textwrap.dedent("""
     import os, sys, warnings
@@ -72,11 +66,7 @@ _INTERPRETED = textwrap.dedent("""
 
 @requires_triton
 def test_triton_kernels_in_the_interpreter():
-    here = Path(__file__).parent
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    res = subprocess.run([sys.executable, "-c", _INTERPRETED, str(here)], capture_output=True, text=True, env=env,
-                         timeout=600, check=False)
-    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+    run_check(_INTERPRETED, str(Path(__file__).parent), interpreter=True, timeout=600)
 
 
 _INTERPRETED_FIR_RING = textwrap.dedent("""
@@ -148,11 +138,7 @@ _INTERPRETED_FIR_RING = textwrap.dedent("""
 def test_triton_convolution_and_adjoint_ring_in_the_interpreter():
     """The direct-convolution kernels (g = h and g apart) and the recursion's backward with its adjoint ring
     wrapping (short work items), a dense and a broadcast dL/dQ, against the compiled CPU engine."""
-    here = Path(__file__).parent
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    res = subprocess.run([sys.executable, "-c", _INTERPRETED_FIR_RING, str(here)], capture_output=True, text=True,
-                         env=env, timeout=900, check=False)
-    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+    run_check(_INTERPRETED_FIR_RING, str(Path(__file__).parent), interpreter=True, timeout=900)
 
 
 @pytest.mark.gpu

@@ -29,6 +29,12 @@ BWD_BT, BWD_WARPS, BWD_PROGRAMS_PER_SM = 256, 1, 32  # the recursions' backward:
 BT = 1024
 NUM_WARPS = 4
 PROGRAMS_PER_SM = 16
+# long float32 kernels go as block-Toeplitz products on tensor cores (_triton/toeplitz.py): R x R tap blocks,
+# chunks of BT steps as [R, BT / R] tiles; from TOEPLITZ_MIN_TAPS taps (shorter ones: fir.py's shifted rows)
+TOEPLITZ_MIN_TAPS = 128
+TOEPLITZ_R = 32
+TOEPLITZ_PRECISION = "tf32x3"  # float32 accuracy from TF32 tensor cores (each operand a high and a low part)
+TOEPLITZ_WARPS = 2  # H200, Hayami 100k x 1,000 kernel alone: 14.2 ms forward, 52.8 ms f+b (4 warps: 16.9, 70.9)
 
 
 @functools.lru_cache(maxsize=1)
@@ -220,11 +226,20 @@ def compact_kernels(h: torch.Tensor, g: torch.Tensor | None, k0: torch.Tensor, k
     return cut(h), (None if g is None else cut(g))
 
 
+def _toeplitz(kmax: int, dtype: torch.dtype) -> bool:
+    """The tensor-core kernels for this run: float32 and kernels of at least TOEPLITZ_MIN_TAPS taps."""
+    return dtype == torch.float32 and kmax >= TOEPLITZ_MIN_TAPS
+
+
+def _tap_rows(kmax: int) -> int:
+    """Block rows of taps per tile of the tensor-core kernel gradient: a power of two, 16 to 32."""
+    blocks = -(-kmax // TOEPLITZ_R)
+    return min(32, max(16, 1 << (blocks - 1).bit_length()))
+
+
 class _FIR(torch.autograd.Function):
     @staticmethod
     def forward(ctx, runoff, hc, gc, topo: Topology, k0, kn):
-        from ._triton.fir import fir_forward_kernel
-
         b, n, t_len = runoff.shape
         dev = runoff.device
         q = runoff.detach().contiguous()
@@ -237,20 +252,28 @@ class _FIR(torch.autograd.Function):
         n_chunks = -(-t_len // BT)
         items = n_chunks * n * b
         grid = _grid(items, dev)
-        sw = BT + kmax
-        scratch = torch.empty(grid * 2 * sw, dtype=h64.dtype, device=dev)  # the taps' compute type
         flags, ticket = _sync_buffers(b * n, dev)
-        fir_forward_kernel[(grid,)](
-            q, out, h64, g64, k0, kn, idx["level_order"], idx["child_ptr"], idx["child_idx"], flags, ticket,
-            scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT, num_warps=NUM_WARPS)
+        args = (q, out, h64, g64, k0, kn, idx["level_order"], idx["child_ptr"], idx["child_idx"], flags, ticket)
+        if _toeplitz(kmax, q.dtype):
+            from ._triton.toeplitz import toeplitz_forward_kernel
+
+            sw = BT + kmax + TOEPLITZ_R
+            scratch = torch.empty(grid * 2 * sw, dtype=h64.dtype, device=dev)
+            toeplitz_forward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
+                                             R=TOEPLITZ_R, PREC=TOEPLITZ_PRECISION, num_warps=TOEPLITZ_WARPS)
+        else:
+            from ._triton.fir import fir_forward_kernel
+
+            sw = BT + kmax
+            scratch = torch.empty(grid * 2 * sw, dtype=h64.dtype, device=dev)  # the taps' compute type
+            fir_forward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
+                                        num_warps=NUM_WARPS)
         ctx.topo, ctx.same = topo, same
         ctx.save_for_backward(q, out, h64, g64, k0, kn)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        from ._triton.fir import fir_backward_kernel
-
         q, out, h64, g64, k0, kn = ctx.saved_tensors
         topo: Topology = ctx.topo
         b, n, t_len = q.shape
@@ -266,13 +289,24 @@ class _FIR(torch.autograd.Function):
         n_chunks = -(-t_len // BT)
         items = n_chunks * n * b
         grid = _grid(items, dev)
-        sw = BT + kmax
-        scratch = torch.empty(grid * 3 * sw, dtype=h64.dtype, device=dev)
         flags, ticket = _sync_buffers(b * n, dev)
-        fir_backward_kernel[(grid,)](
-            q, out, grad, adj, dq, h64, g64, dh, dg, k0, kn, idx["level_order"], idx["downstream"],
-            idx["child_ptr"], idx["child_idx"], flags, ticket, scratch, n, b, t_len, n_chunks, kmax, sw,
-            SAME=same, BT=BT, num_warps=NUM_WARPS)
+        args = (q, out, grad, adj, dq, h64, g64, dh, dg, k0, kn, idx["level_order"], idx["downstream"],
+                idx["child_ptr"], idx["child_idx"], flags, ticket)
+        if _toeplitz(kmax, q.dtype):
+            from ._triton.toeplitz import toeplitz_backward_kernel
+
+            sw = BT + kmax + TOEPLITZ_R
+            scratch = torch.empty(grid * 4 * sw, dtype=h64.dtype, device=dev)
+            toeplitz_backward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
+                                              R=TOEPLITZ_R, WB=_tap_rows(kmax), UB=TOEPLITZ_R,
+                                              PREC=TOEPLITZ_PRECISION, num_warps=TOEPLITZ_WARPS)
+        else:
+            from ._triton.fir import fir_backward_kernel
+
+            sw = BT + kmax
+            scratch = torch.empty(grid * 3 * sw, dtype=h64.dtype, device=dev)
+            fir_backward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
+                                         num_warps=NUM_WARPS)
         return dq, dh.sum(0).to(h64.dtype), (None if same else dg.sum(0).to(h64.dtype)), None, None, None
 
 

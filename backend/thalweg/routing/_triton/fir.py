@@ -34,6 +34,58 @@ __all__ = ["fir_backward_kernel", "fir_forward_kernel"]
 
 
 @triton.jit
+def _forward_item(ticket, order_ptr, child_ptr, child_idx, flag_ptr, n_reach, n_batch):
+    """(time chunk, reach, batch element) of a forward ticket, once its inputs are published: its own earlier
+    chunk (keeps the published counts monotone) and this chunk of every upstream reach."""
+    chunk = ticket // (n_reach * n_batch)
+    rest = ticket % (n_reach * n_batch)
+    i = tl.load(order_ptr + rest // n_batch)
+    b = rest % n_batch
+    wait(flag_ptr + b * n_reach + i, chunk)
+    e = tl.load(child_ptr + i)
+    e1 = tl.load(child_ptr + i + 1)
+    while e < e1:
+        c = tl.load(child_idx + e)
+        e += 1
+        wait(flag_ptr + b * n_reach + c, chunk + 1)
+    return chunk, i, b
+
+
+@triton.jit
+def _backward_item(ticket, order_ptr, down_ptr, flag_ptr, n_reach, n_batch, n_chunks):
+    """(tickets done of this reach, time chunk, reach, batch element, downstream reach or -1) of a backward
+    ticket (last chunk first, outlets first), once its own later chunk and the downstream reach's adjoint of this
+    chunk and every later one are published."""
+    k = ticket // (n_reach * n_batch)
+    chunk = n_chunks - 1 - k
+    rest = ticket % (n_reach * n_batch)
+    i = tl.load(order_ptr + (n_reach - 1 - rest // n_batch))
+    b = rest % n_batch
+    wait(flag_ptr + b * n_reach + i, k)
+    d = tl.load(down_ptr + i)
+    if d >= 0:
+        wait(flag_ptr + b * n_reach + d, k + 1)
+    return k, chunk, i, b, d
+
+
+@triton.jit
+def _adjoint_window(grad_ptr, adj_ptr, scr, row, drow, d, base, wl, t_len, BT: tl.constexpr):
+    """scratch[s] = A[base + s] for s < wl (zero past t_len): dL/dQ plus, when there is a downstream reach
+    (d >= 0), its adjoint inflow."""
+    offs0 = tl.arange(0, BT)
+    s = 0
+    while s < wl:
+        so = s + offs0
+        t = base + so
+        m = (so < wl) & (t < t_len)
+        a = tl.load(grad_ptr + row + t, mask=m, other=0.0).to(tl.float64)
+        if d >= 0:
+            a += tl.load(adj_ptr + drow + t, mask=m, other=0.0, cache_modifier=".cg").to(tl.float64)
+        tl.store(scr + so, a.to(scr.dtype.element_ty), mask=so < wl)
+        s += BT
+
+
+@triton.jit
 def _inflow_window(q_ptr, out_ptr, child_ptr, child_idx, scr, scr_q, i, b, n_reach, t_len, base, wl,
                    SAME: tl.constexpr, BT: tl.constexpr):
     """scratch[s] = I[base + s] (U + q, or U and q apart) for s < wl, zero outside [0, t_len)."""
@@ -73,22 +125,11 @@ def fir_forward_kernel(q_ptr, out_ptr, hc_ptr, gc_ptr, k0_ptr, kn_ptr, order_ptr
     ticket = tl.atomic_add(ticket_ptr, 1)
     while ticket < n_items:
         nxt = tl.atomic_add(ticket_ptr, 1)  # its latency overlaps this item (deadlock-free, see iir.py)
-        chunk = ticket // (n_reach * n_batch)
-        rest = ticket % (n_reach * n_batch)
-        i = tl.load(order_ptr + rest // n_batch)
-        b = rest % n_batch
+        chunk, i, b = _forward_item(ticket, order_ptr, child_ptr, child_idx, flag_ptr, n_reach, n_batch)
         row = (b.to(tl.int64) * n_reach + i) * t_len
         t0 = chunk * BT
         offs = t0 + offs0
         mask = offs < t_len
-        wait(flag_ptr + b * n_reach + i, chunk)  # keeps the published counts monotone
-        e0 = tl.load(child_ptr + i)
-        e1 = tl.load(child_ptr + i + 1)
-        e = e0
-        while e < e1:
-            c = tl.load(child_idx + e)
-            e += 1
-            wait(flag_ptr + b * n_reach + c, chunk + 1)
         k0 = tl.load(k0_ptr + i)
         kn = (tl.load(kn_ptr + i) + 3) // 4 * 4  # taps four at a time (zero past the support)
         _inflow_window(q_ptr, out_ptr, child_ptr, child_idx, scr, scr_q, i, b, n_reach, t_len,
@@ -127,35 +168,17 @@ def fir_backward_kernel(q_ptr, out_ptr, grad_ptr, adj_ptr, dq_ptr, hc_ptr, gc_pt
     ticket = tl.atomic_add(ticket_ptr, 1)
     while ticket < n_items:
         nxt = tl.atomic_add(ticket_ptr, 1)
-        k = ticket // (n_reach * n_batch)
-        chunk = n_chunks - 1 - k  # last chunk first
-        rest = ticket % (n_reach * n_batch)
-        i = tl.load(order_ptr + (n_reach - 1 - rest // n_batch))  # outlets first
-        b = rest % n_batch
+        k, chunk, i, b, d = _backward_item(ticket, order_ptr, down_ptr, flag_ptr, n_reach, n_batch, n_chunks)
         bi = b.to(tl.int64) * n_reach + i
         row = bi * t_len
         t0 = chunk * BT
         offs = t0 + offs0
         mask = offs < t_len
-        wait(flag_ptr + b * n_reach + i, k)  # own later chunk: keeps the published counts monotone
-        d = tl.load(down_ptr + i)
-        if d >= 0:
-            wait(flag_ptr + b * n_reach + d, k + 1)  # downstream: this chunk and every later one
         drow = (b.to(tl.int64) * n_reach + d) * t_len
         k0 = tl.load(k0_ptr + i)
         kn = (tl.load(kn_ptr + i) + 3) // 4 * 4
-        # A over [t0 + k0, t0 + k0 + BT + K - 1)
         wl = BT + kn - 1
-        s = 0
-        while s < wl:
-            so = s + offs0
-            t = t0 + k0 + so
-            m = (so < wl) & (t < t_len)
-            a = tl.load(grad_ptr + row + t, mask=m, other=0.0).to(tl.float64)
-            if d >= 0:
-                a += tl.load(adj_ptr + drow + t, mask=m, other=0.0, cache_modifier=".cg").to(tl.float64)
-            tl.store(scr_a + so, a.to(scr_a.dtype.element_ty), mask=so < wl)
-            s += BT
+        _adjoint_window(grad_ptr, adj_ptr, scr_a, row, drow, d, t0 + k0, wl, t_len, BT)  # [t0 + k0, + BT + K - 1)
         # the forward inflow window, for the kernel gradients
         _inflow_window(q_ptr, out_ptr, child_ptr, child_idx, scr, scr_q, i, b, n_reach, t_len,
                        t0 - k0 - (kn - 1), wl, SAME, BT)
