@@ -5,8 +5,9 @@ unit, catchment areas and the file row of every reach; no numbers). A worker rea
 chunk with :meth:`ReachRows.read`: the same slices, unit conversion (:func:`._align.to_m3s`) and checks
 (:class:`._align.Aligner`) as :meth:`.readers.RunoffChunks.read`, so the numbers are the client's bit for bit.
 What the checks found (NaN, infinite, too large, negative: rows, steps, counts) is not worded on the worker: it
-comes back as a judgement, and :meth:`.readers.RunoffChunks.judge` words the judgements of every piece for the
-whole network, with the messages, ids and counts a read of the whole chunk gives.
+comes back as the aligner's :class:`._align.Findings`, and :meth:`.readers.RunoffChunks.judge` words the findings
+of every piece for the whole network (``Aligner.absorb``, then ``finish``), with the messages, ids and counts a
+read of the whole chunk gives.
 """
 from __future__ import annotations
 
@@ -20,47 +21,7 @@ from .._files import HDF5_IO
 from ..errors import RunoffError
 from ._align import Aligner, UnitInfo, routable_limit, to_m3s
 
-__all__ = ["ReachRows", "SharedAligner"]
-
-# the Aligner's tallies, which finish() words; anything else it keeps is its placement (rows, out, limit, ...)
-_TALLIES = ("_nan_rows", "_nan_steps", "_nan_count", "_neg_rows", "_neg_count", "_neg_min", "_bad")
-_PLACEMENT = ("_in_order",)
-
-
-class SharedAligner(Aligner):
-    """An :class:`Aligner` whose tallies are handed on (:meth:`judgement`) and added up (:meth:`absorb`), so that
-    pieces judged apart are worded as one (``finish``): one implementation of the checks and their messages."""
-
-    def judgement(self) -> dict[str, Any]:
-        """What the blocks put so far hold that ``finish`` would word (row flags in this aligner's reach order)."""
-        extra = {k for k in vars(self) if k.startswith("_")} - set(_TALLIES) - set(_PLACEMENT)
-        if extra:  # a tally added to Aligner must travel too, or a worker's finding would be lost
-            raise AssertionError(f"Aligner keeps {sorted(extra)}, which SharedAligner does not hand on")
-        found = {name: getattr(self, name) for name in _TALLIES}
-        found["_bad"] = {kind: (rows, steps, list(count), list(peak))
-                         for kind, (rows, steps, count, peak) in self._bad.items()}
-        return found
-
-    def fails(self) -> bool:
-        """Whether ``finish`` will raise (infinite or too large values, or NaN with nan='error')."""
-        return bool(self._bad["inf"][2][0] or self._bad["big"][2][0] or (self._nan_count and self.nan == "error"))
-
-    def absorb(self, reaches: np.ndarray, found: dict[str, Any]) -> None:
-        """Add a :meth:`judgement` of the aligner of ``reaches`` (positions in this aligner's network, in that
-        aligner's reach order) over the same steps."""
-        reaches = np.asarray(reaches, dtype=np.int64)
-        self._nan_rows[reaches] |= found["_nan_rows"]
-        self._nan_steps |= found["_nan_steps"]
-        self._nan_count += int(found["_nan_count"])
-        self._neg_rows[reaches] |= found["_neg_rows"]
-        self._neg_count += int(found["_neg_count"])
-        self._neg_min = min(self._neg_min, float(found["_neg_min"]))
-        for kind, (rows, steps, count, peak) in found["_bad"].items():
-            mine = self._bad[kind]
-            mine[0][reaches] |= rows
-            mine[1][:] |= steps
-            mine[2][0] += int(count[0])
-            mine[3][0] = max(mine[3][0], float(peak[0]))
+__all__ = ["ReachRows"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -122,17 +83,17 @@ class ReachRows:
                 self._ds.close()
                 self._ds = None
 
-    def read(self, reaches: np.ndarray, piece_network, a: int, b: int, step: float) -> tuple[np.ndarray, SharedAligner]:
+    def read(self, reaches: np.ndarray, piece_network, a: int, b: int, step: float) -> tuple[np.ndarray, Aligner]:
         """The runoff of ``reaches`` (positions in the whole network; ``piece_network`` is the network of those
         reaches, in that order) for steps a..b-1 of ``step`` seconds: float32 [n, b - a] m3/s, and the aligner
-        holding what its checks found (its ``judgement()`` for the client; nothing is warned or raised here)."""
+        holding what its checks found (its ``findings``, for the client; nothing is warned or raised here)."""
         from .readers import _block_steps
 
         reaches = np.asarray(reaches, dtype=np.int64)
         cols = self.column[reaches]
         present = cols >= 0
         n, steps = reaches.size, int(b) - int(a)
-        aligner = SharedAligner(piece_network.ids, piece_network, steps, path=None, field=self.variable,
+        aligner = Aligner(piece_network.ids, piece_network, steps, path=None, field=self.variable,
                                 nan=self.nan, missing="error")
         aligner.limit = routable_limit(self.column.size, steps)  # the whole network's bound, as one read judges
         if not present.any() or steps <= 0:

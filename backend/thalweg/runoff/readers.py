@@ -657,16 +657,15 @@ class RunoffChunks:
 
     def judge(self, a: int, b: int, time: np.ndarray, found) -> None:
         """Word what the checks of steps a..b-1 found in pieces read apart (``found``: (positions of a piece's
-        reaches in the network, the judgement of its ``ReachRows.read``) for pieces covering the network) as
-        :meth:`read` of the whole chunk does: the same warnings, or the same error."""
-        from ._rows import SharedAligner
+        reaches in the network, the ``Aligner.findings`` of its ``ReachRows.read``) for pieces covering the
+        network) as :meth:`read` of the whole chunk does: the same warnings, or the same error."""
 
         def word() -> None:
             ids = self._layout(self._part(a, a + 1)).ids  # the file's reach ids (a header read)
-            aligner = SharedAligner(ids, self.network, int(b) - int(a), path=None, field=self.variable,
-                                    nan=self.kwargs.get("nan", "error"), missing=self.kwargs.get("missing", "error"))
-            for reaches, judgement in found:
-                aligner.absorb(reaches, judgement)
+            aligner = Aligner(ids, self.network, int(b) - int(a), path=None, field=self.variable,
+                              nan=self.kwargs.get("nan", "error"), missing=self.kwargs.get("missing", "error"))
+            for reaches, findings in found:
+                aligner.absorb(reaches, findings)
             aligner.finish(time)
 
         self._named(word)

@@ -80,7 +80,7 @@ def _route_group(static: tuple, runoff: np.ndarray, inflow: Any, state: Any, opt
 def _read_route_group(static: tuple, rows: Any, steps: tuple[int, int, float], inflow: Any, state: Any,
                       options: Mapping[str, Any]):
     """On a worker: read the piece's runoff rows of steps a..b-1 from the file (``rows``: a ``ReachRows``) and
-    route them; returns (Q rows or None, the new state, the checks' judgement, a ThalwegError to raise or None).
+    route them; returns (Q rows or None, the new state, the checks' findings, a ThalwegError to raise or None).
     Nothing is routed where the checks will fail the chunk (the client raises their error)."""
     piece, subnet, _ = static
     try:
@@ -88,13 +88,13 @@ def _read_route_group(static: tuple, rows: Any, steps: tuple[int, int, float], i
     except ThalwegError as exc:  # raised again by the client, worded there (its option names)
         return None, state, None, _Raised.of(exc)
     if aligner.fails():
-        return None, state, aligner.judgement(), None
+        return None, state, aligner.findings, None
     q, new = _route_group(static, runoff, inflow, state, options)
-    return q, new, aligner.judgement(), None
+    return q, new, aligner.findings, None
 
 
 def _reported(result: tuple):
-    """(Q rows, judgement, error) of :func:`_read_route_group`'s result: what comes back to the client."""
+    """(Q rows, findings, error) of :func:`_read_route_group`'s result: what comes back to the client."""
     return result[0], result[2], result[3]
 
 
@@ -284,14 +284,14 @@ class DaskRouter:
                                           g.state, opts, workers=[g.worker], allow_other_workers=False, pure=False)
                 g.state = self.client.submit(operator.itemgetter(1), both, workers=[g.worker], pure=False)
                 futures.append(self.client.submit(_reported, both, workers=[g.worker], pure=False))
-            for g, (q, judgement, raised) in zip(stage, self.client.gather(futures)):
+            for g, (q, findings, raised) in zip(stage, self.client.gather(futures)):
                 if raised is not None:
                     raise raised.error()
                 if q is None:
                     skipped += 1
                 else:
                     out[g.piece.reaches] = q
-                found.append((g.piece.reaches, judgement))
+                found.append((g.piece.reaches, findings))
         self.source.judge(steps.a, steps.b, steps.time, found)  # the warnings, or the error, of a whole read
         if skipped:
             raise AssertionError(f"{skipped} pieces were not routed for failing checks that judge() did not fail")
