@@ -20,7 +20,7 @@ from thalweg.results.outputs import output_paths
 from thalweg.results.reader import read_discharge
 from thalweg.routing import route
 from thalweg.runoff.readers import RunoffChunks
-from thalweg.scale import basins, clusters, route_partitioned, route_piece
+from thalweg.scale import balance, basins, clusters, route_partitioned, route_piece
 from thalweg.scale.stream import LocalRouter, stream_route
 
 distributed = pytest.importorskip("distributed")
@@ -136,10 +136,12 @@ def _runoff(net, seed=3):
     return np.random.default_rng(seed).gamma(1.5, 2.0, size=(STEPS, net.n_reaches)).astype(np.float32)
 
 
-def _write(path, net, values, fmt="nc"):
+def _write(path, net, values, fmt="nc", order=None):
     """A qlateral(time, river_id) file of ``values`` [time, reach] (m3/s), its reaches in another order than the
-    network's; zarr: depths in mm per step with catchment_area (the unit conversion and areas per row)."""
-    order = np.random.default_rng(0).permutation(net.n_reaches)
+    network's (``order``: the network position of each file row; default a seeded permutation, which scatters
+    every basin over the file); zarr: depths in mm per step with catchment_area (the unit conversion and areas
+    per row)."""
+    order = np.random.default_rng(0).permutation(net.n_reaches) if order is None else np.asarray(order)
     time = np.datetime64("2020-01-01T01:00", "ns") + np.arange(STEPS) * np.timedelta64(3600, "s")
     area = np.random.default_rng(1).uniform(1e6, 5e7, net.n_reaches)
     if fmt == "zarr":  # mm per step of the catchment area: m3/s = mm / 1000 * area / dt
@@ -196,6 +198,81 @@ def test_workers_read_their_rows_as_the_client_would(workers, net, tmp_path, mon
     assert np.array_equal(read, sent)  # bit for bit the rows the client sent
     # one process: equal but for torch's last bits with another thread count (module docstring)
     np.testing.assert_allclose(read, one, rtol=1e-6, atol=1e-7 * one.max())
+
+
+def _by_basin(net, seed=4):
+    """A file order that keeps each basin's rows together (as files sorted by basin do): the basins in a shuffled
+    order, each basin's reaches shuffled inside it."""
+    rng = np.random.default_rng(seed)
+    parts = [p.reaches for p in basins(net)]
+    return np.concatenate([rng.permutation(parts[i]) for i in rng.permutation(len(parts))])
+
+
+def test_each_worker_reads_its_own_part_of_a_file_kept_by_basin(client, net, tmp_path, monkeypatch):
+    """A file that keeps each basin's rows together: each worker's basins are consecutive in it, so a worker reads
+    about 1/W of the rows (the spans xarray is asked for, counted on each worker, against the rows of its reaches
+    found from the file's ids here), not the whole file as LPT's interleaved bins would; the discharge is bit for
+    bit that of one process routing the same pieces (one thread, as each worker runs)."""
+    import torch
+    from thalweg.runoff.readers import open_runoff_chunks, read_runoff
+
+    params = _params(net)
+    values = _runoff(net, seed=6)
+    path = _write(tmp_path / "basins.nc", net, values, order=_by_basin(net))
+    with xr.open_dataset(path) as ds:
+        file_row = {int(r): i for i, r in enumerate(ds["river_id"].values)}  # the file's own ids, read here
+    read: dict[str, set] = {}
+    real = xr.DataArray.isel
+
+    def counted(self, indexers=None, **kw):  # every span of rows a worker asks the file for
+        try:
+            where = distributed.get_worker().address
+        except ValueError:  # the client (its time stamps and first steps: no rows of its own)
+            where = None
+        rows = (indexers or {}).get("river_id")
+        if where is not None and self.name == "qlateral" and isinstance(rows, slice):
+            read.setdefault(where, set()).update(range(rows.start, rows.stop))
+        return real(self, indexers, **kw)
+
+    # the compiled routing loaded before the two in-process workers route at once: two threads' first calls race
+    # in routing._native.load, and the one that loses routes through torch instead (rounding the last bits apart)
+    _quiet(route, net, values[:2].T, params, dt=DT)
+    monkeypatch.setattr(xr.DataArray, "isel", counted)
+    router = _dask(net, params, client)
+    source = open_runoff_chunks(path, net)
+    threads = torch.get_num_threads()
+    try:
+        chunks = router.chunk_source(source)
+        got = [_quiet(router, chunks.read(a, a + CHUNK).values) for a in range(0, STEPS, CHUNK)]
+        torch.set_num_threads(1)
+        column = source.rows().column
+        whole = _quiet(read_runoff, path, net).values
+        ref, states = [], None
+        for a in range(0, STEPS, CHUNK):
+            q, states = _quiet(route_partitioned, net, basins(net), whole[:, a:a + CHUNK], params, dt=DT, n_bins=2,
+                               rows=column, states=states, return_state=True)
+            ref.append(q)
+    finally:
+        torch.set_num_threads(threads)
+        source.close()
+        router.close()
+    n = net.n_reaches
+    need = {}
+    for g in router.stages[0]:  # the rows of each worker's reaches, from the file's ids
+        need.setdefault(g.worker, set()).update(file_row[int(i)] for i in net.ids[g.piece.reaches])
+    assert set(read) == set(need) and len(read) == 2
+    for w in read:
+        assert read[w] == need[w]  # nothing but its own rows: one span of the file
+    assert sum(len(r) for r in read.values()) == n  # every row read once, by one worker
+    largest = basins(net)[0].n_reaches
+    assert all(abs(len(r) - n / 2) <= largest / 2 for r in read.values())  # about half each, to one basin
+    lpt_spans = []
+    for b in balance(basins(net), 2):  # what the interleaved bins of work alone would have read
+        rows = [file_row[int(i)] for p in b for i in net.ids[p.reaches]]
+        lpt_spans.append(max(rows) + 1 - min(rows))
+    assert min(lpt_spans) > 0.9 * n
+    for q, r in zip(got, ref):
+        assert q.dtype == r.dtype and np.array_equal(q, r)  # bit for bit
 
 
 def _bad(net, router, case):

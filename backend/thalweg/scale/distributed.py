@@ -2,8 +2,9 @@
 ``LocalCluster``) or ``--scheduler tcp://HOST:8786`` (any cluster: dask-jobqueue on HPC, Kubernetes, cloud).
 
 Each merged piece of the partition (:mod:`.partition`: basins, or clusters of huge basins, balanced into one
-group per worker thread and stage) lives on one worker for the whole run: its sub-network and parameters are
-sent once, and its warm state stays there between time chunks (a future). A chunk of a runoff file is read by
+group per worker and stage; where the runoff is a file, each worker's basins consecutive in the file's rows)
+lives on one worker for the whole run: its sub-network and parameters are sent once, and its warm state stays
+there between time chunks (a future). A chunk of a runoff file is read by
 the workers: each is sent the chunk's step range, reads its piece's rows from the file itself
 (:meth:`thalweg.runoff.readers.RunoffChunks.rows`: the client's reader, its unit conversion and checks) and
 sends back the discharge and what the checks found, which the client words once for the whole network
@@ -186,7 +187,11 @@ class DaskRouter:
     pieces : a partition (:func:`.partition.basins` by default; :func:`.partition.clusters` cuts huge basins).
     groups_per_worker : merged pieces per worker and stage (more: finer balance, more tasks).
     read_on_workers : let the workers read a runoff file's chunks themselves (:meth:`chunk_source`); False: the
-        client reads them and sends each piece its rows.
+        client reads them and sends each piece its rows (``thalweg route --no-worker-read``).
+
+    The pieces are placed on the workers at the first use: by the runoff file's rows when :meth:`chunk_source`
+    is given a file first (each worker's basins consecutive in the file, balanced by work within
+    ``partition.CONTIGUOUS_TOLERANCE``), else balanced by work alone (``partition.balance``).
     """
 
     def __init__(self, network, params, scheme, *, dt: float, client=None, address: str | None = None,
@@ -194,44 +199,68 @@ class DaskRouter:
                  device: Any = "cpu", dtype: torch.dtype = torch.float32, kernel_length: int | None = None,
                  read_on_workers: bool = True) -> None:
         from ..irf import get_scheme
-        from .partition import _whole_checks, balance, basins, history_length, merge, piece_params, stages
+        from .partition import _whole_checks, basins, history_length
 
-        self.network, self.dt, self.engine, self.dtype = network, float(dt), engine, dtype
+        self.network, self.params, self.dt, self.engine, self.dtype = network, params, float(dt), engine, dtype
         self.read_on_workers, self.source, self.rows = bool(read_on_workers), None, None
         self.device = "cpu" if device in (None, "auto") else device
         sch = get_scheme(scheme)
         _whole_checks(network, params, sch, self.dt)  # parameter errors and scheme warnings name the whole network
         self._own = client is None
         self.client, self.cluster = (client, None) if client is not None else dask_client(address, n_workers)
-        workers = sorted(self.client.scheduler_info()["workers"])
-        if not workers:
+        self.workers = sorted(self.client.scheduler_info()["workers"])
+        if not self.workers:
             raise InputError("the Dask cluster has no workers.", hint="Start workers, or wait for them to join.")
         threads = self.client.nthreads()
         self.options = {"scheme": sch.name, "dt": self.dt, "engine": engine, "dtype": dtype, "device": self.device,
                         "kernel_length": history_length(network, params, sch, dt, engine=engine,
                                                         kernel_length=kernel_length)}
         self.pieces = basins(network) if pieces is None else pieces
-        self.stages: list[list[_Group]] = []
+        self.groups_per_worker = max(1, int(groups_per_worker))
+        self.threads = {w: threads.get(w, 1) for w in self.workers}
+        self._stages: list[list[_Group]] | None = None
+
+    @property
+    def stages(self) -> list[list[_Group]]:
+        """Each stage's merged pieces on their workers, placed at the first use (:meth:`_place`)."""
+        if self._stages is None:
+            self._place(None)
+        return self._stages
+
+    def _place(self, rows: np.ndarray | None) -> None:
+        """Balance each stage's pieces into ``groups_per_worker`` groups per worker (``partition.balance``; by the
+        file row of each reach, ``rows``, where the runoff is a file: a worker's groups are then consecutive in the
+        file, so that it reads its own part of the rows, not the whole span), and send each group's sub-network
+        and parameters to its worker once. A worker takes consecutive groups."""
+        from .partition import balance, merge, piece_params, stages
+
+        workers, placed_stages = self.workers, []
         for stage in stages(self.pieces):
-            groups = [merge(g) for g in balance(stage, len(workers) * max(1, int(groups_per_worker)))]
+            groups = [merge(g) for g in balance(stage, len(workers) * self.groups_per_worker, rows=rows)]
             placed = []
             for i, piece in enumerate(groups):
-                worker = workers[i % len(workers)]
-                static = (piece, piece.subnetwork(network), piece_params(params, piece))
+                worker = workers[i * len(workers) // len(groups)]
+                static = (piece, piece.subnetwork(self.network), piece_params(self.params, piece))
                 future = self.client.scatter([static], workers=[worker], broadcast=False, hash=False)[0]
                 placed.append(_Group(piece, worker, future))
-            self.stages.append(placed)
-        self.threads = {w: threads.get(w, 1) for w in workers}
+            placed_stages.append(placed)
+        self._stages = placed_stages
 
     def chunk_source(self, source):
         """The chunk source a stream reads through (:func:`.stream.stream_route` asks): for a runoff file that every
         worker opens, one whose chunks carry only their times and step range (the workers read the values); any
-        other source as it is (each piece's rows then go from the client)."""
+        other source as it is (each piece's rows then go from the client). Given a file before the pieces were
+        placed, they are placed by its rows (:meth:`_place`), whether the workers read it or not, so a run
+        resumes with the same pieces either way."""
         from ..runoff.readers import RunoffChunks
 
-        if not (self.read_on_workers and isinstance(source, RunoffChunks)):
+        if not isinstance(source, RunoffChunks):
             return source
         rows = source.rows()
+        if self._stages is None:
+            self._place(rows.column)
+        if not self.read_on_workers:
+            return source
         found = self.client.run(_can_read, rows.path, rows.variable)
         want = tuple(source.ds[rows.variable].shape)
         cannot = {w: got for w, got in sorted(found.items()) if got != want}
