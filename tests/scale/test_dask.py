@@ -424,3 +424,48 @@ def test_thalweg_route_on_a_scheduler_resumes_bit_for_bit(cluster, tmp_path, mon
     assert main([*args, "-o", str(tmp_path / "cut" / "q.nc"), "--resume"]) == 0
     full, cut = read_discharge(tmp_path / "full" / "q.nc"), read_discharge(tmp_path / "cut" / "q.nc")
     assert np.array_equal(cut.values, full.values) and np.array_equal(cut.time, full.time)
+
+
+def test_thalweg_route_no_worker_read_sends_the_rows_and_writes_the_same_file(cluster, tmp_path, monkeypatch):
+    """``--no-worker-read``: the client reads every chunk and sends each worker its rows (its reads counted), the
+    file bit for bit that of the workers reading; the setting is saved, and ``--worker-read`` turns it back on
+    over a settings file that says false."""
+    from thalweg.cli import main
+
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
+    args = ["route", str(sample / "cance_rivers.gpkg"), str(sample / "cance_runoff.nc"), "--quiet", "--no-gpkg",
+            "--chunk-steps", "1000", "--scheduler", cluster.scheduler_address]
+    reads = []
+    real = RunoffChunks.read
+
+    def spy(self, a, b, **kw):
+        reads.append((a, b))
+        return real(self, a, b, **kw)
+
+    monkeypatch.setattr(RunoffChunks, "read", spy)
+    assert main([*args, "-o", str(tmp_path / "sent.nc"), "--no-worker-read"]) == 0
+    sent_reads, reads[:] = list(reads), []
+    n_steps = read_discharge(tmp_path / "sent.nc").values.shape[1]
+    assert sent_reads == [(0, 2)] + [(a, min(a + 1000, n_steps)) for a in range(0, n_steps, 1000)]
+    saved = json.loads((tmp_path / "sent.settings.json").read_text())
+    assert saved["worker_read"] is False
+    assert main(["route", "--settings", str(tmp_path / "sent.settings.json"), "-o", str(tmp_path / "read.nc"),
+                 "--worker-read", "--quiet"]) == 0
+    assert reads == [(0, 2)]  # the workers read every chunk
+    assert json.loads((tmp_path / "read.settings.json").read_text())["worker_read"] is True
+    sent, read = read_discharge(tmp_path / "sent.nc"), read_discharge(tmp_path / "read.nc")
+    assert np.array_equal(sent.values, read.values)
+
+
+def test_thalweg_route_names_its_flag_when_workers_cannot_read(cluster, tmp_path, monkeypatch, capsys):
+    """The warning of workers that cannot open the runoff names the CLI's flag that silences it."""
+    from thalweg.cli import main
+    from thalweg.scale import distributed as dist
+
+    monkeypatch.setattr(dist, "_can_read", lambda p, v: "runoff file not found")
+    sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
+    assert main(["route", str(sample / "cance_rivers.gpkg"), str(sample / "cance_runoff.nc"), "--quiet",
+                 "--no-gpkg", "--scheduler", cluster.scheduler_address, "-o", str(tmp_path / "q.nc")]) == 0
+    said = [x for x in capsys.readouterr().err.splitlines() if "cannot read the runoff" in x]
+    assert len(said) == 1 and "runoff file not found" in said[0]
+    assert "or let the client read it (--no-worker-read), to silence this" in said[0], said

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError, ThalwegError, ThalwegWarning, opt
+from ..errors import InputError, ThalwegError, ThalwegWarning, opt, render_options
 
 __all__ = ["DaskRouter", "dask_client"]
 
@@ -267,10 +267,11 @@ class DaskRouter:
         if cannot:
             worker, why = next(iter(cannot.items()))
             why = why if isinstance(why, str) else f"variable {rows.variable} there has the shape {why}, not {want}"
-            warnings.warn(f"{len(cannot):,} of the {len(found):,} Dask workers cannot read the runoff "
-                          f"{source.path} ({worker}: {why}); the client reads it and sends each worker its rows "
-                          f"(slower). Give the workers the file at the same path (a shared file system) to "
-                          f"silence this.", ThalwegWarning, stacklevel=2)
+            warnings.warn(render_options(
+                f"{len(cannot):,} of the {len(found):,} Dask workers cannot read the runoff {source.path} ({worker}: "
+                f"{why}); the client reads it and sends each worker its rows (slower). Give the workers the file at "
+                f"the same path (a shared file system), or let the client read it "
+                f"({opt('DaskRouter.read_on_workers')}), to silence this."), ThalwegWarning, stacklevel=2)
             return source
         self.source = source
         self.rows = self.client.scatter(rows, broadcast=True, hash=False)
