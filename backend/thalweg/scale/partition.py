@@ -254,23 +254,26 @@ def balance(pieces: Sequence[Piece], n_bins: int, steps: int = 1, *, rows: np.nd
     lpt = [b for b in bins if b]
     if rows is None or len(pieces) <= 1:
         return lpt
-    order = np.lexsort((np.arange(len(pieces)), _first_rows(pieces, rows))).tolist()
-    cuts = _consecutive(np.asarray([work[i] for i in order], dtype=np.int64), n_bins)
-    runs = [[pieces[i] for i in order[a:b]] for a, b in zip(cuts[:-1], cuts[1:])]
-    largest_lpt = max(sum(p.work(steps) for p in b) for b in lpt)
-    largest_run = max(sum(p.work(steps) for p in b) for b in runs)
-    return runs if largest_run <= (1.0 + float(tolerance)) * largest_lpt else lpt
+    order = np.lexsort((np.arange(len(pieces)), _first_rows(pieces, rows)))
+    in_order = np.asarray(work, dtype=np.int64)[order]
+    cuts = _consecutive(in_order, n_bins)
+    largest_run = int(np.add.reduceat(in_order, cuts[:-1]).max())
+    if largest_run > (1.0 + float(tolerance)) * max(load for load, _ in heap):
+        return lpt
+    order = order.tolist()
+    return [[pieces[i] for i in order[a:b]] for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
 
 
 def _first_rows(pieces: Sequence[Piece], rows: np.ndarray) -> np.ndarray:
     """int64 [P]: the first of each piece's ``rows`` (-1 for a piece with none)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    reaches = np.concatenate([p.reaches for p in pieces])
-    owner = np.repeat(np.arange(len(pieces)), [p.n_reaches for p in pieces])
-    mine = rows[reaches]
-    first = np.full(len(pieces), np.iinfo(np.int64).max)
-    np.minimum.at(first, owner[mine >= 0], mine[mine >= 0])
-    return np.where(first == np.iinfo(np.int64).max, -1, first)
+    none = np.iinfo(np.int64).max
+    sizes = np.asarray([p.n_reaches for p in pieces], dtype=np.int64)
+    mine = np.asarray(rows, dtype=np.int64)[np.concatenate([p.reaches for p in pieces])]
+    first = np.full(sizes.size, none)
+    if mine.size:
+        held = sizes > 0  # reduceat over each piece's rows: the pieces that hold reaches
+        first[held] = np.minimum.reduceat(np.where(mine >= 0, mine, none), (np.cumsum(sizes) - sizes)[held])
+    return np.where(first == none, -1, first)
 
 
 def _consecutive(work: np.ndarray, n_bins: int) -> np.ndarray:
@@ -279,9 +282,12 @@ def _consecutive(work: np.ndarray, n_bins: int) -> np.ndarray:
     filled greedily to it."""
     total = np.concatenate([[0], np.cumsum(work)])
 
-    def fill(cap: int) -> list[int]:
+    def fill(cap: int) -> list[int] | None:
+        """The greedy runs of at most ``cap`` each; None once more than ``n_bins`` are needed."""
         bounds, a = [0], 0
         while a < work.size:
+            if len(bounds) > n_bins:
+                return None
             b = int(np.searchsorted(total, total[a] + cap, side="right")) - 1  # the most pieces that fit
             bounds.append(b)
             a = b
@@ -290,7 +296,7 @@ def _consecutive(work: np.ndarray, n_bins: int) -> np.ndarray:
     lo, hi = int(work.max()), int(total[-1])
     while lo < hi:
         mid = (lo + hi) // 2
-        if len(fill(mid)) - 1 <= n_bins:
+        if fill(mid) is not None:
             hi = mid
         else:
             lo = mid + 1
