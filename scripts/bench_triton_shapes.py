@@ -126,6 +126,22 @@ def convolution(argv: list[str]) -> None:
     print(json.dumps({"taps_mean": float(kn.double().mean()), "taps_max": int(kn.max())}), flush=True)
     topo, topo_rows = topology(net), topology(rows)
     ref = route(net, q, params, "hayami", dt=3600.0, engine="exact", dtype=torch.float64)  # the float64 run
+    # the kernels' build: [N, T] float64 kernels, their supports and the cut (before), against the compact taps
+    # built by the Triton kernels (route()'s path now)
+    p64 = per_reach(net, s, params, dtype=torch.float64, device=DEV)
+    tol = _cpu.support_tol(torch.float32)
+
+    def full_build():
+        kk = s.kernels(p64, 3600.0, t_len)
+        a, b = _cpu.kernel_support_on(kk.h, None, tol)
+        return _gpu.compact_kernels(kk.h, None, a, (b - a).clamp(min=1), dtype=torch.float32)
+    comp = s.compact(p64, 3600.0, t_len, tol)
+    print(json.dumps({"full_kernels_build_ms": round(median_ms(full_build), 3),
+                      "compact_taps_ms": round(median_ms(lambda: s.compact(p64, 3600.0, t_len, tol)), 3),
+                      "compact_width": int(comp.taps.shape[1]), "compact_taps_mean": float(comp.count.double().mean()),
+                      "compact_taps_max_abs_diff": float((comp.taps[:, :hc.shape[1]].float()
+                                                          - hc[:, :comp.taps.shape[1]]).abs().max())}), flush=True)
+    del comp
     for arg in argv:
         vals = arg.split(",")
         bt, r, warps, per_sm = (int(v) for v in vals[:4])
@@ -158,12 +174,22 @@ def convolution(argv: list[str]) -> None:
             o = route(net, qq, params, "hayami", dt=3600.0, engine="exact")
             o.backward(torch.ones_like(o))
         rec["route_fwd_bwd_ms"] = round(median_ms(step, 5), 3)
+        # calibration's case: gradients in the parameters (through the taps' backward) and the runoff
+        cel = torch.as_tensor(params["celerity"], device=DEV).requires_grad_(True)
+        dif = torch.as_tensor(params["diffusivity"], device=DEV).requires_grad_(True)
+
+        def pstep(qq=qq, cel=cel, dif=dif):
+            qq.grad = cel.grad = dif.grad = None
+            o = route(net, qq, {"celerity": cel, "diffusivity": dif}, "hayami", dt=3600.0, engine="exact")
+            o.backward(torch.ones_like(o))
+        rec["route_fwd_bwd_params_ms"] = round(median_ms(pstep, 5), 3)
         rec["max_rel_error_vs_float64"] = f"{err:.2e}"
         print(json.dumps(rec), flush=True)
-    from thalweg.routing._triton import fir, toeplitz
+    from thalweg.routing._triton import fir, hayami, toeplitz
 
     for kern in (fir.fir_forward_kernel, fir.fir_backward_kernel, toeplitz.toeplitz_forward_kernel,
-                 toeplitz.toeplitz_backward_kernel):
+                 toeplitz.toeplitz_backward_kernel, hayami.hayami_support_kernel, hayami.hayami_taps_kernel,
+                 hayami.hayami_taps_backward_kernel):
         for rec in compiled_stats(kern):
             print(json.dumps(rec), flush=True)
 

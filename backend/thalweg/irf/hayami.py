@@ -5,7 +5,8 @@ mu = L / c, lambda = L^2 / (2 D); F(s) = Phi(sqrt(lambda/s)(s/mu - 1))
 
 ``compact`` gives the same taps over each reach's support only (``Scheme.compact``): compiled (routing.c's
 ``hayami_support`` / ``hayami_taps``, analytic derivatives in ``hayami_taps_backward``) on CPU tensors when the C
-library builds, torch (:func:`cdf` and autograd) elsewhere.
+library builds, the same functions as Triton kernels (``routing/_triton/hayami.py``) on CUDA tensors when Triton
+runs there, torch (:func:`cdf` and autograd) elsewhere.
 """
 from __future__ import annotations
 
@@ -141,6 +142,70 @@ class _Taps(torch.autograd.Function):
         return dmu.to(ctx.dtypes[0]), dlam.to(ctx.dtypes[1]), None, None, None, None, None
 
 
+class _GpuTaps(torch.autograd.Function):
+    """The taps [N, width] over each reach's support by the Triton kernels (``cp``: their float64 constants, dt and
+    tol); backward: dL/dmu and dL/dlambda from the same analytic derivatives as ``_Taps``."""
+
+    @staticmethod
+    def forward(ctx, mu, lam, first, count, width: int, cp):
+        from ..routing._triton.hayami import hayami_taps_kernel
+
+        mu64 = mu.detach().to(torch.float64).contiguous()
+        lam64 = lam.detach().to(torch.float64).contiguous()
+        n = mu64.shape[0]
+        taps = torch.empty((n, width), dtype=torch.float64, device=mu64.device)
+        if n:
+            hayami_taps_kernel[(n, -(-width // GPU_BLOCK))](mu64, lam64, cp, first, count, taps, width,
+                                                            BLOCK=GPU_BLOCK)
+        ctx.save_for_backward(mu64, lam64, first, count, cp)
+        ctx.dtypes = (mu.dtype, lam.dtype)
+        return taps
+
+    @staticmethod
+    def backward(ctx, grad):
+        from ..routing._triton.hayami import hayami_taps_backward_kernel
+
+        mu64, lam64, first, count, cp = ctx.saved_tensors
+        g = grad.detach().to(torch.float64).contiguous()
+        n, width = g.shape
+        dmu = torch.empty_like(mu64)
+        dlam = torch.empty_like(lam64)
+        if n:
+            hayami_taps_backward_kernel[(n,)](mu64, lam64, cp, first, count, g, dmu, dlam, width, BLOCK=GPU_BLOCK)
+        return dmu.to(ctx.dtypes[0]), dlam.to(ctx.dtypes[1]), None, None, None, None
+
+
+GPU_BLOCK = 1024  # taps (points) per Triton program of the taps and their backward; reaches per support program
+
+
+def _gpu_constants(dt: float, tol: float, device: torch.device) -> torch.Tensor:
+    """The Triton kernels' float64 array: their constants, then dt and tol (``_triton/hayami.py``)."""
+    from ..routing._triton.hayami import CONSTANTS
+
+    return torch.tensor(CONSTANTS + (dt, tol), dtype=torch.float64, device=device)
+
+
+def _gpu_compact(mu, lam, dt: float, n_steps: int, tol: float) -> Compact:
+    """:func:`compact` by the Triton kernels: the support, then the taps (width: the longest count rounded up to
+    a multiple of 4, the GPU convolution's row width, so that it takes them as they are)."""
+    from ..routing import _gpu  # here, not at import: routing imports irf
+    from ..routing._triton.hayami import hayami_support_kernel
+
+    dev = mu.device
+    cp = _gpu_constants(dt, tol, dev)
+    n = mu.shape[0]
+    with torch.no_grad():
+        mu64 = mu.detach().to(torch.float64).contiguous()
+        lam64 = lam.detach().to(torch.float64).contiguous()
+        first = torch.empty(n, dtype=torch.int64, device=dev)
+        count = torch.empty(n, dtype=torch.int64, device=dev)
+        if n:
+            iters = max(0, (n_steps - 1).bit_length())  # ceil(log2 n_steps), as the C and torch rules
+            hayami_support_kernel[(-(-n // 256),)](mu64, lam64, cp, first, count, n, n_steps, iters, BLOCK=256)
+    width = _gpu._tap_width(int(count.max()) if n else 1)
+    return Compact(first, count, _GpuTaps.apply(mu, lam, first, count, width, cp))
+
+
 def _torch_compact(mu, lam, dt: float, n_steps: int, tol: float) -> Compact:
     """:func:`compact` in torch on any device: the support rule by bisection on :func:`cdf`, then the CDF over
     each reach's support only, through autograd."""
@@ -155,15 +220,22 @@ def _torch_compact(mu, lam, dt: float, n_steps: int, tol: float) -> Compact:
 
 def compact(params, dt: float, n_steps: int, tol: float, *, native: bool | None = None) -> Compact:
     """The kernels of ``kernel`` cut to each reach's support by the support rule at ``tol`` (``Scheme.compact``),
-    without [N, n_steps] arrays: the compiled path for CPU tensors when the library builds (``native`` None),
-    the torch one otherwise (``native=False`` forces it; ``True`` requires the compiled one)."""
+    without [N, n_steps] arrays: the compiled path (C for CPU tensors when the library builds, Triton for CUDA
+    tensors) when ``native`` is None, the torch one otherwise (``native=False`` forces it; ``True`` requires the
+    compiled one)."""
     if n_steps < 1:
         raise ValueError(f"hayami.compact: n_steps must be >= 1, not {n_steps}")
     mu, lam = _shape(params)
     dt = float(dt)
+    if mu.device.type == "cuda" and native is not False:
+        from ..routing import _gpu  # here, not at import: routing imports irf
+
+        if _gpu.available(mu.device):
+            return _gpu_compact(mu, lam, dt, int(n_steps), float(tol))
     lib = _library() if native is not False and mu.device.type == "cpu" else None
     if native and lib is None:
-        raise RuntimeError("hayami.compact: the compiled path needs CPU tensors and the compiled routing library")
+        raise RuntimeError("hayami.compact: the compiled path needs CPU tensors and the compiled routing library, "
+                           "or CUDA tensors and Triton")
     if lib is None:
         return _torch_compact(mu, lam, dt, int(n_steps), float(tol))
     with torch.no_grad():

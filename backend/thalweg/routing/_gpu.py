@@ -329,7 +329,7 @@ def fir_route_taps(runoff: torch.Tensor, first, taps: torch.Tensor, topo: Topolo
     a pure lag's two taps). taps [N, K] is differentiable; no [N, T] kernel is built or scanned."""
     n, k = taps.shape
     kmax = _tap_width(k)
-    hc = torch.nn.functional.pad(taps, (0, kmax - k)).to(runoff.dtype)
+    hc = (taps if k == kmax else torch.nn.functional.pad(taps, (0, kmax - k))).to(runoff.dtype)
     k0 = torch.as_tensor(first, dtype=torch.int64).to(runoff.device).contiguous()
     if counts is None:
         kn = torch.full((n,), k, dtype=torch.int64, device=runoff.device)

@@ -123,14 +123,14 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
             if cascade is not None:
                 _once(f"thalweg: exact engine on {device.type}: cascade-triton")
                 return _gpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-triton"
-        # compact kernels on the GPU for the pure lag only: Hayami's (a bisection per reach in torch there) took
-        # 20 ms at 100k x 1,000 hourly against 14 ms for building its full kernels and scanning them (H200,
-        # docs/routing-engines.md), its supports being nearly the horizon at D = 1e4 m2/s
-        if scheme.compact is not None and scheme.kernel is lag.kernel:
+        # the kernels over their supports only (the pure lag's two taps; Hayami's built by Triton kernels, its
+        # support by bisection in registers: no [N, T] kernels built, scanned or cut)
+        if scheme.compact is not None:
             comp = scheme.compact(p, dt, t_len, _cpu.support_tol(runoff.dtype))
-            if comp.first.shape[0] == topo.n:
-                _once(f"thalweg: exact engine on {device.type}: lag-triton")
-                return _gpu.fir_route_taps(runoff, comp.first, comp.taps, topo, counts=comp.count), None, "lag-triton"
+            if comp.first.shape[0] == topo.n and int(comp.taps.shape[1]) <= _gpu.MAX_TAPS:
+                name = "lag-triton" if scheme.kernel is lag.kernel else "fir-compact-triton"
+                _once(f"thalweg: exact engine on {device.type}: {name}")
+                return _gpu.fir_route_taps(runoff, comp.first, comp.taps, topo, counts=comp.count), None, name
     length = kernel_length or t_len
     kern: Kernels = kernels_fn(length)
     if path == "fft" and _gpu.available(device) and not isinstance(state, tuple):
