@@ -85,6 +85,12 @@ def _add_settings(group, names: list[str], table: dict[str, tuple[Any, Option]] 
         f, opt = table[name]
         kind = kind_of(f).rstrip("?")
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": _help(f, opt)}
+        if kind == "bool" and opt.negatable:  # --X / --no-X: the Option names the --no- form, the default on
+            if not (f.default is True and opt.flag.startswith("--no-")):
+                raise AssertionError(f"negatable setting {name}: default {f.default!r}, flag {opt.flag}")
+            kw["action"] = argparse.BooleanOptionalAction
+            group.add_argument("--" + opt.flag[len("--no-"):], **kw)
+            continue
         if kind == "bool":
             kw["action"] = "store_false" if f.default else "store_true"
         elif kind == "bounds":

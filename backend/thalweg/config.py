@@ -148,6 +148,8 @@ class Option:
     metavar : the value's name in ``--help``.
     aliases : other library keywords the setting becomes (``fit.loss`` beside ``run_fit.loss``), so that hints
         written with either name the flag or JSON key.
+    negatable : a true/false setting on by default whose ``flag`` (``--no-X``, the form hints name) comes with its
+        positive form ``--X`` (argparse's BooleanOptionalAction), which turns it back on over a settings file.
     """
 
     help: str
@@ -165,6 +167,7 @@ class Option:
     json_key: str | None = None
     metavar: str | None = None
     aliases: tuple[str, ...] = ()
+    negatable: bool = False
 
 
 def _setting(default: Any = dataclasses.MISSING, help: str = "", **option: Any) -> Any:
@@ -341,6 +344,11 @@ class RouteSettings:
                                  "streams)", flag="--dask", keyword="route.dask", server=False)
     dask_workers: int = _setting(2, "workers of the local Dask cluster of --dask", flag="--dask-workers",
                                  keyword="route.dask_workers", ge=1, le=1024, metavar="N", server=False)
+    worker_read: bool = _setting(True, "Dask workers read their own rows of the runoff file (default; every worker "
+                                       "needs the file at the same path, e.g. on a shared file system); "
+                                       "--no-worker-read: this process reads it and sends each worker its rows",
+                                 flag="--no-worker-read", keyword="route.worker_read",
+                                 aliases=("DaskRouter.read_on_workers",), negatable=True, server=False)
     # ---- end of streaming ----
 
     def __post_init__(self) -> None:

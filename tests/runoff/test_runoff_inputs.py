@@ -371,3 +371,50 @@ def test_arrays_are_judged_block_by_block(net3, monkeypatch):
     q[1, 7] = np.nan
     with pytest.raises(MissingValueError, match=r"in 1 reaches \(20\) at 1 times \(1970-01-01T07:00\)"):
         read_runoff(q, net3, dt=3600)
+
+
+@pytest.mark.parametrize("nan", ["error", "zero"])
+def test_findings_of_pieces_judged_apart_are_worded_as_one_read(nan):
+    """Aligners of pieces of the network (Dask workers) hand on their findings; one aligner of the whole network
+    that absorbs them says exactly what an aligner that judged every value itself says (class, text, ids)."""
+    from thalweg.network import scheidegger_network
+    from thalweg.runoff._align import Aligner
+
+    net = scheidegger_network(120, seed=4)
+    n, steps = net.n_reaches, 9
+    time = np.datetime64("2001-01-01T00:00", "ms") + np.arange(steps) * np.timedelta64(3600, "s")
+    q = np.random.default_rng(2).gamma(2.0, 1.0, size=(n, steps))
+    q[[3, 70], [2, 5]] = np.nan  # NaN in both pieces
+    q[[10, 11, 80], [1, 1, 8]] = [-0.25, -2.5, -0.5]  # negative in both, the lowest in the first
+    file_ids = net.ids[::-1]  # a file in another order than the network's
+
+    def said(aligner):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ThalwegWarning)
+            try:
+                aligner.finish(time)
+                raised = None
+            except RunoffError as exc:
+                raised = (type(exc), str(exc), exc.ids)
+        return raised, [str(w.message) for w in caught]
+
+    one = Aligner(file_ids, net, steps, field="qlateral", nan=nan)
+    one.put(0, q[::-1])
+    whole = Aligner(file_ids, net, steps, field="qlateral", nan=nan)
+    cut = np.random.default_rng(3).permutation(n)
+    for part in (cut[: n // 2], cut[n // 2:]):  # each piece judged alone, in its own reach order, then absorbed
+        piece = net.take(np.sort(part))
+        alone = Aligner(piece.ids, piece, steps, field="qlateral", nan=nan)
+        alone.limit = one.limit
+        alone.put(0, q[net.index_of(piece.ids)])
+        whole.absorb(net.index_of(piece.ids), alone.findings)
+        assert alone.fails() == (nan == "error")  # each piece holds a NaN
+    assert whole.fails() == one.fails() == (nan == "error")
+    assert whole.findings["neg"].count == 3 and whole.findings["neg"].extreme == -2.5
+    got, want = said(whole), said(one)
+    assert got == want
+    if nan == "error":
+        assert want[0][0] is MissingValueError and sorted(want[0][2]) == sorted(net.ids[[3, 70]].tolist())
+    else:
+        assert any("2 missing (NaN) runoff values in 2 reaches" in w for w in want[1])
+        assert any("3 runoff values are negative (down to -2.5 m3/s) in 3 reaches" in w for w in want[1])

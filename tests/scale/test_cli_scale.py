@@ -176,7 +176,9 @@ def test_a_bad_value_from_a_settings_file_names_the_file_and_its_key(tmp_path, c
     (["--gpus", "2", "--resume"], ["--gpus 2", "--resume"]),
     (["--gpus", "2", "--dask"], ["--gpus 2", "--dask", "cannot be given together"]),
     (["--gpus", "2", "--memory", "0.001"], ["--stream auto streams it", "--gpus 2", "--stream never"]),
-    (["--chunk-steps", "20", "--stream", "never"], ["--chunk-steps 20", "--stream never"])])
+    (["--chunk-steps", "20", "--stream", "never"], ["--chunk-steps 20", "--stream never"]),
+    (["--no-worker-read"], ["--no-worker-read says how the workers of a Dask run", "not on Dask", "Leave out "
+                            "--no-worker-read, or route on Dask (--dask or --scheduler ADDRESS)"])])
 def test_options_a_run_would_ignore_are_refused_before_anything_is_written(tmp_path, capsys, flags, said):
     assert _route(tmp_path / "Q.nc", *flags) == EXIT_INPUT
     err = _errors(capsys)[-1]

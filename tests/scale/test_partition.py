@@ -117,6 +117,58 @@ def test_balance_is_longest_first_and_near_optimal():
         balance(pieces, 0)
 
 
+def _in_file_order(sizes, seed):
+    """Pieces of ``sizes`` reaches (positions 0..N-1 in piece order) and the row of each reach in a file that
+    keeps each piece's rows together, the pieces in a shuffled order, each piece's rows shuffled inside it."""
+    rng = np.random.default_rng(seed)
+    empty = np.empty(0, np.int64)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    pieces = [Piece(i, np.arange(a, a + s), empty, empty, (), 0, (i,)) for i, (a, s) in enumerate(zip(starts, sizes))]
+    rows = np.empty(int(np.sum(sizes)), np.int64)
+    at = 0
+    for i in rng.permutation(len(sizes)):
+        rows[pieces[i].reaches] = at + rng.permutation(int(sizes[i]))
+        at += int(sizes[i])
+    return pieces, rows
+
+
+def test_balance_by_file_rows_keeps_each_bin_together():
+    """Given each reach's file row, the bins are runs of pieces consecutive in the file (each bin's rows one span,
+    the spans disjoint, in file order), the least largest bin of any such cut (brute force over every cut)."""
+    sizes = np.random.default_rng(5).integers(1, 40, size=10)
+    pieces, rows = _in_file_order(sizes, seed=1)
+    bins = balance(pieces, 3, steps=10, rows=rows, tolerance=1.0)
+    assert sorted(p.index for b in bins for p in b) == list(range(10))
+    spans = [(int(rows[np.concatenate([p.reaches for p in b])].min()),
+              int(rows[np.concatenate([p.reaches for p in b])].max()) + 1, sum(p.n_reaches for p in b)) for b in bins]
+    assert all(hi - lo == n for lo, hi, n in spans)  # each bin reads only its own rows
+    assert [lo for lo, _, _ in spans] == sorted(lo for lo, _, _ in spans) and spans[0][0] == 0
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])) and spans[-1][1] == rows.size
+    in_file = [int(sizes[i]) for i in np.argsort([rows[p.reaches].min() for p in pieces])]
+    best = min(max(sum(in_file[a:b]) for a, b in zip((0, i, j), (i, j, 10)))
+               for i in range(0, 11) for j in range(i, 11))  # brute force over every cut into 3 runs
+    assert max(sum(p.n_reaches for p in b) for b in bins) == best
+    assert balance(pieces, 3, steps=10, rows=rows, tolerance=1.0) == bins  # deterministic
+
+
+def test_balance_by_file_rows_keeps_lpt_where_runs_would_be_uneven():
+    """The runs are kept within the tolerance of LPT's largest bin; a large piece in the middle of the file
+    makes any cut into two runs uneven (work 64 + 1 against 64: LPT's 65 and 64), so LPT's bins come back."""
+    sizes = np.array([1] * 32 + [64] + [1] * 32)
+    empty = np.empty(0, np.int64)
+    pieces = [Piece(i, np.arange(a, a + s), empty, empty, (), 0, (i,))
+              for i, (a, s) in enumerate(zip(np.r_[0, np.cumsum(sizes)[:-1]], sizes))]
+    rows = np.arange(int(sizes.sum()))  # the file in the pieces' order: the large piece in the middle
+    lpt = balance(pieces, 2)
+    assert max(sum(p.n_reaches for p in b) for b in lpt) == 64
+    assert balance(pieces, 2, rows=rows) == lpt  # runs: 64 + 32 = 96 > 1.1 x 64
+    runs = balance(pieces, 2, rows=rows, tolerance=0.5)
+    assert [[p.index for p in b] for b in runs] == [list(range(33)), list(range(33, 65))]  # 96 <= 1.5 x 64
+    pieces3 = pieces + [Piece(65, np.arange(128, 160), empty, empty, (), 0, (65,))]
+    runs3 = balance(pieces3, 3, rows=np.arange(160))  # three runs: 32 | 64 | 32 + 32, LPT's largest 64
+    assert [sum(p.n_reaches for p in b) for b in runs3] == [32, 64, 64]
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_piecewise_equals_whole(forest, scheme):
     params = _params(forest, scheme)

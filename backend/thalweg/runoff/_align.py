@@ -18,7 +18,7 @@ from ..units import parse_unit
 from ._time import check_dt, iso, step_axis
 from ._warn import warn
 
-__all__ = ["UnitInfo", "Aligner", "classify_unit", "to_m3s", "align", "runoff_from_array", "POLICIES",
+__all__ = ["UnitInfo", "Aligner", "Findings", "classify_unit", "to_m3s", "align", "runoff_from_array", "POLICIES",
            "routable_limit"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -131,6 +131,44 @@ def to_m3s(values: np.ndarray, info: UnitInfo, dt: float, area: np.ndarray | Non
     return out
 
 
+@dataclasses.dataclass
+class Tally:
+    """One kind of odd value found: the reaches (bool [N], the aligner's reach order) and steps (bool [T]) holding
+    one, how many, and the extreme (the largest magnitude of infinite and too large values, the lowest negative)."""
+
+    rows: np.ndarray
+    steps: np.ndarray
+    count: int = 0
+    extreme: float = 0.0
+
+
+class Findings:
+    """What an :class:`Aligner`'s checks found over its steps, per kind: 'nan', 'inf', 'big' (beyond the routable
+    limit) and 'neg' (a :class:`Tally` each). ``Aligner.finish`` words them; the findings of aligners that judged
+    pieces of the network apart (Dask workers) are added up with :meth:`Aligner.absorb` and worded as one."""
+
+    KINDS = ("nan", "inf", "big", "neg")
+
+    def __init__(self, n_reaches: int, n_steps: int) -> None:
+        self.tallies = {kind: Tally(np.zeros(n_reaches, dtype=bool), np.zeros(n_steps, dtype=bool))
+                        for kind in self.KINDS}
+
+    def __getitem__(self, kind: str) -> Tally:
+        return self.tallies[kind]
+
+    def note(self, kind: str, rows: np.ndarray, steps: np.ndarray, count: int, extreme: float) -> None:
+        """Record ``count`` values of ``kind`` in reaches ``rows`` at steps ``steps`` (positions)."""
+        tally = self.tallies[kind]
+        tally.rows[rows] = True
+        tally.steps[steps] = True
+        tally.count += int(count)
+        tally.extreme = min(tally.extreme, extreme) if kind == "neg" else max(tally.extreme, extreme)
+
+    def fails(self, nan: str) -> bool:
+        """Whether wording them raises: infinite or too large values, or NaN under the policy nan='error'."""
+        return bool(self["inf"].count or self["big"].count or (self["nan"].count and nan == "error"))
+
+
 class Aligner:
     """Places file rows (m3/s) into a float32 [N, T] array in the network's reach order, block by block in time,
     so that a large file never needs more than one block in float64 besides the result.
@@ -140,7 +178,10 @@ class Aligner:
     ``put`` fills steps (the values are judged in float64, before the float32 cast); ``finish`` judges, over the
     whole series: infinite values and values beyond :func:`routable_limit` (RunoffError naming reaches and
     times: a float32 cast or the routing sums would turn them into inf), NaN (MissingValueError naming reaches and
-    times, or zeros with ``nan='zero'``) and negative values (kept, warned).
+    times, or zeros with ``nan='zero'``) and negative values (kept, warned). What ``put`` found is ``findings``
+    (:class:`Findings`); :meth:`fails` tells whether ``finish`` will raise, and :meth:`absorb` adds the findings
+    of another aligner that judged some of the reaches over the same steps, so that pieces judged apart (Dask
+    workers) are worded once, for the whole network.
     """
 
     def __init__(self, file_ids: np.ndarray, network, n_steps: int, *, path: Any = None, field: str | None = None,
@@ -181,15 +222,8 @@ class Aligner:
                                 f"({opt('read_runoff.missing', 'zero')})."))
             self.record["missing_reaches"] = int(absent.size)
         self.out = np.zeros((n, n_steps), dtype=np.float32)
-        self._nan_rows = np.zeros(n, dtype=bool)
-        self._nan_steps = np.zeros(n_steps, dtype=bool)
-        self._nan_count = 0
-        self._neg_rows = np.zeros(n, dtype=bool)
-        self._neg_count = 0
-        self._neg_min = 0.0
+        self.findings = Findings(n, n_steps)
         self.limit = routable_limit(n, n_steps)
-        self._bad = {kind: (np.zeros(n, dtype=bool), np.zeros(n_steps, dtype=bool), [0], [0.0])
-                     for kind in ("inf", "big")}
         self._in_order = self.rows.size == n and bool(np.array_equal(self.rows, np.arange(n)))
 
     def put(self, t0: int, block: np.ndarray) -> None:
@@ -208,66 +242,80 @@ class Aligner:
             part = np.asarray(part, dtype=np.float64)  # the rare path, in float64 as ever
             nan = np.isnan(part)
             if nan.any():
-                self._nan_rows[self.rows[nan.any(axis=1)]] = True
-                self._nan_steps[t0 + np.flatnonzero(nan.any(axis=0))] = True
-                self._nan_count += int(nan.sum())
+                self._note("nan", t0, nan, 0.0)
                 part = np.where(nan, 0.0, part)  # zero now; finish() raises instead when nan='error'
             for kind, bad in (("inf", np.isinf(part)), ("big", np.isfinite(part) & (np.abs(part) > self.limit))):
                 if bad.any():
-                    rows, steps, count, peak = self._bad[kind]
-                    rows[self.rows[bad.any(axis=1)]] = True
-                    steps[t0 + np.flatnonzero(bad.any(axis=0))] = True
-                    count[0] += int(bad.sum())
-                    peak[0] = max(peak[0], float(np.abs(part[bad]).max()))
+                    self._note(kind, t0, bad, float(np.abs(part[bad]).max()))
         low = (float(part.min()) if part.size else 0.0) if odd else lo
         if low < 0:
-            neg = part < 0
-            self._neg_rows[self.rows[neg.any(axis=1)]] = True
-            self._neg_count += int(neg.sum())
-            self._neg_min = min(self._neg_min, low)
+            self._note("neg", t0, part < 0, low)
         with np.errstate(over="ignore"):  # values beyond float32 are refused in finish(), with their reaches
             if self._in_order:
                 self.out[:, t0:t0 + part.shape[1]] = part
             else:
                 self.out[self.rows, t0:t0 + part.shape[1]] = part
 
+    def _note(self, kind: str, t0: int, mask: np.ndarray, extreme: float) -> None:
+        """Record the values ``mask`` [placed rows, steps from t0] marks as ``kind``."""
+        self.findings.note(kind, self.rows[mask.any(axis=1)], t0 + np.flatnonzero(mask.any(axis=0)), int(mask.sum()),
+                           extreme)
+
+    def fails(self) -> bool:
+        """Whether :meth:`finish` will raise on what was found so far (infinite or too large values, or NaN with
+        nan='error'): a piece that fails need not be routed."""
+        return self.findings.fails(self.nan)
+
+    def absorb(self, reaches: np.ndarray, findings: Findings) -> None:
+        """Add the ``findings`` of an aligner of ``reaches`` (positions in this aligner's network, in the order of
+        that aligner's reaches) over the same steps, as if this aligner had judged those values itself."""
+        reaches = np.asarray(reaches, dtype=np.int64)
+        for kind in Findings.KINDS:
+            theirs = findings[kind]
+            if theirs.rows.shape != reaches.shape or theirs.steps.shape != self.findings[kind].steps.shape:
+                raise AssertionError(f"findings of {theirs.rows.size} reaches x {theirs.steps.size} steps given for "
+                                     f"{reaches.size} reaches x {self.findings[kind].steps.size} steps")
+            self.findings.note(kind, reaches[theirs.rows], np.flatnonzero(theirs.steps), theirs.count, theirs.extreme)
+
     def finish(self, time: np.ndarray) -> tuple[np.ndarray, dict]:
         """The float32 [N, T] array (m3/s) and a record for ``Runoff.attrs``; raises on NaN with nan='error'."""
-        ids, name = self.network.ids, _name(self.path)
-        rows, steps, count, peak = self._bad["inf"]
-        if count[0]:
-            r_bad, t_bad = ids[rows], np.flatnonzero(steps)
+        ids, name, found = self.network.ids, _name(self.path), self.findings
+        bad = found["inf"]
+        if bad.count:
+            r_bad, t_bad = ids[bad.rows], np.flatnonzero(bad.steps)
             raise RunoffError(
-                f"{count[0]:,} runoff values are infinite in {r_bad.size:,} reaches ({format_ids(r_bad)}) at "
+                f"{bad.count:,} runoff values are infinite in {r_bad.size:,} reaches ({format_ids(r_bad)}) at "
                 f"{t_bad.size:,} times ({_times(time, t_bad)}).", path=self.path, field=self.field,
                 ids=r_bad.tolist(), hint="Fix them at the source (often a division by zero in the preparation); "
                                          "missing values are NaN, not infinite.")
-        rows, steps, count, peak = self._bad["big"]
-        if count[0]:
-            r_bad, t_bad = ids[rows], np.flatnonzero(steps)
+        bad = found["big"]
+        if bad.count:
+            r_bad, t_bad = ids[bad.rows], np.flatnonzero(bad.steps)
             raise RunoffError(
-                f"{count[0]:,} runoff values are too large to route (up to {peak[0]:.3g} m3/s, beyond "
+                f"{bad.count:,} runoff values are too large to route (up to {bad.extreme:.3g} m3/s, beyond "
                 f"{self.limit:.3g} m3/s, where float32 routing of {ids.size:,} reaches x {self.out.shape[1]:,} steps "
                 f"could overflow to inf) in {r_bad.size:,} reaches ({format_ids(r_bad)}) at {t_bad.size:,} times "
                 f"({_times(time, t_bad)}).", path=self.path, field=self.field, ids=r_bad.tolist(),
                 hint=f"Check the units ({opt('read_runoff.units')}) and the values; no river carries that much.")
-        if self._nan_count:
-            r_bad, t_bad = ids[self._nan_rows], np.flatnonzero(self._nan_steps)
+        nan = found["nan"]
+        if nan.count:
+            r_bad, t_bad = ids[nan.rows], np.flatnonzero(nan.steps)
             if self.nan == "error":
                 raise MissingValueError(
-                    f"{self._nan_count:,} runoff values are missing (NaN) in {r_bad.size:,} reaches "
+                    f"{nan.count:,} runoff values are missing (NaN) in {r_bad.size:,} reaches "
                     f"({format_ids(r_bad)}) at {t_bad.size:,} times ({_times(time, t_bad)}).",
                     path=self.path, field=self.field, ids=r_bad.tolist(),
                     hint=f"Fill the gaps, or treat missing runoff as zero with {opt('read_runoff.nan', 'zero')}.")
-            warn(render_options(f"{name}: {self._nan_count:,} missing (NaN) runoff values in {r_bad.size:,} reaches "
+            warn(render_options(f"{name}: {nan.count:,} missing (NaN) runoff values in {r_bad.size:,} reaches "
                                 f"({format_ids(r_bad)}) are treated as zero ({opt('read_runoff.nan', 'zero')})."))
-            self.record["nan_replaced"] = self._nan_count
-        if self._neg_count:
-            r_neg = ids[self._neg_rows]
-            warn(f"{name}: {self._neg_count:,} runoff values are negative (down to {self._neg_min:.4g} m3/s) in "
+            self.record["nan_replaced"] = nan.count
+        neg = found["neg"]
+        if neg.count:
+            r_neg = ids[neg.rows]
+            warn(f"{name}: {neg.count:,} runoff values are negative (down to {neg.extreme:.4g} m3/s) in "
                  f"{r_neg.size:,} reaches ({format_ids(r_neg)}); they are routed as they are (losing reaches). "
                  f"Clip them beforehand if they are errors.")
-            self.record["negative_values"] = self._neg_count
+            self.record["negative_values"] = neg.count
         return self.out, self.record
 
 

@@ -31,6 +31,7 @@ Time stamps (stored as step STARTS in ``Runoff.time``):
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ from ..names import REACH_ID_NAMES, TIME_NAMES, as_ids, find_name
 from ..units import parse_unit
 from . import gridded, weights
 from ._align import BLOCK_VALUES, Aligner, UnitInfo, align, classify_unit, runoff_from_array, to_m3s
-from ._time import as_datetimes, cf_bounds, decode_cf_times, step_starts
+from ._time import TIME_DTYPE, as_datetimes, cf_bounds, decode_cf_times, step_starts
 from ._warn import warn
 from .model import Runoff
 
@@ -274,10 +275,34 @@ def _read_dataset(ds, path: Path | None, network, *, variable, nan, missing, cat
     if len(names) != 1:
         raise SchemaError("only gridded variables can be summed.", path=where, field=names[0])
     return _read_reach_variable(ds, where, network, names[0], nan=nan, missing=missing, units=units, dt=dt,
-                                label=label or _DEFAULT_LABEL.get(names[0].lower(), "start"))
+                                label=_label(names[0], label))
 
 
-def _read_reach_variable(ds, path: Path | None, network, name: str, *, nan, missing, units, dt, label) -> Runoff:
+def _label(name: str, label: str | None) -> str:
+    """What a bare time stamp of variable ``name`` marks: ``label``, else the format's default."""
+    return label or _DEFAULT_LABEL.get(name.lower(), "start")
+
+
+@dataclasses.dataclass
+class _ReachLayout:
+    """What a per-reach variable's numbers mean (everything but the numbers): the variable and its dimensions, the
+    file's reach ids, step starts and length, the unit and the catchment area of each file row (depths)."""
+
+    da: Any
+    tdim: str
+    rdim: str
+    ids: np.ndarray  # int64 [M], the file's reach ids
+    starts: np.ndarray
+    step: float
+    how: str
+    info: UnitInfo
+    area: np.ndarray | None  # m2 [M] where the unit is a depth
+    area_from: str | None
+
+
+def _reach_layout(ds, path: Path | None, network, name: str, *, units, dt, label) -> _ReachLayout:
+    """The layout of the per-reach variable ``name`` of ``ds``, its numbers unread; SchemaError, UnitError and
+    RunoffError (times) naming the variable."""
     da = ds[name]
     if da.ndim != 2:
         raise SchemaError(f"variable {name} has dimensions {da.dims}; expected (time, reach id).", path=path,
@@ -311,6 +336,12 @@ def _read_reach_variable(ds, path: Path | None, network, name: str, *, nan, miss
             area_from = area_name
         else:
             area, area_from = _network_area(network, ids), "network.catchment_area"
+    return _ReachLayout(da, tdim, rdim, ids, starts, step, how, info, area, area_from)
+
+
+def _read_reach_variable(ds, path: Path | None, network, name: str, *, nan, missing, units, dt, label) -> Runoff:
+    lay = _reach_layout(ds, path, network, name, units=units, dt=dt, label=label)
+    da, tdim, ids, starts, step, info, area = lay.da, lay.tdim, lay.ids, lay.starts, lay.step, lay.info, lay.area
     aligner = Aligner(ids, network, starts.size, path=path, field=name, nan=nan, missing=missing)
     time_first = da.dims[0] == tdim
     chunk = _block_steps(da, tdim, ids.size)
@@ -322,9 +353,9 @@ def _read_reach_variable(ds, path: Path | None, network, name: str, *, nan, miss
         aligner.put(t0, to_m3s(raw.T if time_first else raw, info, step, area, ids=ids, path=path, variable=name))
     out, record = aligner.finish(starts)
     attrs = {"format": _FORMATS.get(name.lower(), "netcdf_reach"), "variable": name, "units": info.unit,
-             "unit_kind": info.kind, "time_stamps": how, **record}
-    if area_from:
-        attrs["catchment_area"] = area_from
+             "unit_kind": info.kind, "time_stamps": lay.how, **record}
+    if lay.area_from:
+        attrs["catchment_area"] = lay.area_from
     return Runoff(out, network.ids, starts, step, source=str(path) if path else None, attrs=attrs)
 
 
@@ -555,6 +586,10 @@ class RunoffChunks:
     chunks sees exactly the values of one read. ``n_steps``, ``dt`` and ``time`` (step starts) describe the
     whole file; ``shape`` is (rows of the file's reach dimension, steps), from the header alone; ``time_chunk``
     the steps of one on-disk chunk (None when the file is not chunked in time).
+
+    Where the values are read elsewhere (Dask workers, :mod:`thalweg.scale.distributed`): ``steps(a, b)`` gives a
+    chunk's times without its values, ``rows()`` the file described for the readers (:mod:`._rows`), and
+    ``judge`` words what their checks found as ``read(a, b)`` would.
     """
 
     def __init__(self, path: Any, network, **kwargs: Any) -> None:
@@ -593,26 +628,82 @@ class RunoffChunks:
         self.time = head.time[0].astype("datetime64[ms]") + step * np.arange(self.n_steps)
 
     def read(self, a: int, b: int, *, check: bool = True) -> Runoff:
+        runoff = self._named(read_runoff, self._part(a, b), self.network, **self._kwargs())
+        if check:
+            self._check_steps(a, b, runoff.time)
+        return Runoff(runoff.values, runoff.ids, runoff.time, runoff.dt, source=str(self.path),
+                      attrs=runoff.attrs)
+
+    def steps(self, a: int, b: int) -> tuple[np.ndarray, float]:
+        """The step starts (datetime64[ms]) and step length of steps a..b-1 as :meth:`read` gives them, checked
+        the same way, from the time variable alone: the values are read elsewhere (:meth:`rows`)."""
+        lay = self._named(self._layout, self._part(a, b))
+        time = np.asarray(lay.starts).astype(TIME_DTYPE)
+        self._check_steps(a, b, time)
+        return time, lay.step
+
+    def rows(self):
+        """The file described for reading some reaches' rows elsewhere (a Dask worker): a ``_rows.ReachRows``,
+        whose ``read`` gives what :meth:`read` gives of those rows, and whose findings :meth:`judge` words."""
+        from ._rows import ReachRows
+
+        lay = self._named(self._layout, self._part(0, min(1, self.n_steps)))
+        known = np.isin(lay.ids, self.network.ids)
+        column = np.full(self.network.n_reaches, -1, dtype=np.int64)
+        column[self.network.index_of(lay.ids[known])] = np.flatnonzero(known)
+        return ReachRows(path=str(self.path), variable=self.variable, tdim=str(lay.tdim), rdim=str(lay.rdim),
+                         shape=self.shape, info=lay.info, area=lay.area, column=column,
+                         nan=self.kwargs.get("nan", "error"))
+
+    def judge(self, a: int, b: int, time: np.ndarray, found) -> None:
+        """Word what the checks of steps a..b-1 found in pieces read apart (``found``: (positions of a piece's
+        reaches in the network, the ``Aligner.findings`` of its ``ReachRows.read``) for pieces covering the
+        network) as :meth:`read` of the whole chunk does: the same warnings, or the same error."""
+
+        def word() -> None:
+            ids = self._layout(self._part(a, a + 1)).ids  # the file's reach ids (a header read)
+            aligner = Aligner(ids, self.network, int(b) - int(a), path=None, field=self.variable,
+                              nan=self.kwargs.get("nan", "error"), missing=self.kwargs.get("missing", "error"))
+            for reaches, findings in found:
+                aligner.absorb(reaches, findings)
+            aligner.finish(time)
+
+        self._named(word)
+
+    def _part(self, a: int, b: int):
+        return self.ds.isel({self.tdim: slice(int(a), int(b))})
+
+    def _kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.kwargs)
         if self.dt is not None:
             kwargs["dt"] = self.dt
-        part = self.ds.isel({self.tdim: slice(int(a), int(b))})
+        return kwargs
+
+    def _layout(self, part) -> _ReachLayout:
+        """The layout :func:`read_runoff` finds in ``part`` (a time slice of the dataset)."""
+        kwargs = self._kwargs()
+        return _reach_layout(part, None, self.network, self.variable, units=kwargs.get("units"), dt=kwargs.get("dt"),
+                             label=_label(self.variable, kwargs.get("time_label")))
+
+    def _named(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``, its runoff errors naming this file (they are raised reading a slice of it)."""
         try:
-            runoff = read_runoff(part, self.network, **kwargs)
+            return fn(*args, **kwargs)
         except (RunoffError, SchemaError, UnitError) as exc:
             if exc.path is None:
                 exc.path = str(self.path)
             raise
-        if check and self.time is not None:
-            want = self.time[a:b]
-            got = runoff.time.astype("datetime64[ms]")
-            if got.shape != want.shape or not np.array_equal(got, want):
-                k = int(np.flatnonzero(got != want)[0]) if got.shape == want.shape else 0
-                raise RunoffError(f"the runoff's time steps are not evenly spaced: step {a + k + 1:,} starts at "
-                                  f"{got[k]}, not {want[k]}.", path=self.path, field=str(self.tdim),
-                                  hint="Resample the runoff to a regular step.")
-        return Runoff(runoff.values, runoff.ids, runoff.time, runoff.dt, source=str(self.path),
-                      attrs=runoff.attrs)
+
+    def _check_steps(self, a: int, b: int, time: np.ndarray) -> None:
+        if self.time is None:
+            return
+        want = self.time[a:b]
+        got = np.asarray(time).astype("datetime64[ms]")
+        if got.shape != want.shape or not np.array_equal(got, want):
+            k = int(np.flatnonzero(got != want)[0]) if got.shape == want.shape else 0
+            raise RunoffError(f"the runoff's time steps are not evenly spaced: step {a + k + 1:,} starts at "
+                              f"{got[k]}, not {want[k]}.", path=self.path, field=str(self.tdim),
+                              hint="Resample the runoff to a regular step.")
 
     def close(self) -> None:
         self.ds.close()

@@ -20,8 +20,10 @@ refused (:class:`InputError`) where it would not be exact: the closure engine, o
 truncated kernels (``kernel_length``), on pieces that receive inflow; basins alone are always exact.
 
 Work of a piece = reaches x steps; :func:`balance` packs pieces into bins greedily, longest first (LPT: at most
-4/3 of the optimal largest bin). A bin of pieces of one stage is routed as one piece (:func:`merge`): thousands
-of small coastal basins cost one call, not thousands.
+4/3 of the optimal largest bin), or, given the row of each reach in a file that each bin's reader reads its rows
+of (Dask workers reading their own runoff), into runs of consecutive pieces in the file's order, within
+``CONTIGUOUS_TOLERANCE`` of LPT's largest bin. A bin of pieces of one stage is routed as one piece
+(:func:`merge`): thousands of small coastal basins cost one call, not thousands.
 
 The API (stable; the multi-GPU and Dask drivers build on it)::
 
@@ -52,8 +54,12 @@ from ..network import RiverNetwork, _native
 from ..network.order import level_sort, stable_argsort
 from ._warnings import muted
 
-__all__ = ["Piece", "PieceState", "balance", "basins", "clusters", "history_length", "inflow_of", "merge",
-           "piece_params", "route_partitioned", "route_piece", "stages", "transfer_kind"]
+__all__ = ["CONTIGUOUS_TOLERANCE", "Piece", "PieceState", "balance", "basins", "clusters", "history_length",
+           "inflow_of", "merge", "piece_params", "route_partitioned", "route_piece", "stages", "transfer_kind"]
+
+
+# how much more work the largest of a file-ordered balance's bins may hold than LPT's largest (balance(rows=...))
+CONTIGUOUS_TOLERANCE = 0.10
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -219,23 +225,82 @@ def stages(pieces: Sequence[Piece]) -> list[list[Piece]]:
     return [out[s] for s in sorted(out)]
 
 
-def balance(pieces: Sequence[Piece], n_bins: int, steps: int = 1) -> list[list[Piece]]:
+def balance(pieces: Sequence[Piece], n_bins: int, steps: int = 1, *, rows: np.ndarray | None = None,
+            tolerance: float = CONTIGUOUS_TOLERANCE) -> list[list[Piece]]:
     """``n_bins`` lists of pieces of about equal work (reaches x ``steps``): greedy, longest first, each piece
     into the least-loaded bin (LPT; ties to the lower bin). Empty bins are dropped; the order is deterministic.
+
+    rows : int64 [N], the row of each reach of the network in a file read by rows (-1: none), e.g. the runoff
+        file that Dask workers read their own rows of (``ReachRows.column``). The pieces are then taken in the
+        order of their first row and cut into at most ``n_bins`` consecutive runs, the largest run's work the
+        least possible (:func:`_consecutive`), so that each bin's rows lie together in the file (a bin's reader
+        reads its rows' span, not the whole file, where the file keeps each basin's rows together). The runs are
+        kept where their largest work is within ``tolerance`` (a fraction) of LPT's largest bin; else (a piece
+        too large to sit evenly among the others) LPT's bins are returned. Bins come in file order.
 
     Pieces of different stages may share a bin only when the caller routes the bin stage by stage; to route a
     bin as one call (:func:`merge`), balance one stage at a time (:func:`stages`)."""
     n_bins = int(n_bins)
     if n_bins < 1:
         raise InputError(f"pieces go into at least one bin (n_bins = {n_bins}).", field="n_bins")
-    ranked = sorted(range(len(pieces)), key=lambda i: (-pieces[i].work(steps), i))
+    work = [p.work(steps) for p in pieces]
+    ranked = sorted(range(len(pieces)), key=lambda i: (-work[i], i))
     heap = [(0, b) for b in range(n_bins)]
     bins: list[list[Piece]] = [[] for _ in range(n_bins)]
     for i in ranked:
         load, b = heapq.heappop(heap)
         bins[b].append(pieces[i])
-        heapq.heappush(heap, (load + pieces[i].work(steps), b))
-    return [b for b in bins if b]
+        heapq.heappush(heap, (load + work[i], b))
+    lpt = [b for b in bins if b]
+    if rows is None or len(pieces) <= 1:
+        return lpt
+    order = np.lexsort((np.arange(len(pieces)), _first_rows(pieces, rows)))
+    in_order = np.asarray(work, dtype=np.int64)[order]
+    cuts = _consecutive(in_order, n_bins)
+    largest_run = int(np.add.reduceat(in_order, cuts[:-1]).max())
+    if largest_run > (1.0 + float(tolerance)) * max(load for load, _ in heap):
+        return lpt
+    order = order.tolist()
+    return [[pieces[i] for i in order[a:b]] for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
+
+
+def _first_rows(pieces: Sequence[Piece], rows: np.ndarray) -> np.ndarray:
+    """int64 [P]: the first of each piece's ``rows`` (-1 for a piece with none)."""
+    none = np.iinfo(np.int64).max
+    sizes = np.asarray([p.n_reaches for p in pieces], dtype=np.int64)
+    mine = np.asarray(rows, dtype=np.int64)[np.concatenate([p.reaches for p in pieces])]
+    first = np.full(sizes.size, none)
+    if mine.size:
+        held = sizes > 0  # reduceat over each piece's rows: the pieces that hold reaches
+        first[held] = np.minimum.reduceat(np.where(mine >= 0, mine, none), (np.cumsum(sizes) - sizes)[held])
+    return np.where(first == none, -1, first)
+
+
+def _consecutive(work: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bounds [k + 1] (k <= n_bins) of consecutive runs of ``work`` (int64 >= 0, in order) whose largest sum is
+    the least possible: the least capacity that ``n_bins`` runs filled greedily reach (binary search on it), then
+    filled greedily to it."""
+    total = np.concatenate([[0], np.cumsum(work)])
+
+    def fill(cap: int) -> list[int] | None:
+        """The greedy runs of at most ``cap`` each; None once more than ``n_bins`` are needed."""
+        bounds, a = [0], 0
+        while a < work.size:
+            if len(bounds) > n_bins:
+                return None
+            b = int(np.searchsorted(total, total[a] + cap, side="right")) - 1  # the most pieces that fit
+            bounds.append(b)
+            a = b
+        return bounds
+
+    lo, hi = int(work.max()), int(total[-1])
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fill(mid) is not None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return np.asarray(fill(lo), dtype=np.int64)
 
 
 def merge(pieces: Sequence[Piece]) -> Piece:
@@ -426,15 +491,16 @@ def _whole_checks(network: RiverNetwork, params: Mapping[str, Any], sch, dt: flo
 def route_partitioned(network: RiverNetwork, pieces: Sequence[Piece], runoff: Any, params: Mapping[str, Any],
                       scheme: Any = "muskingum_nonneg", *, dt: float, n_bins: int = 1,
                       states: Mapping[tuple[int, ...], PieceState] | None = None, return_state: bool = False,
-                      map: Callable[..., Iterable] | None = None, engine: str = "auto",
-                      dtype: torch.dtype = torch.float32, device: Any = None, kernel_length: int | None = None,
-                      **engine_options):
+                      map: Callable[..., Iterable] | None = None, rows: np.ndarray | None = None,
+                      engine: str = "auto", dtype: torch.dtype = torch.float32, device: Any = None,
+                      kernel_length: int | None = None, **engine_options):
     """Route ``runoff`` [B, N, T] or [N, T] (network order) piece by piece, stage by stage, and assemble Q.
 
-    Each stage's pieces are balanced into ``n_bins`` merged pieces, routed through ``map`` (default: one after
-    the other; an executor's ``map`` runs them in parallel). ``states`` / ``return_state``: the pieces' states
-    keyed by the members of each merged piece, to continue in the next time chunk with the same ``pieces`` and
-    ``n_bins``. Returns Q as numpy (``(Q, states)`` with ``return_state``); equal to :func:`thalweg.route` of the
+    Each stage's pieces are balanced into ``n_bins`` merged pieces (:func:`balance`, with ``rows`` when given:
+    the bins of a Dask run whose workers read a runoff file), routed through ``map`` (default: one after the
+    other; an executor's ``map`` runs them in parallel). ``states`` / ``return_state``: the pieces' states keyed
+    by the members of each merged piece, to continue in the next time chunk with the same ``pieces``, ``n_bins``
+    and ``rows``. Returns Q as numpy (``(Q, states)`` with ``return_state``); equal to :func:`thalweg.route` of the
     whole network to float rounding.
     """
     sch = get_scheme(scheme)
@@ -458,7 +524,7 @@ def route_partitioned(network: RiverNetwork, pieces: Sequence[Piece], runoff: An
     new_states: dict[tuple[int, ...], PieceState] = {}
     apply = map or (lambda fn, items: [fn(i) for i in items])
     for stage in stages(pieces):
-        groups = [merge(g) for g in balance(stage, n_bins)]  # by reaches: the same bins every chunk
+        groups = [merge(g) for g in balance(stage, n_bins, rows=rows)]  # by reaches: the same bins every chunk
 
         def one(piece: Piece):
             with muted():  # thread-safe: the pieces run in threads

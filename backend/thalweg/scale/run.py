@@ -93,6 +93,11 @@ def wants_stream(settings, *, auto: bool = True) -> bool:
 
     asks = _asks(settings)
     gpus = getattr(settings, "gpus", 0)
+    if not settings.worker_read and not (settings.dask or settings.scheduler):
+        raise InputError(f"{opt('route.worker_read')} says how the workers of a Dask run get their runoff, and "
+                         f"this run is not on Dask.",
+                         hint=f"Leave out {opt('route.worker_read')}, or route on Dask ({opt('route.dask')} or "
+                              f"{opt('route.scheduler', 'ADDRESS')}).")
     if gpus and (settings.dask or settings.scheduler):
         where = opt("route.dask") if settings.dask else opt("route.scheduler")
         raise InputError(f"{opt('route.gpus', gpus)} and {where} cannot be given together: each says where the "
@@ -166,7 +171,7 @@ def _router(settings, network, params, dt: float):
 
         return DaskRouter(network, params, settings.scheme, dt=dt, address=settings.scheduler,
                           n_workers=settings.dask_workers, engine=settings.engine, device=settings.device,
-                          dtype=torch.float32)
+                          dtype=torch.float32, read_on_workers=settings.worker_read)
     return LocalRouter(network, params, settings.scheme, dt=dt, engine=settings.engine, device=settings.device)
 
 
@@ -232,7 +237,9 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
     reading.pop("catchments", None)
     report(0.05, f"opening runoff {Path(settings.runoff).name}")
     source = open_runoff_chunks(settings.runoff, network, **reading)
-    skip = {"resume", "memory", "stream", "scheduler", "dask_workers", "write_gpkg", "observed"}
+    # not in the checkpoint's key: what does not change the discharge (workers reading the runoff or the client
+    # sending it give the same numbers, with the same pieces)
+    skip = {"resume", "memory", "stream", "scheduler", "dask_workers", "worker_read", "write_gpkg", "observed"}
     key = {k: v for k, v in settings.to_dict().items() if k not in skip}
     key["router"] = "dask" if settings.dask or settings.scheduler else "local"
     try:

@@ -14,10 +14,12 @@ same values). The finished files are published together with the rest of the out
 a failed run never leaves a half file under the final name.
 
 Where the pieces are routed: in this process (``route`` of the whole network), in threads over basin partitions
-(``partition.route_partitioned``), or on Dask workers (``distributed.DaskRouter``).
+(``partition.route_partitioned``), or on Dask workers (``distributed.DaskRouter``, whose workers read a runoff
+file's chunks themselves: the router's ``chunk_source`` gives what the reader thread reads, times only).
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -348,6 +350,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
         folder.mkdir(parents=True, exist_ok=True)
         if router is None:
             router = LocalRouter(network, params, scheme, dt=dt, engine=engine, device=device, dtype=dtype)
+        # a router whose workers read the runoff themselves gives the source the reader thread reads through
+        chunks = router.chunk_source(source) if hasattr(router, "chunk_source") else source
         attrs["engine"] = resolve(getattr(router, "engine", engine))
         writers = {kind: DischargeAppender(partial[kind], fmt, conv, id_name=(id_names or {}).get(kind, "riverId"),
                                            lat=lat, lon=lon, compression=compression)
@@ -385,7 +389,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                     if stop.is_set():
                         return
                     t0 = time.perf_counter()
-                    chunk = source.read(a, b)  # a chunk's repeated warnings are shown once (once() below)
+                    chunk = chunks.read(a, b)  # a chunk's repeated warnings are shown once (once() below)
                     values: Any = chunk.values
                     event = None
                     if on_gpu and not (isinstance(values, torch.Tensor) and values.is_cuda):
@@ -427,8 +431,11 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                     pass
 
         errors: list[BaseException] = []
-        threads = [threading.Thread(target=reader, name="thalweg-reader", daemon=True),
-                   threading.Thread(target=writer, name="thalweg-writer", daemon=True)]
+        # each thread in a copy of this context: the caller's option names (the CLI's flags in the reader's warnings)
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(reader,), name="thalweg-reader",
+                                    daemon=True),
+                   threading.Thread(target=contextvars.copy_context().run, args=(writer,), name="thalweg-writer",
+                                    daemon=True)]
         routed = done
         t_start = time.perf_counter()
         # every chunk (read in the reader thread, routed here) would repeat the first one's warnings: each text is
