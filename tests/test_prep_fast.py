@@ -368,3 +368,29 @@ def test_duplicate_ids_are_named_the_same(dense):
     np.r_[np.arange(200_000), np.arange(100_000)]])
 def test_stable_argsort_is_numpys(values):
     np.testing.assert_array_equal(order.stable_argsort(values), np.argsort(values, kind="stable"))
+
+
+def test_a_library_is_loaded_once_and_waited_for_by_concurrent_first_uses():
+    """``_cbuild.once``: threads that ask while the first is still loading get its library (not None, which sent a
+    concurrent first route through torch), and the load runs once."""
+    import threading
+    import time
+
+    from thalweg._cbuild import once
+
+    calls, lib = [], object()
+
+    @once
+    def load():
+        calls.append(1)
+        time.sleep(0.2)  # a compile in progress
+        return lib
+
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(load())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [lib] * 4 and calls == [1]
+    assert _native.load() is _native.load()

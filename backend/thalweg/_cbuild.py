@@ -8,6 +8,7 @@ rename atomically.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -15,10 +16,28 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["build", "cache_dir", "compiler"]
+__all__ = ["build", "cache_dir", "compiler", "once"]
+
+
+def once(load: Callable[[], object]) -> Callable[[], object]:
+    """``load()`` run at most once, under a lock, its result kept (None too: nothing to load): a thread that asks
+    while another is loading waits for that result instead of taking the library as missing (which sent a
+    concurrent first route through the torch path). The compiled modules' ``load`` functions are wrapped in it."""
+    lock = threading.Lock()
+    box: list = []
+
+    @functools.wraps(load)
+    def loaded():
+        if not box:
+            with lock:
+                if not box:
+                    box.append(load())
+        return box[0]
+    return loaded
 
 
 def _cpu_tag() -> str:

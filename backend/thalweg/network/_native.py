@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._cbuild import build
+from .._cbuild import build, once
 
 __all__ = ["children", "counting_sort", "cut_clusters", "kahn_levels", "load", "postorder"]
 
@@ -23,19 +23,14 @@ log = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).with_name("order.c")
 _FLAGS = ["-O2", "-fPIC", "-shared"]  # integer walks: nothing for -march=native to win
-_LIB = None
-_TRIED = False
 
 P = ctypes.c_void_p
 I64 = ctypes.c_int64
 
 
+@once
 def load():
     """The loaded library, or None (the reason logged once at debug level: numpy does the same work)."""
-    global _LIB, _TRIED
-    if _TRIED:
-        return _LIB
-    _TRIED = True
     if os.environ.get("THALWEG_NO_NATIVE"):
         return None
     try:
@@ -50,11 +45,11 @@ def load():
         lib.postorder.restype = I64
         lib.cut_clusters.argtypes = [I64, P, P, I64, P, P, P]
         lib.cut_clusters.restype = None
-        _LIB = lib
     except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
         log.debug("thalweg: the compiled network-order kernels are unavailable (%s: %s); numpy does their work",
                   type(exc).__name__, exc)
-    return _LIB
+        return None
+    return lib
 
 
 def _p(a: np.ndarray):
