@@ -11,9 +11,10 @@ figures in docs/routing-engines.md came from::
 
 ``MODE=conv``: the convolution kernels on Hayami, 100k reaches x 1000 hourly steps (bench_routing's
 parameters: supports of about 1000 taps). Each argument is BT,R,WARPS,PROGRAMS_PER_SM of the tensor-core
-kernels (``_triton/toeplitz.py``), optionally then the precision (tf32x3, tf32, ieee); ``0,0,W,P`` the
-shifted-row kernels (``_triton/fir.py``). Each line: the kernel alone (tree; the same kernels on independent
-rows, no waits; forward+backward) and route() (kernels built per call, as users call it)::
+kernels (``_triton/toeplitz.py``), optionally then the precision (default ``_gpu.TOEPLITZ_PRECISION``,
+fp16x3; tf32x3, tf32, ieee, bf16x3); ``0,0,W,P`` the shifted-row kernels (``_triton/fir.py``). Each line:
+the kernel alone (tree; the same kernels on independent rows, no waits; forward+backward) and route()
+(kernels built per call, as users call it; forward+backward in the runoff, and in the runoff and parameters)::
 
     MODE=conv python3 scripts/bench_triton_shapes.py 0,0,4,16 1024,32,4,16 1024,32,2,16 1024,16,4,16 1024,32,4,16,tf32
 """
@@ -145,7 +146,7 @@ def convolution(argv: list[str]) -> None:
     for arg in argv:
         vals = arg.split(",")
         bt, r, warps, per_sm = (int(v) for v in vals[:4])
-        prec = vals[4] if len(vals) > 4 else "tf32x3"
+        prec = vals[4] if len(vals) > 4 else _gpu.TOEPLITZ_PRECISION
         _gpu.NUM_WARPS, _gpu.TOEPLITZ_WARPS, _gpu.PROGRAMS_PER_SM = warps, warps, per_sm
         _gpu.TOEPLITZ_PRECISION = prec
         if r:

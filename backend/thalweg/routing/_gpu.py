@@ -33,8 +33,12 @@ PROGRAMS_PER_SM = 16
 # chunks of BT steps as [R, BT / R] tiles; from TOEPLITZ_MIN_TAPS taps (shorter ones: fir.py's shifted rows)
 TOEPLITZ_MIN_TAPS = 128
 TOEPLITZ_R = 32
-TOEPLITZ_PRECISION = "tf32x3"  # float32 accuracy from TF32 tensor cores (each operand a high and a low part)
-TOEPLITZ_WARPS = 2  # H200, Hayami 100k x 1,000 kernel alone: 14.2 ms forward, 52.8 ms f+b (4 warps: 16.9, 70.9)
+# float32 accuracy from float16 tensor cores: each operand scaled by a power of two and split in a high and a low
+# part, three products, 11 + 11 bits as tf32x3's at twice its rate (H200, Hayami 100k x 1,000, kernel alone:
+# 9.8 ms forward and 42.3 ms f+b against tf32x3's 14.2 and 54.0; max error 5.6e-6 against float64; bf16x3 is
+# 4.0e-5 off). "tf32x3" and Triton's other input precisions are taken too.
+TOEPLITZ_PRECISION = "fp16x3"
+TOEPLITZ_WARPS = 2  # H200, tf32x3: 14.2 ms forward, 52.8 ms f+b (4 warps: 16.9, 70.9); fp16x3: 9.8 (4 warps: 11.4)
 
 
 @functools.lru_cache(maxsize=1)

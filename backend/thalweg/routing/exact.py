@@ -10,7 +10,9 @@ Where it runs:
   ``Scheme.compact`` (pure lag, Hayami) hand over their kernels over each reach's support only.
 - CUDA: one Triton launch for the whole tree, for recursions (``_triton/iir.py``), for the Nash cascade
   with whole n as n recursions (``_triton/cascade.py``) and for direct convolutions over each kernel's
-  support (``_triton/fir.py``, cold starts; a pure lag's two taps as they come); torch FFT by level for
+  support (``_triton/fir.py``; long float32 kernels as block-Toeplitz products on tensor cores,
+  ``_triton/toeplitz.py``; cold starts). Schemes with ``Scheme.compact`` hand over their taps as on the CPU
+  (the pure lag's two; Hayami's built by Triton kernels, ``_triton/hayami.py``); torch FFT by level for
   supports over ``_gpu.MAX_TAPS`` taps and warm-started convolutions.
 Gradients: custom backward passes (routing on the reversed tree in reversed time) for the compiled
 and Triton recursions and convolutions; autograd through the torch FFT path.

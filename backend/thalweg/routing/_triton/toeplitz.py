@@ -9,8 +9,11 @@ shifted scalar-times-row products are bound by their K row loads per item. Here 
 
 H_m [R, R] a Toeplitz block of the taps (gathered, zero outside [0, K)) and X_m [R, C] the inflow window
 shifted by m blocks (a contiguous run of the window read as a tile): ceil((K + R - 1) / R) products of
-R x R x C on tensor cores, ``tf32x3`` (each operand split in a TF32 high and low part, three products: float32
-accuracy), each product's sum (R taps) in float32 and the sum over blocks in float64.
+R x R x C on tensor cores, each product's sum (R taps) in float32 and the sum over blocks in float64. Precision
+``fp16x3`` (the default, ``_gpu.TOEPLITZ_PRECISION``): the taps and the window each scaled by a power of two to a
+largest magnitude of 2^14 (``_pow2_scale``; float16 spans 6e-5 to 65504) and split into float16 high and low
+parts, three products (hi hi + hi lo + lo hi: 11 + 11 bits, float32 accuracy) at twice TF32's rate; Triton's
+``tf32x3`` (the same split on TF32) and its other input precisions are taken as they are.
 
 Backward (reverse tickets, as ``fir.py``): the adjoint inflow is the correlation
 adjU[r, c] = sum_m sum_s h[m R + s - r] A[t0 + k0 + (c + m) R + s] (A = dL/dQ + the downstream reach's adjoint
@@ -37,14 +40,48 @@ def _block_product(acc, tap_ptr, scr, kn, nm, base_blk, sign, R: tl.constexpr, C
     c = tl.arange(0, C)
     d = sign * (r[:, None] - r[None, :])
     xoff = (c[None, :] + base_blk) * R + r[:, None]
-    m = 0
-    while m < nm:  # software pipelining (tl.range num_stages 2-3) measured 0-10 % at 4 warps, 2x the registers
-        j = m * R + d
-        hm = tl.load(tap_ptr + j, mask=(j >= 0) & (j < kn), other=0.0)
-        xm = tl.load(scr + xoff - sign * m * R)
-        acc += tl.dot(hm, xm, input_precision=PREC).to(tl.float64)
-        m += 1
+    if PREC == "fp16x3":
+        # float16 high and low parts (11 + 11 bits, as tf32x3's) at twice TF32's rate; the taps and the window
+        # scaled by powers of two to a largest magnitude near 2^14 (float16's range is 6e-5 to 65504)
+        sh = _pow2_scale(tap_ptr, kn)
+        sx = _pow2_scale(scr, (C + nm - 1) * R)
+        part = tl.zeros([R, C], dtype=tl.float64)
+        m = 0
+        while m < nm:
+            j = m * R + d
+            hm = tl.load(tap_ptr + j, mask=(j >= 0) & (j < kn), other=0.0) * sh
+            xm = tl.load(scr + xoff - sign * m * R) * sx
+            h_hi = hm.to(tl.float16)
+            x_hi = xm.to(tl.float16)
+            h_lo = (hm - h_hi.to(tl.float32)).to(tl.float16)
+            x_lo = (xm - x_hi.to(tl.float32)).to(tl.float16)
+            small = tl.dot(h_lo, x_hi, tl.dot(h_hi, x_lo))
+            part += tl.dot(h_hi, x_hi, small).to(tl.float64)
+            m += 1
+        acc += part / (sh.to(tl.float64) * sx.to(tl.float64))
+    else:
+        m = 0
+        while m < nm:  # software pipelining (tl.range num_stages 2-3) measured 0-10 % at 4 warps, 2x the registers
+            j = m * R + d
+            hm = tl.load(tap_ptr + j, mask=(j >= 0) & (j < kn), other=0.0)
+            xm = tl.load(scr + xoff - sign * m * R)
+            acc += tl.dot(hm, xm, input_precision=PREC).to(tl.float64)
+            m += 1
     return acc
+
+
+@triton.jit
+def _pow2_scale(ptr, n):
+    """2^(14 - e), e the binary exponent of the largest |ptr[0:n]| (1 where all are 0): float32."""
+    k = tl.arange(0, 1024)
+    big = tl.zeros([1024], dtype=tl.float32)
+    o = 0
+    while o < n:
+        big = tl.maximum(big, tl.abs(tl.load(ptr + o + k, mask=o + k < n, other=0.0).to(tl.float32)))
+        o += 1024
+    top = tl.max(big, 0)
+    e = tl.ceil(tl.log2(tl.maximum(top, 1e-30)))
+    return tl.where(top > 0.0, tl.exp2(14.0 - e), 1.0)
 
 
 @triton.jit
@@ -90,6 +127,10 @@ def _tap_gradient(dtap_ptr, av_scr, win, kn, kmax, nm, BT: tl.constexpr, R: tl.c
     v = tl.arange(0, R)
     ub = tl.arange(0, UB)
     nw = (kn + R - 1) // R
+    if PREC == "fp16x3":  # as _block_product: a and the window scaled by powers of two, float16 high and low parts
+        sp = _pow2_scale(av_scr, BT)
+        sx = _pow2_scale(win, BT + (nm - 1) * R)
+        unscale = 1.0 / (sp.to(tl.float64) * sx.to(tl.float64))
     wt = 0
     while wt < nw:
         w = wt + w0
@@ -102,8 +143,19 @@ def _tap_gradient(dtap_ptr, av_scr, win, kn, kmax, nm, BT: tl.constexpr, R: tl.c
             p = tl.load(av_scr + ai, mask=(ai >= 0) & (ai < BT), other=0.0)  # [WB, UB]
             xi = uu[:, None] - v[None, :] + (nm - 1) * R
             x = tl.load(win + xi, mask=xi >= 0, other=0.0)  # [UB, R]
-            acc += tl.dot(p, x, input_precision=PREC).to(tl.float64)
+            if PREC == "fp16x3":
+                p = p * sp
+                x = x * sx
+                p_hi = p.to(tl.float16)
+                x_hi = x.to(tl.float16)
+                p_lo = (p - p_hi.to(tl.float32)).to(tl.float16)
+                x_lo = (x - x_hi.to(tl.float32)).to(tl.float16)
+                acc += tl.dot(p_hi, x_hi, tl.dot(p_lo, x_hi, tl.dot(p_hi, x_lo))).to(tl.float64)
+            else:
+                acc += tl.dot(p, x, input_precision=PREC).to(tl.float64)
             u += UB
+        if PREC == "fp16x3":
+            acc = acc * unscale
         j = w[:, None] * R + v[None, :]
         tl.atomic_add(dtap_ptr + j, acc, mask=j < kmax, sem="relaxed")
         wt += WB
