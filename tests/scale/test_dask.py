@@ -177,12 +177,8 @@ def _stream(net, path, params, folder, router, **kw):
     return read_discharge(res.files["q"]).values, [str(w.message) for w in said if w.category is ThalwegWarning]
 
 
-@pytest.mark.parametrize("fmt", ["nc", "zarr"])
-def test_workers_read_their_rows_as_the_client_would(workers, net, tmp_path, monkeypatch, fmt):
-    params = _params(net)
-    path = _write(tmp_path / f"runoff.{fmt}", net, _runoff(net), fmt)
-    one, _ = _stream(net, path, params, tmp_path / "one", _local(net, params))
-    sent, _ = _stream(net, path, params, tmp_path / "sent", _dask(net, params, workers, read_on_workers=False))
+def _client_reads(monkeypatch) -> list:
+    """The (first, last) step ranges the client's RunoffChunks.read is asked for from now on (a spy)."""
     reads = []
     real = RunoffChunks.read
 
@@ -191,6 +187,16 @@ def test_workers_read_their_rows_as_the_client_would(workers, net, tmp_path, mon
         return real(self, a, b, **kw)
 
     monkeypatch.setattr(RunoffChunks, "read", spy)
+    return reads
+
+
+@pytest.mark.parametrize("fmt", ["nc", "zarr"])
+def test_workers_read_their_rows_as_the_client_would(workers, net, tmp_path, monkeypatch, fmt):
+    params = _params(net)
+    path = _write(tmp_path / f"runoff.{fmt}", net, _runoff(net), fmt)
+    one, _ = _stream(net, path, params, tmp_path / "one", _local(net, params))
+    sent, _ = _stream(net, path, params, tmp_path / "sent", _dask(net, params, workers, read_on_workers=False))
+    reads = _client_reads(monkeypatch)
     router = _dask(net, params, workers)
     read, _ = _stream(net, path, params, tmp_path / "read", router)
     assert reads == [(0, 2)]  # the client read the first two steps (the time axis and the checks), no chunk
@@ -435,14 +441,7 @@ def test_thalweg_route_no_worker_read_sends_the_rows_and_writes_the_same_file(cl
     sample = Path(__file__).resolve().parents[2] / "resources" / "sample"
     args = ["route", str(sample / "cance_rivers.gpkg"), str(sample / "cance_runoff.nc"), "--quiet", "--no-gpkg",
             "--chunk-steps", "1000", "--scheduler", cluster.scheduler_address]
-    reads = []
-    real = RunoffChunks.read
-
-    def spy(self, a, b, **kw):
-        reads.append((a, b))
-        return real(self, a, b, **kw)
-
-    monkeypatch.setattr(RunoffChunks, "read", spy)
+    reads = _client_reads(monkeypatch)
     assert main([*args, "-o", str(tmp_path / "sent.nc"), "--no-worker-read"]) == 0
     sent_reads, reads[:] = list(reads), []
     n_steps = read_discharge(tmp_path / "sent.nc").values.shape[1]
