@@ -18,6 +18,7 @@ import mmap
 import os
 import sys
 import threading
+import weakref
 from concurrent import futures
 
 import numpy as np
@@ -93,12 +94,20 @@ def _threads(work: int) -> int:
     return max(1, min(torch.get_num_threads(), work // MIN_THREAD_WORK))
 
 
+_ITEMS: weakref.WeakKeyDictionary[Topology, dict] = weakref.WeakKeyDictionary()  # per topology, by arguments
+
+
 def _items(topo: Topology, batch: int, t_len: int | None = None, n_side: int = 0, threads: int | None = None,
            whole: bool = False) -> np.ndarray:
     """The work items, int64 [n_items, 5]: (batch element, first post-order position, reaches, largest depth + 1,
     time steps per pass), biggest first (threads take them in turn and finish together). The steps per pass are
-    the recursions' chunk (``_chunk``) of ``t_len``, or ``t_len`` itself with ``whole`` (the convolutions)."""
+    the recursions' chunk (``_chunk``) of ``t_len``, or ``t_len`` itself with ``whole`` (the convolutions).
+    Cached per topology (1.4 ms a call at 100k reaches and 2 threads, 2 % of the routing)."""
     threads = max(1, torch.get_num_threads()) if threads is None else threads
+    key = (batch, t_len, n_side, threads, whole, STACK_BYTES, ITEMS_PER_THREAD)
+    cache = _ITEMS.setdefault(topo, {})
+    if key in cache:
+        return cache[key]
     parts = 1 if threads == 1 else -(-threads * ITEMS_PER_THREAD // max(1, batch))
     rows = []
     for a, b in _segments(topo, parts):
@@ -106,7 +115,10 @@ def _items(topo: Topology, batch: int, t_len: int | None = None, n_side: int = 0
         chunk = 0 if t_len is None else t_len if whole else _chunk(t_len, seg_depth + n_side)
         rows.extend((k, a, b - a, seg_depth, chunk) for k in range(batch))
     items = np.array(rows, dtype=np.int64).reshape(-1, 5)
-    return np.ascontiguousarray(items[np.argsort(-items[:, 2], kind="stable")])
+    items = np.ascontiguousarray(items[np.argsort(-items[:, 2], kind="stable")])
+    items.flags.writeable = False
+    cache[key] = items
+    return items
 
 
 _POOLS: dict[int, futures.ThreadPoolExecutor] = {}  # by thread count
