@@ -507,7 +507,7 @@ static void fir_taps_##SUF(const double *hi, i64 a, i64 b, REAL *dst)           
 
 /* acc[t] += sum_{j < 16} w[j] x[t - j] (conv: forward, x shifted by the pass's first tap) or
  * sum_j w[j] x[t + j] (corr: adjoint), t in [0, m); 8- and 4-tap variants for the last taps. */
-#define DEFINE_FIR_PASSES(SUF, REAL)                                                                 \
+#define DEFINE_FIR_KERNELS(SUF, REAL)                                                                \
 static void fir_conv16_##SUF(double *restrict acc, const REAL *restrict x, i64 m, const REAL *restrict w)\
 {                                                                                                     \
     const REAL w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];\
@@ -565,9 +565,11 @@ static void fir_corr4_##SUF(double *restrict acc, const REAL *restrict x, i64 m,
         REAL s0 = ((w0 * x[t] + w1 * x[t + 1]) + (w2 * x[t + 2] + w3 * x[t + 3]));                    \
         acc[t] += (double)s0;                                                                         \
     }                                                                                                 \
-}                                                                                                     \
-/* acc[t0..t0+m) += the convolution (fwd) or correlation of x with the cnt taps w[] of which the first */ \
-/* is tap a: forward x index t - a - j, adjoint t + a + j */                                            \
+}
+
+/* acc[t0..t0+m) += the convolution (fwd) or correlation of x with the cnt taps w[] of which the first
+ * is tap a: forward x index t - a - j, adjoint t + a + j */
+#define DEFINE_FIR_APPLY(SUF, REAL)                                                                  \
 static void fir_apply_##SUF(double *acc, const REAL *x, i64 t0, i64 m, const REAL *w, i64 a, i64 cnt, int fwd) \
 {                                                                                                     \
     for (i64 j = 0; j < cnt; ) {                                                                      \
@@ -638,7 +640,6 @@ static i64 fir_span(i64 n, i64 klen, const i64 *meta, int offset)
  * last hlen inputs (the warm state for the next call). stack: (max depth + 1) x t_len doubles. */
 #define DEFINE_FIR_FORWARD(SUF, REAL)                                                                \
 DEFINE_FIR_TAPS(SUF, REAL)                                                                            \
-DEFINE_FIR_PASSES(SUF, REAL)                                                                          \
 int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, const i64 *depth,       \
                       const i64 *down, const double *h, const double *g, int same, const i64 *k0,     \
                       const i64 *k1, const i64 *hoff, const REAL *q, REAL *out, double *hist_u,       \
@@ -703,6 +704,59 @@ int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, co
     free(xbuf); free(acc); free(meta);                                                                \
     return 0;                                                                                         \
 }
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+/* The float32 passes in 32-byte vectors written out: one base pointer for the shifted inputs, and each pass's 16
+ * products summed as four fused multiply-add chains of four (taps j = c, c+4, c+8, c+12), the chains then pairwise,
+ * before the float sum is widened into the double accumulator. gcc's own vectorisation of the loops above kept
+ * one pointer per tap (reloaded from vector registers) and the pairwise tree of products: 19 instead of 23 vector
+ * operations per 16 taps. One pass over 368 steps in L1 (2-core EPYC VM): 39-40 against 28-31 multiply-adds per ns
+ * (64- or 32-byte vectors, gcc's loops); 64-byte vectors of these chains did no better than gcc's loops (28-29). */
+static inline void fir_widen_f32(double *acc, __m256 s)
+{
+#ifdef THALWEG_AVX512
+    _mm512_storeu_pd(acc, _mm512_add_pd(_mm512_loadu_pd(acc), _mm512_cvtps_pd(s)));
+#else
+    _mm256_storeu_pd(acc, _mm256_add_pd(_mm256_loadu_pd(acc), _mm256_cvtps_pd(_mm256_castps256_ps128(s))));
+    _mm256_storeu_pd(acc + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1))));
+#endif
+}
+/* TAPS in {4, 8, 16}; D = -1: convolution (x[t - j]), D = +1: correlation (x[t + j]) */
+#define FIR_V(NAME, TAPS, D)                                                                            \
+static void NAME(double *restrict acc, const float *restrict x, i64 m, const float *restrict w)          \
+{                                                                                                      \
+    __m256 w_[TAPS];                                                                                   \
+    for (int j = 0; j < TAPS; ++j) w_[j] = _mm256_set1_ps(w[j]);                                       \
+    for (i64 t = 0; t < m; t += 8) {                                                                   \
+        const float *p = x + t;                                                                        \
+        __m256 c0 = _mm256_mul_ps(w_[0], _mm256_loadu_ps(p)), c1 = _mm256_mul_ps(w_[1], _mm256_loadu_ps(p + D)); \
+        __m256 c2 = _mm256_mul_ps(w_[2], _mm256_loadu_ps(p + 2 * D));                                  \
+        __m256 c3 = _mm256_mul_ps(w_[3], _mm256_loadu_ps(p + 3 * D));                                  \
+        for (int j = 4; j < TAPS; j += 4) {                                                            \
+            c0 = _mm256_fmadd_ps(w_[j], _mm256_loadu_ps(p + j * D), c0);                               \
+            c1 = _mm256_fmadd_ps(w_[j + 1], _mm256_loadu_ps(p + (j + 1) * D), c1);                     \
+            c2 = _mm256_fmadd_ps(w_[j + 2], _mm256_loadu_ps(p + (j + 2) * D), c2);                     \
+            c3 = _mm256_fmadd_ps(w_[j + 3], _mm256_loadu_ps(p + (j + 3) * D), c3);                     \
+        }                                                                                              \
+        fir_widen_f32(acc + t, _mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));           \
+    }                                                                                                  \
+}
+FIR_V(fir_conv16_f32, 16, -1)
+FIR_V(fir_conv8_f32, 8, -1)
+FIR_V(fir_conv4_f32, 4, -1)
+FIR_V(fir_corr16_f32, 16, 1)
+FIR_V(fir_corr8_f32, 8, 1)
+FIR_V(fir_corr4_f32, 4, 1)
+#else
+DEFINE_FIR_KERNELS(f32, float)
+#endif
+
+
+
+DEFINE_FIR_KERNELS(f64, double)
+DEFINE_FIR_APPLY(f32, float)
+DEFINE_FIR_APPLY(f64, double)
 
 DEFINE_FIR_FORWARD(f32, float)
 DEFINE_FIR_FORWARD(f64, double)
