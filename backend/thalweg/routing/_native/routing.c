@@ -958,9 +958,12 @@ DEFINE_CASCADE_BACKWARD(f64, double)
  * every reach's upstream lies in it), so items touch disjoint reaches and run in any order on any thread.
  * The *_items entry points take the items as int64 rows (batch element, first post-order position, reaches,
  * largest depth + 1, time steps per pass) and route them all in one call: the calling thread and threads - 1
- * pthreads take items in turn (biggest first, as the caller sorts them), each with its own zeroed scratch
- * (inflow stack and buffers), so one call from Python routes everything and no Python runs meanwhile.
- * Returns the first non-zero code of an item, -1 if a scratch buffer or a thread cannot be had. */
+ * pthreads (64 in all at most) take items in turn (biggest first, as the caller sorts them), each with its own
+ * zeroed scratch (inflow stack and buffers), so one call from Python routes everything and no Python runs
+ * meanwhile. Before, a Python thread pool made one ctypes call per item. The passes leave their stacks zero, so a
+ * thread's scratch serves all its items.
+ * Returns the first non-zero code of an item, -1 if a scratch buffer cannot be had (a thread that cannot be
+ * started leaves its share to the others). */
 #include <pthread.h>
 
 #define ITEM_W 5 /* k, start, count, depth, chunk */
