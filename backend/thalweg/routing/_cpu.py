@@ -1,7 +1,8 @@
 """CPU exact engine: the compiled recursions and short convolutions of ``_native``, with custom backward.
 
-Work items are (batch element, basin): basins are contiguous post-order segments, so items touch
-disjoint reaches and run in threads (ctypes releases the GIL) when torch allows several threads.
+Work items are (batch element, run of whole basins): such runs are post-order segments, so items touch
+disjoint reaches and run in any order. One compiled call routes all items of a pass, in ``torch.get_num_threads()``
+threads started in C (``*_items`` in ``routing.c``): no Python runs while they route.
 The backward pass is routing on the reversed tree in reversed time (see ``routing.c``).
 
 The recursions also route a network whose rivers split in one pass (``SplitLinks``, built by
@@ -17,6 +18,7 @@ import mmap
 import os
 import sys
 import threading
+import weakref
 from concurrent import futures
 
 import numpy as np
@@ -63,15 +65,15 @@ def _suffix(dtype: torch.dtype) -> str:
     raise TypeError(f"the CPU engine routes float32 or float64, not {dtype}")
 
 
-ITEMS_PER_THREAD = 4  # work items per thread: enough to balance, few enough that Python costs nothing
+ITEMS_PER_THREAD = 4  # work items per thread: enough to balance (items are taken in turn, biggest first)
+MIN_THREAD_WORK = 1 << 16  # reach-steps per thread below which more threads cost more than they give
 
 
 def _segments(topo: Topology, parts: int) -> list[tuple[int, int]]:
     """Consecutive basins packed into post-order segments [a, b) of at most n / ``parts`` reaches (or one basin).
 
     A run of whole basins is itself a valid post-order segment (every reach's upstream lies in it), so the
-    compiled passes route it in one call: one call per segment instead of one per basin (a 100k-reach
-    lattice has 755 basins; their Python calls cost more than the routing of the small ones).
+    compiled passes route it in one piece: a 100k-reach lattice has 755 basins.
     """
     bp = np.asarray(topo.basin_ptr, dtype=np.int64)
     n = int(bp[-1]) if bp.size else 0
@@ -88,18 +90,35 @@ def _segments(topo: Topology, parts: int) -> list[tuple[int, int]]:
     return out
 
 
-def _items(topo: Topology, batch: int) -> list[tuple[int, int, int, int]]:
-    """(batch, first post-order position, count, largest depth + 1 in the segment) per work item."""
-    threads = max(1, torch.get_num_threads())
+def _threads(work: int) -> int:
+    return max(1, min(torch.get_num_threads(), work // MIN_THREAD_WORK))
+
+
+_ITEMS: weakref.WeakKeyDictionary[Topology, dict] = weakref.WeakKeyDictionary()  # per topology, by arguments
+
+
+def _items(topo: Topology, batch: int, t_len: int | None = None, n_side: int = 0, threads: int | None = None,
+           whole: bool = False) -> np.ndarray:
+    """The work items, int64 [n_items, 5]: (batch element, first post-order position, reaches, largest depth + 1,
+    time steps per pass), biggest first (threads take them in turn and finish together). The steps per pass are
+    the recursions' chunk (``_chunk``) of ``t_len``, or ``t_len`` itself with ``whole`` (the convolutions).
+    Cached per topology (1.4 ms a call at 100k reaches and 2 threads, 2 % of the routing)."""
+    threads = max(1, torch.get_num_threads()) if threads is None else threads
+    key = (batch, t_len, n_side, threads, whole, STACK_BYTES, ITEMS_PER_THREAD)
+    cache = _ITEMS.setdefault(topo, {})
+    if key in cache:
+        return cache[key]
     parts = 1 if threads == 1 else -(-threads * ITEMS_PER_THREAD // max(1, batch))
-    out = []
+    rows = []
     for a, b in _segments(topo, parts):
         seg_depth = int(topo.depth[topo.order[a:b]].max(initial=0)) + 1
-        for k in range(batch):
-            out.append((k, a, b - a, seg_depth))
-    # biggest first: threads finish together
-    out.sort(key=lambda it: -it[2])
-    return out
+        chunk = 0 if t_len is None else t_len if whole else _chunk(t_len, seg_depth + n_side)
+        rows.extend((k, a, b - a, seg_depth, chunk) for k in range(batch))
+    items = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    items = np.ascontiguousarray(items[np.argsort(-items[:, 2], kind="stable")])
+    items.flags.writeable = False
+    cache[key] = items
+    return items
 
 
 _POOLS: dict[int, futures.ThreadPoolExecutor] = {}  # by thread count
@@ -107,9 +126,8 @@ _POOL_LOCK = threading.Lock()
 
 
 def _pool(threads: int) -> futures.ThreadPoolExecutor:
-    """One pool per thread count for the process (starting threads per call cost ~0.1 ms each, a few % of a
-    100k x 366 recursion); a pool is never shut down under a caller that may still submit to it, and a forked
-    child starts without the parent's (its threads are not there)."""
+    """One Python thread pool per thread count for the process, for callers that split work in Python (Hayami's
+    compiled taps); the routing passes start their threads in C. A forked child starts without the parent's."""
     with _POOL_LOCK:
         pool = _POOLS.get(threads)
         if pool is None:
@@ -119,17 +137,6 @@ def _pool(threads: int) -> futures.ThreadPoolExecutor:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_POOLS.clear)
-
-
-def _run(items, fn) -> None:
-    threads = max(1, torch.get_num_threads())
-    if threads == 1 or len(items) == 1:
-        for it in items:
-            fn(it)
-        return
-    pool = _pool(threads)
-    for f in [pool.submit(fn, it) for it in items]:
-        f.result()
 
 
 def _check(rc: int, what: str) -> None:
@@ -156,21 +163,20 @@ class SplitLinks:
     in_link: np.ndarray
     n_side: int
 
-    def native(self, frac: np.ndarray, in_frac: np.ndarray, side, wbuf=None, dfrac=None) -> ctypes.Structure:
+    def native(self, frac: np.ndarray, in_frac: np.ndarray) -> ctypes.Structure:
+        """The ``split_links`` struct; its side rows, work row and dL/df are set per thread and batch element in C."""
         p = _native.ptr
         return _native.SplitLinks(p(self.link_ptr), p(self.link_row), p(frac), p(self.side_of), p(self.in_ptr),
-                                  p(self.in_src), p(in_frac), p(side), p(wbuf), p(dfrac))
+                                  p(self.in_src), p(in_frac), None, None, None)
 
 
-def _split_arg(links: SplitLinks | None, frac64: np.ndarray | None, in_frac: np.ndarray | None, chunk: int,
-               backward: bool = False, dfrac: np.ndarray | None = None):
-    """(the ``split_links`` argument of one work item or None for a tree, the buffers it points to)."""
-    if links is None:
-        return None, None
-    side = np.zeros(max(links.n_side, 1) * chunk)
-    wbuf = np.empty(chunk) if backward else None
-    struct = links.native(frac64, in_frac, side, wbuf, dfrac)
-    return ctypes.addressof(struct), (struct, side, wbuf)
+def _dense(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` as a C-contiguous CPU tensor of ``dtype``, copied (into ``empty``: huge pages) only when it is not one:
+    the gradient of ``Q.sum()`` is one value expanded to [B, N, T], whose ``contiguous()`` on 4 KiB pages took 64 ms
+    at 100k x 366, as long as the backward pass itself."""
+    if t.is_contiguous() and t.dtype == dtype:
+        return t
+    return empty(t.shape, dtype).copy_(t)
 
 
 class _IIR(torch.autograd.Function):
@@ -184,27 +190,19 @@ class _IIR(torch.autograd.Function):
         st = (torch.zeros(b, n, 3, dtype=torch.float64) if state is None
               else state.detach().to(torch.float64).clone().contiguous())
         prev = st.clone() if state is not None else None
-        fn = getattr(lib, f"iir_forward_{'' if links is None else 'split_'}{_suffix(q.dtype)}")
         p = _native.ptr
-        order, depth, down = topo.order, topo.depth, topo.downstream
-        nt = n * t_len
-        frac64 = in_frac = None
+        frac64 = in_frac = sl = None
+        n_side = 0 if links is None else links.n_side
         if links is not None:
             frac64 = np.array(fractions.detach().cpu().numpy(), dtype=np.float64)  # a copy: the backward's too
             in_frac = np.ascontiguousarray(frac64[links.in_link])
-        n_side = 0 if links is None else links.n_side
-
-        def work(item):
-            k, start, count, seg_depth = item
-            chunk = _chunk(t_len, seg_depth + n_side)
-            stack = np.zeros(seg_depth * chunk)
-            xbuf = np.empty(chunk)
-            sl, _keep = _split_arg(links, frac64, in_frac, chunk)
-            _check(fn(count, t_len, chunk, order.ctypes.data + 8 * start, p(depth), p(down), p(coef64),
-                      q.data_ptr() + k * nt * q.element_size(), out.data_ptr() + k * nt * out.element_size(),
-                      st.data_ptr() + k * n * 3 * 8, p(stack), p(xbuf), sl), "iir_forward")
-
-        _run(_items(topo, b), work)
+            sl = links.native(frac64, in_frac)
+        threads = _threads(b * n * t_len)
+        items = _items(topo, b, t_len, n_side, threads)
+        fn = getattr(lib, f"iir_forward_items_{_suffix(q.dtype)}")
+        _check(fn(len(items), p(items), threads, n, t_len, p(topo.order), p(topo.depth), p(topo.downstream),
+                  p(coef64), p(q), p(out), p(st), None if sl is None else ctypes.addressof(sl), n_side),
+               "iir_forward")
         ctx.topo, ctx.links, ctx.split = topo, links, (frac64, in_frac)
         ctx.save_for_backward(q, coef64, out, prev if prev is not None else torch.empty(0))
         ctx.has_prev = prev is not None
@@ -217,34 +215,24 @@ class _IIR(torch.autograd.Function):
         topo: Topology = ctx.topo
         lib = _native.load()
         b, n, t_len = q.shape
-        grad = grad_out.contiguous().to(q.dtype)
+        grad = _dense(grad_out, q.dtype)
         dq = empty(q.shape, q.dtype)
         dcoef = torch.zeros(b, n, 5, dtype=torch.float64)
         links: SplitLinks | None = ctx.links
-        fn = getattr(lib, f"iir_backward_{'' if links is None else 'split_'}{_suffix(q.dtype)}")
         p = _native.ptr
-        nt, es = n * t_len, q.element_size()
         frac64, in_frac = ctx.split
         n_side = 0 if links is None else links.n_side
-        dfrac = None if links is None else np.zeros((b, frac64.size))
-
-        def work(item):
-            k, start, count, seg_depth = item
-            chunk = _chunk(t_len, seg_depth + n_side)
-            stack = np.zeros(seg_depth * chunk)
-            lam = np.zeros(n)
-            abuf = np.empty(chunk + 1)
-            ubuf = np.empty(chunk + 1)
-            prev_ptr = prev.data_ptr() + k * n * 3 * 8 if ctx.has_prev else None
-            sl, _keep = _split_arg(links, frac64, in_frac, chunk, backward=True,
-                                   dfrac=None if dfrac is None else dfrac[k])
-            _check(fn(count, t_len, chunk, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
-                      p(topo.child_ptr), p(topo.child_idx), p(coef64), q.data_ptr() + k * nt * es,
-                      out.data_ptr() + k * nt * es, grad.data_ptr() + k * nt * es, prev_ptr,
-                      dq.data_ptr() + k * nt * es, dcoef.data_ptr() + k * n * 5 * 8, p(lam), p(stack), p(abuf),
-                      p(ubuf), sl), "iir_backward")
-
-        _run(_items(topo, b), work)
+        dfrac = sl = None
+        if links is not None:
+            dfrac = np.zeros((b, frac64.size))
+            sl = links.native(frac64, in_frac)
+        threads = _threads(b * n * t_len)
+        items = _items(topo, b, t_len, n_side, threads)
+        fn = getattr(lib, f"iir_backward_items_{_suffix(q.dtype)}")
+        _check(fn(len(items), p(items), threads, n, t_len, p(topo.order), p(topo.depth), p(topo.downstream),
+                  p(topo.child_ptr), p(topo.child_idx), p(coef64), p(q), p(out), p(grad),
+                  p(prev) if ctx.has_prev else None, p(dq), p(dcoef), None if sl is None else ctypes.addressof(sl),
+                  n_side, 0 if frac64 is None else frac64.size, p(dfrac)), "iir_backward")
         dfr = None if dfrac is None else torch.from_numpy(dfrac.sum(0))
         return dq, dcoef.sum(0), None, None, None, dfr
 
@@ -307,7 +295,6 @@ class _FIR(torch.autograd.Function):
         klen = h64.shape[-1]
         k0, k1 = support
         out = empty(q.shape, q.dtype)
-        fn = getattr(lib, f"fir_forward_{_suffix(q.dtype)}")
         p = _native.ptr
         if history is not None:
             hu = history[0].detach().to(torch.float64).clone().contiguous()
@@ -316,18 +303,12 @@ class _FIR(torch.autograd.Function):
         else:
             hu = hq = None
             hlen = 0
-        nt, es = n * t_len, q.element_size()
-
-        def work(item):
-            k, start, count, seg_depth = item
-            stack = np.zeros(seg_depth * t_len)
-            hu_p = None if hu is None else hu.data_ptr() + k * n * hlen * 8
-            hq_p = None if hq is None else hq.data_ptr() + k * n * hlen * 8
-            _check(fn(count, t_len, klen, hlen, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
-                      p(h64), p(g64), int(same), p(k0), p(k1), p(offset), q.data_ptr() + k * nt * es,
-                      out.data_ptr() + k * nt * es, hu_p, hq_p, p(stack)), "fir_forward")
-
-        _run(_items(topo, b), work)
+        threads = _threads(b * n * t_len)
+        items = _items(topo, b, t_len, threads=threads, whole=True)
+        fn = getattr(lib, f"fir_forward_items_{_suffix(q.dtype)}")
+        _check(fn(len(items), p(items), threads, n, t_len, klen, hlen, p(topo.order), p(topo.depth),
+                  p(topo.downstream), p(h64), p(g64), int(same), p(k0), p(k1), p(offset), p(q), p(out), p(hu), p(hq)),
+               "fir_forward")
         ctx.topo, ctx.same, ctx.support, ctx.warm, ctx.offset = topo, same, support, history is not None, offset
         ctx.save_for_backward(q, h64, g64, out)
         new_hist = (hu, hq) if history is not None else (torch.empty(0), torch.empty(0))
@@ -344,25 +325,18 @@ class _FIR(torch.autograd.Function):
         lib = _native.load()
         b, n, t_len = q.shape
         klen = h64.shape[-1]
-        grad = grad_out.contiguous().to(q.dtype)
+        grad = _dense(grad_out, q.dtype)
         dq = empty(q.shape, q.dtype)
         dh = torch.zeros(b, n, klen, dtype=torch.float64)
         dg = dh if ctx.same else torch.zeros(b, n, klen, dtype=torch.float64)
-        fn = getattr(lib, f"fir_backward_{_suffix(q.dtype)}")
         p = _native.ptr
         k0, k1 = ctx.support
-        nt, es = n * t_len, q.element_size()
-
-        def work(item):
-            k, start, count, seg_depth = item
-            stack = np.zeros(seg_depth * t_len)
-            _check(fn(count, t_len, klen, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
-                      p(topo.child_ptr), p(topo.child_idx), p(h64), p(g64), int(ctx.same), p(k0), p(k1),
-                      p(ctx.offset), q.data_ptr() + k * nt * es, out.data_ptr() + k * nt * es,
-                      grad.data_ptr() + k * nt * es, dq.data_ptr() + k * nt * es, dh.data_ptr() + k * n * klen * 8,
-                      dg.data_ptr() + k * n * klen * 8, p(stack)), "fir_backward")
-
-        _run(_items(topo, b), work)
+        threads = _threads(b * n * t_len)
+        items = _items(topo, b, t_len, threads=threads, whole=True)
+        fn = getattr(lib, f"fir_backward_items_{_suffix(q.dtype)}")
+        _check(fn(len(items), p(items), threads, n, t_len, klen, p(topo.order), p(topo.depth), p(topo.downstream),
+                  p(topo.child_ptr), p(topo.child_idx), p(h64), p(g64), int(ctx.same), p(k0), p(k1), p(ctx.offset),
+                  p(q), p(out), p(grad), p(dq), p(dh), p(dg)), "fir_backward")
         dh_total = dh.sum(0)
         return dq, dh_total, (None if ctx.same else dg.sum(0)), None, None, None, None
 
@@ -394,19 +368,12 @@ class _Cascade(torch.autograd.Function):
         q = runoff.detach().contiguous()
         a64 = a.detach().to(torch.float64).contiguous()
         out = empty(q.shape, q.dtype)
-        fn = getattr(lib, f"cascade_forward_{_suffix(q.dtype)}")
         p = _native.ptr
-        nt, es = n * t_len, q.element_size()
-
-        def work(item):
-            k, start, count, seg_depth = item
-            stack = np.zeros(seg_depth * t_len)
-            xbuf = np.empty(t_len)
-            _check(fn(count, t_len, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream), p(a64),
-                      p(nres), q.data_ptr() + k * nt * es, out.data_ptr() + k * nt * es, p(stack), p(xbuf)),
-                   "cascade_forward")
-
-        _run(_items(topo, b), work)
+        threads = _threads(b * n * t_len)
+        items = _items(topo, b, t_len, threads=threads, whole=True)
+        fn = getattr(lib, f"cascade_forward_items_{_suffix(q.dtype)}")
+        _check(fn(len(items), p(items), threads, n, t_len, p(topo.order), p(topo.depth), p(topo.downstream), p(a64),
+                  p(nres), p(q), p(out)), "cascade_forward")
         ctx.topo, ctx.nres = topo, nres
         ctx.save_for_backward(q, a64, out)
         return out
@@ -417,24 +384,17 @@ class _Cascade(torch.autograd.Function):
         topo: Topology = ctx.topo
         lib = _native.load()
         b, n, t_len = q.shape
-        grad = grad_out.contiguous().to(q.dtype)
+        grad = _dense(grad_out, q.dtype)
         dq = empty(q.shape, q.dtype)
         da = torch.zeros(b, n, dtype=torch.float64)
-        fn = getattr(lib, f"cascade_backward_{_suffix(q.dtype)}")
         p = _native.ptr
-        nt, es = n * t_len, q.element_size()
         stages = int(ctx.nres.max(initial=1)) + 1
-
-        def work(item):
-            k, start, count, seg_depth = item
-            stack = np.zeros(seg_depth * t_len)
-            xs, lam = np.empty(stages * t_len), np.empty(t_len)
-            _check(fn(count, t_len, topo.order.ctypes.data + 8 * start, p(topo.depth), p(topo.downstream),
-                      p(topo.child_ptr), p(topo.child_idx), p(a64), p(ctx.nres), q.data_ptr() + k * nt * es,
-                      out.data_ptr() + k * nt * es, grad.data_ptr() + k * nt * es, dq.data_ptr() + k * nt * es,
-                      da.data_ptr() + k * n * 8, p(stack), p(xs), p(lam)), "cascade_backward")
-
-        _run(_items(topo, b), work)
+        threads = _threads(b * n * t_len)
+        items = _items(topo, b, t_len, threads=threads, whole=True)
+        fn = getattr(lib, f"cascade_backward_items_{_suffix(q.dtype)}")
+        _check(fn(len(items), p(items), threads, n, t_len, p(topo.order), p(topo.depth), p(topo.downstream),
+                  p(topo.child_ptr), p(topo.child_idx), p(a64), p(ctx.nres), stages, p(q), p(out), p(grad), p(dq),
+                  p(da)), "cascade_backward")
         return dq, da.sum(0), None, None
 
 

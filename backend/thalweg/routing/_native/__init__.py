@@ -2,9 +2,10 @@
 
 Why C through ctypes: the CPU target (>= 5e8 reach-steps/s on one thread) needs a compiled loop,
 and a plain C file built by the system compiler takes a second, needs neither torch's headers nor
-ninja (``torch.utils.cpp_extension`` needs both and a minute), and ctypes releases the GIL, so basins
-and batch elements run in threads. Where no C compiler exists (a stock Windows QGIS), ``load()``
-returns None, logs why once, and the engines use their torch path.
+ninja (``torch.utils.cpp_extension`` needs both and a minute). One call routes all basins and batch
+elements of a pass, in threads that the C code starts (ctypes releases the GIL for the call). Where no C
+compiler exists (a stock Windows QGIS), ``load()`` returns None, logs why once, and the engines use their
+torch path.
 
 The build lands in ``$THALWEG_CACHE_DIR`` (default ``~/.cache/thalweg``)/native/<hash>/, the hash
 covering the source, the compiler, its flags and the CPU's feature flags (the build uses
@@ -28,7 +29,7 @@ __all__ = ["SplitLinks", "load", "ptr", "unavailable_reason"]
 log = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).with_name("routing.c")
-_FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno"]
+_FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-pthread"]
 _LIB = None
 _REASON: str | None = None
 _TRIED = False
@@ -49,14 +50,31 @@ class SplitLinks(ctypes.Structure):
                                        "side", "wbuf", "dfrac")]
 
 
+INT = ctypes.c_int
+ITEMS = [I64, P, INT]  # the *_items entry points: how many work items, the items (int64 [n_items, 5]), threads
+
+
 def _declare(lib) -> None:
     for real in ("f32", "f64"):
-        for split in ("", "split_"):  # the trees' passes and those of networks whose rivers split
+        # the trees' passes (vector where AVX-512 is there), their scalar statement, and those of networks whose
+        # rivers split
+        for split in ("", "scalar_", "split_"):
             getattr(lib, f"iir_forward_{split}{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P]
             getattr(lib, f"iir_backward_{split}{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, P, P, P, P, P,
                                                                     P, P, P, P, P]
             for kind in ("iir_forward", "iir_backward"):
-                getattr(lib, f"{kind}_{split}{real}").restype = ctypes.c_int
+                getattr(lib, f"{kind}_{split}{real}").restype = INT
+        # one call for all work items of a pass, in threads
+        items = {"iir_forward": [I64, I64, P, P, P, P, P, P, P, P, I64],
+                 "iir_backward": [I64, I64, P, P, P, P, P, P, P, P, P, P, P, P, P, I64, I64, P],
+                 "fir_forward": [I64, I64, I64, I64, P, P, P, P, P, INT, P, P, P, P, P, P, P],
+                 "fir_backward": [I64, I64, I64, P, P, P, P, P, P, P, INT, P, P, P, P, P, P, P, P, P],
+                 "cascade_forward": [I64, I64, P, P, P, P, P, P, P],
+                 "cascade_backward": [I64, I64, P, P, P, P, P, P, P, I64, P, P, P, P, P]}
+        for kind, args in items.items():
+            fn = getattr(lib, f"{kind}_items_{real}")
+            fn.argtypes = ITEMS + args
+            fn.restype = INT
         getattr(lib, f"fir_forward_{real}").argtypes = [I64, I64, I64, I64, P, P, P, P, P, ctypes.c_int, P, P, P, P, P,
                                                         P, P, P]
         getattr(lib, f"fir_backward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, ctypes.c_int, P, P, P, P,
