@@ -240,9 +240,6 @@ def test_each_worker_reads_its_own_part_of_a_file_kept_by_basin(client, net, tmp
             read.setdefault(where, set()).update(range(rows.start, rows.stop))
         return real(self, indexers, **kw)
 
-    # the compiled routing loaded before the two in-process workers route at once: two threads' first calls race
-    # in routing._native.load, and the one that loses routes through torch instead (rounding the last bits apart)
-    _quiet(route, net, values[:2].T, params, dt=DT)
     monkeypatch.setattr(xr.DataArray, "isel", counted)
     router = _dask(net, params, client)
     source = open_runoff_chunks(path, net)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..._cbuild import build
+from ..._cbuild import build, once
 
 __all__ = ["SplitLinks", "load", "ptr", "unavailable_reason"]
 
@@ -30,9 +30,7 @@ log = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).with_name("routing.c")
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-pthread"]
-_LIB = None
-_REASON: str | None = None
-_TRIED = False
+_REASON: str | None = None  # why load() found no library
 
 P = ctypes.c_void_p
 I64 = ctypes.c_int64
@@ -88,25 +86,22 @@ def _declare(lib) -> None:
     lib.kernel_support.restype = ctypes.c_int
 
 
+@once
 def load():
     """The loaded library, or None (with the reason logged once) when it cannot be built or loaded."""
-    global _LIB, _REASON, _TRIED
-    if _TRIED:
-        return _LIB
-    _TRIED = True
+    global _REASON
     if os.environ.get("THALWEG_NO_NATIVE"):
         _REASON = "THALWEG_NO_NATIVE is set"
     else:
         try:
             lib = ctypes.CDLL(str(_build()))
             _declare(lib)
-            _LIB = lib
+            return lib
         except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:  # use torch, say why
             _REASON = f"{type(exc).__name__}: {exc}"
-    if _LIB is None:
-        log.warning("thalweg: the compiled CPU routing kernels are unavailable (%s); routing on CPU uses "
-                    "the slower torch path.", _REASON)
-    return _LIB
+    log.warning("thalweg: the compiled CPU routing kernels are unavailable (%s); routing on CPU uses "
+                "the slower torch path.", _REASON)
+    return None
 
 
 def unavailable_reason() -> str | None:
