@@ -175,7 +175,8 @@ class _GpuTaps(torch.autograd.Function):
         return dmu.to(ctx.dtypes[0]), dlam.to(ctx.dtypes[1]), None, None, None, None
 
 
-GPU_BLOCK = 1024  # taps (points) per Triton program of the taps and their backward; reaches per support program
+GPU_BLOCK = 1024  # taps (points) per Triton program of the taps and their backward
+GPU_SUPPORT_BLOCK = 256  # reaches bisected together per Triton program of the support (routing.c's IG_BLOCK)
 
 
 def _gpu_constants(dt: float, tol: float, device: torch.device) -> torch.Tensor:
@@ -201,7 +202,8 @@ def _gpu_compact(mu, lam, dt: float, n_steps: int, tol: float) -> Compact:
         count = torch.empty(n, dtype=torch.int64, device=dev)
         if n:
             iters = max(0, (n_steps - 1).bit_length())  # ceil(log2 n_steps), as the C and torch rules
-            hayami_support_kernel[(-(-n // 256),)](mu64, lam64, cp, first, count, n, n_steps, iters, BLOCK=256)
+            hayami_support_kernel[(-(-n // GPU_SUPPORT_BLOCK),)](mu64, lam64, cp, first, count, n, n_steps, iters,
+                                                                 BLOCK=GPU_SUPPORT_BLOCK)
     width = _gpu._tap_width(int(count.max()) if n else 1)
     return Compact(first, count, _GpuTaps.apply(mu, lam, first, count, width, cp))
 
