@@ -15,12 +15,15 @@ Cases:
   steps (the issue's target: 100,000 x 8,784 in <= 13 s and <= 5 GiB on 2 cores), as a subprocess: wall, the
   command's own time (the rest is the interpreter's start and exit), CPU seconds, peak resident memory
   (getrusage of the child) and the load average before it; ``--runs`` picks the runs (whole, streamed,
-  default, dask_2_workers; ``--dask`` adds the last), ``--repeat`` repeats each (ranges reported), and ``--out``
-  with ``--keep`` keeps the input for the next call, which reuses it.
+  default, dask_2_workers; ``--dask`` adds the last), ``--repeat`` repeats each (ranges reported), ``--row-order
+  basin`` writes the runoff file's rows basin by basin (each Dask worker then reads about its own share of the
+  rows; the default, the network's order, makes every basin a strip across the whole file), and ``--out`` with
+  ``--keep`` keeps the input for the next call, which reuses it.
 
     .venv/bin/python scripts/bench_scale.py --case global --reaches 6800000 --years 4 --device cuda
     .venv/bin/python scripts/bench_scale.py --case cpu --reaches 100000 --steps 8784 --dask
     .venv/bin/python scripts/bench_scale.py --case cpu --reaches 100000 --runs default --repeat 3 --out /tmp/c --keep
+    .venv/bin/python scripts/bench_scale.py --case cpu --reaches 100000 --runs streamed,dask_2_workers --row-order basin
 
 Prints one JSON object (``--json FILE`` also writes it).
 """
@@ -193,14 +196,18 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
 
         router = _timed(t, "route_parameters", route_parameters)
 
-        def warmup():  # two steps, cold then warm: the first launches compile the GPU kernels, the cold start's and
-            # the warm start's (each chunk after the first is a warm start: its first call compiled it, 0.3 s)
-            if args.warmup:
-                x = source.read(0, min(2, source.n_steps)).values
+        on_gpu = torch.cuda.is_available() and str(args.device).startswith("cuda")
+
+        def warmup():  # one chunk's steps, cold then warm: the first launches compile the GPU kernels, the cold
+            # start's and the warm start's (each chunk after the first is a warm start). Triton compiles a kernel
+            # per specialisation of its integer arguments (== 1, multiple of 16): a 2-step warm-up (one time
+            # chunk) left both of a year's chunk variants to compile in the stream's first two chunks (0.4 s each).
+            # The CPU compiles nothing: no warm-up there.
+            if args.warmup and on_gpu:
+                x = source.read(0, _chunk(args) or source.n_steps).values
                 _, state = router.prepared(x, None, return_state=True)
                 router.prepared(x, state, return_state=True)
-                if torch.cuda.is_available() and str(args.device).startswith("cuda"):
-                    torch.cuda.synchronize()
+                torch.cuda.synchronize()
 
         _timed(t, "warmup", warmup)
     t["total"] = sum(t.values())
@@ -210,6 +217,12 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
 def _steps(args) -> int:
     """Daily steps of the global case: ``--years`` of 365 days, else ``--days``."""
     return int(round(args.years * 365)) if args.years else int(args.days)
+
+
+def _chunk(args) -> int:
+    """Steps per streamed chunk of the global case: ``--chunk-steps``, else a year with ``--years``, else 0 (as
+    many as the memory budget holds); never more than the run's steps."""
+    return min(args.chunk_steps or (365 if args.years else 0), _steps(args))
 
 
 def case_global(args) -> dict:
@@ -240,7 +253,7 @@ def case_global(args) -> dict:
         out["host_peak_gib"] = round(_peak_host_gib(), 2)
         return out
     steps = _steps(args)
-    chunk = args.chunk_steps or (365 if args.years else 0)
+    chunk = _chunk(args)
     folder = Path(args.out or tempfile.mkdtemp(prefix="bench_scale_"))
     out.update({"steps": steps, "simulated_years": round(steps * dt / _YEAR, 3), "streams": {}})
     for mode in args.write.split(","):
@@ -301,18 +314,28 @@ def _stream(args, net, source, params, router, steps: int, chunk: int, dt: float
     return result
 
 
-def _write_runoff(net, steps: int, path: Path) -> None:
-    """river-route 2.x qlateral(time, river_id), m3/s, hourly, written in blocks of steps (never whole)."""
+def _row_order(net, order: str) -> np.ndarray:
+    """The runoff file's rows as reach positions: ``network`` (the network's order: on the lattice each basin is a
+    strip across the whole file) or ``basin`` (post-order: each basin's reaches consecutive, as in files written
+    basin by basin; Dask workers then each read about their own share of the rows, ``--worker-read``)."""
+    return np.arange(net.n_reaches) if order == "network" else np.asarray(net.postorder)
+
+
+def _write_runoff(net, steps: int, path: Path, order: str = "network") -> None:
+    """river-route 2.x qlateral(time, river_id), m3/s, hourly, rows in ``order`` (:func:`_row_order`), written in
+    blocks of steps (never whole)."""
     import netCDF4
 
     rng = np.random.default_rng(1)
+    rows = _row_order(net, order)
     with netCDF4.Dataset(path, "w") as ds:
+        ds.row_order = order  # read back by _input_matches
         ds.createDimension("time", steps)
         ds.createDimension("river_id", net.n_reaches)
         t = ds.createVariable("time", "f8", ("time",))
         t.units, t.calendar = "seconds since 2001-01-01 00:00:00", "standard"
         t[:] = 3600.0 * np.arange(1, steps + 1)
-        ds.createVariable("river_id", "i8", ("river_id",))[:] = net.ids
+        ds.createVariable("river_id", "i8", ("river_id",))[:] = net.ids[rows]
         q = ds.createVariable("qlateral", "f4", ("time", "river_id"), chunksizes=(min(steps, 256), net.n_reaches))
         q.units = "m3 s-1"
         for a in range(0, steps, 256):
@@ -361,15 +384,15 @@ def _repeated(args_list: list[str], times: int, output: Path) -> dict:
     return {"wall_range_s": [min(walls), max(walls)], "runs": runs}
 
 
-def _input_matches(runoff: Path, network: Path, n_reaches: int, steps: int) -> bool:
-    """Whether ``--out`` already holds this case's input (kept by an earlier ``--keep`` run)."""
+def _input_matches(runoff: Path, network: Path, n_reaches: int, steps: int, order: str) -> bool:
+    """Whether ``--out`` already holds this case's input (kept by an earlier ``--keep`` run), rows in ``order``."""
     if not (runoff.is_file() and network.is_file()):
         return False
     import netCDF4
 
     try:
         with netCDF4.Dataset(runoff) as ds:
-            return ds["qlateral"].shape == (steps, n_reaches)
+            return ds["qlateral"].shape == (steps, n_reaches) and getattr(ds, "row_order", "network") == order
     except (OSError, KeyError, IndexError):
         return False
 
@@ -382,8 +405,8 @@ def case_cpu(args) -> dict:
     net = scheidegger_network(args.reaches, seed=args.seed)
     network = folder / "net.parquet"
     runoff = folder / "runoff.nc"
-    out = {"case": "cpu", "reaches": net.n_reaches, "steps": args.steps}
-    if _input_matches(runoff, network, net.n_reaches, args.steps):
+    out = {"case": "cpu", "reaches": net.n_reaches, "steps": args.steps, "row_order": args.row_order}
+    if _input_matches(runoff, network, net.n_reaches, args.steps, args.row_order):
         out["input"] = "reused"
     else:
         import pandas as pd
@@ -392,7 +415,7 @@ def case_cpu(args) -> dict:
         pd.DataFrame({"reach_id": net.ids, "downstream_id": down, "length_m": net.length, "area_m2": net.area}
                      ).to_parquet(network)
         t0 = time.perf_counter()
-        _write_runoff(net, args.steps, runoff)
+        _write_runoff(net, args.steps, runoff, args.row_order)
         out["write_input_s"] = round(time.perf_counter() - t0, 1)
     out["runoff_gib"] = round(runoff.stat().st_size / 2**30, 2)
     base = [str(network), str(runoff), "--no-gpkg", "--compression", "0", "--overwrite"]
@@ -431,6 +454,9 @@ def main() -> None:
     p.add_argument("--runs", default="whole,streamed",
                    help="cpu case: comma-separated runs of thalweg route: default (no flags: streams by itself when "
                         "the run does not fit), whole (--stream never), streamed (--stream always), dask_2_workers")
+    p.add_argument("--row-order", choices=("network", "basin"), default="network",
+                   help="cpu case: the runoff file's rows in the network's order (each basin a strip across the file) "
+                        "or basin by basin (each Dask worker reads about its own share)")
     p.add_argument("--repeat", type=int, default=1, help="cpu case: times each run is repeated (ranges reported)")
     p.add_argument("--out", help="folder for the files (default: a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the files written")
