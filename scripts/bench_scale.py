@@ -196,14 +196,12 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
 
         router = _timed(t, "route_parameters", route_parameters)
 
-        on_gpu = torch.cuda.is_available() and str(args.device).startswith("cuda")
-
         def warmup():  # one chunk's steps, cold then warm: the first launches compile the GPU kernels, the cold
             # start's and the warm start's (each chunk after the first is a warm start). Triton compiles a kernel
             # per specialisation of its integer arguments (== 1, multiple of 16): a 2-step warm-up (one time
             # chunk) left both of a year's chunk variants to compile in the stream's first two chunks (0.4 s each).
             # The CPU compiles nothing: no warm-up there.
-            if args.warmup and on_gpu:
+            if args.warmup and _on_gpu(args):
                 x = source.read(0, _chunk(args) or source.n_steps).values
                 _, state = router.prepared(x, None, return_state=True)
                 router.prepared(x, state, return_state=True)
@@ -212,6 +210,13 @@ def prepare(args, net_arrays) -> tuple[dict, dict]:
         _timed(t, "warmup", warmup)
     t["total"] = sum(t.values())
     return t, {"net": net, "pieces": pieces, "params": params, "source": source, "router": router, "dt": dt}
+
+
+def _on_gpu(args) -> bool:
+    """Whether the global case runs on a CUDA device (``--device cuda...`` and one present)."""
+    import torch
+
+    return torch.cuda.is_available() and str(args.device).startswith("cuda")
 
 
 def _steps(args) -> int:
@@ -260,7 +265,7 @@ def case_global(args) -> dict:
         router.set_state(None)  # each mode routes the same run from a cold start
         out["streams"][mode] = _stream(args, net, source, params, router, steps, chunk, dt, mode, folder / mode)
     out["host_peak_gib"] = round(_peak_host_gib(), 2)
-    if torch.cuda.is_available() and str(args.device).startswith("cuda"):
+    if _on_gpu(args):
         out["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out["gpu"] = torch.cuda.get_device_name()
     if not args.keep and not args.out:
@@ -281,7 +286,7 @@ def _stream(args, net, source, params, router, steps: int, chunk: int, dt: float
     fmt = {"nc": "river-route", "zarr": "zarr", "none": None}[mode]
     folder.mkdir(parents=True, exist_ok=True)
     outs = output_paths(folder, "Q", fmt, "end") if fmt else {}
-    on_gpu = torch.cuda.is_available() and str(args.device).startswith("cuda")
+    on_gpu = _on_gpu(args)
 
     def wait(fraction, message):  # routing alone: a chunk is done when its kernels are, not when launched
         if on_gpu and not outs:
