@@ -1,6 +1,7 @@
 """CPU work items: consecutive basins packed into segments, routed in one compiled call each."""
 from __future__ import annotations
 
+import gc
 import warnings
 
 import numpy as np
@@ -65,3 +66,70 @@ def test_threads_and_segments_route_like_the_reference(many_basins, scheme):
     assert_discharge_close(outs[0][0], ref, rtol=1e-10, ids=many_basins.ids)
     for a, b in zip(*outs):
         assert float((a - b).abs().max()) <= 1e-12 * float(b.abs().max())
+
+
+def test_freed_output_buffers_are_reused_bounded_and_never_while_in_use(monkeypatch):
+    """_cpu.empty: a freed large buffer serves the next one of exactly its size; one that a view still uses is
+    not handed out; the pool keeps at most POOL_BYTES (0: none)."""
+    if not hasattr(_cpu.mmap, "MADV_HUGEPAGE"):
+        pytest.skip("huge-page buffers are Linux's")
+    gc.collect()  # earlier tests' tensors in reference cycles: freed now, not into this test's pool
+    monkeypatch.setattr(_cpu, "_freed", [])
+    monkeypatch.setattr(_cpu, "POOL_BYTES", 64 << 20)
+    shape = (4, 1 << 20)  # 16 MiB of float32, the smallest size that is pooled
+    a = _cpu.empty(shape, torch.float32)
+    ptr = a.data_ptr()
+    del a
+    assert [size for size, _ in _cpu._freed] == [16 << 20]
+    b = _cpu.empty(shape, torch.float32)
+    assert b.data_ptr() == ptr and not _cpu._freed
+    view = b[1:3]
+    del b
+    c = _cpu.empty(shape, torch.float32)  # the view keeps the buffer: a new one
+    assert c.data_ptr() != ptr
+    c.fill_(1.0)
+    assert view.data_ptr() == ptr + (1 << 22)
+    del view, c
+    assert sorted(size for size, _ in _cpu._freed) == [16 << 20, 16 << 20]
+    assert _cpu.empty((2, 1 << 20), torch.float64).data_ptr() == ptr  # the same bytes in float64: the oldest one
+    big = [_cpu.empty((8, 1 << 20), torch.float64) for _ in range(2)]  # 2 x 64 MiB: over the cap together
+    del big
+    assert sum(size for size, _ in _cpu._freed) <= 64 << 20
+    monkeypatch.setattr(_cpu, "POOL_BYTES", 0)
+    del_me = _cpu.empty(shape, torch.float32)
+    del del_me
+    assert not _cpu._freed
+
+
+@pytest.mark.parametrize("scheme", ["muskingum", "pure_lag", "nash_cascade", "hayami"])
+def test_reused_buffers_full_of_nan_route_like_fresh_ones(monkeypatch, scheme):
+    """Every element of a pooled output or gradient buffer is written: routing into buffers left full of NaN by
+    earlier tensors gives the discharge and gradients of fresh (zeroed) pages, bit for bit."""
+    if not _cpu.available():
+        pytest.skip("needs the compiled CPU engine")
+    net = scheidegger_network(20_000, seed=4)
+    rng = np.random.default_rng(5)
+    params = scheme_params(SCHEMES[scheme], net, rng, max_travel=2 * DT)
+    q = torch.as_tensor(runoff(net, rng, batch=1, steps=256), dtype=torch.float32)  # 20 MB: pooled sizes
+
+    def run():
+        qq = q.clone().requires_grad_(True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ThalwegWarning)
+            out = route(net, qq, params, scheme, dt=DT, engine="exact")
+        (out * torch.linspace(0.5, 1.5, out.shape[-1])).sum().backward()
+        return (out.detach().clone(), qq.grad.clone()), {out.data_ptr(), qq.grad.data_ptr()}
+
+    gc.collect()
+    monkeypatch.setattr(_cpu, "_freed", [])
+    monkeypatch.setattr(_cpu, "POOL_BYTES", 0)
+    fresh, _ = run()
+    monkeypatch.setattr(_cpu, "POOL_BYTES", 1 << 30)
+    poisoned = [_cpu.empty(q.shape, torch.float32).fill_(float("nan")) for _ in range(4)]
+    poisoned += [_cpu.empty(q.shape, torch.float64).fill_(float("nan")) for _ in range(2)]
+    ptrs = {t.data_ptr() for t in poisoned}
+    del poisoned
+    reused, used = run()
+    assert used <= ptrs  # the discharge and dL/dq went into poisoned buffers
+    for a, b in zip(fresh, reused):
+        assert torch.equal(a, b)

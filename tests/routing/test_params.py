@@ -98,3 +98,31 @@ def test_resolve_params_lives_in_params_and_workflow_uses_it():
     from thalweg import workflow
 
     assert workflow.resolve_params is resolve_params is thalweg.resolve_params
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_scheme_params_names_the_bad_parameter_and_keeps_gradients(device):
+    """routing.params: numpy arrays, numbers and CPU tensors reach the device with their values, a bad parameter is
+    named with its reaches; tensors requiring grad stay themselves, so gradients reach them."""
+    from thalweg.routing.params import scheme_params
+
+    net = _net()
+    n = net.n_reaches
+    rng = np.random.default_rng(3)
+    k = rng.uniform(600.0, 7200.0, n)
+    nan_at_2 = np.where(np.arange(n) == 2, np.nan, k)
+    for bad, name, where in (({"k": k, "x": 0.9}, "x", f"{n} reaches"),
+                             ({"k": nan_at_2, "x": 0.2}, "k", f"1 reaches: {net.ids[2]}")):
+        with pytest.raises(InputError, match=rf"parameter '{name}' is missing or outside .* at {where}"):
+            scheme_params(net, SCHEMES["muskingum"], bad, dtype=torch.float64, device=device)
+    sent = scheme_params(net, SCHEMES["hayami"], {"celerity": k / 3600.0, "diffusivity": torch.full((n,), 1e4)},
+                         dtype=torch.float64, device=device)
+    assert list(sent) == ["celerity", "diffusivity", "length"]
+    for name, expected in (("celerity", k / 3600.0), ("diffusivity", np.full(n, 1e4)), ("length", net.length)):
+        assert sent[name].device.type == device
+        np.testing.assert_array_equal(sent[name].cpu().numpy(), expected)
+    tau = torch.tensor(k, device=device, requires_grad=True)
+    mixed = scheme_params(net, SCHEMES["nash_cascade"], {"tau": tau, "n": 2.0}, dtype=torch.float64, device=device)
+    mixed["tau"].sum().backward()
+    assert torch.equal(tau.grad, torch.ones_like(tau)) and float(mixed["n"][0]) == 2.0

@@ -123,6 +123,28 @@ def test_prepared_route_gives_each_call_its_own_gradient(mid_basin, rng):
     assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], k.grad)
 
 
+@pytest.mark.parametrize("scheme", ["muskingum", "hayami"])
+def test_prepared_route_sees_parameters_changed_in_place(scheme, mid_basin, rng):
+    """Parameters requiring grad, changed in place between calls as an optimizer does, under no_grad as an
+    evaluation runs: each call routes the current values (the oracle: route() with them), nothing kept stale."""
+    from thalweg.routing import PreparedRoute
+
+    p = scheme_params(SCHEMES[scheme], mid_basin, rng, max_travel=3 * DT)
+    name = "k" if scheme == "muskingum" else "celerity"
+    tensor = torch.as_tensor(np.asarray(p[name], dtype=np.float64)).requires_grad_(True)
+    params = {**p, name: tensor}
+    q = torch.as_tensor(runoff(mid_basin, rng, batch=1, steps=80))
+    opts = {"dt": DT, "engine": "exact", "dtype": torch.float64, "device": "cpu"}
+    prepared = PreparedRoute(mid_basin, params, scheme, **opts)
+    with torch.no_grad():
+        first = prepared(q)
+        tensor.mul_(0.7)  # still in bounds: k shorter, celerity slower
+        second = prepared(q)
+        expected = route(mid_basin, q, params, scheme, **opts)
+    assert not torch.equal(first, second)
+    assert torch.equal(second, expected)
+
+
 def test_upstream_sum_is_the_sum_of_the_upstream_outflows(mid_basin, rng):
     """The state's inflow: per reach, the sum of its upstream reaches' outflow (brute force in numpy)."""
     from thalweg.routing.engines import _upstream_sum
@@ -138,3 +160,45 @@ def test_upstream_sum_is_the_sum_of_the_upstream_outflows(mid_basin, rng):
                 expected[:, d] += series[:, i].numpy()
         for cache in (None, {}):
             np.testing.assert_allclose(_upstream_sum(topo, series, cache).numpy(), expected, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("scheme", ["pure_lag", "hayami", "nash_cascade"])
+def test_prepared_route_keeps_its_taps_and_cascade_between_calls(scheme, mid_basin, rng):
+    """A prepared route makes the compact taps (pure lag, Hayami) once for each series length and the Nash cascade
+    once, and gives route()'s values on every call (the oracle: route() on the same runoff)."""
+    import dataclasses
+
+    from thalweg.irf import nash
+    from thalweg.routing import PreparedRoute
+
+    made = []
+    sch = SCHEMES[scheme]
+    if scheme == "nash_cascade":
+        params = {"tau": np.full(mid_basin.n_reaches, 1800.0), "n": np.full(mid_basin.n_reaches, 2.0)}
+        counted = sch  # the cascade is the scheme's own rule: counted through nash.whole_cascade below
+    else:
+        params = scheme_params(sch, mid_basin, rng, max_travel=3 * DT)
+
+        def compact(p, dt, t_len, tol):
+            made.append(t_len)
+            return sch.compact(p, dt, t_len, tol)
+        counted = dataclasses.replace(sch, compact=compact)
+    whole_cascade = nash.whole_cascade
+
+    def cascade(p, dt):
+        made.append("cascade")
+        return whole_cascade(p, dt)
+
+    q = torch.as_tensor(runoff(mid_basin, rng, batch=1, steps=120))
+    opts = {"dt": DT, "engine": "exact", "dtype": torch.float64, "device": "cpu"}
+    try:
+        nash.whole_cascade = cascade
+        prepared = PreparedRoute(mid_basin, params, counted, **opts)
+        got = [prepared(q), prepared(q * 2.0), prepared(q[..., :50])]
+        calls = list(made)
+        expected = [route(mid_basin, x, params, counted, **opts) for x in (q, q * 2.0, q[..., :50])]
+    finally:
+        nash.whole_cascade = whole_cascade
+    assert calls == (["cascade"] if scheme == "nash_cascade" else [120, 50])
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)

@@ -20,16 +20,16 @@ def kernel(params, dt: float, n_steps: int):
 
 
 def whole_cascade(params, dt: float):
-    """``(a [N], n [N] int64 numpy)`` when every reach has a whole number n >= 1 of reservoirs and n is not
-    being differentiated: the kernel is then exactly n passes of the linear storage y = (1-a) y + a x
-    (the product of n linear-storage responses, ROUTING.md section 3); otherwise None."""
+    """``(a [N], n [N] int32)`` on the parameters' device when every reach has a whole number n >= 1 of reservoirs
+    and n is not being differentiated: the kernel is then exactly n passes of the linear storage
+    y = (1-a) y + a x (the product of n linear-storage responses, ROUTING.md section 3); otherwise None."""
     n = params["n"]
     if n.requires_grad or n.numel() == 0:
         return None
     whole = torch.round(n)
     if not bool(((n == whole) & (whole >= 1)).all()):
         return None
-    return dt / (params["tau"] + dt), whole.to(torch.int64).cpu().numpy()
+    return dt / (params["tau"] + dt), whole.to(torch.int32)  # stays on the device: the GPU cascade's type
 
 
 SCHEME = Scheme(

@@ -167,8 +167,8 @@ class PreparedRoute:
     ``prepared(runoff, state=None, return_state=False)`` routes a numpy array or torch tensor [B, N, T] or
     [N, T] (reaches in network order) and returns what ``route(network, runoff, params, scheme, dt=dt, ...,
     state=state, return_state=return_state)`` returns for it, the same values. Parameters that require grad
-    keep their gradients: while grad is enabled their coefficients are recomputed on each call, so each call
-    has its own graph.
+    keep their gradients: their coefficients and kernels are recomputed on each call, so each call has its own
+    graph and sees the values an optimizer has given them since (in place, under ``torch.no_grad()`` too).
     """
 
     def __init__(self, network: RiverNetwork, params: Mapping[str, Any], scheme: str | Any = "muskingum_nonneg", *,
@@ -193,7 +193,7 @@ class PreparedRoute:
 
     def _one(self, values, state, want, progress):
         q, squeeze = _as_batch(self.network, values, self.device, self.dtype)
-        cache = None if self._grad and torch.is_grad_enabled() else self._cache
+        cache = None if self._grad else self._cache  # an optimizer changes such parameters in place, no_grad or not
         job = _engines.Job(network=self.network, topo=self.topo, runoff=q, scheme=self.scheme, params=self.params,
                            dt=self.dt, kernel_length=self.kernel_length, state=state, want_state=want,
                            at=self.out_index, progress=progress, options=self.engine_options,

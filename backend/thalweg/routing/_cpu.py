@@ -39,18 +39,60 @@ def _chunk(t_len: int, seg_depth: int) -> int:
     return int(max(64, min(t_len, 2048, fit)))
 
 
-def empty(shape, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised CPU tensor; large ones on transparent huge pages where Linux offers them.
+def _pool_bytes() -> int:
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        ram = 16 << 30
+    return int(min(1 << 30, ram // 16))
 
-    First-touch page faults of a fresh 4 KiB-page buffer cost as much as the routing itself here
-    (146 MB: ~60 ms against ~5 ms on huge pages).
-    """
-    nbytes = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
-    if nbytes < (16 << 20) or not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return torch.empty(shape, dtype=dtype)
+
+# Freed huge-page buffers kept for the next buffer of the same size, at most this many bytes in all: a fresh
+# buffer's first-touch zeroing (146 MB of output: about 19 ms) is a quarter of a routing call here, and
+# calibration, training and streaming ask for the same sizes call after call. 0 keeps none.
+POOL_BYTES = _pool_bytes()  # 1 GiB, or a sixteenth of the RAM where that is less
+_freed: list[tuple[int, mmap.mmap]] = []  # (bytes, buffer), oldest first
+_freed_lock = threading.Lock()
+
+
+def _take(nbytes: int) -> mmap.mmap:
+    """A pooled buffer of exactly ``nbytes``, or a fresh one on transparent huge pages."""
+    with _freed_lock:
+        for j, (size, buf) in enumerate(_freed):
+            if size == nbytes:
+                del _freed[j]
+                return buf
     buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     buf.madvise(mmap.MADV_HUGEPAGE)
-    return torch.frombuffer(buf, dtype=dtype).view(shape)
+    return buf
+
+
+def _give(nbytes: int, buf: mmap.mmap) -> None:
+    """Back to the pool once no tensor uses ``buf``; past ``POOL_BYTES`` the oldest buffers are let go (unmapped
+    when the dying array's last export of them is released: closing them here would raise)."""
+    with _freed_lock:
+        if nbytes <= POOL_BYTES:
+            _freed.append((nbytes, buf))
+        while _freed and sum(size for size, _ in _freed) > POOL_BYTES:
+            del _freed[0]
+
+
+def empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor; large ones on transparent huge pages where Linux offers them, reused
+    from the buffers of freed tensors of the same size (``POOL_BYTES``).
+
+    First-touch page faults of a fresh 4 KiB-page buffer cost as much as the routing itself here
+    (146 MB: ~60 ms against ~5 ms on huge pages, plus ~19 ms of zeroing that a reused buffer saves).
+    """
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    nbytes = int(np.prod(shape)) * np_dtype.itemsize
+    if nbytes < (16 << 20) or not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.empty(shape, dtype=dtype)
+    buf = _take(nbytes)
+    # the tensor's storage holds ``array`` until the last view of it is freed; then ``buf`` goes back to the pool
+    array = np.frombuffer(buf, dtype=np_dtype)
+    weakref.finalize(array, _give, nbytes, buf).atexit = False
+    return torch.from_numpy(array).view(shape)
 
 
 def available() -> bool:
@@ -398,11 +440,11 @@ class _Cascade(torch.autograd.Function):
         return dq, da.sum(0), None, None
 
 
-def cascade_route(runoff: torch.Tensor, a: torch.Tensor, nres: np.ndarray, topo: Topology) -> torch.Tensor:
+def cascade_route(runoff: torch.Tensor, a: torch.Tensor, nres, topo: Topology) -> torch.Tensor:
     """Q [B, N, T] through ``nres[i]`` equal linear reservoirs per reach (cold start; g = h).
 
-    a : [N] the reservoirs' a = dt / (tau + dt), differentiable. nres : [N] int64, >= 1.
-    The kernel is the Nash cascade's for a whole number of reservoirs (``irf.nash``), exactly.
+    a : [N] the reservoirs' a = dt / (tau + dt), differentiable. nres : [N] whole numbers >= 1 (an array or a
+    CPU tensor). The kernel is the Nash cascade's for a whole number of reservoirs (``irf.nash``), exactly.
     """
-    nres = np.ascontiguousarray(nres, dtype=np.int64)
+    nres = np.ascontiguousarray(torch.as_tensor(nres).numpy(), dtype=np.int64)
     return _Cascade.apply(runoff, a, nres, topo)

@@ -206,9 +206,10 @@ def cascade_route(runoff: torch.Tensor, a: torch.Tensor, nres, topo: Topology) -
     """Q [B, N, T] through ``nres[i]`` equal linear reservoirs per reach, cold start, g = h (``_cpu.cascade_route``
     on GPU): a [N] the reservoirs' a = dt / (tau + dt), differentiable like the runoff; nres [N] whole numbers >= 1
     (int32 on the device, the kernels' stage counters' type)."""
-    nres = torch.as_tensor(nres).to(device=runoff.device, dtype=torch.int32).contiguous()
-    if nres.numel() and int(nres.min()) < 1:
+    nres = torch.as_tensor(nres)
+    if nres.numel() and int(nres.min()) < 1:  # checked where it is (host data: before the copy, no device sync)
         raise ValueError("cascade_route: every reach needs at least one reservoir (nres >= 1)")
+    nres = nres.to(device=runoff.device, dtype=torch.int32).contiguous()
     return _Cascade.apply(runoff, a, nres, topo)
 
 

@@ -181,7 +181,8 @@ def _run_one(engine: str, job: Job):
         out, _, _path = route_exact(job.topo, job.runoff, scheme, job.params, job.dt,
                                     kernels_fn=lambda L: _cast(job.kernels(max(L, t_len), kernel_length),
                                                                job.runoff.dtype, exact_path=True),
-                                    kernel_length=kernel_length, state=fir_hist, want=kind, progress=job.progress)
+                                    kernel_length=kernel_length, state=fir_hist, want=kind, progress=job.progress,
+                                    cache=job.cache)
     elif engine == "fft":
         from .fft import route_fft
 

@@ -52,6 +52,24 @@ def _direct_pays(taps: float, n: int, t_len: int, length: int) -> bool:
     return taps <= FIR_OVER_FFT * n * 6.0 * math.log2(2 * (t_len + length))
 
 
+def _kept(cache: dict | None, name: str, key, make):
+    """``make()``, kept in a prepared route's ``cache`` under ``name`` while ``key`` stays the same (one entry a
+    name: a stream's chunks share one, its shorter last chunk replaces it); made on each call without a cache."""
+    if cache is None:
+        return make()
+    hit = cache.get(name)
+    if hit is None or hit[0] != key:
+        hit = cache[name] = (key, make())
+    return hit[1]
+
+
+def _compact(cache: dict | None, scheme: Scheme, p: dict, dt: float, t_len: int, dtype: torch.dtype):
+    """The scheme's kernels over each reach's support (``Scheme.compact``) for ``t_len`` steps of ``dtype``
+    runoff (its support rule's tolerance), kept in ``cache``."""
+    return _kept(cache, "compact", (t_len, dtype),
+                 lambda: scheme.compact(p, dt, t_len, _cpu.support_tol(dtype)))
+
+
 def plan_exact(scheme: Scheme, device: torch.device, *, kernel_length: int | None, history: bool) -> str:
     """Which path the exact engine takes: 'iir-native', 'iir-triton', 'iir-fft', 'fir-native' or 'fft'
     ('fft' on a GPU becomes 'fir-triton' in ``route_exact`` for a cold start with supports <= MAX_TAPS)."""
@@ -68,7 +86,8 @@ def plan_exact(scheme: Scheme, device: torch.device, *, kernel_length: int | Non
 
 
 def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, dt: float, *,
-                kernels_fn, kernel_length: int | None, state=None, want: str | None = None, progress=None):
+                kernels_fn, kernel_length: int | None, state=None, want: str | None = None, progress=None,
+                cache: dict | None = None):
     """Route with the exact engine.
 
     Parameters
@@ -80,6 +99,8 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
     kernel_length : fixed kernel length or None (whole horizon).
     state : 'filter' tensor [B, N, 3] (recursive) or (U, q) histories [B, N, H] (history), or None.
     want : None, 'recursive' or 'history': the kind of state the run keeps (sets the path).
+    cache : a prepared route's (``Job.cache``), where the Nash cascade and the compact taps, fixed by ``p`` and
+        ``dt``, are kept from call to call; None: made on each call.
 
     Returns
     -------
@@ -101,14 +122,14 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
         out, _ = route_fft(topo, runoff, kern, coef=coef, filter_state=state, progress=progress)
         return out, None, path
     if path == "fir-native" and kernel_length is None and not history and scheme.kernel is nash.kernel:
-        cascade = nash.whole_cascade(p, dt)
+        cascade = _kept(cache, "cascade", None, lambda: nash.whole_cascade(p, dt))
         if cascade is not None:  # n reservoirs per reach, n recursions per step: no kernels to build or convolve
             _once(f"thalweg: exact engine on {device.type}: cascade-native")
             return _cpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-native"
     if path == "fir-native" and kernel_length is None and not history and scheme.compact is not None:
         # the kernels over their supports only (pure lag: two taps; Hayami: the CDF over each support), placed at
         # a per-reach tap offset: no [N, T] kernels built or scanned
-        comp = scheme.compact(p, dt, t_len, _cpu.support_tol(runoff.dtype))
+        comp = _compact(cache, scheme, p, dt, t_len, runoff.dtype)
         first = comp.first.cpu().numpy()
         last = first + comp.count.cpu().numpy()
         # a scheme wrapper that adds kernel rows without adding them to its compact hook (routing.dag.with_virtual
@@ -121,14 +142,14 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
     if path == "fft" and _gpu.available(device) and kernel_length is None and not history:
         # GPU, cold start: the schemes whose kernels need not be built (as on the CPU, above)
         if scheme.kernel is nash.kernel:
-            cascade = nash.whole_cascade(p, dt)
+            cascade = _kept(cache, "cascade", None, lambda: nash.whole_cascade(p, dt))
             if cascade is not None:
                 _once(f"thalweg: exact engine on {device.type}: cascade-triton")
                 return _gpu.cascade_route(runoff, cascade[0], cascade[1], topo), None, "cascade-triton"
         # the kernels over their supports only (the pure lag's two taps; Hayami's built by Triton kernels, its
         # support by bisection in registers: no [N, T] kernels built, scanned or cut)
         if scheme.compact is not None:
-            comp = scheme.compact(p, dt, t_len, _cpu.support_tol(runoff.dtype))
+            comp = _compact(cache, scheme, p, dt, t_len, runoff.dtype)
             if comp.first.shape[0] == topo.n and int(comp.taps.shape[1]) <= _gpu.MAX_TAPS:
                 name = "lag-triton" if scheme.kernel is lag.kernel else "fir-compact-triton"
                 _once(f"thalweg: exact engine on {device.type}: {name}")
