@@ -6,7 +6,8 @@ Cases:
   Amazon-deep ones, ``--reaches`` in all) x ``--years`` simulated years of daily steps (or ``--days`` steps),
   runoff generated on the fly chunk by chunk (on the device: no 0.8 TB file), streamed in ``--chunk-steps``
   chunks (a year each by default) through :func:`thalweg.scale.stream.stream_route`, once per ``--write`` mode
-  (``none``: routing alone; ``zarr``, ``nc``: the discharge written). Reports network preparation (validation,
+  (``none``: routing alone; ``zarr``, ``nc``: the discharge written, of every reach or, with ``--discharge-at
+  outlets``, of each basin's outlet). Reports network preparation (validation,
   topology, partition), and per mode the first chunk (the stream's first call: allocations, first launches, the
   writer's first file and imports) apart from the steady state (the chunks after it: seconds per simulated
   year), the write throughput (GB/s of discharge), GPU and host peak memory, and the 85-year extrapolation
@@ -287,6 +288,8 @@ def _stream(args, net, source, params, router, steps: int, chunk: int, dt: float
     folder.mkdir(parents=True, exist_ok=True)
     outs = output_paths(folder, "Q", fmt, "end") if fmt else {}
     on_gpu = _on_gpu(args)
+    at = None if args.discharge_at == "all" else np.asarray(net.ids)[np.asarray(net.outlets)]
+    written = net.n_reaches if at is None else at.size
 
     def wait(fraction, message):  # routing alone: a chunk is done when its kernels are, not when launched
         if on_gpu and not outs:
@@ -295,18 +298,19 @@ def _stream(args, net, source, params, router, steps: int, chunk: int, dt: float
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = stream_route(net, source, params, args.scheme, outputs=outs, checkpoint=folder / ".Q.stream",
-                           chunk_steps=chunk or None, router=router, compression=0, progress=wait,
+                           chunk_steps=chunk or None, router=router, compression=0, progress=wait, at=at,
                            id_names={k: "river_id" if fmt == "zarr" else "riverId" for k in outs})
     done = [t for _, _, t in res.finished]
     years = [(b - a) * dt / _YEAR for a, b, _ in res.finished]
     per_chunk = np.diff([0.0, *done])  # the first from the call (opening, allocations), then chunk to chunk
     steady = float(np.sum(per_chunk[1:]) / max(np.sum(years[1:]), 1e-12)) if len(done) > 1 else None
-    bytes_per_year = 4.0 * net.n_reaches * _YEAR / dt  # float32 discharge
+    bytes_per_year = 4.0 * written * _YEAR / dt  # float32 discharge
     result = {"chunk_steps": res.chunk_steps, "chunks": len(done), "wall_s": round(res.timings["wall"], 3),
               "busy_s": {k: round(v, 3) for k, v in res.timings.items() if k != "wall"},
               "first_chunk_s": round(float(per_chunk[0]), 3),
               "chunk_s": [round(float(x), 3) for x in per_chunk],
-              "steady_s_per_simulated_year": None if steady is None else round(steady, 4)}
+              "steady_s_per_simulated_year": None if steady is None else round(steady, 4),
+              "reaches_written": int(written) if outs else 0}
     if steady is not None:
         rest = 85.0 - years[0]
         result["extrapolated_85_years_s"] = round(float(per_chunk[0]) + rest * steady, 1)
@@ -455,6 +459,9 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" else "cpu")
     p.add_argument("--write", default="none,zarr,nc",
                    help="global case: comma-separated modes, each a streamed run: none (routing alone), zarr, nc")
+    p.add_argument("--discharge-at", choices=("all", "outlets"), default="all",
+                   help="global case: the reaches the written modes write (thalweg route --discharge-at): every "
+                        "reach, or each basin's outlet")
     p.add_argument("--dask", action="store_true", help="cpu case: also on a LocalCluster of 2 workers")
     p.add_argument("--runs", default="whole,streamed",
                    help="cpu case: comma-separated runs of thalweg route: default (no flags: streams by itself when "

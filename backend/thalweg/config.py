@@ -101,6 +101,7 @@ SCHEME_CHOICES = Choices(_schemes, "routing schemes: thalweg schemes lists them"
 ENGINE_CHOICES = Choices(_engines, "routing engines")
 FORMAT_CHOICES = Choices(_formats, "discharge file formats")
 ID_NAME_CHOICES = Choices(_id_names, "reach-id dimension names")
+DISCHARGE_AT = ("all", "outlets", "gauges")  # results.outputs.discharge_reaches gives each its reaches
 
 
 def _models() -> tuple[str, ...]:
@@ -323,6 +324,11 @@ class RouteSettings:
                                          "riverId (river-route 1.x) or river_id (GEOGloWS v2, river-route 2+); "
                                          "default: the format's own", group="outputs", flag="--river-id-name",
                                    keyword="route.id_name", choices=ID_NAME_CHOICES, metavar="NAME")
+    discharge_at: str = _setting("all", "reaches the discharge file holds: all; outlets (each basin's last reach, "
+                                        "with the --gauges and --hydrograph reaches); gauges (those reaches only). "
+                                        "A global run's outlets are kilobytes a step where all reaches are "
+                                        "gigabytes", group="outputs", flag="--discharge-at",
+                                 keyword="route.discharge_at", choices=DISCHARGE_AT, metavar="WHICH")
     compression: int = _setting(0, "zlib level of NetCDF discharge files, 0 (none: the fastest to write and read; "
                                    "default) to 9; 1 gives about half the size at several times the write time",
                                 group="outputs", flag="--compression", keyword="route.compression", ge=0, le=9,

@@ -446,6 +446,10 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
         gauges = read_gauges(settings.gauges, network, observed=settings.observed)
     if settings.hydrograph_reaches:
         network.index_of(settings.hydrograph_reaches, what=f"reach ids of {opt('route.hydrograph_reaches')}")
+    from .results.outputs import discharge_reaches
+
+    filed = discharge_reaches(network, settings.discharge_at, [
+        *(gauges.reach_ids.tolist() if gauges is not None else []), *settings.hydrograph_reaches])
     if params is None and settings.parameters:
         params, used = model_params(settings, network)
     elif params is None:
@@ -495,7 +499,7 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
         out_dir, settings.name, discharge, network, convention=settings.convention, fmt=settings.format,
         id_name=settings.id_name, gpkg=settings.write_gpkg, gauges=gauges, reaches=settings.hydrograph_reaches,
         texts={"settings": (f"{settings.name}.settings.json", settings.to_json())},
-        progress=lambda f, m: report(0.7 + 0.3 * f, m), compression=settings.compression))
+        progress=lambda f, m: report(0.7 + 0.3 * f, m), compression=settings.compression, discharge_at=filed))
     timings["write"] = time.perf_counter() - t0
     report(1.0, "done")
     return RouteResult(outputs=outputs, discharge=discharge, network=network, timings=timings,

@@ -184,3 +184,48 @@ def test_options_a_run_would_ignore_are_refused_before_anything_is_written(tmp_p
     err = _errors(capsys)[-1]
     assert all(s in err for s in said), err
     assert not list(tmp_path.iterdir())
+
+
+def _ids_q(path):
+    """(reach ids, the discharge variable's dims, its values) of a river-route, RAPID or zarr discharge file."""
+    with (xr.open_zarr(path, decode_times=False) if str(path).endswith(".zarr") else xr.open_dataset(path)) as ds:
+        var = ds["Qout" if "Qout" in ds else "Q"]
+        name = next(d for d in var.dims if d != "time")
+        return np.asarray(ds[name].values).astype(np.int64), list(var.dims), np.asarray(var.values)
+
+
+@pytest.mark.parametrize(("stream", "name"), [("never", "Q.nc"), ("always", "Q.nc"), ("always", "Q.zarr"),
+                                              ("never", "Qout.nc")])
+def test_discharge_at_outlets_writes_the_outlets_and_hydrograph_reaches_only(tmp_path, capsys, stream, name):
+    """--discharge-at outlets: the file holds each basin's last reach and the --hydrograph reaches, in network
+    order, with the values the whole-network file has at those reaches (the oracle: a run writing every reach);
+    the hydrograph CSV is the same as the whole run's."""
+    import thalweg
+
+    net = thalweg.read_network(N)
+    wanted = np.sort(np.r_[net.ids[net.outlets], [5, 1]])  # the sample's ids are in network order
+    full, part = tmp_path / "all" / name, tmp_path / "outlets" / name
+    chunked = ["--chunk-steps", "20"] if stream == "always" else []
+    assert _route(full, "--stream", stream, *chunked, "--hydrograph", "5", "--hydrograph", "1", "--no-gpkg") == 0
+    assert _route(part, "--stream", stream, *chunked, "--hydrograph", "5", "--hydrograph", "1", "--no-gpkg",
+                  "--discharge-at", "outlets") == 0, capsys.readouterr().err
+    all_ids, dims, all_q = _ids_q(full)
+    ids, part_dims, q = _ids_q(part)
+    assert part_dims == dims and all_ids.size == net.n_reaches
+    np.testing.assert_array_equal(ids, wanted)
+    rows = np.array([int(np.flatnonzero(all_ids == i)[0]) for i in wanted])
+    axis = dims.index(next(d for d in dims if d != "time"))
+    np.testing.assert_array_equal(q, np.take(all_q, rows, axis=axis))
+    stem = Path(name).stem
+    assert (part.parent / f"{stem}_hydrographs.csv").read_text() == \
+        (full.parent / f"{stem}_hydrographs.csv").read_text()
+
+
+def test_discharge_at_gauges_without_gauges_names_the_flags(tmp_path, capsys):
+    assert _route(tmp_path / "Q.nc", "--discharge-at", "gauges") == EXIT_INPUT
+    err = _errors(capsys)[-1]
+    assert "--discharge-at gauges" in err and "--gauges" in err and "--hydrograph" in err, err
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(SystemExit) as exited:  # argparse's choices: usage and exit status 2
+        _route(tmp_path / "Q.nc", "--discharge-at", "everything")
+    assert exited.value.code == 2 and "--discharge-at: invalid choice: 'everything'" in capsys.readouterr().err

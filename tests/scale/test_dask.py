@@ -115,6 +115,12 @@ def test_thalweg_route_on_a_scheduler_equals_one_process(cluster, tmp_path):
     local, dask = read_discharge(tmp_path / "local.nc"), read_discharge(tmp_path / "dask.nc")
     np.testing.assert_allclose(dask.values, local.values, rtol=2e-6, atol=1e-6 * local.values.max())
     assert json.loads((tmp_path / "dask.settings.json").read_text())["scheduler"] == cluster.scheduler_address
+    # the outlets and a hydrograph reach only: the rows of the whole file, from the workers' pieces
+    assert main(["route", *args, "-o", str(tmp_path / "outlets.nc"), "--scheduler", cluster.scheduler_address,
+                 "--discharge-at", "outlets", "--hydrograph", "5"]) == 0
+    outlets = read_discharge(tmp_path / "outlets.nc")
+    assert outlets.ids.tolist() == [5, 101]  # the sample's one outlet, 101
+    np.testing.assert_array_equal(outlets.values, dask.select([5, 101]).values)
 
 
 # ---- workers reading their own rows of the runoff file ------------------------------------------------------

@@ -67,6 +67,11 @@ class Discharge(ReachSeries):
         k = int(np.argmin(np.abs((self.time - t).astype(np.int64))))
         return self.values[:, k]
 
+    def select(self, reach_ids: Any) -> Discharge:
+        """The series of ``reach_ids`` only, in that order (a discharge file of some reaches: ``--discharge-at``)."""
+        rows = self.index_of(reach_ids)
+        return dataclasses.replace(self, values=self.values[rows], ids=self.ids[rows].copy())
+
     def to_xarray(self):
         """xarray Dataset with Q(reach, time), time = step ends, and the provenance in attributes."""
         import xarray as xr

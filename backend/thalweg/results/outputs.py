@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .._files import OutputSet
 from ..errors import InputError, opt
 from .discharge import Discharge
@@ -72,12 +74,35 @@ def _possible_members(folder: Path, name: str) -> list[Path]:
         [folder / f"{name}{s}" for s in ("_Q.nc", "_Qout.nc", "_hydrographs.csv", "_hydrographs_long.csv")]
 
 
+def discharge_reaches(network: Any, which: str, hydrographs: Sequence[int] = ()) -> np.ndarray | None:
+    """The reach ids, in network order, that a run's discharge file holds for ``--discharge-at`` ``which``
+    (``RouteSettings.discharge_at``): None for all; 'outlets': each basin's last reach and the ``hydrographs``
+    reaches (gauges and ``--hydrograph``: their CSVs are read from the file); 'gauges': those reaches only."""
+    from ..config import DISCHARGE_AT
+
+    if which not in DISCHARGE_AT:
+        raise InputError(f"discharge_at must be one of {', '.join(DISCHARGE_AT)}, not {which!r}.",
+                         hint=f"Give {opt('route.discharge_at', 'outlets')}.")
+    if which == "all":
+        return None
+    rows = network.index_of(list(hydrographs), what="hydrograph reach ids") if len(hydrographs) else \
+        np.zeros(0, dtype=np.int64)
+    if which == "gauges" and rows.size == 0:
+        raise InputError(f"{opt('route.discharge_at', 'gauges')} writes the gauges' and hydrograph reaches' "
+                         f"discharge, and this run has none.",
+                         hint=f"Give {opt('route.gauges')} or {opt('route.hydrograph_reaches')}, or "
+                              f"{opt('route.discharge_at', 'outlets')}.")
+    if which == "outlets":
+        rows = np.concatenate([np.asarray(network.outlets, dtype=np.int64), rows])
+    return np.asarray(network.ids)[np.unique(rows)]
+
+
 def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, network: Any = None, *,
                         convention: str = "end", fmt: str = "auto", id_name: str | None = None,
                         gpkg: bool = True, gauges: Any = None, reaches: Sequence[int] = (),
                         texts: dict[str, tuple[str, str]] | None = None,
                         progress: Callable[[float, str], None] | None = None,
-                        compression: int = 1) -> dict[str, Path]:
+                        compression: int = 1, discharge_at: Any = None) -> dict[str, Path]:
     """Write every output of a routing run as one set (all published together, or none).
 
     Parameters
@@ -94,6 +119,8 @@ def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, ne
     texts : kind -> (file name, text) of more files of the set (the settings record).
     progress : ``progress(fraction, message)`` as each file is written.
     compression : zlib level of the NetCDF discharge (0: none; see ``write_qout``).
+    discharge_at : reach ids the discharge files hold (:func:`discharge_reaches`); None: every reach. The map and
+        the hydrographs use every routed reach either way.
 
     Returns kind -> final path: 'q', 'qout', 'gpkg', 'hydrographs', 'hydrographs_long' and the ``texts`` kinds.
     """
@@ -111,7 +138,8 @@ def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, ne
                                 *[int(r) for r in reaches]]))
     if hydro:
         discharge.index_of(hydro)
-    where = reach_lonlat(network, discharge.ids) if network is not None else None
+    filed = discharge if discharge_at is None else discharge.select(discharge_at)
+    where = reach_lonlat(network, filed.ids) if network is not None else None
     lat, lon = where if where is not None else (None, None)
     steps = len(files) + 2 + (1 if hydro else 0)
     done = 0
@@ -122,11 +150,11 @@ def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, ne
             rid = id_name or _DEFAULT_ID[f]
             tmp = out.path(path)
             if f == "rapid":
-                write_qout(tmp, discharge, conv, lat=lat, lon=lon, id_name=rid, compression=compression)
+                write_qout(tmp, filed, conv, lat=lat, lon=lon, id_name=rid, compression=compression)
             elif f == "zarr":
-                write_zarr(tmp, discharge, id_name=rid, lat=lat, lon=lon)
+                write_zarr(tmp, filed, id_name=rid, lat=lat, lon=lon)
             else:
-                write_q(tmp, discharge, id_name=rid, lat=lat, lon=lon, compression=compression)
+                write_q(tmp, filed, id_name=rid, lat=lat, lon=lon, compression=compression)
             outputs[kind] = path
             done += 1
         if gpkg and network is not None and network.geometry is not None:

@@ -186,6 +186,7 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
     from .._files import OutputSet, atomic_write_text
     from ..config import reading_kwargs
     from ..results.outputs import _DEFAULT_ID, _possible_members
+    from ..results.outputs import discharge_reaches
     from ..results.outputs import output_paths as discharge_paths
     from ..runoff.readers import open_runoff_chunks
     from ..workflow import RouteResult, _read_network, _write, check_outputs, model_params, resolve_params
@@ -228,7 +229,8 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
 
     fmt_files = discharge_paths(out_dir, settings.name, _format(settings), settings.convention)
     ids = {kind: settings.id_name or _DEFAULT_ID[f] for kind, (_, f, _) in fmt_files.items()}
-    where = reach_lonlat(network, network.ids)
+    filed = discharge_reaches(network, settings.discharge_at, hydro)
+    where = reach_lonlat(network, network.ids if filed is None else filed)
     lat, lon = where if where is not None else (None, None)
     attrs = {"thalweg_version": __version__, "scheme": settings.scheme, "engine": resolve(settings.engine),
              "network": str(settings.network), "runoff": str(settings.runoff),
@@ -249,7 +251,8 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
                                   checkpoint=checkpoint_folder(settings), chunk_steps=settings.chunk_steps or None,
                                   memory=settings.memory, resume=settings.resume, key=key, router=router,
                                   id_names=ids, lat=lat, lon=lon, compression=settings.compression, attrs=attrs,
-                                  progress=lambda f, m: report(0.05 + 0.9 * f, m), should_stop=should_stop)
+                                  progress=lambda f, m: report(0.05 + 0.9 * f, m), should_stop=should_stop,
+                                  at=filed)
         finally:
             close = getattr(router, "close", None)
             if close is not None:

@@ -292,7 +292,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                  id_names: Mapping[str, str] | None = None, lat=None, lon=None, compression: int = 1,
                  attrs: Mapping[str, Any] | None = None, reading: Mapping[str, Any] | None = None,
                  progress: Callable[[float, str], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> StreamResult:
+                 should_stop: Callable[[], bool] | None = None, at: Any = None) -> StreamResult:
     """Route ``runoff`` (a NetCDF file or zarr store of per-reach runoff, or a chunk source: ``RunoffChunks`` or
     any object with ``n_steps``, ``dt`` and ``read(a, b) -> Runoff``, e.g. runoff generated on the fly) chunk by
     chunk.
@@ -308,6 +308,9 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
     router : what routes a chunk (default :class:`LocalRouter`: the whole network in this process).
     reading : ``read_runoff`` keywords. progress : ``progress(fraction, message)``, the message giving the
     simulated time routed per second of wall time. should_stop : polled between chunks (raises Cancelled).
+    at : reach ids whose discharge is written (``results.outputs.discharge_reaches``: a global run's outlets),
+        taken from each routed chunk where it was routed (on the GPU: only they come back to the host); None:
+        every reach. ``lat`` and ``lon`` are then those reaches'. The whole network is routed either way.
     """
     from ..results.discharge import Discharge
     from ..results.writers import DischargeAppender
@@ -332,7 +335,10 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                 chunk_steps -= chunk_steps % on_disk
         chunk_steps = int(min(chunk_steps, steps))
         folder = Path(checkpoint)
+        rows = None if at is None else network.index_of(at, what="reach ids of the discharge written (at)")
         parts = {**dict(key or {}), "chunk_steps": chunk_steps, "n_steps": steps, "n_reaches": n, "dt": dt}
+        if rows is not None:  # the reaches written decide the files (a digest: a global run has 10^5 outlets)
+            parts["written_reaches"] = hashlib.sha256(np.ascontiguousarray(rows, np.int64).tobytes()).hexdigest()[:16]
         ck = _Checkpoint(folder, run_key(parts), parts)
         partial = {kind: folder / path.name for kind, (path, _, _) in outputs.items()}
         done = ck.done() if resume else 0
@@ -464,7 +470,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                     if event is not None:
                         torch.cuda.current_stream(dev).wait_event(event)
                         values.record_stream(torch.cuda.current_stream(dev))  # made on the copy stream
-                    q = router(values)
+                    q = _rows(router(values), rows)
                     back = end = None
                     if not writers:  # nothing to write: no copy to the host, no discharge, no checkpoint
                         pass
@@ -484,7 +490,8 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                 state = router.get_state()
                 # the runoff is not held any longer: not while the discharge waits to be written, nor while the next
                 # chunk is awaited (the writer needs the chunk's reach ids and times only)
-                chunk = Labels(chunk.ids, np.asarray(chunk.time), chunk.dt, getattr(chunk, "source", None))
+                written = np.asarray(chunk.ids) if rows is None else np.asarray(chunk.ids)[rows]
+                chunk = Labels(written, np.asarray(chunk.time), chunk.dt, getattr(chunk, "source", None))
                 item = values = None
                 if not writers and b == steps and on_gpu:
                     torch.cuda.synchronize(dev)  # the last chunk's routing done (nothing else waits for it)
@@ -520,6 +527,15 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
     finally:
         if not given:
             source.close()
+
+
+def _rows(q: Any, rows: np.ndarray | None) -> Any:
+    """The routed chunk's rows ``rows`` (reaches on the second-last axis; a tensor stays on its device)."""
+    if rows is None:
+        return q
+    if isinstance(q, torch.Tensor):
+        return q.index_select(-2, torch.as_tensor(rows, device=q.device))
+    return np.take(np.asarray(q), rows, axis=-2)
 
 
 def _rate(seconds_per_second: float) -> str:
