@@ -272,6 +272,24 @@ def test_gpu_stream_with_pinned_copies_equals_cpu(net, runoff_file, tmp_path):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * a.max())
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU")])])
+def test_stream_at_some_reaches_writes_their_rows_of_the_whole_stream(net, runoff_file, tmp_path, device):
+    """stream_route(at=ids): the file holds those reaches in the given order, with the rows of a stream writing
+    every reach (on the GPU only those rows come back); a checkpoint of other reaches is not resumed."""
+    params = _params(net)
+    rng = np.random.default_rng(4)
+    ids = np.r_[net.ids[net.outlets], rng.choice(net.ids, 5, replace=False)]
+    full = read_discharge(_stream(net, runoff_file, params, tmp_path / "all", chunk_steps=50, device=device)
+                          .files["q"])
+    some = _stream(net, runoff_file, params, tmp_path / "some", chunk_steps=50, device=device, at=ids)
+    got = read_discharge(some.files["q"])
+    np.testing.assert_array_equal(got.ids, ids)
+    np.testing.assert_array_equal(got.values, full.select(ids).values)
+    with pytest.raises(InputError, match="written_reaches"):
+        _stream(net, runoff_file, params, tmp_path / "some", chunk_steps=50, device=device, at=ids[:3], resume=True)
+
+
 def test_streamed_hydrographs_at_gauges_equal_the_whole_runs(tmp_path):
     """--gauges and --hydrograph while streaming: the series are read back from the written file."""
     from pathlib import Path
