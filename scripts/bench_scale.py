@@ -427,7 +427,8 @@ def case_cpu(args) -> dict:
         _write_runoff(net, args.steps, runoff, args.row_order)
         out["write_input_s"] = round(time.perf_counter() - t0, 1)
     out["runoff_gib"] = round(runoff.stat().st_size / 2**30, 2)
-    base = [str(network), str(runoff), "--no-gpkg", "--compression", "0", "--overwrite"]
+    base = [str(network), str(runoff), "--no-gpkg", "--compression", "0", "--overwrite",
+            "--discharge-at", args.discharge_at]
     chunk = ["--chunk-steps", str(args.chunk_steps)] if args.chunk_steps else []
     flags = {"default": chunk, "whole": ["--stream", "never"], "streamed": ["--stream", "always", *chunk],
              "dask_2_workers": ["--stream", "always", *chunk, "--dask", "--dask-workers", "2"]}
@@ -460,8 +461,8 @@ def main() -> None:
     p.add_argument("--write", default="none,zarr,nc",
                    help="global case: comma-separated modes, each a streamed run: none (routing alone), zarr, nc")
     p.add_argument("--discharge-at", choices=("all", "outlets"), default="all",
-                   help="global case: the reaches the written modes write (thalweg route --discharge-at): every "
-                        "reach, or each basin's outlet")
+                   help="the reaches written (thalweg route --discharge-at): every reach, or each basin's outlet "
+                        "(global case: in the written modes)")
     p.add_argument("--dask", action="store_true", help="cpu case: also on a LocalCluster of 2 workers")
     p.add_argument("--runs", default="whole,streamed",
                    help="cpu case: comma-separated runs of thalweg route: default (no flags: streams by itself when "
