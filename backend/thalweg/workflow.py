@@ -429,6 +429,10 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     if not checked:
         check_inputs(settings, given=tuple(name for name, obj in (("network", network), ("runoff", runoff))
                                            if obj is not None))
+    from .results.outputs import check_discharge_at, discharge_reaches
+
+    check_discharge_at(settings.discharge_at,
+                       bool(settings.gauges or settings.hydrograph_reaches) or gauges is not None)
     # ---- streaming in time (thalweg.scale, docs/scale.md): runs that ask for it (--stream always, --resume, Dask) ----
     if runoff is None and not checked:
         from .scale.run import run_streaming, wants_stream
@@ -446,8 +450,6 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
         gauges = read_gauges(settings.gauges, network, observed=settings.observed)
     if settings.hydrograph_reaches:
         network.index_of(settings.hydrograph_reaches, what=f"reach ids of {opt('route.hydrograph_reaches')}")
-    from .results.outputs import discharge_reaches
-
     filed = discharge_reaches(network, settings.discharge_at, [
         *(gauges.reach_ids.tolist() if gauges is not None else []), *settings.hydrograph_reaches])
     if params is None and settings.parameters:

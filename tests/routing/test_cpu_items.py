@@ -1,7 +1,10 @@
 """CPU work items: consecutive basins packed into segments, routed in one compiled call each."""
 from __future__ import annotations
 
+import collections
 import gc
+import os
+import threading
 import warnings
 
 import numpy as np
@@ -75,6 +78,7 @@ def test_freed_output_buffers_are_reused_bounded_and_never_while_in_use(monkeypa
         pytest.skip("huge-page buffers are Linux's")
     gc.collect()  # earlier tests' tensors in reference cycles: freed now, not into this test's pool
     monkeypatch.setattr(_cpu, "_freed", [])
+    monkeypatch.setattr(_cpu, "_returned", collections.deque())
     monkeypatch.setattr(_cpu, "POOL_BYTES", 64 << 20)
     shape = (4, 1 << 20)  # 16 MiB of float32, the smallest size that is pooled
     a = _cpu.empty(shape, torch.float32)
@@ -122,6 +126,7 @@ def test_reused_buffers_full_of_nan_route_like_fresh_ones(monkeypatch, scheme):
 
     gc.collect()
     monkeypatch.setattr(_cpu, "_freed", [])
+    monkeypatch.setattr(_cpu, "_returned", collections.deque())
     monkeypatch.setattr(_cpu, "POOL_BYTES", 0)
     fresh, _ = run()
     monkeypatch.setattr(_cpu, "POOL_BYTES", 1 << 30)
@@ -133,3 +138,56 @@ def test_reused_buffers_full_of_nan_route_like_fresh_ones(monkeypatch, scheme):
     assert used <= ptrs  # the discharge and dL/dq went into poisoned buffers
     for a, b in zip(fresh, reused):
         assert torch.equal(a, b)
+
+
+def test_a_buffer_freed_inside_a_pool_operation_never_waits_for_the_pool(monkeypatch):
+    """A tensor freed by a garbage collection that starts inside _take (its finalizer runs in the thread holding the
+    pool's lock) goes back without waiting for that lock, and serves the next buffer of its size; a forked child
+    starts with an empty pool and a free lock, whatever the parent held."""
+    if not hasattr(_cpu.mmap, "MADV_HUGEPAGE"):
+        pytest.skip("huge-page buffers are Linux's")
+    gc.collect()
+    monkeypatch.setattr(_cpu, "_freed", [])
+    monkeypatch.setattr(_cpu, "_returned", collections.deque())
+    monkeypatch.setattr(_cpu, "POOL_BYTES", 64 << 20)
+    shape = (4, 1 << 20)
+
+    class Cycle:
+        pass
+
+    def free_in_a_collection_while_holding_the_lock():
+        box = Cycle()
+        box.me, box.t = box, _cpu.empty(shape, torch.float32)
+        ptr.append(box.t.data_ptr())
+        del box
+        with _cpu._freed_lock:
+            gc.collect()  # the finalizer runs here, as from an allocation inside _take
+
+    ptr: list[int] = []
+    worker = threading.Thread(target=free_in_a_collection_while_holding_the_lock, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "the finalizer waited for the pool's lock (deadlock)"
+    assert _cpu.empty(shape, torch.float32).data_ptr() == ptr[0]  # settled by the next take, then reused
+    if not hasattr(os, "fork"):
+        return
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with _cpu._freed_lock:
+            held.set()
+            release.wait(20)
+
+    holder = threading.Thread(target=hold_the_lock, daemon=True)
+    holder.start()
+    held.wait(20)
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh lock, no pooled pages of the parent's
+        import signal
+
+        signal.alarm(20)
+        ok = not _cpu._freed and _cpu.empty(shape, torch.float32).shape == shape
+        os._exit(0 if ok else 1)
+    release.set()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status

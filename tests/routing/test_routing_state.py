@@ -123,15 +123,16 @@ def test_prepared_route_gives_each_call_its_own_gradient(mid_basin, rng):
     assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], k.grad)
 
 
-@pytest.mark.parametrize("scheme", ["muskingum", "hayami"])
-def test_prepared_route_sees_parameters_changed_in_place(scheme, mid_basin, rng):
+@pytest.mark.parametrize(("scheme", "dtype"), [("muskingum", torch.float64), ("hayami", torch.float64),
+                                           ("muskingum", torch.float32)])
+def test_prepared_route_sees_parameters_changed_in_place(scheme, dtype, mid_basin, rng):
     """Parameters requiring grad, changed in place between calls as an optimizer does, under no_grad as an
     evaluation runs: each call routes the current values (the oracle: route() with them), nothing kept stale."""
     from thalweg.routing import PreparedRoute
 
     p = scheme_params(SCHEMES[scheme], mid_basin, rng, max_travel=3 * DT)
     name = "k" if scheme == "muskingum" else "celerity"
-    tensor = torch.as_tensor(np.asarray(p[name], dtype=np.float64)).requires_grad_(True)
+    tensor = torch.as_tensor(np.asarray(p[name], dtype=np.float64)).to(dtype).requires_grad_(True)
     params = {**p, name: tensor}
     q = torch.as_tensor(runoff(mid_basin, rng, batch=1, steps=80))
     opts = {"dt": DT, "engine": "exact", "dtype": torch.float64, "device": "cpu"}

@@ -279,7 +279,8 @@ def test_stream_at_some_reaches_writes_their_rows_of_the_whole_stream(net, runof
     every reach (on the GPU only those rows come back); a checkpoint of other reaches is not resumed."""
     params = _params(net)
     rng = np.random.default_rng(4)
-    ids = np.r_[net.ids[net.outlets], rng.choice(net.ids, 5, replace=False)]
+    inner = np.setdiff1d(net.ids, net.ids[net.outlets])
+    ids = np.r_[net.ids[net.outlets], rng.choice(inner, 5, replace=False)]
     full = read_discharge(_stream(net, runoff_file, params, tmp_path / "all", chunk_steps=50, device=device)
                           .files["q"])
     some = _stream(net, runoff_file, params, tmp_path / "some", chunk_steps=50, device=device, at=ids)
@@ -288,6 +289,8 @@ def test_stream_at_some_reaches_writes_their_rows_of_the_whole_stream(net, runof
     np.testing.assert_array_equal(got.values, full.select(ids).values)
     with pytest.raises(InputError, match="written_reaches"):
         _stream(net, runoff_file, params, tmp_path / "some", chunk_steps=50, device=device, at=ids[:3], resume=True)
+    with pytest.raises(InputError, match=rf"repeat 1 ids: {ids[1]}"):
+        _stream(net, runoff_file, params, tmp_path / "twice", chunk_steps=50, device=device, at=ids[[0, 1, 1]])
 
 
 def test_streamed_hydrographs_at_gauges_equal_the_whole_runs(tmp_path):

@@ -9,7 +9,17 @@ import numpy as np
 from .._series import TIME_DTYPE, ReachSeries, step_delta
 from ..errors import InputError, NetworkError, format_ids
 
-__all__ = ["Discharge"]
+__all__ = ["Discharge", "check_unique_ids"]
+
+
+def check_unique_ids(reach_ids: Any, what: str = "reach ids of the discharge written") -> None:
+    """InputError naming the ids that ``reach_ids`` repeats (the rows of one discharge file)."""
+    ids = np.atleast_1d(np.asarray(reach_ids))
+    values, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        twice = values[counts > 1]
+        raise InputError(f"the {what} repeat {twice.size:,} ids: {format_ids(twice)}.",
+                         hint="Give each reach id once.")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,7 +78,9 @@ class Discharge(ReachSeries):
         return self.values[:, k]
 
     def select(self, reach_ids: Any) -> Discharge:
-        """The series of ``reach_ids`` only, in that order (a discharge file of some reaches: ``--discharge-at``)."""
+        """The series of ``reach_ids`` only, in that order (a discharge file of some reaches: ``--discharge-at``);
+        InputError naming ids given twice (a file's reach ids are unique)."""
+        check_unique_ids(reach_ids)
         rows = self.index_of(reach_ids)
         return dataclasses.replace(self, values=self.values[rows], ids=self.ids[rows].copy())
 

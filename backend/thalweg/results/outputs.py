@@ -74,24 +74,30 @@ def _possible_members(folder: Path, name: str) -> list[Path]:
         [folder / f"{name}{s}" for s in ("_Q.nc", "_Qout.nc", "_hydrographs.csv", "_hydrographs_long.csv")]
 
 
-def discharge_reaches(network: Any, which: str, hydrographs: Sequence[int] = ()) -> np.ndarray | None:
-    """The reach ids, in network order, that a run's discharge file holds for ``--discharge-at`` ``which``
-    (``RouteSettings.discharge_at``): None for all; 'outlets': each basin's last reach and the ``hydrographs``
-    reaches (gauges and ``--hydrograph``: their CSVs are read from the file); 'gauges': those reaches only."""
+def check_discharge_at(which: str, has_hydrographs: bool) -> None:
+    """InputError unless ``--discharge-at`` ``which`` can be written: one of ``config.DISCHARGE_AT``, and 'gauges'
+    only with gauges or hydrograph reaches (checked from the settings, before any input is read)."""
     from ..config import DISCHARGE_AT
 
     if which not in DISCHARGE_AT:
         raise InputError(f"discharge_at must be one of {', '.join(DISCHARGE_AT)}, not {which!r}.",
                          hint=f"Give {opt('route.discharge_at', 'outlets')}.")
-    if which == "all":
-        return None
-    rows = network.index_of(list(hydrographs), what="hydrograph reach ids") if len(hydrographs) else \
-        np.zeros(0, dtype=np.int64)
-    if which == "gauges" and rows.size == 0:
+    if which == "gauges" and not has_hydrographs:
         raise InputError(f"{opt('route.discharge_at', 'gauges')} writes the gauges' and hydrograph reaches' "
                          f"discharge, and this run has none.",
                          hint=f"Give {opt('route.gauges')} or {opt('route.hydrograph_reaches')}, or "
                               f"{opt('route.discharge_at', 'outlets')}.")
+
+
+def discharge_reaches(network: Any, which: str, hydrographs: Sequence[int] = ()) -> np.ndarray | None:
+    """The reach ids, in network order, that a run's discharge file holds for ``--discharge-at`` ``which``
+    (``RouteSettings.discharge_at``): None for all; 'outlets': each basin's last reach and the ``hydrographs``
+    reaches (gauges and ``--hydrograph``: their CSVs are read from the file); 'gauges': those reaches only."""
+    check_discharge_at(which, len(hydrographs) > 0)
+    if which == "all":
+        return None
+    rows = network.index_of(list(hydrographs), what="hydrograph reach ids") if len(hydrographs) else \
+        np.zeros(0, dtype=np.int64)
     if which == "outlets":
         rows = np.concatenate([np.asarray(network.outlets, dtype=np.int64), rows])
     return np.asarray(network.ids)[np.unique(rows)]

@@ -187,14 +187,20 @@ class PreparedRoute:
         self.topo = topology(network)
         self._cache: dict = {}
         self._grad = any(v.requires_grad for v in self.params.values())
+        self._given = params if self._grad else None  # the user's tensors: converted again on each call
         if not self._grad and network.splits is None:
             with torch.no_grad():
                 _engines.precompute(self._cache, self.scheme, self.params, self.dt, engine, kernel_length)
 
     def _one(self, values, state, want, progress):
         q, squeeze = _as_batch(self.network, values, self.device, self.dtype)
-        cache = None if self._grad else self._cache  # an optimizer changes such parameters in place, no_grad or not
-        job = _engines.Job(network=self.network, topo=self.topo, runoff=q, scheme=self.scheme, params=self.params,
+        # an optimizer changes parameters that require grad in place, no_grad or not: their float64 copies (a float32
+        # leaf's conversion is a copy) and what they fix are made again on each call
+        cache, params = self._cache, self.params
+        if self._grad:
+            cache, params = None, scheme_params(self.network, self.scheme, self._given, dtype=torch.float64,
+                                                device=self.device)
+        job = _engines.Job(network=self.network, topo=self.topo, runoff=q, scheme=self.scheme, params=params,
                            dt=self.dt, kernel_length=self.kernel_length, state=state, want_state=want,
                            at=self.out_index, progress=progress, options=self.engine_options,
                            fractions=self.fractions, cache=cache)

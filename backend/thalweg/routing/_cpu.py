@@ -12,6 +12,7 @@ so work items never split a link; the fractions are an input with a gradient.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import dataclasses
 import mmap
@@ -51,13 +52,25 @@ def _pool_bytes() -> int:
 # buffer's first-touch zeroing (146 MB of output: about 19 ms) is a quarter of a routing call here, and
 # calibration, training and streaming ask for the same sizes call after call. 0 keeps none.
 POOL_BYTES = _pool_bytes()  # 1 GiB, or a sixteenth of the RAM where that is less
-_freed: list[tuple[int, mmap.mmap]] = []  # (bytes, buffer), oldest first
+_freed: list[tuple[int, mmap.mmap]] = []  # (bytes, buffer), oldest first; changed only under _freed_lock
+_returned: collections.deque = collections.deque()  # given back by finalizers, not yet in _freed
 _freed_lock = threading.Lock()
+
+
+def _settle() -> None:
+    """Move the returned buffers into the pool and let the oldest go past ``POOL_BYTES`` (under ``_freed_lock``;
+    a finalizer that runs meanwhile, from a collection this starts, only appends to ``_returned``)."""
+    while _returned:
+        _freed.append(_returned.popleft())
+    held = sum(size for size, _ in _freed)
+    while _freed and held > POOL_BYTES:
+        held -= _freed.pop(0)[0]  # unmapped when the last export of it is gone (closing it could raise)
 
 
 def _take(nbytes: int) -> mmap.mmap:
     """A pooled buffer of exactly ``nbytes``, or a fresh one on transparent huge pages."""
     with _freed_lock:
+        _settle()
         for j, (size, buf) in enumerate(_freed):
             if size == nbytes:
                 del _freed[j]
@@ -68,13 +81,29 @@ def _take(nbytes: int) -> mmap.mmap:
 
 
 def _give(nbytes: int, buf: mmap.mmap) -> None:
-    """Back to the pool once no tensor uses ``buf``; past ``POOL_BYTES`` the oldest buffers are let go (unmapped
-    when the dying array's last export of them is released: closing them here would raise)."""
-    with _freed_lock:
-        if nbytes <= POOL_BYTES:
-            _freed.append((nbytes, buf))
-        while _freed and sum(size for size, _ in _freed) > POOL_BYTES:
-            del _freed[0]
+    """``buf`` back to the pool once no tensor uses it (a finalizer: it may run inside any allocation, in any
+    thread, even one holding ``_freed_lock``, so it never waits for the lock: a deque append, then the pool
+    settled only if the lock is free; whoever holds it settles before letting go)."""
+    if nbytes <= POOL_BYTES:
+        _returned.append((nbytes, buf))
+    if _freed_lock.acquire(blocking=False):
+        try:
+            _settle()
+        finally:
+            _freed_lock.release()
+
+
+def _forget_pool() -> None:
+    """In a forked child: a lock another thread of the parent held stays held there, and the parent's pooled
+    pages would be copied on the child's first write to them."""
+    global _freed_lock
+    _freed_lock = threading.Lock()
+    _freed.clear()
+    _returned.clear()
+
+
+_NUMPY = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64), torch.int64: np.dtype(np.int64),
+          torch.int32: np.dtype(np.int32)}  # the pooled dtypes (the tensor's storage holds a numpy array)
 
 
 def empty(shape, dtype: torch.dtype) -> torch.Tensor:
@@ -84,10 +113,11 @@ def empty(shape, dtype: torch.dtype) -> torch.Tensor:
     First-touch page faults of a fresh 4 KiB-page buffer cost as much as the routing itself here
     (146 MB: ~60 ms against ~5 ms on huge pages, plus ~19 ms of zeroing that a reused buffer saves).
     """
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    nbytes = int(np.prod(shape)) * np_dtype.itemsize
-    if nbytes < (16 << 20) or not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+    nbytes = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
+    if nbytes < (16 << 20) or not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE") \
+            or dtype not in _NUMPY:
         return torch.empty(shape, dtype=dtype)
+    np_dtype = _NUMPY[dtype]
     buf = _take(nbytes)
     # the tensor's storage holds ``array`` until the last view of it is freed; then ``buf`` goes back to the pool
     array = np.frombuffer(buf, dtype=np_dtype)
@@ -179,6 +209,7 @@ def _pool(threads: int) -> futures.ThreadPoolExecutor:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_POOLS.clear)
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _check(rc: int, what: str) -> None:

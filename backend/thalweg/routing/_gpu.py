@@ -207,7 +207,9 @@ def cascade_route(runoff: torch.Tensor, a: torch.Tensor, nres, topo: Topology) -
     on GPU): a [N] the reservoirs' a = dt / (tau + dt), differentiable like the runoff; nres [N] whole numbers >= 1
     (int32 on the device, the kernels' stage counters' type)."""
     nres = torch.as_tensor(nres)
-    if nres.numel() and int(nres.min()) < 1:  # checked where it is (host data: before the copy, no device sync)
+    # host values are checked before their copy; device ones come from irf.nash.whole_cascade, which keeps n >= 1
+    # (checking them here would wait for the device on every call)
+    if nres.device.type == "cpu" and nres.numel() and int(nres.min()) < 1:
         raise ValueError("cascade_route: every reach needs at least one reservoir (nres >= 1)")
     nres = nres.to(device=runoff.device, dtype=torch.int32).contiguous()
     return _Cascade.apply(runoff, a, nres, topo)

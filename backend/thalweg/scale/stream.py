@@ -335,7 +335,12 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                 chunk_steps -= chunk_steps % on_disk
         chunk_steps = int(min(chunk_steps, steps))
         folder = Path(checkpoint)
-        rows = None if at is None else network.index_of(at, what="reach ids of the discharge written (at)")
+        rows = None
+        if at is not None:
+            from ..results.discharge import check_unique_ids
+
+            check_unique_ids(at, "reach ids of the discharge written (at)")
+            rows = network.index_of(at, what="reach ids of the discharge written (at)")
         parts = {**dict(key or {}), "chunk_steps": chunk_steps, "n_steps": steps, "n_reaches": n, "dt": dt}
         if rows is not None:  # the reaches written decide the files (a digest: a global run has 10^5 outlets)
             parts["written_reaches"] = hashlib.sha256(np.ascontiguousarray(rows, np.int64).tobytes()).hexdigest()[:16]
@@ -380,6 +385,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
             dev = resolve_device(router.device)
             on_gpu = dev.type == "cuda"  # else the CPU path: the same threads, plain arrays
         busy = {"read": 0.0, "route": 0.0, "write": 0.0}
+        row_index: dict = {}  # device -> the rows written, as a tensor there
         finished: list[tuple[int, int, float]] = []
         # one chunk waits in each queue: the reader reads chunk k+1 while k is routed and k-1 written (the memory in
         # flight: the chunk being read, one read, the one routed and its discharge, one routed, the one written)
@@ -470,7 +476,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
                     if event is not None:
                         torch.cuda.current_stream(dev).wait_event(event)
                         values.record_stream(torch.cuda.current_stream(dev))  # made on the copy stream
-                    q = _rows(router(values), rows)
+                    q = _rows(router(values), rows, row_index)
                     back = end = None
                     if not writers:  # nothing to write: no copy to the host, no discharge, no checkpoint
                         pass
@@ -529,12 +535,15 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
             source.close()
 
 
-def _rows(q: Any, rows: np.ndarray | None) -> Any:
-    """The routed chunk's rows ``rows`` (reaches on the second-last axis; a tensor stays on its device)."""
+def _rows(q: Any, rows: np.ndarray | None, on: dict) -> Any:
+    """The routed chunk's rows ``rows`` (reaches on the second-last axis; a tensor stays on its device, where
+    ``on`` keeps the index from chunk to chunk)."""
     if rows is None:
         return q
     if isinstance(q, torch.Tensor):
-        return q.index_select(-2, torch.as_tensor(rows, device=q.device))
+        if q.device not in on:
+            on[q.device] = torch.as_tensor(rows, device=q.device)
+        return q.index_select(-2, on[q.device])
     return np.take(np.asarray(q), rows, axis=-2)
 
 
