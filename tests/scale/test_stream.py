@@ -159,6 +159,47 @@ def test_interrupted_run_resumes_bit_for_bit(net, runoff_file, tmp_path, monkeyp
         assert np.array_equal(got.time, expect[kind].time)
 
 
+def test_checkpoints_are_taken_at_the_interval_and_a_resume_redoes_the_chunks_after_the_last(
+        net, runoff_file, tmp_path, monkeypatch):
+    """checkpoint_every: a chunk is checkpointed once that many wall seconds have passed since the last (and the
+    last chunk always); a run interrupted between two checkpoints resumes from the earlier one, writing the chunks
+    after it again, bit for bit the uninterrupted run."""
+    params = _params(net)
+    full = _stream(net, runoff_file, params, tmp_path / "full", chunk_steps=30)
+    expect = read_discharge(full.files["q"])
+    real, clock, chunk_s = stream_mod._Checkpoint.commit, stream_mod.time.perf_counter, [0.0]
+    commits: list[int] = []
+
+    from thalweg.results.writers import DischargeAppender
+
+    write = DischargeAppender.write
+
+    def slow_clock():
+        return clock() + chunk_s[0]
+
+    def slow_write(self, start, chunk, initial=None):  # each chunk written "takes" 10 s of wall time
+        write(self, start, chunk, initial)
+        chunk_s[0] += 10.0
+
+    def counted(self, done, state, last):
+        commits.append(done)
+        if len(commits) == 2:
+            raise _Stop  # interrupted at the second checkpoint: its chunks' discharge is written, its state not
+        real(self, done, state, last)
+
+    monkeypatch.setattr(stream_mod.time, "perf_counter", slow_clock)
+    monkeypatch.setattr(DischargeAppender, "write", slow_write)
+    monkeypatch.setattr(stream_mod._Checkpoint, "commit", counted)
+    with pytest.raises(_Stop):
+        _stream(net, runoff_file, params, tmp_path / "cut", chunk_steps=30, checkpoint_every=25.0)
+    monkeypatch.undo()
+    assert commits == [90, 180]  # 30 s after the start, 30 s after that: not after every chunk
+    res = _stream(net, runoff_file, params, tmp_path / "cut", chunk_steps=30, resume=True)
+    assert res.resumed_at == commits[0]
+    got = read_discharge(res.files["q"])
+    assert np.array_equal(got.values, expect.values) and np.array_equal(got.time, expect.time)
+
+
 def test_resume_refuses_another_runs_checkpoint(net, runoff_file, tmp_path):
     params = _params(net)
     calls = []
