@@ -270,7 +270,7 @@ def test_float64_stream_equals_one_pass_closely(net, runoff_file, tmp_path):
     whole, runoff = _whole(net, runoff_file, params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThalwegWarning)
-        exact = route(net, runoff.values.astype(np.float64), params, dt=runoff.dt, dtype=torch.float64).numpy()
+        exact = route(net, runoff.values.astype(np.float64), params, dt=runoff.dt, dtype=torch.float64).cpu().numpy()
     res = _stream(net, runoff_file, params, tmp_path, chunk_steps=64, dtype=torch.float64)
     got = read_discharge(res.files["q"]).values  # float32 in the file: the float64 run rounded once
     np.testing.assert_allclose(got, exact.astype(np.float32), rtol=1e-6, atol=1e-7 * exact.max())
