@@ -43,6 +43,17 @@ BIFURCATIONS = ("main", "split")  # thalweg.network.links.BIFURCATIONS (not impo
 # exceeds it, and a streamed run's chunks fit it (larger chunks only cost memory: 100,000 reaches x 8,784 steps
 # streamed faster in 1,536-step chunks than in 2,928-step ones).
 DEFAULT_MEMORY_FRACTION = 0.25
+
+
+def physical_memory() -> int | None:
+    """The machine's physical memory in bytes, None where the system does not say (the budget above, the CPU
+    engine's buffer pool)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 # ---- end of the memory budget ----
 
 

@@ -429,7 +429,7 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
     if not checked:
         check_inputs(settings, given=tuple(name for name, obj in (("network", network), ("runoff", runoff))
                                            if obj is not None))
-    from .results.outputs import check_discharge_at, discharge_reaches
+    from .results.outputs import check_discharge_at, discharge_reaches, hydrograph_reaches
 
     check_discharge_at(settings.discharge_at,
                        bool(settings.gauges or settings.hydrograph_reaches) or gauges is not None)
@@ -450,8 +450,7 @@ def run_route(settings: RouteSettings, *, network: RiverNetwork | None = None, r
         gauges = read_gauges(settings.gauges, network, observed=settings.observed)
     if settings.hydrograph_reaches:
         network.index_of(settings.hydrograph_reaches, what=f"reach ids of {opt('route.hydrograph_reaches')}")
-    filed = discharge_reaches(network, settings.discharge_at, [
-        *(gauges.reach_ids.tolist() if gauges is not None else []), *settings.hydrograph_reaches])
+    filed = discharge_reaches(network, settings.discharge_at, hydrograph_reaches(gauges, settings.hydrograph_reaches))
     if params is None and settings.parameters:
         params, used = model_params(settings, network)
     elif params is None:

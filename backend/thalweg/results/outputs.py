@@ -74,6 +74,13 @@ def _possible_members(folder: Path, name: str) -> list[Path]:
         [folder / f"{name}{s}" for s in ("_Q.nc", "_Qout.nc", "_hydrographs.csv", "_hydrographs_long.csv")]
 
 
+def hydrograph_reaches(gauges: Any, reaches: Sequence[int] = ()) -> list[int]:
+    """The reach ids whose hydrographs a run writes: the gauges' (a ``thalweg.learning.Gauges`` or None), then
+    ``reaches`` (``--hydrograph``), each once, in that order."""
+    return list(dict.fromkeys([*(gauges.reach_ids.tolist() if gauges is not None else []),
+                               *[int(r) for r in reaches]]))
+
+
 def check_discharge_at(which: str, has_hydrographs: bool) -> None:
     """InputError unless ``--discharge-at`` ``which`` can be written: one of ``config.DISCHARGE_AT``, and 'gauges'
     only with gauges or hydrograph reaches (checked from the settings, before any input is read)."""
@@ -140,8 +147,7 @@ def write_route_outputs(out_dir: str | Path, name: str, discharge: Discharge, ne
     fmt = output_format(folder / f"{name}{'.zarr' if fmt == 'zarr' else '.nc'}", fmt, convention)
     files = output_paths(folder, name, fmt, convention)
     # every check before anything is written: reach ids of the hydrographs
-    hydro = list(dict.fromkeys([*(gauges.reach_ids.tolist() if gauges is not None else []),
-                                *[int(r) for r in reaches]]))
+    hydro = hydrograph_reaches(gauges, reaches)
     if hydro:
         discharge.index_of(hydro)
     filed = discharge if discharge_at is None else discharge.select(discharge_at)

@@ -25,6 +25,7 @@ from concurrent import futures
 import numpy as np
 import torch
 
+from ..config import physical_memory
 from ..irf.base import SUPPORT_TOL, support_tol, taps_support
 from . import _native
 from .topology import Topology
@@ -40,18 +41,10 @@ def _chunk(t_len: int, seg_depth: int) -> int:
     return int(max(64, min(t_len, 2048, fit)))
 
 
-def _pool_bytes() -> int:
-    try:
-        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        ram = 16 << 30
-    return int(min(1 << 30, ram // 16))
-
-
 # Freed huge-page buffers kept for the next buffer of the same size, at most this many bytes in all: a fresh
 # buffer's first-touch zeroing (146 MB of output: about 19 ms) is a quarter of a routing call here, and
 # calibration, training and streaming ask for the same sizes call after call. 0 keeps none.
-POOL_BYTES = _pool_bytes()  # 1 GiB, or a sixteenth of the RAM where that is less
+POOL_BYTES = int(min(1 << 30, (physical_memory() or 16 << 30) // 16))  # 1 GiB, or RAM / 16 where that is less
 _freed: list[tuple[int, mmap.mmap]] = []  # (bytes, buffer), oldest first; changed only under _freed_lock
 _returned: collections.deque = collections.deque()  # given back by finalizers, not yet in _freed
 _freed_lock = threading.Lock()

@@ -186,7 +186,7 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
     from .._files import OutputSet, atomic_write_text
     from ..config import reading_kwargs
     from ..results.outputs import _DEFAULT_ID, _possible_members
-    from ..results.outputs import discharge_reaches
+    from ..results.outputs import discharge_reaches, hydrograph_reaches
     from ..results.outputs import output_paths as discharge_paths
     from ..runoff.readers import open_runoff_chunks
     from ..workflow import RouteResult, _read_network, _write, check_outputs, model_params, resolve_params
@@ -209,8 +209,7 @@ def run_streaming(settings, *, network=None, progress: Callable[[float, str], No
         from ..learning import read_gauges
 
         gauges = read_gauges(settings.gauges, network, observed=settings.observed)
-    hydro = list(dict.fromkeys([*(gauges.reach_ids.tolist() if gauges is not None else []),
-                                *[int(r) for r in settings.hydrograph_reaches]]))
+    hydro = hydrograph_reaches(gauges, settings.hydrograph_reaches)
     if hydro:
         network.index_of(hydro, what=f"reach ids of {opt('route.hydrograph_reaches')}")
     if params is None and settings.parameters:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import physical_memory as _physical_memory  # a module name here: tests set the machine's size
 from ..errors import Cancelled, InputError, ThalwegWarning, opt
 from ..routing._inputs import Labels
 from ._warnings import once
@@ -81,13 +82,6 @@ def routes_on_gpu(device: Any) -> bool:
     if device is None or device == "auto":
         return torch.cuda.is_available()
     return torch.device(device).type == "cuda" and torch.cuda.is_available()
-
-
-def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def chunk_steps_for(n_reaches: int, n_steps: int, budget: int | None, *, minimum: int = 1) -> int:
@@ -323,7 +317,7 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
         last chunk is always checkpointed. ``resume`` continues from the last checkpoint, writing the chunks after
         it again (the same values).
     """
-    from ..results.discharge import Discharge
+    from ..results.discharge import Discharge, check_unique_ids
     from ..results.writers import DischargeAppender
     from ..runoff.readers import RunoffChunks, open_runoff_chunks
 
@@ -348,8 +342,6 @@ def stream_route(network, runoff: Any, params: Mapping[str, Any], scheme: str = 
         folder = Path(checkpoint)
         rows = None
         if at is not None:
-            from ..results.discharge import check_unique_ids
-
             check_unique_ids(at, "reach ids of the discharge written (at)")
             rows = network.index_of(at, what="reach ids of the discharge written (at)")
         parts = {**dict(key or {}), "chunk_steps": chunk_steps, "n_steps": steps, "n_reaches": n, "dt": dt}
