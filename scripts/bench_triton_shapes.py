@@ -17,9 +17,16 @@ the kernel alone (tree; the same kernels on independent rows, no waits; forward+
 (kernels built per call, as users call it; forward+backward in the runoff, and in the runoff and parameters)::
 
     MODE=conv python3 scripts/bench_triton_shapes.py 0,0,4,16 1024,32,4,16 1024,32,2,16 1024,16,4,16 1024,32,4,16,tf32
+
+``MODE=taps``: Hayami's taps built by the Triton kernels (``_triton/hayami.py``) on the same case, kernel by kernel
+(the support, the taps, their backward). Each argument is KERNEL,BLOCK,WARPS with KERNEL one of support, taps,
+backward (``irf.hayami``'s GPU_SUPPORT_BLOCK, GPU_TAPS_*, GPU_BACKWARD_*)::
+
+    MODE=taps python3 scripts/bench_triton_shapes.py taps,1024,4 taps,256,4 taps,256,2 backward,1024,4 backward,256,2
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -195,11 +202,63 @@ def convolution(argv: list[str]) -> None:
             print(json.dumps(rec), flush=True)
 
 
+def taps(argv: list[str]) -> None:
+    from thalweg.irf import hayami
+    from thalweg.routing import _cpu
+    from thalweg.routing._triton import hayami as kernels
+
+    n, t_len, dt = 100_000, 1000, 3600.0
+    net = scheidegger_network(n, seed=1)
+    s = SCHEMES["hayami"]
+    p64 = per_reach(net, s, br.scheme_params(net, "hayami"), dtype=torch.float64, device=DEV)
+    mu, lam = hayami._shape(p64)
+    n = mu.shape[0]  # the generated tree's reaches (a few more than asked)
+    tol = _cpu.support_tol(torch.float32)
+    cp = hayami._gpu_constants(dt, tol, DEV)
+    got = hayami._gpu_compact(mu, lam, dt, t_len, tol)
+    first, count = got.first, got.count
+    width = got.taps.shape[1]
+    want = got.taps.clone()
+    grad = torch.randn_like(want)
+    print(json.dumps({"case": "hayami 100k x 1000", "taps_mean": float(count.double().mean()), "width": width}),
+          flush=True)
+    iters = (t_len - 1).bit_length()
+    for arg in argv:
+        kind, block, warps = arg.split(",")
+        block, warps = int(block), int(warps)
+        rec = {"kernel": kind, "BLOCK": block, "warps": warps}
+        shape = {"BLOCK": block, "num_warps": warps}
+        if kind == "support":
+            f2, c2 = torch.empty_like(first), torch.empty_like(count)
+            launch = functools.partial(kernels.hayami_support_kernel[(-(-n // block),)], mu, lam, cp, f2, c2, n,
+                                       t_len, iters, **shape)
+            rec["ms"] = round(median_ms(launch), 4)
+            rec["same"] = bool(torch.equal(f2, first) and torch.equal(c2, count))
+        elif kind == "taps":
+            out = torch.empty_like(want)
+            launch = functools.partial(kernels.hayami_taps_kernel[(n, -(-width // (block - 1)))], mu, lam, cp, first,
+                                       count, out, width, **shape)
+            rec["ms"] = round(median_ms(launch), 4)
+            rec["max_abs_diff"] = float((out - want).abs().max())
+        else:
+            dmu, dlam = torch.empty_like(mu), torch.empty_like(lam)
+            launch = functools.partial(kernels.hayami_taps_backward_kernel[(n,)], mu, lam, cp, first, count, grad,
+                                       dmu, dlam, width, **shape)
+            rec["ms"] = round(median_ms(launch), 4)
+            rec["dmu_sum"], rec["dlam_sum"] = float(dmu.sum()), float(dlam.sum())
+        print(json.dumps(rec), flush=True)
+    for kern in (kernels.hayami_support_kernel, kernels.hayami_taps_kernel, kernels.hayami_taps_backward_kernel):
+        for rec in compiled_stats(kern):
+            print(json.dumps(rec), flush=True)
+
+
 def main(argv: list[str]) -> None:
     warnings.simplefilter("ignore")
     mode = os.environ.get("MODE", "fwd")
     if mode == "conv":
         return convolution(argv)
+    if mode == "taps":
+        return taps(argv)
     shapes = [tuple(int(v) for v in a.split(",")) for a in argv]
     n, t_len = 1_000_000, 1000
     cases = [("tree 1M x 1000", scheidegger_network(n, seed=1))]

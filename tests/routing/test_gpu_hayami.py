@@ -32,7 +32,9 @@ _CHECK = textwrap.dedent("""
 
     on = lambda p: {k: v.to(dev) for k, v in p.items()}
     if dev.type == "cpu":
-        hayami.GPU_BLOCK = 128  # the interpreter's cost is per program and operation: short blocks for short supports
+        # the interpreter's cost is per program and operation: short blocks for short supports (several per reach:
+        # the taps' blocks overlap by a point)
+        hayami.GPU_TAPS_BLOCK = hayami.GPU_BACKWARD_BLOCK = 128
     n = 60 if dev.type == "cpu" else 4000
     cases = [(3600.0, 300, 1e-13)] if dev.type == "cpu" else [
         (3600.0, 1500, 1e-13), (86400.0, 366, 1e-9), (60.0, 400, 1e-7), (0.1, 200, 1e-9)]

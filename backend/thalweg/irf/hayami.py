@@ -155,8 +155,8 @@ class _GpuTaps(torch.autograd.Function):
         n = mu64.shape[0]
         taps = torch.empty((n, width), dtype=torch.float64, device=mu64.device)
         if n:
-            hayami_taps_kernel[(n, -(-width // GPU_BLOCK))](mu64, lam64, cp, first, count, taps, width,
-                                                            BLOCK=GPU_BLOCK)
+            hayami_taps_kernel[(n, -(-width // (GPU_TAPS_BLOCK - 1)))](
+                mu64, lam64, cp, first, count, taps, width, BLOCK=GPU_TAPS_BLOCK, num_warps=GPU_TAPS_WARPS)
         ctx.save_for_backward(mu64, lam64, first, count, cp)
         ctx.dtypes = (mu.dtype, lam.dtype)
         return taps
@@ -171,11 +171,18 @@ class _GpuTaps(torch.autograd.Function):
         dmu = torch.empty_like(mu64)
         dlam = torch.empty_like(lam64)
         if n:
-            hayami_taps_backward_kernel[(n,)](mu64, lam64, cp, first, count, g, dmu, dlam, width, BLOCK=GPU_BLOCK)
+            hayami_taps_backward_kernel[(n,)](mu64, lam64, cp, first, count, g, dmu, dlam, width,
+                                              BLOCK=GPU_BACKWARD_BLOCK, num_warps=GPU_BACKWARD_WARPS)
         return dmu.to(ctx.dtypes[0]), dlam.to(ctx.dtypes[1]), None, None, None, None
 
 
-GPU_BLOCK = 1024  # taps (points) per Triton program of the taps and their backward
+# Launch shapes of the Triton kernels: float64 work bound by registers and latency (scripts/bench_triton_shapes.py
+# MODE=taps sweeps them). H200, 100k reaches x 1,000 hourly steps (supports of 992 taps): the taps (points per
+# program, each program writing one fewer taps; warps) 1.75 ms at 256 / 2 warps, 1.92 at 1024 / 4 (each point
+# evaluated twice, before: 3.27 ms); the taps' backward (points per loop trip, a program per reach) 1.04 ms at
+# 256 / 2 warps, 1.96 at 1024 / 4.
+GPU_TAPS_BLOCK, GPU_TAPS_WARPS = 256, 2
+GPU_BACKWARD_BLOCK, GPU_BACKWARD_WARPS = 256, 2
 GPU_SUPPORT_BLOCK = 256  # reaches bisected together per Triton program of the support (routing.c's IG_BLOCK)
 
 

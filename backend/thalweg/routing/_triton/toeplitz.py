@@ -198,12 +198,15 @@ def toeplitz_backward_kernel(q_ptr, out_ptr, grad_ptr, adj_ptr, dq_ptr, hc_ptr, 
         acc = _block_product(acc, hc_ptr + i.to(tl.int64) * kmax, scr_a, kn, nm, 0, -1, R, C, PREC)
         tt = t0 + tile
         tl.store(adj_ptr + row + tt, acc.to(adj_ptr.dtype.element_ty), mask=tt < t_len)
+        # the upstream reaches need this chunk's adjoint inflow only: published before the kernel gradients (and
+        # dL/dq), which stay off the tree's chain (this reach's earlier chunk may start meanwhile: atomics)
+        tl.debug_barrier()
+        tl.atomic_xchg(flag_ptr + b * n_reach + i, k + 1, sem="release")
         _tap_gradient(dh_ptr + bi * kmax, scr_v, scr, kn, kmax, nm, BT, R, WB, UB, PREC)
         if not SAME:
             acc = tl.zeros([R, C], dtype=tl.float64)
             acc = _block_product(acc, gc_ptr + i.to(tl.int64) * kmax, scr_a, kn, nm, 0, -1, R, C, PREC)
             tl.store(dq_ptr + row + tt, acc.to(dq_ptr.dtype.element_ty), mask=tt < t_len)
             _tap_gradient(dg_ptr + bi * kmax, scr_v, scr_q, kn, kmax, nm, BT, R, WB, UB, PREC)
-        tl.debug_barrier()
-        tl.atomic_xchg(flag_ptr + b * n_reach + i, k + 1, sem="release")
+        tl.debug_barrier()  # every thread done with the scratch before the next item fills it
         ticket = nxt
