@@ -12,7 +12,8 @@ figures in docs/routing-engines.md came from::
 ``MODE=conv``: the convolution kernels on Hayami, 100k reaches x 1000 hourly steps (bench_routing's
 parameters: supports of about 1000 taps). Each argument is BT,R,WARPS,PROGRAMS_PER_SM of the tensor-core
 kernels (``_triton/toeplitz.py``), optionally then the precision (default ``_gpu.TOEPLITZ_PRECISION``,
-fp16x3; tf32x3, tf32, ieee, bf16x3); ``0,0,W,P`` the shifted-row kernels (``_triton/fir.py``). Each line:
+fp16x3; tf32x3, tf32, ieee, bf16x3), then the kernel gradient's steps per product (``_gpu.TOEPLITZ_UB``, 32);
+``0,0,W,P`` the shifted-row kernels (``_triton/fir.py``). Each line:
 the kernel alone (tree; the same kernels on independent rows, no waits; forward+backward) and route()
 (kernels built per call, as users call it; forward+backward in the runoff, and in the runoff and parameters)::
 
@@ -154,6 +155,7 @@ def convolution(argv: list[str]) -> None:
         vals = arg.split(",")
         bt, r, warps, per_sm = (int(v) for v in vals[:4])
         prec = vals[4] if len(vals) > 4 else _gpu.TOEPLITZ_PRECISION
+        _gpu.TOEPLITZ_UB = int(vals[5]) if len(vals) > 5 else 32
         _gpu.NUM_WARPS, _gpu.TOEPLITZ_WARPS, _gpu.PROGRAMS_PER_SM = warps, warps, per_sm
         _gpu.TOEPLITZ_PRECISION = prec
         if r:
@@ -161,7 +163,7 @@ def convolution(argv: list[str]) -> None:
         else:
             _gpu.BT, _gpu.TOEPLITZ_MIN_TAPS = 1024, 1 << 30
         rec = {"case": "hayami 100k x 1000", "BT": bt, "R": r, "warps": warps, "programs_per_sm": per_sm,
-               "precision": prec}
+               "precision": prec, "UB": _gpu.TOEPLITZ_UB}
         rec["kernel_ms"] = round(median_ms(lambda: _gpu._FIR.apply(q, hc, None, topo, k0, kn)), 3)
         rec["kernel_rows_ms"] = round(median_ms(lambda: _gpu._FIR.apply(q, hc, None, topo_rows, k0, kn)), 3)
         hg = hc.clone().requires_grad_(True)

@@ -38,6 +38,7 @@ TOEPLITZ_R = 32
 # 9.8 ms forward and 42.3 ms f+b against tf32x3's 14.2 and 54.0; max error 5.6e-6 against float64; bf16x3 is
 # 4.0e-5 off). "tf32x3" and Triton's other input precisions are taken too.
 TOEPLITZ_PRECISION = "fp16x3"
+TOEPLITZ_UB = 32  # steps per product of the kernel gradient's Hankel x Toeplitz tiles (``_tap_gradient``)
 TOEPLITZ_WARPS = 2  # H200, tf32x3: 14.2 ms forward, 52.8 ms f+b (4 warps: 16.9, 70.9); fp16x3: 9.8 (4 warps: 11.4)
 
 
@@ -305,7 +306,7 @@ class _FIR(torch.autograd.Function):
             sw = BT + kmax + TOEPLITZ_R
             scratch = torch.empty(grid * 4 * sw, dtype=h64.dtype, device=dev)
             toeplitz_backward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
-                                              R=TOEPLITZ_R, WB=_tap_rows(kmax), UB=TOEPLITZ_R,
+                                              R=TOEPLITZ_R, WB=_tap_rows(kmax), UB=TOEPLITZ_UB,
                                               PREC=TOEPLITZ_PRECISION, num_warps=TOEPLITZ_WARPS)
         else:
             from ._triton.fir import fir_backward_kernel

@@ -142,7 +142,10 @@ def _tap_gradient(dtap_ptr, av_scr, win, kn, kmax, nm, BT: tl.constexpr, R: tl.c
             ai = uu[None, :] + w[:, None] * R
             p = tl.load(av_scr + ai, mask=(ai >= 0) & (ai < BT), other=0.0)  # [WB, UB]
             xi = uu[:, None] - v[None, :] + (nm - 1) * R
-            x = tl.load(win + xi, mask=xi >= 0, other=0.0)  # [UB, R]
+            inside = xi >= 0
+            if R % UB != 0:  # the last trip can pass the window's end (its span, BT + (WB - 1) R, is no multiple)
+                inside = inside & (xi < BT + (nm - 1) * R)
+            x = tl.load(win + xi, mask=inside, other=0.0)  # [UB, R]
             if PREC == "fp16x3":
                 p = p * sp
                 x = x * sx
