@@ -203,3 +203,43 @@ def test_prepared_route_keeps_its_taps_and_cascade_between_calls(scheme, mid_bas
     assert calls == (["cascade"] if scheme == "nash_cascade" else [120, 50])
     for a, b in zip(got, expected):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("scheme", ["hayami", "pure_lag"])
+def test_gradients_through_a_warm_started_convolution(scheme, mid_basin, rng):
+    """A convolution scheme routed from a warm state (the inputs before the chunk), gradients in the runoff and a
+    parameter: the chunk's discharge is the one-pass run's, its runoff gradient the one-pass run's over the chunk
+    (the chunk's runoff reaches nothing before it), and the parameter's directional derivative matches central
+    differences with the state held fixed (the state is a constant, as a recursion's warm state)."""
+    sch = SCHEMES[scheme]
+    p = scheme_params(sch, mid_basin, rng, max_travel=1.5 * DT)
+    name = sch.parameter_names[0]
+    q = torch.as_tensor(runoff(mid_basin, rng, batch=1, steps=120))
+    w = torch.as_tensor(rng.standard_normal((1, mid_basin.n_reaches, 60)))
+    opts = {"engine": "exact", "kernel_length": 64, "dtype": torch.float64, "device": "cpu"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        _, state = route(mid_basin, q[..., :60], p, scheme, dt=DT, return_state=True, **opts)
+        no_grad = route(mid_basin, q[..., 60:], p, scheme, dt=DT, state=state, **opts)  # the compiled path
+        qa = q.clone().requires_grad_(True)
+        whole = route(mid_basin, qa, p, scheme, dt=DT, **opts)
+        (whole[..., 60:] * w).sum().backward()
+        base = torch.as_tensor(np.asarray(p[name], dtype=np.float64))
+        k = base.clone().requires_grad_(True)
+        q2 = q[..., 60:].clone().requires_grad_(True)
+        warm = route(mid_basin, q2, {**p, name: k}, scheme, dt=DT, state=state, **opts)
+        (warm * w).sum().backward()
+        assert_discharge_close(warm.detach(), whole.detach()[..., 60:], rtol=1e-10, ids=mid_basin.ids)
+        assert_discharge_close(warm.detach(), no_grad, rtol=1e-10, ids=mid_basin.ids)
+        np.testing.assert_allclose(q2.grad.numpy(), qa.grad[..., 60:].numpy(), rtol=1e-9, atol=1e-12)
+        v = torch.as_tensor(rng.uniform(-1.0, 1.0, base.shape))
+        eps = 1e-6
+
+        def loss(scale):
+            out = route(mid_basin, q[..., 60:], {**p, name: base * (1.0 + scale * v)}, scheme, dt=DT,
+                        state=state, **opts)
+            return float((out * w).sum())
+        fd = (loss(eps) - loss(-eps)) / (2 * eps)
+    ad = float((k.grad * base * v).sum())
+    assert abs(ad) > 1e-6
+    assert ad == pytest.approx(fd, rel=1e-5)
