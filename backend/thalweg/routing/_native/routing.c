@@ -639,6 +639,7 @@ static i64 fir_span(i64 n, i64 klen, const i64 *meta, int offset)
  * row go out by streaming stores (no read of a line before it is written; nothing reads Q again in the pass; the
  * two shared lines at the row's ends are prefetched for writing). Hayami 100k x 366 daily, one thread, the
  * prepared call (2-core EPYC VM): 8 % faster (docs/routing-engines.md, session 12). */
+#define FIR_PF_ROWS 6 /* rows prefetched for the backward's next reach: dL/dQ, q and up to 4 upstream reaches' Q */
 #if defined(__AVX2__)
 #include <immintrin.h>
 #define FIR_SFENCE() _mm_sfence()
@@ -843,19 +844,42 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
     double *ad = dbuf, *ub = dbuf + tl + tail, *qb = ub + tl, *au = qb + tl, *ag = au + tl;           \
     for (i64 p = n - 1; p >= 0; --p) {                                                                \
         i64 i = order[p];                                                                             \
+        /* the rows of the reach PF ahead (dL/dQ, q and its upstream reaches' Q, up to FIR_PF_ROWS of them) are \
+         * prefetched a line per 16 steps as A is built, as in the forward; dq's shared lines for writing */ \
+        const char *pfr[FIR_PF_ROWS];                                                                 \
+        int npf = 0;                                                                                  \
         if (p - PF >= 0) {                                                                            \
             i64 j = order[p - PF];                                                                    \
-            const void *rows[3] = {dq + j * t_len, grad + j * t_len, q + j * t_len};                  \
             const i64 *mj = meta + 3 * (p - PF);                                                      \
-            FIR_PREFETCH(rows, t_len * (i64)sizeof(REAL), h + j * klen, same ? 0 : g + j * klen, mj[0] - mj[2], \
-                         mj[1] - mj[2]);                                                              \
+            const char *dj = (const char *)(dq + j * t_len);                                          \
+            __builtin_prefetch(dj, 1, 1);                                                             \
+            __builtin_prefetch(dj + t_len * (i64)sizeof(REAL) - 1, 1, 1);                             \
+            for (i64 k_ = mj[0] - mj[2]; k_ < mj[1] - mj[2]; k_ += 8) {                               \
+                __builtin_prefetch(h + j * klen + k_, 0, 1);                                          \
+                if (!same) __builtin_prefetch(g + j * klen + k_, 0, 1);                               \
+            }                                                                                         \
+            pfr[npf++] = (const char *)(grad + j * t_len);                                            \
+            pfr[npf++] = (const char *)(q + j * t_len);                                               \
+            for (i64 e = child_ptr[j]; e < child_ptr[j + 1] && npf < FIR_PF_ROWS; ++e)                \
+                pfr[npf++] = (const char *)(out + child_idx[e] * t_len);                              \
         }                                                                                             \
         double *adj_u = stack + depth[i] * t_len;                                                     \
         const double *adj_down = (down[i] >= 0) ? adj_u - t_len : 0;                                 \
         const REAL *gi = grad + i * t_len, *qi = q + i * t_len;                                       \
-        if (adj_down) for (i64 t = 0; t < t_len; ++t) ad[t] = (double)gi[t] + adj_down[t];            \
-        else for (i64 t = 0; t < t_len; ++t) ad[t] = (double)gi[t];                                   \
-        for (i64 t = 0; t < t_len; ++t) abuf[t] = (REAL)ad[t];                                        \
+        i64 t1 = 0;                                                                                   \
+        for (; t1 + 16 <= t_len; t1 += 16) {                                                          \
+            if (adj_down) for (int l = 0; l < 16; ++l) ad[t1 + l] = (double)gi[t1 + l] + adj_down[t1 + l]; \
+            else for (int l = 0; l < 16; ++l) ad[t1 + l] = (double)gi[t1 + l];                        \
+            for (int l = 0; l < 16; ++l) abuf[t1 + l] = (REAL)ad[t1 + l];                             \
+            for (int r_ = 0; r_ < npf; ++r_)                                                          \
+                for (i64 b_ = 0; b_ < 16 * (i64)sizeof(REAL); b_ += 64)                                \
+                    __builtin_prefetch(pfr[r_] + t1 * (i64)sizeof(REAL) + b_, 0, 1);                  \
+        }                                                                                             \
+        for (; t1 < t_len; ++t1) {                                                                    \
+            ad[t1] = (double)gi[t1] + (adj_down ? adj_down[t1] : 0.0);                                \
+            abuf[t1] = (REAL)ad[t1];                                                                  \
+        }                                                                                             \
+        for (int r_ = 0; r_ < npf; ++r_) __builtin_prefetch(pfr[r_] + t_len * (i64)sizeof(REAL) - 1, 0, 1); \
         for (i64 t = 0; t < t_len; ++t) ub[t] = 0.0;                                                  \
         for (i64 e = child_ptr[i]; e < child_ptr[i + 1]; ++e) {                                       \
             const REAL *oc = out + child_idx[e] * t_len;                                              \
@@ -878,9 +902,7 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
             if (!same) fir_apply_##SUF(ag, abuf, t0, m, wg, a, cnt, 0);                               \
         }                                                                                             \
         memcpy(adj_u, au, (size_t)t_len * sizeof(double));                                           \
-        REAL *dqi = dq + i * t_len;                                                                   \
-        const double *dsrc = same ? au : ag;                                                          \
-        for (i64 t = 0; t < t_len; ++t) dqi[t] = (REAL)dsrc[t];                                       \
+        fir_out_##SUF(dq + i * t_len, 0, same ? au : ag, t_len); /* dq: streaming stores */            \
         /* kernel gradients: 8 taps per pass over t in [0, t_len - a) */                             \
         double *dhi = dh + i * klen, *dgi = dg + i * klen;                                            \
         for (i64 j = 0; j < cnt; j += 8) {                                                            \
@@ -894,6 +916,7 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
             }                                                                                         \
         }                                                                                             \
     }                                                                                                 \
+    FIR_SFENCE();                                                                                     \
     free(abuf); free(dbuf); free(meta);                                                               \
     return 0;                                                                                         \
 }
