@@ -483,18 +483,25 @@ IIR_SCALAR_ALIAS(f64, double)
 
 static i64 fir_round(i64 a) { return (a + FIR_VL - 1) & ~(i64)(FIR_VL - 1); }
 
+/* Prefetch taps [a_, b_) of the kernel rows hrow and grow (grow may be NULL). Statements, not a function: gcc
+ * deletes calls of a function that only prefetches. */
+#define FIR_PREFETCH_TAPS(hrow, grow, a_, b_)                                                         \
+    do {                                                                                              \
+        for (i64 k_ = (a_); k_ < (b_); k_ += 8) {                                                     \
+            __builtin_prefetch((hrow) + k_, 0, 1);                                                    \
+            if (grow) __builtin_prefetch((grow) + k_, 0, 1);                                          \
+        }                                                                                             \
+    } while (0)
+
 /* Prefetch the first `bytes` of each row in rows[] (rows[0] for writing) and taps [a_, b_) of the kernel
- * rows. Statements, not a function: gcc deletes calls of a function that only prefetches. */
+ * rows. */
 #define FIR_PREFETCH(rows, bytes, hrow, grow, a_, b_)                                          \
     do {                                                                                              \
         for (i64 b2_ = 0; b2_ < (bytes); b2_ += 64) {                                              \
             for (int r_ = 0; r_ < (int)(sizeof(rows) / sizeof(rows[0])); ++r_)                       \
                 if (rows[r_]) __builtin_prefetch((const char *)rows[r_] + b2_, r_ == 0, 1);           \
         }                                                                                             \
-        for (i64 k_ = (a_); k_ < (b_); k_ += 8) {                                                     \
-            __builtin_prefetch((hrow) + k_, 0, 1);                                                    \
-            if (grow) __builtin_prefetch((grow) + k_, 0, 1);                                          \
-        }                                                                                             \
+        FIR_PREFETCH_TAPS(hrow, grow, a_, b_);                                                        \
     } while (0)
 
 /* The taps [a, b) of one kernel row as the storage type, zero-padded to whole vectors. */
@@ -709,10 +716,7 @@ int fir_forward_##SUF(i64 n, i64 t_len, i64 klen, i64 hlen, const i64 *order, co
             pq = (const char *)(q + j * t_len);                                                       \
             __builtin_prefetch(oj, 1, 1); /* the output row's shared lines, for writing */           \
             __builtin_prefetch(oj + t_len * (i64)sizeof(REAL) - 1, 1, 1);                             \
-            for (i64 k_ = mj[0] - mj[2]; k_ < mj[1] - mj[2]; k_ += 8) {                               \
-                __builtin_prefetch(h + j * klen + k_, 0, 1);                                          \
-                if (!same) __builtin_prefetch(g + j * klen + k_, 0, 1);                               \
-            }                                                                                         \
+            FIR_PREFETCH_TAPS(h + j * klen, same ? 0 : g + j * klen, mj[0] - mj[2], mj[1] - mj[2]);     \
         }                                                                                             \
         double *u = stack + depth[i] * t_len;                                                         \
         const REAL *qi = q + i * t_len;                                                               \
@@ -854,10 +858,7 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
             const char *dj = (const char *)(dq + j * t_len);                                          \
             __builtin_prefetch(dj, 1, 1);                                                             \
             __builtin_prefetch(dj + t_len * (i64)sizeof(REAL) - 1, 1, 1);                             \
-            for (i64 k_ = mj[0] - mj[2]; k_ < mj[1] - mj[2]; k_ += 8) {                               \
-                __builtin_prefetch(h + j * klen + k_, 0, 1);                                          \
-                if (!same) __builtin_prefetch(g + j * klen + k_, 0, 1);                               \
-            }                                                                                         \
+            FIR_PREFETCH_TAPS(h + j * klen, same ? 0 : g + j * klen, mj[0] - mj[2], mj[1] - mj[2]);     \
             pfr[npf++] = (const char *)(grad + j * t_len);                                            \
             pfr[npf++] = (const char *)(q + j * t_len);                                               \
             for (i64 e = child_ptr[j]; e < child_ptr[j + 1] && npf < FIR_PF_ROWS; ++e)                \
