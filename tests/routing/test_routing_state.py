@@ -205,17 +205,17 @@ def test_prepared_route_keeps_its_taps_and_cascade_between_calls(scheme, mid_bas
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("scheme", ["hayami", "pure_lag"])
+@pytest.mark.parametrize("scheme", ["hayami", "pure_lag", "muskingum"])  # muskingum: a 64-step g apart from h
 def test_gradients_through_a_warm_started_convolution(scheme, mid_basin, rng):
-    """A convolution scheme routed from a warm state (the inputs before the chunk), gradients in the runoff and a
-    parameter: the chunk's discharge is the one-pass run's, its runoff gradient the one-pass run's over the chunk
-    (the chunk's runoff reaches nothing before it), and the parameter's directional derivative matches central
-    differences with the state held fixed (the state is a constant, as a recursion's warm state)."""
+    """A convolution routed from a warm state (the inputs before the chunk) by the compiled engine, gradients in
+    the runoff and a parameter: the chunk's discharge is the one-pass run's, its runoff gradient the one-pass run's
+    over the chunk (the chunk's runoff reaches nothing before it), and the parameter's directional derivative
+    matches central differences with the state held fixed (the state is a constant, as a recursion's warm state)."""
     sch = SCHEMES[scheme]
     p = scheme_params(sch, mid_basin, rng, max_travel=1.5 * DT)
     name = sch.parameter_names[0]
-    q = torch.as_tensor(runoff(mid_basin, rng, batch=1, steps=120))
-    w = torch.as_tensor(rng.standard_normal((1, mid_basin.n_reaches, 60)))
+    q = torch.as_tensor(runoff(mid_basin, rng, batch=2, steps=120))  # two batch elements: their own histories
+    w = torch.as_tensor(rng.standard_normal((2, mid_basin.n_reaches, 60)))
     opts = {"engine": "exact", "kernel_length": 64, "dtype": torch.float64, "device": "cpu"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThalwegWarning)

@@ -363,11 +363,14 @@ class _FIR(torch.autograd.Function):
         out = empty(q.shape, q.dtype)
         p = _native.ptr
         if history is not None:
-            hu = history[0].detach().to(torch.float64).clone().contiguous()
-            hq = history[1].detach().to(torch.float64).clone().contiguous()
+            # the inputs before the call, kept for the backward (their kernel gradient terms); the copies receive
+            # the next call's
+            h0 = tuple(x.detach().to(torch.float64).contiguous() for x in history)
+            hu, hq = (x.clone() for x in h0)
             hlen = hu.shape[-1]
         else:
             hu = hq = None
+            h0 = (torch.empty(0, dtype=torch.float64),) * 2
             hlen = 0
         threads = _threads(b * n * t_len)
         items = _items(topo, b, t_len, threads=threads, whole=True)
@@ -376,17 +379,14 @@ class _FIR(torch.autograd.Function):
                   p(topo.downstream), p(h64), p(g64), int(same), p(k0), p(k1), p(offset), p(q), p(out), p(hu), p(hq)),
                "fir_forward")
         ctx.topo, ctx.same, ctx.support, ctx.warm, ctx.offset = topo, same, support, history is not None, offset
-        ctx.save_for_backward(q, h64, g64, out)
+        ctx.save_for_backward(q, h64, g64, out, *h0)
         new_hist = (hu, hq) if history is not None else (torch.empty(0), torch.empty(0))
         ctx.mark_non_differentiable(*new_hist)
         return (out, *new_hist)
 
     @staticmethod
     def backward(ctx, grad_out, _g1, _g2):
-        if ctx.warm:
-            raise NotImplementedError("gradients through a warm-started convolution run are not supported; "
-                                      "route the whole period in one call to train")
-        q, h64, g64, out = ctx.saved_tensors
+        q, h64, g64, out, hu0, hq0 = ctx.saved_tensors
         topo: Topology = ctx.topo
         lib = _native.load()
         b, n, t_len = q.shape
@@ -404,7 +404,8 @@ class _FIR(torch.autograd.Function):
         fn = getattr(lib, f"fir_backward_items_{_suffix(q.dtype)}")
         _check(fn(len(items), p(items), threads, n, t_len, klen, p(topo.order), p(topo.depth), p(topo.downstream),
                   p(topo.child_ptr), p(topo.child_idx), p(h64), p(g64), int(ctx.same), p(k0), p(k1), p(ctx.offset),
-                  p(q), p(out), p(grad), p(dq), p(dh), p(dg)), "fir_backward")
+                  p(q), p(out), p(grad), p(dq), p(dh), p(dg), hu0.shape[-1] if ctx.warm else 0,
+                  p(hu0) if ctx.warm else None, p(hq0) if ctx.warm else None), "fir_backward")
         def total(d):  # over the batch: one element needs no sum
             return d[0] if b == 1 else d.sum(0)
         return dq, total(dh), (None if ctx.same else total(dg)), None, None, None, None

@@ -52,11 +52,6 @@ def _direct_pays(taps: float, n: int, t_len: int, length: int) -> bool:
     return taps <= FIR_OVER_FFT * n * 6.0 * math.log2(2 * (t_len + length))
 
 
-def _wants_grad(runoff: torch.Tensor, kern: Kernels) -> bool:
-    """Whether autograd will ask this run for gradients: in the runoff or in the kernels (the parameters)."""
-    return torch.is_grad_enabled() and (runoff.requires_grad or kern.h.requires_grad or kern.g.requires_grad)
-
-
 def _kept(cache: dict | None, name: str, key, make):
     """``make()``, kept in a prepared route's ``cache`` under ``name`` while ``key`` stays the same (one entry a
     name: a stream's chunks share one, its shorter last chunk replaces it); made on each call without a cache."""
@@ -169,11 +164,6 @@ def route_exact(topo: Topology, runoff: torch.Tensor, scheme: Scheme, p: dict, d
             _once(f"thalweg: exact engine on {device.type}: fir-triton")
             out = _gpu.fir_route(runoff, kern.h, g, topo, (k0.to(device), k1.to(device)))
             return out, None, "fir-triton"
-    if path == "fir-native" and isinstance(state, tuple) and _wants_grad(runoff, kern):
-        # a warm start with gradients: the compiled backward has no history terms, the FFT path is differentiable
-        # through them (exact as well; the histories themselves are constants, as a recursion's warm state)
-        _once(f"thalweg: exact engine on {device.type}: fft (a warm start with gradients)")
-        path = "fft"
     if path == "fir-native":
         k0, k1 = _cpu.kernel_support(kern.h, None if kern.g is kern.h else kern.g, _cpu.support_tol(runoff.dtype))
         if _direct_pays(float((k1 - k0).sum()), topo.n, t_len, length) or history:

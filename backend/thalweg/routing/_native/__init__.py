@@ -66,7 +66,7 @@ def _declare(lib) -> None:
         items = {"iir_forward": [I64, I64, P, P, P, P, P, P, P, P, I64],
                  "iir_backward": [I64, I64, P, P, P, P, P, P, P, P, P, P, P, P, P, I64, I64, P],
                  "fir_forward": [I64, I64, I64, I64, P, P, P, P, P, INT, P, P, P, P, P, P, P],
-                 "fir_backward": [I64, I64, I64, P, P, P, P, P, P, P, INT, P, P, P, P, P, P, P, P, P],
+                 "fir_backward": [I64, I64, I64, P, P, P, P, P, P, P, INT, P, P, P, P, P, P, P, P, P, I64, P, P],
                  "cascade_forward": [I64, I64, P, P, P, P, P, P, P],
                  "cascade_backward": [I64, I64, P, P, P, P, P, P, P, I64, P, P, P, P, P]}
         for kind, args in items.items():
@@ -76,7 +76,7 @@ def _declare(lib) -> None:
         getattr(lib, f"fir_forward_{real}").argtypes = [I64, I64, I64, I64, P, P, P, P, P, ctypes.c_int, P, P, P, P, P,
                                                         P, P, P]
         getattr(lib, f"fir_backward_{real}").argtypes = [I64, I64, I64, P, P, P, P, P, P, P, ctypes.c_int, P, P, P, P,
-                                                         P, P, P, P, P, P]
+                                                         P, P, P, P, P, I64, P, P, P]
         getattr(lib, f"cascade_forward_{real}").argtypes = [I64, I64, P, P, P, P, P, P, P, P, P]
         getattr(lib, f"cascade_backward_{real}").argtypes = [I64, I64, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P]
         for kind in ("iir_forward", "iir_backward", "fir_forward", "fir_backward", "cascade_forward",

@@ -833,8 +833,8 @@ DEFINE_FIR_FORWARD(f64, double)
 int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *depth, const i64 *down, \
                        const i64 *child_ptr, const i64 *child_idx, const double *h, const double *g,  \
                        int same, const i64 *k0, const i64 *k1, const i64 *hoff, const REAL *q,        \
-                       const REAL *out, const REAL *grad, REAL *dq, double *dh, double *dg,           \
-                       double *stack)                                                                 \
+                       const REAL *out, const REAL *grad, REAL *dq, double *dh, double *dg, i64 hlen,  \
+                       const double *hist_u, const double *hist_q, double *stack)                     \
 {                                                                                                     \
     i64 *meta = fir_meta(n, order, k0, k1, hoff);                                                     \
     if (!meta) return -1;                                                                             \
@@ -914,6 +914,22 @@ int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *
             for (i64 l = 0; l < 8 && j + l < cnt; ++l) {                                              \
                 dhi[a - off + j + l] += part[l];                                                      \
                 if (!same) dgi[a - off + j + l] += partg[l];                                          \
+            }                                                                                         \
+        }                                                                                             \
+        if (hist_u) { /* a warm start: tap k met the inputs before the call, X[t - k] for t < k (the forward's \
+                       * taps reach hlen steps back; U and q apart, or their sum when same) */          \
+            const double *hu = hist_u + i * hlen, *hq = hist_q + i * hlen;                            \
+            i64 kb = mi[1] < hlen + t_len ? mi[1] : hlen + t_len;                                     \
+            for (i64 k = a > 1 ? a : 1; k < kb; ++k) {                                                \
+                i64 t_beg = k > hlen ? k - hlen : 0, t_end = k < t_len ? k : t_len;                   \
+                double su = 0.0, sq = 0.0;                                                            \
+                for (i64 t = t_beg; t < t_end; ++t) {                                                 \
+                    i64 x = hlen + t - k;                                                             \
+                    su += ad[t] * (same ? hu[x] + hq[x] : hu[x]);                                     \
+                    sq += ad[t] * hq[x];                                                              \
+                }                                                                                     \
+                dhi[k - off] += su;                                                                   \
+                if (!same) dgi[k - off] += sq;                                                        \
             }                                                                                         \
         }                                                                                             \
     }                                                                                                 \
@@ -1228,7 +1244,8 @@ static int fir_bwd_item_##SUF(const pool_t *pl, const i64 *it, double *scr)     
                               j->child_idx, j->h, j->g, j->same, j->k0, j->k1, j->hoff,                 \
                               AT(j->q, k, nt, j->es), AT(j->out, k, nt, j->es), AT(j->grad, k, nt, j->es), \
                               AT(j->dq, k, nt, j->es), AT(j->dh, k, j->n * j->klen, 8),                 \
-                              AT(j->dg, k, j->n * j->klen, 8), scr);                                    \
+                              AT(j->dg, k, j->n * j->klen, 8), j->hlen, AT(j->hist_u, k, j->n * j->hlen, 8), \
+                              AT(j->hist_q, k, j->n * j->hlen, 8), scr);                                \
 }                                                                                                      \
 int fir_forward_items_##SUF(i64 n_items, const i64 *items, int threads, i64 n, i64 t_len, i64 klen, i64 hlen, \
                             const i64 *order, const i64 *depth, const i64 *down, const double *h,        \
@@ -1244,10 +1261,11 @@ int fir_backward_items_##SUF(i64 n_items, const i64 *items, int threads, i64 n, 
                              const i64 *order, const i64 *depth, const i64 *down, const i64 *child_ptr,  \
                              const i64 *child_idx, const double *h, const double *g, int same,          \
                              const i64 *k0, const i64 *k1, const i64 *hoff, const REAL *q, const REAL *out, \
-                             const REAL *grad, REAL *dq, double *dh, double *dg)                        \
+                             const REAL *grad, REAL *dq, double *dh, double *dg, i64 hlen,              \
+                             double *hist_u, double *hist_q)                                            \
 {                                                                                                      \
-    fir_job j = {{fir_bwd_item_##SUF, items, n_items, 0, 0, 0}, n, t_len, klen, 0, 0, order, depth, down, \
-                 child_ptr, child_idx, k0, k1, hoff, h, g, same, q, out, grad, 0, dq, 0, 0, dh, dg,     \
+    fir_job j = {{fir_bwd_item_##SUF, items, n_items, 0, 0, 0}, n, t_len, klen, hlen, 0, order, depth, down, \
+                 child_ptr, child_idx, k0, k1, hoff, h, g, same, q, out, grad, 0, dq, hist_u, hist_q, dh, dg, \
                  sizeof(REAL)};                                                                         \
     j.pl.scratch = items_stack(items, n_items, 0);                                                     \
     return pool_run(&j.pl, threads);                                                                   \
