@@ -401,14 +401,14 @@ class _FIR(torch.autograd.Function):
         k0, k1 = ctx.support
         threads = _threads(b * n * t_len)
         items = _items(topo, b, t_len, threads=threads, whole=True)
+        hist = (hu0.shape[-1], p(hu0), p(hq0)) if ctx.warm else (0, None, None)  # the inputs the forward met
         fn = getattr(lib, f"fir_backward_items_{_suffix(q.dtype)}")
         _check(fn(len(items), p(items), threads, n, t_len, klen, p(topo.order), p(topo.depth), p(topo.downstream),
                   p(topo.child_ptr), p(topo.child_idx), p(h64), p(g64), int(ctx.same), p(k0), p(k1), p(ctx.offset),
-                  p(q), p(out), p(grad), p(dq), p(dh), p(dg), hu0.shape[-1] if ctx.warm else 0,
-                  p(hu0) if ctx.warm else None, p(hq0) if ctx.warm else None), "fir_backward")
-        def total(d):  # over the batch: one element needs no sum
-            return d[0] if b == 1 else d.sum(0)
-        return dq, total(dh), (None if ctx.same else total(dg)), None, None, None, None
+                  p(q), p(out), p(grad), p(dq), p(dh), p(dg), *hist), "fir_backward")
+        if b == 1:  # over the batch: one element needs no sum
+            return dq, dh[0], (None if ctx.same else dg[0]), None, None, None, None
+        return dq, dh.sum(0), (None if ctx.same else dg.sum(0)), None, None, None, None
 
 
 def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, topo: Topology,

@@ -824,11 +824,12 @@ DEFINE_FIR_APPLY(f64, double)
 DEFINE_FIR_FORWARD(f32, float)
 DEFINE_FIR_FORWARD(f64, double)
 
-/* Reverse-mode of the FIR pass (cold start). Adds dL/dh and dL/dg into dh, dg [n, klen] (dg unused
- * when same), writes dq. The adjoint A of each reach's outflow (dL/dQ plus its downstream reach's
- * inflow adjoint) gives: inflow adjoint sum_k h[k] A[t+k] (into the stack, for the upstream reaches),
- * dq[t] = sum_k g[k] A[t+k], dh[k] = sum_t A[t+k] U[t] (U + q when same), dg[k] = sum_t A[t+k] q[t];
- * U is rebuilt from the upstream outflow. */
+/* Reverse-mode of the FIR pass. Adds dL/dh and dL/dg into dh, dg [n, klen] (dg unused when same), writes
+ * dq. The adjoint A of each reach's outflow (dL/dQ plus its downstream reach's inflow adjoint) gives:
+ * inflow adjoint sum_k h[k] A[t+k] (into the stack, for the upstream reaches), dq[t] = sum_k g[k] A[t+k],
+ * dh[k] = sum_t A[t+k] U[t] (U + q when same), dg[k] = sum_t A[t+k] q[t]; U is rebuilt from the upstream
+ * outflow. hist_u, hist_q: NULL for a cold start, else [n, hlen] the inputs before t = 0 that the forward was
+ * given (oldest first): the taps' terms in them are added (the histories themselves get no gradient). */
 #define DEFINE_FIR_BACKWARD(SUF, REAL)                                                               \
 int fir_backward_##SUF(i64 n, i64 t_len, i64 klen, const i64 *order, const i64 *depth, const i64 *down, \
                        const i64 *child_ptr, const i64 *child_idx, const double *h, const double *g,  \
