@@ -50,7 +50,11 @@ _CHECK = textwrap.dedent("""
         levels, _ = dag_levels(n, src, dst)
         rng = np.random.default_rng(seed)
         r = rng.uniform(0.1, 0.9, n)
-        coef = torch.as_tensor(np.stack([r, 0.3 * (1 - r), 0.2 * (1 - r), 0.4 * (1 - r), 0.1 * (1 - r)], 1))
+        # seed 0 with c1 != 0 (the backward stores lambda, a pass turns it into dL/dq), seed 1 with c1 = 0 as every
+        # scheme's recursion (it stores dL/dq = c0 lambda, the readers divide by c0)
+        c1 = 0.1 * (1 - r) if seed == 0 else np.zeros(n)
+        coef = torch.as_tensor(np.stack([r, 0.3 * (1 - r), 0.2 * (1 - r), 0.4 * (1 - r), c1], 1))
+        assert _gpu._dq_as_stored(coef) == (seed == 1)
         q = torch.as_tensor(rng.gamma(2.0, 1.0, (n, t_len)))
         frac = torch.as_tensor(np.array(net.splits.fraction), dtype=torch.float64)  # the split links'
         n_tree = src.size - frac.numel()

@@ -97,15 +97,20 @@ _INTERPRETED_FIR_RING = textwrap.dedent("""
     coef = s.recursion(p, DT).stacked()
     q = torch.as_tensor(runoff(net, rng, batch=2, steps=200))
     w = torch.randn_like(q)
-    for weighted in (True, False):  # a dense dL/dQ with dL/dq; a broadcast one (out.sum()) without
+    # a dense dL/dQ with dL/dq (stored as c0 lambda: c1 = 0); a broadcast one (out.sum()) without; and c1 != 0,
+    # where lambda is stored and turned into dL/dq by a pass after
+    general = coef.clone()
+    general[:, 4] = 0.3 * general[:, 3]
+    assert _gpu._dq_as_stored(coef) and not _gpu._dq_as_stored(general)
+    for weighted, cf in ((True, coef), (False, coef), (True, general)):
         res = []
         for impl in (_gpu, _cpu):
-            qq, cc = q.clone().requires_grad_(weighted), coef.clone().requires_grad_(True)
+            qq, cc = q.clone().requires_grad_(weighted), cf.clone().requires_grad_(True)
             out, _ = impl.iir_route(qq, cc, topo, None)
             ((out * w).sum() if weighted else out.sum()).backward()
             res.append((out.detach(), cc.grad) + ((qq.grad,) if weighted else ()))
         for a, b, name in zip(*res, ("Q", "dcoef", "dq")):
-            close(a, b, f"iir {name} {weighted}")
+            close(a, b, f"iir {name} {weighted} {cf is general}")
     for name, steps, gs in (("hayami", 150, (None,)), ("pure_lag", 150, (None, "shifted"))):
         s = SCHEMES[name]
         p = per_reach(net, s, scheme_params(s, net, rng, max_travel=3 * DT), dtype=torch.float64, device="cpu")

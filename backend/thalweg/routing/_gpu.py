@@ -122,6 +122,16 @@ class _IIR(torch.autograd.Function):
         return dq, dcoef, None, None
 
 
+# the backward stores dL/dq = c0 lambda in place of lambda when every c1 is 0 and every |c0| is at least this: the
+# stored row divided by c0 as the upstream reaches read it keeps lambda's float32 precision (no underflow)
+DQ_MIN_C0 = 2.0 ** -20
+
+
+def _dq_as_stored(c: torch.Tensor) -> bool:
+    """Every reach's dL/dq is c0 lambda (c1 = 0) with |c0| >= DQ_MIN_C0: the backward stores it for lambda."""
+    return bool(((c[:, 4] == 0) & (c[:, 3].abs() >= DQ_MIN_C0)).all()) if len(c) else False
+
+
 def _backward(q, c, out, prev, grad_out, want_dq: bool, order, *, down=None, links=None):
     """The recursions' reverse pass: (dL/dq or None, dL/dcoef [N, 5], dL/dfractions [M] or None). ``links``:
     (out_ptr, out_dst, out_w, out_link, n_links) for a network whose rivers split, else ``down``."""
@@ -131,7 +141,8 @@ def _backward(q, c, out, prev, grad_out, want_dq: bool, order, *, down=None, lin
     dev = q.device
     grad = grad_out if grad_out.dtype == q.dtype else grad_out.to(q.dtype)  # read by strides: no copy
     n_chunks = -(-t_len // BWD_BT)
-    lam = torch.empty_like(q)  # lambda of every reach, then (in place) dL/dq
+    lam = torch.empty_like(q)  # lambda of every reach, then (in place) dL/dq; or dL/dq = c0 lambda at once
+    fused = want_dq and _dq_as_stored(c)
     dcoef = torch.zeros(b, n, 5, dtype=torch.float64, device=dev)
     weighted = links is not None
     if weighted:
@@ -142,11 +153,12 @@ def _backward(q, c, out, prev, grad_out, want_dq: bool, order, *, down=None, lin
         n_links = 0
     flags, ticket = _sync_buffers(b * n, dev)
     iir_backward_kernel[(_grid(n * b, dev, BWD_PROGRAMS_PER_SM),)](
-        q, out, grad, lam, dcoef, c, c if prev is None else prev, order, c if down is None else down,
+        q, out, grad, lam, dcoef, c, (1.0 / c[:, 3]).contiguous() if fused else c, c if prev is None else prev,
+        order, c if down is None else down,
         dn_ptr, dn_idx, dn_w, dn_link, dfrac, n_links, flags, ticket, n, b, t_len, n_chunks,
-        *grad.stride(), HAS_PREV=prev is not None, WEIGHTED=weighted, BT=BWD_BT, num_warps=BWD_WARPS)
-    dq = None
-    if want_dq:
+        *grad.stride(), HAS_PREV=prev is not None, WEIGHTED=weighted, DQ=fused, BT=BWD_BT, num_warps=BWD_WARPS)
+    dq = lam if fused else None
+    if want_dq and not fused:
         lam_to_dq_kernel[(b * n,)](lam, c, n, t_len, n_chunks, BT=BWD_BT, num_warps=BWD_WARPS)
         dq = lam
     return dq, dcoef.sum(0), (dfrac.sum(0) if weighted else None)
@@ -252,42 +264,45 @@ class _FIR(torch.autograd.Function):
         dev = runoff.device
         q = runoff.detach().contiguous()
         same = gc is None
-        h64 = hc.detach().contiguous()
-        g64 = h64 if same else gc.detach().contiguous()
-        kmax = h64.shape[-1]
+        # the taps in the run's precision, converted here, off the graph: their gradient goes back in the taps'
+        # own dtype (float64 from the taps' builders) with no conversion pass either way
+        ht = hc.detach().to(q.dtype).contiguous()
+        gt = ht if same else gc.detach().to(q.dtype).contiguous()
+        ctx.tap_dtypes = (hc.dtype, hc.dtype if same else gc.dtype)
+        kmax = ht.shape[-1]
         idx = topo.on(dev)
         out = torch.empty_like(q)
         n_chunks = -(-t_len // BT)
         items = n_chunks * n * b
         grid = _grid(items, dev)
         flags, ticket = _sync_buffers(b * n, dev)
-        args = (q, out, h64, g64, k0, kn, idx["level_order"], idx["child_ptr"], idx["child_idx"], flags, ticket)
+        args = (q, out, ht, gt, k0, kn, idx["level_order"], idx["child_ptr"], idx["child_idx"], flags, ticket)
         if _toeplitz(kmax, q.dtype):
             from ._triton.toeplitz import toeplitz_forward_kernel
 
             sw = BT + kmax + TOEPLITZ_R
-            scratch = torch.empty(grid * 2 * sw, dtype=h64.dtype, device=dev)
+            scratch = torch.empty(grid * 2 * sw, dtype=ht.dtype, device=dev)
             toeplitz_forward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
                                              R=TOEPLITZ_R, PREC=TOEPLITZ_PRECISION, num_warps=TOEPLITZ_WARPS)
         else:
             from ._triton.fir import fir_forward_kernel
 
             sw = BT + kmax
-            scratch = torch.empty(grid * 2 * sw, dtype=h64.dtype, device=dev)  # the taps' compute type
+            scratch = torch.empty(grid * 2 * sw, dtype=ht.dtype, device=dev)  # the taps' compute type
             fir_forward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
                                         num_warps=NUM_WARPS)
         ctx.topo, ctx.same = topo, same
-        ctx.save_for_backward(q, out, h64, g64, k0, kn)
+        ctx.save_for_backward(q, out, ht, gt, k0, kn)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, out, h64, g64, k0, kn = ctx.saved_tensors
+        q, out, ht, gt, k0, kn = ctx.saved_tensors
         topo: Topology = ctx.topo
         b, n, t_len = q.shape
         dev = q.device
         same = ctx.same
-        kmax = h64.shape[-1]
+        kmax = ht.shape[-1]
         idx = topo.on(dev)
         grad = grad_out.contiguous().to(q.dtype)
         adj = torch.empty_like(q)  # adjoint inflow of every reach; it is dL/dq too when g = h
@@ -298,13 +313,13 @@ class _FIR(torch.autograd.Function):
         items = n_chunks * n * b
         grid = _grid(items, dev)
         flags, ticket = _sync_buffers(b * n, dev)
-        args = (q, out, grad, adj, dq, h64, g64, dh, dg, k0, kn, idx["level_order"], idx["downstream"],
+        args = (q, out, grad, adj, dq, ht, gt, dh, dg, k0, kn, idx["level_order"], idx["downstream"],
                 idx["child_ptr"], idx["child_idx"], flags, ticket)
         if _toeplitz(kmax, q.dtype):
             from ._triton.toeplitz import toeplitz_backward_kernel
 
             sw = BT + kmax + TOEPLITZ_R
-            scratch = torch.empty(grid * 4 * sw, dtype=h64.dtype, device=dev)
+            scratch = torch.empty(grid * 4 * sw, dtype=ht.dtype, device=dev)
             toeplitz_backward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
                                               R=TOEPLITZ_R, WB=_tap_rows(kmax), UB=TOEPLITZ_UB,
                                               PREC=TOEPLITZ_PRECISION, num_warps=TOEPLITZ_WARPS)
@@ -312,10 +327,14 @@ class _FIR(torch.autograd.Function):
             from ._triton.fir import fir_backward_kernel
 
             sw = BT + kmax
-            scratch = torch.empty(grid * 3 * sw, dtype=h64.dtype, device=dev)
+            scratch = torch.empty(grid * 3 * sw, dtype=ht.dtype, device=dev)
             fir_backward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
                                          num_warps=NUM_WARPS)
-        return dq, dh.sum(0).to(h64.dtype), (None if same else dg.sum(0).to(h64.dtype)), None, None, None
+        def over_batch(x, dtype):  # [N, KMAX] in the taps' dtype
+            return (x[0] if b == 1 else x.sum(0)).to(dtype)
+
+        dh_t, dg_t = ctx.tap_dtypes
+        return dq, over_batch(dh, dh_t), (None if same else over_batch(dg, dg_t)), None, None, None
 
 
 def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, topo: Topology,
@@ -327,7 +346,7 @@ def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, top
     """
     k0, k1 = support
     kn = (k1 - k0).clamp(min=1)
-    hc, gc = compact_kernels(h, g, k0, kn, dtype=runoff.dtype)  # taps in the run's precision
+    hc, gc = compact_kernels(h, g, k0, kn)  # float64; _FIR takes them to the run's precision
     return _FIR.apply(runoff, hc, gc, topo, k0.contiguous(), kn.contiguous())
 
 
@@ -337,7 +356,7 @@ def fir_route_taps(runoff: torch.Tensor, first, taps: torch.Tensor, topo: Topolo
     a pure lag's two taps). taps [N, K] is differentiable; no [N, T] kernel is built or scanned."""
     n, k = taps.shape
     kmax = _tap_width(k)
-    hc = (taps if k == kmax else torch.nn.functional.pad(taps, (0, kmax - k))).to(runoff.dtype)
+    hc = taps if k == kmax else torch.nn.functional.pad(taps, (0, kmax - k))  # _FIR takes them to the run's dtype
     k0 = torch.as_tensor(first, dtype=torch.int64).to(runoff.device).contiguous()
     if counts is None:
         kn = torch.full((n,), k, dtype=torch.int64, device=runoff.device)

@@ -15,7 +15,9 @@ Forward: Q[t] = r Q[t-1] + b0 U[t] + b1 U[t-1] + c0 q[t] + c1 q[t-1], U = sum of
 network whose rivers split, ``WEIGHTED``: U = sum over links u -> i of f_ui Q_u).
 Backward (reverse tickets): lambda[t] = A[t] + r lambda[t+1] with A = dL/dQ + adjoint of the downstream
 reach's inflow, b0_d lambda_d[t] + b1_d lambda_d[t+1]; each item stores its lambda in the dL/dq buffer, where its
-upstream reaches read it, and one pass after turns it into dL/dq = c0 lambda[t] + c1 lambda[t+1]. The
+upstream reaches read it, and one pass after turns it into dL/dq = c0 lambda[t] + c1 lambda[t+1]. Where every
+c1 is 0 (every scheme's recursion; ``DQ``) the item stores dL/dq = c0 lambda itself, and its upstream reaches
+divide by c0 as they read it: no pass after, one read and one write of [B, N, T] fewer. The
 coefficient gradients are sums of lambda times the forward signals, kept in registers over the chunks, except
 the inflow terms, which each upstream reach adds for its downstream one (float64 atomics), so no item reads
 its upstream rows. Memory beyond input, output and dL/dQ: the dL/dq buffer (allocated even when the runoff
@@ -118,14 +120,17 @@ def iir_forward_kernel(q_ptr, out_ptr, coef_ptr, state_ptr, order_ptr, child_ptr
 
 
 @triton.jit
-def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, prev_ptr, order_ptr, down_ptr,
+def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, inv_c0_ptr, prev_ptr, order_ptr,
+                        down_ptr,
                         dn_ptr, dn_idx, dn_w, dn_link, dfrac_ptr, n_links,
                         flag_ptr, ticket_ptr, n_reach, n_batch, t_len, n_chunks, gs_b, gs_n, gs_t,
-                        HAS_PREV: tl.constexpr, WEIGHTED: tl.constexpr, BT: tl.constexpr):
+                        HAS_PREV: tl.constexpr, WEIGHTED: tl.constexpr, DQ: tl.constexpr, BT: tl.constexpr):
     # An item is one (reach, batch element) over all its chunks, last chunk first, outlets first; it waits only
     # on its downstream reach's chunks (smaller tickets). lambda[t] = A[t] + r lambda[t+1], A = dL/dQ + the
     # downstream reach's adjoint inflow b0_d lambda_d[t] + b1_d lambda_d[t+1], computed here from lambda_d, which
-    # each item stores (lam_ptr, [B, N, T]: the dL/dq buffer, turned into dL/dq by lam_to_dq_kernel after).
+    # each item stores (lam_ptr, [B, N, T]: the dL/dq buffer, turned into dL/dq by lam_to_dq_kernel after); with DQ
+    # (every c1 = 0) it stores dL/dq = c0 lambda, and a reader of reach d's row scales it by 1 / c0_d (inv_c0_ptr,
+    # [N] float64, taken once on the host: no float64 division per item).
     # WEIGHTED (rivers that split): the links out of each reach are the CSR dn_ptr/dn_idx (receivers), dn_w
     # (fractions), dn_link (link numbers); A sums f times each receiver's adjoint inflow, and
     # dL/df = sum_t adjU_receiver[t] Q[t] adds into dfrac [B, M]. down_ptr is unused then.
@@ -144,14 +149,20 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
         cp = coef_ptr + i * 5
         r = tl.load(cp)
         grow = b.to(tl.int64) * gs_b + i.to(tl.int64) * gs_n  # dL/dQ by strides (a broadcast one stays so)
+        keep = r * 0.0 + 1.0  # what this item's lambda is stored times: c0 with DQ (then dL/dq), else 1
+        if DQ:
+            keep = tl.load(cp + 3)
         d = i * 0 - 1
         bd0 = r * 0.0
         bd1 = r * 0.0
+        sd = r * 0.0 + 1.0  # 1 / the downstream reach's keep: its stored row times sd is its lambda
         if not WEIGHTED:
             d = tl.load(down_ptr + i)
             if d >= 0:
-                bd0 = tl.load(coef_ptr + d * 5 + 1)
-                bd1 = tl.load(coef_ptr + d * 5 + 2)
+                if DQ:
+                    sd = tl.load(inv_c0_ptr + d)
+                bd0 = tl.load(coef_ptr + d * 5 + 1) * sd
+                bd1 = tl.load(coef_ptr + d * 5 + 2) * sd
         lam_after = r * 0.0  # lambda just past the chunk (0 past the end)
         dr = r * 0.0
         dc0 = r * 0.0
@@ -178,6 +189,8 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                     ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
                                   cache_modifier=".cg").to(tl.float64)
                     adj = tl.load(coef_ptr + dd * 5 + 1) * ld + tl.load(coef_ptr + dd * 5 + 2) * ldn
+                    if DQ:
+                        adj = adj * tl.load(inv_c0_ptr + dd)
                     av += tl.load(dn_w + f) * adj
                     f += 1
             else:
@@ -192,7 +205,7 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
             # lambda[t] = sum_{j>=t} r^(j-t) A[j] + r^(end-t+1) lambda[end+1] (reverse scan, carried)
             pa, px = tl.associative_scan((a, tl.where(mask, av, 0.0)), 0, affine, reverse=True)
             lam = px + pa * lam_after
-            tl.store(lam_ptr + row + offs, lam.to(lam_ptr.dtype.element_ty), mask=mask)
+            tl.store(lam_ptr + row + offs, (keep * lam).to(lam_ptr.dtype.element_ty), mask=mask)
             tl.debug_barrier()
             tl.atomic_xchg(flag_ptr + b * n_reach + i, k + 1, sem="release")
             # the gradient sums, off the chain (the upstream reaches have this chunk's lambda already); the
@@ -210,6 +223,10 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                     ldn = tl.load(lam_ptr + drow + offs + 1, mask=mnext, other=0.0,
                                   cache_modifier=".cg").to(tl.float64)
                     adj = tl.load(coef_ptr + dd * 5 + 1) * ld + tl.load(coef_ptr + dd * 5 + 2) * ldn
+                    if DQ:  # the row read is c0_dd lambda_dd
+                        sdd = tl.load(inv_c0_ptr + dd)
+                        wd = wd * sdd
+                        adj = adj * sdd
                     fp = dfrac_ptr + b.to(tl.int64) * n_links + tl.load(dn_link + f)
                     tl.store(fp, tl.load(fp) + tl.sum(adj * ov, axis=0))
                     dpw = dcoef_ptr + (b.to(tl.int64) * n_reach + dd) * 5
@@ -220,8 +237,8 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
                 if d >= 0:
                     drow = (b.to(tl.int64) * n_reach + d) * t_len
                     ld = tl.load(lam_ptr + drow + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float64)
-                    tl.atomic_add(dpd + 1, tl.sum(ld * ov, axis=0), sem="relaxed")
-                    tl.atomic_add(dpd + 2, tl.sum(ld * op_in, axis=0), sem="relaxed")
+                    tl.atomic_add(dpd + 1, sd * tl.sum(ld * ov, axis=0), sem="relaxed")
+                    tl.atomic_add(dpd + 2, sd * tl.sum(ld * op_in, axis=0), sem="relaxed")
             # this reach's own coefficient gradients: Q[t-1], q[t], q[t-1] (t = 0 from the warm state)
             op = op_in
             qv = tl.load(q_ptr + row + offs, mask=mask, other=0.0).to(tl.float64)
