@@ -29,7 +29,10 @@ typedef int64_t i64;
 #define IIR_PF_LOCALITY 2
 /* The same sitting, more prefetches PF reaches ahead: the forward's per-reach records (coefficients, state, depth,
  * downstream: 37.5-44.1 -> 35.9-38.7 ms), the backward's dq row for writing (its masked stores waited on reads for
- * ownership: forward+backward 176-186 -> 151-155 ms) and the two coefficient-gradient rows it adds to (-> 145-148). */
+ * ownership: forward+backward 176-186 -> 151-155 ms) and the two coefficient-gradient rows it adds to (-> 145-148).
+ * The scalar passes (networks whose rivers split; builds without AVX-512) at this locality too, and their backward
+ * now fetches its rows PF reaches on: a 106k-reach DAG x 366 steps, one thread, forward 103-110 -> 71-73 ms,
+ * forward+backward 408 -> 315-318 ms. */
 
 /* The links of a network whose rivers split (routing/dag.py's native plan), NULL for a tree. The main tree
  * keeps each split reach's main link; the order is a post-order of it in which every minor link's source
@@ -70,8 +73,8 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
                 const REAL *qn = q + order[p + PF] * t_len + t0;                                      \
                 REAL *on = out + order[p + PF] * t_len + t0;                                           \
                 for (i64 k = 0; k < m; k += 64 / (i64)sizeof(REAL)) {                                 \
-                    __builtin_prefetch(qn + k, 0, 0);                                                 \
-                    __builtin_prefetch(on + k, 1, 0);                                                 \
+                    __builtin_prefetch(qn + k, 0, IIR_PF_LOCALITY);                                   \
+                    __builtin_prefetch(on + k, 1, IIR_PF_LOCALITY);                                   \
                 }                                                                                     \
             }                                                                                         \
             if (SPLIT && sl->side_of[i] >= 0) { /* water of minor links from reaches routed earlier */  \
@@ -151,6 +154,15 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
             const REAL *oi = out + i * t_len + t0;                                                    \
             double *adj_u = stack + depth[i] * chunk;                                                 \
             const double *adj_down = (down[i] >= 0) ? adj_u - chunk : 0;                             \
+            if (p >= PF) { /* rows are visited out of memory order: fetch the rows PF reaches on */   \
+                i64 j = order[p - PF];                                                                \
+                for (i64 k = 0; k < m; k += 64 / (i64)sizeof(REAL)) {                                 \
+                    __builtin_prefetch(grad + j * t_len + t0 + k, 0, IIR_PF_LOCALITY);                \
+                    __builtin_prefetch(q + j * t_len + t0 + k, 0, IIR_PF_LOCALITY);                   \
+                    __builtin_prefetch(out + j * t_len + t0 + k, 0, IIR_PF_LOCALITY);                 \
+                    __builtin_prefetch(dq + j * t_len + t0 + k, 1, IIR_PF_LOCALITY);                  \
+                }                                                                                     \
+            }                                                                                         \
             /* lambda, backwards in time; abuf[k] = lambda[t0 + k], abuf[m] = lambda[t0 + m] */       \
             double l = lam[i];                                                                        \
             abuf[m] = l;                                                                              \
