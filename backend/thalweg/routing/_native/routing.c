@@ -1051,6 +1051,14 @@ int cascade_backward_##SUF(i64 n, i64 t_len, const i64 *order, const i64 *depth,
         const REAL *gi = grad + i * t_len, *qi = q + i * t_len;                                       \
         double a = av[i], r = 1.0 - a;                                                                \
         i64 m = nres[i];                                                                              \
+        if (p >= PF) { /* the rows PF reaches on (rows are visited out of memory order) */            \
+            i64 j = order[p - PF];                                                                    \
+            for (i64 k = 0; k < t_len; k += 64 / (i64)sizeof(REAL)) {                                 \
+                __builtin_prefetch(grad + j * t_len + k, 0, IIR_PF_LOCALITY);                         \
+                __builtin_prefetch(q + j * t_len + k, 0, IIR_PF_LOCALITY);                            \
+                __builtin_prefetch(dq + j * t_len + k, 1, IIR_PF_LOCALITY);                           \
+            }                                                                                         \
+        }                                                                                             \
         double *x0 = xs;                                                                              \
         for (i64 t = 0; t < t_len; ++t) x0[t] = (double)qi[t];                                        \
         for (i64 e = child_ptr[i]; e < child_ptr[i + 1]; ++e) {                                       \
