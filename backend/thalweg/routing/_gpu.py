@@ -330,11 +330,11 @@ class _FIR(torch.autograd.Function):
             scratch = torch.empty(grid * 3 * sw, dtype=ht.dtype, device=dev)
             fir_backward_kernel[(grid,)](*args, scratch, n, b, t_len, n_chunks, kmax, sw, SAME=same, BT=BT,
                                          num_warps=NUM_WARPS)
-        def over_batch(x, dtype):  # [N, KMAX] in the taps' dtype
-            return (x[0] if b == 1 else x.sum(0)).to(dtype)
-
+        # over the batch (one element needs no sum), in the taps' dtypes: [N, KMAX]
         dh_t, dg_t = ctx.tap_dtypes
-        return dq, over_batch(dh, dh_t), (None if same else over_batch(dg, dg_t)), None, None, None
+        dh_out = (dh[0] if b == 1 else dh.sum(0)).to(dh_t)
+        dg_out = None if same else (dg[0] if b == 1 else dg.sum(0)).to(dg_t)
+        return dq, dh_out, dg_out, None, None, None
 
 
 def fir_route(runoff: torch.Tensor, h: torch.Tensor, g: torch.Tensor | None, topo: Topology,

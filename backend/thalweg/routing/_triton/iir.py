@@ -130,7 +130,7 @@ def iir_backward_kernel(q_ptr, out_ptr, grad_ptr, lam_ptr, dcoef_ptr, coef_ptr, 
     # downstream reach's adjoint inflow b0_d lambda_d[t] + b1_d lambda_d[t+1], computed here from lambda_d, which
     # each item stores (lam_ptr, [B, N, T]: the dL/dq buffer, turned into dL/dq by lam_to_dq_kernel after); with DQ
     # (every c1 = 0) it stores dL/dq = c0 lambda, and a reader of reach d's row scales it by 1 / c0_d (inv_c0_ptr,
-    # [N] float64, taken once on the host: no float64 division per item).
+    # [N] float64, one torch division before the launch: no float64 division per item).
     # WEIGHTED (rivers that split): the links out of each reach are the CSR dn_ptr/dn_idx (receivers), dn_w
     # (fractions), dn_link (link numbers); A sums f times each receiver's adjoint inflow, and
     # dL/df = sum_t adjU_receiver[t] Q[t] adds into dfrac [B, M]. down_ptr is unused then.
