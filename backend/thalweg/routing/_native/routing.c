@@ -34,6 +34,16 @@ typedef int64_t i64;
  * now fetches its rows PF reaches on: a 106k-reach DAG x 366 steps, one thread, forward 103-110 -> 71-73 ms,
  * forward+backward 408 -> 315-318 ms. */
 
+/* Prefetch the first `bytes` of each row in rows[] (rows[0] for writing; NULL rows skipped), a line at a time, at
+ * `locality` (a constant). Statements, not a function: gcc deletes calls of a function that only prefetches. */
+#define PREFETCH_ROWS(rows, bytes, locality)                                                        \
+    do {                                                                                              \
+        for (i64 b2_ = 0; b2_ < (bytes); b2_ += 64) {                                                 \
+            for (int r_ = 0; r_ < (int)(sizeof(rows) / sizeof(rows[0])); ++r_)                        \
+                if (rows[r_]) __builtin_prefetch((const char *)rows[r_] + b2_, r_ == 0, locality);    \
+        }                                                                                             \
+    } while (0)
+
 /* The links of a network whose rivers split (routing/dag.py's native plan), NULL for a tree. The main tree
  * keeps each split reach's main link; the order is a post-order of it in which every minor link's source
  * comes before its receiver. A split reach sends f Q down each of its links: into the stack row of an
@@ -70,12 +80,9 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
             double r = c[0], b0 = c[1], b1 = c[2], c0 = c[3], c1 = c[4];                              \
             double *st = state + 3 * i;                                                               \
             if (p + PF < n) { /* rows are visited out of memory order: fetch rows PF reaches ahead */ \
-                const REAL *qn = q + order[p + PF] * t_len + t0;                                      \
-                REAL *on = out + order[p + PF] * t_len + t0;                                           \
-                for (i64 k = 0; k < m; k += 64 / (i64)sizeof(REAL)) {                                 \
-                    __builtin_prefetch(qn + k, 0, IIR_PF_LOCALITY);                                   \
-                    __builtin_prefetch(on + k, 1, IIR_PF_LOCALITY);                                   \
-                }                                                                                     \
+                i64 j = order[p + PF];                                                                \
+                const void *rows[2] = {out + j * t_len + t0, q + j * t_len + t0};                     \
+                PREFETCH_ROWS(rows, m * (i64)sizeof(REAL), IIR_PF_LOCALITY);                          \
             }                                                                                         \
             if (SPLIT && sl->side_of[i] >= 0) { /* water of minor links from reaches routed earlier */  \
                 double *sr = sl->side + sl->side_of[i] * chunk;                                           \
@@ -156,12 +163,9 @@ int NAME(i64 n, i64 t_len, i64 chunk, const i64 *order, const i64 *depth, const 
             const double *adj_down = (down[i] >= 0) ? adj_u - chunk : 0;                             \
             if (p >= PF) { /* rows are visited out of memory order: fetch the rows PF reaches on */   \
                 i64 j = order[p - PF];                                                                \
-                for (i64 k = 0; k < m; k += 64 / (i64)sizeof(REAL)) {                                 \
-                    __builtin_prefetch(grad + j * t_len + t0 + k, 0, IIR_PF_LOCALITY);                \
-                    __builtin_prefetch(q + j * t_len + t0 + k, 0, IIR_PF_LOCALITY);                   \
-                    __builtin_prefetch(out + j * t_len + t0 + k, 0, IIR_PF_LOCALITY);                 \
-                    __builtin_prefetch(dq + j * t_len + t0 + k, 1, IIR_PF_LOCALITY);                  \
-                }                                                                                     \
+                const void *rows[4] = {dq + j * t_len + t0, grad + j * t_len + t0, q + j * t_len + t0,  \
+                                       out + j * t_len + t0};                                         \
+                PREFETCH_ROWS(rows, m * (i64)sizeof(REAL), IIR_PF_LOCALITY);                          \
             }                                                                                         \
             /* lambda, backwards in time; abuf[k] = lambda[t0 + k], abuf[m] = lambda[t0 + m] */       \
             double l = lam[i];                                                                        \
@@ -528,10 +532,7 @@ static i64 fir_round(i64 a) { return (a + FIR_VL - 1) & ~(i64)(FIR_VL - 1); }
  * rows. */
 #define FIR_PREFETCH(rows, bytes, hrow, grow, a_, b_)                                          \
     do {                                                                                              \
-        for (i64 b2_ = 0; b2_ < (bytes); b2_ += 64) {                                              \
-            for (int r_ = 0; r_ < (int)(sizeof(rows) / sizeof(rows[0])); ++r_)                       \
-                if (rows[r_]) __builtin_prefetch((const char *)rows[r_] + b2_, r_ == 0, 1);           \
-        }                                                                                             \
+        PREFETCH_ROWS(rows, bytes, 1);                                                                \
         FIR_PREFETCH_TAPS(hrow, grow, a_, b_);                                                        \
     } while (0)
 
@@ -1053,11 +1054,8 @@ int cascade_backward_##SUF(i64 n, i64 t_len, const i64 *order, const i64 *depth,
         i64 m = nres[i];                                                                              \
         if (p >= PF) { /* the rows PF reaches on (rows are visited out of memory order) */            \
             i64 j = order[p - PF];                                                                    \
-            for (i64 k = 0; k < t_len; k += 64 / (i64)sizeof(REAL)) {                                 \
-                __builtin_prefetch(grad + j * t_len + k, 0, IIR_PF_LOCALITY);                         \
-                __builtin_prefetch(q + j * t_len + k, 0, IIR_PF_LOCALITY);                            \
-                __builtin_prefetch(dq + j * t_len + k, 1, IIR_PF_LOCALITY);                           \
-            }                                                                                         \
+            const void *rows[3] = {dq + j * t_len, grad + j * t_len, q + j * t_len};                  \
+            PREFETCH_ROWS(rows, t_len * (i64)sizeof(REAL), IIR_PF_LOCALITY);                          \
         }                                                                                             \
         double *x0 = xs;                                                                              \
         for (i64 t = 0; t < t_len; ++t) x0[t] = (double)qi[t];                                        \
