@@ -163,3 +163,44 @@ def test_sample_basin_negative_with_the_old_defaults_none_with_the_new():
     (outlet,) = net.outlets
     # the same water leaves the outlet (to the part still in the channels at the end of the series)
     np.testing.assert_allclose(out["muskingum_nonneg"][outlet].sum(), out["muskingum"][outlet].sum(), rtol=1e-3)
+
+
+def test_substeps_follow_in_place_changes_and_gradients_match_finite_differences(rng):
+    """The sub-step choice is kept for the same k and x tensors (a prepared route asks twice); an in-place change
+    (an optimizer's step) must give the choice of the new values, and the recursion's gradients in k and x stay
+    those of the formulas (gradcheck perturbs k and x in place too)."""
+    n = 64
+    k = torch.as_tensor(np.exp(rng.uniform(np.log(60.0), np.log(5 * 86400.0), n)), dtype=torch.float64)
+    x = torch.as_tensor(rng.uniform(0.0, 0.5, n), dtype=torch.float64)
+    p = {"k": k, "x": x}
+    first = [t.clone() for t in nonneg_substeps(p, DT)]
+    with torch.no_grad():
+        k.mul_(0.01)  # short reaches: more of them need sub-steps or a lowered x
+    again = nonneg_substeps(p, DT)
+    fresh = nonneg_substeps({"k": k.clone(), "x": x.clone()}, DT)
+    for a, b in zip(again, fresh):
+        assert torch.equal(a, b)
+    assert not torch.equal(first[0], again[0])
+
+    scheme = SCHEMES["muskingum_nonneg"]
+    kk = k.clone().requires_grad_(True)
+    xx = x.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: scheme.recursion({"k": a, "x": b}, DT).stacked(), (kk, xx))
+
+
+def test_routes_in_inference_mode_and_after_it(rng):
+    """Inference-mode tensors count no versions: the sub-step choice is made afresh for them, and the discharge is
+    the one routed outside inference mode."""
+    net = small_tree()
+    p = {"k": rng.uniform(600.0, 20000.0, net.n_reaches), "x": rng.uniform(0.1, 0.5, net.n_reaches)}
+    q = rng.gamma(2.0, 1.0, (net.n_reaches, 48))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThalwegWarning)
+        outside = route(net, q, p, "muskingum_nonneg", dt=DT, device="cpu")
+        with torch.inference_mode():
+            inside = route(net, q, p, "muskingum_nonneg", dt=DT, device="cpu")
+            p_inf = {"k": torch.as_tensor(p["k"]), "x": torch.as_tensor(p["x"])}
+            first = nonneg_substeps(p_inf, DT)[0].clone()
+            p_inf["k"].mul_(0.01)  # in place, in inference mode: no version counter to see it
+            assert not torch.equal(nonneg_substeps(p_inf, DT)[0], first)
+    assert torch.equal(outside, inside)

@@ -126,3 +126,28 @@ def test_scheme_params_names_the_bad_parameter_and_keeps_gradients(device):
     mixed = scheme_params(net, SCHEMES["nash_cascade"], {"tau": tau, "n": 2.0}, dtype=torch.float64, device=device)
     mixed["tau"].sum().backward()
     assert torch.equal(tau.grad, torch.ones_like(tau)) and float(mixed["n"][0]) == 2.0
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_check_values_refuses_exactly_what_the_bounds_rule_refuses(kind):
+    """check_values decides from the smallest and largest value (an interval rule); the oracle is the rule itself
+    over every value (Parameter.outside): one bad value of each kind at a random reach is refused and named,
+    values at the bounds pass."""
+    from thalweg.params import check_values
+
+    net = _net()
+    n = net.n_reaches
+    rng = np.random.default_rng(11)
+    for spec in (SCHEMES["muskingum"].parameters[0], SCHEMES["muskingum"].parameters[1]):  # k (positive), x
+        base = rng.uniform(max(spec.lower, 1e-3), min(spec.upper, 10.0), n)
+        cases = [np.nan, np.inf, -np.inf, spec.lower - 1.0, spec.upper * 2.0 + 1.0, spec.lower, spec.upper, 0.0]
+        for value in cases:
+            at = int(rng.integers(n))
+            arr = base.copy()
+            arr[at] = value
+            given = arr if kind == "numpy" else torch.as_tensor(arr)
+            if spec.outside(arr).any():
+                with pytest.raises(InputError, match=rf"'{spec.name}' .* at 1 reaches: {net.ids[at]}"):
+                    check_values(net, spec, given)
+            else:
+                check_values(net, spec, given)  # no error
