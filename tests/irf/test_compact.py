@@ -285,8 +285,10 @@ def test_lag_compact_is_its_two_taps():
     rng = np.random.default_rng(3)
     p = {"lag": torch.as_tensor(np.concatenate([rng.uniform(0, 30 * 3600.0, 40), [0.0, 3600.0, 7200.0]]))}
     comp = SCHEMES["pure_lag"].compact(p, 3600.0, 24, support_tol(torch.float32))
-    first, w = lag.two_taps(p, 3600.0)
-    assert torch.equal(comp.first, torch.from_numpy(first)) and torch.equal(comp.taps, w)
+    d = p["lag"].numpy() / 3600.0
+    first = np.floor(d)
+    assert comp.first.dtype == torch.int64 and np.array_equal(comp.first.numpy(), first.astype(np.int64))
+    np.testing.assert_allclose(comp.taps.numpy(), np.stack([1.0 - (d - first), d - first], -1), rtol=0, atol=1e-15)
     assert (comp.count == 2).all()  # whole lags too: the second tap (0) keeps its gradient
     full, _ = lag.kernel(p, 3600.0, 40)
     taps, _ = _gathered(full, comp)

@@ -12,22 +12,17 @@ def kernel(params, dt: float, n_steps: int):
     return torch.clamp(1.0 - torch.abs(k - d), min=0.0), None
 
 
-def two_taps(params, dt: float):
-    """The kernel's only nonzero taps: ``(first [N] int64 numpy, w [N, 2])`` with h[first] = w[:, 0] = 1 - f
-    and h[first + 1] = w[:, 1] = f, first = floor(d), f = d - first (differentiable in the lag): the same
-    kernel as ``kernel`` (a shift when d is whole, a two-tap filter otherwise)."""
+def compact(params, dt: float, n_steps: int, tol: float) -> Compact:
+    """``Scheme.compact``: the kernel's only nonzero taps, h[first] = 1 - f and h[first + 1] = f, first = floor(d),
+    f = d - first for d = lag / dt (differentiable in the lag): the same kernel as ``kernel`` (a shift when d is
+    whole, a two-tap filter otherwise). They hold all of the mass, so ``tol`` and ``n_steps`` change nothing; count
+    2 also where the second tap is 0, a whole lag, so the lag's gradient keeps both taps. Everything stays on the
+    parameters' device (no copy to the host and back per call)."""
     d = params["lag"] / dt
     first = torch.floor(d.detach())
     f = d - first
-    return first.to(torch.int64).cpu().numpy(), torch.stack([1.0 - f, f], dim=-1)
-
-
-def compact(params, dt: float, n_steps: int, tol: float) -> Compact:
-    """``Scheme.compact``: the two taps of :func:`two_taps` (all of the mass, so ``tol`` and ``n_steps`` change
-    nothing; count 2 also where the second tap is 0, a whole lag, so the lag's gradient keeps both taps)."""
-    first, w = two_taps(params, dt)
-    first = torch.from_numpy(first).to(w.device)
-    return Compact(first, torch.full_like(first, 2), w.to(torch.float64))
+    first = first.to(torch.int64)
+    return Compact(first, torch.full_like(first, 2), torch.stack([1.0 - f, f], dim=-1).to(torch.float64))
 
 
 SCHEME = Scheme(
