@@ -278,6 +278,9 @@ def main(argv=None):
     ap.add_argument("--diffroute-delays", type=int, nargs="+", default=[48, 256, 1024])
     ap.add_argument("--precision", default="ieee", help="closure engine: ieee, tf32x3 or tf32")
     # closure engine: the deep slow case of issue 13 (one deep basin, slow water: long path kernels)
+    ap.add_argument("--postorder", action="store_true",
+                    help="route the lattice renumbered in its post-order (RiverNetwork.in_postorder()): the compiled "
+                         "CPU passes then read and write the rows in memory order (about 15 %% faster)")
     ap.add_argument("--deep", action="store_true",
                     help="one deep basin per size (scheidegger_network(size, seed=1, single_basin=True): "
                          "--sizes 3500 gives 4,999 reaches, 127 levels), Muskingum k = length / --deep-celerity, "
@@ -323,6 +326,8 @@ def main(argv=None):
     for size in args.sizes:
         t0 = time.perf_counter()
         net = scheidegger_network(size, seed=1, single_basin=args.deep)
+        if args.postorder:
+            net = net.in_postorder()
         t_net = time.perf_counter() - t0
         t0 = time.perf_counter()
         build_topology(net)
@@ -340,7 +345,8 @@ def main(argv=None):
             runoff_cpu = runoff.cpu() if net.n_reaches <= args.reference_max else None
             base = {"size": net.n_reaches, "levels": net.n_levels, "steps": steps, "batch": args.batch,
                     "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                    "threads": torch.get_num_threads(), "network_build_s": t_net, "topology_s": t_topo}
+                    "threads": torch.get_num_threads(), "network_build_s": t_net, "topology_s": t_topo,
+                    "reach_order": "post-order" if args.postorder else "lattice"}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ThalwegWarning)
                 ref = None

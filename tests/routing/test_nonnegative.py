@@ -59,7 +59,9 @@ def test_x_kept_where_a_sub_step_can_and_lowered_with_one_warning_naming_ids(rng
     net = small_tree()
     k = np.full(net.n_reaches, 3600.0)
     k[[1, 5]] = 86400.0  # dt < 2Kx: x must be lowered to dt/(2K) there
-    params = {"k": k, "x": np.full(net.n_reaches, 0.25)}
+    x = np.full(net.n_reaches, 0.4)  # kept at k = 3600 s (2Kx = 2880 s <= dt <= 2K(1-x) = 4320 s)
+    x[[1, 5]] = 0.25
+    params = {"k": k, "x": x}
     q = rng.gamma(2.0, 1.0, size=(net.n_reaches, 50))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -67,6 +69,9 @@ def test_x_kept_where_a_sub_step_can_and_lowered_with_one_warning_naming_ids(rng
     texts = [str(w.message) for w in caught if issubclass(w.category, ThalwegWarning)]
     assert len(texts) == 1, texts
     assert "on 2 of 9 reaches (2, 6)" in texts[0] and "x lowered" in texts[0]
+    # the figures, over the lowered reaches only: x from 0.25 (0.4 elsewhere) down to dt / (2K), both with dt < 2Kx
+    assert f"from up to 0.25 to as low as {DT / (2 * 86400.0):.3g})" in texts[0], texts[0]
+    assert "2 of them have dt < 2Kx" in texts[0], texts[0]
     assert "scheme='muskingum'" in texts[0]  # the Python keyword, where the user is
     # away from the lowered reaches the result is plain Muskingum's (s = 1, x kept)
     p_t = {"k": torch.as_tensor(k), "x": torch.as_tensor(params["x"])}
@@ -165,32 +170,39 @@ def test_sample_basin_negative_with_the_old_defaults_none_with_the_new():
     np.testing.assert_allclose(out["muskingum_nonneg"][outlet].sum(), out["muskingum"][outlet].sum(), rtol=1e-3)
 
 
-def test_substeps_follow_in_place_changes_and_gradients_match_finite_differences(rng):
-    """The sub-step choice is kept for the same k and x tensors (a prepared route asks twice); an in-place change
-    (an optimizer's step) must give the choice of the new values, and the recursion's gradients in k and x stay
-    those of the formulas (gradcheck perturbs k and x in place too)."""
+def test_substep_choice_is_shared_only_inside_a_scope_and_gradients_match_finite_differences(rng):
+    """A prepared route makes the sub-step choice once for its report and its recursion (``irf.base.shared_scope``);
+    outside such a block nothing is kept, so parameters changed in ways that bump no version counter (``.data``,
+    a numpy array under the tensor, fused optimizers) still get the choice of their new values. The rewritten
+    selections (no torch.where) keep the formulas' gradients."""
+    from thalweg.irf.base import shared_scope
+
     n = 64
-    k = torch.as_tensor(np.exp(rng.uniform(np.log(60.0), np.log(5 * 86400.0), n)), dtype=torch.float64)
+    k_np = np.exp(rng.uniform(np.log(60.0), np.log(5 * 86400.0), n))
+    k = torch.from_numpy(k_np)  # shares k_np's memory
     x = torch.as_tensor(rng.uniform(0.0, 0.5, n), dtype=torch.float64)
     p = {"k": k, "x": x}
-    first = [t.clone() for t in nonneg_substeps(p, DT)]
+    first = nonneg_substeps(p, DT)[0].clone()
+    k_np *= 0.01  # short reaches: more of them need sub-steps or a lowered x; k's version counter does not move
+    assert not torch.equal(nonneg_substeps(p, DT)[0], first)
     with torch.no_grad():
-        k.mul_(0.01)  # short reaches: more of them need sub-steps or a lowered x
-    again = nonneg_substeps(p, DT)
-    fresh = nonneg_substeps({"k": k.clone(), "x": x.clone()}, DT)
-    for a, b in zip(again, fresh):
-        assert torch.equal(a, b)
-    assert not torch.equal(first[0], again[0])
+        k.data.mul_(100.0)
+    assert torch.equal(nonneg_substeps(p, DT)[0], first)
+    with shared_scope():
+        a, b = nonneg_substeps(p, DT)[0], nonneg_substeps(p, DT)[0]
+        assert a is b  # made once in the block
+        assert nonneg_substeps({"k": k.clone(), "x": x}, DT)[0] is not a  # other tensors: their own choice
+    assert nonneg_substeps(p, DT)[0] is not a  # nothing kept after it
 
     scheme = SCHEMES["muskingum_nonneg"]
-    kk = k.clone().requires_grad_(True)
+    kk = torch.as_tensor(k_np * 0.5).requires_grad_(True)
     xx = x.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, b: scheme.recursion({"k": a, "x": b}, DT).stacked(), (kk, xx))
 
 
 def test_routes_in_inference_mode_and_after_it(rng):
-    """Inference-mode tensors count no versions: the sub-step choice is made afresh for them, and the discharge is
-    the one routed outside inference mode."""
+    """In inference mode (tensors without version counters) the discharge is the one routed outside it, and an
+    in-place change of k there is seen by the next sub-step choice."""
     net = small_tree()
     p = {"k": rng.uniform(600.0, 20000.0, net.n_reaches), "x": rng.uniform(0.1, 0.5, net.n_reaches)}
     q = rng.gamma(2.0, 1.0, (net.n_reaches, 48))

@@ -151,3 +151,17 @@ def test_check_values_refuses_exactly_what_the_bounds_rule_refuses(kind):
                     check_values(net, spec, given)
             else:
                 check_values(net, spec, given)  # no error
+
+
+def test_check_values_takes_any_float_tensor():
+    """float16 and bfloat16 tensors (numpy has no bfloat16) are checked as the others are."""
+    from thalweg.params import check_values
+
+    net = _net()
+    spec = SCHEMES["muskingum"].parameters[1]  # x in [0, 0.5]
+    for dtype in (torch.float16, torch.bfloat16):
+        check_values(net, spec, torch.full((net.n_reaches,), 0.25, dtype=dtype))
+        bad = torch.full((net.n_reaches,), 0.25, dtype=dtype)
+        bad[3] = 0.75
+        with pytest.raises(InputError, match=rf"'x' .* at 1 reaches: {net.ids[3]}"):
+            check_values(net, spec, bad)

@@ -6,17 +6,49 @@ kernels, so adding a scheme never touches an engine.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 __all__ = ["PRIORS", "SUPPORT_TOL", "Compact", "Kernels", "Parameter", "Recursion", "Scheme", "cdf_support",
-           "steps_index", "support_tol", "taps_support", "truncate"]
+           "shared", "shared_scope", "steps_index", "support_tol", "taps_support", "truncate"]
 
 Params = Mapping[str, torch.Tensor]
+
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("thalweg_irf_shared", default=None)
+
+
+@contextlib.contextmanager
+def shared_scope() -> Iterator[None]:
+    """A block in which a scheme's hooks share what they derive, without grad, from the same parameter tensors
+    (:func:`shared`): a prepared route calls ``adjusted`` and then ``recursion`` on one set of parameters, and
+    ``muskingum_nonneg`` chooses its sub-steps for both. Inside the block the parameters must not change (the
+    routing changes none); outside it nothing is kept, so an optimizer's step, however it writes, is always seen."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared(name: str, tensors: tuple[torch.Tensor, ...], extra: tuple, make: Callable[[], Any]) -> Any:
+    """``make()``, made once per ``(name, tensors, extra)`` inside a :func:`shared_scope` (tensors matched by
+    identity and held until the block ends), on every call outside one. ``make`` must be a pure function of the
+    tensors' values and ``extra``, without grad."""
+    store = _SHARED.get()
+    if store is None:
+        return make()
+    key = (name, tuple(id(t) for t in tensors), extra)
+    hit = store.get(key)
+    if hit is None:
+        hit = store[key] = (tensors, make())  # the tensors kept alive: their ids stay theirs in the block
+    return hit[1]
 
 
 PRIORS = ("default", "travel_time", "velocity")

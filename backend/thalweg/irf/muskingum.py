@@ -17,12 +17,11 @@ Equivalent recursion: Q[t] = C2 Q[t-1] + C0 U[t] + C1 U[t-1] + (C0 + C1) q[t].
 from __future__ import annotations
 
 import warnings
-import weakref
 
 import torch
 
 from ..errors import ThalwegWarning, opt, render_options
-from .base import Parameter, Recursion, Scheme, steps_index
+from .base import Parameter, Recursion, Scheme, shared, steps_index
 
 __all__ = ["NONNEGATIVE", "SCHEME", "SUBSTEPPED", "coefficients", "nonneg_substeps", "substeps"]
 
@@ -101,7 +100,7 @@ def _substepped_recursion(c0, c1, c2, s) -> Recursion:
     cancellation, and >= 0 whenever C1, C2 >= 0); g[k] = (1 - R) R^k."""
     a = c1 + c2 * c0
     big_r = _power(c2, s)
-    before = _power(c2, s - 1.0)  # C2^(s-1), once (a power costs nine adds here)
+    before = _power(c2, s - 1.0)  # C2^(s-1), once (torch.pow of two tensors: about nine adds' time on the CPU)
     h0 = c0 + a * (1.0 - before) / (1.0 - c2)
     b1 = c1 * before
     return Recursion(r=big_r, b0=h0, b1=b1, c0=1.0 - big_r, c1=torch.zeros_like(big_r))
@@ -148,29 +147,17 @@ def _best_lowered(r: torch.Tensor) -> torch.Tensor:
     return lo + take_hi * (hi - lo)
 
 
-# the last sub-step choice: (k, x, (k's version, x's version, dt), (s, keeps)), the tensors held weakly. A prepared
-# route asks for it twice with the same tensors (the lowered reaches' report, then the recursion); an in-place
-# change of k or x (an optimizer's step) bumps the tensor's version counter, so it is never taken for stale values.
-# Inference-mode tensors count no versions: their choice is never kept.
-_LAST_CHOICE: tuple | None = None
-
-
 def _substep_choice(k: torch.Tensor, x: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s, keeps): the sub-steps of :func:`nonneg_substeps` and where they keep the reach's own x (no grad)."""
-    global _LAST_CHOICE
-    key = None if k.is_inference() or x.is_inference() else (k._version, x._version, dt)
-    last = _LAST_CHOICE
-    if key is not None and last is not None and last[0]() is k and last[1]() is x and last[2] == key:
-        return last[3]
-    with torch.no_grad():
-        r = dt / (2.0 * k)
-        s_keep = torch.clamp(torch.ceil(r / torch.clamp(1.0 - x, min=1e-12)), min=1.0)
-        keeps = dt / s_keep >= 2.0 * k * x
-        s_low = _best_lowered(r)
-        s = s_low + keeps * (s_keep - s_low)  # whole numbers: exact, without torch.where (_best_lowered)
-    if key is not None:
-        _LAST_CHOICE = (weakref.ref(k), weakref.ref(x), key, (s, keeps))
-    return s, keeps
+    """(s, keeps): the sub-steps of :func:`nonneg_substeps` and where they keep the reach's own x (no grad); made
+    once for the report and the recursion of a prepared route (``base.shared``)."""
+    def make():
+        with torch.no_grad():
+            r = dt / (2.0 * k)
+            s_keep = torch.clamp(torch.ceil(r / torch.clamp(1.0 - x, min=1e-12)), min=1.0)
+            keeps = dt / s_keep >= 2.0 * k * x
+            s_low = _best_lowered(r)
+            return s_low + keeps * (s_keep - s_low), keeps  # whole numbers: exact, without torch.where
+    return shared("muskingum_nonneg.substeps", (k, x), (float(dt),), make)
 
 
 def nonneg_substeps(params, dt: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import InputError, RunoffError, ThalwegWarning, format_ids, opt, render_options
 from ..irf import Kernels, get_scheme, truncate
+from ..irf.base import shared_scope
 from ..network import RiverNetwork
 from . import engines as _engines
 from .params import scheme_params
@@ -183,14 +184,15 @@ class PreparedRoute:
         if at is not None:
             self.out_index = torch.as_tensor(network.index_of(at, what="output reach ids"), device=self.device)
         self.params = scheme_params(network, self.scheme, params, dtype=torch.float64, device=self.device)
-        report_adjusted(network, self.scheme, self.params, self.dt, stacklevel=_stacklevel)  # at the caller
         self.topo = topology(network)
         self._cache: dict = {}
         self._grad = any(v.requires_grad for v in self.params.values())
         self._given = params if self._grad else None  # the user's tensors: converted again on each call
-        if not self._grad and network.splits is None:
-            with torch.no_grad():
-                _engines.precompute(self._cache, self.scheme, self.params, self.dt, engine, kernel_length)
+        with shared_scope():  # the report and the coefficients derive from the same tensors (muskingum_nonneg's s)
+            report_adjusted(network, self.scheme, self.params, self.dt, stacklevel=_stacklevel)  # at the caller
+            if not self._grad and network.splits is None:
+                with torch.no_grad():
+                    _engines.precompute(self._cache, self.scheme, self.params, self.dt, engine, kernel_length)
 
     def _one(self, values, state, want, progress):
         q, squeeze = _as_batch(self.network, values, self.device, self.dtype)

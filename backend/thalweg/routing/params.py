@@ -51,5 +51,6 @@ def _on(value: Any, device: torch.device | str, dtype: torch.dtype) -> torch.Ten
     parameter arrays on the host, 2.7 with them on the GPU)."""
     dev = torch.device(device)
     if dev.type == "cuda" and isinstance(value, np.ndarray) and value.size >= PINNED_MIN:
+        # float64 arrays (every caller's) take one host copy, into the pinned block; other dtypes convert first
         return torch.as_tensor(value).to(dtype).pin_memory().to(dev, non_blocking=True)
     return torch.as_tensor(value, device=dev).to(dtype=dtype)
