@@ -61,12 +61,15 @@ class Job:
         if self.cache is None or self.scheme.recursion is None:
             return self.scheme
         if "scheme" not in self.cache:
-            cache, compute = self.cache, self.scheme.recursion
+            # the coefficients in a box of their own, not in the cache: a closure over the cache, itself kept in
+            # the cache, made a reference cycle, so every route() call's parameters and coefficients (10 MB at 100k
+            # reaches) waited for Python's cyclic collector, and the next call's came from fresh pages
+            box, compute = [self.cache.get("recursion")], self.scheme.recursion  # precompute's, or None
 
             def recursion(params, dt):  # always this job's params and dt (route_exact, fft)
-                if "recursion" not in cache:
-                    cache["recursion"] = _Stacked.of(compute(params, dt))
-                return cache["recursion"]
+                if box[0] is None:
+                    box[0] = _Stacked.of(compute(params, dt))
+                return box[0]
 
             self.cache["scheme"] = dataclasses.replace(self.scheme, recursion=recursion)
         return self.cache["scheme"]
